@@ -1,0 +1,97 @@
+// Package telemetry wires OpenTelemetry tracing, trace propagation through
+// NATS headers, and slog logs that carry the trace id.
+package telemetry
+
+import (
+	"context"
+	"log/slog"
+	"os"
+
+	"github.com/nats-io/nats.go"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/propagation"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/trace"
+)
+
+// Propagator is the W3C trace-context propagator used on every NATS message.
+var propagator = propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{})
+
+// Propagator returns the propagator used on NATS headers.
+func Propagator() propagation.TextMapPropagator { return propagator }
+
+// HeaderCarrier adapts nats.Header to the OpenTelemetry carrier interface.
+type HeaderCarrier nats.Header
+
+// Get returns the first value of key.
+func (h HeaderCarrier) Get(key string) string { return nats.Header(h).Get(key) }
+
+// Set sets key to value.
+func (h HeaderCarrier) Set(key, value string) { nats.Header(h).Set(key, value) }
+
+// Keys lists the header names.
+func (h HeaderCarrier) Keys() []string {
+	out := make([]string, 0, len(h))
+	for k := range h {
+		out = append(out, k)
+	}
+	return out
+}
+
+// Inject writes ctx's span context into h (traceparent/tracestate).
+func Inject(ctx context.Context, h nats.Header) {
+	propagator.Inject(ctx, HeaderCarrier(h))
+}
+
+// Extract returns ctx with the remote span context found in h.
+func Extract(ctx context.Context, h nats.Header) context.Context {
+	if h == nil {
+		return ctx
+	}
+	return propagator.Extract(ctx, HeaderCarrier(h))
+}
+
+// Setup installs a tracer provider for service and returns it with a shutdown
+// function. Spans are exported by exporter when one is given (OTLP in
+// deployments); without one they are sampled and recorded but not exported,
+// so trace ids still reach the logs.
+func Setup(service string, exporter sdktrace.SpanExporter) (*sdktrace.TracerProvider, func(context.Context) error) {
+	opts := []sdktrace.TracerProviderOption{sdktrace.WithSampler(sdktrace.ParentBased(sdktrace.TraceIDRatioBased(1)))}
+	if exporter != nil {
+		opts = append(opts, sdktrace.WithBatcher(exporter))
+	}
+	tp := sdktrace.NewTracerProvider(opts...)
+	otel.SetTextMapPropagator(propagator)
+	return tp, tp.Shutdown
+}
+
+// TraceHandler is a slog.Handler that adds trace_id and span_id of the
+// record's context to every record.
+type TraceHandler struct{ slog.Handler }
+
+// Handle adds the trace attributes and forwards the record.
+func (h TraceHandler) Handle(ctx context.Context, r slog.Record) error {
+	if sc := trace.SpanContextFromContext(ctx); sc.IsValid() {
+		r.AddAttrs(slog.String("trace_id", sc.TraceID().String()), slog.String("span_id", sc.SpanID().String()))
+	}
+	return h.Handler.Handle(ctx, r)
+}
+
+// WithAttrs keeps the wrapper.
+func (h TraceHandler) WithAttrs(a []slog.Attr) slog.Handler {
+	return TraceHandler{h.Handler.WithAttrs(a)}
+}
+
+// WithGroup keeps the wrapper.
+func (h TraceHandler) WithGroup(name string) slog.Handler { return TraceHandler{h.Handler.WithGroup(name)} }
+
+// NewLogger returns a JSON slog logger (text when format is "text") at level,
+// tagged with the service name and carrying trace ids.
+func NewLogger(service, format string, level slog.Level) *slog.Logger {
+	opts := &slog.HandlerOptions{Level: level}
+	var h slog.Handler = slog.NewJSONHandler(os.Stderr, opts)
+	if format == "text" {
+		h = slog.NewTextHandler(os.Stderr, opts)
+	}
+	return slog.New(TraceHandler{h}).With("service", service)
+}

@@ -1,0 +1,108 @@
+package wire
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// StreamOptions are the per-environment settings of the streams.
+type StreamOptions struct {
+	// Replicas is the JetStream replication factor (1 on one machine, 3 in a cluster).
+	Replicas int
+	// DuplicateWindow is how long JetStream remembers Nats-Msg-Id values. Default 2m.
+	DuplicateWindow time.Duration
+	// CommandMaxAge bounds the command stream. Default 24h.
+	CommandMaxAge time.Duration
+	// EventMaxAge bounds the event stream; 0 keeps events forever (the log of record).
+	EventMaxAge time.Duration
+	// StatsMaxAge bounds the stats stream. Default 1h.
+	StatsMaxAge time.Duration
+	// Storage is file (default) or memory.
+	Storage jetstream.StorageType
+}
+
+// Validate checks the options.
+func (o StreamOptions) Validate() error {
+	if o.Replicas < 0 || o.Replicas > 5 {
+		return fmt.Errorf("wire: replicas %d: want 1..5", o.Replicas)
+	}
+	if o.DuplicateWindow < 0 || o.CommandMaxAge < 0 || o.EventMaxAge < 0 || o.StatsMaxAge < 0 {
+		return errors.New("wire: durations must not be negative")
+	}
+	return nil
+}
+
+func (o StreamOptions) withDefaults() StreamOptions {
+	if o.Replicas == 0 {
+		o.Replicas = 1
+	}
+	if o.DuplicateWindow == 0 {
+		o.DuplicateWindow = 2 * time.Minute
+	}
+	if o.CommandMaxAge == 0 {
+		o.CommandMaxAge = 24 * time.Hour
+	}
+	if o.StatsMaxAge == 0 {
+		o.StatsMaxAge = time.Hour
+	}
+	return o
+}
+
+// StreamConfigs returns the configuration of every stream of the contract.
+func StreamConfigs(o StreamOptions) []jetstream.StreamConfig {
+	o = o.withDefaults()
+	return []jetstream.StreamConfig{
+		{
+			Name:        StreamCommands,
+			Description: "accepted client commands, cmd.<zone>",
+			Subjects:    []string{CommandSubjects},
+			Retention:   jetstream.LimitsPolicy,
+			MaxAge:      o.CommandMaxAge,
+			Duplicates:  o.DuplicateWindow,
+			Replicas:    o.Replicas,
+			Storage:     o.Storage,
+			Discard:     jetstream.DiscardOld,
+		},
+		{
+			Name:        StreamEvents,
+			Description: "zone event logs of record, evt.<zone>",
+			Subjects:    []string{EventSubjects},
+			Retention:   jetstream.LimitsPolicy,
+			MaxAge:      o.EventMaxAge,
+			Duplicates:  o.DuplicateWindow,
+			Replicas:    o.Replicas,
+			Storage:     o.Storage,
+			// Never drop events to make room: refuse the append instead.
+			Discard: jetstream.DiscardNew,
+		},
+		{
+			Name:        StreamStats,
+			Description: "DB stats events, stats.db.<shard>",
+			Subjects:    []string{StatsDBSubjects},
+			Retention:   jetstream.LimitsPolicy,
+			MaxAge:      o.StatsMaxAge,
+			Duplicates:  time.Minute,
+			Replicas:    o.Replicas,
+			Storage:     o.Storage,
+			Discard:     jetstream.DiscardOld,
+		},
+	}
+}
+
+// EnsureStreams creates or updates every stream of the contract. It is safe to
+// call from every service at start.
+func EnsureStreams(ctx context.Context, js jetstream.JetStream, o StreamOptions) error {
+	if err := o.Validate(); err != nil {
+		return err
+	}
+	for _, cfg := range StreamConfigs(o) {
+		if _, err := js.CreateOrUpdateStream(ctx, cfg); err != nil {
+			return fmt.Errorf("wire: ensure stream %s: %w (is JetStream enabled on the server?)", cfg.Name, err)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,7 @@
+module github.com/realmstream/realmstream/stack
+
+go 1.26.8
+
+require github.com/realmstream/realmstream/libs v0.0.0
+
+replace github.com/realmstream/realmstream/libs => ../libs
