@@ -673,6 +673,7 @@ type ServerPacket struct {
 	//	*ServerPacket_Error
 	//	*ServerPacket_Busy
 	//	*ServerPacket_Pong
+	//	*ServerPacket_ZoneChanged
 	Body          isServerPacket_Body `protobuf_oneof:"body"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -776,6 +777,15 @@ func (x *ServerPacket) GetPong() *Pong {
 	return nil
 }
 
+func (x *ServerPacket) GetZoneChanged() *ZoneChanged {
+	if x != nil {
+		if x, ok := x.Body.(*ServerPacket_ZoneChanged); ok {
+			return x.ZoneChanged
+		}
+	}
+	return nil
+}
+
 type isServerPacket_Body interface {
 	isServerPacket_Body()
 }
@@ -804,6 +814,10 @@ type ServerPacket_Pong struct {
 	Pong *Pong `protobuf:"bytes,15,opt,name=pong,proto3,oneof"`
 }
 
+type ServerPacket_ZoneChanged struct {
+	ZoneChanged *ZoneChanged `protobuf:"bytes,16,opt,name=zone_changed,json=zoneChanged,proto3,oneof"`
+}
+
 func (*ServerPacket_Welcome) isServerPacket_Body() {}
 
 func (*ServerPacket_Ack) isServerPacket_Body() {}
@@ -815,6 +829,78 @@ func (*ServerPacket_Error) isServerPacket_Body() {}
 func (*ServerPacket_Busy) isServerPacket_Body() {}
 
 func (*ServerPacket_Pong) isServerPacket_Body() {}
+
+func (*ServerPacket_ZoneChanged) isServerPacket_Body() {}
+
+// ZoneChanged tells the client its player now lives in another zone (after a
+// zone transfer), at (x, y) in that zone's coordinates.
+type ZoneChanged struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Zone          string                 `protobuf:"bytes,1,opt,name=zone,proto3" json:"zone,omitempty"`
+	X             float32                `protobuf:"fixed32,2,opt,name=x,proto3" json:"x,omitempty"`
+	Y             float32                `protobuf:"fixed32,3,opt,name=y,proto3" json:"y,omitempty"`
+	TransferId    string                 `protobuf:"bytes,4,opt,name=transfer_id,json=transferId,proto3" json:"transfer_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ZoneChanged) Reset() {
+	*x = ZoneChanged{}
+	mi := &file_client_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ZoneChanged) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ZoneChanged) ProtoMessage() {}
+
+func (x *ZoneChanged) ProtoReflect() protoreflect.Message {
+	mi := &file_client_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ZoneChanged.ProtoReflect.Descriptor instead.
+func (*ZoneChanged) Descriptor() ([]byte, []int) {
+	return file_client_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *ZoneChanged) GetZone() string {
+	if x != nil {
+		return x.Zone
+	}
+	return ""
+}
+
+func (x *ZoneChanged) GetX() float32 {
+	if x != nil {
+		return x.X
+	}
+	return 0
+}
+
+func (x *ZoneChanged) GetY() float32 {
+	if x != nil {
+		return x.Y
+	}
+	return 0
+}
+
+func (x *ZoneChanged) GetTransferId() string {
+	if x != nil {
+		return x.TransferId
+	}
+	return ""
+}
 
 type Welcome struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -829,7 +915,7 @@ type Welcome struct {
 
 func (x *Welcome) Reset() {
 	*x = Welcome{}
-	mi := &file_client_proto_msgTypes[9]
+	mi := &file_client_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -841,7 +927,7 @@ func (x *Welcome) String() string {
 func (*Welcome) ProtoMessage() {}
 
 func (x *Welcome) ProtoReflect() protoreflect.Message {
-	mi := &file_client_proto_msgTypes[9]
+	mi := &file_client_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -854,7 +940,7 @@ func (x *Welcome) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Welcome.ProtoReflect.Descriptor instead.
 func (*Welcome) Descriptor() ([]byte, []int) {
-	return file_client_proto_rawDescGZIP(), []int{9}
+	return file_client_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *Welcome) GetSessionId() string {
@@ -903,7 +989,7 @@ type Ack struct {
 
 func (x *Ack) Reset() {
 	*x = Ack{}
-	mi := &file_client_proto_msgTypes[10]
+	mi := &file_client_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -915,7 +1001,7 @@ func (x *Ack) String() string {
 func (*Ack) ProtoMessage() {}
 
 func (x *Ack) ProtoReflect() protoreflect.Message {
-	mi := &file_client_proto_msgTypes[10]
+	mi := &file_client_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -928,7 +1014,7 @@ func (x *Ack) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Ack.ProtoReflect.Descriptor instead.
 func (*Ack) Descriptor() ([]byte, []int) {
-	return file_client_proto_rawDescGZIP(), []int{10}
+	return file_client_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *Ack) GetStreamSeq() uint64 {
@@ -955,7 +1041,7 @@ type Update struct {
 
 func (x *Update) Reset() {
 	*x = Update{}
-	mi := &file_client_proto_msgTypes[11]
+	mi := &file_client_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -967,7 +1053,7 @@ func (x *Update) String() string {
 func (*Update) ProtoMessage() {}
 
 func (x *Update) ProtoReflect() protoreflect.Message {
-	mi := &file_client_proto_msgTypes[11]
+	mi := &file_client_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -980,7 +1066,7 @@ func (x *Update) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Update.ProtoReflect.Descriptor instead.
 func (*Update) Descriptor() ([]byte, []int) {
-	return file_client_proto_rawDescGZIP(), []int{11}
+	return file_client_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *Update) GetZoneUpdate() *ZoneUpdate {
@@ -1000,7 +1086,7 @@ type Error struct {
 
 func (x *Error) Reset() {
 	*x = Error{}
-	mi := &file_client_proto_msgTypes[12]
+	mi := &file_client_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1012,7 +1098,7 @@ func (x *Error) String() string {
 func (*Error) ProtoMessage() {}
 
 func (x *Error) ProtoReflect() protoreflect.Message {
-	mi := &file_client_proto_msgTypes[12]
+	mi := &file_client_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1025,7 +1111,7 @@ func (x *Error) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Error.ProtoReflect.Descriptor instead.
 func (*Error) Descriptor() ([]byte, []int) {
-	return file_client_proto_rawDescGZIP(), []int{12}
+	return file_client_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *Error) GetCode() ErrorCode {
@@ -1052,7 +1138,7 @@ type Busy struct {
 
 func (x *Busy) Reset() {
 	*x = Busy{}
-	mi := &file_client_proto_msgTypes[13]
+	mi := &file_client_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1064,7 +1150,7 @@ func (x *Busy) String() string {
 func (*Busy) ProtoMessage() {}
 
 func (x *Busy) ProtoReflect() protoreflect.Message {
-	mi := &file_client_proto_msgTypes[13]
+	mi := &file_client_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1077,7 +1163,7 @@ func (x *Busy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Busy.ProtoReflect.Descriptor instead.
 func (*Busy) Descriptor() ([]byte, []int) {
-	return file_client_proto_rawDescGZIP(), []int{13}
+	return file_client_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *Busy) GetRetryAfterMs() int32 {
@@ -1097,7 +1183,7 @@ type Pong struct {
 
 func (x *Pong) Reset() {
 	*x = Pong{}
-	mi := &file_client_proto_msgTypes[14]
+	mi := &file_client_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1109,7 +1195,7 @@ func (x *Pong) String() string {
 func (*Pong) ProtoMessage() {}
 
 func (x *Pong) ProtoReflect() protoreflect.Message {
-	mi := &file_client_proto_msgTypes[14]
+	mi := &file_client_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1122,7 +1208,7 @@ func (x *Pong) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Pong.ProtoReflect.Descriptor instead.
 func (*Pong) Descriptor() ([]byte, []int) {
-	return file_client_proto_rawDescGZIP(), []int{14}
+	return file_client_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *Pong) GetClientTimeNs() int64 {
@@ -1157,7 +1243,7 @@ type ZoneUpdate struct {
 
 func (x *ZoneUpdate) Reset() {
 	*x = ZoneUpdate{}
-	mi := &file_client_proto_msgTypes[15]
+	mi := &file_client_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1169,7 +1255,7 @@ func (x *ZoneUpdate) String() string {
 func (*ZoneUpdate) ProtoMessage() {}
 
 func (x *ZoneUpdate) ProtoReflect() protoreflect.Message {
-	mi := &file_client_proto_msgTypes[15]
+	mi := &file_client_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1182,7 +1268,7 @@ func (x *ZoneUpdate) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ZoneUpdate.ProtoReflect.Descriptor instead.
 func (*ZoneUpdate) Descriptor() ([]byte, []int) {
-	return file_client_proto_rawDescGZIP(), []int{15}
+	return file_client_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *ZoneUpdate) GetZone() string {
@@ -1256,7 +1342,7 @@ type EntityView struct {
 
 func (x *EntityView) Reset() {
 	*x = EntityView{}
-	mi := &file_client_proto_msgTypes[16]
+	mi := &file_client_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1268,7 +1354,7 @@ func (x *EntityView) String() string {
 func (*EntityView) ProtoMessage() {}
 
 func (x *EntityView) ProtoReflect() protoreflect.Message {
-	mi := &file_client_proto_msgTypes[16]
+	mi := &file_client_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1281,7 +1367,7 @@ func (x *EntityView) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EntityView.ProtoReflect.Descriptor instead.
 func (*EntityView) Descriptor() ([]byte, []int) {
-	return file_client_proto_rawDescGZIP(), []int{16}
+	return file_client_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *EntityView) GetId() string {
@@ -1344,7 +1430,7 @@ type ChatLine struct {
 
 func (x *ChatLine) Reset() {
 	*x = ChatLine{}
-	mi := &file_client_proto_msgTypes[17]
+	mi := &file_client_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1356,7 +1442,7 @@ func (x *ChatLine) String() string {
 func (*ChatLine) ProtoMessage() {}
 
 func (x *ChatLine) ProtoReflect() protoreflect.Message {
-	mi := &file_client_proto_msgTypes[17]
+	mi := &file_client_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1369,7 +1455,7 @@ func (x *ChatLine) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ChatLine.ProtoReflect.Descriptor instead.
 func (*ChatLine) Descriptor() ([]byte, []int) {
-	return file_client_proto_rawDescGZIP(), []int{17}
+	return file_client_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *ChatLine) GetFrom() string {
@@ -1405,7 +1491,7 @@ type CombatLine struct {
 
 func (x *CombatLine) Reset() {
 	*x = CombatLine{}
-	mi := &file_client_proto_msgTypes[18]
+	mi := &file_client_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1417,7 +1503,7 @@ func (x *CombatLine) String() string {
 func (*CombatLine) ProtoMessage() {}
 
 func (x *CombatLine) ProtoReflect() protoreflect.Message {
-	mi := &file_client_proto_msgTypes[18]
+	mi := &file_client_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1430,7 +1516,7 @@ func (x *CombatLine) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CombatLine.ProtoReflect.Descriptor instead.
 func (*CombatLine) Descriptor() ([]byte, []int) {
-	return file_client_proto_rawDescGZIP(), []int{18}
+	return file_client_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *CombatLine) GetAttacker() string {
@@ -1493,7 +1579,7 @@ const file_client_proto_rawDesc = "" +
 	"\x06Attack\x12\x1b\n" +
 	"\ttarget_id\x18\x01 \x01(\tR\btargetId\",\n" +
 	"\x04Ping\x12$\n" +
-	"\x0eclient_time_ns\x18\x01 \x01(\x03R\fclientTimeNs\"\xc6\x02\n" +
+	"\x0eclient_time_ns\x18\x01 \x01(\x03R\fclientTimeNs\"\x88\x03\n" +
 	"\fServerPacket\x12\x17\n" +
 	"\aack_seq\x18\x01 \x01(\x04R\x06ackSeq\x123\n" +
 	"\awelcome\x18\n" +
@@ -1502,8 +1588,15 @@ const file_client_proto_rawDesc = "" +
 	"\x06update\x18\f \x01(\v2\x16.realmstream.v1.UpdateH\x00R\x06update\x12-\n" +
 	"\x05error\x18\r \x01(\v2\x15.realmstream.v1.ErrorH\x00R\x05error\x12*\n" +
 	"\x04busy\x18\x0e \x01(\v2\x14.realmstream.v1.BusyH\x00R\x04busy\x12*\n" +
-	"\x04pong\x18\x0f \x01(\v2\x14.realmstream.v1.PongH\x00R\x04pongB\x06\n" +
-	"\x04body\"\x9c\x01\n" +
+	"\x04pong\x18\x0f \x01(\v2\x14.realmstream.v1.PongH\x00R\x04pong\x12@\n" +
+	"\fzone_changed\x18\x10 \x01(\v2\x1b.realmstream.v1.ZoneChangedH\x00R\vzoneChangedB\x06\n" +
+	"\x04body\"^\n" +
+	"\vZoneChanged\x12\x12\n" +
+	"\x04zone\x18\x01 \x01(\tR\x04zone\x12\f\n" +
+	"\x01x\x18\x02 \x01(\x02R\x01x\x12\f\n" +
+	"\x01y\x18\x03 \x01(\x02R\x01y\x12\x1f\n" +
+	"\vtransfer_id\x18\x04 \x01(\tR\n" +
+	"transferId\"\x9c\x01\n" +
 	"\aWelcome\x12\x1d\n" +
 	"\n" +
 	"session_id\x18\x01 \x01(\tR\tsessionId\x12\x1b\n" +
@@ -1587,7 +1680,7 @@ func file_client_proto_rawDescGZIP() []byte {
 }
 
 var file_client_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_client_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
+var file_client_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
 var file_client_proto_goTypes = []any{
 	(ChatScope)(0),       // 0: realmstream.v1.ChatScope
 	(ErrorCode)(0),       // 1: realmstream.v1.ErrorCode
@@ -1600,16 +1693,17 @@ var file_client_proto_goTypes = []any{
 	(*Attack)(nil),       // 8: realmstream.v1.Attack
 	(*Ping)(nil),         // 9: realmstream.v1.Ping
 	(*ServerPacket)(nil), // 10: realmstream.v1.ServerPacket
-	(*Welcome)(nil),      // 11: realmstream.v1.Welcome
-	(*Ack)(nil),          // 12: realmstream.v1.Ack
-	(*Update)(nil),       // 13: realmstream.v1.Update
-	(*Error)(nil),        // 14: realmstream.v1.Error
-	(*Busy)(nil),         // 15: realmstream.v1.Busy
-	(*Pong)(nil),         // 16: realmstream.v1.Pong
-	(*ZoneUpdate)(nil),   // 17: realmstream.v1.ZoneUpdate
-	(*EntityView)(nil),   // 18: realmstream.v1.EntityView
-	(*ChatLine)(nil),     // 19: realmstream.v1.ChatLine
-	(*CombatLine)(nil),   // 20: realmstream.v1.CombatLine
+	(*ZoneChanged)(nil),  // 11: realmstream.v1.ZoneChanged
+	(*Welcome)(nil),      // 12: realmstream.v1.Welcome
+	(*Ack)(nil),          // 13: realmstream.v1.Ack
+	(*Update)(nil),       // 14: realmstream.v1.Update
+	(*Error)(nil),        // 15: realmstream.v1.Error
+	(*Busy)(nil),         // 16: realmstream.v1.Busy
+	(*Pong)(nil),         // 17: realmstream.v1.Pong
+	(*ZoneUpdate)(nil),   // 18: realmstream.v1.ZoneUpdate
+	(*EntityView)(nil),   // 19: realmstream.v1.EntityView
+	(*ChatLine)(nil),     // 20: realmstream.v1.ChatLine
+	(*CombatLine)(nil),   // 21: realmstream.v1.CombatLine
 }
 var file_client_proto_depIdxs = []int32{
 	3,  // 0: realmstream.v1.ClientPacket.hello:type_name -> realmstream.v1.Hello
@@ -1620,23 +1714,24 @@ var file_client_proto_depIdxs = []int32{
 	8,  // 5: realmstream.v1.ClientPacket.attack:type_name -> realmstream.v1.Attack
 	9,  // 6: realmstream.v1.ClientPacket.ping:type_name -> realmstream.v1.Ping
 	0,  // 7: realmstream.v1.Chat.scope:type_name -> realmstream.v1.ChatScope
-	11, // 8: realmstream.v1.ServerPacket.welcome:type_name -> realmstream.v1.Welcome
-	12, // 9: realmstream.v1.ServerPacket.ack:type_name -> realmstream.v1.Ack
-	13, // 10: realmstream.v1.ServerPacket.update:type_name -> realmstream.v1.Update
-	14, // 11: realmstream.v1.ServerPacket.error:type_name -> realmstream.v1.Error
-	15, // 12: realmstream.v1.ServerPacket.busy:type_name -> realmstream.v1.Busy
-	16, // 13: realmstream.v1.ServerPacket.pong:type_name -> realmstream.v1.Pong
-	17, // 14: realmstream.v1.Update.zone_update:type_name -> realmstream.v1.ZoneUpdate
-	1,  // 15: realmstream.v1.Error.code:type_name -> realmstream.v1.ErrorCode
-	18, // 16: realmstream.v1.ZoneUpdate.entities:type_name -> realmstream.v1.EntityView
-	19, // 17: realmstream.v1.ZoneUpdate.chat:type_name -> realmstream.v1.ChatLine
-	20, // 18: realmstream.v1.ZoneUpdate.combat:type_name -> realmstream.v1.CombatLine
-	0,  // 19: realmstream.v1.ChatLine.scope:type_name -> realmstream.v1.ChatScope
-	20, // [20:20] is the sub-list for method output_type
-	20, // [20:20] is the sub-list for method input_type
-	20, // [20:20] is the sub-list for extension type_name
-	20, // [20:20] is the sub-list for extension extendee
-	0,  // [0:20] is the sub-list for field type_name
+	12, // 8: realmstream.v1.ServerPacket.welcome:type_name -> realmstream.v1.Welcome
+	13, // 9: realmstream.v1.ServerPacket.ack:type_name -> realmstream.v1.Ack
+	14, // 10: realmstream.v1.ServerPacket.update:type_name -> realmstream.v1.Update
+	15, // 11: realmstream.v1.ServerPacket.error:type_name -> realmstream.v1.Error
+	16, // 12: realmstream.v1.ServerPacket.busy:type_name -> realmstream.v1.Busy
+	17, // 13: realmstream.v1.ServerPacket.pong:type_name -> realmstream.v1.Pong
+	11, // 14: realmstream.v1.ServerPacket.zone_changed:type_name -> realmstream.v1.ZoneChanged
+	18, // 15: realmstream.v1.Update.zone_update:type_name -> realmstream.v1.ZoneUpdate
+	1,  // 16: realmstream.v1.Error.code:type_name -> realmstream.v1.ErrorCode
+	19, // 17: realmstream.v1.ZoneUpdate.entities:type_name -> realmstream.v1.EntityView
+	20, // 18: realmstream.v1.ZoneUpdate.chat:type_name -> realmstream.v1.ChatLine
+	21, // 19: realmstream.v1.ZoneUpdate.combat:type_name -> realmstream.v1.CombatLine
+	0,  // 20: realmstream.v1.ChatLine.scope:type_name -> realmstream.v1.ChatScope
+	21, // [21:21] is the sub-list for method output_type
+	21, // [21:21] is the sub-list for method input_type
+	21, // [21:21] is the sub-list for extension type_name
+	21, // [21:21] is the sub-list for extension extendee
+	0,  // [0:21] is the sub-list for field type_name
 }
 
 func init() { file_client_proto_init() }
@@ -1660,6 +1755,7 @@ func file_client_proto_init() {
 		(*ServerPacket_Error)(nil),
 		(*ServerPacket_Busy)(nil),
 		(*ServerPacket_Pong)(nil),
+		(*ServerPacket_ZoneChanged)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -1667,7 +1763,7 @@ func file_client_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_client_proto_rawDesc), len(file_client_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   19,
+			NumMessages:   20,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

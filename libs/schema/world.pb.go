@@ -1328,6 +1328,167 @@ func (x *CommandRejected) GetReason() string {
 	return ""
 }
 
+// SessionNotice is sent by the world on core NATS to ses.<session> (the
+// gateway holding that session forwards it): a command the rules rejected, or
+// the player's zone changed through a transfer.
+type SessionNotice struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	SessionId string                 `protobuf:"bytes,1,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
+	PlayerId  string                 `protobuf:"bytes,2,opt,name=player_id,json=playerId,proto3" json:"player_id,omitempty"`
+	// Types that are valid to be assigned to Body:
+	//
+	//	*SessionNotice_Rejected
+	//	*SessionNotice_ZoneChanged
+	Body          isSessionNotice_Body `protobuf_oneof:"body"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SessionNotice) Reset() {
+	*x = SessionNotice{}
+	mi := &file_world_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SessionNotice) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SessionNotice) ProtoMessage() {}
+
+func (x *SessionNotice) ProtoReflect() protoreflect.Message {
+	mi := &file_world_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SessionNotice.ProtoReflect.Descriptor instead.
+func (*SessionNotice) Descriptor() ([]byte, []int) {
+	return file_world_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *SessionNotice) GetSessionId() string {
+	if x != nil {
+		return x.SessionId
+	}
+	return ""
+}
+
+func (x *SessionNotice) GetPlayerId() string {
+	if x != nil {
+		return x.PlayerId
+	}
+	return ""
+}
+
+func (x *SessionNotice) GetBody() isSessionNotice_Body {
+	if x != nil {
+		return x.Body
+	}
+	return nil
+}
+
+func (x *SessionNotice) GetRejected() *CommandRejectedNotice {
+	if x != nil {
+		if x, ok := x.Body.(*SessionNotice_Rejected); ok {
+			return x.Rejected
+		}
+	}
+	return nil
+}
+
+func (x *SessionNotice) GetZoneChanged() *ZoneChanged {
+	if x != nil {
+		if x, ok := x.Body.(*SessionNotice_ZoneChanged); ok {
+			return x.ZoneChanged
+		}
+	}
+	return nil
+}
+
+type isSessionNotice_Body interface {
+	isSessionNotice_Body()
+}
+
+type SessionNotice_Rejected struct {
+	Rejected *CommandRejectedNotice `protobuf:"bytes,10,opt,name=rejected,proto3,oneof"`
+}
+
+type SessionNotice_ZoneChanged struct {
+	ZoneChanged *ZoneChanged `protobuf:"bytes,11,opt,name=zone_changed,json=zoneChanged,proto3,oneof"`
+}
+
+func (*SessionNotice_Rejected) isSessionNotice_Body() {}
+
+func (*SessionNotice_ZoneChanged) isSessionNotice_Body() {}
+
+type CommandRejectedNotice struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ClientSeq     uint64                 `protobuf:"varint,1,opt,name=client_seq,json=clientSeq,proto3" json:"client_seq,omitempty"`
+	Code          ErrorCode              `protobuf:"varint,2,opt,name=code,proto3,enum=realmstream.v1.ErrorCode" json:"code,omitempty"`
+	Reason        string                 `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CommandRejectedNotice) Reset() {
+	*x = CommandRejectedNotice{}
+	mi := &file_world_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CommandRejectedNotice) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CommandRejectedNotice) ProtoMessage() {}
+
+func (x *CommandRejectedNotice) ProtoReflect() protoreflect.Message {
+	mi := &file_world_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CommandRejectedNotice.ProtoReflect.Descriptor instead.
+func (*CommandRejectedNotice) Descriptor() ([]byte, []int) {
+	return file_world_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *CommandRejectedNotice) GetClientSeq() uint64 {
+	if x != nil {
+		return x.ClientSeq
+	}
+	return 0
+}
+
+func (x *CommandRejectedNotice) GetCode() ErrorCode {
+	if x != nil {
+		return x.Code
+	}
+	return ErrorCode_ERROR_CODE_UNSPECIFIED
+}
+
+func (x *CommandRejectedNotice) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
 var File_world_proto protoreflect.FileDescriptor
 
 const file_world_proto_rawDesc = "" +
@@ -1443,7 +1604,20 @@ const file_world_proto_rawDesc = "" +
 	"\x06player\x18\x03 \x01(\v2\x1b.realmstream.v1.PlayerStateR\x06player\"X\n" +
 	"\x0fCommandRejected\x12-\n" +
 	"\x04code\x18\x01 \x01(\x0e2\x19.realmstream.v1.ErrorCodeR\x04code\x12\x16\n" +
-	"\x06reason\x18\x02 \x01(\tR\x06reasonB7Z5github.com/realmstream/realmstream/libs/schema;schemab\x06proto3"
+	"\x06reason\x18\x02 \x01(\tR\x06reason\"\xda\x01\n" +
+	"\rSessionNotice\x12\x1d\n" +
+	"\n" +
+	"session_id\x18\x01 \x01(\tR\tsessionId\x12\x1b\n" +
+	"\tplayer_id\x18\x02 \x01(\tR\bplayerId\x12C\n" +
+	"\brejected\x18\n" +
+	" \x01(\v2%.realmstream.v1.CommandRejectedNoticeH\x00R\brejected\x12@\n" +
+	"\fzone_changed\x18\v \x01(\v2\x1b.realmstream.v1.ZoneChangedH\x00R\vzoneChangedB\x06\n" +
+	"\x04body\"}\n" +
+	"\x15CommandRejectedNotice\x12\x1d\n" +
+	"\n" +
+	"client_seq\x18\x01 \x01(\x04R\tclientSeq\x12-\n" +
+	"\x04code\x18\x02 \x01(\x0e2\x19.realmstream.v1.ErrorCodeR\x04code\x12\x16\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reasonB7Z5github.com/realmstream/realmstream/libs/schema;schemab\x06proto3"
 
 var (
 	file_world_proto_rawDescOnce sync.Once
@@ -1457,37 +1631,40 @@ func file_world_proto_rawDescGZIP() []byte {
 	return file_world_proto_rawDescData
 }
 
-var file_world_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
+var file_world_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
 var file_world_proto_goTypes = []any{
-	(*Command)(nil),          // 0: realmstream.v1.Command
-	(*TransferIn)(nil),       // 1: realmstream.v1.TransferIn
-	(*PlayerState)(nil),      // 2: realmstream.v1.PlayerState
-	(*Event)(nil),            // 3: realmstream.v1.Event
-	(*OwnershipClaimed)(nil), // 4: realmstream.v1.OwnershipClaimed
-	(*PlayerJoined)(nil),     // 5: realmstream.v1.PlayerJoined
-	(*PlayerLeft)(nil),       // 6: realmstream.v1.PlayerLeft
-	(*PlayerMoved)(nil),      // 7: realmstream.v1.PlayerMoved
-	(*ChatSent)(nil),         // 8: realmstream.v1.ChatSent
-	(*AttackHit)(nil),        // 9: realmstream.v1.AttackHit
-	(*PlayerDied)(nil),       // 10: realmstream.v1.PlayerDied
-	(*PlayerRespawned)(nil),  // 11: realmstream.v1.PlayerRespawned
-	(*TransferOut)(nil),      // 12: realmstream.v1.TransferOut
-	(*TransferAccepted)(nil), // 13: realmstream.v1.TransferAccepted
-	(*CommandRejected)(nil),  // 14: realmstream.v1.CommandRejected
-	(*Join)(nil),             // 15: realmstream.v1.Join
-	(*Leave)(nil),            // 16: realmstream.v1.Leave
-	(*Move)(nil),             // 17: realmstream.v1.Move
-	(*Chat)(nil),             // 18: realmstream.v1.Chat
-	(*Attack)(nil),           // 19: realmstream.v1.Attack
-	(ChatScope)(0),           // 20: realmstream.v1.ChatScope
-	(ErrorCode)(0),           // 21: realmstream.v1.ErrorCode
+	(*Command)(nil),               // 0: realmstream.v1.Command
+	(*TransferIn)(nil),            // 1: realmstream.v1.TransferIn
+	(*PlayerState)(nil),           // 2: realmstream.v1.PlayerState
+	(*Event)(nil),                 // 3: realmstream.v1.Event
+	(*OwnershipClaimed)(nil),      // 4: realmstream.v1.OwnershipClaimed
+	(*PlayerJoined)(nil),          // 5: realmstream.v1.PlayerJoined
+	(*PlayerLeft)(nil),            // 6: realmstream.v1.PlayerLeft
+	(*PlayerMoved)(nil),           // 7: realmstream.v1.PlayerMoved
+	(*ChatSent)(nil),              // 8: realmstream.v1.ChatSent
+	(*AttackHit)(nil),             // 9: realmstream.v1.AttackHit
+	(*PlayerDied)(nil),            // 10: realmstream.v1.PlayerDied
+	(*PlayerRespawned)(nil),       // 11: realmstream.v1.PlayerRespawned
+	(*TransferOut)(nil),           // 12: realmstream.v1.TransferOut
+	(*TransferAccepted)(nil),      // 13: realmstream.v1.TransferAccepted
+	(*CommandRejected)(nil),       // 14: realmstream.v1.CommandRejected
+	(*SessionNotice)(nil),         // 15: realmstream.v1.SessionNotice
+	(*CommandRejectedNotice)(nil), // 16: realmstream.v1.CommandRejectedNotice
+	(*Join)(nil),                  // 17: realmstream.v1.Join
+	(*Leave)(nil),                 // 18: realmstream.v1.Leave
+	(*Move)(nil),                  // 19: realmstream.v1.Move
+	(*Chat)(nil),                  // 20: realmstream.v1.Chat
+	(*Attack)(nil),                // 21: realmstream.v1.Attack
+	(ChatScope)(0),                // 22: realmstream.v1.ChatScope
+	(ErrorCode)(0),                // 23: realmstream.v1.ErrorCode
+	(*ZoneChanged)(nil),           // 24: realmstream.v1.ZoneChanged
 }
 var file_world_proto_depIdxs = []int32{
-	15, // 0: realmstream.v1.Command.join:type_name -> realmstream.v1.Join
-	16, // 1: realmstream.v1.Command.leave:type_name -> realmstream.v1.Leave
-	17, // 2: realmstream.v1.Command.move:type_name -> realmstream.v1.Move
-	18, // 3: realmstream.v1.Command.chat:type_name -> realmstream.v1.Chat
-	19, // 4: realmstream.v1.Command.attack:type_name -> realmstream.v1.Attack
+	17, // 0: realmstream.v1.Command.join:type_name -> realmstream.v1.Join
+	18, // 1: realmstream.v1.Command.leave:type_name -> realmstream.v1.Leave
+	19, // 2: realmstream.v1.Command.move:type_name -> realmstream.v1.Move
+	20, // 3: realmstream.v1.Command.chat:type_name -> realmstream.v1.Chat
+	21, // 4: realmstream.v1.Command.attack:type_name -> realmstream.v1.Attack
 	1,  // 5: realmstream.v1.Command.transfer_in:type_name -> realmstream.v1.TransferIn
 	2,  // 6: realmstream.v1.TransferIn.player:type_name -> realmstream.v1.PlayerState
 	4,  // 7: realmstream.v1.Event.ownership_claimed:type_name -> realmstream.v1.OwnershipClaimed
@@ -1502,15 +1679,18 @@ var file_world_proto_depIdxs = []int32{
 	13, // 16: realmstream.v1.Event.transfer_accepted:type_name -> realmstream.v1.TransferAccepted
 	14, // 17: realmstream.v1.Event.command_rejected:type_name -> realmstream.v1.CommandRejected
 	2,  // 18: realmstream.v1.PlayerJoined.player:type_name -> realmstream.v1.PlayerState
-	20, // 19: realmstream.v1.ChatSent.scope:type_name -> realmstream.v1.ChatScope
+	22, // 19: realmstream.v1.ChatSent.scope:type_name -> realmstream.v1.ChatScope
 	2,  // 20: realmstream.v1.TransferOut.player:type_name -> realmstream.v1.PlayerState
 	2,  // 21: realmstream.v1.TransferAccepted.player:type_name -> realmstream.v1.PlayerState
-	21, // 22: realmstream.v1.CommandRejected.code:type_name -> realmstream.v1.ErrorCode
-	23, // [23:23] is the sub-list for method output_type
-	23, // [23:23] is the sub-list for method input_type
-	23, // [23:23] is the sub-list for extension type_name
-	23, // [23:23] is the sub-list for extension extendee
-	0,  // [0:23] is the sub-list for field type_name
+	23, // 22: realmstream.v1.CommandRejected.code:type_name -> realmstream.v1.ErrorCode
+	16, // 23: realmstream.v1.SessionNotice.rejected:type_name -> realmstream.v1.CommandRejectedNotice
+	24, // 24: realmstream.v1.SessionNotice.zone_changed:type_name -> realmstream.v1.ZoneChanged
+	23, // 25: realmstream.v1.CommandRejectedNotice.code:type_name -> realmstream.v1.ErrorCode
+	26, // [26:26] is the sub-list for method output_type
+	26, // [26:26] is the sub-list for method input_type
+	26, // [26:26] is the sub-list for extension type_name
+	26, // [26:26] is the sub-list for extension extendee
+	0,  // [0:26] is the sub-list for field type_name
 }
 
 func init() { file_world_proto_init() }
@@ -1540,13 +1720,17 @@ func file_world_proto_init() {
 		(*Event_TransferAccepted)(nil),
 		(*Event_CommandRejected)(nil),
 	}
+	file_world_proto_msgTypes[15].OneofWrappers = []any{
+		(*SessionNotice_Rejected)(nil),
+		(*SessionNotice_ZoneChanged)(nil),
+	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_world_proto_rawDesc), len(file_world_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   15,
+			NumMessages:   17,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

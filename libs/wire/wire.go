@@ -28,6 +28,7 @@ const (
 	StatsDBPrefix  = "stats.db."
 	AlertPrefix    = "alerts."
 	HeartbeatPrefx = "svc.hb."
+	SessionPrefix  = "ses."
 
 	CommandSubjects = "cmd.>"
 	EventSubjects   = "evt.>"
@@ -100,6 +101,10 @@ func AlertSubject(severity string) string { return AlertPrefix + severity }
 func HeartbeatSubject(service, instance string) string {
 	return HeartbeatPrefx + service + "." + instance
 }
+
+// SessionSubject returns ses.<session>: world -> gateway notices for one
+// session (schema.SessionNotice), on core NATS.
+func SessionSubject(session string) string { return SessionPrefix + session }
 
 // CommandID is the idempotency key of a client command: "<session>:<seq>".
 // It is the Nats-Msg-Id of the command, so a resend after a reconnect is
