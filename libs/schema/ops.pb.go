@@ -706,17 +706,20 @@ func (x *PoolStat) GetAcquireWaitSeconds() float64 {
 // Heartbeat announces a live service instance with its health and, for world
 // instances, the zones it owns.
 type Heartbeat struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Service       string                 `protobuf:"bytes,1,opt,name=service,proto3" json:"service,omitempty"`
-	InstanceId    string                 `protobuf:"bytes,2,opt,name=instance_id,json=instanceId,proto3" json:"instance_id,omitempty"`
-	SentAtNs      int64                  `protobuf:"varint,3,opt,name=sent_at_ns,json=sentAtNs,proto3" json:"sent_at_ns,omitempty"`
-	Ready         bool                   `protobuf:"varint,4,opt,name=ready,proto3" json:"ready,omitempty"`
-	Version       string                 `protobuf:"bytes,5,opt,name=version,proto3" json:"version,omitempty"`
-	HttpAddr      string                 `protobuf:"bytes,6,opt,name=http_addr,json=httpAddr,proto3" json:"http_addr,omitempty"`
-	Zones         []*ZoneOwnership       `protobuf:"bytes,7,rep,name=zones,proto3" json:"zones,omitempty"`
-	Connections   int64                  `protobuf:"varint,8,opt,name=connections,proto3" json:"connections,omitempty"` // gateway: connected clients
-	Players       int64                  `protobuf:"varint,9,opt,name=players,proto3" json:"players,omitempty"`         // world: players in owned zones
-	Figures       map[string]float64     `protobuf:"bytes,10,rep,name=figures,proto3" json:"figures,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"fixed64,2,opt,name=value"`
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Service     string                 `protobuf:"bytes,1,opt,name=service,proto3" json:"service,omitempty"`
+	InstanceId  string                 `protobuf:"bytes,2,opt,name=instance_id,json=instanceId,proto3" json:"instance_id,omitempty"`
+	SentAtNs    int64                  `protobuf:"varint,3,opt,name=sent_at_ns,json=sentAtNs,proto3" json:"sent_at_ns,omitempty"`
+	Ready       bool                   `protobuf:"varint,4,opt,name=ready,proto3" json:"ready,omitempty"`
+	Version     string                 `protobuf:"bytes,5,opt,name=version,proto3" json:"version,omitempty"`
+	HttpAddr    string                 `protobuf:"bytes,6,opt,name=http_addr,json=httpAddr,proto3" json:"http_addr,omitempty"`
+	Zones       []*ZoneOwnership       `protobuf:"bytes,7,rep,name=zones,proto3" json:"zones,omitempty"`
+	Connections int64                  `protobuf:"varint,8,opt,name=connections,proto3" json:"connections,omitempty"` // gateway: connected clients
+	Players     int64                  `protobuf:"varint,9,opt,name=players,proto3" json:"players,omitempty"`         // world: players in owned zones
+	Figures     map[string]float64     `protobuf:"bytes,10,rep,name=figures,proto3" json:"figures,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"fixed64,2,opt,name=value"`
+	// stopping is set on the last heartbeats of an instance that shuts down
+	// cleanly: its absence afterwards is expected, not an outage.
+	Stopping      bool `protobuf:"varint,11,opt,name=stopping,proto3" json:"stopping,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -821,6 +824,13 @@ func (x *Heartbeat) GetFigures() map[string]float64 {
 	return nil
 }
 
+func (x *Heartbeat) GetStopping() bool {
+	if x != nil {
+		return x.Stopping
+	}
+	return false
+}
+
 type ZoneOwnership struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Zone          string                 `protobuf:"bytes,1,opt,name=zone,proto3" json:"zone,omitempty"`
@@ -899,6 +909,9 @@ type Alert struct {
 	Value         float64                `protobuf:"fixed64,6,opt,name=value,proto3" json:"value,omitempty"`
 	SinceNs       int64                  `protobuf:"varint,7,opt,name=since_ns,json=sinceNs,proto3" json:"since_ns,omitempty"`
 	AtNs          int64                  `protobuf:"varint,8,opt,name=at_ns,json=atNs,proto3" json:"at_ns,omitempty"`
+	Target        string                 `protobuf:"bytes,9,opt,name=target,proto3" json:"target,omitempty"`  // what the rule was evaluated on: "shard=pg0", "zone=z1_1", "service=world/w1", "global"
+	Source        string                 `protobuf:"bytes,10,opt,name=source,proto3" json:"source,omitempty"` // instance id of the monitor that evaluated the rule
+	Expr          string                 `protobuf:"bytes,11,opt,name=expr,proto3" json:"expr,omitempty"`     // the rule's expression, for the reader of the alert
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -989,6 +1002,27 @@ func (x *Alert) GetAtNs() int64 {
 	return 0
 }
 
+func (x *Alert) GetTarget() string {
+	if x != nil {
+		return x.Target
+	}
+	return ""
+}
+
+func (x *Alert) GetSource() string {
+	if x != nil {
+		return x.Source
+	}
+	return ""
+}
+
+func (x *Alert) GetExpr() string {
+	if x != nil {
+		return x.Expr
+	}
+	return ""
+}
+
 var File_ops_proto protoreflect.FileDescriptor
 
 const file_ops_proto_rawDesc = "" +
@@ -1074,7 +1108,7 @@ const file_ops_proto_rawDesc = "" +
 	"\tmax_conns\x18\x04 \x01(\x05R\bmaxConns\x12#\n" +
 	"\racquire_count\x18\x05 \x01(\x03R\facquireCount\x12.\n" +
 	"\x13empty_acquire_count\x18\x06 \x01(\x03R\x11emptyAcquireCount\x120\n" +
-	"\x14acquire_wait_seconds\x18\a \x01(\x01R\x12acquireWaitSeconds\"\xa0\x03\n" +
+	"\x14acquire_wait_seconds\x18\a \x01(\x01R\x12acquireWaitSeconds\"\xbc\x03\n" +
 	"\tHeartbeat\x12\x18\n" +
 	"\aservice\x18\x01 \x01(\tR\aservice\x12\x1f\n" +
 	"\vinstance_id\x18\x02 \x01(\tR\n" +
@@ -1088,7 +1122,8 @@ const file_ops_proto_rawDesc = "" +
 	"\vconnections\x18\b \x01(\x03R\vconnections\x12\x18\n" +
 	"\aplayers\x18\t \x01(\x03R\aplayers\x12@\n" +
 	"\afigures\x18\n" +
-	" \x03(\v2&.realmstream.v1.Heartbeat.FiguresEntryR\afigures\x1a:\n" +
+	" \x03(\v2&.realmstream.v1.Heartbeat.FiguresEntryR\afigures\x12\x1a\n" +
+	"\bstopping\x18\v \x01(\bR\bstopping\x1a:\n" +
 	"\fFiguresEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\x01R\x05value:\x028\x01\"n\n" +
@@ -1096,7 +1131,7 @@ const file_ops_proto_rawDesc = "" +
 	"\x04zone\x18\x01 \x01(\tR\x04zone\x12\x14\n" +
 	"\x05fence\x18\x02 \x01(\x04R\x05fence\x12\x19\n" +
 	"\blast_seq\x18\x03 \x01(\x04R\alastSeq\x12\x18\n" +
-	"\aplayers\x18\x04 \x01(\x05R\aplayers\"\xbd\x02\n" +
+	"\aplayers\x18\x04 \x01(\x05R\aplayers\"\x81\x03\n" +
 	"\x05Alert\x12\x12\n" +
 	"\x04rule\x18\x01 \x01(\tR\x04rule\x124\n" +
 	"\bseverity\x18\x02 \x01(\x0e2\x18.realmstream.v1.SeverityR\bseverity\x12\x14\n" +
@@ -1105,7 +1140,11 @@ const file_ops_proto_rawDesc = "" +
 	"\x06labels\x18\x05 \x03(\v2!.realmstream.v1.Alert.LabelsEntryR\x06labels\x12\x14\n" +
 	"\x05value\x18\x06 \x01(\x01R\x05value\x12\x19\n" +
 	"\bsince_ns\x18\a \x01(\x03R\asinceNs\x12\x13\n" +
-	"\x05at_ns\x18\b \x01(\x03R\x04atNs\x1a9\n" +
+	"\x05at_ns\x18\b \x01(\x03R\x04atNs\x12\x16\n" +
+	"\x06target\x18\t \x01(\tR\x06target\x12\x16\n" +
+	"\x06source\x18\n" +
+	" \x01(\tR\x06source\x12\x12\n" +
+	"\x04expr\x18\v \x01(\tR\x04expr\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01*d\n" +
