@@ -1,0 +1,322 @@
+package audit
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strings"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/realmstream/realmstream/libs/schema"
+	"github.com/realmstream/realmstream/libs/wire"
+)
+
+// AckedCommand is a command a client saw acknowledged by the gateway (an Ack
+// packet: JetStream stored it).
+type AckedCommand struct {
+	ID        string // wire.CommandID(session, seq)
+	StreamSeq uint64 // CMD stream sequence the Ack carried (0 if unknown)
+	Duplicate bool
+}
+
+// Violation is one broken promise, with enough detail to find it in the logs.
+type Violation struct {
+	Check  string `json:"check"`
+	Detail string `json:"detail"`
+}
+
+func (v Violation) String() string { return v.Check + ": " + v.Detail }
+
+// CommandLog is what the CMD stream holds.
+type CommandLog struct {
+	Messages int
+	// ByID maps a command id (Nats-Msg-Id) to the stream sequences holding it.
+	ByID map[string][]uint64
+	// Zone of each command id.
+	Zone map[string]string
+}
+
+// ReadCommands reads the whole CMD stream.
+func ReadCommands(ctx context.Context, js jetstream.JetStream) (*CommandLog, []Violation, error) {
+	cl := &CommandLog{ByID: map[string][]uint64{}, Zone: map[string]string{}}
+	var vs []Violation
+	n, err := ReadStream(ctx, js, wire.StreamCommands, func(m StreamMsg) error {
+		id := m.Header.Get(wire.HeaderMsgID)
+		zone := strings.TrimPrefix(m.Subject, wire.CommandPrefix)
+		var c schema.Command
+		if err := proto.Unmarshal(m.Data, &c); err != nil {
+			vs = append(vs, Violation{"cmd-decode", fmt.Sprintf("CMD seq %d: %v", m.Seq, err)})
+		} else {
+			if id == "" {
+				id = c.CommandId
+			}
+			if c.CommandId != id {
+				vs = append(vs, Violation{"cmd-id", fmt.Sprintf("CMD seq %d: Nats-Msg-Id %q but command_id %q", m.Seq, id, c.CommandId)})
+			}
+			if c.Zone != "" && c.Zone != zone {
+				vs = append(vs, Violation{"cmd-zone", fmt.Sprintf("CMD seq %d: subject zone %q, body zone %q", m.Seq, zone, c.Zone)})
+			}
+		}
+		if id == "" {
+			vs = append(vs, Violation{"cmd-id", fmt.Sprintf("CMD seq %d has no Nats-Msg-Id", m.Seq)})
+			return nil
+		}
+		cl.ByID[id] = append(cl.ByID[id], m.Seq)
+		cl.Zone[id] = zone
+		return nil
+	})
+	cl.Messages = n
+	return cl, vs, err
+}
+
+// CommandFindings compares acknowledged commands with the CMD stream.
+type CommandFindings struct {
+	Acked          int `json:"acked"`
+	InStream       int `json:"in_stream"`
+	UniqueInStream int `json:"unique_in_stream"`
+	// Missing: acknowledged but not in CMD (lost).
+	Missing int `json:"missing"`
+	// SeqMismatch: the Ack's stream sequence is not where the id is stored.
+	SeqMismatch int `json:"seq_mismatch"`
+	// StoredTwice: ids stored more than once in CMD (a resend past the
+	// duplicate window; the world must still apply them once).
+	StoredTwice int `json:"stored_twice"`
+}
+
+// CheckAcked verifies that every acknowledged command is in the CMD stream
+// at the sequence its Ack named.
+func CheckAcked(acked []AckedCommand, cl *CommandLog) (CommandFindings, []Violation) {
+	f := CommandFindings{Acked: len(acked), InStream: cl.Messages, UniqueInStream: len(cl.ByID)}
+	var vs []Violation
+	for _, a := range acked {
+		seqs, ok := cl.ByID[a.ID]
+		if !ok {
+			f.Missing++
+			if f.Missing <= 20 {
+				vs = append(vs, Violation{"acked-command-missing", fmt.Sprintf("%s acked at CMD seq %d is not in CMD", a.ID, a.StreamSeq)})
+			}
+			continue
+		}
+		if a.StreamSeq != 0 && !containsSeq(seqs, a.StreamSeq) {
+			f.SeqMismatch++
+			if f.SeqMismatch <= 20 {
+				vs = append(vs, Violation{"ack-seq", fmt.Sprintf("%s acked at CMD seq %d but stored at %v", a.ID, a.StreamSeq, seqs)})
+			}
+		}
+	}
+	for _, seqs := range cl.ByID {
+		if len(seqs) > 1 {
+			f.StoredTwice++
+		}
+	}
+	if f.Missing > 20 {
+		vs = append(vs, Violation{"acked-command-missing", fmt.Sprintf("... %d acked commands missing in all", f.Missing)})
+	}
+	return f, vs
+}
+
+func containsSeq(s []uint64, v uint64) bool {
+	for _, x := range s {
+		if x == v {
+			return true
+		}
+	}
+	return false
+}
+
+// ZoneLog is one zone's event log as read from EVT.
+type ZoneLog struct {
+	Zone   string
+	Events []LoggedEvent
+}
+
+// LoggedEvent is one event with its stream position and headers.
+type LoggedEvent struct {
+	Seq         uint64
+	MsgID       string
+	ExpectedSeq uint64
+	HasExpected bool
+	HeaderFence uint64
+	HasFence    bool
+	Event       *schema.Event
+}
+
+// ReadEvents reads the EVT stream into per-zone logs.
+func ReadEvents(ctx context.Context, js jetstream.JetStream) (map[string]*ZoneLog, int, []Violation, error) {
+	logs := map[string]*ZoneLog{}
+	var vs []Violation
+	n, err := ReadStream(ctx, js, wire.StreamEvents, func(m StreamMsg) error {
+		zone := strings.TrimPrefix(m.Subject, wire.EventPrefix)
+		zl := logs[zone]
+		if zl == nil {
+			zl = &ZoneLog{Zone: zone}
+			logs[zone] = zl
+		}
+		ev := &schema.Event{}
+		if err := proto.Unmarshal(m.Data, ev); err != nil {
+			vs = append(vs, Violation{"evt-decode", fmt.Sprintf("EVT seq %d (%s): %v", m.Seq, zone, err)})
+			return nil
+		}
+		le := LoggedEvent{Seq: m.Seq, MsgID: m.Header.Get(wire.HeaderMsgID), Event: ev}
+		le.ExpectedSeq, le.HasExpected = headerUint(m.Header, wire.HeaderExpectedLastSubjSeq)
+		le.HeaderFence, le.HasFence = headerUint(m.Header, wire.HeaderFence)
+		if hz := m.Header.Get(wire.HeaderZone); hz != "" && hz != zone {
+			vs = append(vs, Violation{"evt-zone", fmt.Sprintf("EVT seq %d on %s has Realm-Zone %q", m.Seq, m.Subject, hz)})
+		}
+		zl.Events = append(zl.Events, le)
+		return nil
+	})
+	return logs, n, vs, err
+}
+
+// EventType names the body of an event ("player_moved", ...).
+func EventType(ev *schema.Event) string {
+	if ev == nil || ev.Body == nil {
+		return "none"
+	}
+	t := fmt.Sprintf("%T", ev.Body)
+	t = strings.TrimPrefix(t, "*schema.Event_")
+	return t
+}
+
+// LogFindings summarises the event logs.
+type LogFindings struct {
+	Zones  int            `json:"zones"`
+	Events int            `json:"events"`
+	Claims int            `json:"claims"`
+	ByType map[string]int `json:"by_type"`
+	// Applied is the number of distinct command ids that caused events.
+	Applied int `json:"applied_commands"`
+	// AppliedTwice counts (command id, event type) pairs seen more than once.
+	AppliedTwice int `json:"applied_twice"`
+	// MissingExpected counts appends without Nats-Expected-Last-Subject-Sequence.
+	MissingExpected int `json:"appends_without_expected_seq"`
+}
+
+// CheckLogs checks the invariants of every zone log:
+//   - the log is linear: every append carries Nats-Expected-Last-Subject-Sequence
+//     equal to the stream sequence of the zone's previous event (0 for the first);
+//   - fencing: the first event is an ownership claim; claims' fences strictly
+//     grow; every other event carries the fence of the latest claim (a stale
+//     owner never appended after a newer claim); the Realm-Fence header agrees;
+//   - event ids (Nats-Msg-Id) are unique and equal the body's event_id;
+//   - no command id is applied twice: (command_id, event type) is unique
+//     across all zones.
+//
+// It returns the set of command ids that caused at least one event.
+func CheckLogs(logs map[string]*ZoneLog) (LogFindings, map[string]bool, []Violation) {
+	f := LogFindings{Zones: len(logs), ByType: map[string]int{}}
+	var vs []Violation
+	add := func(check, format string, a ...any) {
+		if len(vs) < 200 {
+			vs = append(vs, Violation{check, fmt.Sprintf(format, a...)})
+		}
+	}
+	eventIDs := map[string]string{}
+	applied := map[string]bool{}
+	type key struct{ cmd, typ string }
+	seen := map[key]string{}
+	zones := make([]string, 0, len(logs))
+	for z := range logs {
+		zones = append(zones, z)
+	}
+	sort.Strings(zones)
+	for _, z := range zones {
+		zl := logs[z]
+		var prev uint64
+		var fence uint64
+		claimed := false
+		for i, le := range zl.Events {
+			ev := le.Event
+			typ := EventType(ev)
+			f.Events++
+			f.ByType[typ]++
+			where := fmt.Sprintf("%s #%d (EVT seq %d, %s)", z, i, le.Seq, typ)
+			if !le.HasExpected {
+				f.MissingExpected++
+				add("linear", "%s appended without %s", where, wire.HeaderExpectedLastSubjSeq)
+			} else if le.ExpectedSeq != prev {
+				add("linear", "%s expected last subject seq %d, predecessor is %d", where, le.ExpectedSeq, prev)
+			}
+			prev = le.Seq
+			if ev.Zone != "" && ev.Zone != z {
+				add("evt-zone", "%s body zone %q", where, ev.Zone)
+			}
+			if le.MsgID == "" {
+				add("event-id", "%s has no Nats-Msg-Id", where)
+			} else {
+				if ev.EventId != "" && ev.EventId != le.MsgID {
+					add("event-id", "%s Nats-Msg-Id %q but event_id %q", where, le.MsgID, ev.EventId)
+				}
+				if other, dup := eventIDs[le.MsgID]; dup {
+					add("event-id", "%s event id %q already used at %s", where, le.MsgID, other)
+				}
+				eventIDs[le.MsgID] = where
+			}
+			if le.HasFence && le.HeaderFence != ev.Fence {
+				add("fence", "%s header fence %d, body fence %d", where, le.HeaderFence, ev.Fence)
+			}
+			if c, ok := ev.Body.(*schema.Event_OwnershipClaimed); ok {
+				f.Claims++
+				cf := ev.Fence
+				if c.OwnershipClaimed.GetFence() != 0 {
+					cf = c.OwnershipClaimed.GetFence()
+				}
+				if claimed && cf <= fence {
+					add("fence", "%s claim with fence %d after fence %d (fences must grow)", where, cf, fence)
+				}
+				if ev.Fence != 0 && ev.Fence != cf {
+					add("fence", "%s claim body fence %d, event fence %d", where, cf, ev.Fence)
+				}
+				fence, claimed = cf, true
+				continue
+			}
+			if !claimed {
+				add("fence", "%s appended before any ownership claim", where)
+			} else if ev.Fence != fence {
+				add("fence", "%s fence %d, latest claim fence %d (stale owner appended)", where, ev.Fence, fence)
+			}
+			if ev.CommandId != "" {
+				applied[ev.CommandId] = true
+				k := key{ev.CommandId, typ}
+				if other, dup := seen[k]; dup {
+					f.AppliedTwice++
+					add("applied-twice", "command %s: %s and %s", ev.CommandId, other, where)
+				} else {
+					seen[k] = where
+				}
+			}
+		}
+	}
+	f.Applied = len(applied)
+	return f, applied, vs
+}
+
+// CheckApplied verifies that every command stored in CMD caused at least one
+// event (an effect or a CommandRejected): nothing accepted was dropped by the
+// world. It returns the number of unapplied commands per zone.
+func CheckApplied(cl *CommandLog, applied map[string]bool) (map[string]int, []Violation) {
+	missing := map[string]int{}
+	var vs []Violation
+	ids := make([]string, 0, len(cl.ByID))
+	for id := range cl.ByID {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	n := 0
+	for _, id := range ids {
+		if !applied[id] {
+			missing[cl.Zone[id]]++
+			n++
+			if n <= 20 {
+				vs = append(vs, Violation{"command-not-applied", fmt.Sprintf("%s (cmd.%s, CMD seq %v) caused no event", id, cl.Zone[id], cl.ByID[id])})
+			}
+		}
+	}
+	if n > 20 {
+		vs = append(vs, Violation{"command-not-applied", fmt.Sprintf("... %d commands in CMD caused no event in all", n)})
+	}
+	return missing, vs
+}
