@@ -307,6 +307,7 @@ type PlayerState struct {
 	AttackReadyAtNs int64                  `protobuf:"varint,11,opt,name=attack_ready_at_ns,json=attackReadyAtNs,proto3" json:"attack_ready_at_ns,omitempty"`
 	Dead            bool                   `protobuf:"varint,12,opt,name=dead,proto3" json:"dead,omitempty"`
 	RespawnAtNs     int64                  `protobuf:"varint,13,opt,name=respawn_at_ns,json=respawnAtNs,proto3" json:"respawn_at_ns,omitempty"`
+	LastMoveNs      int64                  `protobuf:"varint,14,opt,name=last_move_ns,json=lastMoveNs,proto3" json:"last_move_ns,omitempty"` // event time of the last accepted move (speed validation)
 	unknownFields   protoimpl.UnknownFields
 	sizeCache       protoimpl.SizeCache
 }
@@ -432,6 +433,13 @@ func (x *PlayerState) GetRespawnAtNs() int64 {
 	return 0
 }
 
+func (x *PlayerState) GetLastMoveNs() int64 {
+	if x != nil {
+		return x.LastMoveNs
+	}
+	return 0
+}
+
 // Event is one entry of a zone's log. Its timestamp is the event's own time
 // (the Postgres partition key); apply() never reads a clock.
 type Event struct {
@@ -456,6 +464,8 @@ type Event struct {
 	//	*Event_TransferOut
 	//	*Event_TransferAccepted
 	//	*Event_CommandRejected
+	//	*Event_TransferDelivered
+	//	*Event_OwnershipReleased
 	Body          isEvent_Body `protobuf_oneof:"body"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -646,6 +656,24 @@ func (x *Event) GetCommandRejected() *CommandRejected {
 	return nil
 }
 
+func (x *Event) GetTransferDelivered() *TransferDelivered {
+	if x != nil {
+		if x, ok := x.Body.(*Event_TransferDelivered); ok {
+			return x.TransferDelivered
+		}
+	}
+	return nil
+}
+
+func (x *Event) GetOwnershipReleased() *OwnershipReleased {
+	if x != nil {
+		if x, ok := x.Body.(*Event_OwnershipReleased); ok {
+			return x.OwnershipReleased
+		}
+	}
+	return nil
+}
+
 type isEvent_Body interface {
 	isEvent_Body()
 }
@@ -694,6 +722,14 @@ type Event_CommandRejected struct {
 	CommandRejected *CommandRejected `protobuf:"bytes,20,opt,name=command_rejected,json=commandRejected,proto3,oneof"`
 }
 
+type Event_TransferDelivered struct {
+	TransferDelivered *TransferDelivered `protobuf:"bytes,21,opt,name=transfer_delivered,json=transferDelivered,proto3,oneof"`
+}
+
+type Event_OwnershipReleased struct {
+	OwnershipReleased *OwnershipReleased `protobuf:"bytes,22,opt,name=ownership_released,json=ownershipReleased,proto3,oneof"`
+}
+
 func (*Event_OwnershipClaimed) isEvent_Body() {}
 
 func (*Event_PlayerJoined) isEvent_Body() {}
@@ -715,6 +751,10 @@ func (*Event_TransferOut) isEvent_Body() {}
 func (*Event_TransferAccepted) isEvent_Body() {}
 
 func (*Event_CommandRejected) isEvent_Body() {}
+
+func (*Event_TransferDelivered) isEvent_Body() {}
+
+func (*Event_OwnershipReleased) isEvent_Body() {}
 
 type OwnershipClaimed struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -992,13 +1032,19 @@ func (x *ChatSent) GetY() float32 {
 	return 0
 }
 
+// AttackHit carries every consequence of one attack, so that a command causes
+// exactly one event: the target's new hp, and when it dies (killed) the time it
+// respawns; the attacker's next allowed attack time.
 type AttackHit struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	TargetId      string                 `protobuf:"bytes,1,opt,name=target_id,json=targetId,proto3" json:"target_id,omitempty"`
-	Damage        int32                  `protobuf:"varint,2,opt,name=damage,proto3" json:"damage,omitempty"`
-	TargetHp      int32                  `protobuf:"varint,3,opt,name=target_hp,json=targetHp,proto3" json:"target_hp,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state             protoimpl.MessageState `protogen:"open.v1"`
+	TargetId          string                 `protobuf:"bytes,1,opt,name=target_id,json=targetId,proto3" json:"target_id,omitempty"`
+	Damage            int32                  `protobuf:"varint,2,opt,name=damage,proto3" json:"damage,omitempty"`
+	TargetHp          int32                  `protobuf:"varint,3,opt,name=target_hp,json=targetHp,proto3" json:"target_hp,omitempty"`
+	AttackerReadyAtNs int64                  `protobuf:"varint,4,opt,name=attacker_ready_at_ns,json=attackerReadyAtNs,proto3" json:"attacker_ready_at_ns,omitempty"`
+	Killed            bool                   `protobuf:"varint,5,opt,name=killed,proto3" json:"killed,omitempty"`
+	RespawnAtNs       int64                  `protobuf:"varint,6,opt,name=respawn_at_ns,json=respawnAtNs,proto3" json:"respawn_at_ns,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *AttackHit) Reset() {
@@ -1048,6 +1094,27 @@ func (x *AttackHit) GetDamage() int32 {
 func (x *AttackHit) GetTargetHp() int32 {
 	if x != nil {
 		return x.TargetHp
+	}
+	return 0
+}
+
+func (x *AttackHit) GetAttackerReadyAtNs() int64 {
+	if x != nil {
+		return x.AttackerReadyAtNs
+	}
+	return 0
+}
+
+func (x *AttackHit) GetKilled() bool {
+	if x != nil {
+		return x.Killed
+	}
+	return false
+}
+
+func (x *AttackHit) GetRespawnAtNs() int64 {
+	if x != nil {
+		return x.RespawnAtNs
 	}
 	return 0
 }
@@ -1276,6 +1343,236 @@ func (x *TransferAccepted) GetPlayer() *PlayerState {
 	return nil
 }
 
+// TransferDelivered records in the source log that the TransferIn command of
+// transfer_id is stored in the target's command stream (JetStream acked it);
+// a transfer without it is re-sent by the next owner of the source zone.
+type TransferDelivered struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	TransferId    string                 `protobuf:"bytes,1,opt,name=transfer_id,json=transferId,proto3" json:"transfer_id,omitempty"`
+	ToZone        string                 `protobuf:"bytes,2,opt,name=to_zone,json=toZone,proto3" json:"to_zone,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TransferDelivered) Reset() {
+	*x = TransferDelivered{}
+	mi := &file_world_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TransferDelivered) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TransferDelivered) ProtoMessage() {}
+
+func (x *TransferDelivered) ProtoReflect() protoreflect.Message {
+	mi := &file_world_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TransferDelivered.ProtoReflect.Descriptor instead.
+func (*TransferDelivered) Descriptor() ([]byte, []int) {
+	return file_world_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *TransferDelivered) GetTransferId() string {
+	if x != nil {
+		return x.TransferId
+	}
+	return ""
+}
+
+func (x *TransferDelivered) GetToZone() string {
+	if x != nil {
+		return x.ToZone
+	}
+	return ""
+}
+
+// OwnershipReleased is the last event of an owner that hands the zone over.
+type OwnershipReleased struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	InstanceId    string                 `protobuf:"bytes,1,opt,name=instance_id,json=instanceId,proto3" json:"instance_id,omitempty"`
+	Fence         uint64                 `protobuf:"varint,2,opt,name=fence,proto3" json:"fence,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *OwnershipReleased) Reset() {
+	*x = OwnershipReleased{}
+	mi := &file_world_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *OwnershipReleased) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*OwnershipReleased) ProtoMessage() {}
+
+func (x *OwnershipReleased) ProtoReflect() protoreflect.Message {
+	mi := &file_world_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use OwnershipReleased.ProtoReflect.Descriptor instead.
+func (*OwnershipReleased) Descriptor() ([]byte, []int) {
+	return file_world_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *OwnershipReleased) GetInstanceId() string {
+	if x != nil {
+		return x.InstanceId
+	}
+	return ""
+}
+
+func (x *OwnershipReleased) GetFence() uint64 {
+	if x != nil {
+		return x.Fence
+	}
+	return 0
+}
+
+// ZoneSnapshot is the full state of a zone after the event at last_seq (the
+// stream sequence of evt.<zone> it covers). Stored in the JetStream KV bucket
+// world_snapshots under the zone id; recovery = snapshot + replay after last_seq.
+type ZoneSnapshot struct {
+	state       protoimpl.MessageState  `protogen:"open.v1"`
+	Zone        string                  `protobuf:"bytes,1,opt,name=zone,proto3" json:"zone,omitempty"`
+	LastSeq     uint64                  `protobuf:"varint,2,opt,name=last_seq,json=lastSeq,proto3" json:"last_seq,omitempty"`
+	Fence       uint64                  `protobuf:"varint,3,opt,name=fence,proto3" json:"fence,omitempty"`
+	Tick        uint64                  `protobuf:"varint,4,opt,name=tick,proto3" json:"tick,omitempty"`
+	LastEventNs int64                   `protobuf:"varint,5,opt,name=last_event_ns,json=lastEventNs,proto3" json:"last_event_ns,omitempty"`
+	Players     map[string]*PlayerState `protobuf:"bytes,6,rep,name=players,proto3" json:"players,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// sessions: highest applied client seq per session (command dedupe).
+	Sessions map[string]uint64 `protobuf:"bytes,7,rep,name=sessions,proto3" json:"sessions,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
+	// accepted_transfers: transfer ids already accepted here, oldest first (bounded).
+	AcceptedTransfers []string `protobuf:"bytes,8,rep,name=accepted_transfers,json=acceptedTransfers,proto3" json:"accepted_transfers,omitempty"`
+	// pending_transfers: TransferOut events not yet delivered to the target.
+	PendingTransfers []*TransferOut `protobuf:"bytes,9,rep,name=pending_transfers,json=pendingTransfers,proto3" json:"pending_transfers,omitempty"`
+	Events           uint64         `protobuf:"varint,10,opt,name=events,proto3" json:"events,omitempty"` // events folded so far
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *ZoneSnapshot) Reset() {
+	*x = ZoneSnapshot{}
+	mi := &file_world_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ZoneSnapshot) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ZoneSnapshot) ProtoMessage() {}
+
+func (x *ZoneSnapshot) ProtoReflect() protoreflect.Message {
+	mi := &file_world_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ZoneSnapshot.ProtoReflect.Descriptor instead.
+func (*ZoneSnapshot) Descriptor() ([]byte, []int) {
+	return file_world_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *ZoneSnapshot) GetZone() string {
+	if x != nil {
+		return x.Zone
+	}
+	return ""
+}
+
+func (x *ZoneSnapshot) GetLastSeq() uint64 {
+	if x != nil {
+		return x.LastSeq
+	}
+	return 0
+}
+
+func (x *ZoneSnapshot) GetFence() uint64 {
+	if x != nil {
+		return x.Fence
+	}
+	return 0
+}
+
+func (x *ZoneSnapshot) GetTick() uint64 {
+	if x != nil {
+		return x.Tick
+	}
+	return 0
+}
+
+func (x *ZoneSnapshot) GetLastEventNs() int64 {
+	if x != nil {
+		return x.LastEventNs
+	}
+	return 0
+}
+
+func (x *ZoneSnapshot) GetPlayers() map[string]*PlayerState {
+	if x != nil {
+		return x.Players
+	}
+	return nil
+}
+
+func (x *ZoneSnapshot) GetSessions() map[string]uint64 {
+	if x != nil {
+		return x.Sessions
+	}
+	return nil
+}
+
+func (x *ZoneSnapshot) GetAcceptedTransfers() []string {
+	if x != nil {
+		return x.AcceptedTransfers
+	}
+	return nil
+}
+
+func (x *ZoneSnapshot) GetPendingTransfers() []*TransferOut {
+	if x != nil {
+		return x.PendingTransfers
+	}
+	return nil
+}
+
+func (x *ZoneSnapshot) GetEvents() uint64 {
+	if x != nil {
+		return x.Events
+	}
+	return 0
+}
+
 type CommandRejected struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Code          ErrorCode              `protobuf:"varint,1,opt,name=code,proto3,enum=realmstream.v1.ErrorCode" json:"code,omitempty"`
@@ -1286,7 +1583,7 @@ type CommandRejected struct {
 
 func (x *CommandRejected) Reset() {
 	*x = CommandRejected{}
-	mi := &file_world_proto_msgTypes[14]
+	mi := &file_world_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1298,7 +1595,7 @@ func (x *CommandRejected) String() string {
 func (*CommandRejected) ProtoMessage() {}
 
 func (x *CommandRejected) ProtoReflect() protoreflect.Message {
-	mi := &file_world_proto_msgTypes[14]
+	mi := &file_world_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1311,7 +1608,7 @@ func (x *CommandRejected) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CommandRejected.ProtoReflect.Descriptor instead.
 func (*CommandRejected) Descriptor() ([]byte, []int) {
-	return file_world_proto_rawDescGZIP(), []int{14}
+	return file_world_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *CommandRejected) GetCode() ErrorCode {
@@ -1346,7 +1643,7 @@ type SessionNotice struct {
 
 func (x *SessionNotice) Reset() {
 	*x = SessionNotice{}
-	mi := &file_world_proto_msgTypes[15]
+	mi := &file_world_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1358,7 +1655,7 @@ func (x *SessionNotice) String() string {
 func (*SessionNotice) ProtoMessage() {}
 
 func (x *SessionNotice) ProtoReflect() protoreflect.Message {
-	mi := &file_world_proto_msgTypes[15]
+	mi := &file_world_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1371,7 +1668,7 @@ func (x *SessionNotice) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionNotice.ProtoReflect.Descriptor instead.
 func (*SessionNotice) Descriptor() ([]byte, []int) {
-	return file_world_proto_rawDescGZIP(), []int{15}
+	return file_world_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *SessionNotice) GetSessionId() string {
@@ -1440,7 +1737,7 @@ type CommandRejectedNotice struct {
 
 func (x *CommandRejectedNotice) Reset() {
 	*x = CommandRejectedNotice{}
-	mi := &file_world_proto_msgTypes[16]
+	mi := &file_world_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1452,7 +1749,7 @@ func (x *CommandRejectedNotice) String() string {
 func (*CommandRejectedNotice) ProtoMessage() {}
 
 func (x *CommandRejectedNotice) ProtoReflect() protoreflect.Message {
-	mi := &file_world_proto_msgTypes[16]
+	mi := &file_world_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1465,7 +1762,7 @@ func (x *CommandRejectedNotice) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CommandRejectedNotice.ProtoReflect.Descriptor instead.
 func (*CommandRejectedNotice) Descriptor() ([]byte, []int) {
-	return file_world_proto_rawDescGZIP(), []int{16}
+	return file_world_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *CommandRejectedNotice) GetClientSeq() uint64 {
@@ -1520,7 +1817,7 @@ const file_world_proto_rawDesc = "" +
 	"\vtransfer_id\x18\x01 \x01(\tR\n" +
 	"transferId\x12\x1b\n" +
 	"\tfrom_zone\x18\x02 \x01(\tR\bfromZone\x123\n" +
-	"\x06player\x18\x03 \x01(\v2\x1b.realmstream.v1.PlayerStateR\x06player\"\xd9\x02\n" +
+	"\x06player\x18\x03 \x01(\v2\x1b.realmstream.v1.PlayerStateR\x06player\"\xfb\x02\n" +
 	"\vPlayerState\x12\x1b\n" +
 	"\tplayer_id\x18\x01 \x01(\tR\bplayerId\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\f\n" +
@@ -1536,7 +1833,9 @@ const file_world_proto_rawDesc = "" +
 	" \x01(\tR\tsessionId\x12+\n" +
 	"\x12attack_ready_at_ns\x18\v \x01(\x03R\x0fattackReadyAtNs\x12\x12\n" +
 	"\x04dead\x18\f \x01(\bR\x04dead\x12\"\n" +
-	"\rrespawn_at_ns\x18\r \x01(\x03R\vrespawnAtNs\"\xc1\a\n" +
+	"\rrespawn_at_ns\x18\r \x01(\x03R\vrespawnAtNs\x12 \n" +
+	"\flast_move_ns\x18\x0e \x01(\x03R\n" +
+	"lastMoveNs\"\xe9\b\n" +
 	"\x05Event\x12\x19\n" +
 	"\bevent_id\x18\x01 \x01(\tR\aeventId\x12\x12\n" +
 	"\x04zone\x18\x02 \x01(\tR\x04zone\x12\x14\n" +
@@ -1560,7 +1859,9 @@ const file_world_proto_rawDesc = "" +
 	"\x10player_respawned\x18\x11 \x01(\v2\x1f.realmstream.v1.PlayerRespawnedH\x00R\x0fplayerRespawned\x12@\n" +
 	"\ftransfer_out\x18\x12 \x01(\v2\x1b.realmstream.v1.TransferOutH\x00R\vtransferOut\x12O\n" +
 	"\x11transfer_accepted\x18\x13 \x01(\v2 .realmstream.v1.TransferAcceptedH\x00R\x10transferAccepted\x12L\n" +
-	"\x10command_rejected\x18\x14 \x01(\v2\x1f.realmstream.v1.CommandRejectedH\x00R\x0fcommandRejectedB\x06\n" +
+	"\x10command_rejected\x18\x14 \x01(\v2\x1f.realmstream.v1.CommandRejectedH\x00R\x0fcommandRejected\x12R\n" +
+	"\x12transfer_delivered\x18\x15 \x01(\v2!.realmstream.v1.TransferDeliveredH\x00R\x11transferDelivered\x12R\n" +
+	"\x12ownership_released\x18\x16 \x01(\v2!.realmstream.v1.OwnershipReleasedH\x00R\x11ownershipReleasedB\x06\n" +
 	"\x04body\"p\n" +
 	"\x10OwnershipClaimed\x12\x1f\n" +
 	"\vinstance_id\x18\x01 \x01(\tR\n" +
@@ -1580,11 +1881,14 @@ const file_world_proto_rawDesc = "" +
 	"\x04text\x18\x01 \x01(\tR\x04text\x12/\n" +
 	"\x05scope\x18\x02 \x01(\x0e2\x19.realmstream.v1.ChatScopeR\x05scope\x12\f\n" +
 	"\x01x\x18\x03 \x01(\x02R\x01x\x12\f\n" +
-	"\x01y\x18\x04 \x01(\x02R\x01y\"]\n" +
+	"\x01y\x18\x04 \x01(\x02R\x01y\"\xca\x01\n" +
 	"\tAttackHit\x12\x1b\n" +
 	"\ttarget_id\x18\x01 \x01(\tR\btargetId\x12\x16\n" +
 	"\x06damage\x18\x02 \x01(\x05R\x06damage\x12\x1b\n" +
-	"\ttarget_hp\x18\x03 \x01(\x05R\btargetHp\")\n" +
+	"\ttarget_hp\x18\x03 \x01(\x05R\btargetHp\x12/\n" +
+	"\x14attacker_ready_at_ns\x18\x04 \x01(\x03R\x11attackerReadyAtNs\x12\x16\n" +
+	"\x06killed\x18\x05 \x01(\bR\x06killed\x12\"\n" +
+	"\rrespawn_at_ns\x18\x06 \x01(\x03R\vrespawnAtNs\")\n" +
 	"\n" +
 	"PlayerDied\x12\x1b\n" +
 	"\tkiller_id\x18\x01 \x01(\tR\bkillerId\"=\n" +
@@ -1601,7 +1905,33 @@ const file_world_proto_rawDesc = "" +
 	"\vtransfer_id\x18\x01 \x01(\tR\n" +
 	"transferId\x12\x1b\n" +
 	"\tfrom_zone\x18\x02 \x01(\tR\bfromZone\x123\n" +
-	"\x06player\x18\x03 \x01(\v2\x1b.realmstream.v1.PlayerStateR\x06player\"X\n" +
+	"\x06player\x18\x03 \x01(\v2\x1b.realmstream.v1.PlayerStateR\x06player\"M\n" +
+	"\x11TransferDelivered\x12\x1f\n" +
+	"\vtransfer_id\x18\x01 \x01(\tR\n" +
+	"transferId\x12\x17\n" +
+	"\ato_zone\x18\x02 \x01(\tR\x06toZone\"J\n" +
+	"\x11OwnershipReleased\x12\x1f\n" +
+	"\vinstance_id\x18\x01 \x01(\tR\n" +
+	"instanceId\x12\x14\n" +
+	"\x05fence\x18\x02 \x01(\x04R\x05fence\"\xbf\x04\n" +
+	"\fZoneSnapshot\x12\x12\n" +
+	"\x04zone\x18\x01 \x01(\tR\x04zone\x12\x19\n" +
+	"\blast_seq\x18\x02 \x01(\x04R\alastSeq\x12\x14\n" +
+	"\x05fence\x18\x03 \x01(\x04R\x05fence\x12\x12\n" +
+	"\x04tick\x18\x04 \x01(\x04R\x04tick\x12\"\n" +
+	"\rlast_event_ns\x18\x05 \x01(\x03R\vlastEventNs\x12C\n" +
+	"\aplayers\x18\x06 \x03(\v2).realmstream.v1.ZoneSnapshot.PlayersEntryR\aplayers\x12F\n" +
+	"\bsessions\x18\a \x03(\v2*.realmstream.v1.ZoneSnapshot.SessionsEntryR\bsessions\x12-\n" +
+	"\x12accepted_transfers\x18\b \x03(\tR\x11acceptedTransfers\x12H\n" +
+	"\x11pending_transfers\x18\t \x03(\v2\x1b.realmstream.v1.TransferOutR\x10pendingTransfers\x12\x16\n" +
+	"\x06events\x18\n" +
+	" \x01(\x04R\x06events\x1aW\n" +
+	"\fPlayersEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x121\n" +
+	"\x05value\x18\x02 \x01(\v2\x1b.realmstream.v1.PlayerStateR\x05value:\x028\x01\x1a;\n" +
+	"\rSessionsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\x04R\x05value:\x028\x01\"X\n" +
 	"\x0fCommandRejected\x12-\n" +
 	"\x04code\x18\x01 \x01(\x0e2\x19.realmstream.v1.ErrorCodeR\x04code\x12\x16\n" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason\"\xda\x01\n" +
@@ -1631,7 +1961,7 @@ func file_world_proto_rawDescGZIP() []byte {
 	return file_world_proto_rawDescData
 }
 
-var file_world_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
+var file_world_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
 var file_world_proto_goTypes = []any{
 	(*Command)(nil),               // 0: realmstream.v1.Command
 	(*TransferIn)(nil),            // 1: realmstream.v1.TransferIn
@@ -1647,24 +1977,29 @@ var file_world_proto_goTypes = []any{
 	(*PlayerRespawned)(nil),       // 11: realmstream.v1.PlayerRespawned
 	(*TransferOut)(nil),           // 12: realmstream.v1.TransferOut
 	(*TransferAccepted)(nil),      // 13: realmstream.v1.TransferAccepted
-	(*CommandRejected)(nil),       // 14: realmstream.v1.CommandRejected
-	(*SessionNotice)(nil),         // 15: realmstream.v1.SessionNotice
-	(*CommandRejectedNotice)(nil), // 16: realmstream.v1.CommandRejectedNotice
-	(*Join)(nil),                  // 17: realmstream.v1.Join
-	(*Leave)(nil),                 // 18: realmstream.v1.Leave
-	(*Move)(nil),                  // 19: realmstream.v1.Move
-	(*Chat)(nil),                  // 20: realmstream.v1.Chat
-	(*Attack)(nil),                // 21: realmstream.v1.Attack
-	(ChatScope)(0),                // 22: realmstream.v1.ChatScope
-	(ErrorCode)(0),                // 23: realmstream.v1.ErrorCode
-	(*ZoneChanged)(nil),           // 24: realmstream.v1.ZoneChanged
+	(*TransferDelivered)(nil),     // 14: realmstream.v1.TransferDelivered
+	(*OwnershipReleased)(nil),     // 15: realmstream.v1.OwnershipReleased
+	(*ZoneSnapshot)(nil),          // 16: realmstream.v1.ZoneSnapshot
+	(*CommandRejected)(nil),       // 17: realmstream.v1.CommandRejected
+	(*SessionNotice)(nil),         // 18: realmstream.v1.SessionNotice
+	(*CommandRejectedNotice)(nil), // 19: realmstream.v1.CommandRejectedNotice
+	nil,                           // 20: realmstream.v1.ZoneSnapshot.PlayersEntry
+	nil,                           // 21: realmstream.v1.ZoneSnapshot.SessionsEntry
+	(*Join)(nil),                  // 22: realmstream.v1.Join
+	(*Leave)(nil),                 // 23: realmstream.v1.Leave
+	(*Move)(nil),                  // 24: realmstream.v1.Move
+	(*Chat)(nil),                  // 25: realmstream.v1.Chat
+	(*Attack)(nil),                // 26: realmstream.v1.Attack
+	(ChatScope)(0),                // 27: realmstream.v1.ChatScope
+	(ErrorCode)(0),                // 28: realmstream.v1.ErrorCode
+	(*ZoneChanged)(nil),           // 29: realmstream.v1.ZoneChanged
 }
 var file_world_proto_depIdxs = []int32{
-	17, // 0: realmstream.v1.Command.join:type_name -> realmstream.v1.Join
-	18, // 1: realmstream.v1.Command.leave:type_name -> realmstream.v1.Leave
-	19, // 2: realmstream.v1.Command.move:type_name -> realmstream.v1.Move
-	20, // 3: realmstream.v1.Command.chat:type_name -> realmstream.v1.Chat
-	21, // 4: realmstream.v1.Command.attack:type_name -> realmstream.v1.Attack
+	22, // 0: realmstream.v1.Command.join:type_name -> realmstream.v1.Join
+	23, // 1: realmstream.v1.Command.leave:type_name -> realmstream.v1.Leave
+	24, // 2: realmstream.v1.Command.move:type_name -> realmstream.v1.Move
+	25, // 3: realmstream.v1.Command.chat:type_name -> realmstream.v1.Chat
+	26, // 4: realmstream.v1.Command.attack:type_name -> realmstream.v1.Attack
 	1,  // 5: realmstream.v1.Command.transfer_in:type_name -> realmstream.v1.TransferIn
 	2,  // 6: realmstream.v1.TransferIn.player:type_name -> realmstream.v1.PlayerState
 	4,  // 7: realmstream.v1.Event.ownership_claimed:type_name -> realmstream.v1.OwnershipClaimed
@@ -1677,20 +2012,26 @@ var file_world_proto_depIdxs = []int32{
 	11, // 14: realmstream.v1.Event.player_respawned:type_name -> realmstream.v1.PlayerRespawned
 	12, // 15: realmstream.v1.Event.transfer_out:type_name -> realmstream.v1.TransferOut
 	13, // 16: realmstream.v1.Event.transfer_accepted:type_name -> realmstream.v1.TransferAccepted
-	14, // 17: realmstream.v1.Event.command_rejected:type_name -> realmstream.v1.CommandRejected
-	2,  // 18: realmstream.v1.PlayerJoined.player:type_name -> realmstream.v1.PlayerState
-	22, // 19: realmstream.v1.ChatSent.scope:type_name -> realmstream.v1.ChatScope
-	2,  // 20: realmstream.v1.TransferOut.player:type_name -> realmstream.v1.PlayerState
-	2,  // 21: realmstream.v1.TransferAccepted.player:type_name -> realmstream.v1.PlayerState
-	23, // 22: realmstream.v1.CommandRejected.code:type_name -> realmstream.v1.ErrorCode
-	16, // 23: realmstream.v1.SessionNotice.rejected:type_name -> realmstream.v1.CommandRejectedNotice
-	24, // 24: realmstream.v1.SessionNotice.zone_changed:type_name -> realmstream.v1.ZoneChanged
-	23, // 25: realmstream.v1.CommandRejectedNotice.code:type_name -> realmstream.v1.ErrorCode
-	26, // [26:26] is the sub-list for method output_type
-	26, // [26:26] is the sub-list for method input_type
-	26, // [26:26] is the sub-list for extension type_name
-	26, // [26:26] is the sub-list for extension extendee
-	0,  // [0:26] is the sub-list for field type_name
+	17, // 17: realmstream.v1.Event.command_rejected:type_name -> realmstream.v1.CommandRejected
+	14, // 18: realmstream.v1.Event.transfer_delivered:type_name -> realmstream.v1.TransferDelivered
+	15, // 19: realmstream.v1.Event.ownership_released:type_name -> realmstream.v1.OwnershipReleased
+	2,  // 20: realmstream.v1.PlayerJoined.player:type_name -> realmstream.v1.PlayerState
+	27, // 21: realmstream.v1.ChatSent.scope:type_name -> realmstream.v1.ChatScope
+	2,  // 22: realmstream.v1.TransferOut.player:type_name -> realmstream.v1.PlayerState
+	2,  // 23: realmstream.v1.TransferAccepted.player:type_name -> realmstream.v1.PlayerState
+	20, // 24: realmstream.v1.ZoneSnapshot.players:type_name -> realmstream.v1.ZoneSnapshot.PlayersEntry
+	21, // 25: realmstream.v1.ZoneSnapshot.sessions:type_name -> realmstream.v1.ZoneSnapshot.SessionsEntry
+	12, // 26: realmstream.v1.ZoneSnapshot.pending_transfers:type_name -> realmstream.v1.TransferOut
+	28, // 27: realmstream.v1.CommandRejected.code:type_name -> realmstream.v1.ErrorCode
+	19, // 28: realmstream.v1.SessionNotice.rejected:type_name -> realmstream.v1.CommandRejectedNotice
+	29, // 29: realmstream.v1.SessionNotice.zone_changed:type_name -> realmstream.v1.ZoneChanged
+	28, // 30: realmstream.v1.CommandRejectedNotice.code:type_name -> realmstream.v1.ErrorCode
+	2,  // 31: realmstream.v1.ZoneSnapshot.PlayersEntry.value:type_name -> realmstream.v1.PlayerState
+	32, // [32:32] is the sub-list for method output_type
+	32, // [32:32] is the sub-list for method input_type
+	32, // [32:32] is the sub-list for extension type_name
+	32, // [32:32] is the sub-list for extension extendee
+	0,  // [0:32] is the sub-list for field type_name
 }
 
 func init() { file_world_proto_init() }
@@ -1719,8 +2060,10 @@ func file_world_proto_init() {
 		(*Event_TransferOut)(nil),
 		(*Event_TransferAccepted)(nil),
 		(*Event_CommandRejected)(nil),
+		(*Event_TransferDelivered)(nil),
+		(*Event_OwnershipReleased)(nil),
 	}
-	file_world_proto_msgTypes[15].OneofWrappers = []any{
+	file_world_proto_msgTypes[18].OneofWrappers = []any{
 		(*SessionNotice_Rejected)(nil),
 		(*SessionNotice_ZoneChanged)(nil),
 	}
@@ -1730,7 +2073,7 @@ func file_world_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_world_proto_rawDesc), len(file_world_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   17,
+			NumMessages:   22,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
