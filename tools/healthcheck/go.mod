@@ -1,0 +1,3 @@
+module github.com/realmstream/realmstream/tools/healthcheck
+
+go 1.26.8
