@@ -1,0 +1,453 @@
+// Package rules is the game of one zone: Decide validates a command against
+// the zone state and returns the one event it causes; Tick returns the events
+// due at a time (respawns); Apply folds an event into the state.
+//
+// Apply is a pure function of (state, event): it reads no clock and draws no
+// random numbers; times and positions are decided by Decide/Tick and carried
+// in the event. Replaying a zone's log therefore rebuilds exactly the state
+// its owner had. Every command causes exactly one event (possibly
+// CommandRejected) or none (a duplicate), so an interrupted append never
+// leaves half of a command's effects in the log.
+package rules
+
+import (
+	"fmt"
+	"hash/fnv"
+	"math"
+	"sort"
+	"strconv"
+	"time"
+	"unicode/utf8"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/realmstream/realmstream/libs/schema"
+	"github.com/realmstream/realmstream/libs/wire"
+	"github.com/realmstream/realmstream/libs/worldmap"
+)
+
+// Rect is an axis-aligned static obstacle in zone coordinates.
+type Rect struct{ X0, Y0, X1, Y1 float32 }
+
+func (r Rect) contains(x, y float32) bool { return x >= r.X0 && x <= r.X1 && y >= r.Y0 && y <= r.Y1 }
+
+// Config holds the rules' parameters. The same obstacles stand in every zone.
+type Config struct {
+	Map            worldmap.Map
+	MaxSpeed       float32       // units per second; default 250
+	MaxStep        time.Duration // longest time a single move may cover; default 500ms
+	AttackRange    float32       // default 60
+	AttackDamage   int32         // default 25
+	AttackCooldown time.Duration // default 800ms
+	RespawnDelay   time.Duration // default 3s
+	MaxHP          int32         // default 100
+	ChatRadius     float32       // nearby chat reach; default 150
+	MaxChatLen     int           // bytes; default 200
+	Obstacles      []Rect        // default: DefaultObstacles()
+	// KeepTransfers bounds the accepted transfer ids kept for dedupe. Default 4096.
+	KeepTransfers int
+}
+
+// DefaultObstacles are a few walls and rocks inside every zone, away from edges.
+func DefaultObstacles() []Rect {
+	return []Rect{{300, 300, 340, 700}, {600, 200, 800, 230}, {650, 650, 720, 720}}
+}
+
+// Default returns the default rules on the default map.
+func Default() Config {
+	c := Config{Map: worldmap.Default()}
+	c.fill()
+	return c
+}
+
+func (c *Config) fill() {
+	if c.Map.Cols == 0 {
+		c.Map = worldmap.Default()
+	}
+	if c.MaxSpeed == 0 {
+		c.MaxSpeed = 250
+	}
+	if c.MaxStep == 0 {
+		c.MaxStep = 500 * time.Millisecond
+	}
+	if c.AttackRange == 0 {
+		c.AttackRange = 60
+	}
+	if c.AttackDamage == 0 {
+		c.AttackDamage = 25
+	}
+	if c.AttackCooldown == 0 {
+		c.AttackCooldown = 800 * time.Millisecond
+	}
+	if c.RespawnDelay == 0 {
+		c.RespawnDelay = 3 * time.Second
+	}
+	if c.MaxHP == 0 {
+		c.MaxHP = 100
+	}
+	if c.ChatRadius == 0 {
+		c.ChatRadius = 150
+	}
+	if c.MaxChatLen == 0 {
+		c.MaxChatLen = 200
+	}
+	if c.Obstacles == nil {
+		c.Obstacles = DefaultObstacles()
+	}
+	if c.KeepTransfers == 0 {
+		c.KeepTransfers = 4096
+	}
+}
+
+// New returns c with defaults filled in, or an error.
+func New(c Config) (*Config, error) {
+	c.fill()
+	if err := c.Map.Validate(); err != nil {
+		return nil, err
+	}
+	if c.MaxSpeed < 0 || c.AttackRange < 0 || c.AttackDamage < 0 || c.MaxHP < 0 || c.ChatRadius < 0 {
+		return nil, fmt.Errorf("rules: negative parameter")
+	}
+	return &c, nil
+}
+
+// NewState returns the empty state of zone.
+func NewState(zone string) *schema.ZoneSnapshot {
+	return &schema.ZoneSnapshot{Zone: zone, Players: map[string]*schema.PlayerState{}, Sessions: map[string]uint64{}}
+}
+
+// EventID names the event of a command in zone: it is the Nats-Msg-Id of the
+// append, so a retried append of the same decision is deduplicated.
+func EventID(zone, commandID string) string { return zone + "/c/" + commandID }
+
+// TransferID names the transfer caused by command commandID from zone to to.
+func TransferID(from, to, commandID string) string { return from + ">" + to + "/" + commandID }
+
+func (c *Config) event(s *schema.ZoneSnapshot, cmd *schema.Command, now int64) *schema.Event {
+	return &schema.Event{EventId: EventID(s.Zone, cmd.CommandId), Zone: s.Zone, TimestampNs: now,
+		CommandId: cmd.CommandId, PlayerId: cmd.PlayerId, Tick: s.Tick}
+}
+
+func (c *Config) reject(s *schema.ZoneSnapshot, cmd *schema.Command, now int64, code schema.ErrorCode, reason string) *schema.Event {
+	ev := c.event(s, cmd, now)
+	ev.Body = &schema.Event_CommandRejected{CommandRejected: &schema.CommandRejected{Code: code, Reason: reason}}
+	return ev
+}
+
+// Duplicate reports whether cmd was already applied in s (redelivery, resend
+// after the JetStream duplicate window, or a transfer delivered twice).
+func Duplicate(s *schema.ZoneSnapshot, cmd *schema.Command) bool {
+	if ti := cmd.GetTransferIn(); ti != nil {
+		for _, id := range s.AcceptedTransfers {
+			if id == ti.TransferId {
+				return true
+			}
+		}
+		return false
+	}
+	return cmd.ClientSeq != 0 && cmd.ClientSeq <= s.Sessions[cmd.SessionId]
+}
+
+// Decide validates cmd against s at time now (ns) and returns the one event
+// it causes, or nil when cmd is a duplicate. It does not change s.
+func (c *Config) Decide(s *schema.ZoneSnapshot, cmd *schema.Command, now int64) *schema.Event {
+	if Duplicate(s, cmd) {
+		return nil
+	}
+	if ti := cmd.GetTransferIn(); ti != nil {
+		if ti.Player == nil || ti.Player.PlayerId == "" || ti.TransferId == "" {
+			return c.reject(s, cmd, now, schema.ErrorCode_ERROR_CODE_INVALID, "transfer without player")
+		}
+		p := proto.Clone(ti.Player).(*schema.PlayerState)
+		ev := c.event(s, cmd, now)
+		ev.PlayerId = p.PlayerId
+		ev.Body = &schema.Event_TransferAccepted{TransferAccepted: &schema.TransferAccepted{TransferId: ti.TransferId, FromZone: ti.FromZone, Player: p}}
+		return ev
+	}
+	if cmd.ClientSeq == 0 || cmd.SessionId == "" || cmd.PlayerId == "" {
+		return c.reject(s, cmd, now, schema.ErrorCode_ERROR_CODE_INVALID, "command without session, player or seq")
+	}
+	if j := cmd.GetJoin(); j != nil {
+		return c.decideJoin(s, cmd, now)
+	}
+	p := s.Players[cmd.PlayerId]
+	if p == nil || p.SessionId != cmd.SessionId {
+		return c.reject(s, cmd, now, schema.ErrorCode_ERROR_CODE_NOT_IN_ZONE, "player is not in zone "+s.Zone)
+	}
+	switch b := cmd.Body.(type) {
+	case *schema.Command_Leave:
+		ev := c.event(s, cmd, now)
+		ev.Body = &schema.Event_PlayerLeft{PlayerLeft: &schema.PlayerLeft{Reason: "leave"}}
+		return ev
+	case *schema.Command_Move:
+		return c.decideMove(s, cmd, p, b.Move, now)
+	case *schema.Command_Chat:
+		t := b.Chat.GetText()
+		if t == "" || len(t) > c.MaxChatLen || !utf8.ValidString(t) {
+			return c.reject(s, cmd, now, schema.ErrorCode_ERROR_CODE_INVALID, fmt.Sprintf("chat text must be 1..%d bytes of UTF-8", c.MaxChatLen))
+		}
+		ev := c.event(s, cmd, now)
+		ev.Body = &schema.Event_ChatSent{ChatSent: &schema.ChatSent{Text: t, Scope: b.Chat.GetScope(), X: p.X, Y: p.Y}}
+		return ev
+	case *schema.Command_Attack:
+		return c.decideAttack(s, cmd, p, b.Attack.GetTargetId(), now)
+	}
+	return c.reject(s, cmd, now, schema.ErrorCode_ERROR_CODE_INVALID, "unknown command")
+}
+
+func (c *Config) decideJoin(s *schema.ZoneSnapshot, cmd *schema.Command, now int64) *schema.Event {
+	if z := cmd.GetJoin().GetZone(); z != "" && z != s.Zone {
+		return c.reject(s, cmd, now, schema.ErrorCode_ERROR_CODE_UNKNOWN_ZONE, fmt.Sprintf("join of %s sent to %s", z, s.Zone))
+	}
+	var p *schema.PlayerState
+	if old := s.Players[cmd.PlayerId]; old != nil {
+		p = proto.Clone(old).(*schema.PlayerState) // rejoin (new session): keep the body
+	} else {
+		x, y := c.spawn(cmd.PlayerId, 0)
+		p = &schema.PlayerState{PlayerId: cmd.PlayerId, X: x, Y: y, Hp: c.MaxHP, MaxHp: c.MaxHP}
+	}
+	p.SessionId = cmd.SessionId
+	p.LastInputSeq = cmd.ClientSeq
+	if cmd.PlayerName != "" {
+		p.Name = cmd.PlayerName
+	}
+	if p.Name == "" {
+		p.Name = cmd.PlayerId
+	}
+	ev := c.event(s, cmd, now)
+	ev.Body = &schema.Event_PlayerJoined{PlayerJoined: &schema.PlayerJoined{Player: p}}
+	return ev
+}
+
+func finite(v float32) bool { return !math.IsNaN(float64(v)) && !math.IsInf(float64(v), 0) }
+
+func (c *Config) decideMove(s *schema.ZoneSnapshot, cmd *schema.Command, p *schema.PlayerState, m *schema.Move, now int64) *schema.Event {
+	x, y := m.GetX(), m.GetY()
+	switch {
+	case !finite(x) || !finite(y):
+		return c.reject(s, cmd, now, schema.ErrorCode_ERROR_CODE_INVALID, "position is not a finite number")
+	case p.Dead:
+		return c.reject(s, cmd, now, schema.ErrorCode_ERROR_CODE_REJECTED, "dead players cannot move")
+	}
+	elapsed := time.Duration(now - p.LastMoveNs)
+	if p.LastMoveNs == 0 || elapsed > c.MaxStep {
+		elapsed = c.MaxStep
+	}
+	if elapsed < 0 {
+		elapsed = 0
+	}
+	dist := math.Hypot(float64(x-p.X), float64(y-p.Y))
+	if allowed := float64(c.MaxSpeed)*elapsed.Seconds() + 0.5; dist > allowed {
+		return c.reject(s, cmd, now, schema.ErrorCode_ERROR_CODE_REJECTED, fmt.Sprintf("too fast: %.1f units in %v, max %.1f", dist, elapsed, allowed))
+	}
+	if c.segmentBlocked(p.X, p.Y, x, y) {
+		return c.reject(s, cmd, now, schema.ErrorCode_ERROR_CODE_REJECTED, "path blocked by an obstacle")
+	}
+	if !c.Map.InBounds(x, y) {
+		to, nx, ny, ok := c.Map.Cross(s.Zone, x, y)
+		if !ok {
+			return c.reject(s, cmd, now, schema.ErrorCode_ERROR_CODE_REJECTED, "outside the world")
+		}
+		if c.blocked(nx, ny) {
+			return c.reject(s, cmd, now, schema.ErrorCode_ERROR_CODE_REJECTED, "destination blocked by an obstacle")
+		}
+		np := proto.Clone(p).(*schema.PlayerState)
+		np.X, np.Y, np.LastInputSeq, np.LastMoveNs = nx, ny, cmd.ClientSeq, now
+		ev := c.event(s, cmd, now)
+		ev.Body = &schema.Event_TransferOut{TransferOut: &schema.TransferOut{TransferId: TransferID(s.Zone, to, cmd.CommandId), ToZone: to, Player: np}}
+		return ev
+	}
+	ev := c.event(s, cmd, now)
+	ev.Body = &schema.Event_PlayerMoved{PlayerMoved: &schema.PlayerMoved{X: x, Y: y, InputSeq: cmd.ClientSeq}}
+	return ev
+}
+
+func (c *Config) decideAttack(s *schema.ZoneSnapshot, cmd *schema.Command, p *schema.PlayerState, target string, now int64) *schema.Event {
+	t := s.Players[target]
+	switch {
+	case p.Dead:
+		return c.reject(s, cmd, now, schema.ErrorCode_ERROR_CODE_REJECTED, "dead players cannot attack")
+	case t == nil:
+		return c.reject(s, cmd, now, schema.ErrorCode_ERROR_CODE_REJECTED, "no such target in this zone")
+	case target == p.PlayerId:
+		return c.reject(s, cmd, now, schema.ErrorCode_ERROR_CODE_INVALID, "cannot attack yourself")
+	case t.Dead:
+		return c.reject(s, cmd, now, schema.ErrorCode_ERROR_CODE_REJECTED, "target is dead")
+	case now < p.AttackReadyAtNs:
+		return c.reject(s, cmd, now, schema.ErrorCode_ERROR_CODE_REJECTED, fmt.Sprintf("attack on cooldown for %v", time.Duration(p.AttackReadyAtNs-now)))
+	case math.Hypot(float64(t.X-p.X), float64(t.Y-p.Y)) > float64(c.AttackRange):
+		return c.reject(s, cmd, now, schema.ErrorCode_ERROR_CODE_REJECTED, "target out of range")
+	}
+	hp := t.Hp - c.AttackDamage
+	hit := &schema.AttackHit{TargetId: target, Damage: c.AttackDamage, TargetHp: max(hp, 0), AttackerReadyAtNs: now + int64(c.AttackCooldown)}
+	if hp <= 0 {
+		hit.Killed = true
+		hit.RespawnAtNs = now + int64(c.RespawnDelay)
+	}
+	ev := c.event(s, cmd, now)
+	ev.Body = &schema.Event_AttackHit{AttackHit: hit}
+	return ev
+}
+
+// Tick returns the system events due at now: respawns of dead players whose
+// time has come, in player id order.
+func (c *Config) Tick(s *schema.ZoneSnapshot, now int64) []*schema.Event {
+	var ids []string
+	for id, p := range s.Players {
+		if p.Dead && p.RespawnAtNs <= now {
+			ids = append(ids, id)
+		}
+	}
+	sort.Strings(ids)
+	evs := make([]*schema.Event, 0, len(ids))
+	for _, id := range ids {
+		p := s.Players[id]
+		x, y := c.spawn(id, p.Deaths)
+		evs = append(evs, &schema.Event{
+			EventId: s.Zone + "/r/" + id + "/" + strconv.FormatInt(p.Deaths, 10), Zone: s.Zone, TimestampNs: now, PlayerId: id, Tick: s.Tick,
+			Body: &schema.Event_PlayerRespawned{PlayerRespawned: &schema.PlayerRespawned{X: x, Y: y, Hp: c.MaxHP}},
+		})
+	}
+	return evs
+}
+
+// spawn picks a free position for a player from a hash of its id and death
+// count: deterministic, spread over the zone, never inside an obstacle.
+func (c *Config) spawn(player string, n int64) (float32, float32) {
+	for i := int64(0); ; i++ {
+		h := fnv.New64a()
+		fmt.Fprintf(h, "%s/%d/%d", player, n, i)
+		v := h.Sum64()
+		size := c.Map.ZoneSize
+		x := 20 + float32(v%10000)/10000*(size-40)
+		y := 20 + float32((v/10000)%10000)/10000*(size-40)
+		if !c.blocked(x, y) || i > 100 {
+			return x, y
+		}
+	}
+}
+
+func (c *Config) blocked(x, y float32) bool {
+	for _, r := range c.Obstacles {
+		if r.contains(x, y) {
+			return true
+		}
+	}
+	return false
+}
+
+// segmentBlocked reports whether the segment from (x0,y0) to (x1,y1) touches
+// an obstacle (Liang-Barsky clipping against each rectangle).
+func (c *Config) segmentBlocked(x0, y0, x1, y1 float32) bool {
+	for _, r := range c.Obstacles {
+		if clips(r, x0, y0, x1, y1) {
+			return true
+		}
+	}
+	return false
+}
+
+func clips(r Rect, x0, y0, x1, y1 float32) bool {
+	dx, dy := x1-x0, y1-y0
+	t0, t1 := float32(0), float32(1)
+	for _, pq := range [4][2]float32{{-dx, x0 - r.X0}, {dx, r.X1 - x0}, {-dy, y0 - r.Y0}, {dy, r.Y1 - y0}} {
+		p, q := pq[0], pq[1]
+		if p == 0 {
+			if q < 0 {
+				return false
+			}
+			continue
+		}
+		t := q / p
+		if p < 0 {
+			if t > t1 {
+				return false
+			}
+			t0 = max(t0, t)
+		} else {
+			if t < t0 {
+				return false
+			}
+			t1 = min(t1, t)
+		}
+	}
+	return t0 <= t1
+}
+
+// Apply folds ev, stored at stream sequence seq of evt.<zone>, into s. It
+// is deterministic: it reads only s and ev.
+func Apply(s *schema.ZoneSnapshot, ev *schema.Event, seq uint64, keepTransfers int) {
+	s.LastSeq = seq
+	s.Events++
+	if ev.TimestampNs > s.LastEventNs {
+		s.LastEventNs = ev.TimestampNs
+	}
+	if ev.Tick > s.Tick {
+		s.Tick = ev.Tick
+	}
+	if _, isTransfer := ev.Body.(*schema.Event_TransferAccepted); !isTransfer && ev.CommandId != "" {
+		if session, cseq, err := wire.ParseCommandID(ev.CommandId); err == nil && cseq > s.Sessions[session] {
+			s.Sessions[session] = cseq
+			if p := s.Players[ev.PlayerId]; p != nil && p.SessionId == session && cseq > p.LastInputSeq {
+				p.LastInputSeq = cseq
+			}
+		}
+	}
+	p := s.Players[ev.PlayerId]
+	switch b := ev.Body.(type) {
+	case *schema.Event_OwnershipClaimed:
+		s.Fence = b.OwnershipClaimed.GetFence()
+	case *schema.Event_PlayerJoined:
+		np := proto.Clone(b.PlayerJoined.GetPlayer()).(*schema.PlayerState)
+		s.Players[np.PlayerId] = np
+	case *schema.Event_PlayerLeft:
+		delete(s.Players, ev.PlayerId)
+	case *schema.Event_PlayerMoved:
+		if p != nil {
+			p.X, p.Y, p.LastMoveNs = b.PlayerMoved.X, b.PlayerMoved.Y, ev.TimestampNs
+		}
+	case *schema.Event_AttackHit:
+		h := b.AttackHit
+		if p != nil {
+			p.AttackReadyAtNs = h.AttackerReadyAtNs
+			if h.Killed {
+				p.Kills++
+			}
+		}
+		if t := s.Players[h.TargetId]; t != nil {
+			t.Hp = h.TargetHp
+			if h.Killed {
+				t.Dead, t.RespawnAtNs = true, h.RespawnAtNs
+				t.Deaths++
+			}
+		}
+	case *schema.Event_PlayerDied:
+		if p != nil {
+			p.Dead, p.Hp = true, 0
+		}
+	case *schema.Event_PlayerRespawned:
+		if p != nil {
+			p.X, p.Y, p.Hp, p.Dead, p.RespawnAtNs = b.PlayerRespawned.X, b.PlayerRespawned.Y, b.PlayerRespawned.Hp, false, 0
+		}
+	case *schema.Event_TransferOut:
+		delete(s.Players, ev.PlayerId)
+		s.PendingTransfers = append(s.PendingTransfers, proto.Clone(b.TransferOut).(*schema.TransferOut))
+	case *schema.Event_TransferDelivered:
+		for i, t := range s.PendingTransfers {
+			if t.TransferId == b.TransferDelivered.TransferId {
+				s.PendingTransfers = append(s.PendingTransfers[:i], s.PendingTransfers[i+1:]...)
+				break
+			}
+		}
+	case *schema.Event_TransferAccepted:
+		np := proto.Clone(b.TransferAccepted.GetPlayer()).(*schema.PlayerState)
+		s.Players[np.PlayerId] = np
+		if np.SessionId != "" && np.LastInputSeq > s.Sessions[np.SessionId] {
+			s.Sessions[np.SessionId] = np.LastInputSeq
+		}
+		s.AcceptedTransfers = append(s.AcceptedTransfers, b.TransferAccepted.TransferId)
+		if keepTransfers > 0 && len(s.AcceptedTransfers) > keepTransfers {
+			s.AcceptedTransfers = append([]string(nil), s.AcceptedTransfers[len(s.AcceptedTransfers)-keepTransfers:]...)
+		}
+	}
+}
