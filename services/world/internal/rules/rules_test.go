@@ -91,7 +91,7 @@ func runScript(t *testing.T, path string) string {
 		w := strings.Fields(line)
 		switch w[0] {
 		case "zone":
-			s = NewState(w[1])
+			s, log, seq = NewState(w[1]), nil, 0
 		case "time":
 			ms, _ := strconv.ParseInt(w[1], 10, 64)
 			now = ms * int64(time.Millisecond)
