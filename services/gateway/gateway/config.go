@@ -1,0 +1,176 @@
+package gateway
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"time"
+
+	"github.com/realmstream/realmstream/libs/envflag"
+	"github.com/realmstream/realmstream/libs/wire"
+	"github.com/realmstream/realmstream/libs/worldmap"
+)
+
+// Config configures a gateway. Every field with a flag is filled by
+// RegisterFlags (flag --x-y, env REALM_X_Y); the rest are for embedding.
+type Config struct {
+	NATSURL         string        // --nats-url, default nats://127.0.0.1:4222
+	HTTPAddr        string        // --http-addr, ops server (/healthz, /readyz, /metrics), default :8080
+	TCPAddr         string        // --tcp-addr, length-prefixed frames, default :7000 ("" disables)
+	WSAddr          string        // --ws-addr, WebSocket binary messages, default :7001 ("" disables)
+	InstanceID      string        // --instance-id, default hostname-pid
+	LogLevel        string        // --log-level (debug|info|warn|error), default info
+	LogFormat       string        // --log-format (json|text), default json
+	ShutdownTimeout time.Duration // --shutdown-timeout, bound on the graceful drain, default 10s
+	OTLPEndpoint    string        // --otlp-endpoint, OTLP/HTTP traces endpoint URL; empty = no export
+
+	TokenKey string        // --token-key, HMAC key of session tokens (>= 16 bytes); required unless Dev
+	TokenTTL time.Duration // --token-ttl, life of tokens issued in dev mode and on Welcome, default 24h
+	Dev      bool          // --dev, issue tokens from Hello{name} (and use a fixed key if none is set)
+
+	MaxFrame       int           // --max-frame, max packet bytes, default 4096
+	Rate           float64       // --rate, packets/s per connection (token bucket), default 100
+	Burst          int           // --burst, token bucket depth, default 200
+	RingSize       int           // --ring-size, MPSC ring capacity (power of two), default 16384
+	MaxPending     int           // --max-pending, in-flight JetStream publishes before Busy, default 8192
+	BatchSize      int           // --batch-size, items the publisher drains per batch, default 256
+	SendQueue      int           // --send-queue, per-client outgoing packets before SLOW_CONSUMER, default 1024
+	MaxConns       int           // --max-conns, default 10000
+	PublishRetries int           // --publish-retries, retries of a failed publish (same msg id), default 3
+	PublishTimeout time.Duration // --publish-timeout, wait for one PubAck, default 5s
+	HelloTimeout   time.Duration // --hello-timeout, a connection must say Hello within it, default 10s
+	WriteTimeout   time.Duration // --write-timeout, one socket write, default 5s
+	Heartbeat      time.Duration // --heartbeat, svc.hb.gateway.<instance> interval, default 2s
+
+	// Map is the world layout (zone names, AOI cells). Default worldmap.Default().
+	Map worldmap.Map
+	// Streams are the stream settings passed to wire.EnsureStreams.
+	Streams wire.StreamOptions
+}
+
+// DevTokenKey is the key used with --dev when no --token-key is set. Never use it in production.
+const DevTokenKey = "realmstream-dev-token-key-not-secret"
+
+// DefaultConfig returns the documented defaults.
+func DefaultConfig() Config {
+	host, _ := os.Hostname()
+	if host == "" {
+		host = "gateway"
+	}
+	return Config{
+		NATSURL:         "nats://127.0.0.1:4222",
+		HTTPAddr:        ":8080",
+		TCPAddr:         ":7000",
+		WSAddr:          ":7001",
+		InstanceID:      host + "-" + strconv.Itoa(os.Getpid()),
+		LogLevel:        "info",
+		LogFormat:       "json",
+		ShutdownTimeout: 10 * time.Second,
+		TokenTTL:        24 * time.Hour,
+		MaxFrame:        wire.DefaultMaxFrame,
+		Rate:            100,
+		Burst:           200,
+		RingSize:        16384,
+		MaxPending:      8192,
+		BatchSize:       256,
+		SendQueue:       1024,
+		MaxConns:        10000,
+		PublishRetries:  3,
+		PublishTimeout:  5 * time.Second,
+		HelloTimeout:    10 * time.Second,
+		WriteTimeout:    5 * time.Second,
+		Heartbeat:       2 * time.Second,
+		Map:             worldmap.Default(),
+	}
+}
+
+// RegisterFlags binds every flag to c; the current values of c are the defaults.
+func (c *Config) RegisterFlags(s *envflag.Set) {
+	s.String(&c.NATSURL, "nats-url", c.NATSURL, "NATS server URL")
+	s.String(&c.HTTPAddr, "http-addr", c.HTTPAddr, "ops HTTP address (/healthz, /readyz, /metrics)")
+	s.String(&c.TCPAddr, "tcp-addr", c.TCPAddr, "TCP client listener (length-prefixed frames); empty disables")
+	s.String(&c.WSAddr, "ws-addr", c.WSAddr, "WebSocket client listener (binary messages); empty disables")
+	s.String(&c.InstanceID, "instance-id", c.InstanceID, "instance id (heartbeat subject, logs)")
+	s.String(&c.LogLevel, "log-level", c.LogLevel, "log level: debug, info, warn, error")
+	s.String(&c.LogFormat, "log-format", c.LogFormat, "log format: json or text")
+	s.Duration(&c.ShutdownTimeout, "shutdown-timeout", c.ShutdownTimeout, "bound on the graceful drain")
+	s.String(&c.OTLPEndpoint, "otlp-endpoint", c.OTLPEndpoint, "OTLP/HTTP trace endpoint URL (e.g. http://otel:4318); empty = no export")
+	s.String(&c.TokenKey, "token-key", c.TokenKey, "HMAC key of session tokens (at least 16 bytes); required unless --dev")
+	s.Duration(&c.TokenTTL, "token-ttl", c.TokenTTL, "life of tokens issued by the gateway")
+	s.Bool(&c.Dev, "dev", c.Dev, "dev mode: Hello{name} without a token is issued one")
+	s.Int(&c.MaxFrame, "max-frame", c.MaxFrame, "maximum client packet size in bytes")
+	s.Float(&c.Rate, "rate", c.Rate, "packets per second allowed per connection (token bucket rate)")
+	s.Int(&c.Burst, "burst", c.Burst, "token bucket burst per connection")
+	s.Int(&c.RingSize, "ring-size", c.RingSize, "capacity of the MPSC ring between readers and the publisher (power of two)")
+	s.Int(&c.MaxPending, "max-pending", c.MaxPending, "in-flight JetStream publishes; above it clients get Busy")
+	s.Int(&c.BatchSize, "batch-size", c.BatchSize, "items the publisher takes from the ring per batch")
+	s.Int(&c.SendQueue, "send-queue", c.SendQueue, "per-client queue of outgoing packets; overflow disconnects (SLOW_CONSUMER)")
+	s.Int(&c.MaxConns, "max-conns", c.MaxConns, "maximum client connections")
+	s.Int(&c.PublishRetries, "publish-retries", c.PublishRetries, "retries of a failed publish with the same msg id")
+	s.Duration(&c.PublishTimeout, "publish-timeout", c.PublishTimeout, "wait for one JetStream PubAck")
+	s.Duration(&c.HelloTimeout, "hello-timeout", c.HelloTimeout, "a connection must send Hello within this time")
+	s.Duration(&c.WriteTimeout, "write-timeout", c.WriteTimeout, "timeout of one socket write to a client")
+	s.Duration(&c.Heartbeat, "heartbeat", c.Heartbeat, "heartbeat interval on svc.hb.gateway.<instance>")
+}
+
+// Validate checks the configuration and says what is wrong.
+func (c *Config) Validate() error {
+	var errs []error
+	add := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
+	if c.NATSURL == "" {
+		add("--nats-url is required")
+	}
+	if c.TCPAddr == "" && c.WSAddr == "" {
+		add("at least one of --tcp-addr and --ws-addr is required")
+	}
+	if c.InstanceID == "" || !wire.ValidToken(c.InstanceID) {
+		add("--instance-id %q: want 1..64 characters of [A-Za-z0-9_-]", c.InstanceID)
+	}
+	if !c.Dev && len(c.TokenKey) < 16 {
+		add("--token-key must be at least 16 bytes (or use --dev)")
+	}
+	if c.TokenKey != "" && len(c.TokenKey) < 16 {
+		add("--token-key must be at least 16 bytes")
+	}
+	if c.LogFormat != "json" && c.LogFormat != "text" {
+		add("--log-format %q: want json or text", c.LogFormat)
+	}
+	if c.MaxFrame < 64 || c.MaxFrame > 1<<20 {
+		add("--max-frame %d: want 64..1048576", c.MaxFrame)
+	}
+	if c.Rate <= 0 || c.Burst < 1 {
+		add("--rate must be > 0 and --burst >= 1")
+	}
+	if c.RingSize < 2 || c.RingSize > 1<<24 || c.RingSize&(c.RingSize-1) != 0 {
+		add("--ring-size %d: want a power of two in 2..16777216", c.RingSize)
+	}
+	if c.MaxPending < 1 {
+		add("--max-pending must be >= 1")
+	}
+	if c.BatchSize < 1 {
+		add("--batch-size must be >= 1")
+	}
+	if c.SendQueue < 1 {
+		add("--send-queue must be >= 1")
+	}
+	if c.MaxConns < 1 {
+		add("--max-conns must be >= 1")
+	}
+	if c.PublishRetries < 0 {
+		add("--publish-retries must be >= 0")
+	}
+	for name, d := range map[string]time.Duration{"--shutdown-timeout": c.ShutdownTimeout, "--token-ttl": c.TokenTTL,
+		"--publish-timeout": c.PublishTimeout, "--hello-timeout": c.HelloTimeout, "--write-timeout": c.WriteTimeout, "--heartbeat": c.Heartbeat} {
+		if d <= 0 {
+			add("%s must be > 0", name)
+		}
+	}
+	if err := c.Map.Validate(); err != nil {
+		add("map: %v", err)
+	}
+	if err := c.Streams.Validate(); err != nil {
+		add("streams: %v", err)
+	}
+	return errors.Join(errs...)
+}

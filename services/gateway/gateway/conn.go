@@ -1,0 +1,550 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/nats-io/nats.go"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
+	"golang.org/x/time/rate"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/realmstream/realmstream/libs/mpsc"
+	"github.com/realmstream/realmstream/libs/schema"
+	"github.com/realmstream/realmstream/libs/telemetry"
+	"github.com/realmstream/realmstream/libs/wire"
+	"github.com/realmstream/realmstream/services/gateway/internal/auth"
+	"github.com/realmstream/realmstream/services/gateway/internal/packet"
+)
+
+// errTooLarge is returned by a transport for a packet above the max frame.
+var errTooLarge = errors.New("packet too large")
+
+// transport is one client socket: TCP with length-prefixed frames or a
+// WebSocket with binary messages. readPacket is called by the reader
+// goroutine only; writePackets by the writer goroutine only (and once by
+// closeWith after the writer stopped writing).
+type transport interface {
+	readPacket() ([]byte, error) // valid until the next call
+	writePackets(payloads [][]byte) error
+	close()
+	name() string
+}
+
+type tcpTransport struct {
+	c       net.Conn
+	fr      *wire.FrameReader
+	wbuf    []byte
+	timeout time.Duration
+}
+
+func (t *tcpTransport) readPacket() ([]byte, error) {
+	b, err := t.fr.Next()
+	if errors.Is(err, wire.ErrFrameTooLarge) {
+		return nil, errTooLarge
+	}
+	return b, err
+}
+
+func (t *tcpTransport) writePackets(ps [][]byte) error {
+	t.wbuf = t.wbuf[:0]
+	for _, p := range ps {
+		t.wbuf = wire.AppendFrame(t.wbuf, p)
+	}
+	_ = t.c.SetWriteDeadline(time.Now().Add(t.timeout))
+	_, err := t.c.Write(t.wbuf)
+	if cap(t.wbuf) > 256<<10 {
+		t.wbuf = nil // do not keep a burst's buffer forever
+	}
+	return err
+}
+
+func (t *tcpTransport) close()       { _ = t.c.Close() }
+func (t *tcpTransport) name() string { return "tcp" }
+
+type wsTransport struct {
+	c       *websocket.Conn
+	ctx     context.Context
+	buf     []byte // max+1 bytes: a full buffer means the message was too large
+	timeout time.Duration
+}
+
+func (t *wsTransport) readPacket() ([]byte, error) {
+	typ, r, err := t.c.Reader(t.ctx)
+	if err != nil {
+		return nil, err
+	}
+	n := 0
+	for {
+		m, err := r.Read(t.buf[n:])
+		n += m
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return nil, err
+		}
+		if n == len(t.buf) {
+			return nil, errTooLarge
+		}
+	}
+	if typ != websocket.MessageBinary {
+		return nil, errTextMessage
+	}
+	return t.buf[:n], nil
+}
+
+var errTextMessage = errors.New("text message")
+
+func (t *wsTransport) writePackets(ps [][]byte) error {
+	ctx, cancel := context.WithTimeout(t.ctx, t.timeout)
+	defer cancel()
+	for _, p := range ps {
+		if err := t.c.Write(ctx, websocket.MessageBinary, p); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (t *wsTransport) close()       { _ = t.c.CloseNow() }
+func (t *wsTransport) name() string { return "ws" }
+
+// conn is one client connection. Goroutines: the reader (readLoop) owns the
+// session state fields marked "reader"; the writer (writeLoop) owns the
+// socket's write side; anyone may call send (non-blocking). zone and cell are
+// written under Service.down.mu and read atomically.
+type conn struct {
+	s  *Service
+	tr transport
+
+	sendq    chan []byte   // encoded ServerPackets; bounded: overflow = slow consumer
+	finish   chan struct{} // closed: the writer flushes sendq and closes the socket
+	finished sync.Once
+	dead     chan struct{} // closed when the socket is closed
+	deadOnce sync.Once
+
+	limiter *rate.Limiter
+
+	// Session (set once by the reader at Hello, read-only afterwards; authed
+	// is atomic because NATS callbacks check it).
+	authed  atomic.Bool
+	session string
+	player  string
+	name    string
+	sesSub  *nats.Subscription
+	lastSeq atomic.Uint64 // highest accepted seq on this connection (written by the reader)
+
+	zone atomic.Pointer[string] // current zone; nil before Join
+	cell atomic.Int64           // AOI centre cell, -1 unknown
+
+	pkt schema.ClientPacket // reader's reusable decode target
+}
+
+func newConn(s *Service, tr transport) *conn {
+	c := &conn{
+		s:       s,
+		tr:      tr,
+		sendq:   make(chan []byte, s.cfg.SendQueue),
+		finish:  make(chan struct{}),
+		dead:    make(chan struct{}),
+		limiter: rate.NewLimiter(rate.Limit(s.cfg.Rate), s.cfg.Burst),
+	}
+	c.cell.Store(-1)
+	return c
+}
+
+func (c *conn) currentZone() string {
+	if z := c.zone.Load(); z != nil {
+		return *z
+	}
+	return ""
+}
+
+// serve runs the connection until the socket closes.
+func (c *conn) serve() {
+	go c.writeLoop()
+	c.readLoop()
+	// Reader done (EOF, error, or a fatal packet): let the writer flush what
+	// is queued, then close.
+	c.close()
+	<-c.dead
+	c.s.forget(c)
+}
+
+// close asks the writer to flush and close the socket (idempotent).
+func (c *conn) close() { c.finished.Do(func() { close(c.finish) }) }
+
+// kill closes the socket now (idempotent).
+func (c *conn) kill() {
+	c.deadOnce.Do(func() {
+		c.tr.close()
+		close(c.dead)
+	})
+}
+
+func (c *conn) writeLoop() {
+	defer c.kill()
+	batch := make([][]byte, 0, 64)
+	write := func() bool {
+		n := 0
+		for _, b := range batch {
+			n += len(b)
+		}
+		err := c.tr.writePackets(batch)
+		c.s.m.bytes.WithLabelValues("out").Add(float64(n))
+		batch = batch[:0]
+		return err == nil
+	}
+	for {
+		select {
+		case b := <-c.sendq:
+			batch = append(batch, b)
+		more:
+			for len(batch) < cap(batch) {
+				select {
+				case b := <-c.sendq:
+					batch = append(batch, b)
+				default:
+					break more
+				}
+			}
+			if !write() {
+				c.s.m.dropped.WithLabelValues("write_error").Inc()
+				return
+			}
+		case <-c.finish:
+			for {
+				select {
+				case b := <-c.sendq:
+					batch = append(batch, b)
+					if len(batch) == cap(batch) && !write() {
+						return
+					}
+				default:
+					if len(batch) > 0 {
+						write()
+					}
+					return
+				}
+			}
+		case <-c.dead:
+			return
+		}
+	}
+}
+
+// send queues one packet. It never blocks: a full queue means the client does
+// not read fast enough, and it is disconnected with SLOW_CONSUMER rather than
+// slowing the publisher or the update fan-out for everybody else.
+func (c *conn) send(p *schema.ServerPacket) {
+	b, err := proto.Marshal(p)
+	if err != nil {
+		c.s.log.Error("marshal server packet", "err", err)
+		return
+	}
+	c.sendBytes(b)
+}
+
+func (c *conn) sendBytes(b []byte) {
+	select {
+	case <-c.dead:
+		return
+	default:
+	}
+	select {
+	case c.sendq <- b:
+	default:
+		c.slowConsumer()
+	}
+}
+
+func (c *conn) slowConsumer() {
+	c.deadOnce.Do(func() {
+		c.s.m.slow.Inc()
+		c.s.m.dropped.WithLabelValues("slow_consumer").Inc()
+		c.s.m.errorCode(schema.ErrorCode_ERROR_CODE_SLOW_CONSUMER)
+		c.s.log.Warn("slow consumer disconnected", "session", c.session, "queue", cap(c.sendq))
+		// Best effort: tell the client why, with a short deadline, from a
+		// goroutine so the caller (an ack or update callback) never waits.
+		b, _ := proto.Marshal(errPacket(0, schema.ErrorCode_ERROR_CODE_SLOW_CONSUMER, "send queue overflowed; disconnected"))
+		close(c.dead)
+		go func() {
+			if t, ok := c.tr.(*tcpTransport); ok {
+				_ = t.c.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
+				_, _ = t.c.Write(wire.AppendFrame(nil, b))
+			}
+			c.tr.close()
+		}()
+	})
+}
+
+func errPacket(seq uint64, code schema.ErrorCode, msg string) *schema.ServerPacket {
+	return &schema.ServerPacket{AckSeq: seq, Body: &schema.ServerPacket_Error{Error: &schema.Error{Code: code, Message: msg}}}
+}
+
+func (c *conn) sendError(seq uint64, code schema.ErrorCode, msg string) {
+	c.s.m.errorCode(code)
+	c.send(errPacket(seq, code, msg))
+}
+
+func (c *conn) sendBusy(seq uint64) {
+	c.s.m.busy.Inc()
+	c.send(&schema.ServerPacket{AckSeq: seq, Body: &schema.ServerPacket_Busy{Busy: &schema.Busy{RetryAfterMs: 50}}})
+}
+
+func (c *conn) sendAck(seq, streamSeq uint64, dup bool) {
+	c.send(&schema.ServerPacket{AckSeq: seq, Body: &schema.ServerPacket_Ack{Ack: &schema.Ack{StreamSeq: streamSeq, Duplicate: dup}}})
+}
+
+// readLoop reads and handles packets until the socket fails or a packet is
+// fatal (too large: the stream is out of sync).
+func (c *conn) readLoop() {
+	helloBy := time.AfterFunc(c.s.cfg.HelloTimeout, func() {
+		if !c.authed.Load() {
+			c.sendError(0, schema.ErrorCode_ERROR_CODE_UNAUTHENTICATED, "no Hello within the hello timeout")
+			c.s.m.dropped.WithLabelValues("hello_timeout").Inc()
+			c.close()
+		}
+	})
+	defer helloBy.Stop()
+	for {
+		b, err := c.tr.readPacket()
+		if err != nil {
+			switch {
+			case errors.Is(err, errTooLarge):
+				c.sendError(0, schema.ErrorCode_ERROR_CODE_TOO_LARGE, fmt.Sprintf("packet exceeds %d bytes; closing", c.s.cfg.MaxFrame))
+				c.s.m.dropped.WithLabelValues("too_large").Inc()
+				return
+			case errors.Is(err, wire.ErrEmptyFrame), errors.Is(err, errTextMessage):
+				c.sendError(0, schema.ErrorCode_ERROR_CODE_MALFORMED, err.Error())
+				continue
+			default:
+				c.s.m.dropped.WithLabelValues("read").Inc()
+				return
+			}
+		}
+		c.s.m.bytes.WithLabelValues("in").Add(float64(len(b)))
+		select {
+		case <-c.finish:
+			return
+		case <-c.dead:
+			return
+		default:
+		}
+		c.handle(b)
+	}
+}
+
+// handle validates one packet and answers it, or enqueues it as a command.
+// Every packet with a seq gets exactly one answer: Welcome, Pong, Error, Busy,
+// or (later, from the publisher) Ack or Error INTERNAL.
+func (c *conn) handle(b []byte) {
+	received := time.Now()
+	p := &c.pkt
+	if e := packet.Decode(b, p); e != nil {
+		c.sendError(0, e.Code, e.Msg)
+		return
+	}
+	seq := p.Seq
+	if !c.limiter.AllowN(received, 1) {
+		c.sendError(seq, schema.ErrorCode_ERROR_CODE_RATE_LIMITED, "rate limit exceeded; slow down")
+		return
+	}
+	if e := packet.Validate(p, c.s.limits); e != nil {
+		c.sendError(seq, e.Code, e.Msg)
+		return
+	}
+	switch body := p.Body.(type) {
+	case *schema.ClientPacket_Hello:
+		c.hello(seq, body.Hello)
+		return
+	case *schema.ClientPacket_Ping:
+		c.send(&schema.ServerPacket{AckSeq: seq, Body: &schema.ServerPacket_Pong{Pong: &schema.Pong{ClientTimeNs: body.Ping.ClientTimeNs, ServerTimeNs: received.UnixNano()}}})
+		return
+	}
+	if !c.authed.Load() {
+		c.sendError(seq, schema.ErrorCode_ERROR_CODE_UNAUTHENTICATED, "send Hello first")
+		return
+	}
+	if last := c.lastSeq.Load(); seq <= last {
+		c.sendError(seq, schema.ErrorCode_ERROR_CODE_STALE_SEQ, fmt.Sprintf("seq %d is not above %d", seq, last))
+		return
+	}
+	zone := c.currentZone()
+	if j, ok := p.Body.(*schema.ClientPacket_Join); ok {
+		zone = j.Join.Zone
+	} else if zone == "" {
+		c.sendError(seq, schema.ErrorCode_ERROR_CODE_NOT_IN_ZONE, "join a zone first")
+		return
+	}
+	if c.s.draining.Load() {
+		c.sendError(seq, schema.ErrorCode_ERROR_CODE_SHUTTING_DOWN, "gateway is shutting down; reconnect")
+		return
+	}
+	if c.s.pub.inflight.Load() >= int64(c.s.cfg.MaxPending) {
+		c.sendBusy(seq)
+		return
+	}
+	cmd := &schema.Command{
+		CommandId:    wire.CommandID(c.session, seq),
+		SessionId:    c.session,
+		PlayerId:     c.player,
+		PlayerName:   c.name,
+		Zone:         zone,
+		ClientSeq:    seq,
+		ReceivedAtNs: received.UnixNano(),
+	}
+	switch body := p.Body.(type) {
+	case *schema.ClientPacket_Join:
+		cmd.Body = &schema.Command_Join{Join: body.Join}
+	case *schema.ClientPacket_Leave:
+		cmd.Body = &schema.Command_Leave{Leave: body.Leave}
+	case *schema.ClientPacket_Move:
+		cmd.Body = &schema.Command_Move{Move: body.Move}
+	case *schema.ClientPacket_Chat:
+		cmd.Body = &schema.Command_Chat{Chat: body.Chat}
+	case *schema.ClientPacket_Attack:
+		cmd.Body = &schema.Command_Attack{Attack: body.Attack}
+	}
+	data, err := proto.Marshal(cmd)
+	if err != nil {
+		c.sendError(seq, schema.ErrorCode_ERROR_CODE_INTERNAL, "encode command")
+		return
+	}
+	ctx, span := c.s.tracer.Start(context.Background(), "gateway.command", trace.WithTimestamp(received),
+		trace.WithAttributes(attribute.String("realm.command_id", cmd.CommandId), attribute.String("realm.zone", zone)))
+	h := nats.Header{
+		wire.HeaderMsgID:   []string{cmd.CommandId},
+		wire.HeaderSession: []string{c.session},
+		wire.HeaderPlayer:  []string{c.player},
+		wire.HeaderZone:    []string{zone},
+		wire.HeaderSchema:  []string{wire.SchemaVersion},
+	}
+	if span.SpanContext().IsValid() {
+		telemetry.Inject(ctx, h)
+	}
+	it := &item{c: c, seq: seq, msg: &nats.Msg{Subject: wire.CommandSubject(zone), Header: h, Data: data}, received: received, span: span}
+	switch err := c.s.ring.TryEnqueue(it); {
+	case err == nil:
+	case errors.Is(err, mpsc.ErrFull):
+		span.End()
+		c.sendBusy(seq)
+		return
+	default: // closed: draining
+		span.End()
+		c.sendError(seq, schema.ErrorCode_ERROR_CODE_SHUTTING_DOWN, "gateway is shutting down; reconnect")
+		return
+	}
+	c.s.m.accepted.Inc()
+	c.lastSeq.Store(seq)
+	// Downstream state follows what the client asked for; the world may
+	// still reject it (then a session notice corrects it).
+	switch body := p.Body.(type) {
+	case *schema.ClientPacket_Join:
+		if zone != c.currentZone() {
+			c.s.down.join(c, zone, -1)
+		}
+	case *schema.ClientPacket_Leave:
+		c.s.down.leave(c)
+	case *schema.ClientPacket_Move:
+		if mz := c.s.cfg.Map; mz.InBounds(body.Move.X, body.Move.Y) {
+			c.s.down.setCell(c, int64(mz.CellOf(body.Move.X, body.Move.Y)))
+		}
+	}
+}
+
+// hello authenticates the connection: a token (HMAC) or, in dev mode, a name;
+// resume_session keeps an earlier session id when the token is bound to it.
+func (c *conn) hello(seq uint64, h *schema.Hello) {
+	if c.authed.Load() {
+		c.sendError(seq, schema.ErrorCode_ERROR_CODE_INVALID, "already said Hello")
+		return
+	}
+	now := time.Now()
+	var claims auth.Claims
+	switch {
+	case h.Token != "":
+		cl, err := c.s.signer.Verify(h.Token, now)
+		if err != nil {
+			c.sendError(seq, schema.ErrorCode_ERROR_CODE_UNAUTHENTICATED, "bad token: "+err.Error())
+			c.s.m.dropped.WithLabelValues("unauthenticated").Inc()
+			c.close()
+			return
+		}
+		claims = cl
+	case c.s.cfg.Dev:
+		claims = auth.Claims{Player: "p-" + h.Name, Name: h.Name}
+	default:
+		c.sendError(seq, schema.ErrorCode_ERROR_CODE_UNAUTHENTICATED, "a token is required")
+		c.close()
+		return
+	}
+	if claims.Name == "" {
+		claims.Name = h.Name
+	}
+	session := newSessionID()
+	if h.ResumeSession != "" {
+		if claims.Session != h.ResumeSession {
+			c.sendError(seq, schema.ErrorCode_ERROR_CODE_UNAUTHENTICATED, "the token is not bound to the session to resume")
+			c.close()
+			return
+		}
+		session = h.ResumeSession
+	}
+	claims.Session = session
+	claims.Expiry = now.Add(c.s.cfg.TokenTTL)
+	tok, err := c.s.signer.Issue(claims)
+	if err != nil {
+		c.sendError(seq, schema.ErrorCode_ERROR_CODE_INVALID, err.Error())
+		return
+	}
+	c.session, c.player, c.name = session, claims.Player, claims.Name
+	sub, err := c.s.nc.Subscribe(wire.SessionSubject(session), c.onNotice)
+	if err != nil {
+		c.sendError(seq, schema.ErrorCode_ERROR_CODE_INTERNAL, "subscribe session notices")
+		c.close()
+		return
+	}
+	c.sesSub = sub
+	lastSeq, zone := c.s.sessions.attach(session, c)
+	c.authed.Store(true)
+	c.send(&schema.ServerPacket{AckSeq: seq, Body: &schema.ServerPacket_Welcome{Welcome: &schema.Welcome{
+		SessionId: session, PlayerId: claims.Player, Token: tok, LastSeq: lastSeq, ServerTimeNs: now.UnixNano(),
+	}}})
+	if zone != "" {
+		c.s.down.join(c, zone, -1)
+	}
+	c.s.log.Debug("session opened", "session", session, "player", claims.Player, "transport", c.tr.name(), "resumed", h.ResumeSession != "")
+}
+
+// onNotice handles a world -> gateway notice for this session (NATS goroutine).
+func (c *conn) onNotice(m *nats.Msg) {
+	var n schema.SessionNotice
+	if err := proto.Unmarshal(m.Data, &n); err != nil {
+		c.s.log.Warn("bad session notice", "subject", m.Subject, "err", err)
+		return
+	}
+	switch b := n.Body.(type) {
+	case *schema.SessionNotice_Rejected:
+		c.s.m.notices.WithLabelValues("rejected").Inc()
+		c.sendError(b.Rejected.ClientSeq, schema.ErrorCode_ERROR_CODE_REJECTED, b.Rejected.Reason)
+	case *schema.SessionNotice_ZoneChanged:
+		zc := b.ZoneChanged
+		c.s.m.notices.WithLabelValues("zone_changed").Inc()
+		cell := int64(-1)
+		if c.s.cfg.Map.InBounds(zc.X, zc.Y) {
+			cell = int64(c.s.cfg.Map.CellOf(zc.X, zc.Y))
+		}
+		c.s.down.join(c, zc.Zone, cell)
+		c.send(&schema.ServerPacket{Body: &schema.ServerPacket_ZoneChanged{ZoneChanged: zc}})
+	}
+}

@@ -1,0 +1,406 @@
+// Package gateway is the Realmstream client gateway: TCP and WebSocket
+// listeners, session handshake with HMAC tokens, per-connection rate limits
+// and validation, a lock-free MPSC ring feeding ONE JetStream publisher on
+// cmd.<zone>, and the downstream fan-out of zone updates (area of interest)
+// and session notices through bounded per-client send queues.
+//
+// See docs/gateway.md for the design, guarantees and failure modes.
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/trace"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/realmstream/realmstream/libs/mpsc"
+	"github.com/realmstream/realmstream/libs/opsserver"
+	"github.com/realmstream/realmstream/libs/schema"
+	"github.com/realmstream/realmstream/libs/wire"
+	"github.com/realmstream/realmstream/services/gateway/internal/auth"
+	"github.com/realmstream/realmstream/services/gateway/internal/packet"
+)
+
+// Service is one gateway instance.
+type Service struct {
+	cfg    Config
+	log    *slog.Logger
+	signer *auth.Signer
+	limits packet.Limits
+	ops    *opsserver.Server
+	m      *metrics
+	tracer trace.Tracer
+
+	ring     *mpsc.Ring[*item]
+	pub      *publisher
+	down     *downstream
+	sessions *sessions
+
+	nc *nats.Conn
+	js jetstream.JetStream
+
+	tcpLn net.Listener
+	wsLn  net.Listener
+	wsSrv *http.Server
+
+	ready    chan struct{}
+	draining atomic.Bool
+
+	mu     sync.Mutex
+	conns  map[*conn]struct{}
+	nconns atomic.Int64
+	connWG sync.WaitGroup
+}
+
+// New checks cfg and builds a gateway; Run starts it.
+func New(cfg Config, log *slog.Logger) (*Service, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("gateway: invalid config: %w", err)
+	}
+	if log == nil {
+		log = slog.Default()
+	}
+	key := cfg.TokenKey
+	if key == "" {
+		key = DevTokenKey
+	}
+	signer, err := auth.NewSigner([]byte(key))
+	if err != nil {
+		return nil, fmt.Errorf("gateway: %w", err)
+	}
+	s := &Service{
+		cfg:      cfg,
+		log:      log,
+		signer:   signer,
+		limits:   packet.Limits{Map: cfg.Map},
+		ops:      opsserver.New(),
+		tracer:   otel.Tracer("github.com/realmstream/realmstream/services/gateway"),
+		ring:     mpsc.New[*item](cfg.RingSize),
+		sessions: newSessions(4*cfg.MaxConns, cfg.TokenTTL),
+		ready:    make(chan struct{}),
+		conns:    map[*conn]struct{}{},
+	}
+	s.pub = newPublisher(s, s.ring)
+	s.down = newDownstream(s)
+	s.m = newMetrics(s.ops.Registry, func() float64 { return float64(s.ring.Len()) }, func() float64 { return float64(s.pub.inflight.Load()) })
+	return s, nil
+}
+
+// Ready is closed once the gateway accepts clients.
+func (s *Service) Ready() <-chan struct{} { return s.ready }
+
+// TCPAddr is the bound TCP listener address (after Ready; "" if disabled).
+func (s *Service) TCPAddr() string { return addrOf(s.tcpLn) }
+
+// WSAddr is the bound WebSocket listener address (after Ready; "" if disabled).
+func (s *Service) WSAddr() string { return addrOf(s.wsLn) }
+
+// HTTPAddr is the bound ops server address (after Ready).
+func (s *Service) HTTPAddr() string { return s.ops.Addr() }
+
+// Connections is the number of open client connections.
+func (s *Service) Connections() int { return int(s.nconns.Load()) }
+
+func addrOf(l net.Listener) string {
+	if l == nil {
+		return ""
+	}
+	return l.Addr().String()
+}
+
+// IssueToken signs a token for player (for tools and tests that act as the
+// login service).
+func (s *Service) IssueToken(player, name string, ttl time.Duration) (string, error) {
+	return s.signer.Issue(auth.Claims{Player: player, Name: name, Expiry: time.Now().Add(ttl)})
+}
+
+// Run connects to NATS, ensures the streams, serves clients until ctx is
+// cancelled, then drains: stop accepting, stop taking commands (Error
+// SHUTTING_DOWN), flush the ring, wait for every ack (bounded by
+// ShutdownTimeout), flush client send queues, close. It returns nil after a
+// clean drain.
+func (s *Service) Run(ctx context.Context) error {
+	nc, err := nats.Connect(s.cfg.NATSURL,
+		nats.Name("gateway-"+s.cfg.InstanceID),
+		nats.MaxReconnects(-1),
+		nats.ReconnectBufSize(64<<20),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) { s.log.Warn("nats disconnected", "err", err) }),
+		nats.ReconnectHandler(func(c *nats.Conn) { s.log.Info("nats reconnected", "url", c.ConnectedUrl()) }),
+	)
+	if err != nil {
+		return fmt.Errorf("gateway: connect %s: %w (is NATS running?)", s.cfg.NATSURL, err)
+	}
+	defer nc.Close()
+	s.nc = nc
+	js, err := jetstream.New(nc, s.pub.jsOptions()...)
+	if err != nil {
+		return fmt.Errorf("gateway: jetstream: %w", err)
+	}
+	s.js = js
+	sctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	err = wire.EnsureStreams(sctx, js, s.cfg.Streams)
+	cancel()
+	if err != nil {
+		return fmt.Errorf("gateway: %w", err)
+	}
+
+	s.ops.AddCheck("nats", func(context.Context) error {
+		if !nc.IsConnected() {
+			return errors.New("not connected to NATS")
+		}
+		return nil
+	})
+	s.ops.AddCheck("streams", func(ctx context.Context) error {
+		_, err := js.Stream(ctx, wire.StreamCommands)
+		return err
+	})
+	if err := s.ops.Listen(s.cfg.HTTPAddr); err != nil {
+		return fmt.Errorf("gateway: ops listener %s: %w", s.cfg.HTTPAddr, err)
+	}
+	if s.cfg.TCPAddr != "" {
+		if s.tcpLn, err = net.Listen("tcp", s.cfg.TCPAddr); err != nil {
+			_ = s.ops.Shutdown(context.Background())
+			return fmt.Errorf("gateway: tcp listener %s: %w", s.cfg.TCPAddr, err)
+		}
+	}
+	if s.cfg.WSAddr != "" {
+		if s.wsLn, err = net.Listen("tcp", s.cfg.WSAddr); err != nil {
+			s.closeListeners()
+			_ = s.ops.Shutdown(context.Background())
+			return fmt.Errorf("gateway: websocket listener %s: %w", s.cfg.WSAddr, err)
+		}
+	}
+
+	drainDeadline := make(chan struct{})
+	pubDone := make(chan struct{})
+	go func() { defer close(pubDone); s.pub.run(drainDeadline) }()
+
+	var acceptWG sync.WaitGroup
+	if s.tcpLn != nil {
+		acceptWG.Add(1)
+		go func() { defer acceptWG.Done(); s.acceptTCP() }()
+	}
+	if s.wsLn != nil {
+		s.wsSrv = &http.Server{Handler: http.HandlerFunc(s.serveWS), ReadHeaderTimeout: 5 * time.Second}
+		acceptWG.Add(1)
+		go func() { defer acceptWG.Done(); _ = s.wsSrv.Serve(s.wsLn) }()
+	}
+	hbDone := make(chan struct{})
+	hbCtx, hbStop := context.WithCancel(context.Background())
+	go func() { defer close(hbDone); s.heartbeats(hbCtx) }()
+
+	s.ops.SetReady(true)
+	close(s.ready)
+	s.log.Info("gateway serving", "tcp", s.TCPAddr(), "ws", s.WSAddr(), "http", s.HTTPAddr(), "instance", s.cfg.InstanceID, "dev", s.cfg.Dev)
+
+	<-ctx.Done()
+
+	// Drain. 1: stop accepting and stop taking commands.
+	start := time.Now()
+	timer := time.AfterFunc(s.cfg.ShutdownTimeout, func() { close(drainDeadline) })
+	defer timer.Stop()
+	s.ops.SetReady(false)
+	s.draining.Store(true)
+	s.closeListeners()
+	acceptWG.Wait()
+	// 2: flush the ring: readers that raced past the draining check get
+	// ErrClosed from TryEnqueue and answer SHUTTING_DOWN; everything accepted
+	// is published, 3: and acked (or the deadline passes).
+	s.ring.Close()
+	<-pubDone
+	lost := s.pub.lost.Load()
+	// 4: flush every client's queued answers, then close the connections.
+	s.mu.Lock()
+	for c := range s.conns {
+		c.close()
+	}
+	s.mu.Unlock()
+	connsDone := make(chan struct{})
+	go func() { s.connWG.Wait(); close(connsDone) }()
+	select {
+	case <-connsDone:
+	case <-drainDeadline:
+		s.mu.Lock()
+		for c := range s.conns {
+			c.kill()
+		}
+		s.mu.Unlock()
+		<-connsDone
+	}
+	hbStop()
+	<-hbDone
+	s.publishHeartbeat(false, true)
+	_ = nc.Flush()
+	sdCtx, sdCancel := context.WithTimeout(context.Background(), time.Second)
+	_ = s.ops.Shutdown(sdCtx)
+	sdCancel()
+	s.log.Info("gateway stopped", "drain", time.Since(start).String(), "unacknowledged", lost)
+	if lost > 0 {
+		return fmt.Errorf("gateway: %d publishes unacknowledged at the shutdown deadline", lost)
+	}
+	return nil
+}
+
+func (s *Service) closeListeners() {
+	if s.tcpLn != nil {
+		_ = s.tcpLn.Close()
+	}
+	if s.wsSrv != nil {
+		// Shutdown stops the listener; hijacked WebSocket connections are ours.
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		_ = s.wsSrv.Shutdown(ctx)
+		cancel()
+	} else if s.wsLn != nil {
+		_ = s.wsLn.Close()
+	}
+}
+
+func (s *Service) acceptTCP() {
+	var backoff time.Duration
+	for {
+		nc, err := s.tcpLn.Accept()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			// Temporary (e.g. EMFILE): back off, do not spin.
+			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+			s.log.Warn("accept failed", "err", err, "backoff", backoff)
+			time.Sleep(backoff)
+			continue
+		}
+		backoff = 0
+		if tc, ok := nc.(*net.TCPConn); ok {
+			_ = tc.SetNoDelay(true)
+		}
+		tr := &tcpTransport{c: nc, fr: wire.NewFrameReader(nc, s.cfg.MaxFrame), timeout: s.cfg.WriteTimeout}
+		if !s.admit(tr) {
+			continue
+		}
+	}
+}
+
+func (s *Service) serveWS(w http.ResponseWriter, r *http.Request) {
+	if s.draining.Load() {
+		http.Error(w, "shutting down", http.StatusServiceUnavailable)
+		return
+	}
+	ws, err := websocket.Accept(w, r, &websocket.AcceptOptions{
+		// Clients authenticate with signed tokens inside the protocol, not
+		// with cookies, so cross-origin pages gain nothing from a socket.
+		InsecureSkipVerify: true,
+		CompressionMode:    websocket.CompressionDisabled,
+	})
+	if err != nil {
+		return
+	}
+	ws.SetReadLimit(int64(s.cfg.MaxFrame) + 1)
+	// The connection's context must outlive this handler's request.
+	ctx, cancel := context.WithCancel(context.Background())
+	tr := &wsTransport{c: ws, ctx: ctx, buf: make([]byte, s.cfg.MaxFrame+1), timeout: s.cfg.WriteTimeout}
+	done := make(chan struct{})
+	if s.admitWS(tr, done) {
+		<-done
+	}
+	cancel()
+}
+
+func (s *Service) admit(tr transport) bool {
+	return s.admitWS(tr, nil)
+}
+
+// admitWS registers a connection and starts serving it; done (if not nil) is
+// closed when it ends.
+func (s *Service) admitWS(tr transport, done chan struct{}) bool {
+	s.mu.Lock()
+	if s.draining.Load() || len(s.conns) >= s.cfg.MaxConns {
+		s.mu.Unlock()
+		b, _ := proto.Marshal(&schema.ServerPacket{Body: &schema.ServerPacket_Busy{Busy: &schema.Busy{RetryAfterMs: 1000}}})
+		_ = tr.writePackets([][]byte{b})
+		tr.close()
+		if done != nil {
+			close(done)
+		}
+		return false
+	}
+	c := newConn(s, tr)
+	s.conns[c] = struct{}{}
+	s.connWG.Add(1)
+	s.mu.Unlock()
+	s.nconns.Add(1)
+	s.m.conns.WithLabelValues(tr.name()).Inc()
+	go func() {
+		defer s.connWG.Done()
+		if done != nil {
+			defer close(done)
+		}
+		c.serve()
+	}()
+	return true
+}
+
+// forget is called once when a connection has closed.
+func (s *Service) forget(c *conn) {
+	if c.sesSub != nil {
+		_ = c.sesSub.Unsubscribe()
+	}
+	zone := c.currentZone()
+	s.down.leave(c)
+	if c.session != "" {
+		s.sessions.detach(c.session, c, zone)
+	}
+	s.mu.Lock()
+	delete(s.conns, c)
+	s.mu.Unlock()
+	s.nconns.Add(-1)
+	s.m.conns.WithLabelValues(c.tr.name()).Dec()
+}
+
+func (s *Service) heartbeats(ctx context.Context) {
+	t := time.NewTicker(s.cfg.Heartbeat)
+	defer t.Stop()
+	s.publishHeartbeat(true, false)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			s.publishHeartbeat(!s.draining.Load(), s.draining.Load())
+		}
+	}
+}
+
+func (s *Service) publishHeartbeat(ready, stopping bool) {
+	hb := &schema.Heartbeat{
+		Service:     "gateway",
+		InstanceId:  s.cfg.InstanceID,
+		SentAtNs:    time.Now().UnixNano(),
+		Ready:       ready,
+		Stopping:    stopping,
+		HttpAddr:    s.HTTPAddr(),
+		Connections: s.nconns.Load(),
+		Figures: map[string]float64{
+			"ring_depth":    float64(s.ring.Len()),
+			"inflight_acks": float64(s.pub.inflight.Load()),
+		},
+	}
+	b, err := proto.Marshal(hb)
+	if err != nil {
+		return
+	}
+	if err := s.nc.Publish(wire.HeartbeatSubject("gateway", s.cfg.InstanceID), b); err != nil {
+		s.log.Debug("heartbeat", "err", err)
+	}
+}

@@ -1,0 +1,228 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/realmstream/realmstream/libs/mpsc"
+	"github.com/realmstream/realmstream/libs/schema"
+)
+
+// item is one accepted command on its way to JetStream. The reader that
+// accepted it builds msg completely (payload, subject, headers with the
+// Nats-Msg-Id); after TryEnqueue succeeds the item belongs to the publisher
+// and, once published, to the ack callbacks.
+type item struct {
+	c        *conn
+	seq      uint64
+	msg      *nats.Msg
+	received time.Time
+	span     trace.Span
+	attempts int
+}
+
+// publisher is the single consumer of the ring. Concurrency contract:
+//   - run is the ONE goroutine that calls DequeueBatch/Wait and PublishMsgAsync
+//     (retries included: they come back to it through retryq).
+//   - onAck/onErr run on nats.go's ack goroutine (and its timeout timers);
+//     they never block: they answer the client through its bounded send
+//     queue and hand retries to run through retryq, whose capacity equals the
+//     window so a send to it never blocks (each item in it holds a slot).
+//   - pending maps a published *nats.Msg to its item; guarded by mu.
+//   - window (cap MaxPending) holds one token per published, unanswered item.
+type publisher struct {
+	s      *Service
+	ring   *mpsc.Ring[*item]
+	window chan struct{}
+	retryq chan *item
+
+	mu      sync.Mutex
+	pending map[*nats.Msg]*item
+
+	inflight atomic.Int64  // == len(window), readable without the channel
+	idle     chan struct{} // signalled when inflight drops to 0
+	lost     atomic.Int64  // items still unanswered when the drain deadline passed
+}
+
+func newPublisher(s *Service, ring *mpsc.Ring[*item]) *publisher {
+	return &publisher{
+		s:       s,
+		ring:    ring,
+		window:  make(chan struct{}, s.cfg.MaxPending),
+		retryq:  make(chan *item, s.cfg.MaxPending),
+		pending: make(map[*nats.Msg]*item, s.cfg.MaxPending),
+		idle:    make(chan struct{}, 1),
+	}
+}
+
+// jsOptions are the JetStream options the publisher needs: its callbacks, a
+// publish timeout so every future resolves, and nats.go's own pending limit
+// set above our window so it never stalls the publisher.
+func (p *publisher) jsOptions() []jetstream.JetStreamOpt {
+	return []jetstream.JetStreamOpt{
+		jetstream.WithPublishAsyncAckHandler(p.onAck),
+		jetstream.WithPublishAsyncErrHandler(p.onErr),
+		jetstream.WithPublishAsyncMaxPending(p.s.cfg.MaxPending + 64),
+		jetstream.WithPublishAsyncTimeout(p.s.cfg.PublishTimeout),
+	}
+}
+
+// run drains the ring until it is closed and empty, then waits (until
+// drainDeadline is done) for every outstanding ack. It returns when nothing is
+// in flight or the deadline passed.
+func (p *publisher) run(drainDeadline <-chan struct{}) {
+	buf := make([]*item, p.s.cfg.BatchSize)
+	bg := context.Background()
+	for {
+		p.takeRetries()
+		n := p.ring.DequeueBatch(buf)
+		if n == 0 {
+			if err := p.ring.Wait(bg); errors.Is(err, mpsc.ErrClosed) {
+				break
+			}
+			continue
+		}
+		p.s.m.batch.Observe(float64(n))
+		for i := 0; i < n; i++ {
+			if it := buf[i]; it != nil { // nil is a wake-up for retries
+				p.publish(it)
+			}
+			buf[i] = nil
+		}
+	}
+	// The ring is closed and drained: wait for the acks of what is in flight,
+	// still serving retries.
+	for p.inflight.Load() > 0 {
+		select {
+		case it := <-p.retryq:
+			p.republish(it)
+		case <-p.idle:
+		case <-drainDeadline:
+			n := p.inflight.Load()
+			p.lost.Store(n)
+			p.s.log.Error("drain deadline passed with publishes unacknowledged; their clients got no answer", "inflight", n)
+			return
+		}
+	}
+}
+
+func (p *publisher) takeRetries() {
+	for {
+		select {
+		case it := <-p.retryq:
+			p.republish(it)
+		default:
+			return
+		}
+	}
+}
+
+// publish takes a window slot (blocking while MaxPending publishes are
+// unanswered: readers meanwhile answer Busy) and sends it.
+func (p *publisher) publish(it *item) {
+	p.window <- struct{}{}
+	p.inflight.Add(1)
+	p.send(it)
+}
+
+// send publishes an item that holds a window slot.
+func (p *publisher) send(it *item) {
+	for {
+		p.mu.Lock()
+		p.pending[it.msg] = it
+		p.mu.Unlock()
+		_, err := p.s.js.PublishMsgAsync(it.msg)
+		if err == nil {
+			return
+		}
+		p.mu.Lock()
+		delete(p.pending, it.msg)
+		p.mu.Unlock()
+		if !p.shouldRetry(it, err) {
+			return
+		}
+		time.Sleep(time.Duration(it.attempts) * 20 * time.Millisecond)
+	}
+}
+
+func (p *publisher) republish(it *item) {
+	time.Sleep(time.Duration(it.attempts) * 10 * time.Millisecond)
+	p.send(it)
+}
+
+// shouldRetry counts an attempt; when retries are exhausted it answers the
+// client INTERNAL and frees the slot.
+func (p *publisher) shouldRetry(it *item, err error) bool {
+	it.attempts++
+	if it.attempts <= p.s.cfg.PublishRetries {
+		p.s.m.retries.Inc()
+		p.s.log.Warn("publish failed; retrying with the same msg id", "err", err, "msg_id", it.msg.Header.Get(nats.MsgIdHdr), "attempt", it.attempts)
+		return true
+	}
+	p.s.log.Error("publish failed; giving up", "err", err, "msg_id", it.msg.Header.Get(nats.MsgIdHdr), "attempts", it.attempts)
+	it.span.RecordError(err)
+	it.span.SetStatus(codes.Error, "publish failed")
+	it.span.End()
+	it.c.sendError(it.seq, schema.ErrorCode_ERROR_CODE_INTERNAL, "the command could not be stored; resend it")
+	p.release()
+	return false
+}
+
+func (p *publisher) release() {
+	<-p.window
+	if p.inflight.Add(-1) == 0 {
+		select {
+		case p.idle <- struct{}{}:
+		default:
+		}
+	}
+}
+
+func (p *publisher) take(m *nats.Msg) *item {
+	p.mu.Lock()
+	it := p.pending[m]
+	delete(p.pending, m)
+	p.mu.Unlock()
+	return it
+}
+
+func (p *publisher) onAck(_ jetstream.JetStream, m *nats.Msg, ack *jetstream.PubAck) {
+	it := p.take(m)
+	if it == nil {
+		return
+	}
+	p.s.m.pubLatency.Observe(time.Since(it.received).Seconds())
+	if ack.Duplicate {
+		p.s.m.acks.WithLabelValues("true").Inc()
+	} else {
+		p.s.m.acks.WithLabelValues("false").Inc()
+	}
+	it.span.SetAttributes(attribute.Int64("realm.stream_seq", int64(ack.Sequence)), attribute.Bool("realm.duplicate", ack.Duplicate))
+	it.span.End()
+	it.c.sendAck(it.seq, ack.Sequence, ack.Duplicate)
+	p.release()
+}
+
+func (p *publisher) onErr(_ jetstream.JetStream, m *nats.Msg, err error) {
+	it := p.take(m)
+	if it == nil {
+		return
+	}
+	if !p.shouldRetry(it, err) {
+		return
+	}
+	p.retryq <- it // never blocks: capacity == window and it holds a slot
+	// Wake the publisher if it is parked in Wait; a full ring means it is busy
+	// and will see retryq on its next loop; a closed ring means it is in the
+	// drain loop, which selects on retryq.
+	_ = p.ring.TryEnqueue(nil)
+}
