@@ -1,0 +1,314 @@
+// Package store defines what persist writes and reads, independent of the
+// backend: the Record decoded from one EVT message, the read-model views, the
+// projection of events into read-model changes, and the Store interface that
+// the Postgres and Pebble backends implement (internal/storetest is the
+// conformance suite both run).
+package store
+
+import (
+	"context"
+	"errors"
+	"sort"
+	"strings"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/realmstream/realmstream/libs/schema"
+	"github.com/realmstream/realmstream/libs/wire"
+)
+
+// Record is one message of the EVT stream as persist stores it. Seq (the
+// stream sequence) identifies it: the log of record is keyed by it, and a
+// store holds each Seq at most once.
+type Record struct {
+	Seq      uint64
+	Zone     string // shard key of the event row
+	TSNs     int64  // event timestamp (partition key); the message time if the payload is undecodable
+	EventID  string
+	PlayerID string
+	Type     string // body field name ("player_moved"), "invalid" if the payload did not decode
+	Fence    uint64
+	Payload  []byte // the schema.Event protobuf exactly as in the stream
+	Event    *schema.Event
+}
+
+// Decode turns one EVT message into a Record. It never fails: a payload that
+// is not a schema.Event is kept raw with Type "invalid" (the store mirrors the
+// log, whatever is in it), and the zone comes from the subject.
+func Decode(seq uint64, subject string, data []byte, msgTime time.Time) Record {
+	zone := strings.TrimPrefix(subject, wire.EventPrefix)
+	r := Record{Seq: seq, Zone: zone, TSNs: msgTime.UnixNano(), Payload: data, Type: "invalid"}
+	ev := &schema.Event{}
+	if err := proto.Unmarshal(data, ev); err != nil {
+		return r
+	}
+	r.Event = ev
+	r.EventID = ev.GetEventId()
+	r.PlayerID = ev.GetPlayerId()
+	r.Fence = ev.GetFence()
+	if ev.GetTimestampNs() != 0 {
+		r.TSNs = ev.GetTimestampNs()
+	}
+	r.Type = EventType(ev)
+	return r
+}
+
+// EventType is the name of the event's body field ("player_moved"), or
+// "unknown" when the body is empty.
+func EventType(ev *schema.Event) string {
+	m := ev.ProtoReflect()
+	od := m.Descriptor().Oneofs().ByName("body")
+	if od == nil {
+		return "unknown"
+	}
+	if fd := m.WhichOneof(od); fd != nil {
+		return string(fd.Name())
+	}
+	return "unknown"
+}
+
+// EventRow is one stored event.
+type EventRow struct {
+	Seq      uint64 `json:"seq"`
+	TSNs     int64  `json:"ts_ns"`
+	Zone     string `json:"zone"`
+	EventID  string `json:"event_id"`
+	PlayerID string `json:"player_id,omitempty"`
+	Type     string `json:"type"`
+	Fence    uint64 `json:"fence"`
+	Payload  []byte `json:"payload"` // schema.Event protobuf (base64 in JSON)
+}
+
+// Player is the player read model.
+type Player struct {
+	PlayerID string  `json:"player_id"`
+	Name     string  `json:"name"`
+	Zone     string  `json:"zone"`
+	X        float32 `json:"x"`
+	Y        float32 `json:"y"`
+	HP       int32   `json:"hp"`
+	Kills    int64   `json:"kills"`
+	Deaths   int64   `json:"deaths"`
+	Online   bool    `json:"online"`
+	LastSeq  uint64  `json:"last_seq"`
+	LastTSNs int64   `json:"last_ts_ns"`
+}
+
+// ZoneSummary is the zone read model. Events counts stored rows of the zone.
+type ZoneSummary struct {
+	Zone     string `json:"zone"`
+	Events   int64  `json:"events"`
+	LastSeq  uint64 `json:"last_seq"`
+	LastTSNs int64  `json:"last_ts_ns"`
+	Players  int64  `json:"players"` // joined/accepted minus left/transferred out
+	Deaths   int64  `json:"deaths"`
+}
+
+// ZoneEventsQuery selects a zone's events with FromNs <= ts < ToNs (ToNs 0 =
+// no upper bound) and Seq > AfterSeq, ordered by (ts, seq), at most Limit.
+type ZoneEventsQuery struct {
+	Zone     string `json:"zone"`
+	FromNs   int64  `json:"from_ns"`
+	ToNs     int64  `json:"to_ns"`
+	AfterSeq uint64 `json:"after_seq"`
+	Limit    int    `json:"limit"`
+}
+
+// MaxLimit bounds one zone-events answer.
+const MaxLimit = 1000
+
+// Normalize applies the defaults and bounds of a query.
+func (q ZoneEventsQuery) Normalize() (ZoneEventsQuery, error) {
+	if !wire.ValidToken(q.Zone) {
+		return q, errors.New("zone: want a zone id like z0_0")
+	}
+	if q.Limit <= 0 || q.Limit > MaxLimit {
+		q.Limit = MaxLimit
+	}
+	if q.ToNs == 0 {
+		q.ToNs = 1<<63 - 1
+	}
+	return q, nil
+}
+
+// WriteResult counts what one Write did.
+type WriteResult struct {
+	Inserted int // event rows stored now
+	Skipped  int // event rows already stored (redelivery)
+	Slow     int // event rows that took the duplicate-checking path
+}
+
+// Store is a persist backend. Write must be exactly-once per Seq: writing the
+// same records again (a redelivered batch) stores nothing twice and leaves
+// read models as if written once. Write is atomic per physical shard, not
+// across shards: a failed Write may have committed some shards, and retrying
+// it is always safe.
+type Store interface {
+	Write(ctx context.Context, recs []Record) (WriteResult, error)
+	ZoneEvents(ctx context.Context, q ZoneEventsQuery) ([]EventRow, error)
+	Player(ctx context.Context, id string) (Player, bool, error)
+	Zone(ctx context.Context, zone string) (ZoneSummary, bool, error)
+	Close() error
+}
+
+// PlayerPatch is the change a batch makes to one player; nil fields are
+// unchanged. Seq is the highest sequence that touched the player: stores
+// apply a patch only if it is newer than the stored LastSeq (idempotent).
+type PlayerPatch struct {
+	PlayerID string
+	Seq      uint64
+	TSNs     int64
+	Zone     *string
+	Name     *string
+	X, Y     *float32
+	HP       *int32
+	Online   *bool
+}
+
+// Tally is one kill or death credited to a player by the event at Seq;
+// (PlayerID, Seq, Kind) is unique, so counting it is idempotent.
+type Tally struct {
+	PlayerID string
+	Seq      uint64
+	Kind     byte // 'k' kill, 'd' death
+}
+
+// Project computes player patches and tallies of records, applied in Seq
+// order.
+func Project(recs []Record) ([]*PlayerPatch, []Tally) {
+	sorted := recs
+	if !sort.SliceIsSorted(recs, func(i, j int) bool { return recs[i].Seq < recs[j].Seq }) {
+		sorted = append([]Record(nil), recs...)
+		sort.Slice(sorted, func(i, j int) bool { return sorted[i].Seq < sorted[j].Seq })
+	}
+	byID := map[string]*PlayerPatch{}
+	var order []*PlayerPatch
+	get := func(id string, r *Record) *PlayerPatch {
+		p := byID[id]
+		if p == nil {
+			p = &PlayerPatch{PlayerID: id}
+			byID[id] = p
+			order = append(order, p)
+		}
+		p.Seq, p.TSNs = r.Seq, r.TSNs
+		return p
+	}
+	state := func(p *PlayerPatch, s *schema.PlayerState, zone string) {
+		if s == nil {
+			return
+		}
+		p.Zone = ptr(zone)
+		if s.GetName() != "" {
+			p.Name = ptr(s.GetName())
+		}
+		p.X, p.Y, p.HP = ptr(s.GetX()), ptr(s.GetY()), ptr(s.GetHp())
+		p.Online = ptr(true)
+	}
+	var tallies []Tally
+	for i := range sorted {
+		r := &sorted[i]
+		ev := r.Event
+		if ev == nil || r.PlayerID == "" {
+			continue
+		}
+		switch b := ev.GetBody().(type) {
+		case *schema.Event_PlayerJoined:
+			state(get(r.PlayerID, r), b.PlayerJoined.GetPlayer(), r.Zone)
+		case *schema.Event_TransferAccepted:
+			state(get(r.PlayerID, r), b.TransferAccepted.GetPlayer(), r.Zone)
+		case *schema.Event_PlayerMoved:
+			p := get(r.PlayerID, r)
+			p.Zone, p.X, p.Y = ptr(r.Zone), ptr(b.PlayerMoved.GetX()), ptr(b.PlayerMoved.GetY())
+		case *schema.Event_PlayerLeft:
+			get(r.PlayerID, r).Online = ptr(false)
+		case *schema.Event_AttackHit:
+			if t := b.AttackHit.GetTargetId(); t != "" {
+				get(t, r).HP = ptr(b.AttackHit.GetTargetHp())
+			}
+		case *schema.Event_PlayerDied:
+			get(r.PlayerID, r).HP = ptr(int32(0))
+			tallies = append(tallies, Tally{PlayerID: r.PlayerID, Seq: r.Seq, Kind: 'd'})
+			if k := b.PlayerDied.GetKillerId(); k != "" && k != r.PlayerID {
+				tallies = append(tallies, Tally{PlayerID: k, Seq: r.Seq, Kind: 'k'})
+			}
+		case *schema.Event_PlayerRespawned:
+			p := get(r.PlayerID, r)
+			p.X, p.Y, p.HP = ptr(b.PlayerRespawned.GetX()), ptr(b.PlayerRespawned.GetY()), ptr(b.PlayerRespawned.GetHp())
+		}
+	}
+	return order, tallies
+}
+
+// ZoneDelta is the change newly stored events make to one zone summary.
+type ZoneDelta struct {
+	Zone     string
+	Events   int64
+	LastSeq  uint64
+	LastTSNs int64
+	Players  int64
+	Deaths   int64
+}
+
+// ZoneDeltas sums the zone-summary changes of records that were newly stored
+// (never call it with records that were already stored).
+func ZoneDeltas(recs []Record) []*ZoneDelta {
+	by := map[string]*ZoneDelta{}
+	var order []*ZoneDelta
+	for i := range recs {
+		r := &recs[i]
+		d := by[r.Zone]
+		if d == nil {
+			d = &ZoneDelta{Zone: r.Zone}
+			by[r.Zone] = d
+			order = append(order, d)
+		}
+		d.Events++
+		if r.Seq > d.LastSeq {
+			d.LastSeq, d.LastTSNs = r.Seq, r.TSNs
+		}
+		if r.Event == nil {
+			continue
+		}
+		switch r.Event.GetBody().(type) {
+		case *schema.Event_PlayerJoined, *schema.Event_TransferAccepted:
+			d.Players++
+		case *schema.Event_PlayerLeft, *schema.Event_TransferOut:
+			d.Players--
+		case *schema.Event_PlayerDied:
+			d.Deaths++
+		}
+	}
+	return order
+}
+
+func ptr[T any](v T) *T { return &v }
+
+// ApplyPatch applies a patch to a stored player (used by stores that
+// project in Go). It reports false if the patch is not newer.
+func ApplyPatch(p *Player, pp *PlayerPatch) bool {
+	if p.LastSeq >= pp.Seq {
+		return false
+	}
+	p.PlayerID = pp.PlayerID
+	p.LastSeq, p.LastTSNs = pp.Seq, pp.TSNs
+	if pp.Zone != nil {
+		p.Zone = *pp.Zone
+	}
+	if pp.Name != nil {
+		p.Name = *pp.Name
+	}
+	if pp.X != nil {
+		p.X = *pp.X
+	}
+	if pp.Y != nil {
+		p.Y = *pp.Y
+	}
+	if pp.HP != nil {
+		p.HP = *pp.HP
+	}
+	if pp.Online != nil {
+		p.Online = *pp.Online
+	}
+	return true
+}

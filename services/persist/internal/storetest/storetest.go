@@ -1,0 +1,200 @@
+// Package storetest is the conformance suite every persist store runs
+// (Postgres and Pebble), plus event builders for tests.
+package storetest
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/realmstream/realmstream/libs/schema"
+	"github.com/realmstream/realmstream/libs/wire"
+	"github.com/realmstream/realmstream/services/persist/internal/store"
+)
+
+// Base is a fixed event time (µs precision, as Postgres keeps it).
+var Base = time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
+
+// NewEvent builds a schema.Event.
+func NewEvent(id, zone, player string, ts time.Time) *schema.Event {
+	return &schema.Event{EventId: id, Zone: zone, PlayerId: player, TimestampNs: ts.UnixNano(), Fence: 1}
+}
+
+// Moved returns a PlayerMoved event.
+func Moved(id, zone, player string, ts time.Time, x, y float32) *schema.Event {
+	e := NewEvent(id, zone, player, ts)
+	e.Body = &schema.Event_PlayerMoved{PlayerMoved: &schema.PlayerMoved{X: x, Y: y}}
+	return e
+}
+
+// Joined returns a PlayerJoined event.
+func Joined(id, zone, player string, ts time.Time, hp int32) *schema.Event {
+	e := NewEvent(id, zone, player, ts)
+	e.Body = &schema.Event_PlayerJoined{PlayerJoined: &schema.PlayerJoined{Player: &schema.PlayerState{
+		PlayerId: player, Name: "name-" + player, X: 1, Y: 2, Hp: hp, MaxHp: hp}}}
+	return e
+}
+
+// Died returns a PlayerDied event.
+func Died(id, zone, player, killer string, ts time.Time) *schema.Event {
+	e := NewEvent(id, zone, player, ts)
+	e.Body = &schema.Event_PlayerDied{PlayerDied: &schema.PlayerDied{KillerId: killer}}
+	return e
+}
+
+// Hit returns an AttackHit event by player on target.
+func Hit(id, zone, player, target string, ts time.Time, hp int32) *schema.Event {
+	e := NewEvent(id, zone, player, ts)
+	e.Body = &schema.Event_AttackHit{AttackHit: &schema.AttackHit{TargetId: target, Damage: 5, TargetHp: hp}}
+	return e
+}
+
+// Rec encodes ev as the EVT message with stream sequence seq and decodes it
+// as persist does.
+func Rec(seq uint64, ev *schema.Event) store.Record {
+	b, err := proto.Marshal(ev)
+	if err != nil {
+		panic(err)
+	}
+	return store.Decode(seq, wire.EventSubject(ev.GetZone()), b, time.Unix(0, ev.GetTimestampNs()))
+}
+
+// Run runs the conformance suite; open returns a fresh, empty store.
+func Run(t *testing.T, open func(t *testing.T) store.Store) {
+	ctx := context.Background()
+	write := func(t *testing.T, s store.Store, recs []store.Record) store.WriteResult {
+		t.Helper()
+		res, err := s.Write(ctx, recs)
+		if err != nil {
+			t.Fatalf("write: %v", err)
+		}
+		return res
+	}
+
+	t.Run("ZoneEventsOrderAndFilters", func(t *testing.T) {
+		s := open(t)
+		var recs []store.Record
+		for i := 1; i <= 30; i++ {
+			zone := []string{"z0_0", "z1_1", "z2_2"}[i%3]
+			recs = append(recs, Rec(uint64(i), Moved(fmt.Sprintf("e%d", i), zone, "p1", Base.Add(time.Duration(i)*time.Second), float32(i), 0)))
+		}
+		if res := write(t, s, recs); res.Inserted != 30 {
+			t.Fatalf("inserted %d, want 30", res.Inserted)
+		}
+		got, err := s.ZoneEvents(ctx, store.ZoneEventsQuery{Zone: "z1_1"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got) != 10 {
+			t.Fatalf("z1_1 has %d events, want 10", len(got))
+		}
+		for i, e := range got {
+			want := recs[3*i] // seq 1,4,7,...
+			if e.Seq != want.Seq || e.TSNs != want.TSNs || e.EventID != want.EventID || e.Type != "player_moved" ||
+				e.PlayerID != "p1" || e.Fence != 1 || string(e.Payload) != string(want.Payload) {
+				t.Fatalf("event %d = %+v, want seq %d id %s", i, e, want.Seq, want.EventID)
+			}
+		}
+		got, _ = s.ZoneEvents(ctx, store.ZoneEventsQuery{Zone: "z1_1", FromNs: Base.Add(10 * time.Second).UnixNano(),
+			ToNs: Base.Add(20 * time.Second).UnixNano()})
+		if len(got) != 4 || got[0].Seq != 10 || got[3].Seq != 19 {
+			t.Fatalf("time range: %v", seqs(got))
+		}
+		got, _ = s.ZoneEvents(ctx, store.ZoneEventsQuery{Zone: "z1_1", AfterSeq: 22, Limit: 2})
+		if len(got) != 2 || got[0].Seq != 25 || got[1].Seq != 28 {
+			t.Fatalf("after_seq/limit: %v", seqs(got))
+		}
+		if _, err := s.ZoneEvents(ctx, store.ZoneEventsQuery{Zone: "bad zone"}); err == nil {
+			t.Fatal("bad zone accepted")
+		}
+	})
+
+	t.Run("RedeliveryInsertsNothingTwice", func(t *testing.T) {
+		s := open(t)
+		var recs []store.Record
+		for i := 1; i <= 20; i++ {
+			recs = append(recs, Rec(uint64(i), Moved(fmt.Sprintf("e%d", i), "z0_0", fmt.Sprintf("p%d", i%4), Base.Add(time.Duration(i)*time.Millisecond), float32(i), 1)))
+		}
+		write(t, s, recs[:10])
+		z1, _, _ := s.Zone(ctx, "z0_0")
+		p1, _, _ := s.Player(ctx, "p1")
+		// Redelivery of the whole first batch: nothing new.
+		if res := write(t, s, recs[:10]); res.Inserted != 0 || res.Skipped != 10 {
+			t.Fatalf("redelivered batch: %+v, want 0 inserted 10 skipped", res)
+		}
+		z2, _, _ := s.Zone(ctx, "z0_0")
+		p2, _, _ := s.Player(ctx, "p1")
+		if z1 != z2 || p1 != p2 {
+			t.Fatalf("read models changed by a redelivery: %+v -> %+v, %+v -> %+v", z1, z2, p1, p2)
+		}
+		// Overlapping batch (5 old + 10 new), and a late lower seq alone.
+		if res := write(t, s, recs[5:20]); res.Inserted != 10 || res.Skipped != 5 {
+			t.Fatalf("overlapping batch: %+v", res)
+		}
+		got, _ := s.ZoneEvents(ctx, store.ZoneEventsQuery{Zone: "z0_0"})
+		if len(got) != 20 {
+			t.Fatalf("stored %d events, want 20", len(got))
+		}
+		z, _, _ := s.Zone(ctx, "z0_0")
+		if z.Events != 20 || z.LastSeq != 20 || z.LastTSNs != recs[19].TSNs {
+			t.Fatalf("zone summary %+v", z)
+		}
+	})
+
+	t.Run("ReadModels", func(t *testing.T) {
+		s := open(t)
+		ts := func(i int) time.Time { return Base.Add(time.Duration(i) * time.Second) }
+		recs := []store.Record{
+			Rec(1, Joined("a1", "z0_0", "alice", ts(1), 100)),
+			Rec(2, Joined("b1", "z0_0", "bob", ts(2), 80)),
+			Rec(3, Moved("a2", "z0_0", "alice", ts(3), 10, 20)),
+			Rec(4, Hit("a3", "z0_0", "alice", "bob", ts(4), 30)),
+			Rec(5, Died("b2", "z0_0", "bob", "alice", ts(5))),
+		}
+		write(t, s, recs)
+		// Second batch: a redelivery of the death plus new events.
+		write(t, s, []store.Record{recs[4], Rec(6, Moved("a4", "z1_1", "alice", ts(6), 5, 6)), Rec(7, Died("a5", "z1_1", "alice", "bob", ts(7)))})
+		a, ok, err := s.Player(ctx, "alice")
+		if err != nil || !ok {
+			t.Fatalf("alice: %v %v", ok, err)
+		}
+		if a.Zone != "z1_1" || a.X != 5 || a.Y != 6 || a.HP != 0 || a.Kills != 1 || a.Deaths != 1 || a.Name != "name-alice" || !a.Online || a.LastSeq != 7 {
+			t.Fatalf("alice = %+v", a)
+		}
+		b, _, _ := s.Player(ctx, "bob")
+		if b.HP != 0 || b.Kills != 1 || b.Deaths != 1 || b.Zone != "z0_0" || b.LastSeq != 5 {
+			t.Fatalf("bob = %+v", b)
+		}
+		z, ok, _ := s.Zone(ctx, "z0_0")
+		if !ok || z.Events != 5 || z.Players != 2 || z.Deaths != 1 || z.LastSeq != 5 {
+			t.Fatalf("z0_0 = %+v", z)
+		}
+		if _, ok, _ := s.Player(ctx, "nobody"); ok {
+			t.Fatal("unknown player found")
+		}
+		if _, ok, _ := s.Zone(ctx, "z9_9"); ok {
+			t.Fatal("unknown zone found")
+		}
+	})
+
+	t.Run("UndecodablePayloadIsKept", func(t *testing.T) {
+		s := open(t)
+		r := store.Decode(1, "evt.z0_0", []byte{0xff, 0xff, 0xff}, Base)
+		write(t, s, []store.Record{r})
+		got, _ := s.ZoneEvents(ctx, store.ZoneEventsQuery{Zone: "z0_0"})
+		if len(got) != 1 || got[0].Type != "invalid" || got[0].TSNs != Base.UnixNano() || string(got[0].Payload) != "\xff\xff\xff" {
+			t.Fatalf("got %+v", got)
+		}
+	})
+}
+
+func seqs(es []store.EventRow) []uint64 {
+	var out []uint64
+	for _, e := range es {
+		out = append(out, e.Seq)
+	}
+	return out
+}
