@@ -141,6 +141,7 @@ type LoggedEvent struct {
 	HeaderFence uint64
 	HasFence    bool
 	Event       *schema.Event
+	Raw         []byte // the message data exactly as stored
 }
 
 // ReadEvents reads the EVT stream into per-zone logs.
@@ -159,7 +160,7 @@ func ReadEvents(ctx context.Context, js jetstream.JetStream) (map[string]*ZoneLo
 			vs = append(vs, Violation{"evt-decode", fmt.Sprintf("EVT seq %d (%s): %v", m.Seq, zone, err)})
 			return nil
 		}
-		le := LoggedEvent{Seq: m.Seq, MsgID: m.Header.Get(wire.HeaderMsgID), Event: ev}
+		le := LoggedEvent{Seq: m.Seq, MsgID: m.Header.Get(wire.HeaderMsgID), Event: ev, Raw: append([]byte(nil), m.Data...)}
 		le.ExpectedSeq, le.HasExpected = headerUint(m.Header, wire.HeaderExpectedLastSubjSeq)
 		le.HeaderFence, le.HasFence = headerUint(m.Header, wire.HeaderFence)
 		if hz := m.Header.Get(wire.HeaderZone); hz != "" && hz != zone {
