@@ -1,0 +1,200 @@
+// Package monitor is the Realmstream monitor service: it consumes the DB
+// stats events persist publishes on stats.db.<shard> (stream STATS) and the
+// services' heartbeats (svc.hb.>), keeps a window of recent samples per
+// shard, evaluates alert rules, publishes firing and resolved alerts on
+// alerts.<severity> (and to a webhook), exports Prometheus metrics and serves
+// a live dashboard.
+package monitor
+
+import (
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/realmstream/realmstream/libs/envflag"
+	"github.com/realmstream/realmstream/libs/wire"
+	"github.com/realmstream/realmstream/libs/worldmap"
+)
+
+// Config is the monitor's configuration. DefaultConfig documents every default.
+type Config struct {
+	// NATSURL is the NATS server. Default nats://127.0.0.1:4222.
+	NATSURL string
+	// HTTPAddr serves /healthz, /readyz, /metrics and the dashboard (/). Default :8083.
+	HTTPAddr string
+	// InstanceID names this instance in heartbeats and alerts. Default hostname-pid.
+	InstanceID string
+	// LogLevel (debug|info|warn|error) and LogFormat (json|text) are used by main to build the logger.
+	LogLevel, LogFormat string
+	// ShutdownTimeout bounds the drain on stop (webhook queue, NATS). Default 10s.
+	ShutdownTimeout time.Duration
+	// OTLPEndpoint is accepted for uniformity with the other services; the
+	// monitor creates no spans of its own.
+	OTLPEndpoint string
+
+	// RulesPath is the YAML rules file; "" uses the embedded defaults.
+	RulesPath string
+	// WebhookURL receives every firing/resolved alert as a JSON POST; "" = none.
+	WebhookURL string
+	// WebhookAttempts is the number of tries per notification. Default 5.
+	WebhookAttempts int
+	// WebhookTimeout bounds one POST. Default 5s.
+	WebhookTimeout time.Duration
+	// WebhookBackoff is the first retry delay, doubled each retry (max 30s). Default 500ms.
+	WebhookBackoff time.Duration
+	// WebhookQueue bounds notifications waiting for delivery. Default 256.
+	WebhookQueue int
+
+	// Window is how much history per shard is kept in memory (and reloaded from
+	// the stream at start). Default 15m.
+	Window time.Duration
+	// WindowMaxSamples bounds the samples kept per shard. Default 1000.
+	WindowMaxSamples int
+	// EvalInterval is how often the rules are evaluated (and the dashboard updated). Default 5s.
+	EvalInterval time.Duration
+	// AbsenceAfter: a shard with no DB stats event for this long is "not reporting".
+	// Default 45s (three samples at persist's default 15s interval).
+	AbsenceAfter time.Duration
+	// HeartbeatTimeout: an instance with no heartbeat for this long is not alive. Default 10s.
+	HeartbeatTimeout time.Duration
+	// HeartbeatInterval is how often the monitor sends its own heartbeat. Default 2s.
+	HeartbeatInterval time.Duration
+	// ForgetAfter drops shards and instances silent this long (their alerts resolve). Default 1h.
+	ForgetAfter time.Duration
+	// Zones are the zones that must have an owner: "" = every zone of the
+	// default world grid (worldmap.Default), "none" = only zones seen in heartbeats,
+	// or a comma-separated list.
+	Zones string
+	// Streams configures wire.EnsureStreams.
+	Streams wire.StreamOptions
+}
+
+// DefaultConfig returns the defaults.
+func DefaultConfig() Config {
+	host, _ := os.Hostname()
+	if host == "" {
+		host = "monitor"
+	}
+	return Config{
+		NATSURL:           "nats://127.0.0.1:4222",
+		HTTPAddr:          ":8083",
+		InstanceID:        host + "-" + strconv.Itoa(os.Getpid()),
+		LogLevel:          "info",
+		LogFormat:         "json",
+		ShutdownTimeout:   10 * time.Second,
+		WebhookAttempts:   5,
+		WebhookTimeout:    5 * time.Second,
+		WebhookBackoff:    500 * time.Millisecond,
+		WebhookQueue:      256,
+		Window:            15 * time.Minute,
+		WindowMaxSamples:  1000,
+		EvalInterval:      5 * time.Second,
+		AbsenceAfter:      45 * time.Second,
+		HeartbeatTimeout:  10 * time.Second,
+		HeartbeatInterval: 2 * time.Second,
+		ForgetAfter:       time.Hour,
+	}
+}
+
+// RegisterFlags binds every field to a flag (and its REALM_* variable), with
+// the current values as defaults.
+func (c *Config) RegisterFlags(s *envflag.Set) {
+	s.String(&c.NATSURL, "nats-url", c.NATSURL, "NATS server URL")
+	s.String(&c.HTTPAddr, "http-addr", c.HTTPAddr, "address of the ops server: /healthz, /readyz, /metrics and the dashboard at /")
+	s.String(&c.InstanceID, "instance-id", c.InstanceID, "instance id in heartbeats and alerts")
+	s.String(&c.LogLevel, "log-level", c.LogLevel, "log level: debug, info, warn, error")
+	s.String(&c.LogFormat, "log-format", c.LogFormat, "log format: json or text")
+	s.Duration(&c.ShutdownTimeout, "shutdown-timeout", c.ShutdownTimeout, "how long to drain on stop")
+	s.String(&c.OTLPEndpoint, "otlp-endpoint", c.OTLPEndpoint, "OTLP endpoint (accepted for uniformity; the monitor exports no spans)")
+	s.String(&c.RulesPath, "rules", c.RulesPath, "alert rules YAML file; empty = the embedded defaults")
+	s.String(&c.WebhookURL, "webhook-url", c.WebhookURL, "POST every firing/resolved alert as JSON to this URL; empty = no webhook")
+	s.Int(&c.WebhookAttempts, "webhook-attempts", c.WebhookAttempts, "attempts per webhook notification")
+	s.Duration(&c.WebhookTimeout, "webhook-timeout", c.WebhookTimeout, "timeout of one webhook POST")
+	s.Duration(&c.WebhookBackoff, "webhook-backoff", c.WebhookBackoff, "first webhook retry delay (doubles, max 30s)")
+	s.Int(&c.WebhookQueue, "webhook-queue", c.WebhookQueue, "webhook notifications queued before new ones are dropped")
+	s.Duration(&c.Window, "window", c.Window, "history of DB stats kept per shard (and reloaded from the stream at start)")
+	s.Int(&c.WindowMaxSamples, "window-max-samples", c.WindowMaxSamples, "samples kept per shard at most")
+	s.Duration(&c.EvalInterval, "eval-interval", c.EvalInterval, "how often alert rules are evaluated and the dashboard refreshed")
+	s.Duration(&c.AbsenceAfter, "absence-after", c.AbsenceAfter, "a shard silent this long is not reporting (absence alert)")
+	s.Duration(&c.HeartbeatTimeout, "heartbeat-timeout", c.HeartbeatTimeout, "an instance without heartbeat this long is not alive")
+	s.Duration(&c.HeartbeatInterval, "heartbeat-interval", c.HeartbeatInterval, "how often the monitor sends its own heartbeat")
+	s.Duration(&c.ForgetAfter, "forget-after", c.ForgetAfter, "forget shards and instances silent this long")
+	s.String(&c.Zones, "zones", c.Zones, `zones that must have an owner: empty = the default world grid, "none" = only zones seen in heartbeats, or a comma-separated list`)
+}
+
+// Validate checks the configuration.
+func (c Config) Validate() error {
+	var errs []error
+	bad := func(format string, a ...any) { errs = append(errs, fmt.Errorf("monitor: "+format, a...)) }
+	if c.NATSURL == "" {
+		bad("--nats-url is empty")
+	}
+	if c.HTTPAddr == "" {
+		bad("--http-addr is empty")
+	}
+	if c.InstanceID == "" || !wire.ValidToken(c.InstanceID) {
+		bad("--instance-id %q: want 1-64 characters of [A-Za-z0-9_-]", c.InstanceID)
+	}
+	if c.LogFormat != "json" && c.LogFormat != "text" {
+		bad("--log-format %q: want json or text", c.LogFormat)
+	}
+	if c.ShutdownTimeout <= 0 {
+		bad("--shutdown-timeout %v: must be positive", c.ShutdownTimeout)
+	}
+	if c.WebhookURL != "" {
+		u, err := url.Parse(c.WebhookURL)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			bad("--webhook-url %q: want an http:// or https:// URL", c.WebhookURL)
+		}
+	}
+	if c.WebhookAttempts < 1 || c.WebhookAttempts > 100 {
+		bad("--webhook-attempts %d: want 1..100", c.WebhookAttempts)
+	}
+	if c.WebhookTimeout <= 0 || c.WebhookBackoff <= 0 {
+		bad("--webhook-timeout and --webhook-backoff must be positive")
+	}
+	if c.WebhookQueue < 1 {
+		bad("--webhook-queue %d: want >= 1", c.WebhookQueue)
+	}
+	if c.Window <= 0 || c.WindowMaxSamples < 2 {
+		bad("--window must be positive and --window-max-samples >= 2")
+	}
+	if c.EvalInterval < 10*time.Millisecond {
+		bad("--eval-interval %v: want >= 10ms", c.EvalInterval)
+	}
+	if c.AbsenceAfter <= 0 || c.HeartbeatTimeout <= 0 || c.HeartbeatInterval <= 0 {
+		bad("--absence-after, --heartbeat-timeout and --heartbeat-interval must be positive")
+	}
+	if c.ForgetAfter < c.AbsenceAfter {
+		bad("--forget-after %v must be at least --absence-after %v", c.ForgetAfter, c.AbsenceAfter)
+	}
+	if _, err := c.expectedZones(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := c.Streams.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+func (c Config) expectedZones() ([]string, error) {
+	switch strings.TrimSpace(c.Zones) {
+	case "":
+		return worldmap.Default().Zones(), nil
+	case "none":
+		return nil, nil
+	}
+	var out []string
+	for _, z := range strings.Split(c.Zones, ",") {
+		z = strings.TrimSpace(z)
+		if !wire.ValidToken(z) {
+			return nil, fmt.Errorf("monitor: --zones: %q is not a valid zone name", z)
+		}
+		out = append(out, z)
+	}
+	return out, nil
+}
