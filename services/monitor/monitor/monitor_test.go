@@ -159,6 +159,8 @@ func TestAlertsFireAndResolve(t *testing.T) {
 		}
 		return nil
 	})
+	// Past the start-up grace (one heartbeat timeout) nothing is pending.
+	time.Sleep(cfg.HeartbeatTimeout + 2*cfg.EvalInterval) // a duration under test, not a wait for an event
 	if a := m.svc.ActiveAlerts(); len(a) != 0 {
 		t.Fatalf("alerts while healthy: %+v", a)
 	}

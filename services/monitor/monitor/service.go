@@ -50,6 +50,7 @@ type Service struct {
 	webhook  *notify.Webhook
 	expected []string
 	ready    chan struct{}
+	started  time.Time // when Run connected; see evaluate
 
 	nc *nats.Conn
 	kv jetstream.KeyValue
@@ -136,6 +137,7 @@ func (s *Service) Run(ctx context.Context) error {
 		return fmt.Errorf("monitor: connect %s: %w (is NATS running?)", s.cfg.NATSURL, err)
 	}
 	s.nc = nc
+	s.started = time.Now()
 	defer nc.Close()
 	js, err := jetstream.New(nc)
 	if err != nil {
@@ -358,7 +360,13 @@ func (s *Service) evaluate(now time.Time) {
 	t0 := time.Now()
 	rc := rules.Context{Snap: s.store.Snapshot(now), AbsenceAfter: s.cfg.AbsenceAfter,
 		HeartbeatTimeout: s.cfg.HeartbeatTimeout, ExpectedZones: s.expected}
-	trans, errs := s.engine.Eval(now, rc.Targets())
+	var frozen []rules.Scope
+	if now.Sub(s.started) < s.cfg.HeartbeatTimeout {
+		// Until every instance had the time to send a heartbeat, "no owner" and
+		// "instance lost" would be the monitor's own ignorance.
+		frozen = []rules.Scope{rules.ScopeZone, rules.ScopeInstance, rules.ScopeGlobal}
+	}
+	trans, errs := s.engine.Eval(now, rc.Targets(), frozen...)
 	s.evalSeconds.Observe(time.Since(t0).Seconds())
 	for _, e := range errs {
 		s.evalErrors.WithLabelValues(e.Rule).Inc()

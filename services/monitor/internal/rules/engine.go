@@ -94,14 +94,28 @@ type EvalError struct {
 func (e EvalError) Error() string { return fmt.Sprintf("rule %q on %s: %v", e.Rule, e.Target, e.Err) }
 
 // Eval evaluates every rule on every target of its scope at now and returns
-// the alerts that fired or resolved, plus any run-time errors.
-func (e *Engine) Eval(now time.Time, targets map[Scope][]Target) ([]Transition, []EvalError) {
+// the alerts that fired or resolved, plus any run-time errors. Rules of the
+// frozen scopes are not evaluated and keep their state (the monitor freezes
+// the heartbeat scopes until it has had time to hear every instance).
+func (e *Engine) Eval(now time.Time, targets map[Scope][]Target, frozen ...Scope) ([]Transition, []EvalError) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	var out []Transition
 	var errs []EvalError
 	seen := map[string]bool{}
+	isFrozen := map[Scope]bool{}
+	for _, sc := range frozen {
+		isFrozen[sc] = true
+	}
 	for _, r := range e.set.Rules {
+		if isFrozen[r.Scope] {
+			for key, st := range e.states {
+				if st.Rule == r.Name {
+					seen[key] = true
+				}
+			}
+			continue
+		}
 		for _, t := range targets[r.Scope] {
 			key := r.Name + "|" + t.Key
 			seen[key] = true
