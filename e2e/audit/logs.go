@@ -11,6 +11,7 @@ import (
 
 	"github.com/realmstream/realmstream/libs/schema"
 	"github.com/realmstream/realmstream/libs/wire"
+	"github.com/realmstream/realmstream/libs/zonelog"
 )
 
 // AckedCommand is a command a client saw acknowledged by the gateway (an Ack
@@ -190,108 +191,46 @@ type LogFindings struct {
 	ByType map[string]int `json:"by_type"`
 	// Applied is the number of distinct command ids that caused events.
 	Applied int `json:"applied_commands"`
-	// AppliedTwice counts (command id, event type) pairs seen more than once.
+	// AppliedTwice counts commands that caused more than one event.
 	AppliedTwice int `json:"applied_twice"`
 	// MissingExpected counts appends without Nats-Expected-Last-Subject-Sequence.
 	MissingExpected int `json:"appends_without_expected_seq"`
 }
 
-// CheckLogs checks the invariants of every zone log:
-//   - the log is linear: every append carries Nats-Expected-Last-Subject-Sequence
-//     equal to the stream sequence of the zone's previous event (0 for the first);
-//   - fencing: the first event is an ownership claim; claims' fences strictly
-//     grow; every other event carries the fence of the latest claim (a stale
-//     owner never appended after a newer claim); the Realm-Fence header agrees;
-//   - event ids (Nats-Msg-Id) are unique and equal the body's event_id;
-//   - no command id is applied twice: (command_id, event type) is unique
-//     across all zones.
-//
-// It returns the set of command ids that caused at least one event.
+// CheckLogs checks the invariants of every zone log with the world's own
+// checker (libs/zonelog.Check: linear appends, fences that never go back
+// after a claim, unique event ids, no command id causing two events in any
+// zone), and counts events by type. It returns the set of command ids that
+// caused an event.
 func CheckLogs(logs map[string]*ZoneLog) (LogFindings, map[string]bool, []Violation) {
 	f := LogFindings{Zones: len(logs), ByType: map[string]int{}}
-	var vs []Violation
-	add := func(check, format string, a ...any) {
-		if len(vs) < 200 {
-			vs = append(vs, Violation{check, fmt.Sprintf(format, a...)})
-		}
-	}
-	eventIDs := map[string]string{}
-	applied := map[string]bool{}
-	type key struct{ cmd, typ string }
-	seen := map[key]string{}
-	zones := make([]string, 0, len(logs))
-	for z := range logs {
-		zones = append(zones, z)
-	}
-	sort.Strings(zones)
-	for _, z := range zones {
-		zl := logs[z]
-		var prev uint64
-		var fence uint64
-		claimed := false
+	in := make(map[string][]zonelog.Entry, len(logs))
+	for z, zl := range logs {
+		es := make([]zonelog.Entry, len(zl.Events))
 		for i, le := range zl.Events {
-			ev := le.Event
-			typ := EventType(ev)
-			f.Events++
-			f.ByType[typ]++
-			where := fmt.Sprintf("%s #%d (EVT seq %d, %s)", z, i, le.Seq, typ)
+			es[i] = zonelog.Entry{Seq: le.Seq, ExpectedSeq: le.ExpectedSeq, HasExpected: le.HasExpected, MsgID: le.MsgID,
+				HeaderFence: le.HeaderFence, HasFence: le.HasFence, Event: le.Event}
+			f.ByType[EventType(le.Event)]++
 			if !le.HasExpected {
 				f.MissingExpected++
-				add("linear", "%s appended without %s", where, wire.HeaderExpectedLastSubjSeq)
-			} else if le.ExpectedSeq != prev {
-				add("linear", "%s expected last subject seq %d, predecessor is %d", where, le.ExpectedSeq, prev)
-			}
-			prev = le.Seq
-			if ev.Zone != "" && ev.Zone != z {
-				add("evt-zone", "%s body zone %q", where, ev.Zone)
-			}
-			if le.MsgID == "" {
-				add("event-id", "%s has no Nats-Msg-Id", where)
-			} else {
-				if ev.EventId != "" && ev.EventId != le.MsgID {
-					add("event-id", "%s Nats-Msg-Id %q but event_id %q", where, le.MsgID, ev.EventId)
-				}
-				if other, dup := eventIDs[le.MsgID]; dup {
-					add("event-id", "%s event id %q already used at %s", where, le.MsgID, other)
-				}
-				eventIDs[le.MsgID] = where
-			}
-			if le.HasFence && le.HeaderFence != ev.Fence {
-				add("fence", "%s header fence %d, body fence %d", where, le.HeaderFence, ev.Fence)
-			}
-			if c, ok := ev.Body.(*schema.Event_OwnershipClaimed); ok {
-				f.Claims++
-				cf := ev.Fence
-				if c.OwnershipClaimed.GetFence() != 0 {
-					cf = c.OwnershipClaimed.GetFence()
-				}
-				if claimed && cf <= fence {
-					add("fence", "%s claim with fence %d after fence %d (fences must grow)", where, cf, fence)
-				}
-				if ev.Fence != 0 && ev.Fence != cf {
-					add("fence", "%s claim body fence %d, event fence %d", where, cf, ev.Fence)
-				}
-				fence, claimed = cf, true
-				continue
-			}
-			if !claimed {
-				add("fence", "%s appended before any ownership claim", where)
-			} else if ev.Fence != fence {
-				add("fence", "%s fence %d, latest claim fence %d (stale owner appended)", where, ev.Fence, fence)
-			}
-			if ev.CommandId != "" {
-				applied[ev.CommandId] = true
-				k := key{ev.CommandId, typ}
-				if other, dup := seen[k]; dup {
-					f.AppliedTwice++
-					add("applied-twice", "command %s: %s and %s", ev.CommandId, other, where)
-				} else {
-					seen[k] = where
-				}
 			}
 		}
+		in[z] = es
+	}
+	rep, zvs := zonelog.Check(in)
+	f.Events, f.Claims = rep.Events, rep.Claims
+	applied := make(map[string]bool, len(rep.Applied))
+	for id := range rep.Applied {
+		applied[id] = true
 	}
 	f.Applied = len(applied)
+	vs := make([]Violation, 0, len(zvs))
+	for _, v := range zvs {
+		if v.Check == "applied-twice" {
+			f.AppliedTwice++
+		}
+		vs = append(vs, Violation{Check: v.Check, Detail: v.Detail})
+	}
 	return f, applied, vs
 }
 

@@ -1,0 +1,430 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/realmstream/realmstream/e2e/audit"
+	"github.com/realmstream/realmstream/e2e/harness"
+	"github.com/realmstream/realmstream/e2e/swarm"
+	"github.com/realmstream/realmstream/libs/wire"
+)
+
+// faultRecord is one injected fault and how long the system took to recover.
+type faultRecord struct {
+	Fault       string        `json:"fault"`
+	Target      string        `json:"target"`
+	At          float64       `json:"at_s"` // seconds after the swarm started
+	RecoveredIn time.Duration `json:"recovered_in_ns"`
+	Measure     string        `json:"measure"` // what "recovered" means for this fault
+	Detail      string        `json:"detail,omitempty"`
+}
+
+// runResult is everything a run produced, written as JSON.
+type runResult struct {
+	Swarm        *swarm.Report           `json:"swarm"`
+	Faults       []faultRecord           `json:"faults"`
+	Commands     audit.CommandFindings   `json:"commands"`
+	Logs         audit.LogFindings       `json:"logs"`
+	PG           audit.PGFindings        `json:"postgres"`
+	Models       audit.ReadModelFindings `json:"read_models"`
+	Unapplied    map[string]int          `json:"unapplied_commands_by_zone"`
+	Violations   []audit.Violation       `json:"violations"`
+	EventsPerSec float64                 `json:"events_per_s"`
+	Tracker      string                  `json:"tracker"`
+}
+
+type scenario struct {
+	t      *testing.T
+	st     *harness.Stack
+	sw     *swarm.Swarm
+	tr     *tracker
+	start  time.Time
+	faults []faultRecord
+	log    io.Writer
+}
+
+func (s *scenario) since() float64 { return time.Since(s.start).Seconds() }
+
+func (s *scenario) record(f faultRecord) {
+	s.faults = append(s.faults, f)
+	fmt.Fprintf(s.log, "FAULT %-22s %-16s at %5.1fs recovered in %-10v (%s) %s\n", f.Fault, f.Target, f.At, f.RecoveredIn.Round(time.Millisecond), f.Measure, f.Detail)
+}
+
+// sleep waits without hiding a cancelled test.
+func sleep(ctx context.Context, d time.Duration) {
+	select {
+	case <-ctx.Done():
+	case <-time.After(d):
+	}
+}
+
+func (s *scenario) restart(ctx context.Context, name string) {
+	if err := s.st.Restart(ctx, name, 60*time.Second); err != nil {
+		s.t.Errorf("restart %s: %v", name, err)
+	}
+}
+
+// worldCrash kills a world instance (kill -9: no release) and measures the
+// time until every zone it owned is claimed by another instance.
+func (s *scenario) worldCrash(ctx context.Context, name string) {
+	at := time.Now()
+	zones := s.tr.zonesOf(name, at)
+	if err := s.st.Proc(name).Kill(); err != nil {
+		s.t.Error(err)
+		return
+	}
+	var worst time.Duration
+	var missing []string
+	deadline := time.Now().Add(60 * time.Second)
+	for time.Now().Before(deadline) {
+		worst, missing = s.tr.reclaimedIn(name, at, 0)
+		if len(missing) == 0 {
+			break
+		}
+		sleep(ctx, 100*time.Millisecond)
+	}
+	if len(missing) > 0 {
+		s.t.Errorf("world crash %s: zones %v not owned again within 60s", name, missing)
+	}
+	s.record(faultRecord{Fault: "kill -9 world", Target: name, At: at.Sub(s.start).Seconds(), RecoveredIn: worst,
+		Measure: "zones owned again", Detail: fmt.Sprintf("zones %v", zones)})
+	s.restart(ctx, name)
+}
+
+// gatewayCrash kills a gateway and measures the time until every bot has a
+// session again (on the other gateway or the restarted one).
+func (s *scenario) gatewayCrash(ctx context.Context, name string, bots int) {
+	at := time.Now()
+	if err := s.st.Proc(name).Kill(); err != nil {
+		s.t.Error(err)
+		return
+	}
+	// Let the bots notice.
+	sleep(ctx, 200*time.Millisecond)
+	restarted := false
+	deadline := time.Now().Add(60 * time.Second)
+	var took time.Duration
+	for time.Now().Before(deadline) {
+		if s.sw.Connected() >= bots {
+			took = time.Since(at)
+			break
+		}
+		if !restarted && time.Since(at) > 2*time.Second {
+			// Bring it back while the rest fail over.
+			go s.restart(ctx, name)
+			restarted = true
+		}
+		sleep(ctx, 20*time.Millisecond)
+	}
+	if took == 0 {
+		s.t.Errorf("gateway crash %s: only %d/%d bots reconnected within 60s", name, s.sw.Connected(), bots)
+	}
+	if !restarted {
+		s.restart(ctx, name)
+	}
+	s.record(faultRecord{Fault: "kill -9 gateway", Target: name, At: at.Sub(s.start).Seconds(), RecoveredIn: took,
+		Measure: "all clients reconnected"})
+}
+
+// persistAckFloor is how far persist has durably written (its consumer acks
+// only after every shard of a batch committed).
+func persistAckFloor(ctx context.Context, js jetstream.JetStream) (uint64, error) {
+	c, err := js.Consumer(ctx, wire.StreamEvents, wire.DurablePersist)
+	if err != nil {
+		return 0, err
+	}
+	ci, err := c.Info(ctx)
+	if err != nil {
+		return 0, err
+	}
+	return ci.AckFloor.Stream, nil
+}
+
+func lastEventSeq(ctx context.Context, js jetstream.JetStream) (uint64, error) {
+	st, err := js.Stream(ctx, wire.StreamEvents)
+	if err != nil {
+		return 0, err
+	}
+	info, err := st.Info(ctx)
+	if err != nil {
+		return 0, err
+	}
+	return info.State.LastSeq, nil
+}
+
+// waitPersisted waits until persist's ack floor reaches seq.
+func (s *scenario) waitPersisted(ctx context.Context, seq uint64, limit time.Duration) (time.Duration, error) {
+	start := time.Now()
+	var floor uint64
+	var err error
+	for time.Since(start) < limit {
+		cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		floor, err = persistAckFloor(cctx, s.st.JS())
+		cancel()
+		if err == nil && floor >= seq {
+			return time.Since(start), nil
+		}
+		sleep(ctx, 100*time.Millisecond)
+	}
+	return 0, fmt.Errorf("persist ack floor %d did not reach %d within %v (last error %v)", floor, seq, limit, err)
+}
+
+func (s *scenario) persistCrash(ctx context.Context, name string) {
+	at := time.Now()
+	if err := s.st.Proc(name).Kill(); err != nil {
+		s.t.Error(err)
+		return
+	}
+	sleep(ctx, 2*time.Second)
+	s.restart(ctx, name)
+	last, _ := lastEventSeq(ctx, s.st.JS())
+	took, err := s.waitPersisted(ctx, last, 90*time.Second)
+	if err != nil {
+		s.t.Errorf("persist crash %s: %v", name, err)
+	}
+	s.record(faultRecord{Fault: "kill -9 persist", Target: name, At: at.Sub(s.start).Seconds(), RecoveredIn: took,
+		Measure: "persist caught up (after restart)", Detail: fmt.Sprintf("to EVT seq %d", last)})
+}
+
+func (s *scenario) shardOutage(ctx context.Context, shard int, down time.Duration) {
+	at := time.Now()
+	s.st.PG[shard].Stop()
+	sleep(ctx, down)
+	s.st.PG[shard].Start()
+	back := time.Now()
+	last, _ := lastEventSeq(ctx, s.st.JS())
+	took, err := s.waitPersisted(ctx, last, 90*time.Second)
+	if err != nil {
+		s.t.Errorf("shard %d outage: %v", shard, err)
+	}
+	s.record(faultRecord{Fault: "restart Postgres shard", Target: fmt.Sprintf("pg%d", shard), At: at.Sub(s.start).Seconds(),
+		RecoveredIn: took, Measure: "persist caught up after the shard returned",
+		Detail: fmt.Sprintf("down %v, caught up to EVT seq %d %v after it returned", down, last, time.Since(back).Round(time.Millisecond))})
+}
+
+func (s *scenario) monitorCrash(ctx context.Context, name string) {
+	at := time.Now()
+	if err := s.st.Proc(name).Kill(); err != nil {
+		s.t.Error(err)
+		return
+	}
+	s.restart(ctx, name)
+	s.record(faultRecord{Fault: "kill -9 monitor", Target: name, At: at.Sub(s.start).Seconds(), RecoveredIn: time.Since(at),
+		Measure: "ready again after restart"})
+}
+
+// waitAllReady waits until every service answers /readyz and returns how long it took.
+func (s *scenario) waitAllReady(ctx context.Context, limit time.Duration) time.Duration {
+	start := time.Now()
+	for _, p := range s.st.Procs() {
+		if !p.Running() {
+			continue
+		}
+		if err := p.WaitReady(ctx, limit-time.Since(start)); err != nil {
+			s.t.Errorf("after fault: %v", err)
+		}
+	}
+	return time.Since(start)
+}
+
+// serverRestart stops a server, starts it again and measures the longest
+// zone stall (time until the slowest zone appended again) once it is back.
+func (s *scenario) serverRestart(ctx context.Context, what string, down time.Duration, stop, start func()) {
+	at := time.Now()
+	stop()
+	sleep(ctx, down)
+	start()
+	ready := s.waitAllReady(ctx, 90*time.Second)
+	sleep(ctx, 5*time.Second)
+	stall, zone := s.tr.stall(at, time.Now())
+	if stall > 45*time.Second {
+		s.t.Errorf("%s restart: zone %s appended nothing for %v", what, zone, stall)
+	}
+	s.record(faultRecord{Fault: "restart " + what, Target: what, At: at.Sub(s.start).Seconds(), RecoveredIn: stall,
+		Measure: "longest zone stall (fault -> zone appends again)",
+		Detail:  fmt.Sprintf("down %v; all services ready %v after it returned; slowest zone %s", down, ready.Round(time.Millisecond), zone)})
+}
+
+// linkFaults injects latency, resets and a cut through the proxies.
+func (s *scenario) linkFaults(ctx context.Context) {
+	// Latency between world-2 and NATS.
+	at := time.Now()
+	p := s.st.Proxy("world-2", "nats")
+	p.SetLatency(50 * time.Millisecond)
+	sleep(ctx, 5*time.Second)
+	p.SetLatency(0)
+	sleep(ctx, 2*time.Second)
+	stall, zone := s.tr.stall(at, time.Now())
+	s.record(faultRecord{Fault: "latency 50ms", Target: "world-2->nats", At: at.Sub(s.start).Seconds(), RecoveredIn: stall,
+		Measure: "longest zone stall", Detail: "5s of +50ms each way; slowest zone " + zone})
+
+	// Connection resets: persist-2 -> pg0 and gateway-2 -> NATS.
+	at = time.Now()
+	for _, l := range [][2]string{{"persist-2", "pg0"}, {"gateway-2", "nats"}, {"world-1", "redis"}} {
+		if px := s.st.Proxy(l[0], l[1]); px != nil {
+			px.Reset()
+		}
+	}
+	last, _ := lastEventSeq(ctx, s.st.JS())
+	took, err := s.waitPersisted(ctx, last, 60*time.Second)
+	if err != nil {
+		s.t.Errorf("after resets: %v", err)
+	}
+	s.record(faultRecord{Fault: "TCP resets", Target: "persist-2->pg0, gateway-2->nats, world-1->redis", At: at.Sub(s.start).Seconds(),
+		RecoveredIn: took, Measure: "persist caught up"})
+
+	// Cut world-3 from Redis: its leases cannot be renewed; it must stop
+	// before they expire and another instance takes its zones.
+	at = time.Now()
+	zones := s.tr.zonesOf("world-3", at)
+	px := s.st.Proxy("world-3", "redis")
+	px.Cut()
+	sleep(ctx, 8*time.Second)
+	px.Restore()
+	worst, missing := s.tr.reclaimedIn("world-3", at, 0)
+	detail := fmt.Sprintf("cut 8s; zones %v", zones)
+	if len(missing) > 0 {
+		detail += fmt.Sprintf("; not reclaimed by another instance during the cut: %v", missing)
+	}
+	s.record(faultRecord{Fault: "cut world->redis", Target: "world-3->redis", At: at.Sub(s.start).Seconds(), RecoveredIn: worst,
+		Measure: "zones owned by another instance", Detail: detail})
+}
+
+// runOptions size a run.
+type runOptions struct {
+	Bots        int
+	Duration    time.Duration // swarm run time
+	Faults      bool
+	ResumeEvery time.Duration
+	WSFraction  float64
+	Progress    io.Writer
+	Report      string // JSON report path ("" = none)
+}
+
+// runStack starts the whole stack, plays opts.Duration with faults, then
+// audits. It returns the result; the caller asserts.
+func runStack(t *testing.T, opts runOptions) *runResult {
+	logDir := os.Getenv("E2E_LOG_DIR")
+	if logDir != "" {
+		logDir = filepath.Join(logDir, t.Name())
+		_ = os.RemoveAll(logDir)
+	}
+	st := harness.StartStack(t, harness.StackConfig{Gateways: 2, Worlds: 3, Persists: 2, Shards: 2, Monitor: true, LogDir: logDir})
+	t.Logf("stack up; service logs in %s", st.LogDir())
+	tr, err := newTracker(st.NC())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.stop()
+	sw, err := swarm.New(swarm.Config{
+		Gateways: gateways(st), Bots: opts.Bots, WSFraction: opts.WSFraction, ResumeEvery: opts.ResumeEvery,
+		CrosserFraction: 0.2, RampUp: 5 * time.Second, Progress: opts.Progress, ProgressEvery: 5 * time.Second, Seed: 7,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	swCtx, swCancel := context.WithTimeout(ctx, opts.Duration)
+	defer swCancel()
+	sc := &scenario{t: t, st: st, sw: sw, tr: tr, start: time.Now(), log: opts.Progress}
+	if sc.log == nil {
+		sc.log = io.Discard
+	}
+	done := make(chan *swarm.Report, 1)
+	go func() { done <- sw.Run(swCtx) }()
+	firstSeq, _ := lastEventSeq(ctx, st.JS())
+
+	if opts.Faults {
+		step := func(at time.Duration) { sleep(ctx, time.Until(sc.start.Add(at))) }
+		step(12 * time.Second)
+		sc.worldCrash(ctx, "world-1")
+		step(24 * time.Second)
+		sc.gatewayCrash(ctx, "gateway-1", opts.Bots)
+		step(34 * time.Second)
+		sc.persistCrash(ctx, "persist-1")
+		step(42 * time.Second)
+		sc.shardOutage(ctx, 1, 6*time.Second)
+		sc.monitorCrash(ctx, "monitor-1")
+		step(58 * time.Second)
+		sc.serverRestart(ctx, "redis", time.Second, st.Redis.Kill, st.Redis.Restart)
+		step(70 * time.Second)
+		sc.serverRestart(ctx, "nats", 2*time.Second, st.StopNATS, st.StartNATS)
+		step(82 * time.Second)
+		sc.linkFaults(ctx)
+	}
+	rep := <-done
+	res := &runResult{Swarm: rep, Faults: sc.faults, Tracker: tr.summary()}
+	if opts.Progress != nil {
+		rep.Print(opts.Progress)
+	}
+
+	// Audit: let the services finish what is in the streams.
+	actx, acancel := context.WithTimeout(ctx, 4*time.Minute)
+	defer acancel()
+	busy, err := audit.WaitConsumersIdle(actx, st.JS(), wire.StreamCommands, func(n string) bool { return strings.HasPrefix(n, "world") }, 90*time.Second)
+	if err != nil || len(busy) > 0 {
+		t.Errorf("world consumers not idle after the run: %v %v", busy, err)
+	}
+	if last, err := lastEventSeq(actx, st.JS()); err == nil {
+		if _, err := sc.waitPersisted(actx, last, 90*time.Second); err != nil {
+			t.Errorf("after the run: %v", err)
+		}
+		if last > firstSeq {
+			res.EventsPerSec = float64(last-firstSeq) / rep.DurationSec
+		}
+	}
+	cl, vs, err := audit.ReadCommands(actx, st.JS())
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Violations = append(res.Violations, vs...)
+	var cvs []audit.Violation
+	res.Commands, cvs = audit.CheckAcked(toAudit(sw.Acked()), cl)
+	res.Violations = append(res.Violations, cvs...)
+	logs, _, vs, err := audit.ReadEvents(actx, st.JS())
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Violations = append(res.Violations, vs...)
+	lf, applied, vs := audit.CheckLogs(logs)
+	res.Logs = lf
+	res.Violations = append(res.Violations, vs...)
+	res.Unapplied, vs = audit.CheckApplied(cl, applied)
+	res.Violations = append(res.Violations, vs...)
+	pf, vs, err := audit.CheckPostgres(actx, st.PGURLs, logs, 60*time.Second)
+	if err != nil {
+		t.Errorf("postgres audit: %v", err)
+	}
+	res.PG = pf
+	res.Violations = append(res.Violations, vs...)
+	mf, vs, err := audit.CheckReadModels(actx, st.PGURLs, logs)
+	if err != nil {
+		t.Errorf("read model audit: %v", err)
+	}
+	res.Models = mf
+	res.Violations = append(res.Violations, vs...)
+	st.CheckNoCrashes(t)
+
+	if opts.Report != "" {
+		b, _ := json.MarshalIndent(res, "", "  ")
+		if err := os.WriteFile(opts.Report, append(b, '\n'), 0o644); err != nil {
+			t.Error(err)
+		}
+	}
+	t.Logf("audit: commands %+v", res.Commands)
+	t.Logf("audit: logs %d zones, %d events, %d claims, %d commands applied; by type %v", lf.Zones, lf.Events, lf.Claims, lf.Applied, lf.ByType)
+	t.Logf("audit: postgres %+v; read models %+v", res.PG, res.Models)
+	t.Logf("events/s end to end: %.0f; %s", res.EventsPerSec, res.Tracker)
+	return res
+}
