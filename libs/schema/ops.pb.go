@@ -90,6 +90,7 @@ type DBStats struct {
 	SampleSeq     uint64                 `protobuf:"varint,6,opt,name=sample_seq,json=sampleSeq,proto3" json:"sample_seq,omitempty"`
 	Up            bool                   `protobuf:"varint,7,opt,name=up,proto3" json:"up,omitempty"` // false when the shard could not be reached
 	Error         string                 `protobuf:"bytes,8,opt,name=error,proto3" json:"error,omitempty"`
+	PgVersion     string                 `protobuf:"bytes,9,opt,name=pg_version,json=pgVersion,proto3" json:"pg_version,omitempty"` // server_version ("" for pebble)
 	// pg_stat_database
 	XactCommit        int64   `protobuf:"varint,10,opt,name=xact_commit,json=xactCommit,proto3" json:"xact_commit,omitempty"`
 	XactRollback      int64   `protobuf:"varint,11,opt,name=xact_rollback,json=xactRollback,proto3" json:"xact_rollback,omitempty"`
@@ -102,24 +103,41 @@ type DBStats struct {
 	RollbacksPerSec   float64 `protobuf:"fixed64,18,opt,name=rollbacks_per_sec,json=rollbacksPerSec,proto3" json:"rollbacks_per_sec,omitempty"`
 	DatabaseSizeBytes int64   `protobuf:"varint,19,opt,name=database_size_bytes,json=databaseSizeBytes,proto3" json:"database_size_bytes,omitempty"`
 	// connections
-	Connections    int32 `protobuf:"varint,20,opt,name=connections,proto3" json:"connections,omitempty"`
-	MaxConnections int32 `protobuf:"varint,21,opt,name=max_connections,json=maxConnections,proto3" json:"max_connections,omitempty"`
+	Connections                  int32   `protobuf:"varint,20,opt,name=connections,proto3" json:"connections,omitempty"` // client backends on the server (all databases)
+	MaxConnections               int32   `protobuf:"varint,21,opt,name=max_connections,json=maxConnections,proto3" json:"max_connections,omitempty"`
+	ConnectionsActive            int32   `protobuf:"varint,22,opt,name=connections_active,json=connectionsActive,proto3" json:"connections_active,omitempty"`
+	ConnectionsIdleInTransaction int32   `protobuf:"varint,23,opt,name=connections_idle_in_transaction,json=connectionsIdleInTransaction,proto3" json:"connections_idle_in_transaction,omitempty"`
+	ConnectionsWaiting           int32   `protobuf:"varint,24,opt,name=connections_waiting,json=connectionsWaiting,proto3" json:"connections_waiting,omitempty"` // waiting on a lock
+	SuperuserReservedConnections int32   `protobuf:"varint,25,opt,name=superuser_reserved_connections,json=superuserReservedConnections,proto3" json:"superuser_reserved_connections,omitempty"`
+	StatsResetNs                 int64   `protobuf:"varint,26,opt,name=stats_reset_ns,json=statsResetNs,proto3" json:"stats_reset_ns,omitempty"` // pg_stat_database.stats_reset (0 if never)
+	DeadlocksPerSec              float64 `protobuf:"fixed64,27,opt,name=deadlocks_per_sec,json=deadlocksPerSec,proto3" json:"deadlocks_per_sec,omitempty"`
+	TempBytesPerSec              float64 `protobuf:"fixed64,28,opt,name=temp_bytes_per_sec,json=tempBytesPerSec,proto3" json:"temp_bytes_per_sec,omitempty"`
+	XidAge                       int64   `protobuf:"varint,29,opt,name=xid_age,json=xidAge,proto3" json:"xid_age,omitempty"` // age(datfrozenxid) of the database
 	// partitions of the events table
-	PartitionCount            int32              `protobuf:"varint,30,opt,name=partition_count,json=partitionCount,proto3" json:"partition_count,omitempty"`
-	DaysAhead                 int32              `protobuf:"varint,31,opt,name=days_ahead,json=daysAhead,proto3" json:"days_ahead,omitempty"`
-	DefaultPartitionRows      int64              `protobuf:"varint,32,opt,name=default_partition_rows,json=defaultPartitionRows,proto3" json:"default_partition_rows,omitempty"`
-	Partitions                []*PartitionStat   `protobuf:"bytes,33,rep,name=partitions,proto3" json:"partitions,omitempty"`
-	Tables                    []*TableStat       `protobuf:"bytes,40,rep,name=tables,proto3" json:"tables,omitempty"`
-	LongestTransactionSeconds float64            `protobuf:"fixed64,41,opt,name=longest_transaction_seconds,json=longestTransactionSeconds,proto3" json:"longest_transaction_seconds,omitempty"`
-	WaitingLocks              int32              `protobuf:"varint,42,opt,name=waiting_locks,json=waitingLocks,proto3" json:"waiting_locks,omitempty"`
-	TopQueries                []*QueryStat       `protobuf:"bytes,43,rep,name=top_queries,json=topQueries,proto3" json:"top_queries,omitempty"`
-	PgStatStatements          bool               `protobuf:"varint,44,opt,name=pg_stat_statements,json=pgStatStatements,proto3" json:"pg_stat_statements,omitempty"`
-	Pool                      *PoolStat          `protobuf:"bytes,50,opt,name=pool,proto3" json:"pool,omitempty"`
-	ConsumerLag               int64              `protobuf:"varint,51,opt,name=consumer_lag,json=consumerLag,proto3" json:"consumer_lag,omitempty"`                                               // pending messages of persist's consumer
-	RowsWritten               int64              `protobuf:"varint,52,opt,name=rows_written,json=rowsWritten,proto3" json:"rows_written,omitempty"`                                               // by this replica into this shard since start
-	Pebble                    map[string]float64 `protobuf:"bytes,60,rep,name=pebble,proto3" json:"pebble,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"fixed64,2,opt,name=value"` // pebble metrics (backend == "pebble")
-	unknownFields             protoimpl.UnknownFields
-	sizeCache                 protoimpl.SizeCache
+	PartitionCount                  int32              `protobuf:"varint,30,opt,name=partition_count,json=partitionCount,proto3" json:"partition_count,omitempty"`
+	DaysAhead                       int32              `protobuf:"varint,31,opt,name=days_ahead,json=daysAhead,proto3" json:"days_ahead,omitempty"`
+	DefaultPartitionRows            int64              `protobuf:"varint,32,opt,name=default_partition_rows,json=defaultPartitionRows,proto3" json:"default_partition_rows,omitempty"`
+	Partitions                      []*PartitionStat   `protobuf:"bytes,33,rep,name=partitions,proto3" json:"partitions,omitempty"`
+	DefaultPartitionAlarm           bool               `protobuf:"varint,34,opt,name=default_partition_alarm,json=defaultPartitionAlarm,proto3" json:"default_partition_alarm,omitempty"` // default_partition_rows > 0
+	PartmanLastRunNs                int64              `protobuf:"varint,35,opt,name=partman_last_run_ns,json=partmanLastRunNs,proto3" json:"partman_last_run_ns,omitempty"`              // last partition-maintenance run (any replica)
+	OldestPartition                 string             `protobuf:"bytes,36,opt,name=oldest_partition,json=oldestPartition,proto3" json:"oldest_partition,omitempty"`                      // UTC date of the oldest daily partition
+	Tables                          []*TableStat       `protobuf:"bytes,40,rep,name=tables,proto3" json:"tables,omitempty"`
+	LongestTransactionSeconds       float64            `protobuf:"fixed64,41,opt,name=longest_transaction_seconds,json=longestTransactionSeconds,proto3" json:"longest_transaction_seconds,omitempty"`
+	WaitingLocks                    int32              `protobuf:"varint,42,opt,name=waiting_locks,json=waitingLocks,proto3" json:"waiting_locks,omitempty"`
+	TopQueries                      []*QueryStat       `protobuf:"bytes,43,rep,name=top_queries,json=topQueries,proto3" json:"top_queries,omitempty"`
+	PgStatStatements                bool               `protobuf:"varint,44,opt,name=pg_stat_statements,json=pgStatStatements,proto3" json:"pg_stat_statements,omitempty"`
+	LongestIdleInTransactionSeconds float64            `protobuf:"fixed64,45,opt,name=longest_idle_in_transaction_seconds,json=longestIdleInTransactionSeconds,proto3" json:"longest_idle_in_transaction_seconds,omitempty"`
+	BlockedBackends                 int32              `protobuf:"varint,46,opt,name=blocked_backends,json=blockedBackends,proto3" json:"blocked_backends,omitempty"` // backends with pg_blocking_pids() not empty
+	Pool                            *PoolStat          `protobuf:"bytes,50,opt,name=pool,proto3" json:"pool,omitempty"`
+	ConsumerLag                     int64              `protobuf:"varint,51,opt,name=consumer_lag,json=consumerLag,proto3" json:"consumer_lag,omitempty"`                                               // pending messages of persist's consumer
+	RowsWritten                     int64              `protobuf:"varint,52,opt,name=rows_written,json=rowsWritten,proto3" json:"rows_written,omitempty"`                                               // by this replica into this shard since start
+	IntervalMs                      int64              `protobuf:"varint,53,opt,name=interval_ms,json=intervalMs,proto3" json:"interval_ms,omitempty"`                                                  // sampling interval
+	MapVersion                      uint64             `protobuf:"varint,54,opt,name=map_version,json=mapVersion,proto3" json:"map_version,omitempty"`                                                  // shard map version this replica uses
+	LogicalShards                   int32              `protobuf:"varint,55,opt,name=logical_shards,json=logicalShards,proto3" json:"logical_shards,omitempty"`                                         // logical shards this shard owns in that map
+	HighWaterMark                   int64              `protobuf:"varint,56,opt,name=high_water_mark,json=highWaterMark,proto3" json:"high_water_mark,omitempty"`                                       // highest EVT sequence stored in this shard
+	Pebble                          map[string]float64 `protobuf:"bytes,60,rep,name=pebble,proto3" json:"pebble,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"fixed64,2,opt,name=value"` // pebble metrics (backend == "pebble")
+	unknownFields                   protoimpl.UnknownFields
+	sizeCache                       protoimpl.SizeCache
 }
 
 func (x *DBStats) Reset() {
@@ -208,6 +226,13 @@ func (x *DBStats) GetError() string {
 	return ""
 }
 
+func (x *DBStats) GetPgVersion() string {
+	if x != nil {
+		return x.PgVersion
+	}
+	return ""
+}
+
 func (x *DBStats) GetXactCommit() int64 {
 	if x != nil {
 		return x.XactCommit
@@ -292,6 +317,62 @@ func (x *DBStats) GetMaxConnections() int32 {
 	return 0
 }
 
+func (x *DBStats) GetConnectionsActive() int32 {
+	if x != nil {
+		return x.ConnectionsActive
+	}
+	return 0
+}
+
+func (x *DBStats) GetConnectionsIdleInTransaction() int32 {
+	if x != nil {
+		return x.ConnectionsIdleInTransaction
+	}
+	return 0
+}
+
+func (x *DBStats) GetConnectionsWaiting() int32 {
+	if x != nil {
+		return x.ConnectionsWaiting
+	}
+	return 0
+}
+
+func (x *DBStats) GetSuperuserReservedConnections() int32 {
+	if x != nil {
+		return x.SuperuserReservedConnections
+	}
+	return 0
+}
+
+func (x *DBStats) GetStatsResetNs() int64 {
+	if x != nil {
+		return x.StatsResetNs
+	}
+	return 0
+}
+
+func (x *DBStats) GetDeadlocksPerSec() float64 {
+	if x != nil {
+		return x.DeadlocksPerSec
+	}
+	return 0
+}
+
+func (x *DBStats) GetTempBytesPerSec() float64 {
+	if x != nil {
+		return x.TempBytesPerSec
+	}
+	return 0
+}
+
+func (x *DBStats) GetXidAge() int64 {
+	if x != nil {
+		return x.XidAge
+	}
+	return 0
+}
+
 func (x *DBStats) GetPartitionCount() int32 {
 	if x != nil {
 		return x.PartitionCount
@@ -318,6 +399,27 @@ func (x *DBStats) GetPartitions() []*PartitionStat {
 		return x.Partitions
 	}
 	return nil
+}
+
+func (x *DBStats) GetDefaultPartitionAlarm() bool {
+	if x != nil {
+		return x.DefaultPartitionAlarm
+	}
+	return false
+}
+
+func (x *DBStats) GetPartmanLastRunNs() int64 {
+	if x != nil {
+		return x.PartmanLastRunNs
+	}
+	return 0
+}
+
+func (x *DBStats) GetOldestPartition() string {
+	if x != nil {
+		return x.OldestPartition
+	}
+	return ""
 }
 
 func (x *DBStats) GetTables() []*TableStat {
@@ -355,6 +457,20 @@ func (x *DBStats) GetPgStatStatements() bool {
 	return false
 }
 
+func (x *DBStats) GetLongestIdleInTransactionSeconds() float64 {
+	if x != nil {
+		return x.LongestIdleInTransactionSeconds
+	}
+	return 0
+}
+
+func (x *DBStats) GetBlockedBackends() int32 {
+	if x != nil {
+		return x.BlockedBackends
+	}
+	return 0
+}
+
 func (x *DBStats) GetPool() *PoolStat {
 	if x != nil {
 		return x.Pool
@@ -372,6 +488,34 @@ func (x *DBStats) GetConsumerLag() int64 {
 func (x *DBStats) GetRowsWritten() int64 {
 	if x != nil {
 		return x.RowsWritten
+	}
+	return 0
+}
+
+func (x *DBStats) GetIntervalMs() int64 {
+	if x != nil {
+		return x.IntervalMs
+	}
+	return 0
+}
+
+func (x *DBStats) GetMapVersion() uint64 {
+	if x != nil {
+		return x.MapVersion
+	}
+	return 0
+}
+
+func (x *DBStats) GetLogicalShards() int32 {
+	if x != nil {
+		return x.LogicalShards
+	}
+	return 0
+}
+
+func (x *DBStats) GetHighWaterMark() int64 {
+	if x != nil {
+		return x.HighWaterMark
 	}
 	return 0
 }
@@ -468,14 +612,16 @@ func (x *PartitionStat) GetIsDefault() bool {
 }
 
 type TableStat struct {
-	state            protoimpl.MessageState `protogen:"open.v1"`
-	Name             string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
-	LiveTuples       int64                  `protobuf:"varint,2,opt,name=live_tuples,json=liveTuples,proto3" json:"live_tuples,omitempty"`
-	DeadTuples       int64                  `protobuf:"varint,3,opt,name=dead_tuples,json=deadTuples,proto3" json:"dead_tuples,omitempty"`
-	LastAutovacuumNs int64                  `protobuf:"varint,4,opt,name=last_autovacuum_ns,json=lastAutovacuumNs,proto3" json:"last_autovacuum_ns,omitempty"`
-	SizeBytes        int64                  `protobuf:"varint,5,opt,name=size_bytes,json=sizeBytes,proto3" json:"size_bytes,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	state             protoimpl.MessageState `protogen:"open.v1"`
+	Name              string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	LiveTuples        int64                  `protobuf:"varint,2,opt,name=live_tuples,json=liveTuples,proto3" json:"live_tuples,omitempty"`
+	DeadTuples        int64                  `protobuf:"varint,3,opt,name=dead_tuples,json=deadTuples,proto3" json:"dead_tuples,omitempty"`
+	LastAutovacuumNs  int64                  `protobuf:"varint,4,opt,name=last_autovacuum_ns,json=lastAutovacuumNs,proto3" json:"last_autovacuum_ns,omitempty"`
+	SizeBytes         int64                  `protobuf:"varint,5,opt,name=size_bytes,json=sizeBytes,proto3" json:"size_bytes,omitempty"`
+	LastAutoanalyzeNs int64                  `protobuf:"varint,6,opt,name=last_autoanalyze_ns,json=lastAutoanalyzeNs,proto3" json:"last_autoanalyze_ns,omitempty"`
+	ModSinceAnalyze   int64                  `protobuf:"varint,7,opt,name=mod_since_analyze,json=modSinceAnalyze,proto3" json:"mod_since_analyze,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *TableStat) Reset() {
@@ -539,6 +685,20 @@ func (x *TableStat) GetLastAutovacuumNs() int64 {
 func (x *TableStat) GetSizeBytes() int64 {
 	if x != nil {
 		return x.SizeBytes
+	}
+	return 0
+}
+
+func (x *TableStat) GetLastAutoanalyzeNs() int64 {
+	if x != nil {
+		return x.LastAutoanalyzeNs
+	}
+	return 0
+}
+
+func (x *TableStat) GetModSinceAnalyze() int64 {
+	if x != nil {
+		return x.ModSinceAnalyze
 	}
 	return 0
 }
@@ -1027,8 +1187,7 @@ var File_ops_proto protoreflect.FileDescriptor
 
 const file_ops_proto_rawDesc = "" +
 	"\n" +
-	"\tops.proto\x12\x0erealmstream.v1\"\xc7\n" +
-	"\n" +
+	"\tops.proto\x12\x0erealmstream.v1\"\x87\x11\n" +
 	"\aDBStats\x12%\n" +
 	"\x0eschema_version\x18\x01 \x01(\rR\rschemaVersion\x12\x14\n" +
 	"\x05shard\x18\x02 \x01(\tR\x05shard\x12\x18\n" +
@@ -1039,7 +1198,9 @@ const file_ops_proto_rawDesc = "" +
 	"\n" +
 	"sample_seq\x18\x06 \x01(\x04R\tsampleSeq\x12\x0e\n" +
 	"\x02up\x18\a \x01(\bR\x02up\x12\x14\n" +
-	"\x05error\x18\b \x01(\tR\x05error\x12\x1f\n" +
+	"\x05error\x18\b \x01(\tR\x05error\x12\x1d\n" +
+	"\n" +
+	"pg_version\x18\t \x01(\tR\tpgVersion\x12\x1f\n" +
 	"\vxact_commit\x18\n" +
 	" \x01(\x03R\n" +
 	"xactCommit\x12#\n" +
@@ -1054,23 +1215,42 @@ const file_ops_proto_rawDesc = "" +
 	"\x11rollbacks_per_sec\x18\x12 \x01(\x01R\x0frollbacksPerSec\x12.\n" +
 	"\x13database_size_bytes\x18\x13 \x01(\x03R\x11databaseSizeBytes\x12 \n" +
 	"\vconnections\x18\x14 \x01(\x05R\vconnections\x12'\n" +
-	"\x0fmax_connections\x18\x15 \x01(\x05R\x0emaxConnections\x12'\n" +
+	"\x0fmax_connections\x18\x15 \x01(\x05R\x0emaxConnections\x12-\n" +
+	"\x12connections_active\x18\x16 \x01(\x05R\x11connectionsActive\x12E\n" +
+	"\x1fconnections_idle_in_transaction\x18\x17 \x01(\x05R\x1cconnectionsIdleInTransaction\x12/\n" +
+	"\x13connections_waiting\x18\x18 \x01(\x05R\x12connectionsWaiting\x12D\n" +
+	"\x1esuperuser_reserved_connections\x18\x19 \x01(\x05R\x1csuperuserReservedConnections\x12$\n" +
+	"\x0estats_reset_ns\x18\x1a \x01(\x03R\fstatsResetNs\x12*\n" +
+	"\x11deadlocks_per_sec\x18\x1b \x01(\x01R\x0fdeadlocksPerSec\x12+\n" +
+	"\x12temp_bytes_per_sec\x18\x1c \x01(\x01R\x0ftempBytesPerSec\x12\x17\n" +
+	"\axid_age\x18\x1d \x01(\x03R\x06xidAge\x12'\n" +
 	"\x0fpartition_count\x18\x1e \x01(\x05R\x0epartitionCount\x12\x1d\n" +
 	"\n" +
 	"days_ahead\x18\x1f \x01(\x05R\tdaysAhead\x124\n" +
 	"\x16default_partition_rows\x18  \x01(\x03R\x14defaultPartitionRows\x12=\n" +
 	"\n" +
 	"partitions\x18! \x03(\v2\x1d.realmstream.v1.PartitionStatR\n" +
-	"partitions\x121\n" +
+	"partitions\x126\n" +
+	"\x17default_partition_alarm\x18\" \x01(\bR\x15defaultPartitionAlarm\x12-\n" +
+	"\x13partman_last_run_ns\x18# \x01(\x03R\x10partmanLastRunNs\x12)\n" +
+	"\x10oldest_partition\x18$ \x01(\tR\x0foldestPartition\x121\n" +
 	"\x06tables\x18( \x03(\v2\x19.realmstream.v1.TableStatR\x06tables\x12>\n" +
 	"\x1blongest_transaction_seconds\x18) \x01(\x01R\x19longestTransactionSeconds\x12#\n" +
 	"\rwaiting_locks\x18* \x01(\x05R\fwaitingLocks\x12:\n" +
 	"\vtop_queries\x18+ \x03(\v2\x19.realmstream.v1.QueryStatR\n" +
 	"topQueries\x12,\n" +
-	"\x12pg_stat_statements\x18, \x01(\bR\x10pgStatStatements\x12,\n" +
+	"\x12pg_stat_statements\x18, \x01(\bR\x10pgStatStatements\x12L\n" +
+	"#longest_idle_in_transaction_seconds\x18- \x01(\x01R\x1flongestIdleInTransactionSeconds\x12)\n" +
+	"\x10blocked_backends\x18. \x01(\x05R\x0fblockedBackends\x12,\n" +
 	"\x04pool\x182 \x01(\v2\x18.realmstream.v1.PoolStatR\x04pool\x12!\n" +
 	"\fconsumer_lag\x183 \x01(\x03R\vconsumerLag\x12!\n" +
-	"\frows_written\x184 \x01(\x03R\vrowsWritten\x12;\n" +
+	"\frows_written\x184 \x01(\x03R\vrowsWritten\x12\x1f\n" +
+	"\vinterval_ms\x185 \x01(\x03R\n" +
+	"intervalMs\x12\x1f\n" +
+	"\vmap_version\x186 \x01(\x04R\n" +
+	"mapVersion\x12%\n" +
+	"\x0elogical_shards\x187 \x01(\x05R\rlogicalShards\x12&\n" +
+	"\x0fhigh_water_mark\x188 \x01(\x03R\rhighWaterMark\x12;\n" +
 	"\x06pebble\x18< \x03(\v2#.realmstream.v1.DBStats.PebbleEntryR\x06pebble\x1a9\n" +
 	"\vPebbleEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
@@ -1084,7 +1264,7 @@ const file_ops_proto_rawDesc = "" +
 	"\n" +
 	"size_bytes\x18\x05 \x01(\x03R\tsizeBytes\x12\x1d\n" +
 	"\n" +
-	"is_default\x18\x06 \x01(\bR\tisDefault\"\xae\x01\n" +
+	"is_default\x18\x06 \x01(\bR\tisDefault\"\x8a\x02\n" +
 	"\tTableStat\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1f\n" +
 	"\vlive_tuples\x18\x02 \x01(\x03R\n" +
@@ -1093,7 +1273,9 @@ const file_ops_proto_rawDesc = "" +
 	"deadTuples\x12,\n" +
 	"\x12last_autovacuum_ns\x18\x04 \x01(\x03R\x10lastAutovacuumNs\x12\x1d\n" +
 	"\n" +
-	"size_bytes\x18\x05 \x01(\x03R\tsizeBytes\"k\n" +
+	"size_bytes\x18\x05 \x01(\x03R\tsizeBytes\x12.\n" +
+	"\x13last_autoanalyze_ns\x18\x06 \x01(\x03R\x11lastAutoanalyzeNs\x12*\n" +
+	"\x11mod_since_analyze\x18\a \x01(\x03R\x0fmodSinceAnalyze\"k\n" +
 	"\tQueryStat\x12\x14\n" +
 	"\x05query\x18\x01 \x01(\tR\x05query\x12\x14\n" +
 	"\x05calls\x18\x02 \x01(\x03R\x05calls\x12\x19\n" +
