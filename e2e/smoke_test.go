@@ -16,7 +16,7 @@ import (
 // gateway mid-run, and checks that every acknowledged command is in CMD at
 // the sequence its Ack named.
 func TestGatewaysSwarmAudit(t *testing.T) {
-	st := harness.StartStack(t, harness.StackConfig{Gateways: 2, NoWorld: true, NoPersist: true})
+	st := harness.StartStack(t, harness.StackConfig{Gateways: 2, NoWorld: true, NoPersist: true, Monitor: true})
 	sw, err := swarm.New(swarm.Config{
 		Gateways: gateways(st), Bots: 40, WSFraction: 0.5, ResumeEvery: 3 * time.Second,
 		Progress: os.Stderr, Seed: 1,

@@ -51,6 +51,8 @@ type bot struct {
 	lastMove uint64
 	maxSeq   uint64 // highest seq ever assigned (a new connection continues above it)
 	joined   bool
+	resync   bool // a move was refused: take the server's position from the next view of ourselves
+	dead     bool
 	pending  map[uint64]*sentCmd
 	moves    []sentCmd // moves awaiting their update, ascending seq
 	acked    []AckRecord
@@ -282,6 +284,9 @@ func (b *bot) tick(ctx context.Context, conn *client.Conn, dt float64) error {
 		b.x, b.y = clampIn(b.x, cfg.Map.ZoneSize), clampIn(b.y, cfg.Map.ZoneSize)
 		b.hasWay = false
 	}
+	if b.dead {
+		return nil // wait for the respawn
+	}
 	if !b.hasWay {
 		b.pickWaypointLocked()
 	}
@@ -439,6 +444,7 @@ func (b *bot) onPacket(p *schema.ServerPacket) {
 			// The world refused a command that was accepted earlier (rules).
 			b.sw.C.Rejected.Add(1)
 			b.dropMoveLocked(p.AckSeq)
+			b.resync = true
 			b.sw.record(record{T: "rejected", Bot: b.id, ID: wire.CommandID(b.session, p.AckSeq), Seq: p.AckSeq, Detail: body.Error.Message})
 			return
 		}
@@ -466,10 +472,12 @@ func (b *bot) onPacket(p *schema.ServerPacket) {
 				n++
 			}
 			b.moves = b.moves[n:]
-			if e.LastInputSeq >= b.lastMove && !b.crossing {
-				// The server has applied our latest input: its position is
-				// the truth (a move may have been clipped or refused).
+			b.dead = e.Dead
+			if (b.resync || e.LastInputSeq >= b.lastMove) && !b.crossing {
+				// The server has applied our latest input, or refused one:
+				// its position is the truth.
 				b.x, b.y = e.X, e.Y
+				b.resync = false
 			}
 		}
 		for _, id := range zu.Removed {
