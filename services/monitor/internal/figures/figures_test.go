@@ -13,9 +13,9 @@ func TestFromStats(t *testing.T) {
 	s := FromStats(&schema.DBStats{
 		Shard: "pg0", Backend: "postgres", Up: true, CacheHitRatio: 0.97, Connections: 80, MaxConnections: 100,
 		CommitsPerSec: 98, RollbacksPerSec: 2, DefaultPartitionRows: 3,
-		Pool:   &schema.PoolStat{AcquiredConns: 4, MaxConns: 8},
-		Pebble: map[string]float64{"L0.files": 7},
-		Tables: []*schema.TableStat{{Name: "events", LiveTuples: 90000, DeadTuples: 10000}, {Name: "players", LiveTuples: 10, DeadTuples: 90}},
+		Pool:       &schema.PoolStat{AcquiredConns: 4, MaxConns: 8},
+		Pebble:     map[string]float64{"L0.files": 7},
+		Tables:     []*schema.TableStat{{Name: "events", LiveTuples: 90000, DeadTuples: 10000}, {Name: "players", LiveTuples: 10, DeadTuples: 90}},
 		Partitions: []*schema.PartitionStat{{Name: "p_default", IsDefault: true, Rows: 3}, {Name: "p1", Rows: 50}},
 	})
 	want := map[string]float64{
