@@ -81,8 +81,8 @@ func TestFullEmptyEdges(t *testing.T) {
 				if r.Len() != 0 {
 					t.Fatalf("Len = %d after drain", r.Len())
 				}
-				for i := range r.slots {
-					if r.slots[i].val != nil {
+				for i := range r.vals {
+					if r.vals[i] != nil {
 						t.Fatalf("slot %d still holds a pointer after dequeue", i)
 					}
 				}
@@ -124,8 +124,8 @@ func TestUnpublishedClaimHidesLaterItems(t *testing.T) {
 	if r.Len() != 2 {
 		t.Fatalf("Len = %d, want 2 (claimed positions)", r.Len())
 	}
-	r.slots[0].val = 1
-	r.slots[0].seq.Store(1)
+	r.vals[0] = 1
+	r.seqs[0].Store(1)
 	if n := r.DequeueBatch(buf); n != 2 || buf[0] != 1 || buf[1] != 2 {
 		t.Fatalf("after publish: n=%d buf=%v", n, buf[:n])
 	}
@@ -183,8 +183,8 @@ func TestCloseWaitsForUnpublishedClaim(t *testing.T) {
 		}
 		return nil
 	})
-	r.slots[0].val = 7
-	r.slots[0].seq.Store(1)
+	r.vals[0] = 7
+	r.seqs[0].Store(1)
 	r.signalConsumer()
 	if err := <-errc; err != nil {
 		t.Fatalf("Wait after late publish: %v", err)

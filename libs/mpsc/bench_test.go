@@ -1,0 +1,247 @@
+package mpsc
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+)
+
+// Benchmark matrix (QUEUE-9, issue 2): the ring against a buffered channel
+// of the same capacity and a mutex ring with batch drain, for 1, 4 and 16
+// producers and pointer-sized and 64-byte items. One op = one item moved
+// from a producer to the consumer. Each sub-benchmark also runs the channel
+// baseline with the same N in the same process right after itself (timer
+// stopped; the two alternate over benchRounds slices of N) and reports x_vs_chan = channel time / own time, so the ratio
+// never compares numbers from different runs. For impl=chan that ratio is
+// chan against chan: it shows the run-to-run noise.
+//
+// Run: go test -run '^$' -bench BenchmarkQueue -benchmem -count 6 ./libs/mpsc/
+
+const (
+	benchCapacity = 1024
+	benchBatch    = 256
+)
+
+type payload struct{ a, b uint64 }
+
+// item64 is a 64-byte item (a cache line).
+type item64 [8]uint64
+
+// queueImpl moves n items from p producers to one batch consumer and returns
+// the elapsed time from releasing the producers to the last item received.
+type queueImpl[T any] func(n, p int, v T) time.Duration
+
+// split gives producer i its share of n items.
+func split(n, p, i int) int {
+	s := n / p
+	if i < n%p {
+		s++
+	}
+	return s
+}
+
+// startProducers starts p goroutines that each call enq for their share of
+// n items once go is closed.
+func startProducers(n, p int, enq func()) (release func(), wait func()) {
+	var ready, done sync.WaitGroup
+	gate := make(chan struct{})
+	for i := 0; i < p; i++ {
+		ready.Add(1)
+		done.Add(1)
+		go func(k int) {
+			defer done.Done()
+			ready.Done()
+			<-gate
+			for ; k > 0; k-- {
+				enq()
+			}
+		}(split(n, p, i))
+	}
+	ready.Wait()
+	return func() { close(gate) }, done.Wait
+}
+
+func runRing[T any](n, p int, v T) time.Duration {
+	r := New[T](benchCapacity)
+	ctx := context.Background()
+	release, wait := startProducers(n, p, func() {
+		if err := r.Enqueue(ctx, v); err != nil {
+			panic(err)
+		}
+	})
+	buf := make([]T, benchBatch)
+	start := time.Now()
+	release()
+	for got := 0; got < n; {
+		k := r.DequeueBatch(buf)
+		if k == 0 {
+			if err := r.Wait(ctx); err != nil {
+				panic(err)
+			}
+			continue
+		}
+		got += k
+	}
+	d := time.Since(start)
+	wait()
+	return d
+}
+
+func runChan[T any](n, p int, v T) time.Duration {
+	ch := make(chan T, benchCapacity)
+	release, wait := startProducers(n, p, func() { ch <- v })
+	buf := make([]T, benchBatch)
+	start := time.Now()
+	release()
+	for got := 0; got < n; {
+		buf[0] = <-ch
+		k := 1
+	drain:
+		for k < len(buf) {
+			select {
+			case buf[k] = <-ch:
+				k++
+			default:
+				break drain
+			}
+		}
+		got += k
+	}
+	d := time.Since(start)
+	wait()
+	return d
+}
+
+// mutexRing is the lock-based baseline: a power-of-two ring under one mutex,
+// producers wait on notFull, the consumer copies a whole batch out under the
+// lock. Signals are sent only when someone waits.
+type mutexRing[T any] struct {
+	mu                sync.Mutex
+	notEmpty, notFull sync.Cond
+	buf               []T
+	head, n           int
+	mask              int
+	prodWaiting       int
+	consWaiting       bool
+}
+
+func newMutexRing[T any](capacity int) *mutexRing[T] {
+	m := &mutexRing[T]{buf: make([]T, capacity), mask: capacity - 1}
+	m.notEmpty.L = &m.mu
+	m.notFull.L = &m.mu
+	return m
+}
+
+func (m *mutexRing[T]) enqueue(v T) {
+	m.mu.Lock()
+	for m.n == len(m.buf) {
+		m.prodWaiting++
+		m.notFull.Wait()
+		m.prodWaiting--
+	}
+	m.buf[(m.head+m.n)&m.mask] = v
+	m.n++
+	if m.consWaiting {
+		m.notEmpty.Signal()
+	}
+	m.mu.Unlock()
+}
+
+func (m *mutexRing[T]) dequeueBatch(out []T) int {
+	var zero T
+	m.mu.Lock()
+	for m.n == 0 {
+		m.consWaiting = true
+		m.notEmpty.Wait()
+		m.consWaiting = false
+	}
+	k := min(m.n, len(out))
+	for i := 0; i < k; i++ {
+		j := (m.head + i) & m.mask
+		out[i] = m.buf[j]
+		m.buf[j] = zero
+	}
+	m.head = (m.head + k) & m.mask
+	m.n -= k
+	if m.prodWaiting > 0 {
+		m.notFull.Broadcast()
+	}
+	m.mu.Unlock()
+	return k
+}
+
+func runMutex[T any](n, p int, v T) time.Duration {
+	m := newMutexRing[T](benchCapacity)
+	release, wait := startProducers(n, p, func() { m.enqueue(v) })
+	buf := make([]T, benchBatch)
+	start := time.Now()
+	release()
+	for got := 0; got < n; {
+		got += m.dequeueBatch(buf)
+	}
+	d := time.Since(start)
+	wait()
+	return d
+}
+
+// benchRounds is how many alternating slices of b.N the measured queue and
+// the channel baseline take turns on, so that a change in background load
+// during the run hits both sides of the ratio alike.
+const benchRounds = 4
+
+func benchImpl[T any](b *testing.B, impl, base queueImpl[T], p int, v T) {
+	b.ReportAllocs()
+	b.ResetTimer()
+	var d, dc time.Duration
+	for i := 0; i < benchRounds; i++ {
+		n := split(b.N, benchRounds, i)
+		if n == 0 {
+			continue
+		}
+		b.StartTimer()
+		d += impl(n, p, v)
+		b.StopTimer()
+		dc += base(n, p, v)
+	}
+	b.ReportMetric(float64(b.N)/d.Seconds(), "items/s")
+	b.ReportMetric(dc.Seconds()/d.Seconds(), "x_vs_chan")
+}
+
+func BenchmarkQueue(b *testing.B) {
+	ptr := &payload{1, 2}
+	var big item64
+	for i := range big {
+		big[i] = uint64(i)
+	}
+	for _, p := range []int{1, 4, 16} {
+		b.Run(fmt.Sprintf("item=ptr/producers=%d", p), func(b *testing.B) {
+			b.Run("impl=ring", func(b *testing.B) { benchImpl(b, runRing[*payload], runChan[*payload], p, ptr) })
+			b.Run("impl=mutex", func(b *testing.B) { benchImpl(b, runMutex[*payload], runChan[*payload], p, ptr) })
+			b.Run("impl=chan", func(b *testing.B) { benchImpl(b, runChan[*payload], runChan[*payload], p, ptr) })
+		})
+		b.Run(fmt.Sprintf("item=64B/producers=%d", p), func(b *testing.B) {
+			b.Run("impl=ring", func(b *testing.B) { benchImpl(b, runRing[item64], runChan[item64], p, big) })
+			b.Run("impl=mutex", func(b *testing.B) { benchImpl(b, runMutex[item64], runChan[item64], p, big) })
+			b.Run("impl=chan", func(b *testing.B) { benchImpl(b, runChan[item64], runChan[item64], p, big) })
+		})
+	}
+}
+
+// BenchmarkRingUncontended is one goroutine doing TryEnqueue then a batch
+// dequeue: the cost of the protocol itself, without any hand-off.
+func BenchmarkRingUncontended(b *testing.B) {
+	r := New[*payload](benchCapacity)
+	buf := make([]*payload, benchBatch)
+	v := &payload{}
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		if err := r.TryEnqueue(v); err != nil {
+			b.Fatal(err)
+		}
+		if i%benchBatch == benchBatch-1 {
+			r.DequeueBatch(buf)
+		}
+	}
+}
