@@ -41,12 +41,16 @@ func TestCheck(t *testing.T) {
 		log  []zonelog.Entry
 		want string
 	}{
-		"stale owner":       {entries(claim("c1", 1), claim("c2", 2), move("e1", "s:1", 1)), "stale owner"},
-		"fence backwards":   {entries(claim("c1", 3), claim("c2", 2)), "backwards"},
-		"no claim":          {entries(move("e1", "s:1", 1)), "before any ownership claim"},
-		"applied twice":     {entries(claim("c1", 1), move("e1", "s:1", 1), move("e2", "s:1", 1)), "applied-twice"},
-		"duplicate id":      {entries(claim("c1", 1), move("e1", "s:1", 1), move("e1", "s:2", 1)), "already at"},
-		"fork":              {func() []zonelog.Entry { l := entries(claim("c1", 1), move("e1", "s:1", 1)); l[1].ExpectedSeq = 0; return l }(), "linear"},
+		"stale owner":     {entries(claim("c1", 1), claim("c2", 2), move("e1", "s:1", 1)), "stale owner"},
+		"fence backwards": {entries(claim("c1", 3), claim("c2", 2)), "backwards"},
+		"no claim":        {entries(move("e1", "s:1", 1)), "before any ownership claim"},
+		"applied twice":   {entries(claim("c1", 1), move("e1", "s:1", 1), move("e2", "s:1", 1)), "applied-twice"},
+		"duplicate id":    {entries(claim("c1", 1), move("e1", "s:1", 1), move("e1", "s:2", 1)), "already at"},
+		"fork": {func() []zonelog.Entry {
+			l := entries(claim("c1", 1), move("e1", "s:1", 1))
+			l[1].ExpectedSeq = 0
+			return l
+		}(), "linear"},
 		"missing expected":  {func() []zonelog.Entry { l := entries(claim("c1", 1)); l[0].HasExpected = false; return l }(), "linear"},
 		"header fence diff": {func() []zonelog.Entry { l := entries(claim("c1", 1)); l[0].HeaderFence = 9; return l }(), "Realm-Fence"},
 	} {

@@ -1,0 +1,76 @@
+// Command world runs a Realmstream world instance: it owns some of the zones,
+// simulates them and appends their events. Every flag also reads its default
+// from REALM_<FLAG_NAME>; see --help.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+
+	"github.com/realmstream/realmstream/libs/envflag"
+	"github.com/realmstream/realmstream/libs/telemetry"
+	"github.com/realmstream/realmstream/services/world/world"
+)
+
+func main() { os.Exit(run(os.Args[1:])) }
+
+func run(args []string) int {
+	cfg := world.DefaultConfig()
+	fs := flag.NewFlagSet("world", flag.ContinueOnError)
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "Usage: world [flags]\n\nA Realmstream world instance: owns zones (leases in Redis or in-process), consumes cmd.<zone>,\nsimulates at a fixed tick and appends fenced events to evt.<zone>.\n\nFlags:\n")
+		fs.PrintDefaults()
+	}
+	set := envflag.New(fs)
+	cfg.RegisterFlags(set)
+	if err := set.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		fmt.Fprintln(os.Stderr, err)
+		return 2
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(cfg.LogLevel)); err != nil {
+		fmt.Fprintf(os.Stderr, "--log-level %q: want debug, info, warn or error\n", cfg.LogLevel)
+		return 2
+	}
+	log := telemetry.NewLogger("world", cfg.LogFormat, level)
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+
+	var exporter sdktrace.SpanExporter
+	if cfg.OTLPEndpoint != "" {
+		exp, err := otlptracehttp.New(ctx, otlptracehttp.WithEndpointURL(cfg.OTLPEndpoint))
+		if err != nil {
+			log.Error("otlp exporter", "err", err)
+			return 1
+		}
+		exporter = exp
+	}
+	tp, shutdownTracing := telemetry.Setup("world", exporter)
+	otel.SetTracerProvider(tp)
+	defer func() { _ = shutdownTracing(context.Background()) }()
+
+	svc, err := world.New(cfg, log)
+	if err != nil {
+		log.Error("config", "err", err)
+		return 2
+	}
+	if err := svc.Run(ctx); err != nil {
+		log.Error("world failed", "err", err)
+		return 1
+	}
+	return 0
+}

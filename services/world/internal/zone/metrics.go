@@ -1,0 +1,101 @@
+package zone
+
+import (
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Metrics of the zones of one world instance. A nil *Metrics records nothing.
+type Metrics struct {
+	TickDuration   prometheus.Histogram
+	ApplyLatency   prometheus.Histogram
+	CommandLatency prometheus.Histogram
+	Commands       *prometheus.CounterVec
+	Events         *prometheus.CounterVec
+	Claims         prometheus.Counter
+	Takeovers      prometheus.Counter
+	Fenced         prometheus.Counter
+	Snapshots      prometheus.Counter
+	Replayed       prometheus.Counter
+}
+
+// NewMetrics creates and registers the metrics (reg may be nil).
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		TickDuration: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "realm_world_tick_seconds", Help: "Duration of one zone tick (commands, system events, updates).",
+			Buckets: prometheus.ExponentialBuckets(0.00005, 2, 14)}),
+		ApplyLatency: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "realm_world_apply_seconds", Help: "Decide + fenced append + apply of one command.",
+			Buckets: prometheus.ExponentialBuckets(0.00005, 2, 14)}),
+		CommandLatency: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "realm_world_command_latency_seconds", Help: "Gateway receive to event appended (wall clocks of two hosts).",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14)}),
+		Commands:  prometheus.NewCounterVec(prometheus.CounterOpts{Name: "realm_world_commands_total", Help: "Commands by result (applied, rejected, duplicate, malformed)."}, []string{"result"}),
+		Events:    prometheus.NewCounterVec(prometheus.CounterOpts{Name: "realm_world_events_total", Help: "Events appended by type."}, []string{"type"}),
+		Claims:    prometheus.NewCounter(prometheus.CounterOpts{Name: "realm_world_claims_total", Help: "Zone ownership claims appended."}),
+		Takeovers: prometheus.NewCounter(prometheus.CounterOpts{Name: "realm_world_takeovers_total", Help: "Claims of zones whose previous owner did not hand over (crash or lost lease)."}),
+		Fenced:    prometheus.NewCounter(prometheus.CounterOpts{Name: "realm_world_fenced_total", Help: "Appends refused by the log (another owner appended): step-downs."}),
+		Snapshots: prometheus.NewCounter(prometheus.CounterOpts{Name: "realm_world_snapshots_total", Help: "Zone snapshots written."}),
+		Replayed:  prometheus.NewCounter(prometheus.CounterOpts{Name: "realm_world_replayed_events_total", Help: "Events replayed while recovering zones."}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.TickDuration, m.ApplyLatency, m.CommandLatency, m.Commands, m.Events, m.Claims, m.Takeovers, m.Fenced, m.Snapshots, m.Replayed)
+	}
+	return m
+}
+
+func (m *Metrics) tickDone(d time.Duration) {
+	if m != nil {
+		m.TickDuration.Observe(d.Seconds())
+	}
+}
+
+func (m *Metrics) applied(d time.Duration, receivedAt int64) {
+	if m == nil {
+		return
+	}
+	m.ApplyLatency.Observe(d.Seconds())
+	if receivedAt > 0 {
+		if l := time.Since(time.Unix(0, receivedAt)); l > 0 {
+			m.CommandLatency.Observe(l.Seconds())
+		}
+	}
+}
+
+func (m *Metrics) command(result string) {
+	if m != nil {
+		m.Commands.WithLabelValues(result).Inc()
+	}
+}
+
+func (m *Metrics) event(typ string) {
+	if m != nil {
+		m.Events.WithLabelValues(typ).Inc()
+	}
+}
+
+func (m *Metrics) claimed(takeover bool) {
+	if m != nil {
+		m.Claims.Inc()
+		if takeover {
+			m.Takeovers.Inc()
+		}
+	}
+}
+
+func (m *Metrics) fenced() {
+	if m != nil {
+		m.Fenced.Inc()
+	}
+}
+
+func (m *Metrics) snapshot() {
+	if m != nil {
+		m.Snapshots.Inc()
+	}
+}
+
+func (m *Metrics) replayed(n int) {
+	if m != nil {
+		m.Replayed.Add(float64(n))
+	}
+}

@@ -1,0 +1,199 @@
+package world
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"time"
+
+	"github.com/realmstream/realmstream/libs/envflag"
+	"github.com/realmstream/realmstream/libs/lock"
+	"github.com/realmstream/realmstream/libs/wire"
+	"github.com/realmstream/realmstream/libs/worldmap"
+)
+
+// Config configures a world instance. Every field with a flag is filled by
+// RegisterFlags (flag --x-y, env REALM_X_Y); the rest are for embedding.
+type Config struct {
+	NATSURL         string        // --nats-url, default nats://127.0.0.1:4222
+	HTTPAddr        string        // --http-addr, ops server (/healthz, /readyz, /metrics), default :8081
+	InstanceID      string        // --instance-id, default hostname-pid
+	LogLevel        string        // --log-level (debug|info|warn|error), default info
+	LogFormat       string        // --log-format (json|text), default json
+	ShutdownTimeout time.Duration // --shutdown-timeout, bound on the graceful handover, default 10s
+	OTLPEndpoint    string        // --otlp-endpoint, OTLP/HTTP traces endpoint URL; empty = no export
+
+	// Lock store. Empty RedisAddr and RedisSentinelMaster = the in-process lock
+	// table (one world instance per NATS system: the embedded stack).
+	RedisAddr           string        // --redis-addr, host:port of a single Redis; default "" (in-process table)
+	RedisSentinelMaster string        // --redis-sentinel-master, Sentinel primary name (use with --redis-sentinel-addrs)
+	RedisSentinelAddrs  string        // --redis-sentinel-addrs, comma-separated Sentinel host:port list
+	RedisPassword       string        // --redis-password
+	RedisDB             int           // --redis-db, default 0
+	RedisPoolSize       int           // --redis-pool-size, max connections, default 16
+	RedisMinIdle        int           // --redis-min-idle, idle connections kept open, default 2
+	RedisDialTimeout    time.Duration // --redis-dial-timeout, default 2s
+	RedisReadTimeout    time.Duration // --redis-read-timeout, default 500ms
+	RedisWriteTimeout   time.Duration // --redis-write-timeout, default 500ms
+	RedisPoolTimeout    time.Duration // --redis-pool-timeout, wait for a free connection, default 1s
+	RedisMaxRetries     int           // --redis-max-retries, default 1
+	LockPrefix          string        // --lock-prefix, Redis key prefix of zone leases, default realm:lock:
+
+	LeaseTTL         time.Duration // --lease-ttl, zone lease TTL (renewed every TTL/3), default 5s
+	MemberTTL        time.Duration // --member-ttl, an instance without heartbeat for this long is gone; default = lease TTL
+	Rebalance        time.Duration // --rebalance, period of the ownership controller, default 250ms
+	Tick             time.Duration // --tick, simulation period, default 50ms (20 Hz)
+	SnapshotEvery    int           // --snapshot-every, events between snapshots, default 1000
+	SnapshotInterval time.Duration // --snapshot-interval, max time between snapshots of a changing zone, default 30s
+	AckWait          time.Duration // --ack-wait, redelivery delay of unacked commands, default 5s
+	MaxBatch         int           // --max-batch, commands per zone per tick, default 256
+	PublishTimeout   time.Duration // --publish-timeout, one JetStream publish attempt, default 2s
+	Heartbeat        time.Duration // --heartbeat, svc.hb.world.<instance> interval, default 2s
+
+	// Map is the world layout. Default worldmap.Default().
+	Map worldmap.Map
+	// Streams are the stream settings passed to wire.EnsureStreams.
+	Streams wire.StreamOptions
+	// LockStore, when set, is used instead of Redis or a private table (e.g.
+	// one lock.Table shared by several instances in one process).
+	LockStore lock.Store
+}
+
+// DefaultConfig returns the documented defaults.
+func DefaultConfig() Config {
+	host, _ := os.Hostname()
+	if host == "" || !wire.ValidToken(host) {
+		host = "world"
+	}
+	return Config{
+		NATSURL:           "nats://127.0.0.1:4222",
+		HTTPAddr:          ":8081",
+		InstanceID:        host + "-" + strconv.Itoa(os.Getpid()),
+		LogLevel:          "info",
+		LogFormat:         "json",
+		ShutdownTimeout:   10 * time.Second,
+		RedisPoolSize:     16,
+		RedisMinIdle:      2,
+		RedisDialTimeout:  2 * time.Second,
+		RedisReadTimeout:  500 * time.Millisecond,
+		RedisWriteTimeout: 500 * time.Millisecond,
+		RedisPoolTimeout:  time.Second,
+		RedisMaxRetries:   1,
+		LockPrefix:        "realm:lock:",
+		LeaseTTL:          5 * time.Second,
+		Rebalance:         250 * time.Millisecond,
+		Tick:              50 * time.Millisecond,
+		SnapshotEvery:     1000,
+		SnapshotInterval:  30 * time.Second,
+		AckWait:           5 * time.Second,
+		MaxBatch:          256,
+		PublishTimeout:    2 * time.Second,
+		Heartbeat:         2 * time.Second,
+		Map:               worldmap.Default(),
+	}
+}
+
+// RegisterFlags binds every flag to c; the current values of c are the defaults.
+func (c *Config) RegisterFlags(s *envflag.Set) {
+	s.String(&c.NATSURL, "nats-url", c.NATSURL, "NATS server URL")
+	s.String(&c.HTTPAddr, "http-addr", c.HTTPAddr, "ops HTTP address (/healthz, /readyz, /metrics)")
+	s.String(&c.InstanceID, "instance-id", c.InstanceID, "instance id (lease owner, heartbeat subject, logs)")
+	s.String(&c.LogLevel, "log-level", c.LogLevel, "log level: debug, info, warn, error")
+	s.String(&c.LogFormat, "log-format", c.LogFormat, "log format: json or text")
+	s.Duration(&c.ShutdownTimeout, "shutdown-timeout", c.ShutdownTimeout, "bound on the graceful handover of owned zones")
+	s.String(&c.OTLPEndpoint, "otlp-endpoint", c.OTLPEndpoint, "OTLP/HTTP trace endpoint URL (e.g. http://otel:4318); empty = no export")
+	s.String(&c.RedisAddr, "redis-addr", c.RedisAddr, "Redis host:port for zone leases; empty (and no sentinel) = in-process lock table, one instance only")
+	s.String(&c.RedisSentinelMaster, "redis-sentinel-master", c.RedisSentinelMaster, "Sentinel primary name (go-redis failover client)")
+	s.String(&c.RedisSentinelAddrs, "redis-sentinel-addrs", c.RedisSentinelAddrs, "comma-separated Sentinel host:port addresses")
+	s.String(&c.RedisPassword, "redis-password", c.RedisPassword, "Redis password")
+	s.Int(&c.RedisDB, "redis-db", c.RedisDB, "Redis database number")
+	s.Int(&c.RedisPoolSize, "redis-pool-size", c.RedisPoolSize, "Redis connection pool size")
+	s.Int(&c.RedisMinIdle, "redis-min-idle", c.RedisMinIdle, "idle Redis connections kept open")
+	s.Duration(&c.RedisDialTimeout, "redis-dial-timeout", c.RedisDialTimeout, "Redis dial timeout")
+	s.Duration(&c.RedisReadTimeout, "redis-read-timeout", c.RedisReadTimeout, "Redis read timeout (keep well below the lease TTL)")
+	s.Duration(&c.RedisWriteTimeout, "redis-write-timeout", c.RedisWriteTimeout, "Redis write timeout")
+	s.Duration(&c.RedisPoolTimeout, "redis-pool-timeout", c.RedisPoolTimeout, "wait for a free pooled Redis connection")
+	s.Int(&c.RedisMaxRetries, "redis-max-retries", c.RedisMaxRetries, "retries of a failed Redis command (-1 disables)")
+	s.String(&c.LockPrefix, "lock-prefix", c.LockPrefix, "Redis key prefix of zone leases")
+	s.Duration(&c.LeaseTTL, "lease-ttl", c.LeaseTTL, "zone lease TTL; renewed every TTL/3; a crashed owner's zones move after about this long")
+	s.Duration(&c.MemberTTL, "member-ttl", c.MemberTTL, "an instance whose membership heartbeat is older than this is gone (0 = lease TTL)")
+	s.Duration(&c.Rebalance, "rebalance", c.Rebalance, "period of the ownership controller (rendezvous hashing, acquire/release)")
+	s.Duration(&c.Tick, "tick", c.Tick, "simulation tick period (50ms = 20 Hz)")
+	s.Int(&c.SnapshotEvery, "snapshot-every", c.SnapshotEvery, "events between zone snapshots")
+	s.Duration(&c.SnapshotInterval, "snapshot-interval", c.SnapshotInterval, "longest time between snapshots of a changing zone")
+	s.Duration(&c.AckWait, "ack-wait", c.AckWait, "redelivery delay of fetched but unacknowledged commands")
+	s.Int(&c.MaxBatch, "max-batch", c.MaxBatch, "commands taken per zone per tick")
+	s.Duration(&c.PublishTimeout, "publish-timeout", c.PublishTimeout, "wait for one JetStream PubAck")
+	s.Duration(&c.Heartbeat, "heartbeat", c.Heartbeat, "heartbeat interval on svc.hb.world.<instance>")
+}
+
+// Validate checks the configuration and says what is wrong.
+func (c *Config) Validate() error {
+	var errs []error
+	add := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
+	if c.NATSURL == "" {
+		add("--nats-url is required")
+	}
+	if !wire.ValidToken(c.InstanceID) {
+		add("--instance-id %q: want 1..64 characters of [A-Za-z0-9_-]", c.InstanceID)
+	}
+	if c.LogFormat != "json" && c.LogFormat != "text" {
+		add("--log-format %q: want json or text", c.LogFormat)
+	}
+	if c.RedisSentinelMaster != "" && len(lock.SplitAddrs(c.RedisSentinelAddrs)) == 0 {
+		add("--redis-sentinel-master needs --redis-sentinel-addrs")
+	}
+	if c.RedisSentinelMaster != "" && c.RedisAddr != "" {
+		add("set either --redis-addr or --redis-sentinel-master, not both")
+	}
+	if c.RedisPoolSize < 1 || c.RedisMinIdle < 0 || c.RedisMaxRetries < -1 {
+		add("--redis-pool-size must be >= 1, --redis-min-idle >= 0, --redis-max-retries >= -1")
+	}
+	if err := (lock.Options{TTL: c.LeaseTTL}).Validate(); err != nil {
+		add("--lease-ttl: %v", err)
+	}
+	if c.MemberTTL < 0 {
+		add("--member-ttl must not be negative")
+	}
+	if c.SnapshotEvery < 0 {
+		add("--snapshot-every must not be negative")
+	}
+	if c.MaxBatch < 1 {
+		add("--max-batch must be >= 1")
+	}
+	for name, d := range map[string]time.Duration{"--shutdown-timeout": c.ShutdownTimeout, "--rebalance": c.Rebalance, "--tick": c.Tick,
+		"--ack-wait": c.AckWait, "--publish-timeout": c.PublishTimeout, "--heartbeat": c.Heartbeat, "--snapshot-interval": c.SnapshotInterval,
+		"--redis-dial-timeout": c.RedisDialTimeout, "--redis-read-timeout": c.RedisReadTimeout, "--redis-write-timeout": c.RedisWriteTimeout,
+		"--redis-pool-timeout": c.RedisPoolTimeout} {
+		if d <= 0 {
+			add("%s must be > 0", name)
+		}
+	}
+	if c.Tick > 0 && c.Tick > time.Second {
+		add("--tick %v: want <= 1s", c.Tick)
+	}
+	if err := c.Map.Validate(); err != nil {
+		add("map: %v", err)
+	}
+	if err := c.Streams.Validate(); err != nil {
+		add("streams: %v", err)
+	}
+	return errors.Join(errs...)
+}
+
+func (c *Config) memberTTL() time.Duration {
+	if c.MemberTTL > 0 {
+		return c.MemberTTL
+	}
+	return c.LeaseTTL
+}
+
+func (c *Config) redisConfig() lock.RedisConfig {
+	return lock.RedisConfig{
+		Addr: c.RedisAddr, SentinelMaster: c.RedisSentinelMaster, SentinelAddrs: lock.SplitAddrs(c.RedisSentinelAddrs),
+		Password: c.RedisPassword, DB: c.RedisDB, PoolSize: c.RedisPoolSize, MinIdleConns: c.RedisMinIdle,
+		DialTimeout: c.RedisDialTimeout, ReadTimeout: c.RedisReadTimeout, WriteTimeout: c.RedisWriteTimeout,
+		PoolTimeout: c.RedisPoolTimeout, MaxRetries: c.RedisMaxRetries,
+	}
+}

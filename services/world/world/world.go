@@ -1,0 +1,486 @@
+// Package world is the zone simulation service of Realmstream. Several
+// instances share the zones of the world map; each zone has one owner at a
+// time, chosen by rendezvous hashing over the live instances and held by a
+// lease (Redis, or the in-process table on one machine). Safety does not rest
+// on the lease: every event is appended to evt.<zone> with the expected last
+// sequence, so a stale owner can never fork the log (see docs/world.md).
+//
+// Goroutines: Run owns the controller loop (membership view, acquire and
+// release); each owned zone has one goroutine (internal/zone) that owns its
+// state; a membership goroutine puts this instance's entry and watches the
+// others; a heartbeat goroutine publishes svc.hb.world.<instance>. Shared
+// between them, behind mu: zones, statuses, members.
+package world
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/redis/go-redis/v9"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/realmstream/realmstream/libs/lock"
+	"github.com/realmstream/realmstream/libs/opsserver"
+	"github.com/realmstream/realmstream/libs/schema"
+	"github.com/realmstream/realmstream/libs/wire"
+	"github.com/realmstream/realmstream/services/world/internal/rules"
+	"github.com/realmstream/realmstream/services/world/internal/zone"
+)
+
+// KV buckets of the world service.
+const (
+	// BucketMembers holds one entry per live world instance (TTL = member TTL).
+	BucketMembers = "world_members"
+	// BucketSnapshots holds the latest snapshot of each zone (key = zone id).
+	BucketSnapshots = "world_snapshots"
+)
+
+// Service is one world instance.
+type Service struct {
+	cfg   Config
+	log   *slog.Logger
+	ops   *opsserver.Server
+	rules *rules.Config
+	zm    *zone.Metrics
+	lm    *lock.Metrics
+	ready chan struct{}
+
+	nc      *nats.Conn
+	js      jetstream.JetStream
+	snaps   jetstream.KeyValue
+	members jetstream.KeyValue
+	locker  *lock.Locker
+	rc      redis.UniversalClient
+
+	mu       sync.Mutex
+	zones    map[string]*owned
+	status   map[string]zone.Status
+	seen     map[string]time.Time // member -> local time of its last heartbeat
+	cooldown map[string]time.Time // zone -> no acquire attempt before
+
+	hooks testHooks
+}
+
+// testHooks let in-package tests simulate pauses; zero in production.
+type testHooks struct {
+	wrapStore    func(lock.Store) lock.Store
+	beforeAppend func(zone, eventID string) error
+	paused       *atomic.Bool // controller and membership heartbeats stop (SIGSTOP-like)
+}
+
+type owned struct {
+	lease  *lock.Lease
+	cancel context.CancelCauseFunc
+	done   chan struct{}
+	moving bool // handing over
+}
+
+// New validates cfg and builds the service; Run starts it.
+func New(cfg Config, log *slog.Logger) (*Service, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("world: %w", err)
+	}
+	rc, err := rules.New(rules.Config{Map: cfg.Map})
+	if err != nil {
+		return nil, fmt.Errorf("world: %w", err)
+	}
+	if log == nil {
+		log = slog.Default()
+	}
+	s := &Service{cfg: cfg, log: log.With("instance", cfg.InstanceID), ops: opsserver.New(), rules: rc, ready: make(chan struct{}),
+		zones: map[string]*owned{}, status: map[string]zone.Status{}, seen: map[string]time.Time{}, cooldown: map[string]time.Time{}}
+	s.zm = zone.NewMetrics(s.ops.Registry)
+	s.lm = lock.NewMetrics("realm_world_lock", s.ops.Registry)
+	newGauge(s.ops.Registry, "realm_world_zones_owned", "Zones owned by this instance.", func() float64 {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return float64(len(s.zones))
+	})
+	newGauge(s.ops.Registry, "realm_world_members", "Live world instances seen by this instance.", func() float64 {
+		return float64(len(s.liveMembers()))
+	})
+	return s, nil
+}
+
+// Ready is closed once the instance has joined and runs its controller.
+func (s *Service) Ready() <-chan struct{} { return s.ready }
+
+// HTTPAddr is the bound ops server address (after Ready).
+func (s *Service) HTTPAddr() string { return s.ops.Addr() }
+
+// InstanceID returns the instance id.
+func (s *Service) InstanceID() string { return s.cfg.InstanceID }
+
+// Owned returns the status of the zones this instance owns, by zone id.
+func (s *Service) Owned() map[string]zone.Status {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make(map[string]zone.Status, len(s.zones))
+	for z := range s.zones {
+		out[z] = s.status[z]
+	}
+	return out
+}
+
+// Run serves until ctx is cancelled, then hands its zones over (release
+// event, final snapshot, lease release) within cfg.ShutdownTimeout and
+// returns nil.
+func (s *Service) Run(ctx context.Context) error {
+	nc, err := nats.Connect(s.cfg.NATSURL, nats.Name("world-"+s.cfg.InstanceID), nats.MaxReconnects(-1), nats.ReconnectWait(250*time.Millisecond))
+	if err != nil {
+		return fmt.Errorf("world: connect %s: %w", s.cfg.NATSURL, err)
+	}
+	s.nc = nc
+	defer nc.Close()
+	if s.js, err = jetstream.New(nc); err != nil {
+		return fmt.Errorf("world: jetstream: %w", err)
+	}
+	if err := wire.EnsureStreams(ctx, s.js, s.cfg.Streams); err != nil {
+		return fmt.Errorf("world: %w", err)
+	}
+	replicas := max(s.cfg.Streams.Replicas, 1)
+	if s.members, err = s.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: BucketMembers, Description: "live world instances",
+		TTL: s.cfg.memberTTL(), History: 1, Storage: jetstream.MemoryStorage, Replicas: replicas}); err != nil {
+		return fmt.Errorf("world: members bucket: %w", err)
+	}
+	if s.snaps, err = s.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: BucketSnapshots, Description: "zone snapshots",
+		History: 1, Replicas: replicas, MaxValueSize: -1}); err != nil {
+		return fmt.Errorf("world: snapshots bucket: %w", err)
+	}
+	store, err := s.lockStore()
+	if err != nil {
+		return err
+	}
+	if s.rc != nil {
+		defer s.rc.Close()
+	}
+	if s.locker, err = lock.New(store, lock.Options{TTL: s.cfg.LeaseTTL, Owner: s.cfg.InstanceID, Metrics: s.lm}); err != nil {
+		return fmt.Errorf("world: %w", err)
+	}
+	s.ops.AddCheck("nats", func(context.Context) error {
+		if !nc.IsConnected() {
+			return errors.New("not connected")
+		}
+		return nil
+	})
+	if err := s.ops.Listen(s.cfg.HTTPAddr); err != nil {
+		return fmt.Errorf("world: ops listener %s: %w", s.cfg.HTTPAddr, err)
+	}
+
+	bg, stopBG := context.WithCancel(context.WithoutCancel(ctx))
+	var wg sync.WaitGroup
+	watchReady := make(chan struct{})
+	wg.Add(2)
+	go func() { defer wg.Done(); s.membership(bg, watchReady) }()
+	go func() { defer wg.Done(); s.heartbeats(bg) }()
+	select {
+	case <-watchReady:
+	case <-ctx.Done():
+	}
+	s.ops.SetReady(true)
+	close(s.ready)
+	s.log.Info("world started", "lock", s.lockKind(), "lease_ttl", s.cfg.LeaseTTL, "tick", s.cfg.Tick, "http", s.ops.Addr())
+
+	t := time.NewTicker(s.cfg.Rebalance)
+	for ctx.Err() == nil {
+		s.rebalance(ctx)
+		select {
+		case <-ctx.Done():
+		case <-t.C:
+		}
+	}
+	t.Stop()
+	s.ops.SetReady(false)
+
+	if errors.Is(context.Cause(ctx), zone.ErrCrash) {
+		// Simulated crash: stop everything without releasing anything.
+		s.mu.Lock()
+		for _, o := range s.zones {
+			o.cancel(zone.ErrCrash)
+		}
+		s.mu.Unlock()
+		s.waitZones(time.Minute)
+		stopBG()
+		wg.Wait()
+		nc.Close()
+		_ = s.ops.Shutdown(context.Background())
+		return nil
+	}
+
+	// Graceful: leave the membership first so the others start acquiring,
+	// then hand every zone over.
+	sdCtx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout)
+	defer cancel()
+	_ = s.members.Delete(sdCtx, s.cfg.InstanceID)
+	s.mu.Lock()
+	for _, o := range s.zones {
+		o.moving = true
+		o.cancel(context.Canceled)
+	}
+	s.mu.Unlock()
+	if !s.waitZones(s.cfg.ShutdownTimeout) {
+		s.log.Warn("zones not handed over within the shutdown timeout; their leases expire by TTL")
+	}
+	stopBG()
+	wg.Wait()
+	s.publishHeartbeat(false, true)
+	if err := nc.Drain(); err != nil {
+		nc.Close()
+	}
+	_ = s.ops.Shutdown(sdCtx)
+	s.log.Info("world stopped")
+	return nil
+}
+
+func (s *Service) lockKind() string {
+	switch {
+	case s.cfg.LockStore != nil:
+		return "provided"
+	case s.cfg.RedisSentinelMaster != "":
+		return "redis-sentinel"
+	case s.cfg.RedisAddr != "":
+		return "redis"
+	}
+	return "in-process"
+}
+
+func (s *Service) lockStore() (lock.Store, error) {
+	var store lock.Store
+	switch {
+	case s.cfg.LockStore != nil:
+		store = s.cfg.LockStore
+	case s.cfg.RedisAddr != "" || s.cfg.RedisSentinelMaster != "":
+		rc, err := lock.NewRedisClient(s.cfg.redisConfig())
+		if err != nil {
+			return nil, fmt.Errorf("world: %w", err)
+		}
+		s.rc = rc
+		s.ops.Registry.MustRegister(lock.NewPoolCollector("realm_world_redis", rc))
+		s.ops.AddCheck("redis", func(ctx context.Context) error { return rc.Ping(ctx).Err() })
+		store = lock.NewRedisStore(rc, s.cfg.LockPrefix)
+	default:
+		store = lock.NewTable()
+	}
+	if s.hooks.wrapStore != nil {
+		store = s.hooks.wrapStore(store)
+	}
+	return store, nil
+}
+
+func (s *Service) paused() bool { return s.hooks.paused != nil && s.hooks.paused.Load() }
+
+// waitZones waits until no zone runs, up to d; it reports success.
+func (s *Service) waitZones(d time.Duration) bool {
+	deadline := time.Now().Add(d)
+	for {
+		s.mu.Lock()
+		var done []chan struct{}
+		for _, o := range s.zones {
+			done = append(done, o.done)
+		}
+		s.mu.Unlock()
+		if len(done) == 0 {
+			return true
+		}
+		select {
+		case <-done[0]:
+		case <-time.After(time.Until(deadline)):
+			return false
+		}
+	}
+}
+
+// rebalance acquires the zones this instance should own and hands over the
+// ones it should not.
+func (s *Service) rebalance(ctx context.Context) {
+	if s.paused() {
+		return
+	}
+	live := s.liveMembers()
+	now := time.Now()
+	for _, z := range s.cfg.Map.Zones() {
+		want := Owner(z, live) == s.cfg.InstanceID
+		s.mu.Lock()
+		o := s.zones[z]
+		cool := now.Before(s.cooldown[z])
+		s.mu.Unlock()
+		switch {
+		case want && o == nil && !cool:
+			actx, cancel := context.WithTimeout(ctx, s.cfg.LeaseTTL/3)
+			lease, err := s.locker.TryAcquire(actx, "zone:"+z)
+			cancel()
+			if err != nil {
+				if !errors.Is(err, lock.ErrHeld) {
+					s.log.Warn("acquire zone lease", "zone", z, "err", err)
+				}
+				continue
+			}
+			s.start(z, lease)
+		case !want && o != nil && !o.moving:
+			s.log.Info("handing zone over", "zone", z, "to", Owner(z, live))
+			s.mu.Lock()
+			o.moving = true
+			s.mu.Unlock()
+			o.cancel(context.Canceled)
+		}
+	}
+}
+
+func (s *Service) start(z string, lease *lock.Lease) {
+	zctx, cancel := context.WithCancelCause(context.Background())
+	o := &owned{lease: lease, cancel: cancel, done: make(chan struct{})}
+	s.mu.Lock()
+	s.zones[z] = o
+	s.mu.Unlock()
+	cfg := zone.Config{
+		Zone: z, Instance: s.cfg.InstanceID, NC: s.nc, JS: s.js, Snapshots: s.snaps, Rules: s.rules, Lease: lease,
+		Tick: s.cfg.Tick, SnapshotEvery: s.cfg.SnapshotEvery, SnapshotInterval: s.cfg.SnapshotInterval, AckWait: s.cfg.AckWait,
+		MaxBatch: s.cfg.MaxBatch, PublishTimeout: s.cfg.PublishTimeout, Log: s.log, Metrics: s.zm,
+		OnStatus: func(st zone.Status) {
+			s.mu.Lock()
+			s.status[z] = st
+			s.mu.Unlock()
+		},
+		BeforeAppend: s.hooks.beforeAppend,
+	}
+	go func() {
+		defer close(o.done)
+		err := zone.Run(zctx, cfg)
+		crashed := errors.Is(err, zone.ErrCrash)
+		if crashed {
+			lease.Abandon()
+		} else {
+			rctx, rcancel := context.WithTimeout(context.Background(), s.cfg.LeaseTTL/3)
+			if rerr := lease.Release(rctx); rerr != nil && !errors.Is(rerr, lock.ErrNotHeld) {
+				s.log.Warn("release zone lease", "zone", z, "err", rerr)
+			}
+			rcancel()
+		}
+		if err != nil && !crashed {
+			s.log.Warn("zone stopped", "zone", z, "err", err)
+		}
+		s.mu.Lock()
+		delete(s.zones, z)
+		delete(s.status, z)
+		if err != nil {
+			// Lost or failed: let the new owner settle before trying again.
+			s.cooldown[z] = time.Now().Add(s.cfg.LeaseTTL / 2)
+		}
+		s.mu.Unlock()
+	}()
+}
+
+// liveMembers returns the instances with a recent membership heartbeat, self included.
+func (s *Service) liveMembers() []string {
+	ttl := s.cfg.memberTTL()
+	now := time.Now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := []string{s.cfg.InstanceID}
+	for id, at := range s.seen {
+		if id != s.cfg.InstanceID && now.Sub(at) < ttl {
+			out = append(out, id)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// membership puts this instance's entry every member TTL / 3 and watches the
+// bucket; ready is closed once the initial entries are known.
+func (s *Service) membership(ctx context.Context, ready chan struct{}) {
+	put := func() {
+		if s.paused() {
+			return
+		}
+		pctx, cancel := context.WithTimeout(ctx, s.cfg.PublishTimeout)
+		defer cancel()
+		if _, err := s.members.Put(pctx, s.cfg.InstanceID, []byte(s.cfg.InstanceID)); err != nil && ctx.Err() == nil {
+			s.log.Warn("membership heartbeat", "err", err)
+		}
+	}
+	put()
+	var once sync.Once
+	markReady := func() { once.Do(func() { close(ready) }) }
+	defer markReady()
+	t := time.NewTicker(s.cfg.memberTTL() / 3)
+	defer t.Stop()
+	for ctx.Err() == nil {
+		w, err := s.members.WatchAll(ctx)
+		if err != nil {
+			s.log.Warn("watch members", "err", err)
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(time.Second):
+				continue
+			}
+		}
+	loop:
+		for {
+			select {
+			case <-ctx.Done():
+				_ = w.Stop()
+				return
+			case <-t.C:
+				put()
+			case e, ok := <-w.Updates():
+				if !ok {
+					break loop
+				}
+				if e == nil {
+					markReady()
+					continue
+				}
+				s.mu.Lock()
+				if e.Operation() == jetstream.KeyValuePut {
+					s.seen[e.Key()] = time.Now()
+				} else {
+					delete(s.seen, e.Key())
+				}
+				s.mu.Unlock()
+			}
+		}
+	}
+}
+
+func (s *Service) heartbeats(ctx context.Context) {
+	t := time.NewTicker(s.cfg.Heartbeat)
+	defer t.Stop()
+	for {
+		s.publishHeartbeat(true, false)
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func (s *Service) publishHeartbeat(ready, stopping bool) {
+	hb := &schema.Heartbeat{Service: "world", InstanceId: s.cfg.InstanceID, SentAtNs: time.Now().UnixNano(), Ready: ready && !stopping,
+		HttpAddr: s.ops.Addr(), Stopping: stopping}
+	owned := s.Owned()
+	zs := make([]string, 0, len(owned))
+	for z := range owned {
+		zs = append(zs, z)
+	}
+	sort.Strings(zs)
+	for _, z := range zs {
+		st := owned[z]
+		hb.Zones = append(hb.Zones, &schema.ZoneOwnership{Zone: z, Fence: st.Fence, LastSeq: st.LastSeq, Players: int32(st.Players)})
+		hb.Players += int64(st.Players)
+	}
+	b, err := proto.Marshal(hb)
+	if err == nil && s.nc != nil {
+		_ = s.nc.Publish(wire.HeartbeatSubject("world", s.cfg.InstanceID), b)
+	}
+}

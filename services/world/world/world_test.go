@@ -1,0 +1,131 @@
+package world
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/realmstream/realmstream/libs/natstest"
+	"github.com/realmstream/realmstream/libs/schema"
+	"github.com/realmstream/realmstream/libs/waitfor"
+	"github.com/realmstream/realmstream/libs/wire"
+)
+
+// TestEmbeddedSingleInstance runs the world as the one-machine stack does:
+// embedded NATS, no Redis (in-process lock table). It plays a few commands,
+// checks events, updates, notices, heartbeats and metrics, then restarts the
+// instance: the zones come back from snapshot + replay with a higher fence.
+func TestEmbeddedSingleInstance(t *testing.T) {
+	srv, nc, js := natstest.StartWithStreams(t)
+	cfg := testConfig(t, srv.URL, "", "solo")
+	zones := cfg.Map.Zones()
+
+	updates := make(chan *nats.Msg, 4096)
+	if _, err := nc.ChanSubscribe("upd.z1_1.*", updates); err != nil {
+		t.Fatal(err)
+	}
+	notices := make(chan *nats.Msg, 16)
+	if _, err := nc.ChanSubscribe(wire.SessionSubject("s1"), notices); err != nil {
+		t.Fatal(err)
+	}
+	hbs := make(chan *nats.Msg, 16)
+	if _, err := nc.ChanSubscribe(wire.HeartbeatSubject("world", "solo"), hbs); err != nil {
+		t.Fatal(err)
+	}
+
+	a := startInst(t, cfg)
+	waitAllOwned(t, 10*time.Second, a)
+
+	send(t, js, "z1_1", "s1", 1, "alice", join("z1_1"))
+	send(t, js, "z1_1", "s1", 2, "alice", chat("hello"))
+	send(t, js, "z1_1", "s1", 3, "alice", move(-1e6, 0)) // too fast: rejected with a notice
+	waitApplied(t, js, zones, []string{"s1:1", "s1:2", "s1:3"}, 10*time.Second)
+
+	// The player shows up in the update of its cell, with its last input seq.
+	waitfor.True(t, 5*time.Second, func() error {
+		for {
+			select {
+			case m := <-updates:
+				var u schema.ZoneUpdate
+				if err := proto.Unmarshal(m.Data, &u); err != nil {
+					return err
+				}
+				for _, e := range u.Entities {
+					if e.Id == "alice" && e.LastInputSeq == 3 && m.Subject == wire.UpdateSubject("z1_1", u.Cell) {
+						return nil
+					}
+				}
+			default:
+				return errString("no update with alice at input 3 yet")
+			}
+		}
+	})
+	select {
+	case m := <-notices:
+		var n schema.SessionNotice
+		if err := proto.Unmarshal(m.Data, &n); err != nil || n.GetRejected().GetClientSeq() != 3 {
+			t.Fatalf("notice %v %v", &n, err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("no rejection notice")
+	}
+	waitfor.True(t, 5*time.Second, func() error {
+		select {
+		case m := <-hbs:
+			var hb schema.Heartbeat
+			if err := proto.Unmarshal(m.Data, &hb); err != nil {
+				return err
+			}
+			if hb.Service != "world" || len(hb.Zones) != len(zones) || hb.Players != 1 {
+				return errString("heartbeat without all zones and the player: " + hb.String())
+			}
+			return nil
+		default:
+			return errString("no heartbeat yet")
+		}
+	})
+	resp, err := http.Get("http://" + a.svc.HTTPAddr() + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{"realm_world_zones_owned 9", "realm_world_tick_seconds", "realm_world_apply_seconds", "realm_world_lock_renew_failures_total", "realm_world_takeovers_total"} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("metrics lack %q", want)
+		}
+	}
+
+	// Graceful stop: every zone ends with OwnershipReleased; a restart recovers.
+	a.stop()
+	logs, _ := checkLogs(t, js, zones)
+	for _, z := range zones {
+		l := logs[z]
+		if len(l) == 0 || l[len(l)-1].Event.GetOwnershipReleased() == nil {
+			t.Fatalf("zone %s does not end with a release", z)
+		}
+	}
+	b := startInst(t, testConfig(t, srv.URL, "", "solo2"))
+	waitAllOwned(t, 10*time.Second, b)
+	send(t, js, "z1_1", "s1", 4, "alice", chat("back"))
+	waitApplied(t, js, zones, []string{"s1:4"}, 10*time.Second)
+	logs, _ = checkLogs(t, js, zones)
+	st := fold(logs)["z1_1"]
+	if p := st.Players["alice"]; p == nil || p.LastInputSeq != 4 {
+		t.Fatalf("alice after restart: %v", p)
+	}
+	if got := b.svc.Owned()["z1_1"]; got.Fence != 2 || got.LastSeq != st.LastSeq {
+		t.Fatalf("restarted owner status %+v, log end %d", got, st.LastSeq)
+	}
+	_ = context.Background
+}
+
+type errString string
+
+func (e errString) Error() string { return string(e) }
