@@ -546,3 +546,13 @@ func (s *Store) Zone(ctx context.Context, zone string) (store.ZoneSummary, bool,
 	}
 	return z, true, nil
 }
+
+// ParseURL returns url without its password (for display).
+func ParseURL(url string) (string, error) {
+	cfg, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		return "", err
+	}
+	c := cfg.ConnConfig
+	return fmt.Sprintf("postgres://%s@%s:%d/%s", c.User, c.Host, c.Port, c.Database), nil
+}

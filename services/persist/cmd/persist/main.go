@@ -1,0 +1,171 @@
+// Command persist runs the Realmstream persist service: EVT events into
+// date-partitioned, hash-sharded Postgres (or Pebble), read models, the
+// query API and DB stats events. Every flag also reads its default from
+// REALM_<FLAG_NAME>; see --help.
+//
+//	persist [flags]                                   run the service
+//	persist shards show [flags]                       print the shard map
+//	persist shards add-db --name pg2 --url URL [--rebalance] [flags]
+//	persist shards move --logical 17 --to pg2 [flags] move one logical shard online
+//	persist shards rebalance [flags]                  move logical shards until balanced
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+
+	"github.com/realmstream/realmstream/libs/envflag"
+	"github.com/realmstream/realmstream/libs/telemetry"
+	"github.com/realmstream/realmstream/services/persist/persist"
+)
+
+func main() { os.Exit(run(os.Args[1:])) }
+
+func run(args []string) int {
+	if len(args) > 0 && args[0] == "shards" {
+		return shards(args[1:])
+	}
+	cfg := persist.DefaultConfig()
+	fs := flag.NewFlagSet("persist", flag.ContinueOnError)
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "Usage: persist [flags]\n       persist shards show|add-db|move|rebalance [flags]   (see persist shards --help)\n\n"+
+			"Persists the EVT event log into date-partitioned, hash-sharded Postgres (--pg-urls) or Pebble\n"+
+			"(--pebble-dir), projects read models, answers persist.query.* and publishes DB stats on stats.db.<shard>.\n\nFlags:\n")
+		fs.PrintDefaults()
+	}
+	set := envflag.New(fs)
+	cfg.RegisterFlags(set)
+	if err := set.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		fmt.Fprintln(os.Stderr, err)
+		return 2
+	}
+	log, ok := logger(cfg)
+	if !ok {
+		return 2
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+
+	var exporter sdktrace.SpanExporter
+	if cfg.OTLPEndpoint != "" {
+		exp, err := otlptracehttp.New(ctx, otlptracehttp.WithEndpointURL(cfg.OTLPEndpoint))
+		if err != nil {
+			log.Error("otlp exporter", "err", err)
+			return 1
+		}
+		exporter = exp
+	}
+	tp, shutdownTracing := telemetry.Setup("persist", exporter)
+	otel.SetTracerProvider(tp)
+	defer func() { _ = shutdownTracing(context.Background()) }()
+
+	svc, err := persist.New(cfg, log)
+	if err != nil {
+		log.Error("config", "err", err)
+		return 2
+	}
+	if err := svc.Run(ctx); err != nil {
+		log.Error("persist failed", "err", err)
+		return 1
+	}
+	return 0
+}
+
+func logger(cfg persist.Config) (*slog.Logger, bool) {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(cfg.LogLevel)); err != nil {
+		fmt.Fprintf(os.Stderr, "--log-level %q: want debug, info, warn or error\n", cfg.LogLevel)
+		return nil, false
+	}
+	return telemetry.NewLogger("persist", cfg.LogFormat, level), true
+}
+
+func shards(args []string) int {
+	usage := "Usage: persist shards <show|add-db|move|rebalance> [flags]\n\n" +
+		"  show                                  print the shard map (version, databases, logical shards each)\n" +
+		"  add-db --name N --url U [--rebalance] migrate a new database, add it to the map, optionally move shards to it\n" +
+		"  move --logical L --to N               move one logical shard online (copy, catch up, block, verify, switch, clean)\n" +
+		"  rebalance                             move logical shards until every database owns an equal share\n\n" +
+		"Moves run while persist replicas keep writing; they pause only briefly for the shard being switched.\n\nFlags:\n"
+	if len(args) == 0 {
+		fmt.Fprint(os.Stderr, usage)
+		return 2
+	}
+	sub := args[0]
+	cfg := persist.DefaultConfig()
+	cfg.LogFormat = "text"
+	fs := flag.NewFlagSet("persist shards "+sub, flag.ContinueOnError)
+	fs.Usage = func() { fmt.Fprint(fs.Output(), usage); fs.PrintDefaults() }
+	set := envflag.New(fs)
+	cfg.RegisterFlags(set)
+	var name, url string
+	var logical int
+	var rebalance bool
+	fs.StringVar(&name, "name", "", "add-db: name of the new database (subject token, e.g. pg2); move: see --to")
+	fs.StringVar(&name, "to", "", "move: target database name")
+	fs.StringVar(&url, "url", "", "add-db: postgres:// URL of the new database")
+	fs.IntVar(&logical, "logical", -1, "move: logical shard (0..255)")
+	fs.BoolVar(&rebalance, "rebalance", false, "add-db: rebalance after adding")
+	if sub == "-h" || sub == "--help" || sub == "help" {
+		fs.Usage()
+		return 0
+	}
+	if err := set.Parse(args[1:]); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		fmt.Fprintln(os.Stderr, err)
+		return 2
+	}
+	log, ok := logger(cfg)
+	if !ok {
+		return 2
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	a, err := persist.OpenAdmin(ctx, cfg, log)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer a.Close()
+	switch sub {
+	case "show":
+		err = a.Show(ctx, os.Stdout)
+	case "add-db":
+		if name == "" || url == "" {
+			fmt.Fprintln(os.Stderr, "add-db needs --name and --url")
+			return 2
+		}
+		err = a.AddDB(ctx, name, url, rebalance, os.Stdout)
+	case "move":
+		if name == "" || logical < 0 || logical > 255 {
+			fmt.Fprintln(os.Stderr, "move needs --logical 0..255 and --to <database>")
+			return 2
+		}
+		err = a.Move(ctx, logical, name, os.Stdout)
+	case "rebalance":
+		err = a.Rebalance(ctx, os.Stdout)
+	default:
+		fmt.Fprintf(os.Stderr, "unknown subcommand %q\n%s", sub, usage)
+		return 2
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	return 0
+}

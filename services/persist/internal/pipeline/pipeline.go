@@ -1,0 +1,226 @@
+// Package pipeline moves events from the EVT stream into a store: a durable
+// pull consumer, batches by size and time, one Store.Write per batch, acks
+// after the write returned (every shard committed).
+//
+// Ordering and failure contract: batches are processed one at a time. If the
+// write fails (a shard is down, a shard moved), the same batch is retried with
+// backoff — shards that committed skip it by their high-water mark — and its
+// messages are kept alive with InProgress so JetStream does not redeliver
+// them meanwhile; no new batch is fetched, so the whole consumer pauses and
+// the redelivered/pending set stays bounded by MaxAckPending. On shutdown or
+// crash before the ack, JetStream redelivers after AckWait and the store's
+// exactly-once write makes the replay harmless.
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/realmstream/realmstream/libs/wire"
+	"github.com/realmstream/realmstream/services/persist/internal/store"
+)
+
+// Writer stores a batch exactly once.
+type Writer interface {
+	Write(ctx context.Context, recs []store.Record) (store.WriteResult, error)
+}
+
+// Reloader is implemented by stores whose shard map can change.
+type Reloader interface {
+	Reload(ctx context.Context) error
+}
+
+// Config of the pipeline.
+type Config struct {
+	BatchSize  int           // max messages per batch (default 1000)
+	BatchWait  time.Duration // max wait to fill a batch (default 100ms)
+	AckWait    time.Duration // JetStream redelivery timeout (default 30s)
+	MaxBackoff time.Duration // cap of the retry backoff (default 2s)
+	// WriteTimeout bounds the write of a batch in flight when ctx is
+	// cancelled (drain), default 10s.
+	WriteTimeout time.Duration
+	// BeforeAck, if set, runs after a successful write and before the acks;
+	// an error makes Run return without acking (tests use it to simulate a
+	// crash between commit and ack).
+	BeforeAck func(recs []store.Record) error
+}
+
+func (c *Config) defaults() {
+	if c.BatchSize <= 0 {
+		c.BatchSize = 1000
+	}
+	if c.BatchWait <= 0 {
+		c.BatchWait = 100 * time.Millisecond
+	}
+	if c.AckWait <= 0 {
+		c.AckWait = 30 * time.Second
+	}
+	if c.MaxBackoff <= 0 {
+		c.MaxBackoff = 2 * time.Second
+	}
+	if c.WriteTimeout <= 0 {
+		c.WriteTimeout = 10 * time.Second
+	}
+}
+
+// Stats are cumulative counters of the pipeline.
+type Stats struct {
+	Batches, Events, Inserted, Skipped, Retries atomic.Int64
+}
+
+// Pipeline is one consumer of EVT.
+type Pipeline struct {
+	cfg   Config
+	cons  jetstream.Consumer
+	w     Writer
+	log   *slog.Logger
+	Stats Stats
+}
+
+// ConsumerConfig is the durable consumer persist uses.
+func ConsumerConfig(c Config) jetstream.ConsumerConfig {
+	c.defaults()
+	return jetstream.ConsumerConfig{
+		Durable:       wire.DurablePersist,
+		Description:   "persist: EVT -> storage",
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       c.AckWait,
+		MaxAckPending: 4 * c.BatchSize,
+		DeliverPolicy: jetstream.DeliverAllPolicy,
+		FilterSubject: wire.EventSubjects,
+		MaxDeliver:    -1,
+	}
+}
+
+// New creates or updates the durable consumer and returns the pipeline.
+func New(ctx context.Context, js jetstream.JetStream, cfg Config, w Writer, log *slog.Logger) (*Pipeline, error) {
+	cfg.defaults()
+	cons, err := js.CreateOrUpdateConsumer(ctx, wire.StreamEvents, ConsumerConfig(cfg))
+	if err != nil {
+		return nil, fmt.Errorf("pipeline: consumer %s: %w", wire.DurablePersist, err)
+	}
+	return &Pipeline{cfg: cfg, cons: cons, w: w, log: log}, nil
+}
+
+// Consumer returns the JetStream consumer (lag for stats).
+func (p *Pipeline) Consumer() jetstream.Consumer { return p.cons }
+
+// Lag is the number of messages not yet acked (pending + in flight).
+func (p *Pipeline) Lag(ctx context.Context) (int64, error) {
+	info, err := p.cons.Info(ctx)
+	if err != nil {
+		return 0, err
+	}
+	return int64(info.NumPending) + int64(info.NumAckPending), nil
+}
+
+// Run consumes until ctx is cancelled; the batch in flight is finished
+// (bounded by WriteTimeout) and acked. It returns nil on a clean stop.
+func (p *Pipeline) Run(ctx context.Context) error {
+	for ctx.Err() == nil {
+		batch, err := p.cons.Fetch(p.cfg.BatchSize, jetstream.FetchMaxWait(p.cfg.BatchWait))
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			p.log.Warn("fetch failed", "err", err)
+			sleep(ctx, 200*time.Millisecond)
+			continue
+		}
+		var msgs []jetstream.Msg
+		var recs []store.Record
+		for m := range batch.Messages() {
+			meta, err := m.Metadata()
+			if err != nil {
+				p.log.Error("message without metadata; terminating it", "subject", m.Subject(), "err", err)
+				_ = m.Term()
+				continue
+			}
+			msgs = append(msgs, m)
+			recs = append(recs, store.Decode(meta.Sequence.Stream, m.Subject(), m.Data(), meta.Timestamp))
+		}
+		if err := batch.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) && len(msgs) == 0 && ctx.Err() == nil {
+			p.log.Warn("fetch error", "err", err)
+		}
+		if len(recs) == 0 {
+			continue
+		}
+		if err := p.write(ctx, recs, msgs); err != nil {
+			return nil // shutting down before commit: JetStream redelivers
+		}
+		if p.cfg.BeforeAck != nil {
+			if err := p.cfg.BeforeAck(recs); err != nil {
+				return err
+			}
+		}
+		for _, m := range msgs {
+			_ = m.Ack()
+		}
+		p.Stats.Batches.Add(1)
+		p.Stats.Events.Add(int64(len(recs)))
+	}
+	return nil
+}
+
+// write retries until the batch is stored or ctx (plus the drain timeout)
+// ends. While it waits it keeps the messages from being redelivered.
+func (p *Pipeline) write(ctx context.Context, recs []store.Record, msgs []jetstream.Msg) error {
+	backoff := 50 * time.Millisecond
+	lastProgress := time.Now()
+	wctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancel()
+	stop := context.AfterFunc(ctx, func() {
+		t := time.AfterFunc(p.cfg.WriteTimeout, cancel) // drain: bounded
+		_ = t
+	})
+	defer stop()
+	for attempt := 1; ; attempt++ {
+		res, err := p.w.Write(wctx, recs)
+		if err == nil {
+			p.Stats.Inserted.Add(int64(res.Inserted))
+			p.Stats.Skipped.Add(int64(res.Skipped))
+			if res.Skipped > 0 {
+				p.log.Info("redelivered events skipped", "skipped", res.Skipped, "inserted", res.Inserted)
+			}
+			return nil
+		}
+		p.Stats.Retries.Add(1)
+		if ctx.Err() != nil || wctx.Err() != nil {
+			p.log.Warn("batch not stored before shutdown; it will be redelivered", "events", len(recs), "err", err)
+			return err
+		}
+		if r, ok := p.w.(Reloader); ok {
+			if rerr := r.Reload(wctx); rerr != nil {
+				p.log.Warn("shard map reload failed", "err", rerr)
+			}
+		}
+		p.log.Warn("batch write failed; consumer paused, retrying", "attempt", attempt, "events", len(recs), "backoff", backoff, "err", err)
+		if time.Since(lastProgress) > p.cfg.AckWait/3 {
+			for _, m := range msgs {
+				_ = m.InProgress()
+			}
+			lastProgress = time.Now()
+		}
+		if !sleep(ctx, backoff) {
+			return ctx.Err()
+		}
+		backoff = min(2*backoff, p.cfg.MaxBackoff)
+	}
+}
+
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}

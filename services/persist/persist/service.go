@@ -1,0 +1,323 @@
+package persist
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/realmstream/realmstream/libs/opsserver"
+	"github.com/realmstream/realmstream/libs/schema"
+	"github.com/realmstream/realmstream/libs/shard"
+	"github.com/realmstream/realmstream/libs/wire"
+	"github.com/realmstream/realmstream/services/persist/internal/dbmon"
+	"github.com/realmstream/realmstream/services/persist/internal/pebblestore"
+	"github.com/realmstream/realmstream/services/persist/internal/pgstore"
+	"github.com/realmstream/realmstream/services/persist/internal/pipeline"
+	"github.com/realmstream/realmstream/services/persist/internal/query"
+	"github.com/realmstream/realmstream/services/persist/internal/shardmap"
+	"github.com/realmstream/realmstream/services/persist/internal/store"
+)
+
+// Service is a running persist instance.
+type Service struct {
+	cfg   Config
+	log   *slog.Logger
+	ready chan struct{}
+	ops   *opsserver.Server
+
+	mu    sync.Mutex
+	pipe  *pipeline.Pipeline
+	pg    *pgstore.Store
+	pb    *pebblestore.Store
+	mon   *dbmon.Monitor
+	start time.Time
+}
+
+// New validates cfg and returns a service; nothing is started until Run.
+func New(cfg Config, log *slog.Logger) (*Service, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if log == nil {
+		log = slog.Default()
+	}
+	return &Service{cfg: cfg, log: log, ready: make(chan struct{}), ops: opsserver.New()}, nil
+}
+
+// Ready is closed when persist consumes events and answers queries.
+func (s *Service) Ready() <-chan struct{} { return s.ready }
+
+// HTTPAddr is the bound ops address (after Ready).
+func (s *Service) HTTPAddr() string { return s.ops.Addr() }
+
+// Backend is "postgres" or "pebble".
+func (s *Service) Backend() string {
+	if len(s.cfg.PGURLs) > 0 {
+		return "postgres"
+	}
+	return "pebble"
+}
+
+// EventsStored is how many event rows this instance stored (redeliveries
+// not counted).
+func (s *Service) EventsStored() int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.pipe == nil {
+		return 0
+	}
+	return s.pipe.Stats.Inserted.Load()
+}
+
+// Run starts everything and blocks until ctx is cancelled, then drains
+// (the batch in flight is finished and acked within ShutdownTimeout).
+func (s *Service) Run(ctx context.Context) error {
+	s.start = time.Now()
+	nc, err := nats.Connect(s.cfg.NATSURL, nats.Name("persist "+s.cfg.InstanceID), nats.MaxReconnects(-1),
+		nats.ReconnectWait(250*time.Millisecond))
+	if err != nil {
+		return fmt.Errorf("persist: connect %s: %w", s.cfg.NATSURL, err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return err
+	}
+	if err := wire.EnsureStreams(ctx, js, wire.StreamOptions{Replicas: s.cfg.StreamReplicas}); err != nil {
+		return err
+	}
+	if err := s.ops.Listen(s.cfg.HTTPAddr); err != nil {
+		return fmt.Errorf("persist: ops server %s: %w", s.cfg.HTTPAddr, err)
+	}
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = s.ops.Shutdown(sctx)
+	}()
+
+	var st store.Store
+	var sources func() []dbmon.Source
+	var partman func(context.Context)
+	if len(s.cfg.PGURLs) > 0 {
+		pg, err := s.openPostgres(ctx, js)
+		if err != nil {
+			return err
+		}
+		defer pg.Close()
+		st = pg
+		s.mu.Lock()
+		s.pg = pg
+		s.mu.Unlock()
+		sources = func() []dbmon.Source {
+			var out []dbmon.Source
+			for _, d := range pg.DBs() {
+				out = append(out, &dbmon.PG{DB: d, MapVersion: func() (uint64, int) {
+					m := pg.Map()
+					return m.Version, len(m.Owned(d.Name))
+				}})
+			}
+			return out
+		}
+		partman = func(ctx context.Context) { s.partitionAll(ctx, pg) }
+	} else {
+		if err := os.MkdirAll(s.cfg.PebbleDir, 0o755); err != nil {
+			return fmt.Errorf("persist: pebble dir: %w", err)
+		}
+		pb, err := pebblestore.Open(s.cfg.PebbleDir)
+		if err != nil {
+			return err
+		}
+		defer pb.Close()
+		st = pb
+		s.mu.Lock()
+		s.pb = pb
+		s.mu.Unlock()
+		src := []dbmon.Source{&dbmon.Pebble{S: pb}}
+		sources = func() []dbmon.Source { return src }
+		s.log.Info("no Postgres configured: storing in Pebble", "dir", s.cfg.PebbleDir)
+	}
+
+	pcfg := pipeline.Config{BatchSize: s.cfg.BatchSize, BatchWait: s.cfg.BatchWait, AckWait: s.cfg.AckWait,
+		WriteTimeout: s.cfg.ShutdownTimeout, BeforeAck: s.cfg.testBeforeAck}
+	pipe, err := pipeline.New(ctx, js, pcfg, st, s.log)
+	if err != nil {
+		return err
+	}
+	mon := dbmon.New(js, s.cfg.StatsInterval, s.cfg.InstanceID, sources, pipe.Lag, s.log)
+	s.mu.Lock()
+	s.pipe, s.mon = pipe, mon
+	s.mu.Unlock()
+	s.registerMetrics(pipe, mon, sources)
+
+	subs, err := query.Serve(nc, st, s.cfg.QueryTimeout, s.log)
+	if err != nil {
+		return err
+	}
+	s.ops.AddCheck("nats", func(context.Context) error {
+		if !nc.IsConnected() {
+			return errors.New("not connected to NATS")
+		}
+		return nil
+	})
+
+	bg, stopBG := context.WithCancel(context.WithoutCancel(ctx))
+	var wg sync.WaitGroup
+	goLoop := func(f func(context.Context)) {
+		wg.Add(1)
+		go func() { defer wg.Done(); f(bg) }()
+	}
+	goLoop(func(c context.Context) { _ = mon.Run(c) })
+	goLoop(func(c context.Context) { s.heartbeats(c, nc) })
+	if partman != nil {
+		goLoop(func(c context.Context) {
+			t := time.NewTicker(s.cfg.PartitionInterval)
+			defer t.Stop()
+			for {
+				select {
+				case <-c.Done():
+					return
+				case <-t.C:
+					partman(c)
+				}
+			}
+		})
+	}
+	pipeErr := make(chan error, 1)
+	go func() { pipeErr <- pipe.Run(ctx) }()
+
+	s.ops.SetReady(true)
+	close(s.ready)
+	s.log.Info("persist ready", "backend", s.Backend(), "http", s.ops.Addr(), "batch_size", s.cfg.BatchSize)
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+		runErr = <-pipeErr
+	case runErr = <-pipeErr:
+	}
+	s.ops.SetReady(false)
+	for _, sub := range subs {
+		_ = sub.Unsubscribe()
+	}
+	stopBG()
+	wg.Wait()
+	_ = nc.Flush()
+	s.log.Info("persist stopped", "events_stored", pipe.Stats.Inserted.Load())
+	return runErr
+}
+
+// openPostgres bootstraps or loads the shard map, migrates every shard,
+// runs partition maintenance once and records ownership.
+func (s *Service) openPostgres(ctx context.Context, js jetstream.JetStream) (*pgstore.Store, error) {
+	kv, err := shardmap.Open(ctx, js, s.cfg.ShardMapBucket)
+	if err != nil {
+		return nil, err
+	}
+	dbs, _ := s.cfg.shardDBs()
+	seed, err := shard.Even(dbs)
+	if err != nil {
+		return nil, err
+	}
+	m, _, err := kv.Bootstrap(ctx, seed)
+	if err != nil {
+		return nil, err
+	}
+	for _, d := range dbs {
+		if m.URLOf(d.Name) == "" {
+			s.log.Warn("--pg-urls names a database that is not in the shard map; add it with `persist shards add-db`", "shard", d.Name)
+		}
+	}
+	pg, err := pgstore.Open(ctx, kv, pgstore.Options{MaxConns: int32(s.cfg.PoolSize)}, s.log)
+	if err != nil {
+		return nil, err
+	}
+	for _, d := range pg.DBs() {
+		for attempt := 1; ; attempt++ {
+			err := pgstore.Migrate(ctx, d.Pool, s.log)
+			if err == nil {
+				break
+			}
+			if ctx.Err() != nil {
+				pg.Close()
+				return nil, err
+			}
+			s.log.Warn("shard not migrated yet; retrying", "shard", d.Name, "attempt", attempt, "err", err)
+			time.Sleep(min(time.Duration(attempt)*500*time.Millisecond, 5*time.Second))
+		}
+	}
+	s.partitionAll(ctx, pg)
+	if err := pg.SeedOwnership(ctx); err != nil {
+		pg.Close()
+		return nil, err
+	}
+	return pg, nil
+}
+
+func (s *Service) partman() *pgstore.Partman {
+	return &pgstore.Partman{Premake: s.cfg.PremakeDays, Retention: s.cfg.RetentionDays, Archive: s.cfg.RetentionArchive, Log: s.log}
+}
+
+// partitionAll runs maintenance on every shard; a failing shard is logged
+// and retried next period.
+func (s *Service) partitionAll(ctx context.Context, pg *pgstore.Store) {
+	for _, d := range pg.DBs() {
+		res, err := s.partman().Run(ctx, d.Pool)
+		if err != nil {
+			s.log.Error("partition maintenance failed", "shard", d.Name, "err", err)
+			continue
+		}
+		if !res.Leader {
+			s.log.Debug("partition maintenance: another replica holds the lock", "shard", d.Name)
+		}
+	}
+}
+
+func (s *Service) heartbeats(ctx context.Context, nc *nats.Conn) {
+	t := time.NewTicker(2 * time.Second)
+	defer t.Stop()
+	for {
+		hb := &schema.Heartbeat{Service: "persist", InstanceId: s.cfg.InstanceID, SentAtNs: time.Now().UnixNano(),
+			Ready: true, HttpAddr: s.ops.Addr(), Figures: map[string]float64{
+				"events_stored": float64(s.EventsStored()),
+				"uptime_s":      time.Since(s.start).Seconds(),
+			}}
+		if b, err := proto.Marshal(hb); err == nil {
+			_ = nc.Publish(wire.HeartbeatSubject("persist", s.cfg.InstanceID), b)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func (s *Service) registerMetrics(p *pipeline.Pipeline, mon *dbmon.Monitor, sources func() []dbmon.Source) {
+	reg := s.ops.Registry
+	counter := func(name, help string, f func() int64) {
+		reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help}, func() float64 { return float64(f()) }))
+	}
+	counter("persist_events_stored_total", "event rows stored (redeliveries not counted)", p.Stats.Inserted.Load)
+	counter("persist_events_skipped_total", "redelivered events found already stored", p.Stats.Skipped.Load)
+	counter("persist_batches_total", "batches written and acked", p.Stats.Batches.Load)
+	counter("persist_write_retries_total", "failed batch writes that were retried", p.Stats.Retries.Load)
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "persist_default_partition_rows",
+		Help: "rows in events_default over all shards (alarm when > 0), from the last DB stats sample"}, func() float64 {
+		var n int64
+		for _, src := range sources() {
+			if st := mon.Last(src.Name()); st != nil {
+				n += st.DefaultPartitionRows
+			}
+		}
+		return float64(n)
+	}))
+}
