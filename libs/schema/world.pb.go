@@ -1469,8 +1469,13 @@ type ZoneSnapshot struct {
 	// pending_transfers: TransferOut events not yet delivered to the target.
 	PendingTransfers []*TransferOut `protobuf:"bytes,9,rep,name=pending_transfers,json=pendingTransfers,proto3" json:"pending_transfers,omitempty"`
 	Events           uint64         `protobuf:"varint,10,opt,name=events,proto3" json:"events,omitempty"` // events folded so far
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// session_masks: per session, bit k set = client seq (sessions[s] - 1 - k)
+	// was applied too. Redelivery can reorder commands (a command redelivered
+	// after its ack wait arrives behind later ones); the mask keeps exactly-once
+	// for reorders up to 64 commands deep.
+	SessionMasks  map[string]uint64 `protobuf:"bytes,11,rep,name=session_masks,json=sessionMasks,proto3" json:"session_masks,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ZoneSnapshot) Reset() {
@@ -1571,6 +1576,13 @@ func (x *ZoneSnapshot) GetEvents() uint64 {
 		return x.Events
 	}
 	return 0
+}
+
+func (x *ZoneSnapshot) GetSessionMasks() map[string]uint64 {
+	if x != nil {
+		return x.SessionMasks
+	}
+	return nil
 }
 
 type CommandRejected struct {
@@ -1913,7 +1925,7 @@ const file_world_proto_rawDesc = "" +
 	"\x11OwnershipReleased\x12\x1f\n" +
 	"\vinstance_id\x18\x01 \x01(\tR\n" +
 	"instanceId\x12\x14\n" +
-	"\x05fence\x18\x02 \x01(\x04R\x05fence\"\xbf\x04\n" +
+	"\x05fence\x18\x02 \x01(\x04R\x05fence\"\xd5\x05\n" +
 	"\fZoneSnapshot\x12\x12\n" +
 	"\x04zone\x18\x01 \x01(\tR\x04zone\x12\x19\n" +
 	"\blast_seq\x18\x02 \x01(\x04R\alastSeq\x12\x14\n" +
@@ -1925,11 +1937,15 @@ const file_world_proto_rawDesc = "" +
 	"\x12accepted_transfers\x18\b \x03(\tR\x11acceptedTransfers\x12H\n" +
 	"\x11pending_transfers\x18\t \x03(\v2\x1b.realmstream.v1.TransferOutR\x10pendingTransfers\x12\x16\n" +
 	"\x06events\x18\n" +
-	" \x01(\x04R\x06events\x1aW\n" +
+	" \x01(\x04R\x06events\x12S\n" +
+	"\rsession_masks\x18\v \x03(\v2..realmstream.v1.ZoneSnapshot.SessionMasksEntryR\fsessionMasks\x1aW\n" +
 	"\fPlayersEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x121\n" +
 	"\x05value\x18\x02 \x01(\v2\x1b.realmstream.v1.PlayerStateR\x05value:\x028\x01\x1a;\n" +
 	"\rSessionsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\x04R\x05value:\x028\x01\x1a?\n" +
+	"\x11SessionMasksEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\x04R\x05value:\x028\x01\"X\n" +
 	"\x0fCommandRejected\x12-\n" +
@@ -1961,7 +1977,7 @@ func file_world_proto_rawDescGZIP() []byte {
 	return file_world_proto_rawDescData
 }
 
-var file_world_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
+var file_world_proto_msgTypes = make([]protoimpl.MessageInfo, 23)
 var file_world_proto_goTypes = []any{
 	(*Command)(nil),               // 0: realmstream.v1.Command
 	(*TransferIn)(nil),            // 1: realmstream.v1.TransferIn
@@ -1985,21 +2001,22 @@ var file_world_proto_goTypes = []any{
 	(*CommandRejectedNotice)(nil), // 19: realmstream.v1.CommandRejectedNotice
 	nil,                           // 20: realmstream.v1.ZoneSnapshot.PlayersEntry
 	nil,                           // 21: realmstream.v1.ZoneSnapshot.SessionsEntry
-	(*Join)(nil),                  // 22: realmstream.v1.Join
-	(*Leave)(nil),                 // 23: realmstream.v1.Leave
-	(*Move)(nil),                  // 24: realmstream.v1.Move
-	(*Chat)(nil),                  // 25: realmstream.v1.Chat
-	(*Attack)(nil),                // 26: realmstream.v1.Attack
-	(ChatScope)(0),                // 27: realmstream.v1.ChatScope
-	(ErrorCode)(0),                // 28: realmstream.v1.ErrorCode
-	(*ZoneChanged)(nil),           // 29: realmstream.v1.ZoneChanged
+	nil,                           // 22: realmstream.v1.ZoneSnapshot.SessionMasksEntry
+	(*Join)(nil),                  // 23: realmstream.v1.Join
+	(*Leave)(nil),                 // 24: realmstream.v1.Leave
+	(*Move)(nil),                  // 25: realmstream.v1.Move
+	(*Chat)(nil),                  // 26: realmstream.v1.Chat
+	(*Attack)(nil),                // 27: realmstream.v1.Attack
+	(ChatScope)(0),                // 28: realmstream.v1.ChatScope
+	(ErrorCode)(0),                // 29: realmstream.v1.ErrorCode
+	(*ZoneChanged)(nil),           // 30: realmstream.v1.ZoneChanged
 }
 var file_world_proto_depIdxs = []int32{
-	22, // 0: realmstream.v1.Command.join:type_name -> realmstream.v1.Join
-	23, // 1: realmstream.v1.Command.leave:type_name -> realmstream.v1.Leave
-	24, // 2: realmstream.v1.Command.move:type_name -> realmstream.v1.Move
-	25, // 3: realmstream.v1.Command.chat:type_name -> realmstream.v1.Chat
-	26, // 4: realmstream.v1.Command.attack:type_name -> realmstream.v1.Attack
+	23, // 0: realmstream.v1.Command.join:type_name -> realmstream.v1.Join
+	24, // 1: realmstream.v1.Command.leave:type_name -> realmstream.v1.Leave
+	25, // 2: realmstream.v1.Command.move:type_name -> realmstream.v1.Move
+	26, // 3: realmstream.v1.Command.chat:type_name -> realmstream.v1.Chat
+	27, // 4: realmstream.v1.Command.attack:type_name -> realmstream.v1.Attack
 	1,  // 5: realmstream.v1.Command.transfer_in:type_name -> realmstream.v1.TransferIn
 	2,  // 6: realmstream.v1.TransferIn.player:type_name -> realmstream.v1.PlayerState
 	4,  // 7: realmstream.v1.Event.ownership_claimed:type_name -> realmstream.v1.OwnershipClaimed
@@ -2016,22 +2033,23 @@ var file_world_proto_depIdxs = []int32{
 	14, // 18: realmstream.v1.Event.transfer_delivered:type_name -> realmstream.v1.TransferDelivered
 	15, // 19: realmstream.v1.Event.ownership_released:type_name -> realmstream.v1.OwnershipReleased
 	2,  // 20: realmstream.v1.PlayerJoined.player:type_name -> realmstream.v1.PlayerState
-	27, // 21: realmstream.v1.ChatSent.scope:type_name -> realmstream.v1.ChatScope
+	28, // 21: realmstream.v1.ChatSent.scope:type_name -> realmstream.v1.ChatScope
 	2,  // 22: realmstream.v1.TransferOut.player:type_name -> realmstream.v1.PlayerState
 	2,  // 23: realmstream.v1.TransferAccepted.player:type_name -> realmstream.v1.PlayerState
 	20, // 24: realmstream.v1.ZoneSnapshot.players:type_name -> realmstream.v1.ZoneSnapshot.PlayersEntry
 	21, // 25: realmstream.v1.ZoneSnapshot.sessions:type_name -> realmstream.v1.ZoneSnapshot.SessionsEntry
 	12, // 26: realmstream.v1.ZoneSnapshot.pending_transfers:type_name -> realmstream.v1.TransferOut
-	28, // 27: realmstream.v1.CommandRejected.code:type_name -> realmstream.v1.ErrorCode
-	19, // 28: realmstream.v1.SessionNotice.rejected:type_name -> realmstream.v1.CommandRejectedNotice
-	29, // 29: realmstream.v1.SessionNotice.zone_changed:type_name -> realmstream.v1.ZoneChanged
-	28, // 30: realmstream.v1.CommandRejectedNotice.code:type_name -> realmstream.v1.ErrorCode
-	2,  // 31: realmstream.v1.ZoneSnapshot.PlayersEntry.value:type_name -> realmstream.v1.PlayerState
-	32, // [32:32] is the sub-list for method output_type
-	32, // [32:32] is the sub-list for method input_type
-	32, // [32:32] is the sub-list for extension type_name
-	32, // [32:32] is the sub-list for extension extendee
-	0,  // [0:32] is the sub-list for field type_name
+	22, // 27: realmstream.v1.ZoneSnapshot.session_masks:type_name -> realmstream.v1.ZoneSnapshot.SessionMasksEntry
+	29, // 28: realmstream.v1.CommandRejected.code:type_name -> realmstream.v1.ErrorCode
+	19, // 29: realmstream.v1.SessionNotice.rejected:type_name -> realmstream.v1.CommandRejectedNotice
+	30, // 30: realmstream.v1.SessionNotice.zone_changed:type_name -> realmstream.v1.ZoneChanged
+	29, // 31: realmstream.v1.CommandRejectedNotice.code:type_name -> realmstream.v1.ErrorCode
+	2,  // 32: realmstream.v1.ZoneSnapshot.PlayersEntry.value:type_name -> realmstream.v1.PlayerState
+	33, // [33:33] is the sub-list for method output_type
+	33, // [33:33] is the sub-list for method input_type
+	33, // [33:33] is the sub-list for extension type_name
+	33, // [33:33] is the sub-list for extension extendee
+	0,  // [0:33] is the sub-list for field type_name
 }
 
 func init() { file_world_proto_init() }
@@ -2073,7 +2091,7 @@ func file_world_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_world_proto_rawDesc), len(file_world_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   22,
+			NumMessages:   23,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

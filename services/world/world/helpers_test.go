@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	dto "github.com/prometheus/client_model/go"
 	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/protobuf/proto"
 
@@ -288,3 +289,35 @@ func waitApplied(t *testing.T, js jetstream.JetStream, zones []string, ids []str
 }
 
 var errCrashHook = errors.New("test: crash here")
+
+func counter(t *testing.T, c interface{ Write(*dto.Metric) error }) float64 {
+	t.Helper()
+	var m dto.Metric
+	if err := c.Write(&m); err != nil {
+		t.Fatal(err)
+	}
+	return m.GetCounter().GetValue()
+}
+
+// waitBalanced waits until every zone is claimed by its rendezvous owner
+// among the running insts.
+func waitBalanced(t *testing.T, timeout time.Duration, insts ...*inst) map[string]string {
+	t.Helper()
+	var ids []string
+	for _, in := range insts {
+		if !in.stopped {
+			ids = append(ids, in.svc.cfg.InstanceID)
+		}
+	}
+	var got map[string]string
+	waitfor.True(t, timeout, func() error {
+		got = owners(insts...)
+		for _, z := range insts[0].svc.cfg.Map.Zones() {
+			if want := Owner(z, ids); got[z] != want {
+				return fmt.Errorf("zone %s owned by %q, want %s", z, got[z], want)
+			}
+		}
+		return nil
+	})
+	return got
+}

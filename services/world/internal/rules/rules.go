@@ -145,7 +145,68 @@ func Duplicate(s *schema.ZoneSnapshot, cmd *schema.Command) bool {
 		}
 		return false
 	}
-	return cmd.ClientSeq != 0 && cmd.ClientSeq <= s.Sessions[cmd.SessionId]
+	return cmd.ClientSeq != 0 && seen(s, cmd.SessionId, cmd.ClientSeq)
+}
+
+// window is how far behind the highest applied seq of a session a command
+// may arrive (redelivery reorders) and still be recognised as new.
+const window = 64
+
+// seen reports whether client seq of session was applied in s. Seqs more
+// than window below the highest are treated as applied.
+func seen(s *schema.ZoneSnapshot, session string, seq uint64) bool {
+	high := s.Sessions[session]
+	switch {
+	case seq > high:
+		return false
+	case seq == high:
+		return true
+	case high-1-seq >= window:
+		return true
+	}
+	return s.SessionMasks[session]&(1<<(high-1-seq)) != 0
+}
+
+// markSeen records seq of session as applied.
+func markSeen(s *schema.ZoneSnapshot, session string, seq uint64) {
+	if s.SessionMasks == nil {
+		s.SessionMasks = map[string]uint64{}
+	}
+	high, mask := s.Sessions[session], s.SessionMasks[session]
+	switch {
+	case seq > high:
+		d := seq - high
+		if high == 0 || d > window {
+			mask = 0
+		} else {
+			mask = mask<<d | 1<<(d-1)
+		}
+		s.Sessions[session] = seq
+	case seq < high && high-1-seq < window:
+		mask |= 1 << (high - 1 - seq)
+	}
+	if mask == 0 {
+		delete(s.SessionMasks, session)
+	} else {
+		s.SessionMasks[session] = mask
+	}
+}
+
+// markThrough records every seq up to seq of session as applied (a player
+// arriving by transfer: its earlier commands were for the source zone).
+func markThrough(s *schema.ZoneSnapshot, session string, seq uint64) {
+	if seq > s.Sessions[session] {
+		s.Sessions[session] = seq
+		if s.SessionMasks != nil {
+			delete(s.SessionMasks, session)
+		}
+	}
+	if s.SessionMasks == nil {
+		s.SessionMasks = map[string]uint64{}
+	}
+	if high := s.Sessions[session]; high > 0 {
+		s.SessionMasks[session] = ^uint64(0)
+	}
 }
 
 // Decide validates cmd against s at time now (ns) and returns the one event
@@ -386,8 +447,8 @@ func Apply(s *schema.ZoneSnapshot, ev *schema.Event, seq uint64, keepTransfers i
 		s.Tick = ev.Tick
 	}
 	if _, isTransfer := ev.Body.(*schema.Event_TransferAccepted); !isTransfer && ev.CommandId != "" {
-		if session, cseq, err := wire.ParseCommandID(ev.CommandId); err == nil && cseq > s.Sessions[session] {
-			s.Sessions[session] = cseq
+		if session, cseq, err := wire.ParseCommandID(ev.CommandId); err == nil {
+			markSeen(s, session, cseq)
 			if p := s.Players[ev.PlayerId]; p != nil && p.SessionId == session && cseq > p.LastInputSeq {
 				p.LastInputSeq = cseq
 			}
@@ -442,8 +503,8 @@ func Apply(s *schema.ZoneSnapshot, ev *schema.Event, seq uint64, keepTransfers i
 	case *schema.Event_TransferAccepted:
 		np := proto.Clone(b.TransferAccepted.GetPlayer()).(*schema.PlayerState)
 		s.Players[np.PlayerId] = np
-		if np.SessionId != "" && np.LastInputSeq > s.Sessions[np.SessionId] {
-			s.Sessions[np.SessionId] = np.LastInputSeq
+		if np.SessionId != "" && np.LastInputSeq > 0 {
+			markThrough(s, np.SessionId, np.LastInputSeq)
 		}
 		s.AcceptedTransfers = append(s.AcceptedTransfers, b.TransferAccepted.TransferId)
 		if keepTransfers > 0 && len(s.AcceptedTransfers) > keepTransfers {

@@ -257,3 +257,28 @@ func FuzzDecideApply(f *testing.F) {
 		}
 	})
 }
+
+// TestReorderedRedelivery: a command redelivered behind later ones of its
+// session is still applied once; every seq is applied exactly once whatever
+// the order within the window.
+func TestReorderedRedelivery(t *testing.T) {
+	s := NewState("z")
+	s.Sessions["s"] = 0
+	order := []uint64{1, 3, 4, 2, 2, 6, 5, 3, 70, 7, 8, 69, 5}
+	applied := map[uint64]int{}
+	for _, q := range order {
+		if seen(s, "s", q) {
+			continue
+		}
+		applied[q]++
+		markSeen(s, "s", q)
+	}
+	for _, q := range []uint64{1, 2, 3, 4, 5, 6, 7, 8, 69, 70} {
+		if applied[q] != 1 {
+			t.Errorf("seq %d applied %d times", q, applied[q])
+		}
+	}
+	if !seen(s, "s", 4) || seen(s, "s", 68) || !seen(s, "s", 6) {
+		t.Fatalf("seen: high %d mask %b", s.Sessions["s"], s.SessionMasks["s"])
+	}
+}
