@@ -36,6 +36,12 @@ type transport interface {
 	readPacket() ([]byte, error) // valid until the next call
 	writePackets(payloads [][]byte) error
 	close()
+	// closeGracefully ends the connection after everything written so far
+	// has been delivered, waiting at most linger (or until readerDone).
+	closeGracefully(linger time.Duration, readerDone <-chan struct{})
+	// discard reads and drops input until the socket fails (after a fatal
+	// packet, while closeGracefully lingers).
+	discard()
 	name() string
 }
 
@@ -67,7 +73,24 @@ func (t *tcpTransport) writePackets(ps [][]byte) error {
 	return err
 }
 
-func (t *tcpTransport) close()       { _ = t.c.Close() }
+func (t *tcpTransport) close()   { _ = t.c.Close() }
+func (t *tcpTransport) discard() { _, _ = io.Copy(io.Discard, t.c) }
+
+// closeGracefully half-closes (FIN after our last byte) and lets the reader
+// drain what the client still sends until it closes or linger passes. Closing
+// with unread input would make the kernel send a reset, and a reset can
+// destroy answers the client has not read yet.
+func (t *tcpTransport) closeGracefully(linger time.Duration, readerDone <-chan struct{}) {
+	if tc, ok := t.c.(*net.TCPConn); ok {
+		_ = tc.CloseWrite()
+	}
+	_ = t.c.SetReadDeadline(time.Now().Add(linger))
+	select {
+	case <-readerDone:
+	case <-time.After(linger):
+	}
+	_ = t.c.Close()
+}
 func (t *tcpTransport) name() string { return "tcp" }
 
 type wsTransport struct {
@@ -115,7 +138,24 @@ func (t *wsTransport) writePackets(ps [][]byte) error {
 	return nil
 }
 
-func (t *wsTransport) close()       { _ = t.c.CloseNow() }
+func (t *wsTransport) close() { _ = t.c.CloseNow() }
+
+// discard does nothing on a WebSocket: after an oversized message the
+// stream is mid-message, and the close handshake (closeGracefully) already
+// orders our last messages before the close frame.
+func (t *wsTransport) discard() {}
+
+// closeGracefully runs the WebSocket close handshake: the client reads every
+// message before our close frame.
+func (t *wsTransport) closeGracefully(linger time.Duration, _ <-chan struct{}) {
+	done := make(chan struct{})
+	go func() { _ = t.c.Close(websocket.StatusGoingAway, "closing"); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(linger):
+		_ = t.c.CloseNow()
+	}
+}
 func (t *wsTransport) name() string { return "ws" }
 
 // conn is one client connection. Goroutines: the reader (readLoop) owns the
@@ -126,10 +166,12 @@ type conn struct {
 	s  *Service
 	tr transport
 
-	sendq    chan []byte   // encoded ServerPackets; bounded: overflow = slow consumer
+	sendq    chan []byte   // acks, updates, notices (async producers); overflow = slow consumer
+	replyq   chan []byte   // the reader's own answers; the reader blocks when it is full
 	finish   chan struct{} // closed: the writer flushes sendq and closes the socket
 	finished sync.Once
 	dead     chan struct{} // closed when the socket is closed
+	readDone chan struct{} // closed when the reader goroutine ended
 	deadOnce sync.Once
 
 	limiter *rate.Limiter
@@ -151,12 +193,14 @@ type conn struct {
 
 func newConn(s *Service, tr transport) *conn {
 	c := &conn{
-		s:       s,
-		tr:      tr,
-		sendq:   make(chan []byte, s.cfg.SendQueue),
-		finish:  make(chan struct{}),
-		dead:    make(chan struct{}),
-		limiter: rate.NewLimiter(rate.Limit(s.cfg.Rate), s.cfg.Burst),
+		s:        s,
+		tr:       tr,
+		sendq:    make(chan []byte, s.cfg.SendQueue),
+		replyq:   make(chan []byte, s.cfg.SendQueue),
+		finish:   make(chan struct{}),
+		dead:     make(chan struct{}),
+		readDone: make(chan struct{}),
+		limiter:  rate.NewLimiter(rate.Limit(s.cfg.Rate), s.cfg.Burst),
 	}
 	c.cell.Store(-1)
 	return c
@@ -173,6 +217,7 @@ func (c *conn) currentZone() string {
 func (c *conn) serve() {
 	go c.writeLoop()
 	c.readLoop()
+	close(c.readDone)
 	// Reader done (EOF, error, or a fatal packet): let the writer flush what
 	// is queued, then close.
 	c.close()
@@ -191,6 +236,9 @@ func (c *conn) kill() {
 	})
 }
 
+// lingerTime bounds the graceful close of one connection.
+const lingerTime = 2 * time.Second
+
 func (c *conn) writeLoop() {
 	defer c.kill()
 	batch := make([][]byte, 0, 64)
@@ -208,15 +256,14 @@ func (c *conn) writeLoop() {
 		select {
 		case b := <-c.sendq:
 			batch = append(batch, b)
-		more:
-			for len(batch) < cap(batch) {
-				select {
-				case b := <-c.sendq:
-					batch = append(batch, b)
-				default:
-					break more
-				}
+			batch = c.more(batch)
+			if !write() {
+				c.s.m.dropped.WithLabelValues("write_error").Inc()
+				return
 			}
+		case b := <-c.replyq:
+			batch = append(batch, b)
+			batch = c.more(batch)
 			if !write() {
 				c.s.m.dropped.WithLabelValues("write_error").Inc()
 				return
@@ -229,10 +276,16 @@ func (c *conn) writeLoop() {
 					if len(batch) == cap(batch) && !write() {
 						return
 					}
-				default:
-					if len(batch) > 0 {
-						write()
+				case b := <-c.replyq:
+					batch = append(batch, b)
+					if len(batch) == cap(batch) && !write() {
+						return
 					}
+				default:
+					if len(batch) > 0 && !write() {
+						return
+					}
+					c.tr.closeGracefully(lingerTime, c.readDone)
 					return
 				}
 			}
@@ -240,6 +293,43 @@ func (c *conn) writeLoop() {
 			return
 		}
 	}
+}
+
+// more adds whatever else is queued, up to the batch capacity.
+func (c *conn) more(batch [][]byte) [][]byte {
+	for len(batch) < cap(batch) {
+		select {
+		case b := <-c.sendq:
+			batch = append(batch, b)
+		case b := <-c.replyq:
+			batch = append(batch, b)
+		default:
+			return batch
+		}
+	}
+	return batch
+}
+
+// reply queues the reader's answer to one of its packets. It blocks while the
+// client does not read its answers: that stops the reader, so TCP flow
+// control slows a flooding client down instead of queueing without bound. A
+// client that stops reading altogether is closed by the write timeout.
+func (c *conn) reply(p *schema.ServerPacket) {
+	b, err := proto.Marshal(p)
+	if err != nil {
+		c.s.log.Error("marshal server packet", "err", err)
+		return
+	}
+	select {
+	case c.replyq <- b:
+	case <-c.dead:
+	}
+}
+
+// replyError answers the reader's packet seq with an Error.
+func (c *conn) replyError(seq uint64, code schema.ErrorCode, msg string) {
+	c.s.m.errorCode(code)
+	c.reply(errPacket(seq, code, msg))
 }
 
 // send queues one packet. It never blocks: a full queue means the client does
@@ -296,9 +386,10 @@ func (c *conn) sendError(seq uint64, code schema.ErrorCode, msg string) {
 	c.send(errPacket(seq, code, msg))
 }
 
-func (c *conn) sendBusy(seq uint64) {
+
+func (c *conn) replyBusy(seq uint64) {
 	c.s.m.busy.Inc()
-	c.send(&schema.ServerPacket{AckSeq: seq, Body: &schema.ServerPacket_Busy{Busy: &schema.Busy{RetryAfterMs: 50}}})
+	c.reply(&schema.ServerPacket{AckSeq: seq, Body: &schema.ServerPacket_Busy{Busy: &schema.Busy{RetryAfterMs: 50}}})
 }
 
 func (c *conn) sendAck(seq, streamSeq uint64, dup bool) {
@@ -321,11 +412,13 @@ func (c *conn) readLoop() {
 		if err != nil {
 			switch {
 			case errors.Is(err, errTooLarge):
-				c.sendError(0, schema.ErrorCode_ERROR_CODE_TOO_LARGE, fmt.Sprintf("packet exceeds %d bytes; closing", c.s.cfg.MaxFrame))
+				c.replyError(0, schema.ErrorCode_ERROR_CODE_TOO_LARGE, fmt.Sprintf("packet exceeds %d bytes; closing", c.s.cfg.MaxFrame))
 				c.s.m.dropped.WithLabelValues("too_large").Inc()
+				c.close()
+				c.tr.discard()
 				return
 			case errors.Is(err, wire.ErrEmptyFrame), errors.Is(err, errTextMessage):
-				c.sendError(0, schema.ErrorCode_ERROR_CODE_MALFORMED, err.Error())
+				c.replyError(0, schema.ErrorCode_ERROR_CODE_MALFORMED, err.Error())
 				continue
 			default:
 				c.s.m.dropped.WithLabelValues("read").Inc()
@@ -335,7 +428,7 @@ func (c *conn) readLoop() {
 		c.s.m.bytes.WithLabelValues("in").Add(float64(len(b)))
 		select {
 		case <-c.finish:
-			return
+			continue // closing: discard until the client closes (see closeGracefully)
 		case <-c.dead:
 			return
 		default:
@@ -351,16 +444,16 @@ func (c *conn) handle(b []byte) {
 	received := time.Now()
 	p := &c.pkt
 	if e := packet.Decode(b, p); e != nil {
-		c.sendError(0, e.Code, e.Msg)
+		c.replyError(0, e.Code, e.Msg)
 		return
 	}
 	seq := p.Seq
 	if !c.limiter.AllowN(received, 1) {
-		c.sendError(seq, schema.ErrorCode_ERROR_CODE_RATE_LIMITED, "rate limit exceeded; slow down")
+		c.replyError(seq, schema.ErrorCode_ERROR_CODE_RATE_LIMITED, "rate limit exceeded; slow down")
 		return
 	}
 	if e := packet.Validate(p, c.s.limits); e != nil {
-		c.sendError(seq, e.Code, e.Msg)
+		c.replyError(seq, e.Code, e.Msg)
 		return
 	}
 	switch body := p.Body.(type) {
@@ -368,30 +461,30 @@ func (c *conn) handle(b []byte) {
 		c.hello(seq, body.Hello)
 		return
 	case *schema.ClientPacket_Ping:
-		c.send(&schema.ServerPacket{AckSeq: seq, Body: &schema.ServerPacket_Pong{Pong: &schema.Pong{ClientTimeNs: body.Ping.ClientTimeNs, ServerTimeNs: received.UnixNano()}}})
+		c.reply(&schema.ServerPacket{AckSeq: seq, Body: &schema.ServerPacket_Pong{Pong: &schema.Pong{ClientTimeNs: body.Ping.ClientTimeNs, ServerTimeNs: received.UnixNano()}}})
 		return
 	}
 	if !c.authed.Load() {
-		c.sendError(seq, schema.ErrorCode_ERROR_CODE_UNAUTHENTICATED, "send Hello first")
+		c.replyError(seq, schema.ErrorCode_ERROR_CODE_UNAUTHENTICATED, "send Hello first")
 		return
 	}
 	if last := c.lastSeq.Load(); seq <= last {
-		c.sendError(seq, schema.ErrorCode_ERROR_CODE_STALE_SEQ, fmt.Sprintf("seq %d is not above %d", seq, last))
+		c.replyError(seq, schema.ErrorCode_ERROR_CODE_STALE_SEQ, fmt.Sprintf("seq %d is not above %d", seq, last))
 		return
 	}
 	zone := c.currentZone()
 	if j, ok := p.Body.(*schema.ClientPacket_Join); ok {
 		zone = j.Join.Zone
 	} else if zone == "" {
-		c.sendError(seq, schema.ErrorCode_ERROR_CODE_NOT_IN_ZONE, "join a zone first")
+		c.replyError(seq, schema.ErrorCode_ERROR_CODE_NOT_IN_ZONE, "join a zone first")
 		return
 	}
 	if c.s.draining.Load() {
-		c.sendError(seq, schema.ErrorCode_ERROR_CODE_SHUTTING_DOWN, "gateway is shutting down; reconnect")
+		c.replyError(seq, schema.ErrorCode_ERROR_CODE_SHUTTING_DOWN, "gateway is shutting down; reconnect")
 		return
 	}
 	if c.s.pub.inflight.Load() >= int64(c.s.cfg.MaxPending) {
-		c.sendBusy(seq)
+		c.replyBusy(seq)
 		return
 	}
 	cmd := &schema.Command{
@@ -417,7 +510,7 @@ func (c *conn) handle(b []byte) {
 	}
 	data, err := proto.Marshal(cmd)
 	if err != nil {
-		c.sendError(seq, schema.ErrorCode_ERROR_CODE_INTERNAL, "encode command")
+		c.replyError(seq, schema.ErrorCode_ERROR_CODE_INTERNAL, "encode command")
 		return
 	}
 	ctx, span := c.s.tracer.Start(context.Background(), "gateway.command", trace.WithTimestamp(received),
@@ -437,11 +530,11 @@ func (c *conn) handle(b []byte) {
 	case err == nil:
 	case errors.Is(err, mpsc.ErrFull):
 		span.End()
-		c.sendBusy(seq)
+		c.replyBusy(seq)
 		return
 	default: // closed: draining
 		span.End()
-		c.sendError(seq, schema.ErrorCode_ERROR_CODE_SHUTTING_DOWN, "gateway is shutting down; reconnect")
+		c.replyError(seq, schema.ErrorCode_ERROR_CODE_SHUTTING_DOWN, "gateway is shutting down; reconnect")
 		return
 	}
 	c.s.m.accepted.Inc()
@@ -466,7 +559,7 @@ func (c *conn) handle(b []byte) {
 // resume_session keeps an earlier session id when the token is bound to it.
 func (c *conn) hello(seq uint64, h *schema.Hello) {
 	if c.authed.Load() {
-		c.sendError(seq, schema.ErrorCode_ERROR_CODE_INVALID, "already said Hello")
+		c.replyError(seq, schema.ErrorCode_ERROR_CODE_INVALID, "already said Hello")
 		return
 	}
 	now := time.Now()
@@ -475,7 +568,7 @@ func (c *conn) hello(seq uint64, h *schema.Hello) {
 	case h.Token != "":
 		cl, err := c.s.signer.Verify(h.Token, now)
 		if err != nil {
-			c.sendError(seq, schema.ErrorCode_ERROR_CODE_UNAUTHENTICATED, "bad token: "+err.Error())
+			c.replyError(seq, schema.ErrorCode_ERROR_CODE_UNAUTHENTICATED, "bad token: "+err.Error())
 			c.s.m.dropped.WithLabelValues("unauthenticated").Inc()
 			c.close()
 			return
@@ -484,7 +577,7 @@ func (c *conn) hello(seq uint64, h *schema.Hello) {
 	case c.s.cfg.Dev:
 		claims = auth.Claims{Player: "p-" + h.Name, Name: h.Name}
 	default:
-		c.sendError(seq, schema.ErrorCode_ERROR_CODE_UNAUTHENTICATED, "a token is required")
+		c.replyError(seq, schema.ErrorCode_ERROR_CODE_UNAUTHENTICATED, "a token is required")
 		c.close()
 		return
 	}
@@ -494,7 +587,7 @@ func (c *conn) hello(seq uint64, h *schema.Hello) {
 	session := newSessionID()
 	if h.ResumeSession != "" {
 		if claims.Session != h.ResumeSession {
-			c.sendError(seq, schema.ErrorCode_ERROR_CODE_UNAUTHENTICATED, "the token is not bound to the session to resume")
+			c.replyError(seq, schema.ErrorCode_ERROR_CODE_UNAUTHENTICATED, "the token is not bound to the session to resume")
 			c.close()
 			return
 		}
@@ -504,20 +597,20 @@ func (c *conn) hello(seq uint64, h *schema.Hello) {
 	claims.Expiry = now.Add(c.s.cfg.TokenTTL)
 	tok, err := c.s.signer.Issue(claims)
 	if err != nil {
-		c.sendError(seq, schema.ErrorCode_ERROR_CODE_INVALID, err.Error())
+		c.replyError(seq, schema.ErrorCode_ERROR_CODE_INVALID, err.Error())
 		return
 	}
 	c.session, c.player, c.name = session, claims.Player, claims.Name
 	sub, err := c.s.nc.Subscribe(wire.SessionSubject(session), c.onNotice)
 	if err != nil {
-		c.sendError(seq, schema.ErrorCode_ERROR_CODE_INTERNAL, "subscribe session notices")
+		c.replyError(seq, schema.ErrorCode_ERROR_CODE_INTERNAL, "subscribe session notices")
 		c.close()
 		return
 	}
 	c.sesSub = sub
 	lastSeq, zone := c.s.sessions.attach(session, c)
 	c.authed.Store(true)
-	c.send(&schema.ServerPacket{AckSeq: seq, Body: &schema.ServerPacket_Welcome{Welcome: &schema.Welcome{
+	c.reply(&schema.ServerPacket{AckSeq: seq, Body: &schema.ServerPacket_Welcome{Welcome: &schema.Welcome{
 		SessionId: session, PlayerId: claims.Player, Token: tok, LastSeq: lastSeq, ServerTimeNs: now.UnixNano(),
 	}}})
 	if zone != "" {

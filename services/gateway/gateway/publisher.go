@@ -50,7 +50,8 @@ type publisher struct {
 
 	inflight atomic.Int64  // == len(window), readable without the channel
 	idle     chan struct{} // signalled when inflight drops to 0
-	lost     atomic.Int64  // items still unanswered when the drain deadline passed
+	lost     atomic.Int64  // items not stored when the drain deadline passed
+	deadline <-chan struct{}
 }
 
 func newPublisher(s *Service, ring *mpsc.Ring[*item]) *publisher {
@@ -80,6 +81,7 @@ func (p *publisher) jsOptions() []jetstream.JetStreamOpt {
 // drainDeadline is done) for every outstanding ack. It returns when nothing is
 // in flight or the deadline passed.
 func (p *publisher) run(drainDeadline <-chan struct{}) {
+	p.deadline = drainDeadline
 	buf := make([]*item, p.s.cfg.BatchSize)
 	bg := context.Background()
 	for {
@@ -108,7 +110,7 @@ func (p *publisher) run(drainDeadline <-chan struct{}) {
 		case <-p.idle:
 		case <-drainDeadline:
 			n := p.inflight.Load()
-			p.lost.Store(n)
+			p.lost.Add(n)
 			p.s.log.Error("drain deadline passed with publishes unacknowledged; their clients got no answer", "inflight", n)
 			return
 		}
@@ -129,7 +131,16 @@ func (p *publisher) takeRetries() {
 // publish takes a window slot (blocking while MaxPending publishes are
 // unanswered: readers meanwhile answer Busy) and sends it.
 func (p *publisher) publish(it *item) {
-	p.window <- struct{}{}
+	select {
+	case p.window <- struct{}{}:
+	case <-p.deadline:
+		// Draining and out of time with the window still full: this
+		// accepted command will not be stored; say so to its client.
+		p.lost.Add(1)
+		it.span.End()
+		it.c.sendError(it.seq, schema.ErrorCode_ERROR_CODE_SHUTTING_DOWN, "not stored before the shutdown deadline; resend it")
+		return
+	}
 	p.inflight.Add(1)
 	p.send(it)
 }
