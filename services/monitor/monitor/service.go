@@ -50,7 +50,8 @@ type Service struct {
 	webhook  *notify.Webhook
 	expected []string
 	ready    chan struct{}
-	started  time.Time // when Run connected; see evaluate
+	stopping chan struct{} // closed when Run begins to stop: ends the dashboard's event streams
+	started  time.Time     // when Run connected; see evaluate
 
 	nc *nats.Conn
 	kv jetstream.KeyValue
@@ -87,6 +88,7 @@ func New(cfg Config, log *slog.Logger) (*Service, error) {
 		ops:      opsserver.New(),
 		expected: expected,
 		ready:    make(chan struct{}),
+		stopping: make(chan struct{}),
 		samples: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "realm_monitor_stats_events_total",
 			Help: "DB stats events consumed, by result (kept, duplicate, invalid)."}, []string{"result"}),
 		transitions: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "realm_monitor_alert_transitions_total",
@@ -100,7 +102,7 @@ func New(cfg Config, log *slog.Logger) (*Service, error) {
 		errLogged: map[string]time.Time{},
 	}
 	s.ops.Registry.MustRegister(s.samples, s.transitions, s.evalErrors, s.deliveries, s.evalSeconds, exporter.New(s))
-	dashboard.Register(s.ops.Mux, s.hub, s.ready)
+	dashboard.Register(s.ops.Mux, s.hub, s.stopping)
 	if cfg.WebhookURL != "" {
 		s.webhook = notify.NewWebhook(notify.WebhookOptions{URL: cfg.WebhookURL, Attempts: cfg.WebhookAttempts,
 			Backoff: cfg.WebhookBackoff, Timeout: cfg.WebhookTimeout, Queue: cfg.WebhookQueue}, s.log,
@@ -207,6 +209,7 @@ func (s *Service) Run(ctx context.Context) error {
 	<-ctx.Done()
 	s.log.Info("monitor stopping")
 	s.ops.SetReady(false)
+	close(s.stopping)
 	deadline := time.AfterFunc(s.cfg.ShutdownTimeout, drainCancel)
 	defer deadline.Stop()
 	cc.Drain()

@@ -83,7 +83,7 @@
     if (s.partitions && s.partitions.length) {
       const tb = el("tbody");
       for (const p of s.partitions) {
-        tb.append(el("tr", null, el("td", null, p.name), el("td", null, p.is_default ? "default" : (p.from + " → " + p.to)),
+        tb.append(el("tr", null, el("td", null, p.name), el("td", null, p.is_default ? "default" : (p.from + " → " + (p.to || "").slice(5))),
           el("td", { class: "num" + (p.is_default && p.rows > 0 ? " st-firing" : "") }, num(p.rows)), el("td", { class: "num" }, num(p.size_bytes) + "B")));
       }
       card.append(el("table", { class: "parts" }, el("thead", null, el("tr", null, el("th", null, "partition"), el("th", null, "range"), el("th", null, "rows"), el("th", null, "size"))), tb));
@@ -148,7 +148,7 @@
     es.addEventListener("open", () => { live.className = "live on"; live.textContent = "live"; });
     es.addEventListener("error", () => { live.className = "live off"; live.textContent = "reconnecting…"; });
     es.addEventListener("state", (ev) => {
-      try { render(JSON.parse(ev.data)); document.body.dataset.updates = String(Number(document.body.dataset.updates || 0) + 1); }
+      try { render(JSON.parse(ev.data)); if (!window.__firstState) window.__firstState = performance.now(); document.body.dataset.updates = String(Number(document.body.dataset.updates || 0) + 1); }
       catch (e) { console.error(e); }
     });
   }
