@@ -13,8 +13,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
-	dto "github.com/prometheus/client_model/go"
 	"github.com/nats-io/nats.go/jetstream"
+	dto "github.com/prometheus/client_model/go"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/realmstream/realmstream/libs/schema"
@@ -320,4 +320,18 @@ func waitBalanced(t *testing.T, timeout time.Duration, insts ...*inst) map[strin
 		return nil
 	})
 	return got
+}
+
+// sendRaw publishes cmd as is with msg id id.
+func sendRaw(t *testing.T, js jetstream.JetStream, zoneID, id string, cmd *schema.Command) {
+	t.Helper()
+	b, _ := proto.Marshal(cmd)
+	m := nats.NewMsg(wire.CommandSubject(zoneID))
+	m.Data = b
+	m.Header.Set(wire.HeaderMsgID, id)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := js.PublishMsg(ctx, m); err != nil {
+		t.Fatalf("send %s: %v", id, err)
+	}
 }

@@ -73,10 +73,11 @@ type Config struct {
 	Log            *slog.Logger
 	Metrics        *Metrics
 	OnStatus       func(Status)
-	// BeforeAppend is a test hook run before every append (e.g. to pause the
-	// zone between its lease check and its write, like a GC pause); an error
-	// aborts the append and stops the zone with that error (ErrCrash: as if
-	// the process died there).
+	// BeforeAppend is a test hook run before every append with the event id
+	// (e.g. to pause the zone between its lease check and its write, like a GC
+	// pause), before each TransferIn publish with "send:<transfer id>" and
+	// before each command ack with "ack:<command id>". An error aborts that
+	// step and stops the zone with it (ErrCrash: as if the process died there).
 	BeforeAppend func(zone, eventID string) error
 }
 
@@ -343,6 +344,9 @@ func (r *runner) handle(ctx context.Context, m jetstream.Msg, now int64) error {
 		span.SetStatus(codes.Error, err.Error())
 		return err
 	}
+	if err := r.hook("ack:" + cmd.CommandId); err != nil {
+		return err
+	}
 	_ = m.Ack()
 	r.c.Metrics.applied(time.Since(start), cmd.ReceivedAtNs)
 	if rej := ev.GetCommandRejected(); rej != nil {
@@ -363,6 +367,13 @@ func (r *runner) handle(ctx context.Context, m jetstream.Msg, now int64) error {
 		}
 	}
 	return nil
+}
+
+func (r *runner) hook(id string) error {
+	if r.c.BeforeAppend == nil {
+		return nil
+	}
+	return r.c.BeforeAppend(r.c.Zone, id)
 }
 
 func (r *runner) notice(session string, n *schema.SessionNotice) {
@@ -398,6 +409,9 @@ func (r *runner) deliverPending(ctx context.Context) error {
 		m.Header.Set(wire.HeaderPlayer, p.GetPlayerId())
 		m.Header.Set(wire.HeaderSchema, wire.SchemaVersion)
 		telemetry.Inject(ctx, m.Header)
+		if err := r.hook("send:" + t.TransferId); err != nil {
+			return err
+		}
 		pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.c.PublishTimeout)
 		_, err = r.c.JS.PublishMsg(pctx, m)
 		cancel()
