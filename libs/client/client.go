@@ -183,6 +183,15 @@ func (c *Conn) Seq() uint64 {
 	return c.seq
 }
 
+// Reserve assigns the next seq without sending anything: the caller sets it
+// on a packet and sends it with SendRaw (to record it before the write).
+func (c *Conn) Reserve() uint64 {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	c.seq++
+	return c.seq
+}
+
 // SetSeq sets the last assigned seq (e.g. to continue a resumed session).
 func (c *Conn) SetSeq(s uint64) {
 	c.wmu.Lock()

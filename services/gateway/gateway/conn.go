@@ -386,7 +386,6 @@ func (c *conn) sendError(seq uint64, code schema.ErrorCode, msg string) {
 	c.send(errPacket(seq, code, msg))
 }
 
-
 func (c *conn) replyBusy(seq uint64) {
 	c.s.m.busy.Inc()
 	c.reply(&schema.ServerPacket{AckSeq: seq, Body: &schema.ServerPacket_Busy{Busy: &schema.Busy{RetryAfterMs: 50}}})
