@@ -12,10 +12,10 @@ import (
 // of the same capacity and a mutex ring with batch drain, for 1, 4 and 16
 // producers and pointer-sized and 64-byte items. One op = one item moved
 // from a producer to the consumer. Each sub-benchmark also runs the channel
-// baseline with the same N in the same process right after itself (timer
-// stopped; the two alternate over benchRounds slices of N) and reports x_vs_chan = channel time / own time, so the ratio
-// never compares numbers from different runs. For impl=chan that ratio is
-// chan against chan: it shows the run-to-run noise.
+// baseline with the same N in the same process (timer stopped; the two take
+// turns over benchRounds slices of N) and reports x_vs_chan = channel time /
+// own time, so a ratio never compares numbers from different runs. For
+// impl=chan the ratio is the channel against itself: it shows the noise.
 //
 // Run: go test -run '^$' -bench BenchmarkQueue -benchmem -count 6 ./libs/mpsc/
 

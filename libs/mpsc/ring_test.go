@@ -400,3 +400,32 @@ func TestCloseWakesParkedProducers(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestZeroAllocs: the steady-state operations allocate nothing (QUEUE-1),
+// for a pointer type and a 64-byte value type.
+func TestZeroAllocs(t *testing.T) {
+	ctx := context.Background()
+	p := New[*int](64)
+	v := new(int)
+	pbuf := make([]*int, 8)
+	if a := testing.AllocsPerRun(1000, func() {
+		_ = p.TryEnqueue(v)
+		_ = p.Enqueue(ctx, v)
+		_ = p.Wait(ctx)
+		p.DequeueBatch(pbuf)
+		_ = p.Len()
+	}); a != 0 {
+		t.Errorf("pointer ring: %v allocs per op", a)
+	}
+	b := New[[8]uint64](64)
+	var big [8]uint64
+	bbuf := make([][8]uint64, 8)
+	if a := testing.AllocsPerRun(1000, func() {
+		_ = b.TryEnqueue(big)
+		_ = b.Enqueue(ctx, big)
+		_ = b.Wait(ctx)
+		b.DequeueBatch(bbuf)
+	}); a != 0 {
+		t.Errorf("64-byte ring: %v allocs per op", a)
+	}
+}

@@ -44,13 +44,14 @@ func (c *checker) add(items []item) {
 // blocking Enqueue, against a consumer that drains in batches and parks.
 // Run under -race (and -cpu=1,2,4) it also checks the payload hand-off.
 func TestStressExactlyOnceFIFO(t *testing.T) {
-	perProducer := 20000
+	total := 96000 // items per case, split across producers
 	if testing.Short() {
-		perProducer = 2000
+		total = 16000
 	}
 	for _, capacity := range []int{1, 2, 8, 64} {
 		for _, producers := range []int{1, 4, 16} {
 			t.Run(fmt.Sprintf("cap=%d/producers=%d", capacity, producers), func(t *testing.T) {
+				perProducer := total / producers
 				r := New[item](capacity)
 				var wg sync.WaitGroup
 				for p := 0; p < producers; p++ {
