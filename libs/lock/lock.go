@@ -342,7 +342,9 @@ func (ls *Lease) end() bool {
 		ls.mu.Unlock()
 		close(ls.stop)
 		ls.cancel(ErrReleased) // no effect when already lost
-		<-ls.done
+		// Not waiting for the renew loop: a renewal still in flight is a
+		// compare-and-expire of our own token; after a release it finds
+		// nothing and ends the (already ended) lease again, harmlessly.
 	})
 	return first
 }
