@@ -41,6 +41,7 @@ func testConfig(natsURL string) Config {
 
 // running is a started service.
 type running struct {
+	once   sync.Once
 	svc    *Service
 	cancel context.CancelFunc
 	done   chan error
@@ -67,11 +68,13 @@ func start(t *testing.T, cfg Config) *running {
 }
 
 func (r *running) stop() {
-	r.cancel()
-	select {
-	case <-r.done:
-	case <-time.After(30 * time.Second):
-	}
+	r.once.Do(func() {
+		r.cancel()
+		select {
+		case <-r.done:
+		case <-time.After(30 * time.Second):
+		}
+	})
 }
 
 // publisher publishes schema.Event messages as the world does (Nats-Msg-Id =

@@ -321,3 +321,21 @@ func (s *Service) registerMetrics(p *pipeline.Pipeline, mon *dbmon.Monitor, sour
 		return float64(n)
 	}))
 }
+
+func (s *Service) pipeRetries() int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.pipe == nil {
+		return 0
+	}
+	return s.pipe.Stats.Retries.Load()
+}
+
+func (s *Service) pipeSkipped() int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.pipe == nil {
+		return 0
+	}
+	return s.pipe.Stats.Skipped.Load()
+}
