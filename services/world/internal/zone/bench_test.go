@@ -141,7 +141,6 @@ func BenchmarkReplay(b *testing.B) {
 	b.ReportMetric(float64(events*b.N)/b.Elapsed().Seconds(), "events/s")
 }
 
-
 // cpuTime is the CPU time (user + system) of this process so far: on a
 // shared, loaded machine it is steadier than wall time.
 func cpuTime() time.Duration {
