@@ -47,6 +47,30 @@ func TestEmbeddedSingleInstance(t *testing.T) {
 	send(t, js, "z1_1", "s1", 3, "alice", move(-1e6, 0)) // too fast: rejected with a notice
 	waitApplied(t, js, zones, []string{"s1:1", "s1:2", "s1:3"}, 10*time.Second)
 
+	// Trace context: the event continues the span of the command's sender.
+	const traceID = "4bf92f3577b34da6a3ce929d0e0e4736"
+	tc := &schema.Command{CommandId: "s2:1", SessionId: "s2", ClientSeq: 1, PlayerId: "bob", Zone: "z1_1", Body: join("z1_1").Body}
+	tb, _ := proto.Marshal(tc)
+	tm := nats.NewMsg(wire.CommandSubject("z1_1"))
+	tm.Data = tb
+	tm.Header.Set(wire.HeaderMsgID, "s2:1")
+	tm.Header.Set(wire.HeaderTraceParent, "00-"+traceID+"-00f067aa0ba902b7-01")
+	if _, err := js.PublishMsg(context.Background(), tm); err != nil {
+		t.Fatal(err)
+	}
+	waitApplied(t, js, zones, []string{"s2:1"}, 10*time.Second)
+	evStream, err := js.Stream(context.Background(), wire.StreamEvents)
+	if err != nil {
+		t.Fatal(err)
+	}
+	last, err := evStream.GetLastMsgForSubject(context.Background(), wire.EventSubject("z1_1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tp := last.Header.Get(wire.HeaderTraceParent); !strings.Contains(tp, traceID) {
+		t.Fatalf("event traceparent %q does not continue trace %s", tp, traceID)
+	}
+
 	// The player shows up in the update of its cell, with its last input seq.
 	waitfor.True(t, 5*time.Second, func() error {
 		for {
@@ -82,7 +106,7 @@ func TestEmbeddedSingleInstance(t *testing.T) {
 			if err := proto.Unmarshal(m.Data, &hb); err != nil {
 				return err
 			}
-			if hb.Service != "world" || len(hb.Zones) != len(zones) || hb.Players != 1 {
+			if hb.Service != "world" || len(hb.Zones) != len(zones) || hb.Players != 2 {
 				return errString("heartbeat without all zones and the player: " + hb.String())
 			}
 			return nil
@@ -123,7 +147,6 @@ func TestEmbeddedSingleInstance(t *testing.T) {
 	if got := b.svc.Owned()["z1_1"]; got.Fence != 2 || got.LastSeq != st.LastSeq {
 		t.Fatalf("restarted owner status %+v, log end %d", got, st.LastSeq)
 	}
-	_ = context.Background
 }
 
 type errString string
