@@ -8,6 +8,10 @@ import (
 	"testing"
 	"time"
 
+	"go.opentelemetry.io/otel"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+
 	"github.com/realmstream/realmstream/libs/client"
 	"github.com/realmstream/realmstream/libs/schema"
 	"github.com/realmstream/realmstream/libs/waitfor"
@@ -107,7 +111,7 @@ func TestBadInputGetsErrors(t *testing.T) {
 			expectError(t, c, seq, schema.ErrorCode_ERROR_CODE_INVALID)
 			seq, _ = c.Chat(ctx, "")
 			expectError(t, c, seq, schema.ErrorCode_ERROR_CODE_INVALID)
-			seq, _ = c.Chat(ctx, strings.Repeat("x", 200)+"é") // fits the frame, over... no: 202 bytes is under 256 chat max
+			seq, _ = c.Chat(ctx, strings.Repeat("x", 200)+"é") // 202 bytes: valid, and the frame fits 256
 			if p := next(t, c, 5*time.Second); p.GetAck() == nil || p.AckSeq != seq {
 				t.Fatalf("chat: %v", p)
 			}
@@ -279,4 +283,39 @@ func TestBusyNeverSilentDrop(t *testing.T) {
 	if got := h.streamCount(); got != uint64(acked+len(conns)) { // + the joins
 		t.Fatalf("stream holds %d, acked %d (+%d joins)", got, acked, len(conns))
 	}
+}
+
+// TestTraceContextFromPacketToAck: with a tracer provider installed, each
+// command carries a traceparent header and its span ends at the PubAck with
+// the stream sequence.
+func TestTraceContextFromPacketToAck(t *testing.T) {
+	rec := tracetest.NewSpanRecorder()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
+	prev := otel.GetTracerProvider()
+	otel.SetTracerProvider(tp)
+	defer otel.SetTracerProvider(prev)
+	h := start(t, nil)
+	h.login("tcp", "tracy", "z0_2")
+	msgs := h.streamMsgs()
+	if len(msgs) != 1 || msgs[0].Header.Get(wire.HeaderTraceParent) == "" {
+		t.Fatalf("no traceparent on the command: %v", msgs[0].Header)
+	}
+	waitfor.True(t, 5*time.Second, func() error {
+		for _, s := range rec.Ended() {
+			if s.Name() != "gateway.command" {
+				continue
+			}
+			tp := msgs[0].Header.Get(wire.HeaderTraceParent)
+			if !strings.Contains(tp, s.SpanContext().TraceID().String()) {
+				return errors.New("span trace id differs from the header")
+			}
+			for _, a := range s.Attributes() {
+				if a.Key == "realm.stream_seq" && a.Value.AsInt64() == 1 {
+					return nil
+				}
+			}
+			return errors.New("span without stream_seq")
+		}
+		return errors.New("no ended gateway.command span")
+	})
 }

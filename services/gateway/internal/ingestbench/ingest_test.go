@@ -1,0 +1,178 @@
+package ingestbench_test
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"os"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/realmstream/realmstream/libs/natsembed"
+	"github.com/realmstream/realmstream/libs/wire"
+	"github.com/realmstream/realmstream/services/gateway/gateway"
+	"github.com/realmstream/realmstream/services/gateway/internal/ingestbench"
+)
+
+func TestPayloadIs64Bytes(t *testing.T) {
+	for _, seq := range []uint64{3, 1000, 1 << 20} {
+		if n := len(ingestbench.Payload(seq)); n < 60 || n > 66 {
+			t.Fatalf("payload of seq %d is %d bytes", seq, n)
+		}
+	}
+}
+
+func envInt(name string, def int) int {
+	if v, err := strconv.Atoi(os.Getenv(name)); err == nil && v > 0 {
+		return v
+	}
+	return def
+}
+
+type env struct {
+	url  string
+	js   jetstream.JetStream
+	gw   *gateway.Service
+	bare *ingestbench.Bare
+}
+
+func setup(b *testing.B, sync natsembed.SyncPolicy, window int) *env {
+	srv, err := natsembed.Start(natsembed.Config{Port: -1, StoreDir: b.TempDir(), Sync: sync, ServerName: "bench"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { srv.Shutdown(); srv.WaitForShutdown() })
+	url := srv.ClientURL()
+	nc, err := nats.Connect(url)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(nc.Close)
+	js, _ := jetstream.New(nc)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := wire.EnsureStreams(ctx, js, wire.StreamOptions{}); err != nil {
+		b.Fatal(err)
+	}
+	cfg := gateway.DefaultConfig()
+	cfg.NATSURL = url
+	cfg.HTTPAddr, cfg.TCPAddr, cfg.WSAddr = "127.0.0.1:0", "127.0.0.1:0", ""
+	cfg.InstanceID = "bench"
+	cfg.Dev = true
+	cfg.Rate, cfg.Burst = 1e9, 1e9
+	cfg.MaxPending = window
+	cfg.RingSize = 16384
+	cfg.SendQueue = 8192
+	cfg.MaxFrame = 4096
+	gw, err := gateway.New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		b.Fatal(err)
+	}
+	gctx, gcancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- gw.Run(gctx) }()
+	b.Cleanup(func() { gcancel(); <-done })
+	select {
+	case <-gw.Ready():
+	case err := <-done:
+		b.Fatal(err)
+	}
+	bare, err := ingestbench.StartBare(url, window)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(bare.Close)
+	return &env{url: url, js: js, gw: gw, bare: bare}
+}
+
+func (e *env) purge(b *testing.B) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	st, err := e.js.Stream(ctx, wire.StreamCommands)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := st.Purge(ctx); err != nil {
+		b.Fatal(err)
+	}
+}
+
+// BenchmarkIngest compares, in one run on one embedded NATS server per sync
+// policy, the same ~64-byte packets from the same N TCP clients through (a)
+// the gateway and (b) the bare pipeline, and (c) the ceiling of one nats.go
+// client publishing asynchronously. One iteration pushes INGEST_MSGS messages
+// through each; metrics are msgs/s, p99 latency and the ratios.
+//
+//	go test -run '^$' -bench BenchmarkIngest -benchtime 3x ./services/gateway/internal/ingestbench/
+func BenchmarkIngest(b *testing.B) {
+	clients := envInt("INGEST_CLIENTS", 32)
+	window := envInt("INGEST_WINDOW", 8192) // total in flight, split over the clients
+	for _, sp := range []struct {
+		name string
+		sync natsembed.SyncPolicy
+		msgs int
+	}{
+		{"default", natsembed.SyncDefault, envInt("INGEST_MSGS", 200_000)},
+		{"always", natsembed.SyncAlways, envInt("INGEST_MSGS_ALWAYS", 50_000)},
+	} {
+		b.Run("sync="+sp.name, func(b *testing.B) {
+			e := setup(b, sp.sync, window)
+			ctx := context.Background()
+			gwc, err := ingestbench.Dial(e.gw.TCPAddr(), clients, true, "z0_0")
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer gwc.Close()
+			barec, err := ingestbench.Dial(e.bare.Addr(), clients, false, "")
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer barec.Close()
+			perClient := max(1, window/clients)
+			var ceil, bare, gw ingestbench.Result
+			add := func(dst *ingestbench.Result, r ingestbench.Result) {
+				dst.Msgs += r.Msgs
+				dst.Elapsed += r.Elapsed
+				dst.Busy += r.Busy
+				dst.Errors += r.Errors
+				dst.P99 = max(dst.P99, r.P99)
+				dst.P50 = max(dst.P50, r.P50)
+			}
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				e.purge(b)
+				r, err := ingestbench.Ceiling(ctx, e.url, sp.msgs, window)
+				if err != nil {
+					b.Fatal(err)
+				}
+				add(&ceil, r)
+				e.purge(b)
+				if r, err = barec.Run(ctx, sp.msgs, perClient); err != nil {
+					b.Fatal(err)
+				}
+				add(&bare, r)
+				e.purge(b)
+				if r, err = gwc.Run(ctx, sp.msgs, perClient); err != nil {
+					b.Fatal(err)
+				}
+				add(&gw, r)
+			}
+			b.StopTimer()
+			b.ReportMetric(ceil.MsgsPerSec(), "ceiling_msgs/s")
+			b.ReportMetric(bare.MsgsPerSec(), "bare_msgs/s")
+			b.ReportMetric(gw.MsgsPerSec(), "gateway_msgs/s")
+			b.ReportMetric(gw.MsgsPerSec()/bare.MsgsPerSec(), "gateway/bare")
+			b.ReportMetric(gw.MsgsPerSec()/ceil.MsgsPerSec(), "gateway/ceiling")
+			b.ReportMetric(float64(ceil.P99.Microseconds())/1e3, "ceiling_p99_ms")
+			b.ReportMetric(float64(bare.P99.Microseconds())/1e3, "bare_p99_ms")
+			b.ReportMetric(float64(gw.P99.Microseconds())/1e3, "gateway_p99_ms")
+			b.ReportMetric(float64(gw.P50.Microseconds())/1e3, "gateway_p50_ms")
+			b.ReportMetric(float64(gw.Busy+gw.Errors), "gateway_busy+errors")
+			b.ReportMetric(0, "ns/op")
+		})
+	}
+}
