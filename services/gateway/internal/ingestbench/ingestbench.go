@@ -403,4 +403,3 @@ func parseAnswer(b []byte) (seq uint64, body protowire.Number, err error) {
 	}
 	return seq, body, nil
 }
-
