@@ -1,0 +1,148 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"regexp"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/realmstream/realmstream/libs/waitfor"
+)
+
+// syncBuffer is a bytes.Buffer safe for one writer and concurrent readers.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func freePorts(t *testing.T, n int) []int {
+	t.Helper()
+	var out []int
+	var ls []net.Listener
+	for len(out) < n {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		ls = append(ls, l)
+		out = append(out, l.Addr().(*net.TCPAddr).Port)
+	}
+	for _, l := range ls {
+		l.Close()
+	}
+	return out
+}
+
+// freeBase finds four consecutive free ports for the ops servers.
+func freeBase(t *testing.T) int {
+	t.Helper()
+	for try := 0; try < 50; try++ {
+		base := freePorts(t, 1)[0]
+		ok := base < 65000
+		for i := 0; ok && i < 4; i++ {
+			l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(base+i))
+			if err != nil {
+				ok = false
+				break
+			}
+			l.Close()
+		}
+		if ok {
+			return base
+		}
+	}
+	t.Fatal("no four consecutive free ports")
+	return 0
+}
+
+// TestRunStackWithBots is the README's first command in a test: the whole
+// stack in one process, bots playing against it, traffic acknowledged and
+// updates flowing back, the dashboard served, and a clean stop.
+func TestRunStackWithBots(t *testing.T) {
+	ports := freePorts(t, 2)
+	base := freeBase(t)
+	out := &syncBuffer{}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	args := []string{"--data-dir", t.TempDir(), "--nats-port", "-1",
+		"--tcp-addr", fmt.Sprintf("127.0.0.1:%d", ports[0]), "--ws-addr", fmt.Sprintf("127.0.0.1:%d", ports[1]),
+		"--http-base", strconv.Itoa(base), "--bots", "10", "--bots-duration", "6s", "--log-level", "warn"}
+	go func() { done <- runStack(ctx, args, out, io.Discard) }()
+
+	waitfor.True(t, 90*time.Second, func() error {
+		select {
+		case err := <-done:
+			t.Fatalf("stack stopped early: %v\n%s", err, out.String())
+		default:
+		}
+		if !regexp.MustCompile(`summary: 10/10 bots connected`).MatchString(out.String()) {
+			return fmt.Errorf("no summary yet:\n%s", tail(out.String()))
+		}
+		return nil
+	})
+	s := out.String()
+	m := regexp.MustCompile(`acked (\d+) .*updates (\d+)`).FindStringSubmatch(s)
+	if m == nil {
+		t.Fatalf("summary without acked/updates:\n%s", tail(s))
+	}
+	acked, _ := strconv.Atoi(m[1])
+	updates, _ := strconv.Atoi(m[2])
+	if acked < 50 || updates < 50 {
+		t.Fatalf("too little traffic: acked %d updates %d\n%s", acked, updates, tail(s))
+	}
+	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/", base+3))
+	if err != nil {
+		t.Fatalf("dashboard: %v", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("dashboard status %d", resp.StatusCode)
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("stack stop: %v", err)
+		}
+	case <-time.After(60 * time.Second):
+		t.Fatal("stack did not stop within 60s of cancel")
+	}
+}
+
+func TestBadFlags(t *testing.T) {
+	for _, args := range [][]string{{"--bots", "-1"}, {"--bots-transport", "udp"}, {"--nats-sync", "sometimes"}, {"--data-dir", ""}} {
+		if err := runStack(context.Background(), args, io.Discard, io.Discard); err == nil {
+			t.Errorf("runStack(%v): want an error", args)
+		}
+	}
+	if code := run([]string{"nope"}, io.Discard, io.Discard); code != 2 {
+		t.Errorf("unknown command exit code %d, want 2", code)
+	}
+}
+
+func tail(s string) string {
+	if len(s) > 2000 {
+		return s[len(s)-2000:]
+	}
+	return s
+}
