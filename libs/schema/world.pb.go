@@ -1473,7 +1473,11 @@ type ZoneSnapshot struct {
 	// was applied too. Redelivery can reorder commands (a command redelivered
 	// after its ack wait arrives behind later ones); the mask keeps exactly-once
 	// for reorders up to 64 commands deep.
-	SessionMasks  map[string]uint64 `protobuf:"bytes,11,rep,name=session_masks,json=sessionMasks,proto3" json:"session_masks,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
+	SessionMasks map[string]uint64 `protobuf:"bytes,11,rep,name=session_masks,json=sessionMasks,proto3" json:"session_masks,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
+	// session_left_ns: event time at which a session's player left the zone
+	// (leave or transfer out). Sessions gone for longer than the retention
+	// (10 minutes of event time) are forgotten, so the dedupe state stays bounded.
+	SessionLeftNs map[string]int64 `protobuf:"bytes,12,rep,name=session_left_ns,json=sessionLeftNs,proto3" json:"session_left_ns,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1581,6 +1585,13 @@ func (x *ZoneSnapshot) GetEvents() uint64 {
 func (x *ZoneSnapshot) GetSessionMasks() map[string]uint64 {
 	if x != nil {
 		return x.SessionMasks
+	}
+	return nil
+}
+
+func (x *ZoneSnapshot) GetSessionLeftNs() map[string]int64 {
+	if x != nil {
+		return x.SessionLeftNs
 	}
 	return nil
 }
@@ -1925,7 +1936,7 @@ const file_world_proto_rawDesc = "" +
 	"\x11OwnershipReleased\x12\x1f\n" +
 	"\vinstance_id\x18\x01 \x01(\tR\n" +
 	"instanceId\x12\x14\n" +
-	"\x05fence\x18\x02 \x01(\x04R\x05fence\"\xd5\x05\n" +
+	"\x05fence\x18\x02 \x01(\x04R\x05fence\"\xf0\x06\n" +
 	"\fZoneSnapshot\x12\x12\n" +
 	"\x04zone\x18\x01 \x01(\tR\x04zone\x12\x19\n" +
 	"\blast_seq\x18\x02 \x01(\x04R\alastSeq\x12\x14\n" +
@@ -1938,7 +1949,8 @@ const file_world_proto_rawDesc = "" +
 	"\x11pending_transfers\x18\t \x03(\v2\x1b.realmstream.v1.TransferOutR\x10pendingTransfers\x12\x16\n" +
 	"\x06events\x18\n" +
 	" \x01(\x04R\x06events\x12S\n" +
-	"\rsession_masks\x18\v \x03(\v2..realmstream.v1.ZoneSnapshot.SessionMasksEntryR\fsessionMasks\x1aW\n" +
+	"\rsession_masks\x18\v \x03(\v2..realmstream.v1.ZoneSnapshot.SessionMasksEntryR\fsessionMasks\x12W\n" +
+	"\x0fsession_left_ns\x18\f \x03(\v2/.realmstream.v1.ZoneSnapshot.SessionLeftNsEntryR\rsessionLeftNs\x1aW\n" +
 	"\fPlayersEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x121\n" +
 	"\x05value\x18\x02 \x01(\v2\x1b.realmstream.v1.PlayerStateR\x05value:\x028\x01\x1a;\n" +
@@ -1947,7 +1959,10 @@ const file_world_proto_rawDesc = "" +
 	"\x05value\x18\x02 \x01(\x04R\x05value:\x028\x01\x1a?\n" +
 	"\x11SessionMasksEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\x04R\x05value:\x028\x01\"X\n" +
+	"\x05value\x18\x02 \x01(\x04R\x05value:\x028\x01\x1a@\n" +
+	"\x12SessionLeftNsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01\"X\n" +
 	"\x0fCommandRejected\x12-\n" +
 	"\x04code\x18\x01 \x01(\x0e2\x19.realmstream.v1.ErrorCodeR\x04code\x12\x16\n" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason\"\xda\x01\n" +
@@ -1977,7 +1992,7 @@ func file_world_proto_rawDescGZIP() []byte {
 	return file_world_proto_rawDescData
 }
 
-var file_world_proto_msgTypes = make([]protoimpl.MessageInfo, 23)
+var file_world_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
 var file_world_proto_goTypes = []any{
 	(*Command)(nil),               // 0: realmstream.v1.Command
 	(*TransferIn)(nil),            // 1: realmstream.v1.TransferIn
@@ -2002,21 +2017,22 @@ var file_world_proto_goTypes = []any{
 	nil,                           // 20: realmstream.v1.ZoneSnapshot.PlayersEntry
 	nil,                           // 21: realmstream.v1.ZoneSnapshot.SessionsEntry
 	nil,                           // 22: realmstream.v1.ZoneSnapshot.SessionMasksEntry
-	(*Join)(nil),                  // 23: realmstream.v1.Join
-	(*Leave)(nil),                 // 24: realmstream.v1.Leave
-	(*Move)(nil),                  // 25: realmstream.v1.Move
-	(*Chat)(nil),                  // 26: realmstream.v1.Chat
-	(*Attack)(nil),                // 27: realmstream.v1.Attack
-	(ChatScope)(0),                // 28: realmstream.v1.ChatScope
-	(ErrorCode)(0),                // 29: realmstream.v1.ErrorCode
-	(*ZoneChanged)(nil),           // 30: realmstream.v1.ZoneChanged
+	nil,                           // 23: realmstream.v1.ZoneSnapshot.SessionLeftNsEntry
+	(*Join)(nil),                  // 24: realmstream.v1.Join
+	(*Leave)(nil),                 // 25: realmstream.v1.Leave
+	(*Move)(nil),                  // 26: realmstream.v1.Move
+	(*Chat)(nil),                  // 27: realmstream.v1.Chat
+	(*Attack)(nil),                // 28: realmstream.v1.Attack
+	(ChatScope)(0),                // 29: realmstream.v1.ChatScope
+	(ErrorCode)(0),                // 30: realmstream.v1.ErrorCode
+	(*ZoneChanged)(nil),           // 31: realmstream.v1.ZoneChanged
 }
 var file_world_proto_depIdxs = []int32{
-	23, // 0: realmstream.v1.Command.join:type_name -> realmstream.v1.Join
-	24, // 1: realmstream.v1.Command.leave:type_name -> realmstream.v1.Leave
-	25, // 2: realmstream.v1.Command.move:type_name -> realmstream.v1.Move
-	26, // 3: realmstream.v1.Command.chat:type_name -> realmstream.v1.Chat
-	27, // 4: realmstream.v1.Command.attack:type_name -> realmstream.v1.Attack
+	24, // 0: realmstream.v1.Command.join:type_name -> realmstream.v1.Join
+	25, // 1: realmstream.v1.Command.leave:type_name -> realmstream.v1.Leave
+	26, // 2: realmstream.v1.Command.move:type_name -> realmstream.v1.Move
+	27, // 3: realmstream.v1.Command.chat:type_name -> realmstream.v1.Chat
+	28, // 4: realmstream.v1.Command.attack:type_name -> realmstream.v1.Attack
 	1,  // 5: realmstream.v1.Command.transfer_in:type_name -> realmstream.v1.TransferIn
 	2,  // 6: realmstream.v1.TransferIn.player:type_name -> realmstream.v1.PlayerState
 	4,  // 7: realmstream.v1.Event.ownership_claimed:type_name -> realmstream.v1.OwnershipClaimed
@@ -2033,23 +2049,24 @@ var file_world_proto_depIdxs = []int32{
 	14, // 18: realmstream.v1.Event.transfer_delivered:type_name -> realmstream.v1.TransferDelivered
 	15, // 19: realmstream.v1.Event.ownership_released:type_name -> realmstream.v1.OwnershipReleased
 	2,  // 20: realmstream.v1.PlayerJoined.player:type_name -> realmstream.v1.PlayerState
-	28, // 21: realmstream.v1.ChatSent.scope:type_name -> realmstream.v1.ChatScope
+	29, // 21: realmstream.v1.ChatSent.scope:type_name -> realmstream.v1.ChatScope
 	2,  // 22: realmstream.v1.TransferOut.player:type_name -> realmstream.v1.PlayerState
 	2,  // 23: realmstream.v1.TransferAccepted.player:type_name -> realmstream.v1.PlayerState
 	20, // 24: realmstream.v1.ZoneSnapshot.players:type_name -> realmstream.v1.ZoneSnapshot.PlayersEntry
 	21, // 25: realmstream.v1.ZoneSnapshot.sessions:type_name -> realmstream.v1.ZoneSnapshot.SessionsEntry
 	12, // 26: realmstream.v1.ZoneSnapshot.pending_transfers:type_name -> realmstream.v1.TransferOut
 	22, // 27: realmstream.v1.ZoneSnapshot.session_masks:type_name -> realmstream.v1.ZoneSnapshot.SessionMasksEntry
-	29, // 28: realmstream.v1.CommandRejected.code:type_name -> realmstream.v1.ErrorCode
-	19, // 29: realmstream.v1.SessionNotice.rejected:type_name -> realmstream.v1.CommandRejectedNotice
-	30, // 30: realmstream.v1.SessionNotice.zone_changed:type_name -> realmstream.v1.ZoneChanged
-	29, // 31: realmstream.v1.CommandRejectedNotice.code:type_name -> realmstream.v1.ErrorCode
-	2,  // 32: realmstream.v1.ZoneSnapshot.PlayersEntry.value:type_name -> realmstream.v1.PlayerState
-	33, // [33:33] is the sub-list for method output_type
-	33, // [33:33] is the sub-list for method input_type
-	33, // [33:33] is the sub-list for extension type_name
-	33, // [33:33] is the sub-list for extension extendee
-	0,  // [0:33] is the sub-list for field type_name
+	23, // 28: realmstream.v1.ZoneSnapshot.session_left_ns:type_name -> realmstream.v1.ZoneSnapshot.SessionLeftNsEntry
+	30, // 29: realmstream.v1.CommandRejected.code:type_name -> realmstream.v1.ErrorCode
+	19, // 30: realmstream.v1.SessionNotice.rejected:type_name -> realmstream.v1.CommandRejectedNotice
+	31, // 31: realmstream.v1.SessionNotice.zone_changed:type_name -> realmstream.v1.ZoneChanged
+	30, // 32: realmstream.v1.CommandRejectedNotice.code:type_name -> realmstream.v1.ErrorCode
+	2,  // 33: realmstream.v1.ZoneSnapshot.PlayersEntry.value:type_name -> realmstream.v1.PlayerState
+	34, // [34:34] is the sub-list for method output_type
+	34, // [34:34] is the sub-list for method input_type
+	34, // [34:34] is the sub-list for extension type_name
+	34, // [34:34] is the sub-list for extension extendee
+	0,  // [0:34] is the sub-list for field type_name
 }
 
 func init() { file_world_proto_init() }
@@ -2091,7 +2108,7 @@ func file_world_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_world_proto_rawDesc), len(file_world_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   23,
+			NumMessages:   24,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

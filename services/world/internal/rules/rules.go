@@ -435,11 +435,68 @@ func clips(r Rect, x0, y0, x1, y1 float32) bool {
 	return t0 <= t1
 }
 
+// SessionRetention is how long (in event time) the dedupe state of a session
+// whose player left the zone is kept. A command of that session redelivered
+// or resent later than this would be decided again (and rejected: the player
+// is gone).
+const SessionRetention = 10 * time.Minute
+
+func left(s *schema.ZoneSnapshot, p *schema.PlayerState, at int64) {
+	if p == nil || p.SessionId == "" {
+		return
+	}
+	if s.SessionLeftNs == nil {
+		s.SessionLeftNs = map[string]int64{}
+	}
+	s.SessionLeftNs[p.SessionId] = at
+}
+
+// trackSession keeps session_left_ns in step after ev: a session whose
+// player is present is active; any other session that sent a command is
+// retained for SessionRetention from the first such event.
+func trackSession(s *schema.ZoneSnapshot, ev *schema.Event) {
+	if ta := ev.GetTransferAccepted(); ta != nil {
+		delete(s.SessionLeftNs, ta.GetPlayer().GetSessionId())
+		return
+	}
+	if ev.CommandId == "" {
+		return
+	}
+	session, _, err := wire.ParseCommandID(ev.CommandId)
+	if err != nil {
+		return
+	}
+	if p := s.Players[ev.PlayerId]; p != nil && p.SessionId == session {
+		delete(s.SessionLeftNs, session)
+		return
+	}
+	if _, ok := s.SessionLeftNs[session]; !ok {
+		if s.SessionLeftNs == nil {
+			s.SessionLeftNs = map[string]int64{}
+		}
+		s.SessionLeftNs[session] = ev.TimestampNs
+	}
+}
+
+// prune forgets sessions that left more than SessionRetention before now.
+func prune(s *schema.ZoneSnapshot, now int64) {
+	for sess, at := range s.SessionLeftNs {
+		if now-at > int64(SessionRetention) {
+			delete(s.SessionLeftNs, sess)
+			delete(s.Sessions, sess)
+			delete(s.SessionMasks, sess)
+		}
+	}
+}
+
 // Apply folds ev, stored at stream sequence seq of evt.<zone>, into s. It
 // is deterministic: it reads only s and ev.
 func Apply(s *schema.ZoneSnapshot, ev *schema.Event, seq uint64, keepTransfers int) {
 	s.LastSeq = seq
 	s.Events++
+	if s.Events%1024 == 0 {
+		prune(s, ev.TimestampNs) // deterministic: event count and event time only
+	}
 	if ev.TimestampNs > s.LastEventNs {
 		s.LastEventNs = ev.TimestampNs
 	}
@@ -455,6 +512,7 @@ func Apply(s *schema.ZoneSnapshot, ev *schema.Event, seq uint64, keepTransfers i
 		}
 	}
 	p := s.Players[ev.PlayerId]
+	defer trackSession(s, ev)
 	switch b := ev.Body.(type) {
 	case *schema.Event_OwnershipClaimed:
 		s.Fence = b.OwnershipClaimed.GetFence()
@@ -462,6 +520,7 @@ func Apply(s *schema.ZoneSnapshot, ev *schema.Event, seq uint64, keepTransfers i
 		np := proto.Clone(b.PlayerJoined.GetPlayer()).(*schema.PlayerState)
 		s.Players[np.PlayerId] = np
 	case *schema.Event_PlayerLeft:
+		left(s, p, ev.TimestampNs)
 		delete(s.Players, ev.PlayerId)
 	case *schema.Event_PlayerMoved:
 		if p != nil {
@@ -491,6 +550,7 @@ func Apply(s *schema.ZoneSnapshot, ev *schema.Event, seq uint64, keepTransfers i
 			p.X, p.Y, p.Hp, p.Dead, p.RespawnAtNs = b.PlayerRespawned.X, b.PlayerRespawned.Y, b.PlayerRespawned.Hp, false, 0
 		}
 	case *schema.Event_TransferOut:
+		left(s, p, ev.TimestampNs)
 		delete(s.Players, ev.PlayerId)
 		s.PendingTransfers = append(s.PendingTransfers, proto.Clone(b.TransferOut).(*schema.TransferOut))
 	case *schema.Event_TransferDelivered:

@@ -282,3 +282,30 @@ func TestReorderedRedelivery(t *testing.T) {
 		t.Fatalf("seen: high %d mask %b", s.Sessions["s"], s.SessionMasks["s"])
 	}
 }
+
+func TestSessionPruning(t *testing.T) {
+	c := Default()
+	s := NewState("z")
+	seq := uint64(0)
+	for i := 0; i < 3000; i++ {
+		sess := fmt.Sprint("s", i)
+		now := int64(i) * int64(time.Second)
+		for _, body := range []*schema.Command{{Body: &schema.Command_Join{Join: &schema.Join{}}}, {Body: &schema.Command_Leave{Leave: &schema.Leave{}}}} {
+			q := uint64(1)
+			if body.GetLeave() != nil {
+				q = 2
+			}
+			body.SessionId, body.PlayerId, body.ClientSeq, body.CommandId = sess, "p"+sess, q, wire.CommandID(sess, q)
+			ev := c.Decide(s, body, now)
+			seq++
+			Apply(s, ev, seq, c.KeepTransfers)
+		}
+	}
+	// 3000 sessions over 3000s of event time; only those within ~10 minutes (+ pruning period) remain.
+	if n := len(s.Sessions); n > 1200 || n < 600 {
+		t.Fatalf("%d sessions kept", n)
+	}
+	if len(s.SessionLeftNs) != len(s.Sessions) {
+		t.Fatalf("left %d, sessions %d", len(s.SessionLeftNs), len(s.Sessions))
+	}
+}
