@@ -36,6 +36,7 @@ type appender struct {
 	timeout  time.Duration              // one publish attempt
 	valid    func() bool                // the lease is still valid
 	before   func(eventID string) error // test hook, runs before each append; an error aborts it
+	resolved int                        // ambiguous outcomes resolved by reading the log (tests, logs)
 }
 
 func wrongLastSeq(err error) bool {
@@ -105,6 +106,7 @@ func (a *appender) append(ctx context.Context, ev *schema.Event) (uint64, error)
 			return 0, ErrFenced
 		}
 		// Ambiguous: resolve before writing anything else.
+		a.resolved++
 		for {
 			seq, ours, rerr := a.resolve(ctx, ev.EventId)
 			if rerr == nil {

@@ -1,0 +1,178 @@
+package zone
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/realmstream/realmstream/libs/natstest"
+	"github.com/realmstream/realmstream/libs/schema"
+	"github.com/realmstream/realmstream/libs/wire"
+	"github.com/realmstream/realmstream/libs/zonelog"
+)
+
+// holdProxy forwards TCP between a client and the NATS server; while a
+// direction is held, bytes in that direction are buffered in the kernel (not
+// read), so the peer sees nothing until release: a stalled network.
+type holdProxy struct {
+	ln       net.Listener
+	target   string
+	toServer atomic.Bool // hold client -> server
+	toClient atomic.Bool // hold server -> client
+	wg       sync.WaitGroup
+	mu       sync.Mutex
+	conns    []net.Conn
+}
+
+func newHoldProxy(t *testing.T, target string) *holdProxy {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &holdProxy{ln: ln, target: target}
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			s, err := net.Dial("tcp", target)
+			if err != nil {
+				c.Close()
+				continue
+			}
+			p.mu.Lock()
+			p.conns = append(p.conns, c, s)
+			p.mu.Unlock()
+			go p.pipe(s, c, &p.toServer)
+			go p.pipe(c, s, &p.toClient)
+		}
+	}()
+	t.Cleanup(func() {
+		ln.Close()
+		p.mu.Lock()
+		for _, c := range p.conns {
+			c.Close()
+		}
+		p.mu.Unlock()
+	})
+	return p
+}
+
+func (p *holdProxy) pipe(dst, src net.Conn, hold *atomic.Bool) {
+	buf := make([]byte, 32<<10)
+	for {
+		for hold.Load() {
+			time.Sleep(5 * time.Millisecond)
+		}
+		n, err := src.Read(buf)
+		if n > 0 {
+			for hold.Load() { // hold what was read too
+				time.Sleep(5 * time.Millisecond)
+			}
+			if _, werr := dst.Write(buf[:n]); werr != nil {
+				return
+			}
+		}
+		if err != nil {
+			if !errors.Is(err, io.EOF) {
+				dst.Close()
+			}
+			return
+		}
+	}
+}
+
+func (p *holdProxy) url() string { return "nats://" + p.ln.Addr().String() }
+
+func testAppender(t *testing.T, js jetstream.JetStream, zone string, fence uint64) *appender {
+	st, err := js.Stream(context.Background(), wire.StreamEvents)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &appender{js: js, stream: st, zone: zone, subject: wire.EventSubject(zone), instance: "w" + strconv.FormatUint(fence, 10),
+		fence: fence, timeout: 300 * time.Millisecond, valid: func() bool { return true }}
+}
+
+func claimEv(id string, f uint64) *schema.Event {
+	return &schema.Event{EventId: id, Body: &schema.Event_OwnershipClaimed{OwnershipClaimed: &schema.OwnershipClaimed{InstanceId: "w", Fence: f}}}
+}
+
+func chatEv(id, cmd string) *schema.Event {
+	return &schema.Event{EventId: id, CommandId: cmd, Body: &schema.Event_ChatSent{ChatSent: &schema.ChatSent{Text: "x"}}}
+}
+
+// TestAmbiguousAppend: the PubAck of a stored append is lost (the network
+// stalls server -> client past the publish timeout). The appender resolves
+// the outcome by reading the log's last message and does not append twice;
+// when the publish never reached the server it sends the same message again.
+func TestAmbiguousAppend(t *testing.T) {
+	srv, _, direct := natstest.StartWithStreams(t)
+	p := newHoldProxy(t, srv.Addr().String())
+	_, js := natstest.Connect(t, p.url())
+	a := testAppender(t, js, "z", 1)
+	ctx := context.Background()
+	if _, err := a.append(ctx, claimEv("z/claim/1", 1)); err != nil {
+		t.Fatal(err)
+	}
+
+	// 1. Stored, ack lost: release the stall after the publish timed out.
+	p.toClient.Store(true)
+	go func() { time.Sleep(500 * time.Millisecond); p.toClient.Store(false) }()
+	seq, err := a.append(ctx, chatEv("z/c/s:1", "s:1"))
+	if err != nil {
+		t.Fatalf("ambiguous append: %v", err)
+	}
+	// 2. Never reached the server: stall client -> server, then release.
+	p.toServer.Store(true)
+	go func() { time.Sleep(500 * time.Millisecond); p.toServer.Store(false) }()
+	seq2, err := a.append(ctx, chatEv("z/c/s:2", "s:2"))
+	if err != nil {
+		t.Fatalf("lost append: %v", err)
+	}
+	if a.resolved != 2 {
+		t.Fatalf("%d ambiguous appends resolved, want 2", a.resolved)
+	}
+	if seq2 <= seq {
+		t.Fatalf("seq %d after %d", seq2, seq)
+	}
+	logs, err := zonelog.ReadAll(ctx, direct, []string{"z"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(logs["z"]) != 3 {
+		t.Fatalf("%d events in the log, want 3 (no double append)", len(logs["z"]))
+	}
+	if _, vs := zonelog.Check(logs); len(vs) != 0 {
+		t.Fatalf("violations: %v", vs)
+	}
+
+	// 3. Another owner appended meanwhile: the stale appender is refused.
+	b := testAppender(t, direct, "z", 2)
+	b.lastSeq = a.lastSeq
+	if _, err := b.append(ctx, claimEv("z/claim/2", 2)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.append(ctx, chatEv("z/c/s:3", "s:3")); !errors.Is(err, ErrFenced) {
+		t.Fatalf("stale append: %v, want ErrFenced", err)
+	}
+	// 4. The same event id decided by the new owner: the old owner's retry
+	// gets a Duplicate ack for a message that is not its own: refused.
+	if _, err := b.append(ctx, chatEv("z/c/s:4", "s:4")); err != nil {
+		t.Fatal(err)
+	}
+	a.lastSeq = b.lastSeq - 1 // even with a plausible expected sequence
+	if _, err := a.append(ctx, chatEv("z/c/s:4", "s:4")); !errors.Is(err, ErrFenced) {
+		t.Fatalf("duplicate of another owner's event: %v, want ErrFenced", err)
+	}
+	_ = nats.ErrTimeout
+}
