@@ -21,7 +21,8 @@ import (
 type view struct {
 	m      worldmap.Map
 	n      int                            // cells per side
-	prev   map[uint32]map[string]struct{} // entity ids published per cell last tick
+	last   map[string]uint32 // entity id -> cell it was published in last tick
+	mark   []bool            // scratch: cells to publish this tick
 	cover  []uint32
 	chat   map[uint32][]*schema.ChatLine
 	combat map[uint32][]*schema.CombatLine
@@ -30,7 +31,7 @@ type view struct {
 
 func newView(m worldmap.Map) *view {
 	n := m.CellsPerSide()
-	v := &view{m: m, n: n, prev: map[uint32]map[string]struct{}{}, chat: map[uint32][]*schema.ChatLine{},
+	v := &view{m: m, n: n, last: map[string]uint32{}, mark: make([]bool, m.CellCount()), chat: map[uint32][]*schema.ChatLine{},
 		combat: map[uint32][]*schema.CombatLine{}, cur: map[uint32][]*schema.EntityView{}}
 	axis := coverAxis(n)
 	for _, y := range axis {
@@ -84,70 +85,50 @@ func (v *view) note(s *schema.ZoneSnapshot, ev *schema.Event) {
 // build returns the updates of this tick, in cell order, and resets the lines.
 func (v *view) build(zone string, s *schema.ZoneSnapshot, tick uint64, now int64) []*schema.ZoneUpdate {
 	clear(v.cur)
-	for _, p := range s.Players {
+	removed := map[uint32][]string{}
+	for id, p := range s.Players {
 		c := v.m.CellOf(p.X, p.Y)
 		v.cur[c] = append(v.cur[c], &schema.EntityView{Id: p.PlayerId, Name: p.Name, X: p.X, Y: p.Y, Hp: p.Hp, Dead: p.Dead, LastInputSeq: p.LastInputSeq})
+		if old, ok := v.last[id]; ok && old != c {
+			removed[old] = append(removed[old], id)
+		}
+		v.last[id] = c
 	}
-	cells := make([]uint32, 0, len(v.cur)+len(v.prev)+len(v.chat)+len(v.combat))
-	seen := map[uint32]bool{}
-	for _, m := range []any{v.cur, v.prev, v.chat, v.combat} {
-		switch m := m.(type) {
-		case map[uint32][]*schema.EntityView:
-			for c := range m {
-				if !seen[c] {
-					seen[c] = true
-					cells = append(cells, c)
-				}
-			}
-		case map[uint32]map[string]struct{}:
-			for c := range m {
-				if !seen[c] {
-					seen[c] = true
-					cells = append(cells, c)
-				}
-			}
-		case map[uint32][]*schema.ChatLine:
-			for c := range m {
-				if !seen[c] {
-					seen[c] = true
-					cells = append(cells, c)
-				}
-			}
-		case map[uint32][]*schema.CombatLine:
-			for c := range m {
-				if !seen[c] {
-					seen[c] = true
-					cells = append(cells, c)
-				}
+	if len(v.last) > len(s.Players) {
+		for id, old := range v.last {
+			if _, ok := s.Players[id]; !ok {
+				removed[old] = append(removed[old], id)
+				delete(v.last, id)
 			}
 		}
 	}
-	sort.Slice(cells, func(i, j int) bool { return cells[i] < cells[j] })
-	out := make([]*schema.ZoneUpdate, 0, len(cells))
-	next := make(map[uint32]map[string]struct{}, len(v.cur))
-	for _, c := range cells {
-		ents := v.cur[c]
-		sort.Slice(ents, func(i, j int) bool { return ents[i].Id < ents[j].Id })
-		u := &schema.ZoneUpdate{Zone: zone, Cell: c, Tick: tick, ServerTimeNs: now, Entities: ents, Chat: v.chat[c], Combat: v.combat[c]}
-		ids := make(map[string]struct{}, len(ents))
-		for _, e := range ents {
-			ids[e.Id] = struct{}{}
-		}
-		for id := range v.prev[c] {
-			if _, still := ids[id]; !still {
-				u.Removed = append(u.Removed, id)
-			}
-		}
-		sort.Strings(u.Removed)
-		if len(ids) > 0 {
-			next[c] = ids
-		}
-		if len(u.Entities) == 0 && len(u.Removed) == 0 && len(u.Chat) == 0 && len(u.Combat) == 0 {
+	mark := v.mark
+	for i := range mark {
+		mark[i] = false
+	}
+	for c := range v.cur {
+		mark[c] = true
+	}
+	for c := range removed {
+		mark[c] = true
+	}
+	for c := range v.chat {
+		mark[c] = true
+	}
+	for c := range v.combat {
+		mark[c] = true
+	}
+	var out []*schema.ZoneUpdate
+	for c, ok := range mark {
+		if !ok {
 			continue
 		}
-		out = append(out, u)
+		cell := uint32(c)
+		rm := removed[cell]
+		sort.Strings(rm)
+		out = append(out, &schema.ZoneUpdate{Zone: zone, Cell: cell, Tick: tick, ServerTimeNs: now, Entities: v.cur[cell],
+			Chat: v.chat[cell], Combat: v.combat[cell], Removed: rm})
 	}
-	v.prev = next
 	clear(v.chat)
 	clear(v.combat)
 	return out
