@@ -20,7 +20,7 @@ import (
 // A view is owned by the zone goroutine.
 type view struct {
 	m      worldmap.Map
-	n      int                            // cells per side
+	n      int               // cells per side
 	last   map[string]uint32 // entity id -> cell it was published in last tick
 	mark   []bool            // scratch: cells to publish this tick
 	cover  []uint32
