@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"context"
 	"fmt"
 	"sort"
 	"strings"
@@ -8,8 +9,10 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/realmstream/realmstream/e2e/audit"
 	"github.com/realmstream/realmstream/libs/schema"
 	"github.com/realmstream/realmstream/libs/wire"
 )
@@ -31,7 +34,7 @@ type claim struct {
 	at       time.Time
 }
 
-func newTracker(nc *nats.Conn) (*tracker, error) {
+func newTracker(ctx context.Context, nc *nats.Conn, js jetstream.JetStream) (*tracker, error) {
 	t := &tracker{arrivals: map[string][]time.Time{}}
 	sub, err := nc.Subscribe(wire.EventSubjects, t.onEvent)
 	if err != nil {
@@ -39,6 +42,24 @@ func newTracker(nc *nats.Conn) (*tracker, error) {
 	}
 	_ = sub.SetPendingLimits(-1, -1)
 	t.sub = sub
+	// The claims made before the subscription (at start) come from the log.
+	_, err = audit.ReadStream(ctx, js, wire.StreamEvents, func(m audit.StreamMsg) error {
+		var ev schema.Event
+		if proto.Unmarshal(m.Data, &ev) == nil {
+			if oc := ev.GetOwnershipClaimed(); oc != nil {
+				t.mu.Lock()
+				t.claims = append(t.claims, claim{zone: strings.TrimPrefix(m.Subject, wire.EventPrefix), instance: oc.InstanceId, fence: oc.Fence, at: m.Time})
+				t.mu.Unlock()
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	t.mu.Lock()
+	sort.SliceStable(t.claims, func(i, j int) bool { return t.claims[i].at.Before(t.claims[j].at) })
+	t.mu.Unlock()
 	return t, nil
 }
 

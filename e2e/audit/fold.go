@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"sort"
+	"strings"
 
 	"github.com/jackc/pgx/v5"
 
@@ -135,8 +136,10 @@ func CheckReadModels(ctx context.Context, urls []string, logs map[string]*ZoneLo
 	var f ReadModelFindings
 	f.Players, f.Zones = len(want), len(wantZones)
 	var vs []Violation
+	per := map[string]int{}
 	add := func(check, format string, a ...any) {
-		if len(vs) < 60 {
+		per[check]++
+		if per[check] <= 25 {
 			vs = append(vs, Violation{check, fmt.Sprintf(format, a...)})
 		}
 	}
@@ -199,6 +202,7 @@ func CheckReadModels(ctx context.Context, urls []string, logs map[string]*ZoneLo
 		}
 	}
 	f.PlayersStored = len(got)
+	traced := map[string]int{}
 	ids := make([]string, 0, len(want))
 	for id := range want {
 		ids = append(ids, id)
@@ -233,7 +237,14 @@ func CheckReadModels(ctx context.Context, urls []string, logs map[string]*ZoneLo
 		}
 		if len(diffs) > 0 {
 			f.PlayerMismatch++
-			add("read-model-player", "player %s: re-fold/stored differ: %v", id, diffs)
+			detail := fmt.Sprintf("player %s: re-fold/stored differ: %v", id, diffs)
+			// Evidence for the first few mismatches of each kind.
+			kind := strings.SplitN(diffs[0], " ", 2)[0]
+			if traced[kind] < 3 {
+				traced[kind]++
+				detail += "; its last events: " + playerTrace(logs, id, 8)
+			}
+			add("read-model-player", "%s", detail)
 		}
 	}
 	for id := range got {
@@ -254,5 +265,45 @@ func CheckReadModels(ctx context.Context, urls []string, logs map[string]*ZoneLo
 			add("read-model-zone", "zone %s: re-fold %+v, stored %+v", z, *w, *g)
 		}
 	}
+	for _, c := range []string{"read-model-player", "read-model-zone"} {
+		if per[c] > 25 {
+			vs = append(vs, Violation{c, fmt.Sprintf("... %d in all", per[c])})
+		}
+	}
 	return f, vs, nil
+}
+
+// playerTrace lists the last n events that touch player id (as actor or
+// target), in stream order: the evidence for a read-model mismatch.
+func playerTrace(logs map[string]*ZoneLog, id string, n int) string {
+	var hits []LoggedEvent
+	for _, zl := range logs {
+		for _, le := range zl.Events {
+			ev := le.Event
+			if ev.PlayerId == id || ev.GetAttackHit().GetTargetId() == id {
+				hits = append(hits, le)
+			}
+		}
+	}
+	sort.Slice(hits, func(i, j int) bool { return hits[i].Seq < hits[j].Seq })
+	if len(hits) > n {
+		hits = hits[len(hits)-n:]
+	}
+	var b strings.Builder
+	for _, le := range hits {
+		ev := le.Event
+		fmt.Fprintf(&b, "[seq %d %s %s", le.Seq, ev.Zone, EventType(ev))
+		switch x := ev.Body.(type) {
+		case *schema.Event_AttackHit:
+			fmt.Fprintf(&b, " by %s on %s hp=%d killed=%v", ev.PlayerId, x.AttackHit.TargetId, x.AttackHit.TargetHp, x.AttackHit.Killed)
+		case *schema.Event_PlayerJoined:
+			fmt.Fprintf(&b, " hp=%d name=%q", x.PlayerJoined.GetPlayer().GetHp(), x.PlayerJoined.GetPlayer().GetName())
+		case *schema.Event_TransferAccepted:
+			fmt.Fprintf(&b, " hp=%d", x.TransferAccepted.GetPlayer().GetHp())
+		case *schema.Event_PlayerRespawned:
+			fmt.Fprintf(&b, " hp=%d", x.PlayerRespawned.Hp)
+		}
+		b.WriteString("] ")
+	}
+	return b.String()
 }

@@ -149,6 +149,12 @@ func StartStack(t testing.TB, cfg StackConfig) *Stack {
 	if cfg.Persists == 0 && !cfg.NoPersist {
 		cfg.Persists = 2
 	}
+	if cfg.NoWorld {
+		cfg.Worlds = 0
+	}
+	if cfg.NoPersist {
+		cfg.Persists = 0
+	}
 	if cfg.Shards == 0 {
 		cfg.Shards = 2
 	}
@@ -161,6 +167,11 @@ func StartStack(t testing.TB, cfg StackConfig) *Stack {
 	root, err := RepoRoot()
 	if err != nil {
 		t.Fatal(err)
+	}
+	if src := os.Getenv("E2E_SRC"); src != "" {
+		// Build the services from another checkout (e.g. a snapshot of a
+		// commit) while the tests come from this one.
+		root = src
 	}
 	binDir, err := os.MkdirTemp("", "realm-e2e-bin-")
 	if err != nil {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"strings"
 	"sync"
 	"time"
 
@@ -53,6 +54,7 @@ type bot struct {
 	joined   bool
 	resync   bool // a move was refused: take the server's position from the next view of ourselves
 	dead     bool
+	blocked  int // walls hit: after a few, waypoints avoid the last direction
 	pending  map[uint64]*sentCmd
 	moves    []sentCmd // moves awaiting their update, ascending seq
 	acked    []AckRecord
@@ -363,6 +365,12 @@ func (b *bot) pickWaypointLocked() {
 			return
 		}
 	}
+	if b.rng.IntN(5) < 2 {
+		// The middle of a zone is where players meet (and fight).
+		b.wx = size/2 - 120 + b.rng.Float32()*240
+		b.wy = size/2 - 120 + b.rng.Float32()*240
+		return
+	}
 	b.wx = 50 + b.rng.Float32()*(size-100)
 	b.wy = 50 + b.rng.Float32()*(size-100)
 }
@@ -443,8 +451,14 @@ func (b *bot) onPacket(p *schema.ServerPacket) {
 		if body.Error.Code == schema.ErrorCode_ERROR_CODE_REJECTED {
 			// The world refused a command that was accepted earlier (rules).
 			b.sw.C.Rejected.Add(1)
+			b.sw.C.rejectReason(body.Error.Message)
 			b.dropMoveLocked(p.AckSeq)
 			b.resync = true
+			if strings.Contains(body.Error.Message, "blocked") || strings.Contains(body.Error.Message, "outside") {
+				// Walked into a wall: head somewhere else, like a player would.
+				b.hasWay = false
+				b.blocked++
+			}
 			b.sw.record(record{T: "rejected", Bot: b.id, ID: wire.CommandID(b.session, p.AckSeq), Seq: p.AckSeq, Detail: body.Error.Message})
 			return
 		}

@@ -58,6 +58,7 @@ type Report struct {
 	SendToAck     Latency          `json:"send_to_ack"`
 	Reconnect     Latency          `json:"reconnect"`
 	ErrorCodes    map[string]int64 `json:"error_codes"`
+	RejectReasons map[string]int64 `json:"reject_reasons"`
 }
 
 // Report summarises the run so far (final after Run returns).
@@ -79,7 +80,7 @@ func (s *Swarm) Report() *Report {
 		Connects: s.C.Connects.Load(), ConnFail: s.C.ConnectFailures.Load(), Disconnects: s.C.Disconnects.Load(),
 		Resumes: s.C.Resumes.Load(), Crossings: s.C.Crossings.Load(),
 		InputToUpdate: summarize(&s.Lat), SendToAck: summarize(&s.Ack), Reconnect: summarize(&s.Reconnect),
-		ErrorCodes: map[string]int64{},
+		ErrorCodes: map[string]int64{}, RejectReasons: map[string]int64{},
 	}
 	for _, b := range s.bots {
 		if b.ws {
@@ -94,6 +95,10 @@ func (s *Swarm) Report() *Report {
 	r.UpdatesPerSec = float64(r.Updates) / dur
 	s.C.ErrorCodes.Range(func(k, v any) bool {
 		r.ErrorCodes[k.(string)] = v.(*atomic.Int64).Load()
+		return true
+	})
+	s.C.RejectReasons.Range(func(k, v any) bool {
+		r.RejectReasons[k.(string)] = v.(*atomic.Int64).Load()
 		return true
 	})
 	return r
@@ -113,15 +118,20 @@ func (r *Report) Print(w io.Writer) {
 	pl("input->update", r.InputToUpdate)
 	pl("send->ack", r.SendToAck)
 	pl("reconnect", r.Reconnect)
-	if len(r.ErrorCodes) > 0 {
-		keys := make([]string, 0, len(r.ErrorCodes))
-		for k := range r.ErrorCodes {
+	printMap(w, "rejected by the world:", r.RejectReasons)
+	printMap(w, "errors by code:", r.ErrorCodes)
+}
+
+func printMap(w io.Writer, title string, m map[string]int64) {
+	if len(m) > 0 {
+		keys := make([]string, 0, len(m))
+		for k := range m {
 			keys = append(keys, k)
 		}
 		sort.Strings(keys)
-		fmt.Fprint(w, "errors by code:")
+		fmt.Fprint(w, title)
 		for _, k := range keys {
-			fmt.Fprintf(w, " %s=%d", k, r.ErrorCodes[k])
+			fmt.Fprintf(w, " [%s]=%d", k, m[k])
 		}
 		fmt.Fprintln(w)
 	}

@@ -117,6 +117,18 @@ type Counters struct {
 	Disconnects, Crossings, Unanswered              atomic.Int64
 	Moves, Chats, Attacks, Joins                    atomic.Int64
 	ErrorCodes                                      sync.Map // code string -> *atomic.Int64
+	RejectReasons                                   sync.Map // reason (digits dropped) -> *atomic.Int64
+}
+
+func (c *Counters) rejectReason(r string) {
+	b := make([]byte, 0, len(r))
+	for i := 0; i < len(r); i++ {
+		if ch := r[i]; (ch < '0' || ch > '9') && ch != '.' {
+			b = append(b, ch)
+		}
+	}
+	v, _ := c.RejectReasons.LoadOrStore(string(b), new(atomic.Int64))
+	v.(*atomic.Int64).Add(1)
 }
 
 func (c *Counters) errorCode(code string) {
