@@ -83,7 +83,7 @@ func TestOverlaysDiffer(t *testing.T) {
 			}
 		}
 		sum[env] = summary{ns: d.Namespace, image: d.Spec.Template.Spec.Containers[0].Image, nats: genv["REALM_NATS_URL"].Value,
-			redis: wenv["REALM_REDIS_ADDR"].Value, minGateway: *h.Spec.MinReplicas, gatewayCPU: cpu.String(),
+			redis: wenv["REALM_REDIS_ADDR"].Value + wenv["REALM_REDIS_SENTINEL_ADDRS"].Value, minGateway: *h.Spec.MinReplicas, gatewayCPU: cpu.String(),
 			infra: len(objs.StatefulSets()), clusters: n}
 	}
 	seen := map[string]string{}
