@@ -15,8 +15,9 @@
 // Nats-Expected-Last-Subject-Sequence), see docs/world.md.
 //
 // Concurrency: a Locker is safe for concurrent use. A Lease is safe for
-// concurrent use (its state is behind its own mutex); its renewal runs in one
-// goroutine owned by the lease.
+// concurrent use (its state is behind its own mutex); its renewals run on a
+// timer re-armed after each one, so at most one runs at a time and a lease
+// costs no goroutine between renewals.
 package lock
 
 import (
@@ -173,11 +174,13 @@ func (l *Locker) TryAcquire(ctx context.Context, name string) (*Lease, error) {
 		return nil, fmt.Errorf("lock: acquire of %s took %v, longer than the lease validity", name, time.Since(start))
 	}
 	l.opts.Metrics.acquired(time.Since(start))
-	ls := &Lease{l: l, name: name, token: token, fence: fence, stop: make(chan struct{}), done: make(chan struct{})}
+	ls := &Lease{l: l, name: name, token: token, fence: fence}
 	ls.ctx, ls.cancel = context.WithCancelCause(context.Background())
+	ls.mu.Lock()
 	ls.deadline = start.Add(valid)
 	ls.timer = time.AfterFunc(valid, func() { ls.lose(fmt.Errorf("%w: validity of %s ended without a renewal", ErrLost, name)) })
-	go ls.renewLoop()
+	ls.renewTimer = time.AfterFunc(l.opts.RenewEvery, ls.renew)
+	ls.mu.Unlock()
 	return ls, nil
 }
 
@@ -214,21 +217,19 @@ func (l *Locker) Acquire(ctx context.Context, name string) (*Lease, error) {
 // call time - drift - margin, on the monotonic clock), so work guarded by the
 // context stops in time unless the process itself is paused.
 type Lease struct {
-	l      *Locker
-	name   string
-	token  string
-	fence  uint64
-	ctx    context.Context
-	cancel context.CancelCauseFunc
-	stop   chan struct{} // closed by Release/Abandon: stop renewing
-	done   chan struct{} // closed when the renew loop has exited
-
+	l        *Locker
+	name     string
+	token    string
+	fence    uint64
+	ctx      context.Context
+	cancel   context.CancelCauseFunc
 	stopOnce sync.Once
 
-	mu       sync.Mutex // guards deadline, timer, ended
-	deadline time.Time
-	timer    *time.Timer
-	ended    bool
+	mu         sync.Mutex // guards deadline, timer, renewTimer, ended
+	deadline   time.Time
+	timer      *time.Timer // fires at the deadline: the lease is lost
+	renewTimer *time.Timer // fires every RenewEvery (re-armed after each renewal)
+	ended      bool
 }
 
 // Name returns the lease name.
@@ -265,40 +266,38 @@ func (ls *Lease) Valid() bool {
 	return time.Now().Before(ls.Deadline())
 }
 
-func (ls *Lease) renewLoop() {
-	defer close(ls.done)
-	t := time.NewTicker(ls.l.opts.RenewEvery)
-	defer t.Stop()
-	for {
-		select {
-		case <-ls.stop:
-			return
-		case <-ls.ctx.Done():
-			return
-		case <-t.C:
-		}
-		remaining := time.Until(ls.Deadline())
-		if remaining <= 0 {
-			return
-		}
-		// A renewal that answers after the deadline is useless: bound the call.
-		ctx, cancel := context.WithTimeout(ls.ctx, remaining)
-		start := time.Now()
-		err := ls.l.store.Renew(ctx, ls.name, ls.token, ls.l.opts.TTL)
-		cancel()
-		switch {
-		case err == nil:
-			ls.extend(start)
-		case errors.Is(err, ErrNotHeld):
-			ls.l.opts.Metrics.renewFailure()
-			ls.lose(fmt.Errorf("%w: %s was taken over or expired in the store", ErrLost, ls.name))
-			return
-		default:
-			// Transient (network, Redis down): keep trying until the local
-			// deadline; the timer cancels the context when it passes.
-			ls.l.opts.Metrics.renewFailure()
-		}
+// renew runs on the renew timer's goroutine, one at a time (the timer is
+// re-armed only after a renewal completes).
+func (ls *Lease) renew() {
+	if ls.ctx.Err() != nil {
+		return
 	}
+	remaining := time.Until(ls.Deadline())
+	if remaining <= 0 {
+		return
+	}
+	// A renewal that answers after the deadline is useless: bound the call.
+	ctx, cancel := context.WithTimeout(ls.ctx, remaining)
+	start := time.Now()
+	err := ls.l.store.Renew(ctx, ls.name, ls.token, ls.l.opts.TTL)
+	cancel()
+	switch {
+	case err == nil:
+		ls.extend(start)
+	case errors.Is(err, ErrNotHeld):
+		ls.l.opts.Metrics.renewFailure()
+		ls.lose(fmt.Errorf("%w: %s was taken over or expired in the store", ErrLost, ls.name))
+		return
+	default:
+		// Transient (network, Redis down): keep trying until the local
+		// deadline; the deadline timer cancels the context when it passes.
+		ls.l.opts.Metrics.renewFailure()
+	}
+	ls.mu.Lock()
+	if !ls.ended {
+		ls.renewTimer.Reset(ls.l.opts.RenewEvery)
+	}
+	ls.mu.Unlock()
 }
 
 func (ls *Lease) extend(start time.Time) {
@@ -319,6 +318,7 @@ func (ls *Lease) lose(err error) {
 	first := !ls.ended
 	ls.ended = true
 	ls.timer.Stop()
+	ls.renewTimer.Stop()
 	ls.mu.Unlock()
 	if !first {
 		return
@@ -330,8 +330,8 @@ func (ls *Lease) lose(err error) {
 	}
 }
 
-// end stops the renewal loop and cancels the context; it reports whether
-// this call was the first to end the lease by release or abandon.
+// end stops the renewal and cancels the context; it reports whether this
+// call was the first to end the lease by release or abandon.
 func (ls *Lease) end() bool {
 	first := false
 	ls.stopOnce.Do(func() {
@@ -339,12 +339,12 @@ func (ls *Lease) end() bool {
 		ls.mu.Lock()
 		ls.ended = true
 		ls.timer.Stop()
+		ls.renewTimer.Stop()
 		ls.mu.Unlock()
-		close(ls.stop)
 		ls.cancel(ErrReleased) // no effect when already lost
-		// Not waiting for the renew loop: a renewal still in flight is a
-		// compare-and-expire of our own token; after a release it finds
-		// nothing and ends the (already ended) lease again, harmlessly.
+		// A renewal already running is a compare-and-expire of our own token;
+		// after a release it finds nothing and ends the (ended) lease again,
+		// harmlessly.
 	})
 	return first
 }
