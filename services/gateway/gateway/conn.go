@@ -15,6 +15,7 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/time/rate"
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/realmstream/realmstream/libs/mpsc"
@@ -188,7 +189,10 @@ type conn struct {
 	zone atomic.Pointer[string] // current zone; nil before Join
 	cell atomic.Int64           // AOI centre cell, -1 unknown
 
-	pkt schema.ClientPacket // reader's reusable decode target
+	pkt      schema.ClientPacket // reader's reusable decode target
+	cmd      schema.Command      // reader's reusable command (marshalled before reuse)
+	subject  string              // reader: cmd.<subjZone>, cached
+	subjZone string
 }
 
 func newConn(s *Service, tr transport) *conn {
@@ -248,7 +252,7 @@ func (c *conn) writeLoop() {
 			n += len(b)
 		}
 		err := c.tr.writePackets(batch)
-		c.s.m.bytes.WithLabelValues("out").Add(float64(n))
+		c.s.m.bytesOut.Add(float64(n))
 		batch = batch[:0]
 		return err == nil
 	}
@@ -391,8 +395,30 @@ func (c *conn) replyBusy(seq uint64) {
 	c.reply(&schema.ServerPacket{AckSeq: seq, Body: &schema.ServerPacket_Busy{Busy: &schema.Busy{RetryAfterMs: 50}}})
 }
 
+// sendAck queues an Ack. It is the hottest answer, so it is encoded by hand
+// (TestAckEncoding checks it against proto.Marshal).
 func (c *conn) sendAck(seq, streamSeq uint64, dup bool) {
-	c.send(&schema.ServerPacket{AckSeq: seq, Body: &schema.ServerPacket_Ack{Ack: &schema.Ack{StreamSeq: streamSeq, Duplicate: dup}}})
+	c.sendBytes(appendAck(make([]byte, 0, 24), seq, streamSeq, dup))
+}
+
+// appendAck encodes ServerPacket{ack_seq: seq, ack: Ack{stream_seq, duplicate}}.
+func appendAck(b []byte, seq, streamSeq uint64, dup bool) []byte {
+	var body [12]byte
+	inner := body[:0]
+	if streamSeq != 0 {
+		inner = protowire.AppendTag(inner, 1, protowire.VarintType)
+		inner = protowire.AppendVarint(inner, streamSeq)
+	}
+	if dup {
+		inner = protowire.AppendTag(inner, 2, protowire.VarintType)
+		inner = protowire.AppendVarint(inner, 1)
+	}
+	if seq != 0 {
+		b = protowire.AppendTag(b, 1, protowire.VarintType)
+		b = protowire.AppendVarint(b, seq)
+	}
+	b = protowire.AppendTag(b, 11, protowire.BytesType)
+	return protowire.AppendBytes(b, inner)
 }
 
 // readLoop reads and handles packets until the socket fails or a packet is
@@ -424,7 +450,7 @@ func (c *conn) readLoop() {
 				return
 			}
 		}
-		c.s.m.bytes.WithLabelValues("in").Add(float64(len(b)))
+		c.s.m.bytesIn.Add(float64(len(b)))
 		select {
 		case <-c.finish:
 			continue // closing: discard until the client closes (see closeGracefully)
@@ -486,15 +512,11 @@ func (c *conn) handle(b []byte) {
 		c.replyBusy(seq)
 		return
 	}
-	cmd := &schema.Command{
-		CommandId:    wire.CommandID(c.session, seq),
-		SessionId:    c.session,
-		PlayerId:     c.player,
-		PlayerName:   c.name,
-		Zone:         zone,
-		ClientSeq:    seq,
-		ReceivedAtNs: received.UnixNano(),
-	}
+	cmd := &c.cmd
+	cmd.Reset()
+	cmd.CommandId = wire.CommandID(c.session, seq)
+	cmd.SessionId, cmd.PlayerId, cmd.PlayerName = c.session, c.player, c.name
+	cmd.Zone, cmd.ClientSeq, cmd.ReceivedAtNs = zone, seq, received.UnixNano()
 	switch body := p.Body.(type) {
 	case *schema.ClientPacket_Join:
 		cmd.Body = &schema.Command_Join{Join: body.Join}
@@ -507,32 +529,35 @@ func (c *conn) handle(b []byte) {
 	case *schema.ClientPacket_Attack:
 		cmd.Body = &schema.Command_Attack{Attack: body.Attack}
 	}
-	data, err := proto.Marshal(cmd)
-	if err != nil {
+	it := newItem()
+	var err error
+	if it.buf, err = marshalCmd.MarshalAppend(it.buf[:0], cmd); err != nil {
+		freeItem(it)
 		c.replyError(seq, schema.ErrorCode_ERROR_CODE_INTERNAL, "encode command")
 		return
 	}
-	ctx, span := c.s.tracer.Start(context.Background(), "gateway.command", trace.WithTimestamp(received),
-		trace.WithAttributes(attribute.String("realm.command_id", cmd.CommandId), attribute.String("realm.zone", zone)))
-	h := nats.Header{
-		wire.HeaderMsgID:   []string{cmd.CommandId},
-		wire.HeaderSession: []string{c.session},
-		wire.HeaderPlayer:  []string{c.player},
-		wire.HeaderZone:    []string{zone},
-		wire.HeaderSchema:  []string{wire.SchemaVersion},
+	if zone != c.subjZone {
+		c.subjZone, c.subject = zone, wire.CommandSubject(zone)
 	}
-	if span.SpanContext().IsValid() {
-		telemetry.Inject(ctx, h)
+	it.c, it.seq, it.received = c, seq, received
+	it.setHeaders(cmd.CommandId, c.session, c.player, zone)
+	it.msg.Subject, it.msg.Data = c.subject, it.buf
+	ctx, span := c.s.tracer.Start(context.Background(), "gateway.command", trace.WithTimestamp(received))
+	if span.IsRecording() {
+		span.SetAttributes(attribute.String("realm.command_id", cmd.CommandId), attribute.String("realm.zone", zone))
+		telemetry.Inject(ctx, it.msg.Header)
 	}
-	it := &item{c: c, seq: seq, msg: &nats.Msg{Subject: wire.CommandSubject(zone), Header: h, Data: data}, received: received, span: span}
+	it.span = span
 	switch err := c.s.ring.TryEnqueue(it); {
 	case err == nil:
 	case errors.Is(err, mpsc.ErrFull):
 		span.End()
+		freeItem(it)
 		c.replyBusy(seq)
 		return
 	default: // closed: draining
 		span.End()
+		freeItem(it)
 		c.replyError(seq, schema.ErrorCode_ERROR_CODE_SHUTTING_DOWN, "gateway is shutting down; reconnect")
 		return
 	}

@@ -22,6 +22,10 @@ type metrics struct {
 	notices    *prometheus.CounterVec // session notices by kind
 	dropped    *prometheus.CounterVec // connections closed, by reason
 	codes      map[schema.ErrorCode]prometheus.Counter
+
+	// Children resolved once: the per-packet paths do no label lookups.
+	bytesIn, bytesOut  prometheus.Counter
+	acksDup, acksFresh prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer, ringDepth, inflight func() float64) *metrics {
@@ -42,6 +46,8 @@ func newMetrics(reg prometheus.Registerer, ringDepth, inflight func() float64) *
 		dropped: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "realm_gateway_disconnects_total", Help: "Client connections closed, by reason."}, []string{"reason"}),
 		codes:   map[schema.ErrorCode]prometheus.Counter{},
 	}
+	m.bytesIn, m.bytesOut = m.bytes.WithLabelValues("in"), m.bytes.WithLabelValues("out")
+	m.acksDup, m.acksFresh = m.acks.WithLabelValues("true"), m.acks.WithLabelValues("false")
 	for code, name := range schema.ErrorCode_name {
 		m.codes[schema.ErrorCode(code)] = m.errors.WithLabelValues(name)
 	}

@@ -12,22 +12,57 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/realmstream/realmstream/libs/mpsc"
 	"github.com/realmstream/realmstream/libs/schema"
+	"github.com/realmstream/realmstream/libs/wire"
 )
 
 // item is one accepted command on its way to JetStream. The reader that
 // accepted it builds msg completely (payload, subject, headers with the
 // Nats-Msg-Id); after TryEnqueue succeeds the item belongs to the publisher
-// and, once published, to the ack callbacks.
+// and, once published, to the ack callbacks, which return it to the pool
+// when its outcome is final (nats.go drops its reference to msg when the
+// publish is acked, failed or timed out).
 type item struct {
 	c        *conn
 	seq      uint64
-	msg      *nats.Msg
+	msg      nats.Msg
+	buf      []byte
+	vals     [5]string // header values; the header slices point into it
 	received time.Time
 	span     trace.Span
 	attempts int
+}
+
+var itemPool = sync.Pool{New: func() any { return &item{msg: nats.Msg{Header: make(nats.Header, 8)}} }}
+
+var marshalCmd = proto.MarshalOptions{}
+
+func newItem() *item { return itemPool.Get().(*item) }
+
+// freeItem returns it to the pool; nothing may use it afterwards.
+func freeItem(it *item) {
+	it.c, it.span, it.attempts = nil, nil, 0
+	it.msg.Data, it.msg.Subject = nil, ""
+	if cap(it.buf) > 4096 {
+		it.buf = nil
+	}
+	itemPool.Put(it)
+}
+
+// setHeaders fills the contract's headers without allocating (the map keeps
+// its buckets across reuses; the value slices point into it.vals).
+func (it *item) setHeaders(msgID, session, player, zone string) {
+	h := it.msg.Header
+	clear(h)
+	it.vals = [5]string{msgID, session, player, zone, wire.SchemaVersion}
+	h[wire.HeaderMsgID] = it.vals[0:1:1]
+	h[wire.HeaderSession] = it.vals[1:2:2]
+	h[wire.HeaderPlayer] = it.vals[2:3:3]
+	h[wire.HeaderZone] = it.vals[3:4:4]
+	h[wire.HeaderSchema] = it.vals[4:5:5]
 }
 
 // publisher is the single consumer of the ring. Concurrency contract:
@@ -139,6 +174,7 @@ func (p *publisher) publish(it *item) {
 		p.lost.Add(1)
 		it.span.End()
 		it.c.sendError(it.seq, schema.ErrorCode_ERROR_CODE_SHUTTING_DOWN, "not stored before the shutdown deadline; resend it")
+		freeItem(it)
 		return
 	}
 	p.inflight.Add(1)
@@ -149,14 +185,14 @@ func (p *publisher) publish(it *item) {
 func (p *publisher) send(it *item) {
 	for {
 		p.mu.Lock()
-		p.pending[it.msg] = it
+		p.pending[&it.msg] = it
 		p.mu.Unlock()
-		_, err := p.s.js.PublishMsgAsync(it.msg)
+		_, err := p.s.js.PublishMsgAsync(&it.msg)
 		if err == nil {
 			return
 		}
 		p.mu.Lock()
-		delete(p.pending, it.msg)
+		delete(p.pending, &it.msg)
 		p.mu.Unlock()
 		if !p.shouldRetry(it, err) {
 			return
@@ -165,10 +201,10 @@ func (p *publisher) send(it *item) {
 	}
 }
 
-func (p *publisher) republish(it *item) {
-	time.Sleep(time.Duration(it.attempts) * 10 * time.Millisecond)
-	p.send(it)
-}
+// republish resends an item whose publish failed asynchronously. No backoff
+// here: the failure already took a publish timeout or a server answer, and a
+// sleep per item would serialise a burst of timeouts into a long stall.
+func (p *publisher) republish(it *item) { p.send(it) }
 
 // shouldRetry counts an attempt; when retries are exhausted it answers the
 // client INTERNAL and frees the slot.
@@ -184,6 +220,7 @@ func (p *publisher) shouldRetry(it *item, err error) bool {
 	it.span.SetStatus(codes.Error, "publish failed")
 	it.span.End()
 	it.c.sendError(it.seq, schema.ErrorCode_ERROR_CODE_INTERNAL, "the command could not be stored; resend it")
+	freeItem(it)
 	p.release()
 	return false
 }
@@ -213,13 +250,14 @@ func (p *publisher) onAck(_ jetstream.JetStream, m *nats.Msg, ack *jetstream.Pub
 	}
 	p.s.m.pubLatency.Observe(time.Since(it.received).Seconds())
 	if ack.Duplicate {
-		p.s.m.acks.WithLabelValues("true").Inc()
+		p.s.m.acksDup.Inc()
 	} else {
-		p.s.m.acks.WithLabelValues("false").Inc()
+		p.s.m.acksFresh.Inc()
 	}
 	it.span.SetAttributes(attribute.Int64("realm.stream_seq", int64(ack.Sequence)), attribute.Bool("realm.duplicate", ack.Duplicate))
 	it.span.End()
 	it.c.sendAck(it.seq, ack.Sequence, ack.Duplicate)
+	freeItem(it)
 	p.release()
 }
 

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"strconv"
+	"syscall"
 	"testing"
 	"time"
 
@@ -24,6 +25,15 @@ func TestPayloadIs64Bytes(t *testing.T) {
 			t.Fatalf("payload of seq %d is %d bytes", seq, n)
 		}
 	}
+}
+
+// cpuTime is the CPU time (user+system) of this process so far: the clients,
+// the pipelines and the embedded NATS server all run in it, so CPU per message
+// compares the pipelines even when other work shares the machine.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 func envInt(name string, def int) int {
@@ -134,6 +144,17 @@ func BenchmarkIngest(b *testing.B) {
 			defer barec.Close()
 			perClient := max(1, window/clients)
 			var ceil, bare, gw ingestbench.Result
+			var ceilCPU, bareCPU, gwCPU time.Duration
+			only := os.Getenv("INGEST_ONLY") // profile one pipeline: ceiling, bare or gateway
+			timed := func(cpu *time.Duration, f func() (ingestbench.Result, error)) ingestbench.Result {
+				c0 := cpuTime()
+				r, err := f()
+				if err != nil {
+					b.Fatal(err)
+				}
+				*cpu += cpuTime() - c0
+				return r
+			}
 			add := func(dst *ingestbench.Result, r ingestbench.Result) {
 				dst.Msgs += r.Msgs
 				dst.Elapsed += r.Elapsed
@@ -144,27 +165,32 @@ func BenchmarkIngest(b *testing.B) {
 			}
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
-				e.purge(b)
-				r, err := ingestbench.Ceiling(ctx, e.url, sp.msgs, window)
-				if err != nil {
-					b.Fatal(err)
+				if only == "" || only == "ceiling" {
+					e.purge(b)
+					add(&ceil, timed(&ceilCPU, func() (ingestbench.Result, error) { return ingestbench.Ceiling(ctx, e.url, sp.msgs, window) }))
 				}
-				add(&ceil, r)
-				e.purge(b)
-				if r, err = barec.Run(ctx, sp.msgs, perClient); err != nil {
-					b.Fatal(err)
+				if only == "" || only == "bare" {
+					e.purge(b)
+					add(&bare, timed(&bareCPU, func() (ingestbench.Result, error) { return barec.Run(ctx, sp.msgs, perClient) }))
 				}
-				add(&bare, r)
-				e.purge(b)
-				if r, err = gwc.Run(ctx, sp.msgs, perClient); err != nil {
-					b.Fatal(err)
+				if only == "" || only == "gateway" {
+					e.purge(b)
+					add(&gw, timed(&gwCPU, func() (ingestbench.Result, error) { return gwc.Run(ctx, sp.msgs, perClient) }))
 				}
-				add(&gw, r)
 			}
 			b.StopTimer()
 			b.ReportMetric(ceil.MsgsPerSec(), "ceiling_msgs/s")
 			b.ReportMetric(bare.MsgsPerSec(), "bare_msgs/s")
 			b.ReportMetric(gw.MsgsPerSec(), "gateway_msgs/s")
+			perMsg := func(cpu time.Duration, r ingestbench.Result) float64 {
+				if r.Msgs == 0 {
+					return 0
+				}
+				return float64(cpu.Microseconds()) / float64(r.Msgs)
+			}
+			b.ReportMetric(perMsg(ceilCPU, ceil), "ceiling_cpu_us/msg")
+			b.ReportMetric(perMsg(bareCPU, bare), "bare_cpu_us/msg")
+			b.ReportMetric(perMsg(gwCPU, gw), "gateway_cpu_us/msg")
 			b.ReportMetric(gw.MsgsPerSec()/bare.MsgsPerSec(), "gateway/bare")
 			b.ReportMetric(gw.MsgsPerSec()/ceil.MsgsPerSec(), "gateway/ceiling")
 			b.ReportMetric(float64(ceil.P99.Microseconds())/1e3, "ceiling_p99_ms")
