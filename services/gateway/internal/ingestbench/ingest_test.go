@@ -4,8 +4,10 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"net/http"
 	"os"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -34,6 +36,29 @@ func cpuTime() time.Duration {
 	var ru syscall.Rusage
 	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// batchMean reads the gateway's publisher batch-size histogram from /metrics.
+func batchMean(b *testing.B, addr string) float64 {
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	var sum, count float64
+	for _, line := range strings.Split(string(body), "\n") {
+		if v, ok := strings.CutPrefix(line, "realm_gateway_publish_batch_size_sum "); ok {
+			sum, _ = strconv.ParseFloat(v, 64)
+		}
+		if v, ok := strings.CutPrefix(line, "realm_gateway_publish_batch_size_count "); ok {
+			count, _ = strconv.ParseFloat(v, 64)
+		}
+	}
+	if count == 0 {
+		return 0
+	}
+	return sum / count
 }
 
 func envInt(name string, def int) int {
@@ -198,6 +223,7 @@ func BenchmarkIngest(b *testing.B) {
 			b.ReportMetric(float64(gw.P99.Microseconds())/1e3, "gateway_p99_ms")
 			b.ReportMetric(float64(gw.P50.Microseconds())/1e3, "gateway_p50_ms")
 			b.ReportMetric(float64(gw.Busy+gw.Errors), "gateway_busy+errors")
+			b.ReportMetric(batchMean(b, e.gw.HTTPAddr()), "gateway_batch_mean")
 			b.ReportMetric(0, "ns/op")
 		})
 	}
