@@ -67,11 +67,11 @@ func (h *histogram) quantile(q float64) time.Duration {
 	for i := range h.counts {
 		seen += h.counts[i].Load()
 		if seen >= rank {
-			if u, m := upper(i), time.Duration(h.max.Load()); u > m {
+			u, m := upper(i), time.Duration(h.max.Load())
+			if u > m || i == nBuckets-1 { // the top bucket is open-ended
 				return m
-			} else {
-				return u
 			}
+			return u
 		}
 	}
 	return time.Duration(h.max.Load())

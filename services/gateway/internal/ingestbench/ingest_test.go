@@ -15,7 +15,10 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"google.golang.org/protobuf/proto"
+
 	"github.com/realmstream/realmstream/libs/natsembed"
+	"github.com/realmstream/realmstream/libs/schema"
 	"github.com/realmstream/realmstream/libs/wire"
 	"github.com/realmstream/realmstream/services/gateway/gateway"
 	"github.com/realmstream/realmstream/services/gateway/internal/ingestbench"
@@ -227,4 +230,25 @@ func BenchmarkIngest(b *testing.B) {
 			b.ReportMetric(0, "ns/op")
 		})
 	}
+}
+
+// FuzzParseAnswer: the benchmark client's partial ServerPacket decoder never
+// panics and agrees with proto on well-formed input.
+func FuzzParseAnswer(f *testing.F) {
+	for _, p := range []*schema.ServerPacket{
+		{AckSeq: 7, Body: &schema.ServerPacket_Ack{Ack: &schema.Ack{StreamSeq: 9}}},
+		{AckSeq: 1 << 40, Body: &schema.ServerPacket_Busy{Busy: &schema.Busy{RetryAfterMs: 5}}},
+		{AckSeq: 3, Body: &schema.ServerPacket_Error{Error: &schema.Error{Code: 1, Message: "x"}}},
+	} {
+		b, _ := proto.Marshal(p)
+		f.Add(b)
+	}
+	f.Add([]byte{0xff})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		seq, _, err := ingestbench.ParseAnswer(b)
+		var p schema.ServerPacket
+		if err == nil && proto.Unmarshal(b, &p) == nil && p.AckSeq != seq {
+			t.Fatalf("seq %d, proto says %d", seq, p.AckSeq)
+		}
+	})
 }

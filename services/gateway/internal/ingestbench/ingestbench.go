@@ -327,7 +327,7 @@ func (cs *Clients) Run(ctx context.Context, msgs, window int) (Result, error) {
 				var seq uint64
 				if cs.gw {
 					var kind protowire.Number
-					seq, kind, err = parseAnswer(f)
+					seq, kind, err = ParseAnswer(f)
 					if err != nil {
 						errc <- err
 						return
@@ -375,9 +375,9 @@ func (cs *Clients) Run(ctx context.Context, msgs, window int) (Result, error) {
 	return r, nil
 }
 
-// parseAnswer reads ack_seq and the body field number of a ServerPacket
+// ParseAnswer reads ack_seq and the body field number of a ServerPacket
 // without unmarshalling it (11 Ack, 13 Error, 14 Busy).
-func parseAnswer(b []byte) (seq uint64, body protowire.Number, err error) {
+func ParseAnswer(b []byte) (seq uint64, body protowire.Number, err error) {
 	for len(b) > 0 {
 		num, typ, n := protowire.ConsumeTag(b)
 		if n < 0 {
