@@ -295,27 +295,21 @@ func (s *Store) writeTx(ctx context.Context, db *DB, p *part, allSlow bool) (sto
 	for l := range p.logicals {
 		ls = append(ls, int16(l))
 	}
-	rows, err := tx.Query(ctx, `SELECT logical FROM shard_owner WHERE logical = ANY($1) AND state = 'owned' FOR SHARE`, ls)
-	if err != nil {
+	// One round trip: the ownership rows FOR SHARE and the high-water-mark
+	// row FOR UPDATE (serializing writers of this database).
+	var owned, hwm int64
+	if err := tx.QueryRow(ctx, `SELECT
+			(SELECT count(*) FROM (SELECT logical FROM shard_owner WHERE logical = ANY($1) AND state = 'owned' FOR SHARE) o),
+			(SELECT seq FROM persist_hwm WHERE id = 1 FOR UPDATE)`, ls).Scan(&owned, &hwm); err != nil {
 		return res, err
 	}
-	n := 0
-	for rows.Next() {
-		n++
-	}
-	if err := rows.Err(); err != nil {
-		return res, err
-	}
-	if n != len(ls) {
-		return res, fmt.Errorf("%w: %d of %d logical shards not owned by %s", ErrNotOwner, len(ls)-n, len(ls), db.Name)
+	if owned != int64(len(ls)) {
+		return res, fmt.Errorf("%w: %d of %d logical shards not owned by %s", ErrNotOwner, int64(len(ls))-owned, len(ls), db.Name)
 	}
 
 	var inserted []store.Record
+	b := &pgx.Batch{}
 	if len(p.events) > 0 {
-		var hwm int64
-		if err := tx.QueryRow(ctx, `SELECT seq FROM persist_hwm WHERE id = 1 FOR UPDATE`).Scan(&hwm); err != nil {
-			return res, err
-		}
 		var fast, slow []store.Record
 		maxSeq := hwm
 		for _, r := range p.events {
@@ -345,14 +339,11 @@ func (s *Store) writeTx(ctx context.Context, db *DB, p *part, allSlow bool) (sto
 			inserted = append(inserted, ins...)
 		}
 		if maxSeq > hwm {
-			if _, err := tx.Exec(ctx, `UPDATE persist_hwm SET seq = $1 WHERE id = 1`, maxSeq); err != nil {
-				return res, err
-			}
+			b.Queue(`UPDATE persist_hwm SET seq = $1 WHERE id = 1`, maxSeq)
 		}
 	}
 	res.Inserted = len(inserted)
 
-	b := &pgx.Batch{}
 	queueZoneDeltas(b, store.ZoneDeltas(inserted))
 	queuePatches(b, p.patches)
 	queueTallies(b, p.tallies)

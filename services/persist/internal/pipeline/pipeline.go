@@ -120,21 +120,57 @@ func (p *Pipeline) Lag(ctx context.Context) (int64, error) {
 	return int64(info.NumPending) + int64(info.NumAckPending), nil
 }
 
+// fetched is one batch taken from the consumer.
+type fetched struct {
+	msgs []jetstream.Msg
+	recs []store.Record
+}
+
 // Run consumes until ctx is cancelled; the batch in flight is finished
 // (bounded by WriteTimeout) and acked. It returns nil on a clean stop.
+//
+// One goroutine fetches and decodes the next batch while the current one is
+// written (at most one batch waits), so NATS round trips and decoding overlap
+// the database commit. A paused writer thus holds at most two batches; the
+// waiting one may be redelivered after AckWait, which is harmless.
 func (p *Pipeline) Run(ctx context.Context) error {
+	ch := make(chan fetched, 1)
+	go p.fetchLoop(ctx, ch)
+	for f := range ch {
+		if err := p.write(ctx, f.recs, f.msgs); err != nil {
+			for range ch { // let the fetcher finish; unwritten batches are redelivered
+			}
+			return nil
+		}
+		if p.cfg.BeforeAck != nil {
+			if err := p.cfg.BeforeAck(f.recs); err != nil {
+				for range ch {
+				}
+				return err
+			}
+		}
+		for _, m := range f.msgs {
+			_ = m.Ack()
+		}
+		p.Stats.Batches.Add(1)
+		p.Stats.Events.Add(int64(len(f.recs)))
+	}
+	return nil
+}
+
+func (p *Pipeline) fetchLoop(ctx context.Context, ch chan<- fetched) {
+	defer close(ch)
 	for ctx.Err() == nil {
 		batch, err := p.cons.Fetch(p.cfg.BatchSize, jetstream.FetchMaxWait(p.cfg.BatchWait))
 		if err != nil {
 			if ctx.Err() != nil {
-				return nil
+				return
 			}
 			p.log.Warn("fetch failed", "err", err)
 			sleep(ctx, 200*time.Millisecond)
 			continue
 		}
-		var msgs []jetstream.Msg
-		var recs []store.Record
+		var f fetched
 		for m := range batch.Messages() {
 			meta, err := m.Metadata()
 			if err != nil {
@@ -142,30 +178,21 @@ func (p *Pipeline) Run(ctx context.Context) error {
 				_ = m.Term()
 				continue
 			}
-			msgs = append(msgs, m)
-			recs = append(recs, store.Decode(meta.Sequence.Stream, m.Subject(), m.Data(), meta.Timestamp))
+			f.msgs = append(f.msgs, m)
+			f.recs = append(f.recs, store.Decode(meta.Sequence.Stream, m.Subject(), m.Data(), meta.Timestamp))
 		}
-		if err := batch.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) && len(msgs) == 0 && ctx.Err() == nil {
+		if err := batch.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) && len(f.msgs) == 0 && ctx.Err() == nil {
 			p.log.Warn("fetch error", "err", err)
 		}
-		if len(recs) == 0 {
+		if len(f.recs) == 0 {
 			continue
 		}
-		if err := p.write(ctx, recs, msgs); err != nil {
-			return nil // shutting down before commit: JetStream redelivers
+		select {
+		case ch <- f:
+		case <-ctx.Done():
+			return
 		}
-		if p.cfg.BeforeAck != nil {
-			if err := p.cfg.BeforeAck(recs); err != nil {
-				return err
-			}
-		}
-		for _, m := range msgs {
-			_ = m.Ack()
-		}
-		p.Stats.Batches.Add(1)
-		p.Stats.Events.Add(int64(len(recs)))
 	}
-	return nil
 }
 
 // write retries until the batch is stored or ctx (plus the drain timeout)
