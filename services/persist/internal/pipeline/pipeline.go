@@ -134,18 +134,21 @@ type fetched struct {
 // the database commit. A paused writer thus holds at most two batches; the
 // waiting one may be redelivered after AckWait, which is harmless.
 func (p *Pipeline) Run(ctx context.Context) error {
+	fctx, stopFetch := context.WithCancel(ctx)
 	ch := make(chan fetched, 1)
-	go p.fetchLoop(ctx, ch)
+	go p.fetchLoop(fctx, ch)
+	drain := func() {
+		stopFetch()
+		for range ch { // let the fetcher finish; unwritten batches are redelivered
+		}
+	}
+	defer drain()
 	for f := range ch {
 		if err := p.write(ctx, f.recs, f.msgs); err != nil {
-			for range ch { // let the fetcher finish; unwritten batches are redelivered
-			}
 			return nil
 		}
 		if p.cfg.BeforeAck != nil {
 			if err := p.cfg.BeforeAck(f.recs); err != nil {
-				for range ch {
-				}
 				return err
 			}
 		}
