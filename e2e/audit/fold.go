@@ -286,8 +286,17 @@ func playerTrace(logs map[string]*ZoneLog, id string, n int) string {
 		}
 	}
 	sort.Slice(hits, func(i, j int) bool { return hits[i].Seq < hits[j].Seq })
+	// The first events (join) and the last ones, skipping the refusals in
+	// between: what a projection must have folded.
+	var keep []LoggedEvent
+	for i, le := range hits {
+		if i < 3 || le.Event.GetCommandRejected() == nil {
+			keep = append(keep, le)
+		}
+	}
+	hits = keep
 	if len(hits) > n {
-		hits = hits[len(hits)-n:]
+		hits = append(hits[:3:3], hits[len(hits)-(n-3):]...)
 	}
 	var b strings.Builder
 	for _, le := range hits {

@@ -192,14 +192,12 @@ func StartStack(t testing.TB, cfg StackConfig) *Stack {
 	if cfg.Monitor {
 		svcs = append(svcs, "monitor")
 	}
-	bins := map[string]string{}
-	for _, svc := range svcs {
-		p, err := s.Builder.BuildService(svc)
-		if err != nil {
-			t.Fatalf("%v", err)
-		}
-		bins[svc] = p
+	tb := time.Now()
+	bins, err := s.Builder.BuildServices(svcs)
+	if err != nil {
+		t.Fatalf("%v", err)
 	}
+	t.Logf("stack: built %v in %v", svcs, time.Since(tb).Round(time.Millisecond))
 
 	// Servers.
 	s.natsDir = t.TempDir()

@@ -22,6 +22,13 @@ type sentCmd struct {
 	at   time.Time
 }
 
+type movePos struct {
+	seq      uint64
+	x, y     float32
+	zone     string
+	rejected bool
+}
+
 type seenEntity struct {
 	x, y float32
 	dead bool
@@ -55,6 +62,7 @@ type bot struct {
 	resync   bool // a move was refused: take the server's position from the next view of ourselves
 	dead     bool
 	blocked  int // walls hit: after a few, waypoints avoid the last direction
+	hist     []movePos // recent moves (ascending seq) for reconciliation
 	pending  map[uint64]*sentCmd
 	moves    []sentCmd // moves awaiting their update, ascending seq
 	acked    []AckRecord
@@ -91,8 +99,9 @@ func (b *bot) run(ctx context.Context, delay time.Duration) {
 			}
 			b.sw.C.ConnectFailures.Add(1)
 			failures++
-			if failures%3 == 0 && len(b.sw.cfg.Gateways) > 1 {
-				// This gateway keeps failing: fail over to the next one.
+			if len(b.sw.cfg.Gateways) > 1 {
+				// Like a client with a list of gateway addresses: try the
+				// next one (a dead gateway refuses at once).
 				b.gw = (b.gw + 1) % len(b.sw.cfg.Gateways)
 			}
 			select {
@@ -131,6 +140,7 @@ func (b *bot) run(ctx context.Context, delay time.Duration) {
 			b.sw.C.Disconnects.Add(1)
 			b.mu.Lock()
 			b.lostAt = time.Now()
+			b.sw.lost.Add(1)
 			b.mu.Unlock()
 		}
 	}
@@ -167,6 +177,7 @@ func (b *bot) connect(ctx context.Context) (*client.Conn, error) {
 	if !b.lostAt.IsZero() {
 		b.sw.Reconnect.Record(time.Since(b.lostAt))
 		b.lostAt = time.Time{}
+		b.sw.lost.Add(-1)
 	}
 	if w.LastSeq > conn.Seq() {
 		conn.SetSeq(w.LastSeq)
@@ -234,6 +245,12 @@ func (b *bot) sendLocked(ctx context.Context, conn *client.Conn, p *schema.Clien
 	if kind == "move" {
 		b.moves = append(b.moves, *sc)
 		b.lastMove = seq
+		if m := p.GetMove(); m != nil {
+			if len(b.hist) >= 64 {
+				b.hist = append(b.hist[:0], b.hist[32:]...)
+			}
+			b.hist = append(b.hist, movePos{seq: seq, x: m.X, y: m.Y, zone: b.zone})
+		}
 	}
 	b.sw.C.Sent.Add(1)
 	switch kind {
@@ -454,6 +471,7 @@ func (b *bot) onPacket(p *schema.ServerPacket) {
 			b.sw.C.rejectReason(body.Error.Message)
 			b.dropMoveLocked(p.AckSeq)
 			b.resync = true
+			b.reconcileLocked(p.AckSeq)
 			if strings.Contains(body.Error.Message, "blocked") || strings.Contains(body.Error.Message, "outside") {
 				// Walked into a wall: head somewhere else, like a player would.
 				b.hasWay = false
@@ -504,8 +522,34 @@ func (b *bot) onPacket(p *schema.ServerPacket) {
 		}
 		b.zone, b.x, b.y = zc.Zone, zc.X, zc.Y
 		b.crossing, b.hasWay = false, false
+		b.hist = b.hist[:0]
 		b.moves = b.moves[:0]
 		clear(b.seen)
+	}
+}
+
+// reconcileLocked handles the refusal of move seq like a game client: the
+// player is where the last move before it that was not refused put it, and
+// later moves (computed from the refused position) will be refused too, so
+// the next moves start again from there.
+func (b *bot) reconcileLocked(seq uint64) {
+	idx := -1
+	for i := range b.hist {
+		if b.hist[i].seq == seq {
+			b.hist[i].rejected = true
+			idx = i
+			break
+		}
+	}
+	if idx < 0 || b.crossing {
+		return
+	}
+	for i := idx - 1; i >= 0; i-- {
+		h := b.hist[i]
+		if !h.rejected && h.zone == b.zone {
+			b.x, b.y = h.x, h.y
+			return
+		}
 	}
 }
 

@@ -150,6 +150,7 @@ type Swarm struct {
 	rec   *json.Encoder
 
 	connected atomic.Int64
+	lost      atomic.Int64 // bots whose connection dropped (not on purpose) and that have no session yet
 	started   time.Time
 	stopped   time.Time
 }
@@ -223,6 +224,10 @@ func (s *Swarm) Acked() []AckRecord {
 	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
 	return out
 }
+
+// Lost is the number of bots whose connection dropped without them asking
+// and that have not got a session back yet.
+func (s *Swarm) Lost() int { return int(s.lost.Load()) }
 
 // Connected is the number of bots with a live session now.
 func (s *Swarm) Connected() int { return int(s.connected.Load()) }
