@@ -129,12 +129,8 @@ func (p *publisher) run(drainDeadline <-chan struct{}) {
 			continue
 		}
 		p.s.m.batch.Observe(float64(n))
-		for i := 0; i < n; i++ {
-			if it := buf[i]; it != nil { // nil is a wake-up for retries
-				p.publish(it)
-			}
-			buf[i] = nil
-		}
+		p.publishBatch(buf[:n])
+		clear(buf[:n])
 	}
 	// The ring is closed and drained: wait for the acks of what is in flight,
 	// still serving retries.
@@ -163,22 +159,50 @@ func (p *publisher) takeRetries() {
 	}
 }
 
-// publish takes a window slot (blocking while MaxPending publishes are
-// unanswered: readers meanwhile answer Busy) and sends it.
-func (p *publisher) publish(it *item) {
+// publishBatch takes a window slot for each item (blocking while MaxPending
+// publishes are unanswered: readers meanwhile answer Busy), registers the
+// whole batch under one lock, then publishes it. nil items are wake-ups.
+func (p *publisher) publishBatch(batch []*item) {
+	k := 0
+	for _, it := range batch {
+		if it != nil && p.acquire(it) {
+			batch[k] = it
+			k++
+		}
+	}
+	batch = batch[:k]
+	p.mu.Lock()
+	for _, it := range batch {
+		p.pending[&it.msg] = it
+	}
+	p.mu.Unlock()
+	for _, it := range batch {
+		if _, err := p.s.js.PublishMsgAsync(&it.msg); err != nil {
+			p.mu.Lock()
+			delete(p.pending, &it.msg)
+			p.mu.Unlock()
+			if p.shouldRetry(it, err) {
+				time.Sleep(20 * time.Millisecond)
+				p.send(it)
+			}
+		}
+	}
+}
+
+// acquire takes a window slot for it. If the drain deadline passes first the
+// accepted command cannot be stored any more: its client is told so.
+func (p *publisher) acquire(it *item) bool {
 	select {
 	case p.window <- struct{}{}:
+		p.inflight.Add(1)
+		return true
 	case <-p.deadline:
-		// Draining and out of time with the window still full: this
-		// accepted command will not be stored; say so to its client.
 		p.lost.Add(1)
 		it.span.End()
 		it.c.sendError(it.seq, schema.ErrorCode_ERROR_CODE_SHUTTING_DOWN, "not stored before the shutdown deadline; resend it")
 		freeItem(it)
-		return
+		return false
 	}
-	p.inflight.Add(1)
-	p.send(it)
 }
 
 // send publishes an item that holds a window slot.
