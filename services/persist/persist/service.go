@@ -110,6 +110,9 @@ func (s *Service) Run(ctx context.Context) error {
 	if len(s.cfg.PGURLs) > 0 {
 		pg, err := s.openPostgres(ctx, js)
 		if err != nil {
+			if ctx.Err() != nil {
+				return nil // stopped while waiting for a shard at start
+			}
 			return err
 		}
 		defer pg.Close()
@@ -250,8 +253,13 @@ func (s *Service) openPostgres(ctx context.Context, js jetstream.JetStream) (*pg
 				pg.Close()
 				return nil, err
 			}
-			s.log.Warn("shard not migrated yet; retrying", "shard", d.Name, "attempt", attempt, "err", err)
-			time.Sleep(min(time.Duration(attempt)*500*time.Millisecond, 5*time.Second))
+			s.log.Warn("shard not migrated yet (is it up?); retrying", "shard", d.Name, "attempt", attempt, "err", err)
+			select {
+			case <-ctx.Done():
+				pg.Close()
+				return nil, ctx.Err()
+			case <-time.After(min(time.Duration(attempt)*500*time.Millisecond, 5*time.Second)):
+			}
 		}
 	}
 	s.partitionAll(ctx, pg)

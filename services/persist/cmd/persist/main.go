@@ -130,6 +130,17 @@ func shards(args []string) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 2
 	}
+	switch {
+	case sub == "add-db" && (name == "" || url == ""):
+		fmt.Fprintln(os.Stderr, "add-db needs --name and --url")
+		return 2
+	case sub == "move" && (name == "" || logical < 0 || logical > 255):
+		fmt.Fprintln(os.Stderr, "move needs --logical 0..255 and --to <database>")
+		return 2
+	case sub != "show" && sub != "add-db" && sub != "move" && sub != "rebalance":
+		fmt.Fprintf(os.Stderr, "unknown subcommand %q\n%s", sub, usage)
+		return 2
+	}
 	log, ok := logger(cfg)
 	if !ok {
 		return 2
@@ -146,22 +157,11 @@ func shards(args []string) int {
 	case "show":
 		err = a.Show(ctx, os.Stdout)
 	case "add-db":
-		if name == "" || url == "" {
-			fmt.Fprintln(os.Stderr, "add-db needs --name and --url")
-			return 2
-		}
 		err = a.AddDB(ctx, name, url, rebalance, os.Stdout)
 	case "move":
-		if name == "" || logical < 0 || logical > 255 {
-			fmt.Fprintln(os.Stderr, "move needs --logical 0..255 and --to <database>")
-			return 2
-		}
 		err = a.Move(ctx, logical, name, os.Stdout)
 	case "rebalance":
 		err = a.Rebalance(ctx, os.Stdout)
-	default:
-		fmt.Fprintf(os.Stderr, "unknown subcommand %q\n%s", sub, usage)
-		return 2
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)

@@ -131,3 +131,78 @@ func TestOnlineMove(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestMoveResumeAndBack (SHARD-T5, SHARD-T6): a mover that died after
+// blocking the source leaves the shard refusing writes; running the same
+// move again finishes it and writes resume on the target. Moving the shard
+// back restores the original placement with identical checksums.
+func TestMoveResumeAndBack(t *testing.T) {
+	ctx := context.Background()
+	s, mm := setup(t, newDBs(t, 2)...)
+	l := shard.Of("z1_1")
+	from := mm.m.Assign[l]
+	to := "pg0"
+	if from == "pg0" {
+		to = "pg1"
+	}
+	var recs []store.Record
+	for i := 1; i <= 200; i++ {
+		recs = append(recs, storetest.Rec(uint64(i), storetest.Died(fmt.Sprint("e", i), "z1_1", fmt.Sprint("p", i%5), fmt.Sprint("p", (i+1)%5),
+			storetest.Base.Add(time.Duration(i)*time.Millisecond))))
+	}
+	if _, err := s.Write(ctx, recs[:100]); err != nil {
+		t.Fatal(err)
+	}
+	before := map[string]Sum{}
+	for _, tb := range movedTables {
+		sum, err := Checksum(ctx, s.DB(from), tb, l)
+		if err != nil {
+			t.Fatal(err)
+		}
+		before[tb] = sum
+	}
+	// The mover "crashed" right after step 2.
+	if _, err := s.DB(from).Pool.Exec(ctx, `UPDATE shard_owner SET state = 'blocked' WHERE logical = $1`, int16(l)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Write(ctx, recs[100:]); !errors.Is(err, ErrNotOwner) {
+		t.Fatalf("write to a blocked shard: %v", err)
+	}
+	rep, err := s.MoveLogical(ctx, mm, l, to)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Checksums["events"] != before["events"] {
+		t.Fatalf("resumed move verified %+v, before %+v", rep.Checksums["events"], before["events"])
+	}
+	// The paused batch goes through now, on the target.
+	var refused atomic.Int64
+	if err := writeRetrying(ctx, s, recs[100:], &refused); err != nil {
+		t.Fatal(err)
+	}
+	z, _, _ := s.Zone(ctx, "z1_1")
+	if z.Events != 200 || z.Deaths != 200 {
+		t.Fatalf("zone after resume %+v", z)
+	}
+	// And back: the shard returns to its first database with everything.
+	if _, err := s.MoveLogical(ctx, mm, l, from); err != nil {
+		t.Fatal(err)
+	}
+	if mm.m.Assign[l] != from || mm.m.Version != 3 {
+		t.Fatalf("after moving back: on %s, version %d", mm.m.Assign[l], mm.m.Version)
+	}
+	ev, _ := Checksum(ctx, s.DB(from), "events", l)
+	left, _ := Checksum(ctx, s.DB(to), "events", l)
+	if ev.Rows != 200 || left.Rows != 0 {
+		t.Fatalf("after moving back: %d rows on %s, %d left on %s", ev.Rows, from, left.Rows, to)
+	}
+	var kills, deaths int64
+	for i := 0; i < 5; i++ {
+		p, _, _ := s.Player(ctx, fmt.Sprint("p", i))
+		kills += p.Kills
+		deaths += p.Deaths
+	}
+	if kills != 200 || deaths != 200 {
+		t.Fatalf("kills %d deaths %d, want 200 each", kills, deaths)
+	}
+}
