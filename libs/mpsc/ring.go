@@ -34,7 +34,8 @@
 // Sequence numbers and values are two arrays (not an array of {seq, val}
 // structs): the consumer polls 8 sequence numbers per cache line and 64-byte
 // values stay aligned to one line each, which measured slightly faster than
-// the interleaved layout and much faster than padding every slot to a line.
+// the interleaved layout, and faster than padding every slot to a cache line
+// (which moves more lines per item).
 //
 // # Memory ordering
 //
@@ -295,8 +296,9 @@ func (r *Ring[T]) Enqueue(ctx context.Context, v T) error {
 	}
 	done := ctx.Done()
 	for {
-		// Register, then re-check: pairs with the consumer's "free slot,
-		// then load pwaiting" in wakeProducers.
+		// Register, then re-check (tryEnqueue loads head): pairs with the
+		// consumer's "store head, then load pwaiting" in DequeueBatch and
+		// wakeProducers.
 		r.pmu.Lock()
 		r.pwaiting.Add(1)
 		r.pmu.Unlock()
