@@ -15,6 +15,7 @@ import (
 	"github.com/realmstream/realmstream/libs/waitfor"
 	"github.com/realmstream/realmstream/libs/wire"
 	"github.com/realmstream/realmstream/services/persist/internal/query"
+	"github.com/realmstream/realmstream/services/persist/internal/storetest"
 )
 
 func TestConfigValidate(t *testing.T) {
@@ -134,6 +135,29 @@ func TestTwoShards(t *testing.T) {
 	zs := request[query.ZoneReply](t, nc, wire.QueryZone, map[string]any{"zone": "z2_2"})
 	if !zs.Found || zs.Zone.Events != 200 {
 		t.Fatalf("zone summary %+v", zs)
+	}
+
+	// A row outside every day lands in events_default and the stats event of
+	// its shard raises the alarm.
+	far := storetest.Moved("far-future", "z0_0", "p1", time.Date(2100, 1, 1, 0, 0, 0, 0, time.UTC), 1, 1)
+	fb, _ := proto.Marshal(far)
+	if _, err := js.Publish(context.Background(), wire.EventSubject("z0_0"), fb, jetstream.WithMsgID("far-future")); err != nil {
+		t.Fatal(err)
+	}
+	farShard := m.DBFor("z0_0")
+	waitfor.True(t, 5*time.Second, func() error {
+		st := nextStats(t, js, farShard, time.Second)
+		if !st.DefaultPartitionAlarm || st.DefaultPartitionRows != 1 {
+			return errorf("%s: alarm %v, default rows %d", farShard, st.DefaultPartitionAlarm, st.DefaultPartitionRows)
+		}
+		return nil
+	})
+	other := "pg0"
+	if farShard == "pg0" {
+		other = "pg1"
+	}
+	if st := nextStats(t, js, other, time.Second); st.DefaultPartitionAlarm {
+		t.Fatalf("%s raised the alarm too", other)
 	}
 
 	// Figures agree with the views (read right after the sample).
