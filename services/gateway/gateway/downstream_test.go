@@ -319,7 +319,12 @@ func TestFloodBoundedMemory(t *testing.T) {
 // gateway is stopped mid-stream. Every command it accepted is in the stream
 // and was acked to its client; nothing answered Busy or Error is in it.
 func TestGracefulShutdownDeliversAccepted(t *testing.T) {
-	h := start(t, func(c *Config) { c.Rate = 1e6; c.Burst = 1e6; c.SendQueue = 1 << 16 })
+	// A bounded backlog (ring + window) so the drain fits the deadline even
+	// on a loaded 2-core machine under -race.
+	h := start(t, func(c *Config) {
+		c.Rate, c.Burst, c.SendQueue = 1e6, 1e6, 1<<16
+		c.RingSize, c.MaxPending, c.ShutdownTimeout = 1024, 512, 30*time.Second
+	})
 	ctx := context.Background()
 	type result struct {
 		session string
