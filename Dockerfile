@@ -1,6 +1,8 @@
 # syntax=docker/dockerfile:1.10
 #
-# One image per Realmstream service, chosen by the SERVICE build argument:
+# One image per Realmstream service, chosen by the SERVICE build argument
+# (gateway, world, persist, monitor; or stack, the all-in-one binary whose
+# "bots" command the compose bots profile runs):
 #
 #   docker build --build-arg SERVICE=world --build-arg VERSION=$(git describe --always --dirty) \
 #     -t realmstream/world:$(git rev-parse --short HEAD) .
@@ -19,13 +21,18 @@ ENV GOTOOLCHAIN=local GOFLAGS=-mod=readonly
 # the module cache mount keeps downloads across builds and services.
 COPY go.work go.work.sum ./
 COPY scripts/build.sh scripts/build.sh
-COPY libs/go.mod libs/go.sum libs/
-COPY services/${SERVICE}/go.* services/${SERVICE}/
-COPY tools/healthcheck/go.mod tools/healthcheck/
+COPY libs/go.* libs/
+COPY services/gateway/go.* services/gateway/
+COPY services/world/go.* services/world/
+COPY services/persist/go.* services/persist/
+COPY services/monitor/go.* services/monitor/
+COPY stack/go.* stack/
+COPY tools/healthcheck/go.* tools/healthcheck/
 RUN --mount=type=cache,target=/go/pkg/mod \
     sh scripts/build.sh download "${SERVICE}"
 COPY libs/ libs/
 COPY services/ services/
+COPY stack/ stack/
 COPY tools/healthcheck/ tools/healthcheck/
 # VERSION is declared late so a new version does not invalidate the layers above.
 ARG VERSION=dev

@@ -12,8 +12,12 @@ import (
 	"time"
 )
 
-// MainPackage is the main package directory of a service.
+// MainPackage is the main package directory of a service; "stack" is the
+// all-in-one binary (stack/cmd/realmstream) whose bots command compose runs.
 func MainPackage(root, svc string) string {
+	if svc == "stack" {
+		return filepath.Join(root, "stack", "cmd", "realmstream")
+	}
 	return filepath.Join(root, "services", svc, "cmd", svc)
 }
 
@@ -90,14 +94,14 @@ func ParseHelp(text string) Help {
 	return h
 }
 
-// RunHelp runs bin --help with exactly the environment env (plus PATH) and
-// returns its output and exit code. Through libs/envflag a malformed REALM_*
-// value is reported before the help, so a zero exit also proves every value
-// of env parses as its flag's type.
-func RunHelp(ctx context.Context, bin string, env map[string]string) (string, int, error) {
+// RunHelp runs bin [sub...] --help with exactly the environment env (plus
+// PATH) and returns its output and exit code. Through libs/envflag a
+// malformed REALM_* value is reported before the help, so a zero exit also
+// proves every value of env parses as its flag's type.
+func RunHelp(ctx context.Context, bin string, env map[string]string, sub ...string) (string, int, error) {
 	ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, bin, "--help")
+	cmd := exec.CommandContext(ctx, bin, append(sub, "--help")...)
 	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.TempDir()}
 	for k, v := range env {
 		cmd.Env = append(cmd.Env, k+"="+v)

@@ -67,11 +67,15 @@ func binary(t *testing.T, svc string) (string, Help) {
 	bin := filepath.Join(out, "service")
 	err, done := binBuilt[svc]
 	if !done {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 		err = BuildService(ctx, repoRoot, svc, out, buildVersion)
 		cancel()
 		if err == nil {
-			text, code, herr := RunHelp(context.Background(), bin, nil)
+			var sub []string
+			if svc == "stack" {
+				sub = []string{"bots"} // the command compose runs
+			}
+			text, code, herr := RunHelp(context.Background(), bin, nil, sub...)
 			switch {
 			case herr != nil:
 				err = herr
@@ -93,6 +97,7 @@ func binary(t *testing.T, svc string) (string, Help) {
 // or a container of an overlay's Deployment.
 type configSource struct {
 	where string
+	name  string // compose service or Deployment name
 	svc   string
 	env   map[string]EnvValue
 	args  []string
@@ -105,14 +110,14 @@ func composeSources(t *testing.T) []configSource {
 	for _, name := range SortedNames(p) {
 		s := p.Services[name]
 		svc := RealmServiceOf(s)
-		if svc == "" || svc == "stack" {
+		if svc == "" {
 			continue
 		}
 		env := map[string]EnvValue{}
 		for k, v := range ComposeEnv(s) {
 			env[k] = EnvValue{Value: v}
 		}
-		out = append(out, configSource{where: "compose " + name, svc: svc, env: env, args: s.Command})
+		out = append(out, configSource{where: "compose " + name, name: name, svc: svc, env: env, args: s.Command})
 	}
 	return out
 }
@@ -130,7 +135,7 @@ func overlaySources(t *testing.T, overlay string) ([]configSource, Objects) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			out = append(out, configSource{where: overlay + " Deployment/" + d.Name, svc: d.Name,
+			out = append(out, configSource{where: overlay + " Deployment/" + d.Name, name: d.Name, svc: d.Name,
 				env: RealmEnv(env), args: append(append([]string{}, c.Command...), c.Args...)})
 		}
 	}
@@ -147,10 +152,17 @@ func TestNoConfigDrift(t *testing.T) {
 		s, _ := overlaySources(t, o)
 		sources = append(sources, s...)
 	}
-	for _, svc := range Services {
+	for _, svc := range append(append([]string{}, Services...), "stack") {
 		t.Run(svc, func(t *testing.T) {
 			bin, help := binary(t, svc)
+			var sub []string
+			if svc == "stack" {
+				sub = []string{"bots"}
+			}
 			for _, f := range commonFlags {
+				if svc == "stack" {
+					break // a client: no ops server, no NATS
+				}
 				if fl, ok := help.Flags[f]; !ok || fl.Env != EnvName(f) {
 					t.Errorf("%s --help lacks the common flag --%s [env %s]", svc, f, EnvName(f))
 				}
@@ -171,7 +183,11 @@ func TestNoConfigDrift(t *testing.T) {
 					}
 					env[k] = standIn(k, v, svc)
 				}
-				for _, f := range ArgFlags(src.args) {
+				args := src.args
+				if svc == "stack" && len(args) > 0 {
+					args = args[1:] // the subcommand
+				}
+				for _, f := range ArgFlags(args) {
 					if _, ok := help.Flags[f]; !ok {
 						t.Errorf("%s passes --%s, which %s does not accept", src.where, f, svc)
 					}
@@ -183,12 +199,12 @@ func TestNoConfigDrift(t *testing.T) {
 						}
 					}
 				}
-				out, code, err := RunHelp(context.Background(), bin, env)
+				out, code, err := RunHelp(context.Background(), bin, env, sub...)
 				if err != nil || code != 0 {
 					t.Errorf("%s: %s rejects the environment (exit %d, %v):\n%s", src.where, svc, code, err, firstLines(out, 5))
 				}
 			}
-			if n < 1+len(Overlays) {
+			if want := 1 + len(Overlays); svc != "stack" && n < want || n < 1 {
 				t.Errorf("%s is configured by %d sources, want compose and every overlay", svc, n)
 			}
 			if b, err := os.ReadFile(bin); err == nil && !bytes.Contains(b, []byte(buildVersion)) {
@@ -252,7 +268,9 @@ type localDeps struct {
 	nats, redis, sentinel, otlp string
 	redisPassword               string
 	pg                          [2]string
+	listen                      map[string]string // "gateway:7000" -> the local address it listens on
 	spans                       atomic.Int64
+	otlpWrongPath               atomic.Value // a path other than /v1/traces that an exporter posted to
 }
 
 // startDeps starts the servers; the Redis password and Sentinel master name
@@ -260,7 +278,7 @@ type localDeps struct {
 // prod) is exercised for real: world asks the Sentinel for the primary.
 func startDeps(t *testing.T, redisPassword, sentinelMaster string) *localDeps {
 	t.Helper()
-	d := &localDeps{}
+	d := &localDeps{listen: map[string]string{}}
 	d.nats = natstest.Start(t).URL
 	if redisPassword == "" && sentinelMaster == "" {
 		d.redis = redistest.Start(t).Addr
@@ -278,6 +296,8 @@ func startDeps(t *testing.T, redisPassword, sentinelMaster string) *localDeps {
 		_, _ = io.Copy(io.Discard, r.Body)
 		if r.URL.Path == "/v1/traces" {
 			d.spans.Add(1)
+		} else {
+			d.otlpWrongPath.Store(r.URL.Path)
 		}
 		w.Header().Set("Content-Type", "application/x-protobuf")
 		w.WriteHeader(http.StatusOK)
@@ -290,13 +310,13 @@ func startDeps(t *testing.T, redisPassword, sentinelMaster string) *localDeps {
 // localize rewrites one deployment value to the local servers: endpoints by
 // the name of their host (nats, redis, the shard, the collector), listen
 // addresses to free loopback ports.
-func (d *localDeps) localize(t *testing.T, k, v string) string {
+func (d *localDeps) localize(t *testing.T, name, k, v string) string {
 	t.Helper()
 	if isListen(v) {
-		if k != "REALM_HTTP_ADDR" {
-			return "127.0.0.1:0" // game listeners: any port; only the ops port is probed
-		}
-		return "127.0.0.1:" + opsPort(t)
+		_, port := hostPort(v)
+		addr := "127.0.0.1:" + opsPort(t)
+		d.listen[name+":"+port] = addr // what clients of this container (bots) reach
+		return addr
 	}
 	if k == "REALM_STREAM_REPLICAS" {
 		// Replication is the NATS cluster's property (3 servers in staging
@@ -307,6 +327,9 @@ func (d *localDeps) localize(t *testing.T, k, v string) string {
 		host, port := hostPort(part)
 		if port == "" {
 			return part // not an endpoint (a password, a name, a path)
+		}
+		if a, ok := d.listen[host+":"+port]; ok {
+			return a
 		}
 		switch h := strings.ToLower(host + " " + part); {
 		case strings.Contains(h, "shard0"):
@@ -498,7 +521,12 @@ func runStack(t *testing.T, sources []configSource, replicas map[string]int) {
 	d := startDeps(t, password, master)
 	d.redisPassword = password
 	var procs []*proc
+	var clients []configSource
 	for _, src := range sources {
+		if src.svc == "stack" {
+			clients = append(clients, src) // run against the ready stack below
+			continue
+		}
 		bin, _ := binary(t, src.svc)
 		n := max(1, replicas[src.where])
 		for i := 0; i < n; i++ {
@@ -508,7 +536,7 @@ func runStack(t *testing.T, sources []configSource, replicas map[string]int) {
 				if !strings.HasPrefix(k, "REALM_") {
 					continue
 				}
-				env[k] = d.localize(t, k, standIn(k, v, fmt.Sprintf("%s-%d", src.svc, i)))
+				env[k] = d.localize(t, src.name, k, standIn(k, v, fmt.Sprintf("%s-%d", src.svc, i)))
 			}
 			if n > 1 {
 				name = fmt.Sprintf("%s #%d", src.where, i)
@@ -529,11 +557,23 @@ func runStack(t *testing.T, sources []configSource, replicas map[string]int) {
 		ran[src.svc] = true
 	}
 	d.checkUsed(t, ran)
+	for _, src := range clients {
+		d.runBots(t, src)
+		if ran["persist"] && ran["world"] && ran["gateway"] {
+			d.checkEventsStored(t)
+		}
+	}
 	for i := len(procs) - 1; i >= 0; i-- {
 		took := procs[i].stop(t)
 		t.Logf("%s stopped cleanly in %v", procs[i].name, took.Round(time.Millisecond))
 	}
 	t.Logf("OTLP export requests received: %d", d.spans.Load())
+	if len(clients) > 0 && d.spans.Load() == 0 {
+		t.Errorf("the bots played but no service exported a trace to the collector's address (REALM_OTLP_ENDPOINT)")
+	}
+	if p, ok := d.otlpWrongPath.Load().(string); ok {
+		t.Errorf("an exporter posted to %q: the collector takes OTLP/HTTP traces at /v1/traces only", p)
+	}
 }
 
 // TestComposeStackRuns: the binaries start with compose.yml's environment
@@ -701,4 +741,64 @@ func (d *localDeps) checkUsed(t *testing.T, ran map[string]bool) {
 			}
 		}
 	}
+}
+
+// botCount and botDuration size the bots profile for a test: the compose
+// values (100 bots for 10 minutes) are for watching the stack, not for CI.
+const (
+	botCount    = "5"
+	botDuration = "4s"
+)
+
+// runBots runs the bots profile's command with its environment (the gateway
+// address rewritten to the local gateway) and expects every bot to connect,
+// play and finish cleanly.
+func (d *localDeps) runBots(t *testing.T, src configSource) {
+	t.Helper()
+	bin, _ := binary(t, src.svc)
+	env := map[string]string{}
+	for k, v := range src.env {
+		env[k] = d.localize(t, src.name, k, standIn(k, v, src.svc))
+	}
+	env["REALM_COUNT"], env["REALM_DURATION"] = botCount, botDuration
+	p := startProc(t, src.where, bin, env, src.args)
+	select {
+	case <-p.done:
+	case <-time.After(90 * time.Second):
+		t.Fatalf("%s did not finish\n%s", src.where, tail(p.out.String(), 20))
+	}
+	out := p.out.String()
+	if p.err != nil || !strings.Contains(out, "summary: "+botCount+"/"+botCount+" bots connected") {
+		t.Fatalf("%s: %v\n%s", src.where, p.err, tail(out, 20))
+	}
+	t.Logf("%s: %s", src.where, firstLines(out[strings.Index(out, "summary:"):], 3))
+}
+
+// checkEventsStored: the bots' commands went gateway -> NATS -> world ->
+// event log -> persist -> the Postgres shards.
+func (d *localDeps) checkEventsStored(t *testing.T) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	var per [2]int
+	waitfor.True(t, 45*time.Second, func() error {
+		total := 0
+		for i, url := range d.pg {
+			conn, err := pgx.Connect(ctx, url)
+			if err != nil {
+				return err
+			}
+			err = conn.QueryRow(ctx, "SELECT count(*) FROM events").Scan(&per[i])
+			conn.Close(ctx)
+			if err != nil {
+				return fmt.Errorf("shard %d: %w", i, err)
+			}
+			total += per[i]
+		}
+		if total == 0 {
+			return fmt.Errorf("no events stored in either shard")
+		}
+		return nil
+	})
+	t.Logf("events stored: shard0 %d, shard1 %d", per[0], per[1])
 }
