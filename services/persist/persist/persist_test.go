@@ -2,6 +2,7 @@ package persist
 
 import (
 	"context"
+	"net/http"
 	"testing"
 	"time"
 
@@ -71,6 +72,20 @@ func TestPebbleService(t *testing.T) {
 	if bad.Error == "" {
 		t.Fatal("bad zone accepted")
 	}
+	hb, err := nc.SubscribeSync(wire.HeartbeatSubject("persist", cfg.InstanceID))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m, err := hb.NextMsg(3 * time.Second); err != nil {
+		t.Fatalf("no heartbeat: %v", err)
+	} else if h := (&schema.Heartbeat{}); proto.Unmarshal(m.Data, h) != nil || h.Service != "persist" || !h.Ready {
+		t.Fatalf("heartbeat %+v", h)
+	}
+	resp, err := http.Get("http://" + r.svc.HTTPAddr() + "/readyz")
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("readyz: %v %v", resp, err)
+	}
+	resp.Body.Close()
 	_, js := natstest.Connect(t, srv.URL)
 	st := nextStats(t, js, "pebble", 3*time.Second)
 	if st.Backend != "pebble" || !st.Up || st.Pebble["disk_space_bytes"] <= 0 {
