@@ -201,3 +201,32 @@ func TestLockTimeoutBoundsDDL(t *testing.T) {
 		t.Fatalf("after the lock is gone: %v", err)
 	}
 }
+
+// TestRetentionArchive: with Archive, expired days move to schema
+// persist_archive with their rows instead of being dropped.
+func TestRetentionArchive(t *testing.T) {
+	ctx := context.Background()
+	s, _ := setup(t, newDBs(t, 1)...)
+	pool := s.DBs()[0].Pool
+	day0 := time.Date(2026, 11, 26, 0, 0, 0, 0, time.UTC)
+	r := storetest.Rec(1, storetest.Moved("a", "z0_0", "", day0.Add(time.Hour), 1, 1))
+	if _, err := s.Write(ctx, []store.Record{r}); err != nil {
+		t.Fatal(err)
+	}
+	pm := &Partman{Premake: 3, Retention: 2, Archive: true, Log: quietLog(), Now: func() time.Time { return day0.AddDate(0, 0, 5) }}
+	res, err := pm.Run(ctx, pool)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Removed) != 3 || res.Removed[0] != DayName(day0) {
+		t.Fatalf("removed %v", res.Removed)
+	}
+	var n int
+	if err := pool.QueryRow(ctx, `SELECT count(*) FROM persist_archive.`+DayName(day0)).Scan(&n); err != nil || n != 1 {
+		t.Fatalf("archived rows %d, %v", n, err)
+	}
+	pool.QueryRow(ctx, `SELECT count(*) FROM events`).Scan(&n)
+	if n != 0 {
+		t.Fatalf("events still holds %d rows", n)
+	}
+}
