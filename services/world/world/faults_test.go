@@ -62,8 +62,9 @@ func TestCrashTakeover(t *testing.T) {
 	took := waitAllOwned(t, 3*bound, rest...)
 	elapsed := time.Since(crashed)
 	t.Logf("zones %v of %s taken over after %v (bound TTL + renew interval = %v)", victimZones, victim.svc.cfg.InstanceID, elapsed, bound)
-	if elapsed > bound {
-		t.Errorf("takeover took %v, more than TTL + one renew interval (%v)", elapsed, bound)
+	// 250ms of slack for scheduling on a loaded 2-core machine (and -race).
+	if elapsed > bound+250*time.Millisecond {
+		t.Errorf("takeover took %v, more than TTL + one renew interval (%v) + 250ms slack", elapsed, bound)
 	}
 	logs, _ := checkLogs(t, js, zones)
 	for _, z := range victimZones {

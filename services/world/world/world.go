@@ -143,8 +143,8 @@ func (s *Service) Run(ctx context.Context) error {
 	if s.js, err = jetstream.New(nc); err != nil {
 		return fmt.Errorf("world: jetstream: %w", err)
 	}
-	if err := wire.EnsureStreams(ctx, s.js, s.cfg.Streams); err != nil {
-		return fmt.Errorf("world: %w", err)
+	if err := ensureStreams(ctx, s.js, s.cfg.Streams); err != nil {
+		return err
 	}
 	replicas := max(s.cfg.Streams.Replicas, 1)
 	if s.members, err = s.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: BucketMembers, Description: "live world instances",
@@ -364,7 +364,7 @@ func (s *Service) start(z string, lease *lock.Lease) {
 			}
 			rcancel()
 		}
-		if err != nil && !crashed {
+		if err != nil && !crashed && !(zctx.Err() != nil && errors.Is(err, context.Canceled)) {
 			s.log.Warn("zone stopped", "zone", z, "err", err)
 		}
 		s.mu.Lock()

@@ -27,7 +27,8 @@ func TestEmbeddedSingleInstance(t *testing.T) {
 	zones := cfg.Map.Zones()
 
 	updates := make(chan *nats.Msg, 4096)
-	if _, err := nc.ChanSubscribe("upd.z1_1.*", updates); err != nil {
+	updSub, err := nc.ChanSubscribe("upd.z1_1.*", updates)
+	if err != nil {
 		t.Fatal(err)
 	}
 	notices := make(chan *nats.Msg, 16)
@@ -35,7 +36,8 @@ func TestEmbeddedSingleInstance(t *testing.T) {
 		t.Fatal(err)
 	}
 	hbs := make(chan *nats.Msg, 16)
-	if _, err := nc.ChanSubscribe(wire.HeartbeatSubject("world", "solo"), hbs); err != nil {
+	hbSub, err := nc.ChanSubscribe(wire.HeartbeatSubject("world", "solo"), hbs)
+	if err != nil {
 		t.Fatal(err)
 	}
 
@@ -114,6 +116,8 @@ func TestEmbeddedSingleInstance(t *testing.T) {
 			return errString("no heartbeat yet")
 		}
 	})
+	_ = updSub.Unsubscribe()
+	_ = hbSub.Unsubscribe()
 	resp, err := http.Get("http://" + a.svc.HTTPAddr() + "/metrics")
 	if err != nil {
 		t.Fatal(err)

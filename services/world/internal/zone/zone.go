@@ -118,14 +118,7 @@ func Run(ctx context.Context, c Config) error {
 	}
 	r.log.Info("zone claimed", "fence", r.app.fence, "last_seq", r.app.lastSeq, "players", len(r.st.Players),
 		"takeover", r.takeover, "recovery", time.Since(start))
-	cons, err := c.JS.CreateOrUpdateConsumer(ctx, wire.StreamCommands, jetstream.ConsumerConfig{
-		Durable:       wire.DurableWorldZone(c.Zone),
-		FilterSubject: wire.CommandSubject(c.Zone),
-		AckPolicy:     jetstream.AckExplicitPolicy,
-		AckWait:       c.AckWait,
-		MaxAckPending: 4 * c.MaxBatch,
-		DeliverPolicy: jetstream.DeliverAllPolicy,
-	})
+	cons, err := r.consumer(ctx)
 	if err != nil {
 		return fmt.Errorf("zone %s: command consumer: %w", c.Zone, err)
 	}
@@ -151,6 +144,30 @@ func Run(ctx context.Context, c Config) error {
 			return err
 		}
 	}
+}
+
+// consumer returns the zone's durable command consumer, creating or updating
+// it only when it is missing or its settings differ: the consumer outlives
+// owners, and a needless update on every claim is avoided (nats-server 2.15.2
+// has a data race between consumer creation and a concurrent stream update).
+func (r *runner) consumer(ctx context.Context) (jetstream.Consumer, error) {
+	cfg := jetstream.ConsumerConfig{
+		Durable:       wire.DurableWorldZone(r.c.Zone),
+		FilterSubject: wire.CommandSubject(r.c.Zone),
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       r.c.AckWait,
+		MaxAckPending: 4 * r.c.MaxBatch,
+		DeliverPolicy: jetstream.DeliverAllPolicy,
+	}
+	cons, err := r.c.JS.Consumer(ctx, wire.StreamCommands, cfg.Durable)
+	if err == nil {
+		if have := cons.CachedInfo().Config; have.AckWait == cfg.AckWait && have.MaxAckPending == cfg.MaxAckPending && have.FilterSubject == cfg.FilterSubject {
+			return cons, nil
+		}
+	} else if !errors.Is(err, jetstream.ErrConsumerNotFound) {
+		return nil, err
+	}
+	return r.c.JS.CreateOrUpdateConsumer(ctx, wire.StreamCommands, cfg)
 }
 
 // recover loads the latest snapshot and replays the log after it.
