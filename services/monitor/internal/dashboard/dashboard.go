@@ -90,7 +90,7 @@ func Build(c rules.Context, monitor string, active []rules.Active, recent []Even
 		last := sh.Last()
 		age := now.Sub(last.At)
 		sv := ShardView{Shard: sh.Name, Backend: last.Sample.Backend, Up: last.Sample.Numbers["up"] != 0,
-			Reporting: c.AbsenceAfter <= 0 || age <= c.AbsenceAfter, AgeSeconds: age.Seconds(), Error: last.Sample.Error,
+			Reporting: rules.Reporting(last.Sample, age, c.AbsenceAfter), AgeSeconds: age.Seconds(), Error: last.Sample.Error,
 			Figures: last.Sample.Numbers, Series: map[string][][2]float64{}, Partitions: last.Sample.Partitions,
 			Tables: last.Sample.Tables}
 		for _, f := range Charted {

@@ -71,7 +71,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		}
 		age := now.Sub(last.At)
 		g(descAge, age.Seconds(), sh.Name)
-		g(descReporting, b2f(ctx.AbsenceAfter <= 0 || age <= ctx.AbsenceAfter), sh.Name)
+		g(descReporting, b2f(rules.Reporting(last.Sample, age, ctx.AbsenceAfter)), sh.Name)
 		for _, t := range last.Sample.Tables {
 			g(descTableLive, t.LiveTuples, sh.Name, t.Name)
 			g(descTableDead, t.DeadTuples, sh.Name, t.Name)

@@ -48,7 +48,9 @@ type Sample struct {
 	// Numbers holds every numeric and boolean figure (booleans as 0/1) by name.
 	Numbers map[string]float64
 	// Bools names the figures that are booleans (for the rule environment).
-	Bools      map[string]bool
+	Bools map[string]bool
+	// Strings holds the top-level string fields (shard, backend, error, pg_version, ...).
+	Strings    map[string]string
 	Tables     []Table
 	Partitions []Partition
 	SampledNS  int64
@@ -62,7 +64,7 @@ const (
 	DeadTupleRatio      = "dead_tuple_ratio"        // dead / (live + dead) over all tables
 	MaxTableDeadTuples  = "max_table_dead_tuples"   // dead tuples of the worst table
 	MaxTableDeadRatio   = "max_table_dead_ratio"    // dead ratio of that table
-	ConnectionRatio     = "connection_ratio"        // connections / max_connections
+	ConnectionRatio     = "connection_ratio"        // connections / (max_connections - superuser_reserved_connections)
 	RollbackRatio       = "rollback_ratio"          // rollbacks/s / (commits/s + rollbacks/s)
 	PoolUsageRatio      = "pool_usage_ratio"        // pool acquired / pool max
 	PartitionRows       = "dated_partition_rows"    // rows in dated partitions
@@ -74,7 +76,7 @@ const (
 func FromStats(s *schema.DBStats) Sample {
 	out := Sample{
 		Shard: s.GetShard(), Backend: s.GetBackend(), InstanceID: s.GetInstanceId(), Error: s.GetError(),
-		Numbers: map[string]float64{}, Bools: map[string]bool{},
+		Numbers: map[string]float64{}, Bools: map[string]bool{}, Strings: map[string]string{},
 		SampledNS: s.GetSampledAtNs(), SampleSeq: s.GetSampleSeq(),
 	}
 	flatten(s.ProtoReflect(), "", &out)
@@ -108,7 +110,13 @@ func FromStats(s *schema.DBStats) Sample {
 	n[DeadTuples], n[LiveTuples] = dead, live
 	n[DeadTupleRatio] = ratio(dead, live+dead)
 	n[MaxTableDeadTuples], n[MaxTableDeadRatio] = worstDead, worstRatio
-	n[ConnectionRatio] = ratio(n["connections"], n["max_connections"])
+	// Connections are judged against what applications can use: max_connections
+	// minus the slots reserved for superusers.
+	usable := n["max_connections"] - n["superuser_reserved_connections"]
+	if usable <= 0 {
+		usable = n["max_connections"]
+	}
+	n[ConnectionRatio] = ratio(n["connections"], usable)
 	n[RollbackRatio] = ratio(n["rollbacks_per_sec"], n["commits_per_sec"]+n["rollbacks_per_sec"])
 	n[PoolUsageRatio] = ratio(n["pool_acquired_conns"], n["pool_max_conns"])
 	n[PartitionRows] = partRows
@@ -152,6 +160,10 @@ func flatten(m protoreflect.Message, prefix string, out *Sample) {
 			continue
 		case fd.Kind() == protoreflect.MessageKind:
 			flatten(m.Get(fd).Message(), name+"_", out)
+		case fd.Kind() == protoreflect.StringKind:
+			if prefix == "" {
+				out.Strings[name] = m.Get(fd).String()
+			}
 		case fd.Kind() == protoreflect.BoolKind:
 			if m.Get(fd).Bool() {
 				out.Numbers[name] = 1

@@ -47,7 +47,11 @@ func native(targets map[Scope][]Target) int {
 		conds := []bool{
 			!rep, rep && !up,
 			up && pg && f("blks_hit")+f("blks_read") > 10000 && f("cache_hit_ratio") < 0.9,
-			up && f("max_connections") > 0 && f("connections") > 0.8*f("max_connections"),
+			up && f("max_connections") > 0 && f("connection_ratio") > 0.8,
+			up && f("longest_idle_in_transaction_seconds") > 60,
+			up && f("blocked_backends") > 0,
+			up && f("xid_age") > 1e9 && f("xid_age") <= 1.5e9,
+			up && f("xid_age") > 1.5e9,
 			up && f("default_partition_rows") > 0,
 			up && pg && f("days_ahead") < 2,
 			f("consumer_lag") > 1000 && e["growing"].(func(string, string) bool)("consumer_lag", "2m"),

@@ -208,3 +208,22 @@ func TestZoneAndGlobalScopes(t *testing.T) {
 		t.Fatalf("%+v", tr)
 	}
 }
+
+// TestAbsenceFollowsInterval: a shard that samples every 60s is late after
+// 3 intervals, not after the 45s default.
+func TestAbsenceFollowsInterval(t *testing.T) {
+	slow := figures.FromStats(&schema.DBStats{Shard: "pg0", IntervalMs: 60_000})
+	fast := figures.FromStats(&schema.DBStats{Shard: "pg0", IntervalMs: 5_000})
+	for _, c := range []struct {
+		s    figures.Sample
+		age  time.Duration
+		want bool
+	}{
+		{slow, 100 * time.Second, true}, {slow, 181 * time.Second, false},
+		{fast, 44 * time.Second, true}, {fast, 46 * time.Second, false},
+	} {
+		if got := Reporting(c.s, c.age, 45*time.Second); got != c.want {
+			t.Errorf("interval %v age %v: reporting %v, want %v", c.s.Numbers["interval_ms"], c.age, got, c.want)
+		}
+	}
+}

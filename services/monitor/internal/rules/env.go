@@ -115,12 +115,15 @@ func shardEnv(sh *state.Shard, now time.Time, absenceAfter time.Duration) map[st
 		}
 	}
 	age := now.Sub(last.At)
+	for k, v := range s.Strings {
+		env[k] = v
+	}
 	env["shard"] = sh.Name
 	env["backend"] = s.Backend
 	env["instance_id"] = s.InstanceID
 	env["error"] = s.Error
 	env["age_seconds"] = age.Seconds()
-	env["reporting"] = absenceAfter <= 0 || age <= absenceAfter
+	env["reporting"] = Reporting(s, age, absenceAfter)
 	env["samples"] = float64(len(sh.Points))
 	tables := make([]map[string]any, 0, len(s.Tables))
 	for _, t := range s.Tables {
@@ -152,6 +155,21 @@ func shardEnv(sh *state.Shard, now time.Time, absenceAfter time.Duration) map[st
 	env["max_over"] = func(name, d string) float64 { _, hi, _ := sh.Aggregate(name, dur(d)); return hi }
 	env["avg_over"] = func(name, d string) float64 { _, _, m := sh.Aggregate(name, dur(d)); return m }
 	return env
+}
+
+// Reporting reports whether a shard whose newest sample is age old still
+// counts as reporting: within absenceAfter, or within three of the shard's own
+// sampling intervals when that is longer (the absent() pattern: a DB monitor
+// sampling every minute is not late after 45 s).
+func Reporting(s figures.Sample, age, absenceAfter time.Duration) bool {
+	if absenceAfter <= 0 {
+		return true
+	}
+	limit := absenceAfter
+	if iv := time.Duration(s.Numbers["interval_ms"]) * time.Millisecond; 3*iv > limit {
+		limit = 3 * iv
+	}
+	return age <= limit
 }
 
 func zoneEnv(z state.Zone) map[string]any {
