@@ -390,7 +390,7 @@ func runStack(t testing.TB, opts runOptions) *runResult {
 	// Audit: let the services finish what is in the streams.
 	actx, acancel := context.WithTimeout(ctx, 4*time.Minute)
 	defer acancel()
-	busy, err := audit.WaitConsumersIdle(actx, st.JS(), wire.StreamCommands, func(n string) bool { return strings.HasPrefix(n, "world") }, 90*time.Second)
+	busy, err := audit.WaitConsumersIdle(actx, st.JS(), wire.StreamCommands, func(n string) bool { return strings.HasPrefix(n, "world") }, 180*time.Second)
 	if err != nil || len(busy) > 0 {
 		t.Errorf("world consumers not idle after the run: %v %v", busy, err)
 	}

@@ -3,6 +3,7 @@ package harness
 import (
 	"context"
 	"fmt"
+	"net"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -66,6 +67,8 @@ type Stack struct {
 	proxies map[string]*faultproxy.Proxy
 	ops     map[string]string // proc -> ops address
 	clients map[string][2]string
+
+	reserved []net.Listener
 
 	nc *nats.Conn
 	js jetstream.JetStream
@@ -242,6 +245,7 @@ func StartStack(t testing.TB, cfg StackConfig) *Stack {
 	if cfg.Monitor {
 		s.addProc(bins["monitor"], "monitor", 1)
 	}
+	s.releasePorts()
 	for _, n := range s.order {
 		if err := s.procs[n].Start(); err != nil {
 			t.Fatal(err)
@@ -264,12 +268,23 @@ func (s *Stack) proxy(proc, server, target string) *faultproxy.Proxy {
 	return p
 }
 
+// port reserves a free port: its listener stays open (so that neither the
+// proxies nor anything else picks the same port) until releasePorts, just
+// before the processes start.
 func (s *Stack) port() int {
-	p, err := FreePort()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		s.t.Fatal(err)
 	}
-	return p
+	s.reserved = append(s.reserved, l)
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+func (s *Stack) releasePorts() {
+	for _, l := range s.reserved {
+		_ = l.Close()
+	}
+	s.reserved = nil
 }
 
 // addProc defines the process, its proxies and its command line. The flags

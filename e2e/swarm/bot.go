@@ -61,7 +61,7 @@ type bot struct {
 	joined   bool
 	resync   bool // a move was refused: take the server's position from the next view of ourselves
 	dead     bool
-	blocked  int       // walls hit: after a few, waypoints avoid the last direction
+	blocked  int       // walls hit (each makes the bot pick another waypoint)
 	hist     []movePos // recent moves (ascending seq) for reconciliation
 	pending  map[uint64]*sentCmd
 	moves    []sentCmd // moves awaiting their update, ascending seq
