@@ -176,3 +176,63 @@ func TestAmbiguousAppend(t *testing.T) {
 	}
 	_ = nats.ErrTimeout
 }
+
+// TestConcurrentAppendsOneWins (LOCK-T5): appenders racing with the same
+// expected sequence (owners that all believe they own the zone): exactly one
+// append is stored, the others are refused; and a retry of a stored append
+// (same Nats-Msg-Id, old expected sequence) is recognised as ours, not
+// stored twice.
+func TestConcurrentAppendsOneWins(t *testing.T) {
+	_, _, js := natstest.StartWithStreams(t)
+	ctx := context.Background()
+	base := testAppender(t, js, "z", 1)
+	if _, err := base.append(ctx, claimEv("z/claim/1", 1)); err != nil {
+		t.Fatal(err)
+	}
+	for round := 0; round < 5; round++ {
+		var wg sync.WaitGroup
+		var wins, refused atomic.Int32
+		start := base.lastSeq
+		for i := 0; i < 8; i++ {
+			a := testAppender(t, js, "z", uint64(10+i))
+			a.lastSeq = start
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				_, err := a.append(ctx, chatEv("z/r"+strconv.Itoa(round)+"/"+strconv.Itoa(i), ""))
+				switch {
+				case err == nil:
+					wins.Add(1)
+					base.lastSeq = a.lastSeq
+				case errors.Is(err, ErrFenced):
+					refused.Add(1)
+				default:
+					t.Error(err)
+				}
+			}()
+		}
+		wg.Wait()
+		if wins.Load() != 1 || refused.Load() != 7 {
+			t.Fatalf("round %d: %d stored, %d refused; want 1 and 7", round, wins.Load(), refused.Load())
+		}
+	}
+	// Retry of a stored append with its original expected sequence.
+	prev := base.lastSeq
+	ev := chatEv("z/retry", "s:1")
+	seq, err := base.append(ctx, ev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	base.lastSeq = prev
+	again, err := base.append(ctx, chatEv("z/retry", "s:1"))
+	if err != nil || again != seq {
+		t.Fatalf("retry: seq %d (first %d), %v", again, seq, err)
+	}
+	logs, err := zonelog.ReadAll(ctx, js, []string{"z"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := len(logs["z"]); n != 1+5+1 {
+		t.Fatalf("%d events stored, want 7", n)
+	}
+}
