@@ -72,10 +72,11 @@ func envInt(name string, def int) int {
 }
 
 type env struct {
-	url  string
-	js   jetstream.JetStream
-	gw   *gateway.Service
-	bare *ingestbench.Bare
+	url    string
+	js     jetstream.JetStream
+	gw     *gateway.Service
+	bare   *ingestbench.Bare
+	shaped *ingestbench.Bare
 }
 
 func setup(b *testing.B, sync natsembed.SyncPolicy, window int) *env {
@@ -119,12 +120,17 @@ func setup(b *testing.B, sync natsembed.SyncPolicy, window int) *env {
 	case err := <-done:
 		b.Fatal(err)
 	}
-	bare, err := ingestbench.StartBare(url, window)
+	bare, err := ingestbench.StartBare(url, window, false)
 	if err != nil {
 		b.Fatal(err)
 	}
 	b.Cleanup(bare.Close)
-	return &env{url: url, js: js, gw: gw, bare: bare}
+	shaped, err := ingestbench.StartBare(url, window, true)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(shaped.Close)
+	return &env{url: url, js: js, gw: gw, bare: bare, shaped: shaped}
 }
 
 func (e *env) purge(b *testing.B) {
@@ -170,10 +176,15 @@ func BenchmarkIngest(b *testing.B) {
 				b.Fatal(err)
 			}
 			defer barec.Close()
+			shapedc, err := ingestbench.Dial(e.shaped.Addr(), clients, false, "")
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer shapedc.Close()
 			perClient := max(1, window/clients)
-			var ceil, bare, gw ingestbench.Result
-			var ceilCPU, bareCPU, gwCPU time.Duration
-			only := os.Getenv("INGEST_ONLY") // profile one pipeline: ceiling, bare or gateway
+			var ceil, bare, shaped, gw ingestbench.Result
+			var ceilCPU, bareCPU, shapedCPU, gwCPU time.Duration
+			only := os.Getenv("INGEST_ONLY") // profile one pipeline: ceiling, bare, shaped or gateway
 			timed := func(cpu *time.Duration, f func() (ingestbench.Result, error)) ingestbench.Result {
 				c0 := cpuTime()
 				r, err := f()
@@ -201,6 +212,10 @@ func BenchmarkIngest(b *testing.B) {
 					e.purge(b)
 					add(&bare, timed(&bareCPU, func() (ingestbench.Result, error) { return barec.Run(ctx, sp.msgs, perClient) }))
 				}
+				if only == "" || only == "shaped" {
+					e.purge(b)
+					add(&shaped, timed(&shapedCPU, func() (ingestbench.Result, error) { return shapedc.Run(ctx, sp.msgs, perClient) }))
+				}
 				if only == "" || only == "gateway" {
 					e.purge(b)
 					add(&gw, timed(&gwCPU, func() (ingestbench.Result, error) { return gwc.Run(ctx, sp.msgs, perClient) }))
@@ -219,6 +234,9 @@ func BenchmarkIngest(b *testing.B) {
 			b.ReportMetric(perMsg(ceilCPU, ceil), "ceiling_cpu_us/msg")
 			b.ReportMetric(perMsg(bareCPU, bare), "bare_cpu_us/msg")
 			b.ReportMetric(perMsg(gwCPU, gw), "gateway_cpu_us/msg")
+			b.ReportMetric(perMsg(shapedCPU, shaped), "bareshaped_cpu_us/msg")
+			b.ReportMetric(shaped.MsgsPerSec(), "bareshaped_msgs/s")
+			b.ReportMetric(gw.MsgsPerSec()/shaped.MsgsPerSec(), "gateway/bareshaped")
 			b.ReportMetric(gw.MsgsPerSec()/bare.MsgsPerSec(), "gateway/bare")
 			b.ReportMetric(gw.MsgsPerSec()/ceil.MsgsPerSec(), "gateway/ceiling")
 			b.ReportMetric(float64(ceil.P99.Microseconds())/1e3, "ceiling_p99_ms")

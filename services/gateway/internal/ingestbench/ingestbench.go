@@ -119,6 +119,12 @@ var stall = jetstream.WithStallWait(time.Minute)
 // reads frames and calls PublishMsgAsync directly; a second goroutine per
 // connection waits for the PubAcks in order and writes an 8-byte ack frame.
 type Bare struct {
+	// Shaped makes the bare pipeline publish messages of the gateway's shape
+	// (a schema.Command wrapping the frame, the five contract headers)
+	// without anything else the gateway does: an ablation that separates
+	// the cost of the message from the cost of the pipeline.
+	Shaped bool
+
 	ln  net.Listener
 	js  jetstream.JetStream
 	nc  *nats.Conn
@@ -127,7 +133,7 @@ type Bare struct {
 }
 
 // StartBare listens on 127.0.0.1:0.
-func StartBare(url string, maxPending int) (*Bare, error) {
+func StartBare(url string, maxPending int, shaped bool) (*Bare, error) {
 	nc, err := nats.Connect(url)
 	if err != nil {
 		return nil, err
@@ -142,7 +148,7 @@ func StartBare(url string, maxPending int) (*Bare, error) {
 		nc.Close()
 		return nil, err
 	}
-	b := &Bare{ln: ln, js: js, nc: nc}
+	b := &Bare{ln: ln, js: js, nc: nc, Shaped: shaped}
 	b.wg.Add(1)
 	go b.accept()
 	return b, nil
@@ -204,8 +210,17 @@ func (b *Bare) serve(c net.Conn) {
 			return
 		}
 		seq++
-		data := append([]byte(nil), f...)
-		m := &nats.Msg{Subject: "cmd.bare", Data: data, Header: nats.Header{nats.MsgIdHdr: []string{conn + ":" + strconv.FormatUint(seq, 10)}}}
+		id := conn + ":" + strconv.FormatUint(seq, 10)
+		var m *nats.Msg
+		if b.Shaped {
+			session := "s0123456789abcdef01234567" + conn
+			data, _ := proto.Marshal(&schema.Command{CommandId: id, SessionId: session, PlayerId: "p-bench" + conn, PlayerName: "bench" + conn,
+				Zone: "z0_0", ClientSeq: seq, ReceivedAtNs: time.Now().UnixNano(), Body: &schema.Command_Chat{Chat: &schema.Chat{Text: string(f)}}})
+			m = &nats.Msg{Subject: "cmd.bare", Data: data, Header: nats.Header{nats.MsgIdHdr: []string{id}, wire.HeaderSession: []string{session},
+				wire.HeaderPlayer: []string{"p-bench" + conn}, wire.HeaderZone: []string{"z0_0"}, wire.HeaderSchema: []string{wire.SchemaVersion}}}
+		} else {
+			m = &nats.Msg{Subject: "cmd.bare", Data: append([]byte(nil), f...), Header: nats.Header{nats.MsgIdHdr: []string{id}}}
+		}
 		fut, err := b.js.PublishMsgAsync(m, stall)
 		if err != nil {
 			return
