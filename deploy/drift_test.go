@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strings"
 	"sync"
@@ -563,6 +564,9 @@ func runStack(t *testing.T, sources []configSource, replicas map[string]int) {
 			d.checkEventsStored(t)
 		}
 	}
+	if len(clients) > 0 && len(ran) >= len(Services) {
+		checkDashboardMetrics(t, procs)
+	}
 	for i := len(procs) - 1; i >= 0; i-- {
 		took := procs[i].stop(t)
 		t.Logf("%s stopped cleanly in %v", procs[i].name, took.Round(time.Millisecond))
@@ -801,4 +805,50 @@ func (d *localDeps) checkEventsStored(t *testing.T) {
 		return nil
 	})
 	t.Logf("events stored: shard0 %d, shard1 %d", per[0], per[1])
+}
+
+var metricRE = regexp.MustCompile(`\b((?:realm|persist|process|go)_[a-zA-Z0-9_]+)`)
+
+// checkDashboardMetrics: every metric the Grafana dashboards query is one a
+// service of the running stack exports (after the bots played), so a renamed
+// metric breaks this test instead of silently emptying a panel.
+func checkDashboardMetrics(t *testing.T, procs []*proc) {
+	t.Helper()
+	have := map[string]bool{}
+	for _, p := range procs {
+		resp, err := http.Get("http://" + p.ops + "/metrics")
+		if err != nil {
+			t.Errorf("%s /metrics: %v", p.name, err)
+			continue
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		for _, l := range strings.Split(string(b), "\n") {
+			if f := strings.Fields(l); len(f) >= 3 && f[0] == "#" && f[1] == "TYPE" {
+				have[f[2]] = true
+			}
+		}
+	}
+	dashboards, _ := filepath.Glob(filepath.Join(repoRoot, "deploy/grafana/dashboards/*.json"))
+	var missing []string
+	for _, f := range dashboards {
+		d := readDashboard(t, f)
+		for _, pn := range d.Panels {
+			for _, tg := range pn.Targets {
+				for _, m := range metricRE.FindAllString(tg.Expr, -1) {
+					base := m
+					for _, suf := range []string{"_bucket", "_sum", "_count"} {
+						base = strings.TrimSuffix(base, suf)
+					}
+					if !have[m] && !have[base] {
+						missing = append(missing, fmt.Sprintf("%s: panel %q: %s", filepath.Base(f), pn.Title, m))
+					}
+				}
+			}
+		}
+	}
+	if len(missing) > 0 {
+		t.Errorf("dashboard metrics no service exports:\n%s", strings.Join(missing, "\n"))
+	}
+	t.Logf("dashboards checked against %d exported metric families", len(have))
 }
