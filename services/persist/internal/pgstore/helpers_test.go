@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"sync"
 	"testing"
 	"time"
 
@@ -17,12 +18,20 @@ func quietLog() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, n
 
 // mutableMap is a MapStore in memory (the service uses NATS KV).
 type mutableMap struct {
+	mu  sync.Mutex
 	m   shard.Map
 	rev uint64
 }
 
-func (mm *mutableMap) Load(context.Context) (shard.Map, uint64, error) { return mm.m, mm.rev, nil }
+func (mm *mutableMap) Load(context.Context) (shard.Map, uint64, error) {
+	mm.mu.Lock()
+	defer mm.mu.Unlock()
+	return mm.m, mm.rev, nil
+}
+
 func (mm *mutableMap) Update(_ context.Context, next shard.Map, rev uint64) (uint64, error) {
+	mm.mu.Lock()
+	defer mm.mu.Unlock()
 	if rev != mm.rev || next.Version != mm.m.Version+1 {
 		return 0, fmt.Errorf("stale update")
 	}
