@@ -88,7 +88,7 @@ func (s *scenario) worldCrash(ctx context.Context, name string) {
 	var missing []string
 	deadline := time.Now().Add(60 * time.Second)
 	for time.Now().Before(deadline) {
-		worst, missing = s.tr.reclaimedIn(name, at, 0)
+		worst, missing = s.tr.reclaimedIn(name, at)
 		if len(missing) == 0 {
 			break
 		}
@@ -292,7 +292,7 @@ func (s *scenario) linkFaults(ctx context.Context) {
 	px.Cut()
 	sleep(ctx, 8*time.Second)
 	px.Restore()
-	worst, missing := s.tr.reclaimedIn("world-3", at, 0)
+	worst, missing := s.tr.reclaimedIn("world-3", at)
 	detail := fmt.Sprintf("cut 8s; zones %v", zones)
 	if len(missing) > 0 {
 		detail += fmt.Sprintf("; not reclaimed by another instance during the cut: %v", missing)

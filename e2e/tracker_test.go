@@ -99,9 +99,8 @@ func (t *tracker) ownersAt(at time.Time) map[string]string {
 }
 
 // reclaimedIn returns, for the zones instance owned at `at`, the longest
-// time until another instance claimed them (and the zones not reclaimed
-// within limit).
-func (t *tracker) reclaimedIn(instance string, at time.Time, limit time.Duration) (time.Duration, []string) {
+// time until another instance claimed them, and the zones not reclaimed yet.
+func (t *tracker) reclaimedIn(instance string, at time.Time) (time.Duration, []string) {
 	owned := t.ownersAt(at)
 	t.mu.Lock()
 	defer t.mu.Unlock()

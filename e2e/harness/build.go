@@ -52,12 +52,6 @@ func NewBuilder(root, dir string) *Builder {
 // ServicePkg is the main package of a service, relative to the root.
 func ServicePkg(svc string) string { return "./services/" + svc + "/cmd/" + svc }
 
-// Available reports whether the service's main package exists in the checkout.
-func (b *Builder) Available(svc string) bool {
-	_, err := os.Stat(filepath.Join(b.Root, "services", svc, "cmd", svc, "main.go"))
-	return err == nil
-}
-
 // Build builds the binary of pkg (a path relative to Root, e.g.
 // ./services/world/cmd/world) as Dir/<name> and returns its path.
 func (b *Builder) Build(name, pkg string) (string, error) {
@@ -76,14 +70,6 @@ func (b *Builder) Build(name, pkg string) (string, error) {
 	}
 	b.built[name] = err
 	return out, err
-}
-
-// BuildService builds services/<svc>/cmd/<svc>.
-func (b *Builder) BuildService(svc string) (string, error) {
-	if !b.Available(svc) {
-		return "", fmt.Errorf("harness: services/%s/cmd/%s/main.go does not exist yet in %s", svc, svc, b.Root)
-	}
-	return b.Build(svc, ServicePkg(svc))
 }
 
 // BuildServices builds several services in one go build invocation (shared
