@@ -311,9 +311,8 @@ func (s *Service) serveWS(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithCancel(context.Background())
 	tr := &wsTransport{c: ws, ctx: ctx, buf: make([]byte, s.cfg.MaxFrame+1), timeout: s.cfg.WriteTimeout}
 	done := make(chan struct{})
-	if s.admitWS(tr, done) {
-		<-done
-	}
+	s.admitWS(tr, done)
+	<-done
 	cancel()
 }
 
@@ -327,12 +326,16 @@ func (s *Service) admitWS(tr transport, done chan struct{}) bool {
 	s.mu.Lock()
 	if s.draining.Load() || len(s.conns) >= s.cfg.MaxConns {
 		s.mu.Unlock()
-		b, _ := proto.Marshal(&schema.ServerPacket{Body: &schema.ServerPacket_Busy{Busy: &schema.Busy{RetryAfterMs: 1000}}})
-		_ = tr.writePackets([][]byte{b})
-		tr.close()
-		if done != nil {
-			close(done)
-		}
+		// Refuse with Busy, off the accept loop (the write may wait).
+		go func() {
+			b, _ := proto.Marshal(&schema.ServerPacket{Body: &schema.ServerPacket_Busy{Busy: &schema.Busy{RetryAfterMs: 1000}}})
+			_ = tr.writePackets([][]byte{b})
+			tr.closeGracefully(lingerTime, nil)
+			if done != nil {
+				close(done)
+			}
+		}()
+		s.m.dropped.WithLabelValues("max_conns").Inc()
 		return false
 	}
 	c := newConn(s, tr)

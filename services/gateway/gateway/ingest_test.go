@@ -319,3 +319,19 @@ func TestTraceContextFromPacketToAck(t *testing.T) {
 		return errors.New("no ended gateway.command span")
 	})
 }
+
+// TestMaxConns: a connection beyond --max-conns gets Busy and is closed.
+func TestMaxConns(t *testing.T) {
+	h := start(t, func(c *Config) { c.MaxConns = 2 })
+	h.login("tcp", "one", "")
+	h.login("ws", "two", "")
+	c := h.dial("tcp")
+	if p := next(t, c, 5*time.Second); p.GetBusy() == nil {
+		t.Fatalf("third connection got %v, want Busy", p)
+	}
+	select {
+	case <-c.Done():
+	case <-time.After(5 * time.Second):
+		t.Fatal("third connection not closed")
+	}
+}
