@@ -201,3 +201,39 @@ func TestSplitBrain(t *testing.T) {
 	}
 	_ = context.Background
 }
+
+// TestGracefulHandover: a stopping instance hands its zones over at once
+// (release event, final snapshot, lease released): the other instance
+// claims them long before the lease TTL, without counting a takeover.
+func TestGracefulHandover(t *testing.T) {
+	srv, _, js := natstest.StartWithStreams(t)
+	redistest.Shared(t)
+	base := testConfig(t, srv.URL, redistest.Addr(), "")
+	base.LeaseTTL = 6 * time.Second // a handover must not wait for expiry
+	mk := func(id string) Config { c := base; c.InstanceID = id; return c }
+	zones := base.Map.Zones()
+	a := startInst(t, mk("a"))
+	waitAllOwned(t, 10*time.Second, a)
+	b := startInst(t, mk("b"))
+	own := waitBalanced(t, 10*time.Second, a, b) // zones moved a -> b by handover
+	start := time.Now()
+	a.stop()
+	waitAllOwned(t, 3*time.Second, b)
+	if d := time.Since(start); d > base.LeaseTTL/2 {
+		t.Fatalf("handover took %v (lease TTL %v)", d, base.LeaseTTL)
+	}
+	if n := counter(t, b.svc.zm.Takeovers); n != 0 {
+		t.Fatalf("%v takeovers counted for graceful handovers", n)
+	}
+	logs, _ := checkLogs(t, js, zones)
+	for _, z := range zones {
+		l := logs[z]
+		for i, e := range l {
+			if c := e.Event.GetOwnershipClaimed(); c != nil && c.InstanceId == "b" && i > 0 {
+				if l[i-1].Event.GetOwnershipReleased() == nil {
+					t.Errorf("zone %s (first owner %s): b claimed after %T, not after a release", z, own[z], l[i-1].Event.Body)
+				}
+			}
+		}
+	}
+}

@@ -17,6 +17,8 @@ import (
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/realmstream/realmstream/libs/envflag"
 	"github.com/realmstream/realmstream/libs/telemetry"
 	"github.com/realmstream/realmstream/services/world/world"
@@ -46,6 +48,7 @@ func run(args []string) int {
 		return 2
 	}
 	log := telemetry.NewLogger("world", cfg.LogFormat, level)
+	redis.SetLogger(redisLog{log}) // go-redis logs through slog, not to bare stderr
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
@@ -73,4 +76,11 @@ func run(args []string) int {
 		return 1
 	}
 	return 0
+}
+
+// redisLog adapts slog to go-redis's internal logger.
+type redisLog struct{ log *slog.Logger }
+
+func (r redisLog) Printf(ctx context.Context, format string, v ...any) {
+	r.log.WarnContext(ctx, "redis client", "msg", fmt.Sprintf(format, v...))
 }
