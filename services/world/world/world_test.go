@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/realmstream/realmstream/libs/lock"
 	"github.com/realmstream/realmstream/libs/natstest"
 	"github.com/realmstream/realmstream/libs/schema"
 	"github.com/realmstream/realmstream/libs/waitfor"
@@ -156,3 +157,17 @@ func TestEmbeddedSingleInstance(t *testing.T) {
 type errString string
 
 func (e errString) Error() string { return string(e) }
+
+// TestSharedTableInstances: several instances in one process share one
+// in-process lock table (Config.LockStore): zones are spread and a crashed
+// instance's zones move, with no Redis at all.
+func TestSharedTableInstances(t *testing.T) {
+	srv, _, js := natstest.StartWithStreams(t)
+	table := lock.NewTable()
+	mk := func(id string) Config { c := testConfig(t, srv.URL, "", id); c.LockStore = table; return c }
+	a, b := startInst(t, mk("a")), startInst(t, mk("b"))
+	waitBalanced(t, 10*time.Second, a, b)
+	a.crash()
+	waitAllOwned(t, 5*time.Second, b)
+	checkLogs(t, js, mk("x").Map.Zones())
+}
