@@ -72,8 +72,9 @@ func testConfig(t *testing.T, natsURL string) Config {
 	cfg.InstanceID = "mon-test"
 	cfg.RulesPath = writeRules(t, testRules)
 	cfg.EvalInterval = 50 * time.Millisecond
-	cfg.AbsenceAfter = 1500 * time.Millisecond
-	cfg.HeartbeatTimeout = time.Second
+	// Generous against a loaded CI machine (the feeder publishes every 100ms).
+	cfg.AbsenceAfter = 3 * time.Second
+	cfg.HeartbeatTimeout = 2 * time.Second
 	cfg.HeartbeatInterval = 200 * time.Millisecond
 	cfg.Zones = "z0_0,z1_0"
 	cfg.ShutdownTimeout = 5 * time.Second
