@@ -227,3 +227,41 @@ func TestAbsenceFollowsInterval(t *testing.T) {
 		}
 	}
 }
+
+// TestDefaultRulesOnSamples runs a few default rules on realistic samples.
+func TestDefaultRulesOnSamples(t *testing.T) {
+	set, err := LoadFile("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := NewEngine(set)
+	now := time.Unix(1_700_000_000, 0)
+	st := state.New(state.Options{Window: time.Hour})
+	st.AddSample(state.Point{At: now, StreamSeq: 1, Sample: figures.FromStats(&schema.DBStats{
+		Shard: "pg0", Backend: "postgres", Up: true, SampledAtNs: now.UnixNano(), DaysAhead: 3,
+		DefaultPartitionRows: 4, XidAge: 1.6e9, LongestIdleInTransactionSeconds: 120,
+		Connections: 90, MaxConnections: 100, SuperuserReservedConnections: 3,
+		Tables: []*schema.TableStat{{Name: "events", LiveTuples: 50000, DeadTuples: 20000, LastAutovacuumNs: now.Add(-11 * 24 * time.Hour).UnixNano()}},
+	})})
+	ctx := Context{Snap: st.Snapshot(now), AbsenceAfter: 45 * time.Second, HeartbeatTimeout: 10 * time.Second}
+	e.Eval(now, ctx.Targets())
+	tr, errs := e.Eval(now.Add(11*time.Minute), Context{Snap: st.Snapshot(now.Add(time.Second)), AbsenceAfter: time.Hour}.Targets())
+	if len(errs) > 0 {
+		t.Fatal(errs)
+	}
+	got := map[string]bool{}
+	for _, x := range tr {
+		got[x.Rule.Name] = true
+	}
+	for _, want := range []string{"default_partition_rows", "xid_wraparound_critical", "idle_in_transaction",
+		"connections_near_max", "dead_tuples_high", "table_not_autovacuumed"} {
+		if !got[want] {
+			t.Errorf("%s did not fire; fired: %v", want, got)
+		}
+	}
+	for _, not := range []string{"xid_wraparound_warning", "partitions_ahead_low", "shard_not_reporting", "cache_hit_ratio_low"} {
+		if got[not] {
+			t.Errorf("%s fired", not)
+		}
+	}
+}

@@ -127,8 +127,11 @@ func shardEnv(sh *state.Shard, now time.Time, absenceAfter time.Duration) map[st
 	env["samples"] = float64(len(sh.Points))
 	tables := make([]map[string]any, 0, len(s.Tables))
 	for _, t := range s.Tables {
+		// Seconds from the table's last autovacuum to the sample; a table never
+		// autovacuumed counts from the epoch (as postgres_exporter's COALESCE does).
+		vacAge := float64(s.SampledNS-t.LastAutovac) / 1e9
 		tables = append(tables, map[string]any{"name": t.Name, "live_tuples": t.LiveTuples, "dead_tuples": t.DeadTuples,
-			"dead_ratio": t.DeadRatio, "size_bytes": t.SizeBytes})
+			"dead_ratio": t.DeadRatio, "size_bytes": t.SizeBytes, "autovacuum_age_seconds": vacAge})
 	}
 	env["tables"] = tables
 	parts := make([]map[string]any, 0, len(s.Partitions))
