@@ -4,12 +4,16 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"io"
 	"testing"
 	"time"
 
 	"github.com/realmstream/realmstream/libs/natstest"
 	"github.com/realmstream/realmstream/libs/pgtest"
 	"github.com/realmstream/realmstream/libs/shard"
+	"github.com/realmstream/realmstream/libs/waitfor"
+	"github.com/realmstream/realmstream/libs/wire"
+	"github.com/realmstream/realmstream/services/persist/internal/query"
 )
 
 // TestOnlineMoveWhileEventsFlow: `persist shards add-db` + `move` of the
@@ -70,6 +74,23 @@ func TestOnlineMoveWhileEventsFlow(t *testing.T) {
 	}
 	stored := pgRows(t, urls, func(db int, zone string) bool { return m.DBFor(zone) == []string{"pg0", "pg1", "pg2"}[db] })
 	assertExactlyTheLog(t, pub, stored)
+	// A move while nothing is written: replicas follow the map through the KV
+	// watch, so reads of the moved zone are answered from the new database.
+	nc, _ := natstest.Connect(t, srv.URL)
+	before := request[query.ZoneReply](t, nc, wire.QueryZone, map[string]any{"zone": "z0_1"})
+	if !before.Found || before.Zone.Events == 0 {
+		t.Fatalf("z0_1 before: %+v", before)
+	}
+	if err := a.Move(ctx, shard.Of("z0_1"), "pg2", io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	waitfor.True(t, 5*time.Second, func() error {
+		after := request[query.ZoneReply](t, nc, wire.QueryZone, map[string]any{"zone": "z0_1"})
+		if !after.Found || after.Zone.Events != before.Zone.Events {
+			return errorf("z0_1 after the move: %+v", after)
+		}
+		return nil
+	})
 	var show bytes.Buffer
 	if err := a.Show(ctx, &show); err != nil {
 		t.Fatal(err)

@@ -107,6 +107,7 @@ func (s *Service) Run(ctx context.Context) error {
 	var st store.Store
 	var sources func() []dbmon.Source
 	var partman func(context.Context)
+	var watchMap func(context.Context)
 	if len(s.cfg.PGURLs) > 0 {
 		pg, err := s.openPostgres(ctx, js)
 		if err != nil {
@@ -131,6 +132,20 @@ func (s *Service) Run(ctx context.Context) error {
 			return out
 		}
 		partman = func(ctx context.Context) { s.partitionAll(ctx, pg) }
+		watchMap = func(ctx context.Context) {
+			kv, err := shardmap.Open(ctx, js, s.cfg.ShardMapBucket)
+			if err != nil {
+				s.log.Error("shard map watch", "err", err)
+				return
+			}
+			_ = kv.Watch(ctx, func(m shard.Map) {
+				if m.Version != pg.Map().Version {
+					if err := pg.Reload(ctx); err != nil {
+						s.log.Warn("shard map reload failed", "err", err)
+					}
+				}
+			})
+		}
 	} else {
 		if err := os.MkdirAll(s.cfg.PebbleDir, 0o755); err != nil {
 			return fmt.Errorf("persist: pebble dir: %w", err)
@@ -180,6 +195,9 @@ func (s *Service) Run(ctx context.Context) error {
 	}
 	goLoop(func(c context.Context) { _ = mon.Run(c) })
 	goLoop(func(c context.Context) { s.heartbeats(c, nc) })
+	if watchMap != nil {
+		goLoop(watchMap)
+	}
 	if partman != nil {
 		goLoop(func(c context.Context) {
 			t := time.NewTicker(s.cfg.PartitionInterval)

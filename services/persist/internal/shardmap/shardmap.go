@@ -80,3 +80,32 @@ func (k *KV) Update(ctx context.Context, next shard.Map, rev uint64) (uint64, er
 	}
 	return nrev, nil
 }
+
+// Watch calls fn with every new version of the map until ctx ends (the
+// current one first). Replicas use it so that reads follow a move even when
+// no write hits the moved shard.
+func (k *KV) Watch(ctx context.Context, fn func(shard.Map)) error {
+	w, err := k.kv.Watch(ctx, key, jetstream.IgnoreDeletes())
+	if err != nil {
+		return fmt.Errorf("shardmap: watch: %w", err)
+	}
+	defer w.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case e, ok := <-w.Updates():
+			if !ok {
+				return nil
+			}
+			if e == nil {
+				continue // end of the initial values
+			}
+			m, err := shard.Decode(e.Value())
+			if err != nil {
+				continue
+			}
+			fn(m)
+		}
+	}
+}
