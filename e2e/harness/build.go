@@ -112,3 +112,36 @@ func (b *Builder) BuildServices(svcs []string) (map[string]string, error) {
 	}
 	return out, nil
 }
+
+var (
+	sharedMu sync.Mutex
+	shared   = map[string]*Builder{}
+)
+
+// SharedBuilder returns the process-wide builder of root, so that every
+// stack of one test binary reuses the same binaries. Call RemoveBuilds from
+// TestMain when the tests are done.
+func SharedBuilder(root string) (*Builder, error) {
+	sharedMu.Lock()
+	defer sharedMu.Unlock()
+	if b := shared[root]; b != nil {
+		return b, nil
+	}
+	dir, err := os.MkdirTemp("", "realm-e2e-bin-")
+	if err != nil {
+		return nil, err
+	}
+	b := NewBuilder(root, dir)
+	shared[root] = b
+	return b, nil
+}
+
+// RemoveBuilds deletes the binaries of every shared builder.
+func RemoveBuilds() {
+	sharedMu.Lock()
+	defer sharedMu.Unlock()
+	for root, b := range shared {
+		_ = os.RemoveAll(b.Dir)
+		delete(shared, root)
+	}
+}

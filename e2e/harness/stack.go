@@ -176,12 +176,11 @@ func StartStack(t testing.TB, cfg StackConfig) *Stack {
 		// commit) while the tests come from this one.
 		root = src
 	}
-	binDir, err := os.MkdirTemp("", "realm-e2e-bin-")
+	builder, err := SharedBuilder(root)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { os.RemoveAll(binDir) })
-	s := &Stack{t: t, cfg: cfg, Builder: NewBuilder(root, binDir), procs: map[string]*Proc{},
+	s := &Stack{t: t, cfg: cfg, Builder: builder, procs: map[string]*Proc{},
 		proxies: map[string]*faultproxy.Proxy{}, ops: map[string]string{}, clients: map[string][2]string{}}
 
 	// Build first (in parallel with nothing else: 2 cores).
