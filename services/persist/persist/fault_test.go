@@ -2,12 +2,12 @@ package persist
 
 import (
 	"context"
-
 	"errors"
-	"github.com/jackc/pgx/v5"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/realmstream/realmstream/libs/natstest"
 	"github.com/realmstream/realmstream/libs/pgtest"
