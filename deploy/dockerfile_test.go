@@ -2,6 +2,7 @@ package deploy
 
 import (
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -195,11 +196,25 @@ func TestDockerContext(t *testing.T) {
 			t.Errorf(".dockerignore lets %s into the build context", p)
 		}
 	}
+	// Nothing a build needs is excluded: every tracked file of the source
+	// trees except tests and test data (embedded migrations, assets, rules...).
+	files, err := exec.Command("git", "-C", repoRoot, "ls-files", "libs", "services", "stack", "tools/healthcheck").Output()
+	if err != nil {
+		t.Fatalf("git ls-files: %v", err)
+	}
+	for _, rel := range strings.Fields(string(files)) {
+		if strings.HasSuffix(rel, "_test.go") || strings.Contains(rel, "/testdata/") {
+			continue
+		}
+		if ok, _ := pm.MatchesOrParentMatches(rel); ok {
+			t.Errorf(".dockerignore excludes %s, which a build may need", rel)
+		}
+	}
 	df, err := ParseDockerfile(filepath.Join(repoRoot, "Dockerfile"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, svc := range Services {
+	for _, svc := range append(append([]string{}, Services...), "stack") {
 		for _, st := range df.Stages {
 			for _, c := range st.Commands {
 				cp, ok := c.(*instructions.CopyCommand)

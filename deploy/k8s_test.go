@@ -194,6 +194,10 @@ func TestChecksCatchBrokenFixtures(t *testing.T) {
 			spec.TopologySpreadConstraints, spec.Affinity = nil, nil
 			return o
 		},
+		"ports-match-config": func(o Objects) Objects {
+			dep(o, "persist").Spec.Template.Spec.Containers[0].Ports[0].ContainerPort = 8080
+			return o
+		},
 		"namespace": func(o Objects) Objects {
 			for i := range o {
 				if o[i].Kind == "Service" && o[i].Name == "redis" {

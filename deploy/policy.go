@@ -51,6 +51,43 @@ var Checks = []Check{
 	{"config-refs", "referenced ConfigMaps exist and are generated (hash suffix); referenced Secrets exist or are documented external ones", checkConfigRefs},
 	{"spread", "gateway and world pods spread over nodes", checkSpread},
 	{"namespace", "every namespaced object has the overlay's namespace", checkNamespace},
+	{"ports-match-config", "the container ports (and the Prometheus annotation) are the ports the service is configured to listen on", checkPortsMatchConfig},
+}
+
+// listenPorts maps a container port name to the variable that sets the
+// address the service listens on there.
+var listenPorts = map[string]string{"ops": "REALM_HTTP_ADDR", "tcp": "REALM_TCP_ADDR", "ws": "REALM_WS_ADDR"}
+
+func checkPortsMatchConfig(objs Objects) []string {
+	var out []string
+	for _, d := range objs.Deployments() {
+		if !isRealm(d.Spec.Template.Labels) {
+			continue
+		}
+		for _, c := range d.Spec.Template.Spec.Containers {
+			where := "Deployment/" + d.Name + " container " + c.Name
+			env, err := ContainerEnv(objs, c)
+			if err != nil {
+				out = append(out, where+": "+err.Error())
+				continue
+			}
+			for _, p := range c.Ports {
+				key, ok := listenPorts[p.Name]
+				if !ok {
+					out = append(out, fmt.Sprintf("%s: port %s is not one the service listens on (%v)", where, p.Name, listenPorts))
+					continue
+				}
+				v := env[key].Value
+				if _, port := hostPort(v); port != fmt.Sprint(p.ContainerPort) {
+					out = append(out, fmt.Sprintf("%s: port %s is %d but %s=%q", where, p.Name, p.ContainerPort, key, v))
+				}
+				if p.Name == "ops" && d.Spec.Template.Annotations["prometheus.io/port"] != fmt.Sprint(p.ContainerPort) {
+					out = append(out, fmt.Sprintf("%s: prometheus.io/port %q is not the ops port %d", where, d.Spec.Template.Annotations["prometheus.io/port"], p.ContainerPort))
+				}
+			}
+		}
+	}
+	return out
 }
 
 // RunChecks runs all checks and returns "check: message" lines.
