@@ -1119,6 +1119,9 @@ func (x *AttackHit) GetRespawnAtNs() int64 {
 	return 0
 }
 
+// PlayerDied is not emitted by the world: a death is a consequence of the
+// attack and travels in AttackHit.killed (one event per command). Kept for
+// compatibility of the contract.
 type PlayerDied struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	KillerId      string                 `protobuf:"bytes,1,opt,name=killer_id,json=killerId,proto3" json:"killer_id,omitempty"`

@@ -18,6 +18,7 @@ type Metrics struct {
 	Fenced         prometheus.Counter
 	Snapshots      prometheus.Counter
 	Replayed       prometheus.Counter
+	ClaimDuration  prometheus.Histogram
 }
 
 // NewMetrics creates and registers the metrics (reg may be nil).
@@ -36,9 +37,11 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Fenced:    prometheus.NewCounter(prometheus.CounterOpts{Name: "realm_world_fenced_total", Help: "Appends refused by the log (another owner appended): step-downs."}),
 		Snapshots: prometheus.NewCounter(prometheus.CounterOpts{Name: "realm_world_snapshots_total", Help: "Zone snapshots written."}),
 		Replayed:  prometheus.NewCounter(prometheus.CounterOpts{Name: "realm_world_replayed_events_total", Help: "Events replayed while recovering zones."}),
+		ClaimDuration: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "realm_world_claim_seconds", Help: "Lease acquired to ownership claim appended (snapshot load + replay + claim).",
+			Buckets: prometheus.ExponentialBuckets(0.001, 2, 14)}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.TickDuration, m.ApplyLatency, m.CommandLatency, m.Commands, m.Events, m.Claims, m.Takeovers, m.Fenced, m.Snapshots, m.Replayed)
+		reg.MustRegister(m.TickDuration, m.ApplyLatency, m.CommandLatency, m.Commands, m.Events, m.Claims, m.Takeovers, m.Fenced, m.Snapshots, m.Replayed, m.ClaimDuration)
 	}
 	return m
 }
@@ -73,8 +76,9 @@ func (m *Metrics) event(typ string) {
 	}
 }
 
-func (m *Metrics) claimed(takeover bool) {
+func (m *Metrics) claimed(takeover bool, d time.Duration) {
 	if m != nil {
+		m.ClaimDuration.Observe(d.Seconds())
 		m.Claims.Inc()
 		if takeover {
 			m.Takeovers.Inc()

@@ -116,6 +116,7 @@ func Run(ctx context.Context, c Config) error {
 	if err := r.claim(ctx); err != nil {
 		return err
 	}
+	c.Metrics.claimed(r.takeover, time.Since(start))
 	r.log.Info("zone claimed", "fence", r.app.fence, "last_seq", r.app.lastSeq, "players", len(r.st.Players),
 		"takeover", r.takeover, "recovery", time.Since(start))
 	cons, err := r.consumer(ctx)
@@ -250,7 +251,6 @@ func (r *runner) claim(ctx context.Context) error {
 		if err == nil {
 			rules.Apply(r.st, ev, seq, r.c.Rules.KeepTransfers)
 			r.takeover = prev != 0 && !lastReleased
-			r.c.Metrics.claimed(r.takeover)
 			return nil
 		}
 		if !errors.Is(err, ErrFenced) {
