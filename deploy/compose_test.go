@@ -33,7 +33,7 @@ var composeRealm = map[string]string{
 
 func TestComposeStack(t *testing.T) {
 	p := loadCompose(t, "bots")
-	want := []string{"bots", "gateway", "grafana", "healthcheck-tools", "jaeger", "monitor", "nats", "otel-collector",
+	want := []string{"bots", "gateway", "grafana", "healthcheck-tools", "jaeger", "monitor", "nats", "nats-exporter", "otel-collector",
 		"persist", "pg-shard0", "pg-shard1", "prometheus", "redis", "world-1", "world-2"}
 	if got := SortedNames(p); !slices.Equal(got, want) {
 		t.Fatalf("services %v, want %v", got, want)
@@ -169,6 +169,12 @@ func TestComposeObservability(t *testing.T) {
 		_, port := hostPort(ComposeEnv(p.Services[name])["REALM_HTTP_ADDR"])
 		if job, ok := targets[name+":"+port]; !ok || job != svc {
 			t.Errorf("prometheus does not scrape %s:%s as job %s (targets %v)", name, port, svc, targets)
+		}
+	}
+
+	for target, job := range map[string]string{"nats-exporter:7777": "nats", "otel-collector:8888": "otel-collector"} {
+		if targets[target] != job {
+			t.Errorf("prometheus does not scrape %s as job %s", target, job)
 		}
 	}
 
