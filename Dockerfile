@@ -51,7 +51,6 @@ COPY --from=build --chmod=0555 /out/service /out/healthcheck /usr/local/bin/
 # /tools (owned by the runtime user) seeds the compose volume through which the
 # probe is handed to images without a shell (see compose.yml, healthcheck-tools).
 COPY --from=build --chown=65532:65532 /out/tools/ /tools/
-WORKDIR /var/lib/realmstream
 USER 65532:65532
 # TCP and WebSocket (gateway), ops HTTP (gateway 8080, world 8081, persist 8082, monitor 8083).
 EXPOSE 7000 7001 8080 8081 8082 8083

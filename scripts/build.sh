@@ -30,7 +30,7 @@ gateway) module=services/gateway pkg=./cmd/gateway addr=:8080 ;;
 world) module=services/world pkg=./cmd/world addr=:8081 ;;
 persist) module=services/persist pkg=./cmd/persist addr=:8082 ;;
 monitor) module=services/monitor pkg=./cmd/monitor addr=:8083 ;;
-stack) module=stack pkg=./cmd/realmstream addr=:8090 ;;
+stack) module=stack pkg=./cmd/realmstream addr=:8080 ;; # "run": the gateway's ops port (--http-base)
 *)
 	echo "build.sh: unknown SERVICE '$service' (want gateway, world, persist, monitor or stack)" >&2
 	exit 2
