@@ -82,7 +82,7 @@ func New(cfg Config, log *slog.Logger) (*Service, error) {
 	}
 	expected, _ := cfg.expectedZones()
 	s := &Service{
-		cfg: cfg, log: log.With("service", ServiceName), set: set, engine: rules.NewEngine(set),
+		cfg: cfg, log: log, set: set, engine: rules.NewEngine(set),
 		store:    state.New(state.Options{Window: cfg.Window, MaxSamples: cfg.WindowMaxSamples, ForgetAfter: cfg.ForgetAfter}),
 		hub:      dashboard.NewHub(),
 		ops:      opsserver.New(),
@@ -133,7 +133,11 @@ func (s *Service) ActiveAlerts() []rules.Active { return s.engine.Active() }
 // cancelled, then drains within cfg.ShutdownTimeout. It returns nil on a clean stop.
 func (s *Service) Run(ctx context.Context) error {
 	nc, err := nats.Connect(s.cfg.NATSURL, nats.Name("realmstream-monitor "+s.cfg.InstanceID), nats.MaxReconnects(-1),
-		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) { s.log.Warn("nats disconnected", "err", err) }),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			if err != nil { // nil: our own Close on stop
+				s.log.Warn("nats disconnected", "err", err)
+			}
+		}),
 		nats.ReconnectHandler(func(c *nats.Conn) { s.log.Info("nats reconnected", "url", c.ConnectedUrl()) }))
 	if err != nil {
 		return fmt.Errorf("monitor: connect %s: %w (is NATS running?)", s.cfg.NATSURL, err)
