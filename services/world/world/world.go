@@ -134,7 +134,8 @@ func (s *Service) Owned() map[string]zone.Status {
 // event, final snapshot, lease release) within cfg.ShutdownTimeout and
 // returns nil.
 func (s *Service) Run(ctx context.Context) error {
-	nc, err := nats.Connect(s.cfg.NATSURL, nats.Name("world-"+s.cfg.InstanceID), nats.MaxReconnects(-1), nats.ReconnectWait(250*time.Millisecond))
+	nc, err := nats.Connect(s.cfg.NATSURL, nats.Name("world-"+s.cfg.InstanceID), nats.MaxReconnects(-1),
+		nats.ReconnectWait(250*time.Millisecond), nats.DrainTimeout(s.cfg.ShutdownTimeout))
 	if err != nil {
 		return fmt.Errorf("world: connect %s: %w", s.cfg.NATSURL, err)
 	}
@@ -232,7 +233,7 @@ func (s *Service) Run(ctx context.Context) error {
 	stopBG()
 	wg.Wait()
 	s.publishHeartbeat(false, true)
-	if err := nc.Drain(); err != nil {
+	if !nc.IsConnected() || nc.Drain() != nil {
 		nc.Close()
 	}
 	_ = s.ops.Shutdown(sdCtx)
