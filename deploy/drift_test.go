@@ -208,6 +208,18 @@ func TestNoConfigDrift(t *testing.T) {
 			if want := 1 + len(Overlays); svc != "stack" && n < want || n < 1 {
 				t.Errorf("%s is configured by %d sources, want compose and every overlay", svc, n)
 			}
+			if f, ok := help.Flags["http-addr"]; ok {
+				// The image's probe defaults to the service's own default ops port.
+				_, port := hostPort(strings.Trim(f.Default, `"`))
+				// (An odd path: whether or not something listens there, the
+				// probe fails and names the URL it tried.)
+				cmd := exec.Command(filepath.Join(filepath.Dir(bin), "healthcheck"), "-timeout", "1s", "-path", "/realmstream-probe-check")
+				cmd.Env = []string{}
+				out, _ := cmd.CombinedOutput()
+				if !strings.Contains(string(out), "127.0.0.1:"+port+"/realmstream-probe-check") {
+					t.Errorf("the image's healthcheck does not default to %s's ops port %s: %s", svc, port, out)
+				}
+			}
 			if b, err := os.ReadFile(bin); err == nil && !bytes.Contains(b, []byte(buildVersion)) {
 				t.Logf("NOTE: %s does not carry the version stamped with -X main.version=%s: its main package needs `var version = \"dev\"` (and should log/print it)", svc, buildVersion)
 			}
