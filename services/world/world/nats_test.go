@@ -52,6 +52,12 @@ func TestNATSRestart(t *testing.T) {
 	}
 	waitApplied(t, js2, zones, ids, 20*time.Second)
 	waitBalanced(t, 15*time.Second, a, b)
+	// Both still see each other (their membership watches survived or were renewed).
+	for _, in := range []*inst{a, b} {
+		if m := in.svc.liveMembers(); len(m) != 2 {
+			t.Errorf("%s sees members %v", in.svc.cfg.InstanceID, m)
+		}
+	}
 	checkLogs(t, js2, zones)
 	a.stop() // before srv2's cleanup shuts the server down
 	b.stop()

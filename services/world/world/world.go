@@ -57,6 +57,9 @@ type Service struct {
 	js      jetstream.JetStream
 	snaps   jetstream.KeyValue
 	members jetstream.KeyValue
+	// membersCfg recreates the bucket if it disappears (e.g. a NATS server
+	// restarted without its store); only the membership goroutine uses it after start.
+	membersCfg jetstream.KeyValueConfig
 	locker  *lock.Locker
 	rc      redis.UniversalClient
 
@@ -148,8 +151,10 @@ func (s *Service) Run(ctx context.Context) error {
 		return err
 	}
 	replicas := max(s.cfg.Streams.Replicas, 1)
-	if s.members, err = s.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: BucketMembers, Description: "live world instances",
-		TTL: s.cfg.memberTTL(), History: 1, Storage: jetstream.MemoryStorage, Replicas: replicas}); err != nil {
+	// File storage: a memory bucket would vanish with a NATS restart.
+	s.membersCfg = jetstream.KeyValueConfig{Bucket: BucketMembers, Description: "live world instances",
+		TTL: s.cfg.memberTTL(), History: 1, Storage: jetstream.FileStorage, Replicas: replicas}
+	if s.members, err = s.js.CreateOrUpdateKeyValue(ctx, s.membersCfg); err != nil {
 		return fmt.Errorf("world: members bucket: %w", err)
 	}
 	if s.snaps, err = s.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: BucketSnapshots, Description: "zone snapshots",
@@ -404,17 +409,27 @@ func (s *Service) membership(ctx context.Context, ready chan struct{}) {
 		}
 		pctx, cancel := context.WithTimeout(ctx, s.cfg.PublishTimeout)
 		defer cancel()
-		if _, err := s.members.Put(pctx, s.cfg.InstanceID, []byte(s.cfg.InstanceID)); err != nil && ctx.Err() == nil {
+		_, err := s.members.Put(pctx, s.cfg.InstanceID, []byte(s.cfg.InstanceID))
+		if err != nil && ctx.Err() == nil {
 			s.log.Warn("membership heartbeat", "err", err)
+			if errors.Is(err, jetstream.ErrNoStreamResponse) || errors.Is(err, jetstream.ErrStreamNotFound) || errors.Is(err, jetstream.ErrBucketNotFound) {
+				if _, cerr := s.js.CreateOrUpdateKeyValue(pctx, s.membersCfg); cerr != nil {
+					s.log.Warn("recreate members bucket", "err", cerr)
+				}
+			}
 		}
 	}
 	put()
 	var once sync.Once
 	markReady := func() { once.Do(func() { close(ready) }) }
 	defer markReady()
-	t := time.NewTicker(s.cfg.memberTTL() / 3)
+	interval := s.cfg.memberTTL() / 3
+	t := time.NewTicker(interval)
 	defer t.Stop()
 	for ctx.Err() == nil {
+		// Our own puts come back through the watch: if they stop coming
+		// (e.g. the watch did not survive a NATS restart), start a new one.
+		selfSeen := time.Now()
 		w, err := s.members.WatchAll(ctx)
 		if err != nil {
 			s.log.Warn("watch members", "err", err)
@@ -433,6 +448,11 @@ func (s *Service) membership(ctx context.Context, ready chan struct{}) {
 				return
 			case <-t.C:
 				put()
+				if time.Since(selfSeen) > 3*interval && !s.paused() {
+					s.log.Warn("membership watch silent; restarting it")
+					_ = w.Stop()
+					break loop
+				}
 			case e, ok := <-w.Updates():
 				if !ok {
 					break loop
@@ -440,6 +460,9 @@ func (s *Service) membership(ctx context.Context, ready chan struct{}) {
 				if e == nil {
 					markReady()
 					continue
+				}
+				if e.Key() == s.cfg.InstanceID {
+					selfSeen = time.Now()
 				}
 				s.mu.Lock()
 				if e.Operation() == jetstream.KeyValuePut {
