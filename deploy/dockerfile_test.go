@@ -10,7 +10,6 @@ import (
 	"testing"
 
 	"github.com/moby/buildkit/frontend/dockerfile/instructions"
-	"github.com/moby/patternmatcher"
 	"golang.org/x/mod/modfile"
 )
 
@@ -177,17 +176,7 @@ func TestBuildScriptFlags(t *testing.T) {
 // SERVICE and is not excluded by .dockerignore, which keeps secrets, .git and
 // build outputs out of the context.
 func TestDockerContext(t *testing.T) {
-	ignore, err := os.ReadFile(filepath.Join(repoRoot, ".dockerignore"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var patterns []string
-	for _, l := range strings.Split(string(ignore), "\n") {
-		if l = strings.TrimSpace(l); l != "" && !strings.HasPrefix(l, "#") {
-			patterns = append(patterns, l)
-		}
-	}
-	pm, err := patternmatcher.New(patterns)
+	pm, err := DockerIgnore(repoRoot)
 	if err != nil {
 		t.Fatal(err)
 	}

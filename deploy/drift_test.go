@@ -69,7 +69,7 @@ func binary(t *testing.T, svc string) (string, Help) {
 	err, done := binBuilt[svc]
 	if !done {
 		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
-		err = BuildService(ctx, repoRoot, svc, out, buildVersion)
+		err = BuildInStageContext(ctx, repoRoot, svc, out, buildVersion)
 		cancel()
 		if err == nil {
 			var sub []string
