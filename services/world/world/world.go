@@ -60,8 +60,8 @@ type Service struct {
 	// membersCfg recreates the bucket if it disappears (e.g. a NATS server
 	// restarted without its store); only the membership goroutine uses it after start.
 	membersCfg jetstream.KeyValueConfig
-	locker  *lock.Locker
-	rc      redis.UniversalClient
+	locker     *lock.Locker
+	rc         redis.UniversalClient
 
 	mu       sync.Mutex
 	zones    map[string]*owned
