@@ -251,3 +251,39 @@ func get[T any](o Objects, kind, name string) T {
 	}
 	return v
 }
+
+// TestStreamReplicasAgree: every service creates or updates the JetStream
+// streams at start (wire.EnsureStreams), so they must ask for the same replica
+// count, or each restart flips it (and moves stream data between servers).
+func TestStreamReplicasAgree(t *testing.T) {
+	for _, env := range Overlays {
+		objs := buildOverlay(t, env)
+		got := map[string]string{}
+		for _, d := range objs.Deployments() {
+			if !isRealm(d.Spec.Template.Labels) {
+				continue
+			}
+			e, err := ContainerEnv(objs, d.Spec.Template.Spec.Containers[0])
+			if err != nil {
+				t.Fatal(err)
+			}
+			v := e["REALM_STREAM_REPLICAS"].Value
+			if v == "" {
+				v = "1 (default)"
+			}
+			got[d.Name] = v
+		}
+		var first string
+		for _, s := range Services {
+			if first == "" {
+				first = got[s]
+			} else if got[s] != first {
+				t.Errorf("%s: stream replicas disagree: %v", env, got)
+				break
+			}
+		}
+		if env == "prod" && first != "3" {
+			t.Logf("NOTE: prod streams have %s replica(s) on a 3-node NATS: every service needs --stream-replicas before it can be 3", first)
+		}
+	}
+}
