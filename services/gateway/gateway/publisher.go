@@ -73,17 +73,22 @@ func (it *item) setHeaders(msgID, session, player, zone string) {
 //     queue and hand retries to run through retryq, whose capacity equals the
 //     window so a send to it never blocks (each item in it holds a slot).
 //   - pending maps a published *nats.Msg to its item; guarded by mu.
-//   - window (cap MaxPending) holds one token per published, unanswered item.
+//   - the window: inflight counts published, unanswered items (at most
+//     MaxPending). Only run increments it; the ack side decrements it. When
+//     run needs n slots it stores n in need and parks on space; the ack side
+//     wakes it once n slots are free, not on every ack (a wake-up per ack
+//     would ping-pong two goroutines per message when the window is full).
 type publisher struct {
 	s      *Service
 	ring   *mpsc.Ring[*item]
-	window chan struct{}
 	retryq chan *item
 
 	mu      sync.Mutex
 	pending map[*nats.Msg]*item
 
-	inflight atomic.Int64  // == len(window), readable without the channel
+	inflight atomic.Int64
+	need     atomic.Int64  // slots run waits for; 0 when it does not wait
+	space    chan struct{} // cap 1: wakes run when need slots are free
 	idle     chan struct{} // signalled when inflight drops to 0
 	lost     atomic.Int64  // items not stored when the drain deadline passed
 	deadline <-chan struct{}
@@ -93,7 +98,7 @@ func newPublisher(s *Service, ring *mpsc.Ring[*item]) *publisher {
 	return &publisher{
 		s:       s,
 		ring:    ring,
-		window:  make(chan struct{}, s.cfg.MaxPending),
+		space:   make(chan struct{}, 1),
 		retryq:  make(chan *item, s.cfg.MaxPending),
 		pending: make(map[*nats.Msg]*item, s.cfg.MaxPending),
 		idle:    make(chan struct{}, 1),
@@ -159,18 +164,32 @@ func (p *publisher) takeRetries() {
 	}
 }
 
-// publishBatch takes a window slot for each item (blocking while MaxPending
-// publishes are unanswered: readers meanwhile answer Busy), registers the
-// whole batch under one lock, then publishes it. nil items are wake-ups.
+// publishBatch takes window slots for the batch (blocking while MaxPending
+// publishes are unanswered: readers meanwhile answer Busy), registers it in
+// pending under one lock, then publishes it. nil items are wake-ups.
 func (p *publisher) publishBatch(batch []*item) {
 	k := 0
 	for _, it := range batch {
-		if it != nil && p.acquire(it) {
+		if it != nil {
 			batch[k] = it
 			k++
 		}
 	}
 	batch = batch[:k]
+	for len(batch) > 0 {
+		n := min(len(batch), p.s.cfg.MaxPending)
+		if !p.acquire(n) {
+			for _, it := range batch {
+				p.abandon(it)
+			}
+			return
+		}
+		p.publishAcquired(batch[:n])
+		batch = batch[n:]
+	}
+}
+
+func (p *publisher) publishAcquired(batch []*item) {
 	p.mu.Lock()
 	for _, it := range batch {
 		p.pending[&it.msg] = it
@@ -189,20 +208,38 @@ func (p *publisher) publishBatch(batch []*item) {
 	}
 }
 
-// acquire takes a window slot for it. If the drain deadline passes first the
-// accepted command cannot be stored any more: its client is told so.
-func (p *publisher) acquire(it *item) bool {
-	select {
-	case p.window <- struct{}{}:
-		p.inflight.Add(1)
-		return true
-	case <-p.deadline:
-		p.lost.Add(1)
-		it.span.End()
-		it.c.sendError(it.seq, schema.ErrorCode_ERROR_CODE_SHUTTING_DOWN, "not stored before the shutdown deadline; resend it")
-		freeItem(it)
-		return false
+// acquire takes n (<= MaxPending) window slots. It returns false if the
+// drain deadline passes first.
+func (p *publisher) acquire(n int) bool {
+	limit, want := int64(p.s.cfg.MaxPending), int64(n)
+	for {
+		if p.inflight.Load()+want <= limit { // only run increments: no lost race
+			p.inflight.Add(want)
+			return true
+		}
+		// Arm, then re-check: pairs with release's "decrement, then load need".
+		p.need.Store(want)
+		if p.inflight.Load()+want <= limit {
+			p.need.Store(0)
+			continue
+		}
+		select {
+		case <-p.space:
+		case <-p.deadline:
+			p.need.Store(0)
+			return false
+		}
 	}
+}
+
+// abandon answers an accepted item that can no longer be published (the
+// drain deadline passed): its client is told it was not stored.
+func (p *publisher) abandon(it *item) {
+	p.lost.Add(1)
+	it.span.End()
+	it.c.outstanding.Add(-1)
+	it.c.sendError(it.seq, schema.ErrorCode_ERROR_CODE_SHUTTING_DOWN, "not stored before the shutdown deadline; resend it")
+	freeItem(it)
 }
 
 // send publishes an item that holds a window slot.
@@ -243,6 +280,7 @@ func (p *publisher) shouldRetry(it *item, err error) bool {
 	it.span.RecordError(err)
 	it.span.SetStatus(codes.Error, "publish failed")
 	it.span.End()
+	it.c.outstanding.Add(-1)
 	it.c.sendError(it.seq, schema.ErrorCode_ERROR_CODE_INTERNAL, "the command could not be stored; resend it")
 	freeItem(it)
 	p.release()
@@ -250,8 +288,14 @@ func (p *publisher) shouldRetry(it *item, err error) bool {
 }
 
 func (p *publisher) release() {
-	<-p.window
-	if p.inflight.Add(-1) == 0 {
+	v := p.inflight.Add(-1)
+	if n := p.need.Load(); n > 0 && v+n <= int64(p.s.cfg.MaxPending) && p.need.CompareAndSwap(n, 0) {
+		select {
+		case p.space <- struct{}{}:
+		default:
+		}
+	}
+	if v == 0 {
 		select {
 		case p.idle <- struct{}{}:
 		default:
@@ -280,6 +324,7 @@ func (p *publisher) onAck(_ jetstream.JetStream, m *nats.Msg, ack *jetstream.Pub
 	}
 	it.span.SetAttributes(attribute.Int64("realm.stream_seq", int64(ack.Sequence)), attribute.Bool("realm.duplicate", ack.Duplicate))
 	it.span.End()
+	it.c.outstanding.Add(-1)
 	it.c.sendAck(it.seq, ack.Sequence, ack.Duplicate)
 	freeItem(it)
 	p.release()
