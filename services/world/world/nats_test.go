@@ -9,6 +9,7 @@ import (
 
 	"github.com/realmstream/realmstream/libs/natstest"
 	"github.com/realmstream/realmstream/libs/redistest"
+	"github.com/realmstream/realmstream/libs/waitfor"
 	"github.com/realmstream/realmstream/libs/wire"
 )
 
@@ -53,11 +54,14 @@ func TestNATSRestart(t *testing.T) {
 	waitApplied(t, js2, zones, ids, 20*time.Second)
 	waitBalanced(t, 15*time.Second, a, b)
 	// Both still see each other (their membership watches survived or were renewed).
-	for _, in := range []*inst{a, b} {
-		if m := in.svc.liveMembers(); len(m) != 2 {
-			t.Errorf("%s sees members %v", in.svc.cfg.InstanceID, m)
+	waitfor.True(t, 10*time.Second, func() error {
+		for _, in := range []*inst{a, b} {
+			if m := in.svc.liveMembers(); len(m) != 2 {
+				return fmt.Errorf("%s sees members %v", in.svc.cfg.InstanceID, m)
+			}
 		}
-	}
+		return nil
+	})
 	checkLogs(t, js2, zones)
 	a.stop() // before srv2's cleanup shuts the server down
 	b.stop()

@@ -68,6 +68,7 @@ type Service struct {
 	status   map[string]zone.Status
 	seen     map[string]time.Time // member -> local time of its last heartbeat
 	cooldown map[string]time.Time // zone -> no acquire attempt before
+	warned   map[string]time.Time // zone -> no acquire warning before (controller goroutine only)
 
 	hooks testHooks
 }
@@ -99,7 +100,7 @@ func New(cfg Config, log *slog.Logger) (*Service, error) {
 		log = slog.Default()
 	}
 	s := &Service{cfg: cfg, log: log.With("instance", cfg.InstanceID), ops: opsserver.New(), rules: rc, ready: make(chan struct{}),
-		zones: map[string]*owned{}, status: map[string]zone.Status{}, seen: map[string]time.Time{}, cooldown: map[string]time.Time{}}
+		zones: map[string]*owned{}, status: map[string]zone.Status{}, seen: map[string]time.Time{}, cooldown: map[string]time.Time{}, warned: map[string]time.Time{}}
 	s.zm = zone.NewMetrics(s.ops.Registry)
 	s.lm = lock.NewMetrics("realm_world_lock", s.ops.Registry)
 	newGauge(s.ops.Registry, "realm_world_zones_owned", "Zones owned by this instance.", func() float64 {
@@ -324,7 +325,8 @@ func (s *Service) rebalance(ctx context.Context) {
 			lease, err := s.locker.TryAcquire(actx, "zone:"+z)
 			cancel()
 			if err != nil {
-				if !errors.Is(err, lock.ErrHeld) {
+				if !errors.Is(err, lock.ErrHeld) && now.After(s.warned[z]) {
+					s.warned[z] = now.Add(5 * time.Second) // at most one warning per zone per 5s
 					s.log.Warn("acquire zone lease", "zone", z, "err", err)
 				}
 				continue
