@@ -293,6 +293,9 @@ func startDeps(t *testing.T, redisPassword, sentinelMaster string) *localDeps {
 	t.Helper()
 	d := &localDeps{listen: map[string]string{}}
 	d.nats = natstest.Start(t).URL
+	// A private redis-server rather than the shared one on :6379: the world
+	// instances take zone leases under fixed keys (realm:lock:...), which
+	// would collide with other packages' tests running at the same time.
 	if redisPassword == "" && sentinelMaster == "" {
 		d.redis = redistest.Start(t).Addr
 	} else {
