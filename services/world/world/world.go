@@ -123,11 +123,16 @@ func (s *Service) HTTPAddr() string { return s.ops.Addr() }
 // InstanceID returns the instance id.
 func (s *Service) InstanceID() string { return s.cfg.InstanceID }
 
+// ZoneStatus is an owned zone as reported by Owned and in heartbeats: zone,
+// fence, last stream sequence of its log, players, tick (Fence is 0 until
+// the ownership claim is appended).
+type ZoneStatus = zone.Status
+
 // Owned returns the status of the zones this instance owns, by zone id.
-func (s *Service) Owned() map[string]zone.Status {
+func (s *Service) Owned() map[string]ZoneStatus {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	out := make(map[string]zone.Status, len(s.zones))
+	out := make(map[string]ZoneStatus, len(s.zones))
 	for z := range s.zones {
 		out[z] = s.status[z]
 	}
