@@ -1,6 +1,7 @@
 package deploy
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -26,42 +27,12 @@ func TestDockerfile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, w := range df.Warnings {
-		t.Errorf("BuildKit lint: %s", w)
-	}
-	if len(df.Stages) < 2 {
-		t.Fatalf("want a multi-stage build, got %d stage(s)", len(df.Stages))
-	}
-	names := map[string]bool{}
-	var goVersion string
-	for i, st := range df.Stages {
-		final := i == len(df.Stages)-1
-		if st.Name == "" {
-			t.Errorf("stage %d (FROM %s) has no name", i, st.BaseName)
-		}
-		switch {
-		case names[st.BaseName]:
-			// FROM an earlier stage
-		case final:
-			if !runtimeRE.MatchString(st.BaseName) {
-				t.Errorf("final stage FROM %s: want distroless static nonroot pinned by digest, or scratch", st.BaseName)
-			}
-		default:
-			m := builderRE.FindStringSubmatch(st.BaseName)
-			if m == nil {
-				t.Errorf("stage %s FROM %s: want golang:<exact version>[-variant][@digest]", st.Name, st.BaseName)
-			} else {
-				goVersion = m[1]
-			}
-		}
-		if strings.Contains(st.BaseName, ":latest") || strings.Contains(st.BaseName, "$") {
-			t.Errorf("stage %s FROM %s: a moving or variable base", st.Name, st.BaseName)
-		}
-		names[st.Name] = true
-		checkStage(t, st, final)
+	problems, goVersion := dockerfileProblems(df)
+	for _, p := range problems {
+		t.Error(p)
 	}
 	// The builder's Go must be new enough for every module it builds.
-	for _, mod := range []string{"libs", "services/gateway", "services/world", "services/persist", "services/monitor", "tools/healthcheck"} {
+	for _, mod := range []string{"libs", "services/gateway", "services/world", "services/persist", "services/monitor", "stack", "tools/healthcheck"} {
 		need := goDirective(t, filepath.Join(repoRoot, mod, "go.mod"))
 		if need != "" && goVersion != "" && versionLess(goVersion, need) {
 			t.Errorf("builder Go %s is older than %s's go %s", goVersion, mod, need)
@@ -69,34 +40,115 @@ func TestDockerfile(t *testing.T) {
 	}
 }
 
-func checkStage(t *testing.T, st instructions.Stage, final bool) {
-	t.Helper()
+// TestDockerfileChecksCatchFixtures proves the checks can fail: each fixture
+// breaks one rule in a copy of the real Dockerfile.
+func TestDockerfileChecksCatchFixtures(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join(repoRoot, "Dockerfile"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	good := string(b)
+	for name, f := range map[string]struct{ old, new, want string }{
+		"moving builder":   {"FROM golang:1.26.8-bookworm AS build", "FROM golang:latest AS build", "golang:<exact version>"},
+		"unpinned runtime": {"static-debian12:nonroot@sha256:", "static-debian12:nonroot-x@sha256:", "distroless static nonroot"},
+		"named user":       {"USER 65532:65532", "USER nonroot", "numeric non-root"},
+		"root user":        {"USER 65532:65532", "USER 0:0", "numeric non-root"},
+		"shell entrypoint": {`ENTRYPOINT ["/usr/local/bin/service"]`, "ENTRYPOINT /usr/local/bin/service", "shell form"},
+		"no healthcheck":   {"HEALTHCHECK --interval", "# HEALTHCHECK --interval", "no HEALTHCHECK"},
+		"secret arg":       {"ARG VERSION=dev\nRUN", "ARG VERSION=dev\nARG DB_PASSWORD\nRUN", "looks like a secret"},
+		"ADD":              {"COPY tools/healthcheck/ tools/healthcheck/", "ADD tools/healthcheck/ tools/healthcheck/", "use COPY"},
+		"no build cache":   {"    --mount=type=cache,target=/root/.cache/go-build \\\n", "", "cache mounts"},
+		"builder not Go":   {"FROM golang:1.26.8-bookworm AS build", "FROM scratch AS build", "FROM scratch"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			bad := strings.Replace(good, f.old, f.new, 1)
+			if bad == good {
+				t.Fatalf("fixture does not apply: %q not in the Dockerfile", f.old)
+			}
+			path := filepath.Join(t.TempDir(), "Dockerfile")
+			if err := os.WriteFile(path, []byte(bad), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			df, err := ParseDockerfile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			problems, _ := dockerfileProblems(df)
+			if !strings.Contains(strings.Join(problems, "\n"), f.want) {
+				t.Fatalf("not caught (want a problem containing %q), got %v", f.want, problems)
+			}
+		})
+	}
+}
+
+// dockerfileProblems checks a parsed Dockerfile against DEPLOY-1 and the
+// hadolint-style rules; it returns the problems and the builder's Go version.
+func dockerfileProblems(df *Dockerfile) (problems []string, goVersion string) {
+	add := func(format string, a ...any) { problems = append(problems, fmt.Sprintf(format, a...)) }
+	for _, w := range df.Warnings {
+		add("BuildKit lint: %s", w)
+	}
+	if len(df.Stages) < 2 {
+		add("want a multi-stage build, got %d stage(s)", len(df.Stages))
+	}
+	names := map[string]bool{}
+	for i, st := range df.Stages {
+		final := i == len(df.Stages)-1
+		if st.Name == "" {
+			add("stage %d (FROM %s) has no name", i, st.BaseName)
+		}
+		switch {
+		case names[st.BaseName]:
+			// FROM an earlier stage
+		case final:
+			if !runtimeRE.MatchString(st.BaseName) {
+				add("final stage FROM %s: want distroless static nonroot pinned by digest, or scratch", st.BaseName)
+			}
+		default:
+			m := builderRE.FindStringSubmatch(st.BaseName)
+			if m == nil {
+				add("stage %s FROM %s: want golang:<exact version>[-variant][@digest]", st.Name, st.BaseName)
+			} else {
+				goVersion = m[1]
+			}
+		}
+		if strings.Contains(st.BaseName, ":latest") || strings.Contains(st.BaseName, "$") {
+			add("stage %s FROM %s: a moving or variable base", st.Name, st.BaseName)
+		}
+		names[st.Name] = true
+		problems = append(problems, stageProblems(st, final)...)
+	}
+	return problems, goVersion
+}
+
+func stageProblems(st instructions.Stage, final bool) (problems []string) {
+	add := func(format string, a ...any) { problems = append(problems, fmt.Sprintf(format, a...)) }
 	var user string
 	var sawBuild, sawEntrypoint, sawHealth bool
 	var prev string
 	for _, c := range st.Commands {
 		name := strings.ToUpper(c.Name())
 		if name == "RUN" && prev == "RUN" {
-			t.Errorf("stage %s: consecutive RUN instructions (DL3059): merge them", st.Name)
+			add("stage %s: consecutive RUN instructions (DL3059): merge them", st.Name)
 		}
 		prev = name
 		switch c := c.(type) {
 		case *instructions.AddCommand:
-			t.Errorf("stage %s: ADD %v: use COPY (DL3020)", st.Name, c.SourcePaths)
+			add("stage %s: ADD %v: use COPY (DL3020)", st.Name, c.SourcePaths)
 		case *instructions.WorkdirCommand:
 			if !strings.HasPrefix(c.Path, "/") {
-				t.Errorf("stage %s: WORKDIR %s is relative (DL3000)", st.Name, c.Path)
+				add("stage %s: WORKDIR %s is relative (DL3000)", st.Name, c.Path)
 			}
 		case *instructions.ArgCommand:
 			for _, a := range c.Args {
 				if secretRE.MatchString(a.Key) {
-					t.Errorf("stage %s: ARG %s looks like a secret (build args are stored in the image history)", st.Name, a.Key)
+					add("stage %s: ARG %s looks like a secret (build args are stored in the image history)", st.Name, a.Key)
 				}
 			}
 		case *instructions.EnvCommand:
 			for _, kv := range c.Env {
 				if secretRE.MatchString(kv.Key) {
-					t.Errorf("stage %s: ENV %s looks like a secret", st.Name, kv.Key)
+					add("stage %s: ENV %s looks like a secret", st.Name, kv.Key)
 				}
 			}
 		case *instructions.UserCommand:
@@ -104,16 +156,16 @@ func checkStage(t *testing.T, st instructions.Stage, final bool) {
 		case *instructions.EntrypointCommand:
 			sawEntrypoint = true
 			if c.PrependShell {
-				t.Errorf("stage %s: ENTRYPOINT in shell form; use JSON (DL3025); distroless has no shell", st.Name)
+				add("stage %s: ENTRYPOINT in shell form; use JSON (DL3025); distroless has no shell", st.Name)
 			}
 		case *instructions.CmdCommand:
 			if c.PrependShell {
-				t.Errorf("stage %s: CMD in shell form", st.Name)
+				add("stage %s: CMD in shell form", st.Name)
 			}
 		case *instructions.HealthCheckCommand:
 			sawHealth = true
 			if len(c.Health.Test) == 0 || c.Health.Test[0] != "CMD" {
-				t.Errorf("stage %s: HEALTHCHECK %v: want exec form (CMD [...]); distroless has no shell", st.Name, c.Health.Test)
+				add("stage %s: HEALTHCHECK %v: want exec form (CMD [...]); distroless has no shell", st.Name, c.Health.Test)
 			}
 		case *instructions.RunCommand:
 			line := strings.Join(c.CmdLine, " ")
@@ -123,7 +175,7 @@ func checkStage(t *testing.T, st instructions.Stage, final bool) {
 				// Mount options are evaluated on expansion (build args are
 				// not known at parse time): expand with words as written.
 				if err := c.Expand(func(w string) (string, error) { return w, nil }); err != nil {
-					t.Fatalf("stage %s: RUN flags: %v", st.Name, err)
+					add("stage %s: RUN flags: %v", st.Name, err)
 				}
 				for _, m := range instructions.GetMounts(c) {
 					if m.Type == instructions.MountTypeCache {
@@ -131,30 +183,31 @@ func checkStage(t *testing.T, st instructions.Stage, final bool) {
 					}
 				}
 				if !mounts["/go/pkg/mod"] || !mounts["/root/.cache/go-build"] {
-					t.Errorf("stage %s: the build RUN needs cache mounts for /go/pkg/mod and /root/.cache/go-build, has %v", st.Name, mounts)
+					add("stage %s: the build RUN needs cache mounts for /go/pkg/mod and /root/.cache/go-build, has %v", st.Name, mounts)
 				}
 				if !strings.Contains(line, "VERSION") {
-					t.Errorf("stage %s: the build does not pass VERSION: %s", st.Name, line)
+					add("stage %s: the build does not pass VERSION: %s", st.Name, line)
 				}
 			}
 		}
 	}
 	if !final {
 		if !sawBuild {
-			t.Errorf("build stage %s does not run scripts/build.sh build", st.Name)
+			add("build stage %s does not run scripts/build.sh build", st.Name)
 		}
-		return
+		return problems
 	}
 	if !sawEntrypoint {
-		t.Error("final stage has no ENTRYPOINT")
+		add("final stage has no ENTRYPOINT")
 	}
 	if !sawHealth {
-		t.Error("final stage has no HEALTHCHECK")
+		add("final stage has no HEALTHCHECK")
 	}
 	uid, _, _ := strings.Cut(user, ":")
 	if n, err := strconv.Atoi(uid); err != nil || n < 10000 {
-		t.Errorf("final stage USER %q: want a numeric non-root uid >= 10000 (Kubernetes checks runAsNonRoot on numbers only)", user)
+		add("final stage USER %q: want a numeric non-root uid >= 10000 (Kubernetes checks runAsNonRoot on numbers only)", user)
 	}
+	return problems
 }
 
 // TestBuildScriptFlags: the one build recipe (Dockerfile and tests) makes
