@@ -307,7 +307,8 @@ type PlayerState struct {
 	AttackReadyAtNs int64                  `protobuf:"varint,11,opt,name=attack_ready_at_ns,json=attackReadyAtNs,proto3" json:"attack_ready_at_ns,omitempty"`
 	Dead            bool                   `protobuf:"varint,12,opt,name=dead,proto3" json:"dead,omitempty"`
 	RespawnAtNs     int64                  `protobuf:"varint,13,opt,name=respawn_at_ns,json=respawnAtNs,proto3" json:"respawn_at_ns,omitempty"`
-	LastMoveNs      int64                  `protobuf:"varint,14,opt,name=last_move_ns,json=lastMoveNs,proto3" json:"last_move_ns,omitempty"` // event time of the last accepted move (speed validation)
+	LastMoveNs      int64                  `protobuf:"varint,14,opt,name=last_move_ns,json=lastMoveNs,proto3" json:"last_move_ns,omitempty"`       // event time of the last accepted move (speed validation)
+	LastActiveNs    int64                  `protobuf:"varint,15,opt,name=last_active_ns,json=lastActiveNs,proto3" json:"last_active_ns,omitempty"` // event time of the player's last command (idle players are removed)
 	unknownFields   protoimpl.UnknownFields
 	sizeCache       protoimpl.SizeCache
 }
@@ -436,6 +437,13 @@ func (x *PlayerState) GetRespawnAtNs() int64 {
 func (x *PlayerState) GetLastMoveNs() int64 {
 	if x != nil {
 		return x.LastMoveNs
+	}
+	return 0
+}
+
+func (x *PlayerState) GetLastActiveNs() int64 {
+	if x != nil {
+		return x.LastActiveNs
 	}
 	return 0
 }
@@ -1843,7 +1851,7 @@ const file_world_proto_rawDesc = "" +
 	"\vtransfer_id\x18\x01 \x01(\tR\n" +
 	"transferId\x12\x1b\n" +
 	"\tfrom_zone\x18\x02 \x01(\tR\bfromZone\x123\n" +
-	"\x06player\x18\x03 \x01(\v2\x1b.realmstream.v1.PlayerStateR\x06player\"\xfb\x02\n" +
+	"\x06player\x18\x03 \x01(\v2\x1b.realmstream.v1.PlayerStateR\x06player\"\xa1\x03\n" +
 	"\vPlayerState\x12\x1b\n" +
 	"\tplayer_id\x18\x01 \x01(\tR\bplayerId\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\f\n" +
@@ -1861,7 +1869,8 @@ const file_world_proto_rawDesc = "" +
 	"\x04dead\x18\f \x01(\bR\x04dead\x12\"\n" +
 	"\rrespawn_at_ns\x18\r \x01(\x03R\vrespawnAtNs\x12 \n" +
 	"\flast_move_ns\x18\x0e \x01(\x03R\n" +
-	"lastMoveNs\"\xe9\b\n" +
+	"lastMoveNs\x12$\n" +
+	"\x0elast_active_ns\x18\x0f \x01(\x03R\flastActiveNs\"\xe9\b\n" +
 	"\x05Event\x12\x19\n" +
 	"\bevent_id\x18\x01 \x01(\tR\aeventId\x12\x12\n" +
 	"\x04zone\x18\x02 \x01(\tR\x04zone\x12\x14\n" +

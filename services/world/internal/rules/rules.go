@@ -46,6 +46,9 @@ type Config struct {
 	Obstacles      []Rect        // default: DefaultObstacles()
 	// KeepTransfers bounds the accepted transfer ids kept for dedupe. Default 4096.
 	KeepTransfers int
+	// IdleTimeout removes a player without any command for this long (a
+	// client that vanished without Leave). Default 10 minutes.
+	IdleTimeout time.Duration
 }
 
 // DefaultObstacles are a few walls and rocks inside every zone, away from edges.
@@ -96,6 +99,9 @@ func (c *Config) fill() {
 	}
 	if c.KeepTransfers == 0 {
 		c.KeepTransfers = 4096
+	}
+	if c.IdleTimeout == 0 {
+		c.IdleTimeout = 10 * time.Minute
 	}
 }
 
@@ -350,17 +356,28 @@ func (c *Config) decideAttack(s *schema.ZoneSnapshot, cmd *schema.Command, p *sc
 	return ev
 }
 
-// Tick returns the system events due at now: respawns of dead players whose
-// time has come, in player id order.
+// Tick returns the system events due at now: removal of idle players and
+// respawns of dead players whose time has come, in player id order.
 func (c *Config) Tick(s *schema.ZoneSnapshot, now int64) []*schema.Event {
-	var ids []string
+	var ids, idle []string
 	for id, p := range s.Players {
-		if p.Dead && p.RespawnAtNs <= now {
+		switch {
+		case p.LastActiveNs > 0 && now-p.LastActiveNs > int64(c.IdleTimeout):
+			idle = append(idle, id)
+		case p.Dead && p.RespawnAtNs <= now:
 			ids = append(ids, id)
 		}
 	}
 	sort.Strings(ids)
-	evs := make([]*schema.Event, 0, len(ids))
+	sort.Strings(idle)
+	evs := make([]*schema.Event, 0, len(ids)+len(idle))
+	for _, id := range idle {
+		p := s.Players[id]
+		evs = append(evs, &schema.Event{
+			EventId: s.Zone + "/idle/" + id + "/" + strconv.FormatInt(p.LastActiveNs, 10), Zone: s.Zone, TimestampNs: now, PlayerId: id, Tick: s.Tick,
+			Body: &schema.Event_PlayerLeft{PlayerLeft: &schema.PlayerLeft{Reason: "idle"}},
+		})
+	}
 	for _, id := range ids {
 		p := s.Players[id]
 		x, y := c.spawn(id, p.Deaths)
@@ -506,8 +523,11 @@ func Apply(s *schema.ZoneSnapshot, ev *schema.Event, seq uint64, keepTransfers i
 	if _, isTransfer := ev.Body.(*schema.Event_TransferAccepted); !isTransfer && ev.CommandId != "" {
 		if session, cseq, err := wire.ParseCommandID(ev.CommandId); err == nil {
 			markSeen(s, session, cseq)
-			if p := s.Players[ev.PlayerId]; p != nil && p.SessionId == session && cseq > p.LastInputSeq {
-				p.LastInputSeq = cseq
+			if p := s.Players[ev.PlayerId]; p != nil && p.SessionId == session {
+				if cseq > p.LastInputSeq {
+					p.LastInputSeq = cseq
+				}
+				p.LastActiveNs = ev.TimestampNs
 			}
 		}
 	}
@@ -518,6 +538,7 @@ func Apply(s *schema.ZoneSnapshot, ev *schema.Event, seq uint64, keepTransfers i
 		s.Fence = b.OwnershipClaimed.GetFence()
 	case *schema.Event_PlayerJoined:
 		np := proto.Clone(b.PlayerJoined.GetPlayer()).(*schema.PlayerState)
+		np.LastActiveNs = ev.TimestampNs
 		s.Players[np.PlayerId] = np
 	case *schema.Event_PlayerLeft:
 		left(s, p, ev.TimestampNs)
@@ -562,6 +583,7 @@ func Apply(s *schema.ZoneSnapshot, ev *schema.Event, seq uint64, keepTransfers i
 		}
 	case *schema.Event_TransferAccepted:
 		np := proto.Clone(b.TransferAccepted.GetPlayer()).(*schema.PlayerState)
+		np.LastActiveNs = ev.TimestampNs
 		s.Players[np.PlayerId] = np
 		if np.SessionId != "" && np.LastInputSeq > 0 {
 			markThrough(s, np.SessionId, np.LastInputSeq)
