@@ -576,6 +576,12 @@ func (c *conn) handle(b []byte) {
 	}
 	c.s.m.accepted.Inc()
 	c.lastSeq.Store(seq)
+	if c.s.ring.Len() >= c.s.cfg.BatchSize {
+		// The publisher is behind: let it run instead of reading more. With
+		// more runnable readers than cores, the one consumer otherwise gets
+		// a 1/N share of the CPU and becomes the bottleneck.
+		runtime.Gosched()
+	}
 	// Downstream state follows what the client asked for; the world may
 	// still reject it (then a session notice corrects it).
 	switch body := p.Body.(type) {
