@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -93,16 +94,38 @@ func StreamConfigs(o StreamOptions) []jetstream.StreamConfig {
 	}
 }
 
-// EnsureStreams creates or updates every stream of the contract. It is safe to
-// call from every service at start.
+// EnsureStreams creates every stream of the contract, and updates one only
+// when its settings differ from the contract's. It is safe to call from every
+// service at start. Leaving unchanged streams alone matters: updating a stream
+// while another instance creates a consumer on it trips a data race inside
+// nats-server 2.15.2 (fileStore.UpdateConfig vs ConsumerStore).
 func EnsureStreams(ctx context.Context, js jetstream.JetStream, o StreamOptions) error {
 	if err := o.Validate(); err != nil {
 		return err
 	}
-	for _, cfg := range StreamConfigs(o) {
-		if _, err := js.CreateOrUpdateStream(ctx, cfg); err != nil {
-			return fmt.Errorf("wire: ensure stream %s: %w (is JetStream enabled on the server?)", cfg.Name, err)
+	for _, want := range StreamConfigs(o) {
+		st, err := js.Stream(ctx, want.Name)
+		if errors.Is(err, jetstream.ErrStreamNotFound) {
+			if _, err := js.CreateStream(ctx, want); err != nil && !errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
+				return fmt.Errorf("wire: create stream %s: %w", want.Name, err)
+			}
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("wire: stream %s: %w (is JetStream enabled on the server?)", want.Name, err)
+		}
+		if SameStreamSettings(st.CachedInfo().Config, want) {
+			continue
+		}
+		if _, err := js.UpdateStream(ctx, want); err != nil {
+			return fmt.Errorf("wire: update stream %s: %w", want.Name, err)
 		}
 	}
 	return nil
+}
+
+// SameStreamSettings reports whether have already has the contract settings of want.
+func SameStreamSettings(have, want jetstream.StreamConfig) bool {
+	return slices.Equal(have.Subjects, want.Subjects) && have.MaxAge == want.MaxAge && have.Duplicates == want.Duplicates &&
+		have.Replicas == want.Replicas && have.Storage == want.Storage && have.Discard == want.Discard && have.Retention == want.Retention
 }
