@@ -537,16 +537,31 @@ func checkNetworkPolicies(objs Objects) []string {
 	if !deny {
 		out = append(out, "no default-deny NetworkPolicy (empty pod selector, Ingress and Egress, no rules)")
 	}
+	type podSet struct {
+		id     string
+		labels map[string]string
+	}
+	var pods []podSet
 	for _, w := range workloads(objs) {
+		pods = append(pods, podSet{w.id, w.labels})
+	}
+	// Pods an operator makes from a custom resource (CloudNativePG labels
+	// its instances cnpg.io/cluster=<name>) are denied like any other.
+	for _, o := range objs {
+		if o.Kind == "Cluster" && o.Custom != nil {
+			pods = append(pods, podSet{"Cluster/" + o.Name, map[string]string{"cnpg.io/cluster": o.Name}})
+		}
+	}
+	for _, p := range pods {
 		own := false
 		for _, n := range nps {
 			sel := n.Spec.PodSelector
-			if len(sel.MatchLabels)+len(sel.MatchExpressions) > 0 && selects(&sel, w.labels) {
+			if len(sel.MatchLabels)+len(sel.MatchExpressions) > 0 && selects(&sel, p.labels) {
 				own = true
 			}
 		}
 		if !own {
-			out = append(out, w.id+": no NetworkPolicy of its own selects its pods")
+			out = append(out, p.id+": no NetworkPolicy of its own selects its pods")
 		}
 	}
 	return out
