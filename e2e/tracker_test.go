@@ -142,11 +142,23 @@ func (t *tracker) zonesOf(instance string, at time.Time) []string {
 // [from, to] (counting from `from` to the first append after it): how long
 // the slowest zone took to append again after a fault at `from`.
 func (t *tracker) stall(from, to time.Time) (time.Duration, string) {
+	return t.stallOf(nil, from, to)
+}
+
+// stallOf is stall over the given zones only (nil = all).
+func (t *tracker) stallOf(zones []string, from, to time.Time) (time.Duration, string) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	var worst time.Duration
 	var worstZone string
+	only := map[string]bool{}
+	for _, z := range zones {
+		only[z] = true
+	}
 	for zone, as := range t.arrivals {
+		if len(only) > 0 && !only[zone] {
+			continue
+		}
 		prev := from
 		for _, a := range as {
 			if a.Before(from) {
