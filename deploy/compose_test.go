@@ -3,6 +3,7 @@ package deploy
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -38,24 +39,79 @@ func TestComposeStack(t *testing.T) {
 	if got := SortedNames(p); !slices.Equal(got, want) {
 		t.Fatalf("services %v, want %v", got, want)
 	}
+	for _, m := range composeProblems(p) {
+		t.Error(m)
+	}
+	// Without the profile there are no bots.
+	if _, ok := loadCompose(t).Services["bots"]; ok {
+		t.Error("bots start without --profile bots")
+	}
+}
+
+// TestComposeChecksCatchFixtures proves the compose checks can fail: each
+// fixture breaks one rule in the loaded project.
+func TestComposeChecksCatchFixtures(t *testing.T) {
+	edit := func(name string, f func(*types.ServiceConfig)) func(*types.Project) {
+		return func(p *types.Project) {
+			s := p.Services[name]
+			f(&s)
+			p.Services[name] = s
+		}
+	}
+	for name, fx := range map[string]struct {
+		break_ func(*types.Project)
+		want   string
+	}{
+		"no healthcheck":       {edit("redis", func(s *types.ServiceConfig) { s.HealthCheck = nil }), "redis: no healthcheck"},
+		"disabled healthcheck": {edit("jaeger", func(s *types.ServiceConfig) { s.HealthCheck.Disable = true }), "jaeger: no healthcheck"},
+		"no restart":           {edit("persist", func(s *types.ServiceConfig) { s.Restart = "" }), "persist: no restart policy"},
+		"latest image":         {edit("grafana", func(s *types.ServiceConfig) { s.Image = "grafana/grafana:latest" }), "grafana: image"},
+		"started, not healthy": {edit("gateway", func(s *types.ServiceConfig) {
+			s.DependsOn["nats"] = types.ServiceDependency{Condition: types.ServiceConditionStarted}
+		}), "gateway depends on nats"},
+		"no dependency":  {edit("persist", func(s *types.ServiceConfig) { delete(s.DependsOn, "pg-shard1") }), "persist does not wait for pg-shard1"},
+		"bind mount":     {edit("nats", func(s *types.ServiceConfig) { s.Volumes[1].Type = types.VolumeTypeBind }), "nats: /data is not a named volume"},
+		"root":           {edit("world-2", func(s *types.ServiceConfig) { s.User = "" }), "world-2: want user 65532:65532"},
+		"short grace":    {edit("world-1", func(s *types.ServiceConfig) { d := types.Duration(10 * time.Second); s.StopGracePeriod = &d }), "world-1: stop_grace_period"},
+		"no nats url":    {edit("monitor", func(s *types.ServiceConfig) { delete(s.Environment, "REALM_NATS_URL") }), "monitor: REALM_NATS_URL is not set"},
+		"wrong port":     {edit("persist", func(s *types.ServiceConfig) { v := ":9999"; s.Environment["REALM_HTTP_ADDR"] = &v }), "persist: REALM_HTTP_ADDR"},
+		"not in profile": {edit("bots", func(s *types.ServiceConfig) { s.Profiles = nil }), "bots is not in the bots profile"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			p := loadCompose(t, "bots")
+			fx.break_(p)
+			got := strings.Join(composeProblems(p), "\n")
+			if !strings.Contains(got, fx.want) {
+				t.Fatalf("not caught (want %q), got:\n%s", fx.want, got)
+			}
+		})
+	}
+}
+
+// composeProblems checks a loaded compose project: healthchecks, restart
+// policies, pinned images, health-gated dependencies, named volumes for
+// state, the Realmstream containers' hardening and settings, the bots profile.
+func composeProblems(p *types.Project) []string {
+	var out []string
+	add := func(format string, a ...any) { out = append(out, fmt.Sprintf(format, a...)) }
 	for _, name := range SortedNames(p) {
 		s := p.Services[name]
 		if s.HealthCheck == nil || s.HealthCheck.Disable || len(s.HealthCheck.Test) < 2 {
-			t.Errorf("%s: no healthcheck", name)
+			add("%s: no healthcheck", name)
 		}
 		if s.Restart == "" || s.Restart == "no" {
-			t.Errorf("%s: no restart policy", name)
+			add("%s: no restart policy", name)
 		}
-		if p := ImageRefProblem(s.Image); p != "" {
-			t.Errorf("%s: image %q: %s", name, s.Image, p)
+		if pr := ImageRefProblem(s.Image); pr != "" {
+			add("%s: image %q: %s", name, s.Image, pr)
 		}
 		for dep, d := range s.DependsOn {
 			if d.Condition != types.ServiceConditionHealthy && d.Condition != types.ServiceConditionCompletedSuccessfully {
-				t.Errorf("%s depends on %s with condition %q: want service_healthy", name, dep, d.Condition)
+				add("%s depends on %s with condition %q: want service_healthy", name, dep, d.Condition)
 			}
 		}
 		if svc := RealmServiceOf(s); svc != "" {
-			checkRealmContainer(t, name, svc, s)
+			out = append(out, realmContainerProblems(name, svc, s)...)
 		}
 	}
 	// Every Realmstream container waits for NATS, and each for its own store.
@@ -66,7 +122,7 @@ func TestComposeStack(t *testing.T) {
 	} {
 		for _, n := range needs {
 			if _, ok := p.Services[name].DependsOn[n]; !ok {
-				t.Errorf("%s does not wait for %s", name, n)
+				add("%s does not wait for %s", name, n)
 			}
 		}
 	}
@@ -84,50 +140,49 @@ func TestComposeStack(t *testing.T) {
 			}
 		}
 		if !ok {
-			t.Errorf("%s: %s is not a named volume", name, target)
+			add("%s: %s is not a named volume", name, target)
 		}
 	}
 	if a, b := p.Services["pg-shard0"].Volumes[0].Source, p.Services["pg-shard1"].Volumes[0].Source; a == b {
-		t.Errorf("the two Postgres shards share volume %s", a)
+		add("the two Postgres shards share volume %s", a)
 	}
 	if !slices.Contains(p.Services["bots"].Profiles, "bots") {
-		t.Error("bots is not in the bots profile")
+		add("bots is not in the bots profile")
 	}
-	// Without the profile there are no bots.
-	if _, ok := loadCompose(t).Services["bots"]; ok {
-		t.Error("bots start without --profile bots")
-	}
+	return out
 }
 
-func checkRealmContainer(t *testing.T, name, svc string, s types.ServiceConfig) {
-	t.Helper()
+func realmContainerProblems(name, svc string, s types.ServiceConfig) []string {
+	var out []string
+	add := func(format string, a ...any) { out = append(out, fmt.Sprintf(format, a...)) }
 	if s.Build == nil || filepath.Base(s.Build.Dockerfile) != "Dockerfile" || s.Build.Context != repoRoot {
-		t.Errorf("%s: not built from the root Dockerfile", name)
+		add("%s: not built from the root Dockerfile", name)
 	}
 	if !strings.Contains(s.Image, "/"+svc+":") {
-		t.Errorf("%s: image %s does not name service %s", name, s.Image, svc)
+		add("%s: image %s does not name service %s", name, s.Image, svc)
 	}
 	if s.User != "65532:65532" || !s.ReadOnly || !slices.Contains(s.CapDrop, "ALL") || !slices.Contains(s.SecurityOpt, "no-new-privileges:true") {
-		t.Errorf("%s: want user 65532:65532, read_only, cap_drop ALL, no-new-privileges; got %q %v %v %v", name, s.User, s.ReadOnly, s.CapDrop, s.SecurityOpt)
+		add("%s: want user 65532:65532, read_only, cap_drop ALL, no-new-privileges; got %q %v %v %v", name, s.User, s.ReadOnly, s.CapDrop, s.SecurityOpt)
 	}
 	if name == "bots" {
-		return
+		return out
 	}
 	env := ComposeEnv(s)
 	for _, k := range []string{"REALM_NATS_URL", "REALM_HTTP_ADDR", "REALM_INSTANCE_ID", "REALM_LOG_FORMAT", "REALM_SHUTDOWN_TIMEOUT"} {
 		if env[k] == "" {
-			t.Errorf("%s: %s is not set", name, k)
+			add("%s: %s is not set", name, k)
 		}
 	}
 	if want := map[string]string{"gateway": ":8080", "world": ":8081", "persist": ":8082", "monitor": ":8083"}[svc]; env["REALM_HTTP_ADDR"] != want {
-		t.Errorf("%s: REALM_HTTP_ADDR=%q, want %q", name, env["REALM_HTTP_ADDR"], want)
+		add("%s: REALM_HTTP_ADDR=%q, want %q", name, env["REALM_HTTP_ADDR"], want)
 	}
 	st, err := time.ParseDuration(env["REALM_SHUTDOWN_TIMEOUT"])
 	if err != nil {
-		t.Errorf("%s: REALM_SHUTDOWN_TIMEOUT: %v", name, err)
+		add("%s: REALM_SHUTDOWN_TIMEOUT: %v", name, err)
 	} else if s.StopGracePeriod == nil || time.Duration(*s.StopGracePeriod) < st+5*time.Second {
-		t.Errorf("%s: stop_grace_period must exceed REALM_SHUTDOWN_TIMEOUT (%v) by 5s, or docker kills the drain", name, st)
+		add("%s: stop_grace_period must exceed REALM_SHUTDOWN_TIMEOUT (%v) by 5s, or docker kills the drain", name, st)
 	}
+	return out
 }
 
 func TestComposeInstancesAreDistinct(t *testing.T) {
