@@ -44,6 +44,11 @@ func newDownstream(s *Service) *downstream {
 func (d *downstream) join(c *conn, zone string, cell int64) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	select {
+	case <-c.dead: // a late session notice for a closed connection: forget has run or will run leave
+		return
+	default:
+	}
 	d.leaveLocked(c)
 	zs := d.zones[zone]
 	if zs == nil {
