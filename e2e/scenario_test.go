@@ -444,9 +444,29 @@ func runStack(t testing.TB, opts runOptions) *runResult {
 	var cvs []audit.Violation
 	res.Commands, cvs = audit.CheckAcked(toAudit(sw.Acked()), cl)
 	res.Violations = append(res.Violations, cvs...)
-	logs, _, vs, err := audit.ReadEvents(actx, st.JS())
-	if err != nil {
-		t.Fatal(err)
+	// Read the log; if it grew meanwhile (a late system event), wait for
+	// quiet and read again, so that the read models describe this log.
+	var logs map[string]*audit.ZoneLog
+	for try := 0; ; try++ {
+		var err error
+		logs, _, vs, err = audit.ReadEvents(actx, st.JS())
+		if err != nil {
+			t.Fatal(err)
+		}
+		last, err := lastEventSeq(actx, st.JS())
+		if err != nil || last <= audit.LastSeq(logs) || try == 3 {
+			if err == nil && last > audit.LastSeq(logs) {
+				t.Logf("audit: the log still grows (read up to %d, now %d); comparing the prefix", audit.LastSeq(logs), last)
+			}
+			break
+		}
+		t.Logf("audit: the log grew from %d to %d while reading; reading again", audit.LastSeq(logs), last)
+		_ = waitQuiet(actx, st.JS(), 4*time.Second, 30*time.Second)
+		if !opts.NoPersist {
+			if last, err := lastEventSeq(actx, st.JS()); err == nil {
+				_, _ = sc.waitPersisted(actx, last, 60*time.Second)
+			}
+		}
 	}
 	res.Violations = append(res.Violations, vs...)
 	lf, applied, vs := audit.CheckLogs(logs)

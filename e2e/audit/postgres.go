@@ -26,7 +26,7 @@ func rowHash(seq uint64, payload []byte) *big.Int {
 
 const zoneChecksumSQL = `SELECT zone, count(*),
 	coalesce(sum(('x' || substr(md5(seq::text || ':' || md5(payload)), 1, 15))::bit(60)::bigint::numeric), 0)::text
-	FROM events GROUP BY zone`
+	FROM events WHERE seq <= $1 GROUP BY zone`
 
 // ZoneSum is a per-zone row count and checksum.
 type ZoneSum struct {
@@ -48,16 +48,17 @@ func LogSums(logs map[string]*ZoneLog) map[string]ZoneSum {
 	return out
 }
 
-// PGSums sums every shard's events per zone (rows of a zone on several
-// shards add up; a row on two shards counts twice, as it should).
-func PGSums(ctx context.Context, urls []string) (map[string]ZoneSum, error) {
+// PGSums sums every shard's events up to stream sequence upTo per zone (rows
+// of a zone on several shards add up; a row on two shards counts twice, as
+// it should).
+func PGSums(ctx context.Context, urls []string, upTo uint64) (map[string]ZoneSum, error) {
 	out := map[string]ZoneSum{}
 	for i, u := range urls {
 		conn, err := pgx.Connect(ctx, u)
 		if err != nil {
 			return nil, fmt.Errorf("audit: shard %d: %w", i, err)
 		}
-		rows, err := conn.Query(ctx, zoneChecksumSQL)
+		rows, err := conn.Query(ctx, zoneChecksumSQL, int64(upTo))
 		if err != nil {
 			conn.Close(ctx)
 			return nil, fmt.Errorf("audit: shard %d: %w", i, err)
@@ -108,9 +109,12 @@ type PGFindings struct {
 
 // CheckPostgres polls the shards until every zone's count and checksum equal
 // the log's, or timeout; on a mismatch it diffs row by row to say which
-// sequences are missing, doubled or different.
+// sequences are missing, doubled or different. Only rows up to the last
+// sequence of the log read are compared (events appended after the read are
+// not part of the audited prefix).
 func CheckPostgres(ctx context.Context, urls []string, logs map[string]*ZoneLog, timeout time.Duration) (PGFindings, []Violation, error) {
 	want := LogSums(logs)
+	upTo := LastSeq(logs)
 	var f PGFindings
 	for _, s := range want {
 		f.LogRows += s.Count
@@ -120,7 +124,7 @@ func CheckPostgres(ctx context.Context, urls []string, logs map[string]*ZoneLog,
 	var got map[string]ZoneSum
 	var err error
 	for {
-		got, err = PGSums(ctx, urls)
+		got, err = PGSums(ctx, urls, upTo)
 		if err == nil && sumsEqual(want, got) {
 			f.CaughtUpIn = time.Since(start)
 			for _, s := range got {
@@ -143,7 +147,7 @@ func CheckPostgres(ctx context.Context, urls []string, logs map[string]*ZoneLog,
 	for _, s := range got {
 		f.PGRows += s.Count
 	}
-	vs, err := diffRows(ctx, urls, logs, &f)
+	vs, err := diffRows(ctx, urls, logs, upTo, &f)
 	return f, vs, err
 }
 
@@ -160,7 +164,7 @@ func sumsEqual(a, b map[string]ZoneSum) bool {
 	return true
 }
 
-func diffRows(ctx context.Context, urls []string, logs map[string]*ZoneLog, f *PGFindings) ([]Violation, error) {
+func diffRows(ctx context.Context, urls []string, logs map[string]*ZoneLog, upTo uint64, f *PGFindings) ([]Violation, error) {
 	type row struct {
 		shard int
 		zone  string
@@ -172,7 +176,7 @@ func diffRows(ctx context.Context, urls []string, logs map[string]*ZoneLog, f *P
 		if err != nil {
 			return nil, err
 		}
-		rows, err := conn.Query(ctx, `SELECT seq, zone, md5(payload) FROM events`)
+		rows, err := conn.Query(ctx, `SELECT seq, zone, md5(payload) FROM events WHERE seq <= $1`, int64(upTo))
 		if err != nil {
 			conn.Close(ctx)
 			return nil, err
@@ -257,4 +261,15 @@ func ShardOf(ctx context.Context, urls []string) (map[string][]int, error) {
 		}
 	}
 	return out, nil
+}
+
+// LastSeq is the highest stream sequence in the logs.
+func LastSeq(logs map[string]*ZoneLog) uint64 {
+	var m uint64
+	for _, zl := range logs {
+		if n := len(zl.Events); n > 0 {
+			m = max(m, zl.Events[n-1].Seq)
+		}
+	}
+	return m
 }
