@@ -364,10 +364,20 @@ func runStack(t testing.TB, opts runOptions) *runResult {
 		t.Fatal(err)
 	}
 	defer tr.stop()
-	sw, err := swarm.New(swarm.Config{
+	swCfg := swarm.Config{
 		Gateways: gateways(st), Bots: opts.Bots, WSFraction: opts.WSFraction, ResumeEvery: opts.ResumeEvery,
 		CrosserFraction: 0.2, RampUp: 5 * time.Second, Progress: opts.Progress, ProgressEvery: 5 * time.Second, Seed: 7,
-	})
+	}
+	if path := os.Getenv("E2E_RECORD"); path != "" {
+		// Every command sent and every answer, as JSON lines.
+		f, err := os.Create(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		swCfg.Record = f
+	}
+	sw, err := swarm.New(swCfg)
 	if err != nil {
 		t.Fatal(err)
 	}
