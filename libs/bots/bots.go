@@ -11,6 +11,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"strings"
 	"sync"
@@ -100,6 +101,7 @@ type Summary struct {
 	Busy            uint64            `json:"busy"`
 	Errors          uint64            `json:"errors"`
 	ErrorsByCode    map[string]uint64 `json:"errors_by_code,omitempty"`
+	ErrorExamples   map[string]string `json:"error_examples,omitempty"` // the last message seen per code
 	Updates         uint64            `json:"updates"`
 	SentPerSec      float64           `json:"sent_per_s"`
 	AckedPerSec     float64           `json:"acked_per_s"`
@@ -137,8 +139,9 @@ type swarm struct {
 	sent, acked, dups, busy, errs, update atomic.Uint64
 	ackLat, updLat, ping                  histogram
 
-	mu     sync.Mutex
-	byCode map[string]uint64
+	mu       sync.Mutex
+	byCode   map[string]uint64
+	examples map[string]string
 }
 
 // Run runs the swarm until cfg.Duration passes or ctx is done, calling
@@ -153,7 +156,7 @@ func Run(ctx context.Context, cfg Config, progress func(Progress)) (Summary, err
 		ctx, cancel = context.WithTimeout(ctx, cfg.Duration)
 		defer cancel()
 	}
-	s := &swarm{cfg: cfg, byCode: map[string]uint64{}}
+	s := &swarm{cfg: cfg, byCode: map[string]uint64{}, examples: map[string]string{}}
 	start := time.Now()
 	var wg sync.WaitGroup
 	gap := time.Duration(float64(time.Second) / cfg.ConnectRate)
@@ -209,7 +212,7 @@ func Run(ctx context.Context, cfg Config, progress func(Progress)) (Summary, err
 	sum.AckedPerSec = float64(sum.Acked) / el.Seconds()
 	s.mu.Lock()
 	if len(s.byCode) > 0 {
-		sum.ErrorsByCode = s.byCode
+		sum.ErrorsByCode, sum.ErrorExamples = s.byCode, s.examples
 	}
 	s.mu.Unlock()
 	if sum.Sent == 0 && sum.ConnectFailures > 0 {
@@ -234,10 +237,11 @@ func (s *swarm) progress(el time.Duration) Progress {
 	}
 }
 
-func (s *swarm) countError(code schema.ErrorCode) {
+func (s *swarm) countError(code schema.ErrorCode, msg string) {
 	s.errs.Add(1)
 	s.mu.Lock()
 	s.byCode[code.String()]++
+	s.examples[code.String()] = msg
 	s.mu.Unlock()
 }
 
@@ -247,7 +251,7 @@ func (s *swarm) bot(ctx context.Context, i int) {
 	name := fmt.Sprintf("%s%d", s.cfg.NamePrefix, i)
 	zone := s.cfg.Zones[i%len(s.cfg.Zones)]
 	rng := rand.New(rand.NewPCG(uint64(i), 42))
-	b := &botState{x: rng.Float32() * s.cfg.Map.ZoneSize, y: rng.Float32() * s.cfg.Map.ZoneSize}
+	b := &botState{index: i, x: rng.Float32() * s.cfg.Map.ZoneSize, y: rng.Float32() * s.cfg.Map.ZoneSize}
 	var welcome *schema.Welcome
 	backoff := 100 * time.Millisecond
 	counted := false
@@ -295,8 +299,9 @@ func (s *swarm) bot(ctx context.Context, i int) {
 }
 
 type botState struct {
-	x, y float32
-	n    int
+	index int
+	x, y  float32 // guarded by play's mu while it runs
+	n     int
 }
 
 func (s *swarm) connect(ctx context.Context, hello *schema.Hello, zone string) (*schema.Welcome, *client.Conn, error) {
@@ -354,6 +359,21 @@ func (s *swarm) play(ctx context.Context, c *client.Conn, w *schema.Welcome, b *
 	var moves []uint64               // move seqs not yet seen in an update, ascending
 	moveAt := map[uint64]time.Time{}
 	done := make(chan struct{})
+	var (
+		resync   bool   // guarded by mu
+		lastMove uint64 // seq of the last move sent; guarded by mu
+		located  sync.Once
+		firstPos = make(chan struct{})
+		near     string  // an entity within attackReach seen lately; guarded by mu
+		nearDist float64 // its distance when seen
+	)
+	nearTarget := func() string {
+		mu.Lock()
+		defer mu.Unlock()
+		t := near
+		near = "" // use a sighting once: it may have moved away
+		return t
+	}
 	go func() {
 		defer close(done)
 		for p := range c.Packets() {
@@ -376,9 +396,18 @@ func (s *swarm) play(ctx context.Context, c *client.Conn, w *schema.Welcome, b *
 				delete(sentAt, p.AckSeq)
 				mu.Unlock()
 			case *schema.ServerPacket_Error:
-				s.countError(body.Error.Code)
+				s.countError(body.Error.Code, body.Error.Message)
 				mu.Lock()
 				delete(sentAt, p.AckSeq)
+				if body.Error.Code == schema.ErrorCode_ERROR_CODE_REJECTED {
+					resync = true // the world did not take a move: walk on from where it says we are
+				}
+				mu.Unlock()
+			case *schema.ServerPacket_ZoneChanged:
+				mu.Lock()
+				b.x, b.y = body.ZoneChanged.X, body.ZoneChanged.Y
+				resync = false
+				located.Do(func() { close(firstPos) })
 				mu.Unlock()
 			case *schema.ServerPacket_Update:
 				s.update.Add(1)
@@ -387,6 +416,22 @@ func (s *swarm) play(ctx context.Context, c *client.Conn, w *schema.Welcome, b *
 						continue
 					}
 					mu.Lock()
+					// The world is the authority on where we are: adopt its
+					// position at the start, after a rejection, and whenever
+					// no move of ours is in flight.
+					if resync || e.LastInputSeq >= lastMove {
+						b.x, b.y = e.X, e.Y
+						resync = false
+					}
+					located.Do(func() { close(firstPos) })
+					for _, o := range body.Update.GetZoneUpdate().GetEntities() {
+						if o.Id == w.PlayerId || o.Dead {
+							continue
+						}
+						if d := math.Hypot(float64(o.X-b.x), float64(o.Y-b.y)); d <= attackReach && (near == "" || d < nearDist) {
+							near, nearDist = o.Id, d
+						}
+					}
 					for len(moves) > 0 && moves[0] <= e.LastInputSeq {
 						if t, ok := moveAt[moves[0]]; ok {
 							s.updLat.record(now.Sub(t))
@@ -417,9 +462,18 @@ func (s *swarm) play(ctx context.Context, c *client.Conn, w *schema.Welcome, b *
 			}
 		}
 	}()
+	// Wait briefly for the world to tell us where we stand (our own
+	// EntityView); without a world, walk from our own guess.
+	select {
+	case <-firstPos:
+	case <-time.After(time.Second):
+	case <-ctx.Done():
+	case <-done:
+	}
 	interval := time.Duration(float64(time.Second) / s.cfg.MoveRate)
-	// Spread the bots' phases so they do not all send on the same tick.
-	t := time.NewTimer(time.Duration(rng.Int64N(int64(interval) + 1)))
+	// Spread the bots' phases so they do not all send on the same tick, and
+	// leave one interval after the join (the world times moves from it).
+	t := time.NewTimer(interval + time.Duration(rng.Int64N(int64(interval)+1)))
 	defer t.Stop()
 	for {
 		select {
@@ -452,18 +506,26 @@ func (s *swarm) play(ctx context.Context, c *client.Conn, w *schema.Welcome, b *
 		b.n++
 		var p *schema.ClientPacket
 		isMove := false
+		// Attack the nearest other entity seen in our area of interest, if
+		// it is within reach; otherwise this turn is a move.
+		target := ""
+		if s.cfg.AttackEvery > 0 && b.n%s.cfg.AttackEvery == 0 {
+			target = nearTarget()
+		}
 		switch {
 		case s.cfg.ChatEvery > 0 && b.n%s.cfg.ChatEvery == 0:
 			p = &schema.ClientPacket{Body: &schema.ClientPacket_Chat{Chat: &schema.Chat{Text: fmt.Sprintf("hello from %s #%d", w.PlayerId, b.n)}}}
-		case s.cfg.AttackEvery > 0 && b.n%s.cfg.AttackEvery == 0:
-			target := fmt.Sprintf("p-%s%d", s.cfg.NamePrefix, rng.IntN(s.cfg.Bots))
+		case target != "":
 			p = &schema.ClientPacket{Body: &schema.ClientPacket_Attack{Attack: &schema.Attack{TargetId: target}}}
 		default:
 			// A random walk of up to 5 units a step, kept inside the zone.
 			size := s.cfg.Map.ZoneSize
-			b.x = clampf(b.x+(rng.Float32()*10-5), 0, size-1)
-			b.y = clampf(b.y+(rng.Float32()*10-5), 0, size-1)
+			dx, dy := rng.Float32()*10-5, rng.Float32()*10-5
+			mu.Lock()
+			b.x = clampf(b.x+dx, 0, size-1)
+			b.y = clampf(b.y+dy, 0, size-1)
 			p = &schema.ClientPacket{Body: &schema.ClientPacket_Move{Move: &schema.Move{X: b.x, Y: b.y}}}
+			mu.Unlock()
 			isMove = true
 		}
 		// Reserve the seq and record it before the write; the write happens
@@ -474,6 +536,7 @@ func (s *swarm) play(ctx context.Context, c *client.Conn, w *schema.Welcome, b *
 		mu.Lock()
 		sentAt[seq] = now
 		if isMove {
+			lastMove = seq
 			moves = append(moves, seq)
 			moveAt[seq] = now
 			if len(moves) > 4096 { // no world echoing: do not grow forever
@@ -488,6 +551,10 @@ func (s *swarm) play(ctx context.Context, c *client.Conn, w *schema.Welcome, b *
 		s.sent.Add(1)
 	}
 }
+
+// attackReach is how close a target must have been seen to be attacked
+// (the world's default attack range is 60).
+const attackReach = 50
 
 func clampf(v, lo, hi float32) float32 {
 	if v < lo {
