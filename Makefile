@@ -1,7 +1,7 @@
 # Realmstream developer targets. The workspace root is not a module: build and
 # test with the `work` pattern or per module.
 SHELL := /bin/bash
-MODULES := libs services/gateway services/world services/persist services/monitor stack e2e deploy
+MODULES := libs services/gateway services/world services/persist services/monitor stack e2e deploy tools/healthcheck
 GO ?= go
 PROTOC_GEN_GO := $(shell go env GOPATH)/bin/protoc-gen-go
 
@@ -20,19 +20,28 @@ build:
 	mkdir -p bin
 	$(GO) build -o bin/ ./services/gateway/cmd/gateway ./services/world/cmd/world ./services/persist/cmd/persist ./services/monitor/cmd/monitor ./stack/cmd/realmstream
 
-## test: everything CI checks (needs PostgreSQL and Redis, see README)
+## test: everything CI checks (needs PostgreSQL, Redis, Chromium, shellcheck, spin: bash .ci/run installs them)
 test: lint proto-check gowork-off
-	$(GO) test -count=1 -timeout 20m work
-	$(GO) test -count=1 -race -timeout 20m $(RACE_PKGS)
+	$(GO) test -count=1 -timeout 25m work
+	$(GO) test -count=1 -race -timeout 25m $(RACE_PKGS)
+	$(GO) test -count=1 -run TestSpinModel ./libs/mpsc/ -args -spin
 
-RACE_PKGS := ./libs/mpsc/... ./libs/lock/... ./services/gateway/... ./services/world/...
+# Packages with concurrent code: run again under the race detector.
+RACE_PKGS := ./libs/mpsc/... ./libs/lock/... ./libs/zonelog/... ./libs/bots/... ./libs/client/... ./libs/shard/... \
+	./services/gateway/... ./services/world/... ./services/persist/... ./services/monitor/...
 
 race:
-	$(GO) test -count=1 -race -timeout 20m $(RACE_PKGS)
+	$(GO) test -count=1 -race -timeout 25m $(RACE_PKGS)
 
-## bench: the benchmarks recorded in docs/benchmarks.md
+## bench: the benchmarks recorded in docs/benchmarks.md (long; run on a quiet machine)
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem -count 5 ./libs/mpsc/ | tee /tmp/bench-mpsc.txt
+	$(GO) test -run '^$$' -bench BenchmarkQueue -benchmem -count 10 -benchtime 500ms ./libs/mpsc/ | tee /tmp/bench-mpsc.txt
+	cd libs && $(GO) test -run XXX -bench AcquireRelease -benchtime 20000x -count 3 ./lock/ | tee /tmp/bench-lock.txt
+	cd services/gateway && INGEST_MSGS=200000 INGEST_MSGS_ALWAYS=5000 $(GO) test -run '^$$' -bench BenchmarkIngest -benchtime 3x ./internal/ingestbench/ | tee /tmp/bench-ingest.txt
+	cd services/world && $(GO) test -run XXX -bench 'Tick|Replay' -benchtime 20x -count 3 ./internal/zone/ | tee /tmp/bench-world.txt
+	cd services/persist && $(GO) test -run XXX -bench Pipelines -benchtime 2x -count 3 ./internal/pipeline | tee /tmp/bench-persist.txt
+	cd services/persist && $(GO) test -run XXX -bench DedupPaths -benchtime 2x -count 3 ./internal/pgstore | tee /tmp/bench-dedup.txt
+	cd services/monitor && $(GO) test -run XXX -bench BenchmarkTick -benchtime 200x -count 5 ./internal/rules/ | tee /tmp/bench-rules.txt
 
 lint: vet fmt-check
 
