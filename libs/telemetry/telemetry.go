@@ -83,7 +83,9 @@ func (h TraceHandler) WithAttrs(a []slog.Attr) slog.Handler {
 }
 
 // WithGroup keeps the wrapper.
-func (h TraceHandler) WithGroup(name string) slog.Handler { return TraceHandler{h.Handler.WithGroup(name)} }
+func (h TraceHandler) WithGroup(name string) slog.Handler {
+	return TraceHandler{h.Handler.WithGroup(name)}
+}
 
 // NewLogger returns a JSON slog logger (text when format is "text") at level,
 // tagged with the service name and carrying trace ids.
