@@ -223,8 +223,21 @@ func Project(recs []Record) ([]*PlayerPatch, []Tally) {
 		case *schema.Event_PlayerLeft:
 			get(r.PlayerID, r).Online = ptr(false)
 		case *schema.Event_AttackHit:
-			if t := b.AttackHit.GetTargetId(); t != "" {
-				get(t, r).HP = ptr(b.AttackHit.GetTargetHp())
+			// The world reports a kill in the hit itself (killed = true; it
+			// emits no PlayerDied): a death for the target, a kill for the
+			// attacker (the event's player).
+			h := b.AttackHit
+			t := h.GetTargetId()
+			if t != "" {
+				get(t, r).HP = ptr(h.GetTargetHp())
+			}
+			if h.GetKilled() {
+				if t != "" {
+					tallies = append(tallies, Tally{PlayerID: t, Seq: r.Seq, Kind: 'd'})
+				}
+				if r.PlayerID != t {
+					tallies = append(tallies, Tally{PlayerID: r.PlayerID, Seq: r.Seq, Kind: 'k'})
+				}
 			}
 		case *schema.Event_PlayerDied:
 			get(r.PlayerID, r).HP = ptr(int32(0))
@@ -270,7 +283,11 @@ func ZoneDeltas(recs []Record) []*ZoneDelta {
 		if r.Event == nil {
 			continue
 		}
-		switch r.Event.GetBody().(type) {
+		switch b := r.Event.GetBody().(type) {
+		case *schema.Event_AttackHit:
+			if b.AttackHit.GetKilled() {
+				d.Deaths++
+			}
 		case *schema.Event_PlayerJoined, *schema.Event_TransferAccepted:
 			d.Players++
 		case *schema.Event_PlayerLeft, *schema.Event_TransferOut:

@@ -52,6 +52,14 @@ func Hit(id, zone, player, target string, ts time.Time, hp int32) *schema.Event 
 	return e
 }
 
+// Kill returns an AttackHit event by player on target that kills it (hp 0,
+// killed = true), as the world emits a kill.
+func Kill(id, zone, player, target string, ts time.Time) *schema.Event {
+	e := Hit(id, zone, player, target, ts, 0)
+	e.GetAttackHit().Killed = true
+	return e
+}
+
 // Rec encodes ev as the EVT message with stream sequence seq and decodes it
 // as persist does.
 func Rec(seq uint64, ev *schema.Event) store.Record {
@@ -177,6 +185,53 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		}
 		if _, ok, _ := s.Zone(ctx, "z9_9"); ok {
 			t.Fatal("unknown zone found")
+		}
+	})
+
+	// KillsFromAttackHit: the world reports a kill as AttackHit.killed (no
+	// PlayerDied): the attacker gets the kill, the target the death, the
+	// zone a death; a redelivered batch counts nothing twice.
+	t.Run("KillsFromAttackHit", func(t *testing.T) {
+		s := open(t)
+		ts := func(i int) time.Time { return Base.Add(time.Duration(i) * time.Second) }
+		b1 := []store.Record{
+			Rec(1, Joined("j1", "z0_0", "ann", ts(1), 10)),
+			Rec(2, Joined("j2", "z0_0", "ben", ts(2), 10)),
+			Rec(3, Hit("h1", "z0_0", "ann", "ben", ts(3), 5)),
+			Rec(4, Kill("h2", "z0_0", "ann", "ben", ts(4))),
+		}
+		b2 := []store.Record{
+			b1[3], // redelivered kill
+			Rec(5, Kill("h3", "z0_0", "ben", "ann", ts(5))),
+			Rec(6, Kill("h4", "z1_1", "ann", "cid", ts(6))),
+		}
+		write(t, s, b1)
+		write(t, s, b2)
+		write(t, s, b2) // whole batch redelivered
+		write(t, s, b1)
+		for _, c := range []struct {
+			id            string
+			kills, deaths int64
+		}{{"ann", 2, 1}, {"ben", 1, 1}, {"cid", 0, 1}} {
+			p, ok, err := s.Player(ctx, c.id)
+			if err != nil || !ok {
+				t.Fatalf("%s: %v %v", c.id, ok, err)
+			}
+			if p.Kills != c.kills || p.Deaths != c.deaths {
+				t.Errorf("%s kills/deaths %d/%d, want %d/%d", c.id, p.Kills, p.Deaths, c.kills, c.deaths)
+			}
+		}
+		for zone, want := range map[string]int64{"z0_0": 2, "z1_1": 1} {
+			z, ok, err := s.Zone(ctx, zone)
+			if err != nil || !ok {
+				t.Fatalf("%s: %v %v", zone, ok, err)
+			}
+			if z.Deaths != want {
+				t.Errorf("zone %s deaths %d, want %d", zone, z.Deaths, want)
+			}
+		}
+		if b, _, _ := s.Player(ctx, "ben"); b.HP != 0 {
+			t.Errorf("ben hp %d, want 0", b.HP)
 		}
 	})
 
