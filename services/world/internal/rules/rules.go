@@ -33,9 +33,13 @@ func (r Rect) contains(x, y float32) bool { return x >= r.X0 && x <= r.X1 && y >
 
 // Config holds the rules' parameters. The same obstacles stand in every zone.
 type Config struct {
-	Map            worldmap.Map
-	MaxSpeed       float32       // units per second; default 250
-	MaxStep        time.Duration // longest time a single move may cover; default 500ms
+	Map      worldmap.Map
+	MaxSpeed float32       // units per second; default 250
+	MaxStep  time.Duration // longest time a single move may cover; default 500ms
+	// MaxAhead bounds how far past the tick time a move's receive time
+	// (Command.received_at_ns, the gateway's clock) is believed: clock skew
+	// between gateway and world, and a forged far-future time. Default 250ms.
+	MaxAhead       time.Duration
 	AttackRange    float32       // default 60
 	AttackDamage   int32         // default 25
 	AttackCooldown time.Duration // default 800ms
@@ -72,6 +76,9 @@ func (c *Config) fill() {
 	}
 	if c.MaxStep == 0 {
 		c.MaxStep = 500 * time.Millisecond
+	}
+	if c.MaxAhead == 0 {
+		c.MaxAhead = 250 * time.Millisecond
 	}
 	if c.AttackRange == 0 {
 		c.AttackRange = 60
@@ -111,7 +118,7 @@ func New(c Config) (*Config, error) {
 	if err := c.Map.Validate(); err != nil {
 		return nil, err
 	}
-	if c.MaxSpeed < 0 || c.AttackRange < 0 || c.AttackDamage < 0 || c.MaxHP < 0 || c.ChatRadius < 0 {
+	if c.MaxSpeed < 0 || c.MaxAhead < 0 || c.AttackRange < 0 || c.AttackDamage < 0 || c.MaxHP < 0 || c.ChatRadius < 0 {
 		return nil, fmt.Errorf("rules: negative parameter")
 	}
 	return &c, nil
@@ -296,7 +303,8 @@ func (c *Config) decideMove(s *schema.ZoneSnapshot, cmd *schema.Command, p *sche
 	case p.Dead:
 		return c.reject(s, cmd, now, schema.ErrorCode_ERROR_CODE_REJECTED, "dead players cannot move")
 	}
-	elapsed := time.Duration(now - p.LastMoveNs)
+	at := c.moveTime(p, cmd, now)
+	elapsed := time.Duration(at - p.LastMoveNs)
 	if p.LastMoveNs == 0 || elapsed > c.MaxStep {
 		elapsed = c.MaxStep
 	}
@@ -319,14 +327,31 @@ func (c *Config) decideMove(s *schema.ZoneSnapshot, cmd *schema.Command, p *sche
 			return c.reject(s, cmd, now, schema.ErrorCode_ERROR_CODE_REJECTED, "destination blocked by an obstacle")
 		}
 		np := proto.Clone(p).(*schema.PlayerState)
-		np.X, np.Y, np.LastInputSeq, np.LastMoveNs = nx, ny, cmd.ClientSeq, now
+		np.X, np.Y, np.LastInputSeq, np.LastMoveNs = nx, ny, cmd.ClientSeq, at
 		ev := c.event(s, cmd, now)
 		ev.Body = &schema.Event_TransferOut{TransferOut: &schema.TransferOut{TransferId: TransferID(s.Zone, to, cmd.CommandId), ToZone: to, Player: np}}
 		return ev
 	}
-	ev := c.event(s, cmd, now)
+	// The event carries the move's own time: Apply sets last_move_ns from it,
+	// so the next move is measured from this one (a pure fold on replay).
+	ev := c.event(s, cmd, at)
 	ev.Body = &schema.Event_PlayerMoved{PlayerMoved: &schema.PlayerMoved{X: x, Y: y, InputSeq: cmd.ClientSeq}}
 	return ev
+}
+
+// moveTime is the time a move is validated at: the gateway's receive time
+// of the command (so that moves queued while the zone was behind, then
+// processed in one tick, are measured against each other as they were
+// sent), bounded to [the player's last move, now + MaxAhead]. An earlier
+// receive time than the last move counts as zero elapsed time; a forged
+// far-future time gains at most MaxAhead once. Without a receive time
+// (0, e.g. an old command) the tick time now is used.
+func (c *Config) moveTime(p *schema.PlayerState, cmd *schema.Command, now int64) int64 {
+	at := now
+	if r := cmd.ReceivedAtNs; r > 0 {
+		at = min(r, now+int64(c.MaxAhead))
+	}
+	return max(at, p.LastMoveNs)
 }
 
 func (c *Config) decideAttack(s *schema.ZoneSnapshot, cmd *schema.Command, p *schema.PlayerState, target string, now int64) *schema.Event {

@@ -96,7 +96,17 @@ func runScript(t *testing.T, path string) string {
 			ms, _ := strconv.ParseInt(w[1], 10, 64)
 			now = ms * int64(time.Millisecond)
 		case "cmd":
+			// A trailing "@<ms>" is the gateway's receive time of the command.
+			var recv int64
+			if last := w[len(w)-1]; strings.HasPrefix(last, "@") {
+				ms, err := strconv.ParseInt(last[1:], 10, 64)
+				if err != nil {
+					t.Fatalf("%s: bad receive time %q", path, last)
+				}
+				recv, w = ms*int64(time.Millisecond), w[:len(w)-1]
+			}
 			cmd := parseCmd(t, s.Zone, w[1:])
+			cmd.ReceivedAtNs = recv
 			if ev := c.Decide(s, cmd, now); ev == nil {
 				fmt.Fprintf(&out, "  -> duplicate (no event)\n")
 			} else {
