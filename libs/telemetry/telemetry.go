@@ -5,6 +5,7 @@ package telemetry
 import (
 	"context"
 	"log/slog"
+	"net/url"
 	"os"
 
 	"github.com/nats-io/nats.go"
@@ -96,4 +97,19 @@ func NewLogger(service, format string, level slog.Level) *slog.Logger {
 		h = slog.NewTextHandler(os.Stderr, opts)
 	}
 	return slog.New(TraceHandler{h}).With("service", service)
+}
+
+// TracesURL returns the OTLP/HTTP traces URL for endpoint: the OTLP exporter
+// posts to exactly the URL it is given, so a bare collector address such as
+// http://otel:4318 gets the standard /v1/traces path (spans sent to "/" would
+// be lost without an error).
+func TracesURL(endpoint string) string {
+	u, err := url.Parse(endpoint)
+	if err != nil || u.Scheme == "" || u.Host == "" {
+		return endpoint
+	}
+	if u.Path == "" || u.Path == "/" {
+		u.Path = "/v1/traces"
+	}
+	return u.String()
 }

@@ -112,6 +112,10 @@ func (c *Config) RegisterFlags(s *envflag.Set) {
 	s.Duration(&c.HelloTimeout, "hello-timeout", c.HelloTimeout, "a connection must send Hello within this time")
 	s.Duration(&c.WriteTimeout, "write-timeout", c.WriteTimeout, "timeout of one socket write to a client")
 	s.Duration(&c.Heartbeat, "heartbeat", c.Heartbeat, "heartbeat interval on svc.hb.gateway.<instance>")
+	if c.Streams.Replicas == 0 {
+		c.Streams.Replicas = 1
+	}
+	s.Int(&c.Streams.Replicas, "stream-replicas", c.Streams.Replicas, "replicas of the JetStream streams this service ensures at start (1 on one machine, 3 in a cluster); every service must use the same value")
 }
 
 // Validate checks the configuration and says what is wrong.

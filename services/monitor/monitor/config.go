@@ -124,6 +124,10 @@ func (c *Config) RegisterFlags(s *envflag.Set) {
 	s.Duration(&c.HeartbeatInterval, "heartbeat-interval", c.HeartbeatInterval, "how often the monitor sends its own heartbeat")
 	s.Duration(&c.ForgetAfter, "forget-after", c.ForgetAfter, "forget shards and instances silent this long")
 	s.String(&c.Zones, "zones", c.Zones, `zones that must have an owner: empty = the default world grid, "none" = only zones seen in heartbeats, or a comma-separated list`)
+	if c.Streams.Replicas == 0 {
+		c.Streams.Replicas = 1
+	}
+	s.Int(&c.Streams.Replicas, "stream-replicas", c.Streams.Replicas, "replicas of the JetStream streams this service ensures at start (1 on one machine, 3 in a cluster); every service must use the same value")
 }
 
 // Validate checks the configuration.

@@ -62,3 +62,6 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	return 0
 }
+
+// version is stamped at build time: go build -ldflags "-X main.version=<git describe>".
+var version = "dev"

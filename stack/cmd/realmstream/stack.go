@@ -107,7 +107,7 @@ func runStack(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err := level.UnmarshalText([]byte(cfg.LogLevel)); err != nil {
 		return fmt.Errorf("--log-level %q: %w", cfg.LogLevel, err)
 	}
-	log := telemetry.NewLogger("realmstream", "text", level)
+	log := telemetry.NewLogger("realmstream", "text", level).With("version", version)
 	svcLog := func(name string) *slog.Logger { return telemetry.NewLogger(name, "text", level) }
 
 	natsDir := filepath.Join(cfg.DataDir, "nats")

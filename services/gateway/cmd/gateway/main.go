@@ -44,14 +44,14 @@ func run(args []string) int {
 		fmt.Fprintf(os.Stderr, "--log-level %q: want debug, info, warn or error\n", cfg.LogLevel)
 		return 2
 	}
-	log := telemetry.NewLogger("gateway", cfg.LogFormat, level)
+	log := telemetry.NewLogger("gateway", cfg.LogFormat, level).With("version", version)
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 
 	var exporter sdktrace.SpanExporter
 	if cfg.OTLPEndpoint != "" {
-		exp, err := otlptracehttp.New(ctx, otlptracehttp.WithEndpointURL(cfg.OTLPEndpoint))
+		exp, err := otlptracehttp.New(ctx, otlptracehttp.WithEndpointURL(telemetry.TracesURL(cfg.OTLPEndpoint)))
 		if err != nil {
 			log.Error("otlp exporter", "err", err)
 			return 1
@@ -73,3 +73,6 @@ func run(args []string) int {
 	}
 	return 0
 }
+
+// version is stamped at build time: go build -ldflags "-X main.version=<git describe>".
+var version = "dev"

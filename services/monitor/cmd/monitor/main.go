@@ -41,7 +41,7 @@ func run(args []string) int {
 		fmt.Fprintf(os.Stderr, "monitor: --log-level %q: want debug, info, warn or error\n", cfg.LogLevel)
 		return 2
 	}
-	log := telemetry.NewLogger("monitor", cfg.LogFormat, level)
+	log := telemetry.NewLogger("monitor", cfg.LogFormat, level).With("version", version)
 	svc, err := monitor.New(cfg, log)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -55,3 +55,6 @@ func run(args []string) int {
 	}
 	return 0
 }
+
+// version is stamped at build time: go build -ldflags "-X main.version=<git describe>".
+var version = "dev"

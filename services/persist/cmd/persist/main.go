@@ -61,7 +61,7 @@ func run(args []string) int {
 
 	var exporter sdktrace.SpanExporter
 	if cfg.OTLPEndpoint != "" {
-		exp, err := otlptracehttp.New(ctx, otlptracehttp.WithEndpointURL(cfg.OTLPEndpoint))
+		exp, err := otlptracehttp.New(ctx, otlptracehttp.WithEndpointURL(telemetry.TracesURL(cfg.OTLPEndpoint)))
 		if err != nil {
 			log.Error("otlp exporter", "err", err)
 			return 1
@@ -90,7 +90,7 @@ func logger(cfg persist.Config) (*slog.Logger, bool) {
 		fmt.Fprintf(os.Stderr, "--log-level %q: want debug, info, warn or error\n", cfg.LogLevel)
 		return nil, false
 	}
-	return telemetry.NewLogger("persist", cfg.LogFormat, level), true
+	return telemetry.NewLogger("persist", cfg.LogFormat, level).With("version", version), true
 }
 
 func shards(args []string) int {
@@ -169,3 +169,6 @@ func shards(args []string) int {
 	}
 	return 0
 }
+
+// version is stamped at build time: go build -ldflags "-X main.version=<git describe>".
+var version = "dev"

@@ -47,7 +47,7 @@ func run(args []string) int {
 		fmt.Fprintf(os.Stderr, "--log-level %q: want debug, info, warn or error\n", cfg.LogLevel)
 		return 2
 	}
-	log := telemetry.NewLogger("world", cfg.LogFormat, level)
+	log := telemetry.NewLogger("world", cfg.LogFormat, level).With("version", version)
 	redis.SetLogger(redisLog{log}) // go-redis logs through slog, not to bare stderr
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
@@ -55,7 +55,7 @@ func run(args []string) int {
 
 	var exporter sdktrace.SpanExporter
 	if cfg.OTLPEndpoint != "" {
-		exp, err := otlptracehttp.New(ctx, otlptracehttp.WithEndpointURL(cfg.OTLPEndpoint))
+		exp, err := otlptracehttp.New(ctx, otlptracehttp.WithEndpointURL(telemetry.TracesURL(cfg.OTLPEndpoint)))
 		if err != nil {
 			log.Error("otlp exporter", "err", err)
 			return 1
@@ -84,3 +84,6 @@ type redisLog struct{ log *slog.Logger }
 func (r redisLog) Printf(ctx context.Context, format string, v ...any) {
 	r.log.WarnContext(ctx, "redis client", "msg", fmt.Sprintf(format, v...))
 }
+
+// version is stamped at build time: go build -ldflags "-X main.version=<git describe>".
+var version = "dev"
