@@ -6,7 +6,7 @@
 //	e <zone> 0x00 <ts+2^63:8> <seq:8>  -> event value (encodeEvent)   range scans by zone and time
 //	s <seq:8>                          -> <zone> 0x00 <ts+2^63:8>     "is this seq stored?" index
 //	h                                  -> high-water mark <seq:8>
-//	p <player>                         -> JSON store.Player
+//	p <player>                         -> JSON playerRec (store.Player + field sequences)
 //	t <player> 0x00 <seq:8> <kind>     -> empty                       kill/death tally (idempotent)
 //	z <zone>                           -> JSON store.ZoneSummary
 //
@@ -161,6 +161,21 @@ func setJSON(b *pebble.Batch, k []byte, v any) error {
 	return b.Set(k, j, nil)
 }
 
+// playerRec is a stored player: the read model and the sequence of the event
+// that last set each field group (see store.FieldSeqs).
+type playerRec struct {
+	store.Player
+	Seqs store.FieldSeqs `json:"field_seqs"`
+}
+
+func getPlayer(r pebble.Reader, k []byte, p *playerRec) error {
+	if _, err := getJSON(r, k, p); err != nil {
+		return err
+	}
+	store.LegacySeqs(&p.Player, &p.Seqs)
+	return nil
+}
+
 // Write stores a batch exactly once.
 func (s *Store) Write(ctx context.Context, recs []store.Record) (store.WriteResult, error) {
 	var res store.WriteResult
@@ -219,11 +234,11 @@ func (s *Store) Write(ctx context.Context, recs []store.Record) (store.WriteResu
 	patches, tallies := store.Project(recs)
 	for _, pp := range patches {
 		k := append([]byte{'p'}, pp.PlayerID...)
-		var p store.Player
-		if _, err := getJSON(b, k, &p); err != nil {
+		var p playerRec
+		if err := getPlayer(b, k, &p); err != nil {
 			return res, err
 		}
-		if store.ApplyPatch(&p, pp) {
+		if store.ApplyPatch(&p.Player, &p.Seqs, pp) {
 			if err := setJSON(b, k, p); err != nil {
 				return res, err
 			}
@@ -243,8 +258,8 @@ func (s *Store) Write(ctx context.Context, recs []store.Record) (store.WriteResu
 			return res, err
 		}
 		k := append([]byte{'p'}, t.PlayerID...)
-		var p store.Player
-		if _, err := getJSON(b, k, &p); err != nil {
+		var p playerRec
+		if err := getPlayer(b, k, &p); err != nil {
 			return res, err
 		}
 		p.PlayerID = t.PlayerID
@@ -302,9 +317,9 @@ func (s *Store) ZoneEvents(ctx context.Context, q store.ZoneEventsQuery) ([]stor
 
 // Player returns the player read model.
 func (s *Store) Player(ctx context.Context, id string) (store.Player, bool, error) {
-	var p store.Player
+	var p playerRec
 	ok, err := getJSON(s.db, append([]byte{'p'}, id...), &p)
-	return p, ok, err
+	return p.Player, ok, err
 }
 
 // Zone returns the zone summary.

@@ -417,6 +417,10 @@ func queueZoneDeltas(b *pgx.Batch, ds []*store.ZoneDelta) {
 			deaths = z.deaths + EXCLUDED.deaths`, zone, lg, ev, seq, tss, pl, de)
 }
 
+// queuePatches upserts player rows field-wise: each field group (name, zone,
+// x/y, hp, online) is taken only from a patch whose sequence for that group
+// is higher than the stored one, so the result does not depend on the order
+// in which batches commit (two replicas, redelivery). last_seq only grows.
 func queuePatches(b *pgx.Batch, ps []*store.PlayerPatch) {
 	if len(ps) == 0 {
 		return
@@ -425,6 +429,7 @@ func queuePatches(b *pgx.Batch, ps []*store.PlayerPatch) {
 	id, lg, name, zone := make([]string, n), make([]int16, n), make([]*string, n), make([]*string, n)
 	x, y, hp, on := make([]*float32, n), make([]*float32, n), make([]*int32, n), make([]*bool, n)
 	seq, ts := make([]int64, n), make([]*time.Time, n)
+	nameSeq, zoneSeq, posSeq, hpSeq, onSeq := make([]int64, n), make([]int64, n), make([]int64, n), make([]int64, n), make([]int64, n)
 	for i, p := range ps {
 		id[i], lg[i], name[i], zone[i] = p.PlayerID, int16(shard.Of(p.PlayerID)), p.Name, p.Zone
 		x[i], y[i], hp[i], on[i], seq[i] = p.X, p.Y, p.HP, p.Online, int64(p.Seq)
@@ -432,19 +437,44 @@ func queuePatches(b *pgx.Batch, ps []*store.PlayerPatch) {
 			t := time.Unix(0, p.TSNs).UTC()
 			ts[i] = &t
 		}
+		// A group's sequence counts only if the patch sets it.
+		if p.Name != nil {
+			nameSeq[i] = int64(p.Seqs.Name)
+		}
+		if p.Zone != nil {
+			zoneSeq[i] = int64(p.Seqs.Zone)
+		}
+		if p.X != nil && p.Y != nil {
+			posSeq[i] = int64(p.Seqs.Pos)
+		}
+		if p.HP != nil {
+			hpSeq[i] = int64(p.Seqs.HP)
+		}
+		if p.Online != nil {
+			onSeq[i] = int64(p.Seqs.Online)
+		}
 	}
-	b.Queue(`INSERT INTO players AS p (player_id, logical, name, zone, x, y, hp, online, last_seq, last_ts)
-		SELECT * FROM unnest($1::text[], $2::int2[], $3::text[], $4::text[], $5::real[], $6::real[], $7::int4[], $8::bool[], $9::int8[], $10::timestamptz[])
+	b.Queue(`INSERT INTO players AS p (player_id, logical, name, zone, x, y, hp, online, last_seq, last_ts,
+			name_seq, zone_seq, pos_seq, hp_seq, online_seq)
+		SELECT * FROM unnest($1::text[], $2::int2[], $3::text[], $4::text[], $5::real[], $6::real[], $7::int4[], $8::bool[], $9::int8[], $10::timestamptz[],
+			$11::int8[], $12::int8[], $13::int8[], $14::int8[], $15::int8[])
 		ON CONFLICT (player_id) DO UPDATE SET
-			name = coalesce(EXCLUDED.name, p.name),
-			zone = coalesce(EXCLUDED.zone, p.zone),
-			x = coalesce(EXCLUDED.x, p.x),
-			y = coalesce(EXCLUDED.y, p.y),
-			hp = coalesce(EXCLUDED.hp, p.hp),
-			online = coalesce(EXCLUDED.online, p.online),
-			last_seq = EXCLUDED.last_seq,
-			last_ts = EXCLUDED.last_ts
-		WHERE p.last_seq < EXCLUDED.last_seq`, id, lg, name, zone, x, y, hp, on, seq, ts)
+			name = CASE WHEN EXCLUDED.name_seq > p.name_seq THEN EXCLUDED.name ELSE p.name END,
+			name_seq = greatest(p.name_seq, EXCLUDED.name_seq),
+			zone = CASE WHEN EXCLUDED.zone_seq > p.zone_seq THEN EXCLUDED.zone ELSE p.zone END,
+			zone_seq = greatest(p.zone_seq, EXCLUDED.zone_seq),
+			x = CASE WHEN EXCLUDED.pos_seq > p.pos_seq THEN EXCLUDED.x ELSE p.x END,
+			y = CASE WHEN EXCLUDED.pos_seq > p.pos_seq THEN EXCLUDED.y ELSE p.y END,
+			pos_seq = greatest(p.pos_seq, EXCLUDED.pos_seq),
+			hp = CASE WHEN EXCLUDED.hp_seq > p.hp_seq THEN EXCLUDED.hp ELSE p.hp END,
+			hp_seq = greatest(p.hp_seq, EXCLUDED.hp_seq),
+			online = CASE WHEN EXCLUDED.online_seq > p.online_seq THEN EXCLUDED.online ELSE p.online END,
+			online_seq = greatest(p.online_seq, EXCLUDED.online_seq),
+			last_ts = CASE WHEN EXCLUDED.last_seq > p.last_seq THEN EXCLUDED.last_ts ELSE p.last_ts END,
+			last_seq = greatest(p.last_seq, EXCLUDED.last_seq)
+		WHERE EXCLUDED.last_seq > p.last_seq OR EXCLUDED.name_seq > p.name_seq OR EXCLUDED.zone_seq > p.zone_seq
+			OR EXCLUDED.pos_seq > p.pos_seq OR EXCLUDED.hp_seq > p.hp_seq OR EXCLUDED.online_seq > p.online_seq`,
+		id, lg, name, zone, x, y, hp, on, seq, ts, nameSeq, zoneSeq, posSeq, hpSeq, onSeq)
 }
 
 func queueTallies(b *pgx.Batch, ts []store.Tally) {

@@ -152,18 +152,42 @@ type Store interface {
 	Close() error
 }
 
+// FieldSeqs are, per field group of a player row, the stream sequence of
+// the event that last set the group (0 = never set). Groups: Name, Zone,
+// Pos (x and y), HP, Online. A group takes a new value only from an event
+// with a higher sequence, so the row converges to the in-order fold whatever
+// order batches are applied in (field-wise monotone).
+type FieldSeqs struct {
+	Name   uint64 `json:"name"`
+	Zone   uint64 `json:"zone"`
+	Pos    uint64 `json:"pos"`
+	HP     uint64 `json:"hp"`
+	Online uint64 `json:"online"`
+}
+
 // PlayerPatch is the change a batch makes to one player; nil fields are
-// unchanged. Seq is the highest sequence that touched the player: stores
-// apply a patch only if it is newer than the stored LastSeq (idempotent).
+// unchanged. Seq is the highest sequence that touched the player (LastSeq);
+// Seqs holds, for each non-nil field group, the sequence of the event that
+// set it: stores apply each group only if its sequence is newer than the
+// stored one (idempotent, order-independent).
 type PlayerPatch struct {
 	PlayerID string
 	Seq      uint64
 	TSNs     int64
+	Seqs     FieldSeqs
 	Zone     *string
 	Name     *string
 	X, Y     *float32
 	HP       *int32
 	Online   *bool
+}
+
+func (p *PlayerPatch) setZone(seq uint64, z string) { p.Zone, p.Seqs.Zone = ptr(z), seq }
+func (p *PlayerPatch) setName(seq uint64, n string) { p.Name, p.Seqs.Name = ptr(n), seq }
+func (p *PlayerPatch) setHP(seq uint64, hp int32)   { p.HP, p.Seqs.HP = ptr(hp), seq }
+func (p *PlayerPatch) setOnline(seq uint64, o bool) { p.Online, p.Seqs.Online = ptr(o), seq }
+func (p *PlayerPatch) setPos(seq uint64, x, y float32) {
+	p.X, p.Y, p.Seqs.Pos = ptr(x), ptr(y), seq
 }
 
 // Tally is one kill or death credited to a player by the event at Seq;
@@ -194,16 +218,17 @@ func Project(recs []Record) ([]*PlayerPatch, []Tally) {
 		p.Seq, p.TSNs = r.Seq, r.TSNs
 		return p
 	}
-	state := func(p *PlayerPatch, s *schema.PlayerState, zone string) {
+	state := func(p *PlayerPatch, s *schema.PlayerState, r *Record) {
 		if s == nil {
 			return
 		}
-		p.Zone = ptr(zone)
+		p.setZone(r.Seq, r.Zone)
 		if s.GetName() != "" {
-			p.Name = ptr(s.GetName())
+			p.setName(r.Seq, s.GetName())
 		}
-		p.X, p.Y, p.HP = ptr(s.GetX()), ptr(s.GetY()), ptr(s.GetHp())
-		p.Online = ptr(true)
+		p.setPos(r.Seq, s.GetX(), s.GetY())
+		p.setHP(r.Seq, s.GetHp())
+		p.setOnline(r.Seq, true)
 	}
 	var tallies []Tally
 	for i := range sorted {
@@ -214,14 +239,15 @@ func Project(recs []Record) ([]*PlayerPatch, []Tally) {
 		}
 		switch b := ev.GetBody().(type) {
 		case *schema.Event_PlayerJoined:
-			state(get(r.PlayerID, r), b.PlayerJoined.GetPlayer(), r.Zone)
+			state(get(r.PlayerID, r), b.PlayerJoined.GetPlayer(), r)
 		case *schema.Event_TransferAccepted:
-			state(get(r.PlayerID, r), b.TransferAccepted.GetPlayer(), r.Zone)
+			state(get(r.PlayerID, r), b.TransferAccepted.GetPlayer(), r)
 		case *schema.Event_PlayerMoved:
 			p := get(r.PlayerID, r)
-			p.Zone, p.X, p.Y = ptr(r.Zone), ptr(b.PlayerMoved.GetX()), ptr(b.PlayerMoved.GetY())
+			p.setZone(r.Seq, r.Zone)
+			p.setPos(r.Seq, b.PlayerMoved.GetX(), b.PlayerMoved.GetY())
 		case *schema.Event_PlayerLeft:
-			get(r.PlayerID, r).Online = ptr(false)
+			get(r.PlayerID, r).setOnline(r.Seq, false)
 		case *schema.Event_AttackHit:
 			// The world reports a kill in the hit itself (killed = true; it
 			// emits no PlayerDied): a death for the target, a kill for the
@@ -229,7 +255,7 @@ func Project(recs []Record) ([]*PlayerPatch, []Tally) {
 			h := b.AttackHit
 			t := h.GetTargetId()
 			if t != "" {
-				get(t, r).HP = ptr(h.GetTargetHp())
+				get(t, r).setHP(r.Seq, h.GetTargetHp())
 			}
 			if h.GetKilled() {
 				if t != "" {
@@ -240,14 +266,15 @@ func Project(recs []Record) ([]*PlayerPatch, []Tally) {
 				}
 			}
 		case *schema.Event_PlayerDied:
-			get(r.PlayerID, r).HP = ptr(int32(0))
+			get(r.PlayerID, r).setHP(r.Seq, 0)
 			tallies = append(tallies, Tally{PlayerID: r.PlayerID, Seq: r.Seq, Kind: 'd'})
 			if k := b.PlayerDied.GetKillerId(); k != "" && k != r.PlayerID {
 				tallies = append(tallies, Tally{PlayerID: k, Seq: r.Seq, Kind: 'k'})
 			}
 		case *schema.Event_PlayerRespawned:
 			p := get(r.PlayerID, r)
-			p.X, p.Y, p.HP = ptr(b.PlayerRespawned.GetX()), ptr(b.PlayerRespawned.GetY()), ptr(b.PlayerRespawned.GetHp())
+			p.setPos(r.Seq, b.PlayerRespawned.GetX(), b.PlayerRespawned.GetY())
+			p.setHP(r.Seq, b.PlayerRespawned.GetHp())
 		}
 	}
 	return order, tallies
@@ -301,31 +328,40 @@ func ZoneDeltas(recs []Record) []*ZoneDelta {
 
 func ptr[T any](v T) *T { return &v }
 
-// ApplyPatch applies a patch to a stored player (used by stores that
-// project in Go). It reports false if the patch is not newer.
-func ApplyPatch(p *Player, pp *PlayerPatch) bool {
-	if p.LastSeq >= pp.Seq {
-		return false
+// ApplyPatch applies a patch to a stored player whose field groups were set
+// by the events at seqs (used by stores that project in Go): each group is
+// taken only if the patch set it from a newer event, LastSeq only grows. It
+// reports whether anything changed. Applying patches in any order gives the
+// same player as applying them in sequence order.
+func ApplyPatch(p *Player, seqs *FieldSeqs, pp *PlayerPatch) bool {
+	changed := false
+	if pp.Seq > p.LastSeq {
+		p.LastSeq, p.LastTSNs = pp.Seq, pp.TSNs
+		changed = true
 	}
 	p.PlayerID = pp.PlayerID
-	p.LastSeq, p.LastTSNs = pp.Seq, pp.TSNs
-	if pp.Zone != nil {
-		p.Zone = *pp.Zone
+	if pp.Zone != nil && pp.Seqs.Zone > seqs.Zone {
+		p.Zone, seqs.Zone, changed = *pp.Zone, pp.Seqs.Zone, true
 	}
-	if pp.Name != nil {
-		p.Name = *pp.Name
+	if pp.Name != nil && pp.Seqs.Name > seqs.Name {
+		p.Name, seqs.Name, changed = *pp.Name, pp.Seqs.Name, true
 	}
-	if pp.X != nil {
-		p.X = *pp.X
+	if pp.X != nil && pp.Y != nil && pp.Seqs.Pos > seqs.Pos {
+		p.X, p.Y, seqs.Pos, changed = *pp.X, *pp.Y, pp.Seqs.Pos, true
 	}
-	if pp.Y != nil {
-		p.Y = *pp.Y
+	if pp.HP != nil && pp.Seqs.HP > seqs.HP {
+		p.HP, seqs.HP, changed = *pp.HP, pp.Seqs.HP, true
 	}
-	if pp.HP != nil {
-		p.HP = *pp.HP
+	if pp.Online != nil && pp.Seqs.Online > seqs.Online {
+		p.Online, seqs.Online, changed = *pp.Online, pp.Seqs.Online, true
 	}
-	if pp.Online != nil {
-		p.Online = *pp.Online
+	return changed
+}
+
+// LegacySeqs are the field sequences of a row stored before FieldSeqs
+// existed: every group as of its LastSeq (the old whole-row rule).
+func LegacySeqs(p *Player, s *FieldSeqs) {
+	if *s == (FieldSeqs{}) && p.LastSeq > 0 {
+		*s = FieldSeqs{Name: p.LastSeq, Zone: p.LastSeq, Pos: p.LastSeq, HP: p.LastSeq, Online: p.LastSeq}
 	}
-	return true
 }
