@@ -62,6 +62,15 @@ type Service struct {
 	membersCfg jetstream.KeyValueConfig
 	locker     *lock.Locker
 	rc         redis.UniversalClient
+	// store is the lock store as the locker sees it (health-recording);
+	// health says whether it answers. While it does not, out is set: this
+	// instance has left the membership (memberMu orders the membership put
+	// against leaving) and only the controller probes the store (lastProbe).
+	store     lock.Store
+	health    *lockHealth
+	out       atomic.Bool
+	memberMu  sync.Mutex
+	lastProbe time.Time // controller goroutine only
 
 	mu       sync.Mutex
 	zones    map[string]*owned
@@ -100,7 +109,8 @@ func New(cfg Config, log *slog.Logger) (*Service, error) {
 		log = slog.Default()
 	}
 	s := &Service{cfg: cfg, log: log.With("instance", cfg.InstanceID), ops: opsserver.New(), rules: rc, ready: make(chan struct{}),
-		zones: map[string]*owned{}, status: map[string]zone.Status{}, seen: map[string]time.Time{}, cooldown: map[string]time.Time{}, warned: map[string]time.Time{}}
+		zones: map[string]*owned{}, status: map[string]zone.Status{}, seen: map[string]time.Time{}, cooldown: map[string]time.Time{}, warned: map[string]time.Time{},
+		health: newLockHealth()}
 	s.zm = zone.NewMetrics(s.ops.Registry)
 	s.lm = lock.NewMetrics("realm_world_lock", s.ops.Registry)
 	newGauge(s.ops.Registry, "realm_world_zones_owned", "Zones owned by this instance.", func() float64 {
@@ -110,6 +120,12 @@ func New(cfg Config, log *slog.Logger) (*Service, error) {
 	})
 	newGauge(s.ops.Registry, "realm_world_members", "Live world instances seen by this instance.", func() float64 {
 		return float64(len(s.liveMembers()))
+	})
+	newGauge(s.ops.Registry, "realm_world_eligible", "1 while this instance is in the membership (0: its lock store does not answer).", func() float64 {
+		if s.out.Load() {
+			return 0
+		}
+		return 1
 	})
 	return s, nil
 }
@@ -284,7 +300,8 @@ func (s *Service) lockStore() (lock.Store, error) {
 	if s.hooks.wrapStore != nil {
 		store = s.hooks.wrapStore(store)
 	}
-	return store, nil
+	s.store = healthStore{Store: store, h: s.health}
+	return s.store, nil
 }
 
 func (s *Service) paused() bool { return s.hooks.paused != nil && s.hooks.paused.Load() }
@@ -316,6 +333,7 @@ func (s *Service) rebalance(ctx context.Context) {
 	if s.paused() {
 		return
 	}
+	s.checkEligible(ctx)
 	live := s.liveMembers()
 	now := time.Now()
 	for _, z := range s.cfg.Map.Zones() {
@@ -343,6 +361,66 @@ func (s *Service) rebalance(ctx context.Context) {
 			o.moving = true
 			s.mu.Unlock()
 			o.cancel(context.Canceled)
+		}
+	}
+}
+
+// checkEligible leaves the membership when the lock store has stopped
+// answering (lockHealth.unhealthy) and rejoins once a probe gets an answer.
+// Out of the membership, this instance wants no zone (liveMembers leaves it
+// out) and the others take its zones as soon as its leases expire; before
+// this, rendezvous hashing kept assigning them to it and nobody acquired
+// them until its lock store came back (audit finding 5).
+func (s *Service) checkEligible(ctx context.Context) {
+	renew := s.locker.RenewEvery()
+	if !s.out.Load() {
+		if !s.health.unhealthy(renew, s.cfg.LeaseTTL) {
+			return
+		}
+		s.memberMu.Lock()
+		s.out.Store(true)
+		dctx, cancel := context.WithTimeout(ctx, s.cfg.PublishTimeout)
+		err := s.members.Delete(dctx, s.cfg.InstanceID)
+		cancel()
+		s.memberMu.Unlock()
+		s.lastProbe = time.Now()
+		s.log.Warn("lock store does not answer: left the membership until it does", "delete_err", err)
+		return
+	}
+	if time.Since(s.lastProbe) < renew {
+		return
+	}
+	s.lastProbe = time.Now()
+	// A renewal of a lease nobody holds: a healthy store answers "not held".
+	pctx, cancel := context.WithTimeout(ctx, renew)
+	err := s.store.Renew(pctx, "probe:"+s.cfg.InstanceID, "probe", s.cfg.LeaseTTL)
+	cancel()
+	if err != nil && !errors.Is(err, lock.ErrNotHeld) {
+		return
+	}
+	s.memberMu.Lock()
+	s.out.Store(false)
+	s.memberMu.Unlock()
+	s.putMember(ctx)
+	s.log.Info("lock store answers again: rejoined the membership")
+}
+
+// putMember puts this instance's membership entry, unless it is out.
+func (s *Service) putMember(ctx context.Context) {
+	s.memberMu.Lock()
+	defer s.memberMu.Unlock()
+	if s.out.Load() {
+		return
+	}
+	pctx, cancel := context.WithTimeout(ctx, s.cfg.PublishTimeout)
+	defer cancel()
+	_, err := s.members.Put(pctx, s.cfg.InstanceID, []byte(s.cfg.InstanceID))
+	if err != nil && ctx.Err() == nil {
+		s.log.Warn("membership heartbeat", "err", err)
+		if errors.Is(err, jetstream.ErrNoStreamResponse) || errors.Is(err, jetstream.ErrStreamNotFound) || errors.Is(err, jetstream.ErrBucketNotFound) {
+			if _, cerr := s.js.CreateOrUpdateKeyValue(pctx, s.membersCfg); cerr != nil {
+				s.log.Warn("recreate members bucket", "err", cerr)
+			}
 		}
 	}
 }
@@ -391,13 +469,17 @@ func (s *Service) start(z string, lease *lock.Lease) {
 	}()
 }
 
-// liveMembers returns the instances with a recent membership heartbeat, self included.
+// liveMembers returns the instances with a recent membership heartbeat, self
+// included unless it left the membership (lock store unreachable).
 func (s *Service) liveMembers() []string {
 	ttl := s.cfg.memberTTL()
 	now := time.Now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	out := []string{s.cfg.InstanceID}
+	var out []string
+	if !s.out.Load() {
+		out = append(out, s.cfg.InstanceID)
+	}
 	for id, at := range s.seen {
 		if id != s.cfg.InstanceID && now.Sub(at) < ttl {
 			out = append(out, id)
@@ -414,17 +496,7 @@ func (s *Service) membership(ctx context.Context, ready chan struct{}) {
 		if s.paused() {
 			return
 		}
-		pctx, cancel := context.WithTimeout(ctx, s.cfg.PublishTimeout)
-		defer cancel()
-		_, err := s.members.Put(pctx, s.cfg.InstanceID, []byte(s.cfg.InstanceID))
-		if err != nil && ctx.Err() == nil {
-			s.log.Warn("membership heartbeat", "err", err)
-			if errors.Is(err, jetstream.ErrNoStreamResponse) || errors.Is(err, jetstream.ErrStreamNotFound) || errors.Is(err, jetstream.ErrBucketNotFound) {
-				if _, cerr := s.js.CreateOrUpdateKeyValue(pctx, s.membersCfg); cerr != nil {
-					s.log.Warn("recreate members bucket", "err", cerr)
-				}
-			}
-		}
+		s.putMember(ctx)
 	}
 	put()
 	var once sync.Once
@@ -455,6 +527,9 @@ func (s *Service) membership(ctx context.Context, ready chan struct{}) {
 				return
 			case <-t.C:
 				put()
+				if s.out.Load() {
+					selfSeen = time.Now() // no puts of ours to expect
+				}
 				if time.Since(selfSeen) > 3*interval && !s.paused() {
 					s.log.Warn("membership watch silent; restarting it")
 					_ = w.Stop()
@@ -497,7 +572,7 @@ func (s *Service) heartbeats(ctx context.Context) {
 }
 
 func (s *Service) publishHeartbeat(ready, stopping bool) {
-	hb := &schema.Heartbeat{Service: "world", InstanceId: s.cfg.InstanceID, SentAtNs: time.Now().UnixNano(), Ready: ready && !stopping,
+	hb := &schema.Heartbeat{Service: "world", InstanceId: s.cfg.InstanceID, SentAtNs: time.Now().UnixNano(), Ready: ready && !stopping && !s.out.Load(),
 		HttpAddr: s.ops.Addr(), Stopping: stopping}
 	owned := s.Owned()
 	zs := make([]string, 0, len(owned))
