@@ -126,6 +126,10 @@ func (c *Config) RegisterFlags(s *envflag.Set) {
 	s.Int(&c.MaxBatch, "max-batch", c.MaxBatch, "commands taken per zone per tick")
 	s.Duration(&c.PublishTimeout, "publish-timeout", c.PublishTimeout, "wait for one JetStream PubAck")
 	s.Duration(&c.Heartbeat, "heartbeat", c.Heartbeat, "heartbeat interval on svc.hb.world.<instance>")
+	if c.Streams.Replicas == 0 {
+		c.Streams.Replicas = 1
+	}
+	s.Int(&c.Streams.Replicas, "stream-replicas", c.Streams.Replicas, "replicas of the JetStream streams this service ensures at start (1 on one machine, 3 in a cluster); every service must use the same value")
 }
 
 // Validate checks the configuration and says what is wrong.
