@@ -25,6 +25,7 @@ import (
 	"github.com/realmstream/realmstream/libs/envflag"
 	"github.com/realmstream/realmstream/libs/shard"
 	"github.com/realmstream/realmstream/libs/wire"
+	"github.com/realmstream/realmstream/services/persist/internal/pipeline"
 	"github.com/realmstream/realmstream/services/persist/internal/shardmap"
 	"github.com/realmstream/realmstream/services/persist/internal/store"
 )
@@ -59,7 +60,7 @@ type Config struct {
 
 	BatchSize int           // events per batch, default 1000
 	BatchWait time.Duration // max wait to fill a batch, default 100ms
-	AckWait   time.Duration // JetStream redelivery timeout of unacked events, default 30s
+	AckWait   time.Duration // JetStream redelivery timeout of unacked events, default 5s (held batches are kept alive)
 
 	StatsInterval  time.Duration // DB stats sampling period, default 10s
 	StreamReplicas int           // replicas of the streams persist ensures, default 1
@@ -89,7 +90,7 @@ func DefaultConfig() Config {
 		PartitionInterval: time.Hour,
 		BatchSize:         1000,
 		BatchWait:         100 * time.Millisecond,
-		AckWait:           30 * time.Second,
+		AckWait:           pipeline.DefaultAckWait,
 		StatsInterval:     10 * time.Second,
 		StreamReplicas:    1,
 		QueryTimeout:      5 * time.Second,
@@ -143,7 +144,7 @@ func (c *Config) RegisterFlags(s *envflag.Set) {
 	s.Duration(&c.PartitionInterval, "partition-interval", c.PartitionInterval, "partition maintenance period (also runs at start)")
 	s.Int(&c.BatchSize, "batch-size", c.BatchSize, "max events per write batch")
 	s.Duration(&c.BatchWait, "batch-wait", c.BatchWait, "max wait to fill a batch")
-	s.Duration(&c.AckWait, "ack-wait", c.AckWait, "JetStream redelivery timeout of unacknowledged events")
+	s.Duration(&c.AckWait, "ack-wait", c.AckWait, "JetStream redelivery timeout of unacknowledged events: how long the batch of a replica that died waits before another replica gets it (batches being written are kept alive with in-progress acks)")
 	s.Duration(&c.StatsInterval, "stats-interval", c.StatsInterval, "DB stats sampling period (stats.db.<shard>)")
 	s.Int(&c.StreamReplicas, "stream-replicas", c.StreamReplicas, "replicas of the JetStream streams (1 on one machine, 3 in a cluster)")
 	s.Duration(&c.QueryTimeout, "query-timeout", c.QueryTimeout, "bound on answering one query request")

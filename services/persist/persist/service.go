@@ -365,3 +365,12 @@ func (s *Service) pipeSkipped() int64 {
 	}
 	return s.pipe.Stats.Skipped.Load()
 }
+
+func (s *Service) pipeKeepAlives() int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.pipe == nil {
+		return 0
+	}
+	return s.pipe.Stats.KeepAlives.Load()
+}

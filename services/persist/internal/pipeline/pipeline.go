@@ -4,12 +4,14 @@
 //
 // Ordering and failure contract: batches are processed one at a time. If the
 // write fails (a shard is down, a shard moved), the same batch is retried with
-// backoff — shards that committed skip it by their high-water mark — and its
-// messages are kept alive with InProgress so JetStream does not redeliver
-// them meanwhile; no new batch is fetched, so the whole consumer pauses and
-// the redelivered/pending set stays bounded by MaxAckPending. On shutdown or
-// crash before the ack, JetStream redelivers after AckWait and the store's
-// exactly-once write makes the replay harmless.
+// backoff — shards that committed skip it by their high-water mark — and no
+// new batch is fetched, so the whole consumer pauses and the
+// redelivered/pending set stays bounded by MaxAckPending. Every batch held by
+// a live pipeline (being written, retried, or prefetched and waiting) is kept
+// alive with InProgress every AckWait/4, so a short AckWait (default 5s) does
+// not redeliver a long write. On shutdown or crash before the ack the
+// keep-alives stop, JetStream redelivers after AckWait to another replica,
+// and the store's exactly-once write makes the replay harmless.
 package pipeline
 
 import (
@@ -17,6 +19,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -40,7 +43,7 @@ type Reloader interface {
 type Config struct {
 	BatchSize  int           // max messages per batch (default 1000)
 	BatchWait  time.Duration // max wait to fill a batch (default 100ms)
-	AckWait    time.Duration // JetStream redelivery timeout (default 30s)
+	AckWait    time.Duration // JetStream redelivery timeout (default 5s); held batches get InProgress every AckWait/4
 	MaxBackoff time.Duration // cap of the retry backoff (default 2s)
 	// WriteTimeout bounds the write of a batch in flight when ctx is
 	// cancelled (drain), default 10s.
@@ -59,7 +62,7 @@ func (c *Config) defaults() {
 		c.BatchWait = 100 * time.Millisecond
 	}
 	if c.AckWait <= 0 {
-		c.AckWait = 30 * time.Second
+		c.AckWait = DefaultAckWait
 	}
 	if c.MaxBackoff <= 0 {
 		c.MaxBackoff = 2 * time.Second
@@ -69,9 +72,15 @@ func (c *Config) defaults() {
 	}
 }
 
+// DefaultAckWait bounds how long the messages of a replica that died
+// mid-batch wait before another replica gets them.
+const DefaultAckWait = 5 * time.Second
+
 // Stats are cumulative counters of the pipeline.
 type Stats struct {
 	Batches, Events, Inserted, Skipped, Retries atomic.Int64
+	// KeepAlives counts InProgress rounds sent for held batches.
+	KeepAlives atomic.Int64
 }
 
 // Pipeline is one consumer of EVT.
@@ -81,6 +90,9 @@ type Pipeline struct {
 	w     Writer
 	log   *slog.Logger
 	Stats Stats
+
+	liveMu sync.Mutex
+	live   map[*fetched]time.Time // batches held, with the time of their last keep-alive
 }
 
 // ConsumerConfig is the durable consumer persist uses.
@@ -105,7 +117,7 @@ func New(ctx context.Context, js jetstream.JetStream, cfg Config, w Writer, log 
 	if err != nil {
 		return nil, fmt.Errorf("pipeline: consumer %s: %w", wire.DurablePersist, err)
 	}
-	return &Pipeline{cfg: cfg, cons: cons, w: w, log: log}, nil
+	return &Pipeline{cfg: cfg, cons: cons, w: w, log: log, live: map[*fetched]time.Time{}}, nil
 }
 
 // Consumer returns the JetStream consumer (lag for stats).
@@ -135,16 +147,30 @@ type fetched struct {
 // waiting one may be redelivered after AckWait, which is harmless.
 func (p *Pipeline) Run(ctx context.Context) error {
 	fctx, stopFetch := context.WithCancel(ctx)
-	ch := make(chan fetched, 1)
+	ch := make(chan *fetched, 1)
 	go p.fetchLoop(fctx, ch)
+	kctx, stopKeep := context.WithCancel(context.WithoutCancel(ctx))
+	keepDone := make(chan struct{})
+	go func() {
+		defer close(keepDone)
+		p.keepAlive(kctx)
+	}()
 	drain := func() {
 		stopFetch()
-		for range ch { // let the fetcher finish; unwritten batches are redelivered
+		for f := range ch { // let the fetcher finish; unwritten batches are redelivered
+			p.release(f)
 		}
+		// No more keep-alives: what is not acked now is redelivered after
+		// AckWait to whichever replica consumes.
+		stopKeep()
+		<-keepDone
+		p.liveMu.Lock()
+		clear(p.live)
+		p.liveMu.Unlock()
 	}
 	defer drain()
 	for f := range ch {
-		if err := p.write(ctx, f.recs, f.msgs); err != nil {
+		if err := p.write(ctx, f.recs); err != nil {
 			return nil
 		}
 		if p.cfg.BeforeAck != nil {
@@ -155,13 +181,61 @@ func (p *Pipeline) Run(ctx context.Context) error {
 		for _, m := range f.msgs {
 			_ = m.Ack()
 		}
+		p.release(f)
 		p.Stats.Batches.Add(1)
 		p.Stats.Events.Add(int64(len(f.recs)))
 	}
 	return nil
 }
 
-func (p *Pipeline) fetchLoop(ctx context.Context, ch chan<- fetched) {
+// hold registers a fetched batch for keep-alives until release.
+func (p *Pipeline) hold(f *fetched) {
+	p.liveMu.Lock()
+	p.live[f] = time.Now()
+	p.liveMu.Unlock()
+}
+
+func (p *Pipeline) release(f *fetched) {
+	p.liveMu.Lock()
+	delete(p.live, f)
+	p.liveMu.Unlock()
+}
+
+// keepAlive sends InProgress for the messages of every batch held longer
+// than AckWait/4 since its delivery or last keep-alive, so that a batch
+// whose write takes longer than AckWait (a slow or paused database, a
+// retried write, the prefetched batch waiting behind it) is not redelivered
+// to another replica meanwhile. Batches written quickly cost nothing.
+func (p *Pipeline) keepAlive(ctx context.Context) {
+	every := max(p.cfg.AckWait/4, 10*time.Millisecond)
+	t := time.NewTicker(every / 2)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		var due []*fetched
+		now := time.Now()
+		p.liveMu.Lock()
+		for f, last := range p.live {
+			if now.Sub(last) >= every {
+				due = append(due, f)
+				p.live[f] = now
+			}
+		}
+		p.liveMu.Unlock()
+		for _, f := range due {
+			for _, m := range f.msgs {
+				_ = m.InProgress()
+			}
+			p.Stats.KeepAlives.Add(1)
+		}
+	}
+}
+
+func (p *Pipeline) fetchLoop(ctx context.Context, ch chan<- *fetched) {
 	defer close(ch)
 	for ctx.Err() == nil {
 		batch, err := p.cons.Fetch(p.cfg.BatchSize, jetstream.FetchMaxWait(p.cfg.BatchWait))
@@ -173,7 +247,7 @@ func (p *Pipeline) fetchLoop(ctx context.Context, ch chan<- fetched) {
 			sleep(ctx, 200*time.Millisecond)
 			continue
 		}
-		var f fetched
+		f := &fetched{}
 		for m := range batch.Messages() {
 			meta, err := m.Metadata()
 			if err != nil {
@@ -190,19 +264,20 @@ func (p *Pipeline) fetchLoop(ctx context.Context, ch chan<- fetched) {
 		if len(f.recs) == 0 {
 			continue
 		}
+		p.hold(f)
 		select {
 		case ch <- f:
 		case <-ctx.Done():
+			p.release(f)
 			return
 		}
 	}
 }
 
 // write retries until the batch is stored or ctx (plus the drain timeout)
-// ends. While it waits it keeps the messages from being redelivered.
-func (p *Pipeline) write(ctx context.Context, recs []store.Record, msgs []jetstream.Msg) error {
+// ends. Meanwhile keepAlive keeps its messages from being redelivered.
+func (p *Pipeline) write(ctx context.Context, recs []store.Record) error {
 	backoff := 50 * time.Millisecond
-	lastProgress := time.Now()
 	wctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancel()
 	stop := context.AfterFunc(ctx, func() {
@@ -231,12 +306,6 @@ func (p *Pipeline) write(ctx context.Context, recs []store.Record, msgs []jetstr
 			}
 		}
 		p.log.Warn("batch write failed; consumer paused, retrying", "attempt", attempt, "events", len(recs), "backoff", backoff, "err", err)
-		if time.Since(lastProgress) > p.cfg.AckWait/3 {
-			for _, m := range msgs {
-				_ = m.InProgress()
-			}
-			lastProgress = time.Now()
-		}
 		if !sleep(ctx, backoff) {
 			return ctx.Err()
 		}
