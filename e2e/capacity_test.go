@@ -46,7 +46,6 @@ func BenchmarkStackCapacity(b *testing.B) {
 	if err := os.MkdirAll(out, 0o755); err != nil {
 		b.Fatal(err)
 	}
-	strictModels := os.Getenv("E2E_STRICT_READMODELS") == "1"
 	for i := 0; i < b.N; i++ {
 		best := 0
 		var bestRes, lastRes *runResult
@@ -56,10 +55,6 @@ func BenchmarkStackCapacity(b *testing.B) {
 				res = runStack(b, runOptions{Bots: n, Duration: step, WSFraction: 0.3, Progress: os.Stderr,
 					Report: filepath.Join(out, fmt.Sprintf("capacity-%d.json", n))})
 				for _, v := range res.Violations {
-					if !strictModels && strings.HasPrefix(v.Check, "read-model-") {
-						b.Logf("audit (open finding, not fatal): %v", v)
-						continue
-					}
 					b.Errorf("audit: %v", v)
 				}
 				b.ReportMetric(res.Swarm.InputToUpdate.P99, "p99-ms")
@@ -96,9 +91,6 @@ func BenchmarkStackCapacity(b *testing.B) {
 				res := runStack(b, runOptions{Bots: faultBots, Duration: 110 * time.Second, Faults: true, ResumeEvery: 30 * time.Second,
 					WSFraction: 0.3, Progress: os.Stderr, Report: filepath.Join(out, fmt.Sprintf("faults-%d.json", faultBots))})
 				for _, v := range res.Violations {
-					if !strictModels && strings.HasPrefix(v.Check, "read-model-") {
-						continue
-					}
 					b.Errorf("audit: %v", v)
 				}
 				for _, f := range res.Faults {
