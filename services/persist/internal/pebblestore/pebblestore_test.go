@@ -2,7 +2,11 @@ package pebblestore
 
 import (
 	"bytes"
+	"encoding/json"
 	"testing"
+	"time"
+
+	"github.com/cockroachdb/pebble"
 
 	"github.com/realmstream/realmstream/services/persist/internal/store"
 	"github.com/realmstream/realmstream/services/persist/internal/storetest"
@@ -62,4 +66,33 @@ func FuzzDecodeEvent(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestLegacyPlayerKeepsOldRule: a player value stored before field_seqs
+// existed counts as set entirely at its LastSeq.
+func TestLegacyPlayerKeepsOldRule(t *testing.T) {
+	s, err := Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	old := store.Player{PlayerID: "old", Name: "legacy", Zone: "z0_0", X: 1, Y: 2, HP: 50, Online: true, LastSeq: 10}
+	b, _ := json.Marshal(old)
+	if err := s.db.Set([]byte("pold"), b, pebble.Sync); err != nil {
+		t.Fatal(err)
+	}
+	ts := storetest.Base
+	if _, err := s.Write(t.Context(), []store.Record{
+		storetest.Rec(5, storetest.Joined("j", "z1_1", "old", ts, 100)),
+		storetest.Rec(11, storetest.Moved("m", "z0_0", "old", ts.Add(time.Second), 7, 8)),
+	}); err != nil {
+		t.Fatal(err)
+	}
+	got, _, err := s.Player(t.Context(), "old")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Name != "legacy" || got.HP != 50 || got.Zone != "z0_0" || got.X != 7 || got.Y != 8 || !got.Online || got.LastSeq != 11 {
+		t.Fatalf("after upgrade: %+v", got)
+	}
 }
