@@ -4,12 +4,14 @@ package telemetry
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"net/url"
 	"os"
 
 	"github.com/nats-io/nats.go"
 	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
 	"go.opentelemetry.io/otel/propagation"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/trace"
@@ -112,4 +114,22 @@ func TracesURL(endpoint string) string {
 		u.Path = "/v1/traces"
 	}
 	return u.String()
+}
+
+// StartTracing installs the global tracer provider of service. With an
+// endpoint, spans are exported over OTLP/HTTP to TracesURL(endpoint); without
+// one they are recorded (trace ids reach logs and NATS headers) but not
+// exported. The returned function flushes and stops the provider.
+func StartTracing(ctx context.Context, service, endpoint string) (func(context.Context) error, error) {
+	var exporter sdktrace.SpanExporter
+	if endpoint != "" {
+		exp, err := otlptracehttp.New(ctx, otlptracehttp.WithEndpointURL(TracesURL(endpoint)))
+		if err != nil {
+			return nil, fmt.Errorf("telemetry: OTLP exporter for %s: %w", endpoint, err)
+		}
+		exporter = exp
+	}
+	tp, shutdown := Setup(service, exporter)
+	otel.SetTracerProvider(tp)
+	return shutdown, nil
 }

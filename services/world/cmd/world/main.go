@@ -13,10 +13,6 @@ import (
 	"os/signal"
 	"syscall"
 
-	"go.opentelemetry.io/otel"
-	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
-	sdktrace "go.opentelemetry.io/otel/sdk/trace"
-
 	"github.com/redis/go-redis/v9"
 
 	"github.com/realmstream/realmstream/libs/envflag"
@@ -53,17 +49,11 @@ func run(args []string) int {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 
-	var exporter sdktrace.SpanExporter
-	if cfg.OTLPEndpoint != "" {
-		exp, err := otlptracehttp.New(ctx, otlptracehttp.WithEndpointURL(telemetry.TracesURL(cfg.OTLPEndpoint)))
-		if err != nil {
-			log.Error("otlp exporter", "err", err)
-			return 1
-		}
-		exporter = exp
+	shutdownTracing, err := telemetry.StartTracing(ctx, "world", cfg.OTLPEndpoint)
+	if err != nil {
+		log.Error("tracing", "err", err)
+		return 1
 	}
-	tp, shutdownTracing := telemetry.Setup("world", exporter)
-	otel.SetTracerProvider(tp)
 	defer func() { _ = shutdownTracing(context.Background()) }()
 
 	svc, err := world.New(cfg, log)
