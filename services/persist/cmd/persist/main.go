@@ -21,7 +21,7 @@ import (
 	"syscall"
 
 	"github.com/realmstream/realmstream/libs/envflag"
-	"github.com/realmstream/realmstream/libs/telemetry"
+	"github.com/realmstream/realmstream/libs/svcmain"
 	"github.com/realmstream/realmstream/services/persist/persist"
 )
 
@@ -32,55 +32,29 @@ func run(args []string) int {
 		return shards(args[1:])
 	}
 	cfg := persist.DefaultConfig()
-	fs := flag.NewFlagSet("persist", flag.ContinueOnError)
-	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "Usage: persist [flags]\n       persist shards show|add-db|move|rebalance [flags]   (see persist shards --help)\n\n"+
-			"Persists the EVT event log into date-partitioned, hash-sharded Postgres (--pg-urls) or Pebble\n"+
-			"(--pebble-dir), projects read models, answers persist.query.* and publishes DB stats on stats.db.<shard>.\n\nFlags:\n")
-		fs.PrintDefaults()
-	}
-	set := envflag.New(fs)
-	cfg.RegisterFlags(set)
-	if err := set.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		fmt.Fprintln(os.Stderr, err)
-		return 2
-	}
-	log, ok := logger(cfg)
-	if !ok {
-		return 2
-	}
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
+	return svcmain.Run(args, os.Stderr, svcmain.Spec{
+		Name: "persist",
+		About: "Subcommands: persist shards show|add-db|move|rebalance [flags]   (see persist shards --help)\n\n" +
+			"Persists the EVT event log into date-partitioned, hash-sharded Postgres (--pg-urls) or Pebble\n" +
+			"(--pebble-dir), projects read models, answers persist.query.* and publishes DB stats on stats.db.<shard>.",
+		Version:  version,
+		Register: cfg.RegisterFlags,
+		Logging:  func() svcmain.Logging { return logging(cfg) },
+		New:      func(log *slog.Logger) (svcmain.Service, error) { return persist.New(cfg, log) },
+	})
+}
 
-	shutdownTracing, err := telemetry.StartTracing(ctx, "persist", cfg.OTLPEndpoint)
-	if err != nil {
-		log.Error("tracing", "err", err)
-		return 1
-	}
-	defer func() { _ = shutdownTracing(context.Background()) }()
-
-	svc, err := persist.New(cfg, log)
-	if err != nil {
-		log.Error("config", "err", err)
-		return 2
-	}
-	if err := svc.Run(ctx); err != nil {
-		log.Error("persist failed", "err", err)
-		return 1
-	}
-	return 0
+func logging(cfg persist.Config) svcmain.Logging {
+	return svcmain.Logging{Level: cfg.LogLevel, Format: cfg.LogFormat, OTLPEndpoint: cfg.OTLPEndpoint}
 }
 
 func logger(cfg persist.Config) (*slog.Logger, bool) {
-	var level slog.Level
-	if err := level.UnmarshalText([]byte(cfg.LogLevel)); err != nil {
-		fmt.Fprintf(os.Stderr, "--log-level %q: want debug, info, warn or error\n", cfg.LogLevel)
+	log, err := svcmain.Logger("persist", version, logging(cfg))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
 		return nil, false
 	}
-	return telemetry.NewLogger("persist", cfg.LogFormat, level).With("version", version), true
+	return log, true
 }
 
 func shards(args []string) int {

@@ -5,67 +5,32 @@ package main
 
 import (
 	"context"
-	"errors"
-	"flag"
 	"fmt"
 	"log/slog"
 	"os"
-	"os/signal"
-	"syscall"
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/realmstream/realmstream/libs/envflag"
-	"github.com/realmstream/realmstream/libs/telemetry"
+	"github.com/realmstream/realmstream/libs/svcmain"
 	"github.com/realmstream/realmstream/services/world/world"
 )
 
-func main() { os.Exit(run(os.Args[1:])) }
-
-func run(args []string) int {
+func main() {
 	cfg := world.DefaultConfig()
-	fs := flag.NewFlagSet("world", flag.ContinueOnError)
-	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "Usage: world [flags]\n\nA Realmstream world instance: owns zones (leases in Redis or in-process), consumes cmd.<zone>,\nsimulates at a fixed tick and appends fenced events to evt.<zone>.\n\nFlags:\n")
-		fs.PrintDefaults()
-	}
-	set := envflag.New(fs)
-	cfg.RegisterFlags(set)
-	if err := set.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		fmt.Fprintln(os.Stderr, err)
-		return 2
-	}
-	var level slog.Level
-	if err := level.UnmarshalText([]byte(cfg.LogLevel)); err != nil {
-		fmt.Fprintf(os.Stderr, "--log-level %q: want debug, info, warn or error\n", cfg.LogLevel)
-		return 2
-	}
-	log := telemetry.NewLogger("world", cfg.LogFormat, level).With("version", version)
-	redis.SetLogger(redisLog{log}) // go-redis logs through slog, not to bare stderr
-
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
-
-	shutdownTracing, err := telemetry.StartTracing(ctx, "world", cfg.OTLPEndpoint)
-	if err != nil {
-		log.Error("tracing", "err", err)
-		return 1
-	}
-	defer func() { _ = shutdownTracing(context.Background()) }()
-
-	svc, err := world.New(cfg, log)
-	if err != nil {
-		log.Error("config", "err", err)
-		return 2
-	}
-	if err := svc.Run(ctx); err != nil {
-		log.Error("world failed", "err", err)
-		return 1
-	}
-	return 0
+	os.Exit(svcmain.Run(os.Args[1:], os.Stderr, svcmain.Spec{
+		Name: "world",
+		About: "A Realmstream world instance: owns zones (leases in Redis or in-process), consumes cmd.<zone>,\n" +
+			"simulates at a fixed tick and appends fenced events to evt.<zone>.",
+		Version:  version,
+		Register: cfg.RegisterFlags,
+		Logging: func() svcmain.Logging {
+			return svcmain.Logging{Level: cfg.LogLevel, Format: cfg.LogFormat, OTLPEndpoint: cfg.OTLPEndpoint}
+		},
+		New: func(log *slog.Logger) (svcmain.Service, error) {
+			redis.SetLogger(redisLog{log}) // go-redis logs through slog, not to bare stderr
+			return world.New(cfg, log)
+		},
+	}))
 }
 
 // redisLog adapts slog to go-redis's internal logger.
