@@ -73,19 +73,22 @@ func (ChatScope) EnumDescriptor() ([]byte, []int) {
 type ErrorCode int32
 
 const (
-	ErrorCode_ERROR_CODE_UNSPECIFIED     ErrorCode = 0
-	ErrorCode_ERROR_CODE_MALFORMED       ErrorCode = 1 // frame or packet could not be decoded
-	ErrorCode_ERROR_CODE_TOO_LARGE       ErrorCode = 2 // frame larger than the maximum frame size
-	ErrorCode_ERROR_CODE_RATE_LIMITED    ErrorCode = 3 // token bucket empty
-	ErrorCode_ERROR_CODE_UNAUTHENTICATED ErrorCode = 4 // no session or bad token
-	ErrorCode_ERROR_CODE_UNKNOWN_ZONE    ErrorCode = 5
-	ErrorCode_ERROR_CODE_NOT_IN_ZONE     ErrorCode = 6 // a game command before Join
-	ErrorCode_ERROR_CODE_INVALID         ErrorCode = 7 // semantically invalid (empty chat, NaN position, ...)
-	ErrorCode_ERROR_CODE_STALE_SEQ       ErrorCode = 8 // seq not above the last one seen (already accepted)
-	ErrorCode_ERROR_CODE_INTERNAL        ErrorCode = 9
-	ErrorCode_ERROR_CODE_SHUTTING_DOWN   ErrorCode = 10
-	ErrorCode_ERROR_CODE_SLOW_CONSUMER   ErrorCode = 11 // send queue overflowed; the connection is closed
-	ErrorCode_ERROR_CODE_REJECTED        ErrorCode = 12 // the world refused the command (rules)
+	ErrorCode_ERROR_CODE_UNSPECIFIED          ErrorCode = 0
+	ErrorCode_ERROR_CODE_MALFORMED            ErrorCode = 1 // frame or packet could not be decoded
+	ErrorCode_ERROR_CODE_TOO_LARGE            ErrorCode = 2 // frame larger than the maximum frame size
+	ErrorCode_ERROR_CODE_RATE_LIMITED         ErrorCode = 3 // token bucket empty
+	ErrorCode_ERROR_CODE_UNAUTHENTICATED      ErrorCode = 4 // no session or bad token
+	ErrorCode_ERROR_CODE_UNKNOWN_ZONE         ErrorCode = 5
+	ErrorCode_ERROR_CODE_NOT_IN_ZONE          ErrorCode = 6 // a game command before Join
+	ErrorCode_ERROR_CODE_INVALID              ErrorCode = 7 // semantically invalid (empty chat, NaN position, ...)
+	ErrorCode_ERROR_CODE_STALE_SEQ            ErrorCode = 8 // seq not above the last one seen (already accepted)
+	ErrorCode_ERROR_CODE_INTERNAL             ErrorCode = 9
+	ErrorCode_ERROR_CODE_SHUTTING_DOWN        ErrorCode = 10
+	ErrorCode_ERROR_CODE_SLOW_CONSUMER        ErrorCode = 11 // send queue overflowed; the connection is closed
+	ErrorCode_ERROR_CODE_REJECTED             ErrorCode = 12 // the world refused the command (rules)
+	ErrorCode_ERROR_CODE_UNSUPPORTED_PROTOCOL ErrorCode = 20 // Hello.protocol_version not served; the message names the supported range
+	ErrorCode_ERROR_CODE_SEQ_REUSED           ErrorCode = 21 // seq already used in this session for a different command; use a seq above Welcome.last_seq
+	ErrorCode_ERROR_CODE_SESSION_EXPIRED      ErrorCode = 22 // the session's absolute lifetime is over (or it was revoked); log in again
 )
 
 // Enum value maps for ErrorCode.
@@ -104,21 +107,27 @@ var (
 		10: "ERROR_CODE_SHUTTING_DOWN",
 		11: "ERROR_CODE_SLOW_CONSUMER",
 		12: "ERROR_CODE_REJECTED",
+		20: "ERROR_CODE_UNSUPPORTED_PROTOCOL",
+		21: "ERROR_CODE_SEQ_REUSED",
+		22: "ERROR_CODE_SESSION_EXPIRED",
 	}
 	ErrorCode_value = map[string]int32{
-		"ERROR_CODE_UNSPECIFIED":     0,
-		"ERROR_CODE_MALFORMED":       1,
-		"ERROR_CODE_TOO_LARGE":       2,
-		"ERROR_CODE_RATE_LIMITED":    3,
-		"ERROR_CODE_UNAUTHENTICATED": 4,
-		"ERROR_CODE_UNKNOWN_ZONE":    5,
-		"ERROR_CODE_NOT_IN_ZONE":     6,
-		"ERROR_CODE_INVALID":         7,
-		"ERROR_CODE_STALE_SEQ":       8,
-		"ERROR_CODE_INTERNAL":        9,
-		"ERROR_CODE_SHUTTING_DOWN":   10,
-		"ERROR_CODE_SLOW_CONSUMER":   11,
-		"ERROR_CODE_REJECTED":        12,
+		"ERROR_CODE_UNSPECIFIED":          0,
+		"ERROR_CODE_MALFORMED":            1,
+		"ERROR_CODE_TOO_LARGE":            2,
+		"ERROR_CODE_RATE_LIMITED":         3,
+		"ERROR_CODE_UNAUTHENTICATED":      4,
+		"ERROR_CODE_UNKNOWN_ZONE":         5,
+		"ERROR_CODE_NOT_IN_ZONE":          6,
+		"ERROR_CODE_INVALID":              7,
+		"ERROR_CODE_STALE_SEQ":            8,
+		"ERROR_CODE_INTERNAL":             9,
+		"ERROR_CODE_SHUTTING_DOWN":        10,
+		"ERROR_CODE_SLOW_CONSUMER":        11,
+		"ERROR_CODE_REJECTED":             12,
+		"ERROR_CODE_UNSUPPORTED_PROTOCOL": 20,
+		"ERROR_CODE_SEQ_REUSED":           21,
+		"ERROR_CODE_SESSION_EXPIRED":      22,
 	}
 )
 
@@ -164,6 +173,7 @@ type ClientPacket struct {
 	//	*ClientPacket_Chat
 	//	*ClientPacket_Attack
 	//	*ClientPacket_Ping
+	//	*ClientPacket_WorldInfo
 	Body          isClientPacket_Body `protobuf_oneof:"body"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -276,6 +286,15 @@ func (x *ClientPacket) GetPing() *Ping {
 	return nil
 }
 
+func (x *ClientPacket) GetWorldInfo() *WorldInfoRequest {
+	if x != nil {
+		if x, ok := x.Body.(*ClientPacket_WorldInfo); ok {
+			return x.WorldInfo
+		}
+	}
+	return nil
+}
+
 type isClientPacket_Body interface {
 	isClientPacket_Body()
 }
@@ -308,6 +327,10 @@ type ClientPacket_Ping struct {
 	Ping *Ping `protobuf:"bytes,16,opt,name=ping,proto3,oneof"`
 }
 
+type ClientPacket_WorldInfo struct {
+	WorldInfo *WorldInfoRequest `protobuf:"bytes,20,opt,name=world_info,json=worldInfo,proto3,oneof"`
+}
+
 func (*ClientPacket_Hello) isClientPacket_Body() {}
 
 func (*ClientPacket_Join) isClientPacket_Body() {}
@@ -322,15 +345,29 @@ func (*ClientPacket_Attack) isClientPacket_Body() {}
 
 func (*ClientPacket_Ping) isClientPacket_Body() {}
 
-// Hello opens (or resumes) a session. token is an HMAC-signed session token;
-// in dev mode an empty token with a name is issued one.
+func (*ClientPacket_WorldInfo) isClientPacket_Body() {}
+
+// Hello opens (or resumes) a session. token is a JWT from a login service
+// (e.g. the gateway's POST /v1/session) or the resume token of an earlier
+// Welcome; in dev mode an empty token with a name is issued one.
+// See docs/clients.md for the handshake.
 type Hello struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Token string                 `protobuf:"bytes,1,opt,name=token,proto3" json:"token,omitempty"`
 	Name  string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
 	// resume_session resumes an earlier session (same session id, so the
-	// command ids of resent packets match and are deduplicated).
+	// command ids of resent packets match and are deduplicated). The token
+	// must be that session's resume token (Welcome.token).
 	ResumeSession string `protobuf:"bytes,3,opt,name=resume_session,json=resumeSession,proto3" json:"resume_session,omitempty"`
+	// protocol_version is the wire protocol the client speaks. 0 (absent, a
+	// client from before versioning) is served as version 1. A version the
+	// gateway does not support is refused with ERROR_CODE_UNSUPPORTED_PROTOCOL.
+	ProtocolVersion uint32 `protobuf:"varint,4,opt,name=protocol_version,json=protocolVersion,proto3" json:"protocol_version,omitempty"`
+	ClientName      string `protobuf:"bytes,5,opt,name=client_name,json=clientName,proto3" json:"client_name,omitempty"`          // e.g. "realmstream-ts"; logged, for operators
+	ClientVersion   string `protobuf:"bytes,6,opt,name=client_version,json=clientVersion,proto3" json:"client_version,omitempty"` // e.g. "0.3.1"
+	// want_world asks for Welcome.world (the world description); a client
+	// can also send WorldInfoRequest at any time.
+	WantWorld     bool `protobuf:"varint,7,opt,name=want_world,json=wantWorld,proto3" json:"want_world,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -386,6 +423,72 @@ func (x *Hello) GetResumeSession() string {
 	return ""
 }
 
+func (x *Hello) GetProtocolVersion() uint32 {
+	if x != nil {
+		return x.ProtocolVersion
+	}
+	return 0
+}
+
+func (x *Hello) GetClientName() string {
+	if x != nil {
+		return x.ClientName
+	}
+	return ""
+}
+
+func (x *Hello) GetClientVersion() string {
+	if x != nil {
+		return x.ClientVersion
+	}
+	return ""
+}
+
+func (x *Hello) GetWantWorld() bool {
+	if x != nil {
+		return x.WantWorld
+	}
+	return false
+}
+
+// WorldInfoRequest asks for the world description (answered by WorldInfo
+// with the request's seq). Allowed before and after Hello.
+type WorldInfoRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WorldInfoRequest) Reset() {
+	*x = WorldInfoRequest{}
+	mi := &file_client_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WorldInfoRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WorldInfoRequest) ProtoMessage() {}
+
+func (x *WorldInfoRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_client_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WorldInfoRequest.ProtoReflect.Descriptor instead.
+func (*WorldInfoRequest) Descriptor() ([]byte, []int) {
+	return file_client_proto_rawDescGZIP(), []int{2}
+}
+
 type Join struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Zone          string                 `protobuf:"bytes,1,opt,name=zone,proto3" json:"zone,omitempty"`
@@ -395,7 +498,7 @@ type Join struct {
 
 func (x *Join) Reset() {
 	*x = Join{}
-	mi := &file_client_proto_msgTypes[2]
+	mi := &file_client_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -407,7 +510,7 @@ func (x *Join) String() string {
 func (*Join) ProtoMessage() {}
 
 func (x *Join) ProtoReflect() protoreflect.Message {
-	mi := &file_client_proto_msgTypes[2]
+	mi := &file_client_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -420,7 +523,7 @@ func (x *Join) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Join.ProtoReflect.Descriptor instead.
 func (*Join) Descriptor() ([]byte, []int) {
-	return file_client_proto_rawDescGZIP(), []int{2}
+	return file_client_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *Join) GetZone() string {
@@ -438,7 +541,7 @@ type Leave struct {
 
 func (x *Leave) Reset() {
 	*x = Leave{}
-	mi := &file_client_proto_msgTypes[3]
+	mi := &file_client_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -450,7 +553,7 @@ func (x *Leave) String() string {
 func (*Leave) ProtoMessage() {}
 
 func (x *Leave) ProtoReflect() protoreflect.Message {
-	mi := &file_client_proto_msgTypes[3]
+	mi := &file_client_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -463,7 +566,7 @@ func (x *Leave) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Leave.ProtoReflect.Descriptor instead.
 func (*Leave) Descriptor() ([]byte, []int) {
-	return file_client_proto_rawDescGZIP(), []int{3}
+	return file_client_proto_rawDescGZIP(), []int{4}
 }
 
 // Move asks to move the player to (x, y) in zone coordinates. The world
@@ -478,7 +581,7 @@ type Move struct {
 
 func (x *Move) Reset() {
 	*x = Move{}
-	mi := &file_client_proto_msgTypes[4]
+	mi := &file_client_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -490,7 +593,7 @@ func (x *Move) String() string {
 func (*Move) ProtoMessage() {}
 
 func (x *Move) ProtoReflect() protoreflect.Message {
-	mi := &file_client_proto_msgTypes[4]
+	mi := &file_client_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -503,7 +606,7 @@ func (x *Move) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Move.ProtoReflect.Descriptor instead.
 func (*Move) Descriptor() ([]byte, []int) {
-	return file_client_proto_rawDescGZIP(), []int{4}
+	return file_client_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *Move) GetX() float32 {
@@ -530,7 +633,7 @@ type Chat struct {
 
 func (x *Chat) Reset() {
 	*x = Chat{}
-	mi := &file_client_proto_msgTypes[5]
+	mi := &file_client_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -542,7 +645,7 @@ func (x *Chat) String() string {
 func (*Chat) ProtoMessage() {}
 
 func (x *Chat) ProtoReflect() protoreflect.Message {
-	mi := &file_client_proto_msgTypes[5]
+	mi := &file_client_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -555,7 +658,7 @@ func (x *Chat) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Chat.ProtoReflect.Descriptor instead.
 func (*Chat) Descriptor() ([]byte, []int) {
-	return file_client_proto_rawDescGZIP(), []int{5}
+	return file_client_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *Chat) GetText() string {
@@ -581,7 +684,7 @@ type Attack struct {
 
 func (x *Attack) Reset() {
 	*x = Attack{}
-	mi := &file_client_proto_msgTypes[6]
+	mi := &file_client_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -593,7 +696,7 @@ func (x *Attack) String() string {
 func (*Attack) ProtoMessage() {}
 
 func (x *Attack) ProtoReflect() protoreflect.Message {
-	mi := &file_client_proto_msgTypes[6]
+	mi := &file_client_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -606,7 +709,7 @@ func (x *Attack) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Attack.ProtoReflect.Descriptor instead.
 func (*Attack) Descriptor() ([]byte, []int) {
-	return file_client_proto_rawDescGZIP(), []int{6}
+	return file_client_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *Attack) GetTargetId() string {
@@ -625,7 +728,7 @@ type Ping struct {
 
 func (x *Ping) Reset() {
 	*x = Ping{}
-	mi := &file_client_proto_msgTypes[7]
+	mi := &file_client_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -637,7 +740,7 @@ func (x *Ping) String() string {
 func (*Ping) ProtoMessage() {}
 
 func (x *Ping) ProtoReflect() protoreflect.Message {
-	mi := &file_client_proto_msgTypes[7]
+	mi := &file_client_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -650,7 +753,7 @@ func (x *Ping) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Ping.ProtoReflect.Descriptor instead.
 func (*Ping) Descriptor() ([]byte, []int) {
-	return file_client_proto_rawDescGZIP(), []int{7}
+	return file_client_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *Ping) GetClientTimeNs() int64 {
@@ -674,6 +777,7 @@ type ServerPacket struct {
 	//	*ServerPacket_Busy
 	//	*ServerPacket_Pong
 	//	*ServerPacket_ZoneChanged
+	//	*ServerPacket_WorldInfo
 	Body          isServerPacket_Body `protobuf_oneof:"body"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -681,7 +785,7 @@ type ServerPacket struct {
 
 func (x *ServerPacket) Reset() {
 	*x = ServerPacket{}
-	mi := &file_client_proto_msgTypes[8]
+	mi := &file_client_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -693,7 +797,7 @@ func (x *ServerPacket) String() string {
 func (*ServerPacket) ProtoMessage() {}
 
 func (x *ServerPacket) ProtoReflect() protoreflect.Message {
-	mi := &file_client_proto_msgTypes[8]
+	mi := &file_client_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -706,7 +810,7 @@ func (x *ServerPacket) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ServerPacket.ProtoReflect.Descriptor instead.
 func (*ServerPacket) Descriptor() ([]byte, []int) {
-	return file_client_proto_rawDescGZIP(), []int{8}
+	return file_client_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *ServerPacket) GetAckSeq() uint64 {
@@ -786,6 +890,15 @@ func (x *ServerPacket) GetZoneChanged() *ZoneChanged {
 	return nil
 }
 
+func (x *ServerPacket) GetWorldInfo() *WorldInfo {
+	if x != nil {
+		if x, ok := x.Body.(*ServerPacket_WorldInfo); ok {
+			return x.WorldInfo
+		}
+	}
+	return nil
+}
+
 type isServerPacket_Body interface {
 	isServerPacket_Body()
 }
@@ -818,6 +931,10 @@ type ServerPacket_ZoneChanged struct {
 	ZoneChanged *ZoneChanged `protobuf:"bytes,16,opt,name=zone_changed,json=zoneChanged,proto3,oneof"`
 }
 
+type ServerPacket_WorldInfo struct {
+	WorldInfo *WorldInfo `protobuf:"bytes,20,opt,name=world_info,json=worldInfo,proto3,oneof"` // answers WorldInfoRequest
+}
+
 func (*ServerPacket_Welcome) isServerPacket_Body() {}
 
 func (*ServerPacket_Ack) isServerPacket_Body() {}
@@ -831,6 +948,8 @@ func (*ServerPacket_Busy) isServerPacket_Body() {}
 func (*ServerPacket_Pong) isServerPacket_Body() {}
 
 func (*ServerPacket_ZoneChanged) isServerPacket_Body() {}
+
+func (*ServerPacket_WorldInfo) isServerPacket_Body() {}
 
 // ZoneChanged tells the client its player now lives in another zone (after a
 // zone transfer), at (x, y) in that zone's coordinates.
@@ -846,7 +965,7 @@ type ZoneChanged struct {
 
 func (x *ZoneChanged) Reset() {
 	*x = ZoneChanged{}
-	mi := &file_client_proto_msgTypes[9]
+	mi := &file_client_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -858,7 +977,7 @@ func (x *ZoneChanged) String() string {
 func (*ZoneChanged) ProtoMessage() {}
 
 func (x *ZoneChanged) ProtoReflect() protoreflect.Message {
-	mi := &file_client_proto_msgTypes[9]
+	mi := &file_client_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -871,7 +990,7 @@ func (x *ZoneChanged) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ZoneChanged.ProtoReflect.Descriptor instead.
 func (*ZoneChanged) Descriptor() ([]byte, []int) {
-	return file_client_proto_rawDescGZIP(), []int{9}
+	return file_client_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ZoneChanged) GetZone() string {
@@ -903,19 +1022,37 @@ func (x *ZoneChanged) GetTransferId() string {
 }
 
 type Welcome struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	SessionId     string                 `protobuf:"bytes,1,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
-	PlayerId      string                 `protobuf:"bytes,2,opt,name=player_id,json=playerId,proto3" json:"player_id,omitempty"`
-	Token         string                 `protobuf:"bytes,3,opt,name=token,proto3" json:"token,omitempty"`                     // the token to resume with (issued in dev mode)
-	LastSeq       uint64                 `protobuf:"varint,4,opt,name=last_seq,json=lastSeq,proto3" json:"last_seq,omitempty"` // highest client seq the gateway has seen for this session
-	ServerTimeNs  int64                  `protobuf:"varint,5,opt,name=server_time_ns,json=serverTimeNs,proto3" json:"server_time_ns,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	SessionId string                 `protobuf:"bytes,1,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
+	PlayerId  string                 `protobuf:"bytes,2,opt,name=player_id,json=playerId,proto3" json:"player_id,omitempty"`
+	// token is this session's resume token (a JWT bound to session_id). Send
+	// it with resume_session to resume; it expires at token_expires_at_ns and
+	// never after session_expires_at_ns.
+	Token string `protobuf:"bytes,3,opt,name=token,proto3" json:"token,omitempty"`
+	// last_seq is the highest client seq any gateway has accepted for this
+	// session (shared by all gateways). After a gateway crash it may be above
+	// the last seq really accepted: it is an upper bound, never below. New
+	// commands must use seqs above it; see docs/clients.md "Resume".
+	LastSeq          uint64     `protobuf:"varint,4,opt,name=last_seq,json=lastSeq,proto3" json:"last_seq,omitempty"`
+	ServerTimeNs     int64      `protobuf:"varint,5,opt,name=server_time_ns,json=serverTimeNs,proto3" json:"server_time_ns,omitempty"`
+	ServerVersion    string     `protobuf:"bytes,6,opt,name=server_version,json=serverVersion,proto3" json:"server_version,omitempty"`                // the gateway's build version
+	ProtocolVersion  uint32     `protobuf:"varint,7,opt,name=protocol_version,json=protocolVersion,proto3" json:"protocol_version,omitempty"`         // the protocol chosen for this connection
+	Limits           *Limits    `protobuf:"bytes,8,opt,name=limits,proto3" json:"limits,omitempty"`                                                   // the limits that apply to this client
+	World            *WorldInfo `protobuf:"bytes,9,opt,name=world,proto3" json:"world,omitempty"`                                                     // set when Hello.want_world
+	TokenExpiresAtNs int64      `protobuf:"varint,10,opt,name=token_expires_at_ns,json=tokenExpiresAtNs,proto3" json:"token_expires_at_ns,omitempty"` // when token stops being accepted
+	// session_expires_at_ns is the absolute end of the session (its start +
+	// the gateway's session lifetime). Resuming does not extend it; after it
+	// the client must log in again.
+	SessionExpiresAtNs int64  `protobuf:"varint,11,opt,name=session_expires_at_ns,json=sessionExpiresAtNs,proto3" json:"session_expires_at_ns,omitempty"`
+	PlayerName         string `protobuf:"bytes,12,opt,name=player_name,json=playerName,proto3" json:"player_name,omitempty"`
+	GatewayId          string `protobuf:"bytes,13,opt,name=gateway_id,json=gatewayId,proto3" json:"gateway_id,omitempty"` // the gateway instance serving this connection
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
 }
 
 func (x *Welcome) Reset() {
 	*x = Welcome{}
-	mi := &file_client_proto_msgTypes[10]
+	mi := &file_client_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -927,7 +1064,7 @@ func (x *Welcome) String() string {
 func (*Welcome) ProtoMessage() {}
 
 func (x *Welcome) ProtoReflect() protoreflect.Message {
-	mi := &file_client_proto_msgTypes[10]
+	mi := &file_client_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -940,7 +1077,7 @@ func (x *Welcome) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Welcome.ProtoReflect.Descriptor instead.
 func (*Welcome) Descriptor() ([]byte, []int) {
-	return file_client_proto_rawDescGZIP(), []int{10}
+	return file_client_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *Welcome) GetSessionId() string {
@@ -978,6 +1115,470 @@ func (x *Welcome) GetServerTimeNs() int64 {
 	return 0
 }
 
+func (x *Welcome) GetServerVersion() string {
+	if x != nil {
+		return x.ServerVersion
+	}
+	return ""
+}
+
+func (x *Welcome) GetProtocolVersion() uint32 {
+	if x != nil {
+		return x.ProtocolVersion
+	}
+	return 0
+}
+
+func (x *Welcome) GetLimits() *Limits {
+	if x != nil {
+		return x.Limits
+	}
+	return nil
+}
+
+func (x *Welcome) GetWorld() *WorldInfo {
+	if x != nil {
+		return x.World
+	}
+	return nil
+}
+
+func (x *Welcome) GetTokenExpiresAtNs() int64 {
+	if x != nil {
+		return x.TokenExpiresAtNs
+	}
+	return 0
+}
+
+func (x *Welcome) GetSessionExpiresAtNs() int64 {
+	if x != nil {
+		return x.SessionExpiresAtNs
+	}
+	return 0
+}
+
+func (x *Welcome) GetPlayerName() string {
+	if x != nil {
+		return x.PlayerName
+	}
+	return ""
+}
+
+func (x *Welcome) GetGatewayId() string {
+	if x != nil {
+		return x.GatewayId
+	}
+	return ""
+}
+
+// Limits are the input limits the gateway enforces for this client. A
+// packet above them is refused with the error code named.
+type Limits struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	MaxFrameBytes  uint32                 `protobuf:"varint,1,opt,name=max_frame_bytes,json=maxFrameBytes,proto3" json:"max_frame_bytes,omitempty"`    // bigger frame: TOO_LARGE, connection closed
+	RatePerSec     float64                `protobuf:"fixed64,2,opt,name=rate_per_sec,json=ratePerSec,proto3" json:"rate_per_sec,omitempty"`            // token bucket refill; empty bucket: RATE_LIMITED
+	Burst          uint32                 `protobuf:"varint,3,opt,name=burst,proto3" json:"burst,omitempty"`                                           // token bucket depth
+	MaxChatBytes   uint32                 `protobuf:"varint,4,opt,name=max_chat_bytes,json=maxChatBytes,proto3" json:"max_chat_bytes,omitempty"`       // longer chat text: INVALID
+	MaxNameBytes   uint32                 `protobuf:"varint,5,opt,name=max_name_bytes,json=maxNameBytes,proto3" json:"max_name_bytes,omitempty"`       // longer Hello.name: INVALID
+	MaxIdBytes     uint32                 `protobuf:"varint,6,opt,name=max_id_bytes,json=maxIdBytes,proto3" json:"max_id_bytes,omitempty"`             // longer zone or target id: INVALID
+	HelloTimeoutMs int64                  `protobuf:"varint,7,opt,name=hello_timeout_ms,json=helloTimeoutMs,proto3" json:"hello_timeout_ms,omitempty"` // Hello must come within it
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *Limits) Reset() {
+	*x = Limits{}
+	mi := &file_client_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Limits) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Limits) ProtoMessage() {}
+
+func (x *Limits) ProtoReflect() protoreflect.Message {
+	mi := &file_client_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Limits.ProtoReflect.Descriptor instead.
+func (*Limits) Descriptor() ([]byte, []int) {
+	return file_client_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *Limits) GetMaxFrameBytes() uint32 {
+	if x != nil {
+		return x.MaxFrameBytes
+	}
+	return 0
+}
+
+func (x *Limits) GetRatePerSec() float64 {
+	if x != nil {
+		return x.RatePerSec
+	}
+	return 0
+}
+
+func (x *Limits) GetBurst() uint32 {
+	if x != nil {
+		return x.Burst
+	}
+	return 0
+}
+
+func (x *Limits) GetMaxChatBytes() uint32 {
+	if x != nil {
+		return x.MaxChatBytes
+	}
+	return 0
+}
+
+func (x *Limits) GetMaxNameBytes() uint32 {
+	if x != nil {
+		return x.MaxNameBytes
+	}
+	return 0
+}
+
+func (x *Limits) GetMaxIdBytes() uint32 {
+	if x != nil {
+		return x.MaxIdBytes
+	}
+	return 0
+}
+
+func (x *Limits) GetHelloTimeoutMs() int64 {
+	if x != nil {
+		return x.HelloTimeoutMs
+	}
+	return 0
+}
+
+// WorldInfo describes the world: a grid of cols x rows square zones, each
+// with its own coordinates from 0 (inclusive) to zone_size (exclusive) on
+// both axes, divided into square cells (area of interest) of cell_size.
+type WorldInfo struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Cols     uint32                 `protobuf:"varint,1,opt,name=cols,proto3" json:"cols,omitempty"`
+	Rows     uint32                 `protobuf:"varint,2,opt,name=rows,proto3" json:"rows,omitempty"`
+	ZoneSize float32                `protobuf:"fixed32,3,opt,name=zone_size,json=zoneSize,proto3" json:"zone_size,omitempty"`
+	CellSize float32                `protobuf:"fixed32,4,opt,name=cell_size,json=cellSize,proto3" json:"cell_size,omitempty"`
+	Zones    []*ZoneInfo            `protobuf:"bytes,5,rep,name=zones,proto3" json:"zones,omitempty"`
+	// obstacles stand in every zone (zone coordinates); moves into or through
+	// them are REJECTED by the world. Empty when the gateway does not know them.
+	Obstacles     []*Rect `protobuf:"bytes,6,rep,name=obstacles,proto3" json:"obstacles,omitempty"`
+	MaxSpeed      float32 `protobuf:"fixed32,7,opt,name=max_speed,json=maxSpeed,proto3" json:"max_speed,omitempty"` // world units per second; 0 = not known to the gateway
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WorldInfo) Reset() {
+	*x = WorldInfo{}
+	mi := &file_client_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WorldInfo) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WorldInfo) ProtoMessage() {}
+
+func (x *WorldInfo) ProtoReflect() protoreflect.Message {
+	mi := &file_client_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WorldInfo.ProtoReflect.Descriptor instead.
+func (*WorldInfo) Descriptor() ([]byte, []int) {
+	return file_client_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *WorldInfo) GetCols() uint32 {
+	if x != nil {
+		return x.Cols
+	}
+	return 0
+}
+
+func (x *WorldInfo) GetRows() uint32 {
+	if x != nil {
+		return x.Rows
+	}
+	return 0
+}
+
+func (x *WorldInfo) GetZoneSize() float32 {
+	if x != nil {
+		return x.ZoneSize
+	}
+	return 0
+}
+
+func (x *WorldInfo) GetCellSize() float32 {
+	if x != nil {
+		return x.CellSize
+	}
+	return 0
+}
+
+func (x *WorldInfo) GetZones() []*ZoneInfo {
+	if x != nil {
+		return x.Zones
+	}
+	return nil
+}
+
+func (x *WorldInfo) GetObstacles() []*Rect {
+	if x != nil {
+		return x.Obstacles
+	}
+	return nil
+}
+
+func (x *WorldInfo) GetMaxSpeed() float32 {
+	if x != nil {
+		return x.MaxSpeed
+	}
+	return 0
+}
+
+// ZoneInfo is one zone: its id, grid position, bounds in world coordinates
+// (origin_x = col * zone_size, origin_y = row * zone_size) and neighbours.
+type ZoneInfo struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Col           uint32                 `protobuf:"varint,2,opt,name=col,proto3" json:"col,omitempty"`
+	Row           uint32                 `protobuf:"varint,3,opt,name=row,proto3" json:"row,omitempty"`
+	OriginX       float32                `protobuf:"fixed32,4,opt,name=origin_x,json=originX,proto3" json:"origin_x,omitempty"`
+	OriginY       float32                `protobuf:"fixed32,5,opt,name=origin_y,json=originY,proto3" json:"origin_y,omitempty"`
+	Neighbours    []*Neighbour           `protobuf:"bytes,6,rep,name=neighbours,proto3" json:"neighbours,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ZoneInfo) Reset() {
+	*x = ZoneInfo{}
+	mi := &file_client_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ZoneInfo) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ZoneInfo) ProtoMessage() {}
+
+func (x *ZoneInfo) ProtoReflect() protoreflect.Message {
+	mi := &file_client_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ZoneInfo.ProtoReflect.Descriptor instead.
+func (*ZoneInfo) Descriptor() ([]byte, []int) {
+	return file_client_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *ZoneInfo) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *ZoneInfo) GetCol() uint32 {
+	if x != nil {
+		return x.Col
+	}
+	return 0
+}
+
+func (x *ZoneInfo) GetRow() uint32 {
+	if x != nil {
+		return x.Row
+	}
+	return 0
+}
+
+func (x *ZoneInfo) GetOriginX() float32 {
+	if x != nil {
+		return x.OriginX
+	}
+	return 0
+}
+
+func (x *ZoneInfo) GetOriginY() float32 {
+	if x != nil {
+		return x.OriginY
+	}
+	return 0
+}
+
+func (x *ZoneInfo) GetNeighbours() []*Neighbour {
+	if x != nil {
+		return x.Neighbours
+	}
+	return nil
+}
+
+// Neighbour is the zone at (col+dx, row+dy); walking over that edge moves
+// the player there (ZoneChanged).
+type Neighbour struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Dx            int32                  `protobuf:"varint,1,opt,name=dx,proto3" json:"dx,omitempty"`
+	Dy            int32                  `protobuf:"varint,2,opt,name=dy,proto3" json:"dy,omitempty"`
+	Zone          string                 `protobuf:"bytes,3,opt,name=zone,proto3" json:"zone,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Neighbour) Reset() {
+	*x = Neighbour{}
+	mi := &file_client_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Neighbour) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Neighbour) ProtoMessage() {}
+
+func (x *Neighbour) ProtoReflect() protoreflect.Message {
+	mi := &file_client_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Neighbour.ProtoReflect.Descriptor instead.
+func (*Neighbour) Descriptor() ([]byte, []int) {
+	return file_client_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *Neighbour) GetDx() int32 {
+	if x != nil {
+		return x.Dx
+	}
+	return 0
+}
+
+func (x *Neighbour) GetDy() int32 {
+	if x != nil {
+		return x.Dy
+	}
+	return 0
+}
+
+func (x *Neighbour) GetZone() string {
+	if x != nil {
+		return x.Zone
+	}
+	return ""
+}
+
+// Rect is an axis-aligned rectangle, min inclusive, max exclusive.
+type Rect struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	MinX          float32                `protobuf:"fixed32,1,opt,name=min_x,json=minX,proto3" json:"min_x,omitempty"`
+	MinY          float32                `protobuf:"fixed32,2,opt,name=min_y,json=minY,proto3" json:"min_y,omitempty"`
+	MaxX          float32                `protobuf:"fixed32,3,opt,name=max_x,json=maxX,proto3" json:"max_x,omitempty"`
+	MaxY          float32                `protobuf:"fixed32,4,opt,name=max_y,json=maxY,proto3" json:"max_y,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Rect) Reset() {
+	*x = Rect{}
+	mi := &file_client_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Rect) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Rect) ProtoMessage() {}
+
+func (x *Rect) ProtoReflect() protoreflect.Message {
+	mi := &file_client_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Rect.ProtoReflect.Descriptor instead.
+func (*Rect) Descriptor() ([]byte, []int) {
+	return file_client_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *Rect) GetMinX() float32 {
+	if x != nil {
+		return x.MinX
+	}
+	return 0
+}
+
+func (x *Rect) GetMinY() float32 {
+	if x != nil {
+		return x.MinY
+	}
+	return 0
+}
+
+func (x *Rect) GetMaxX() float32 {
+	if x != nil {
+		return x.MaxX
+	}
+	return 0
+}
+
+func (x *Rect) GetMaxY() float32 {
+	if x != nil {
+		return x.MaxY
+	}
+	return 0
+}
+
 // Ack says a command is durably in the command stream (JetStream acked it).
 type Ack struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -989,7 +1590,7 @@ type Ack struct {
 
 func (x *Ack) Reset() {
 	*x = Ack{}
-	mi := &file_client_proto_msgTypes[11]
+	mi := &file_client_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1001,7 +1602,7 @@ func (x *Ack) String() string {
 func (*Ack) ProtoMessage() {}
 
 func (x *Ack) ProtoReflect() protoreflect.Message {
-	mi := &file_client_proto_msgTypes[11]
+	mi := &file_client_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1014,7 +1615,7 @@ func (x *Ack) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Ack.ProtoReflect.Descriptor instead.
 func (*Ack) Descriptor() ([]byte, []int) {
-	return file_client_proto_rawDescGZIP(), []int{11}
+	return file_client_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *Ack) GetStreamSeq() uint64 {
@@ -1041,7 +1642,7 @@ type Update struct {
 
 func (x *Update) Reset() {
 	*x = Update{}
-	mi := &file_client_proto_msgTypes[12]
+	mi := &file_client_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1053,7 +1654,7 @@ func (x *Update) String() string {
 func (*Update) ProtoMessage() {}
 
 func (x *Update) ProtoReflect() protoreflect.Message {
-	mi := &file_client_proto_msgTypes[12]
+	mi := &file_client_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1066,7 +1667,7 @@ func (x *Update) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Update.ProtoReflect.Descriptor instead.
 func (*Update) Descriptor() ([]byte, []int) {
-	return file_client_proto_rawDescGZIP(), []int{12}
+	return file_client_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *Update) GetZoneUpdate() *ZoneUpdate {
@@ -1086,7 +1687,7 @@ type Error struct {
 
 func (x *Error) Reset() {
 	*x = Error{}
-	mi := &file_client_proto_msgTypes[13]
+	mi := &file_client_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1098,7 +1699,7 @@ func (x *Error) String() string {
 func (*Error) ProtoMessage() {}
 
 func (x *Error) ProtoReflect() protoreflect.Message {
-	mi := &file_client_proto_msgTypes[13]
+	mi := &file_client_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1111,7 +1712,7 @@ func (x *Error) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Error.ProtoReflect.Descriptor instead.
 func (*Error) Descriptor() ([]byte, []int) {
-	return file_client_proto_rawDescGZIP(), []int{13}
+	return file_client_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *Error) GetCode() ErrorCode {
@@ -1138,7 +1739,7 @@ type Busy struct {
 
 func (x *Busy) Reset() {
 	*x = Busy{}
-	mi := &file_client_proto_msgTypes[14]
+	mi := &file_client_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1150,7 +1751,7 @@ func (x *Busy) String() string {
 func (*Busy) ProtoMessage() {}
 
 func (x *Busy) ProtoReflect() protoreflect.Message {
-	mi := &file_client_proto_msgTypes[14]
+	mi := &file_client_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1163,7 +1764,7 @@ func (x *Busy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Busy.ProtoReflect.Descriptor instead.
 func (*Busy) Descriptor() ([]byte, []int) {
-	return file_client_proto_rawDescGZIP(), []int{14}
+	return file_client_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *Busy) GetRetryAfterMs() int32 {
@@ -1183,7 +1784,7 @@ type Pong struct {
 
 func (x *Pong) Reset() {
 	*x = Pong{}
-	mi := &file_client_proto_msgTypes[15]
+	mi := &file_client_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1195,7 +1796,7 @@ func (x *Pong) String() string {
 func (*Pong) ProtoMessage() {}
 
 func (x *Pong) ProtoReflect() protoreflect.Message {
-	mi := &file_client_proto_msgTypes[15]
+	mi := &file_client_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1208,7 +1809,7 @@ func (x *Pong) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Pong.ProtoReflect.Descriptor instead.
 func (*Pong) Descriptor() ([]byte, []int) {
-	return file_client_proto_rawDescGZIP(), []int{15}
+	return file_client_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *Pong) GetClientTimeNs() int64 {
@@ -1243,7 +1844,7 @@ type ZoneUpdate struct {
 
 func (x *ZoneUpdate) Reset() {
 	*x = ZoneUpdate{}
-	mi := &file_client_proto_msgTypes[16]
+	mi := &file_client_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1255,7 +1856,7 @@ func (x *ZoneUpdate) String() string {
 func (*ZoneUpdate) ProtoMessage() {}
 
 func (x *ZoneUpdate) ProtoReflect() protoreflect.Message {
-	mi := &file_client_proto_msgTypes[16]
+	mi := &file_client_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1268,7 +1869,7 @@ func (x *ZoneUpdate) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ZoneUpdate.ProtoReflect.Descriptor instead.
 func (*ZoneUpdate) Descriptor() ([]byte, []int) {
-	return file_client_proto_rawDescGZIP(), []int{16}
+	return file_client_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *ZoneUpdate) GetZone() string {
@@ -1342,7 +1943,7 @@ type EntityView struct {
 
 func (x *EntityView) Reset() {
 	*x = EntityView{}
-	mi := &file_client_proto_msgTypes[17]
+	mi := &file_client_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1354,7 +1955,7 @@ func (x *EntityView) String() string {
 func (*EntityView) ProtoMessage() {}
 
 func (x *EntityView) ProtoReflect() protoreflect.Message {
-	mi := &file_client_proto_msgTypes[17]
+	mi := &file_client_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1367,7 +1968,7 @@ func (x *EntityView) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EntityView.ProtoReflect.Descriptor instead.
 func (*EntityView) Descriptor() ([]byte, []int) {
-	return file_client_proto_rawDescGZIP(), []int{17}
+	return file_client_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *EntityView) GetId() string {
@@ -1430,7 +2031,7 @@ type ChatLine struct {
 
 func (x *ChatLine) Reset() {
 	*x = ChatLine{}
-	mi := &file_client_proto_msgTypes[18]
+	mi := &file_client_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1442,7 +2043,7 @@ func (x *ChatLine) String() string {
 func (*ChatLine) ProtoMessage() {}
 
 func (x *ChatLine) ProtoReflect() protoreflect.Message {
-	mi := &file_client_proto_msgTypes[18]
+	mi := &file_client_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1455,7 +2056,7 @@ func (x *ChatLine) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ChatLine.ProtoReflect.Descriptor instead.
 func (*ChatLine) Descriptor() ([]byte, []int) {
-	return file_client_proto_rawDescGZIP(), []int{18}
+	return file_client_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *ChatLine) GetFrom() string {
@@ -1491,7 +2092,7 @@ type CombatLine struct {
 
 func (x *CombatLine) Reset() {
 	*x = CombatLine{}
-	mi := &file_client_proto_msgTypes[19]
+	mi := &file_client_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1503,7 +2104,7 @@ func (x *CombatLine) String() string {
 func (*CombatLine) ProtoMessage() {}
 
 func (x *CombatLine) ProtoReflect() protoreflect.Message {
-	mi := &file_client_proto_msgTypes[19]
+	mi := &file_client_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1516,7 +2117,7 @@ func (x *CombatLine) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CombatLine.ProtoReflect.Descriptor instead.
 func (*CombatLine) Descriptor() ([]byte, []int) {
-	return file_client_proto_rawDescGZIP(), []int{19}
+	return file_client_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *CombatLine) GetAttacker() string {
@@ -1551,7 +2152,7 @@ var File_client_proto protoreflect.FileDescriptor
 
 const file_client_proto_rawDesc = "" +
 	"\n" +
-	"\fclient.proto\x12\x0erealmstream.v1\"\xe8\x02\n" +
+	"\fclient.proto\x12\x0erealmstream.v1\"\xab\x03\n" +
 	"\fClientPacket\x12\x10\n" +
 	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12-\n" +
 	"\x05hello\x18\n" +
@@ -1561,12 +2162,21 @@ const file_client_proto_rawDesc = "" +
 	"\x04move\x18\r \x01(\v2\x14.realmstream.v1.MoveH\x00R\x04move\x12*\n" +
 	"\x04chat\x18\x0e \x01(\v2\x14.realmstream.v1.ChatH\x00R\x04chat\x120\n" +
 	"\x06attack\x18\x0f \x01(\v2\x16.realmstream.v1.AttackH\x00R\x06attack\x12*\n" +
-	"\x04ping\x18\x10 \x01(\v2\x14.realmstream.v1.PingH\x00R\x04pingB\x06\n" +
-	"\x04body\"X\n" +
+	"\x04ping\x18\x10 \x01(\v2\x14.realmstream.v1.PingH\x00R\x04ping\x12A\n" +
+	"\n" +
+	"world_info\x18\x14 \x01(\v2 .realmstream.v1.WorldInfoRequestH\x00R\tworldInfoB\x06\n" +
+	"\x04body\"\xea\x01\n" +
 	"\x05Hello\x12\x14\n" +
 	"\x05token\x18\x01 \x01(\tR\x05token\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12%\n" +
-	"\x0eresume_session\x18\x03 \x01(\tR\rresumeSession\"\x1a\n" +
+	"\x0eresume_session\x18\x03 \x01(\tR\rresumeSession\x12)\n" +
+	"\x10protocol_version\x18\x04 \x01(\rR\x0fprotocolVersion\x12\x1f\n" +
+	"\vclient_name\x18\x05 \x01(\tR\n" +
+	"clientName\x12%\n" +
+	"\x0eclient_version\x18\x06 \x01(\tR\rclientVersion\x12\x1d\n" +
+	"\n" +
+	"want_world\x18\a \x01(\bR\twantWorld\"\x12\n" +
+	"\x10WorldInfoRequest\"\x1a\n" +
 	"\x04Join\x12\x12\n" +
 	"\x04zone\x18\x01 \x01(\tR\x04zone\"\a\n" +
 	"\x05Leave\"\"\n" +
@@ -1579,7 +2189,7 @@ const file_client_proto_rawDesc = "" +
 	"\x06Attack\x12\x1b\n" +
 	"\ttarget_id\x18\x01 \x01(\tR\btargetId\",\n" +
 	"\x04Ping\x12$\n" +
-	"\x0eclient_time_ns\x18\x01 \x01(\x03R\fclientTimeNs\"\x88\x03\n" +
+	"\x0eclient_time_ns\x18\x01 \x01(\x03R\fclientTimeNs\"\xc4\x03\n" +
 	"\fServerPacket\x12\x17\n" +
 	"\aack_seq\x18\x01 \x01(\x04R\x06ackSeq\x123\n" +
 	"\awelcome\x18\n" +
@@ -1589,21 +2199,70 @@ const file_client_proto_rawDesc = "" +
 	"\x05error\x18\r \x01(\v2\x15.realmstream.v1.ErrorH\x00R\x05error\x12*\n" +
 	"\x04busy\x18\x0e \x01(\v2\x14.realmstream.v1.BusyH\x00R\x04busy\x12*\n" +
 	"\x04pong\x18\x0f \x01(\v2\x14.realmstream.v1.PongH\x00R\x04pong\x12@\n" +
-	"\fzone_changed\x18\x10 \x01(\v2\x1b.realmstream.v1.ZoneChangedH\x00R\vzoneChangedB\x06\n" +
+	"\fzone_changed\x18\x10 \x01(\v2\x1b.realmstream.v1.ZoneChangedH\x00R\vzoneChanged\x12:\n" +
+	"\n" +
+	"world_info\x18\x14 \x01(\v2\x19.realmstream.v1.WorldInfoH\x00R\tworldInfoB\x06\n" +
 	"\x04body\"^\n" +
 	"\vZoneChanged\x12\x12\n" +
 	"\x04zone\x18\x01 \x01(\tR\x04zone\x12\f\n" +
 	"\x01x\x18\x02 \x01(\x02R\x01x\x12\f\n" +
 	"\x01y\x18\x03 \x01(\x02R\x01y\x12\x1f\n" +
 	"\vtransfer_id\x18\x04 \x01(\tR\n" +
-	"transferId\"\x9c\x01\n" +
+	"transferId\"\xf1\x03\n" +
 	"\aWelcome\x12\x1d\n" +
 	"\n" +
 	"session_id\x18\x01 \x01(\tR\tsessionId\x12\x1b\n" +
 	"\tplayer_id\x18\x02 \x01(\tR\bplayerId\x12\x14\n" +
 	"\x05token\x18\x03 \x01(\tR\x05token\x12\x19\n" +
 	"\blast_seq\x18\x04 \x01(\x04R\alastSeq\x12$\n" +
-	"\x0eserver_time_ns\x18\x05 \x01(\x03R\fserverTimeNs\"B\n" +
+	"\x0eserver_time_ns\x18\x05 \x01(\x03R\fserverTimeNs\x12%\n" +
+	"\x0eserver_version\x18\x06 \x01(\tR\rserverVersion\x12)\n" +
+	"\x10protocol_version\x18\a \x01(\rR\x0fprotocolVersion\x12.\n" +
+	"\x06limits\x18\b \x01(\v2\x16.realmstream.v1.LimitsR\x06limits\x12/\n" +
+	"\x05world\x18\t \x01(\v2\x19.realmstream.v1.WorldInfoR\x05world\x12-\n" +
+	"\x13token_expires_at_ns\x18\n" +
+	" \x01(\x03R\x10tokenExpiresAtNs\x121\n" +
+	"\x15session_expires_at_ns\x18\v \x01(\x03R\x12sessionExpiresAtNs\x12\x1f\n" +
+	"\vplayer_name\x18\f \x01(\tR\n" +
+	"playerName\x12\x1d\n" +
+	"\n" +
+	"gateway_id\x18\r \x01(\tR\tgatewayId\"\x80\x02\n" +
+	"\x06Limits\x12&\n" +
+	"\x0fmax_frame_bytes\x18\x01 \x01(\rR\rmaxFrameBytes\x12 \n" +
+	"\frate_per_sec\x18\x02 \x01(\x01R\n" +
+	"ratePerSec\x12\x14\n" +
+	"\x05burst\x18\x03 \x01(\rR\x05burst\x12$\n" +
+	"\x0emax_chat_bytes\x18\x04 \x01(\rR\fmaxChatBytes\x12$\n" +
+	"\x0emax_name_bytes\x18\x05 \x01(\rR\fmaxNameBytes\x12 \n" +
+	"\fmax_id_bytes\x18\x06 \x01(\rR\n" +
+	"maxIdBytes\x12(\n" +
+	"\x10hello_timeout_ms\x18\a \x01(\x03R\x0ehelloTimeoutMs\"\xee\x01\n" +
+	"\tWorldInfo\x12\x12\n" +
+	"\x04cols\x18\x01 \x01(\rR\x04cols\x12\x12\n" +
+	"\x04rows\x18\x02 \x01(\rR\x04rows\x12\x1b\n" +
+	"\tzone_size\x18\x03 \x01(\x02R\bzoneSize\x12\x1b\n" +
+	"\tcell_size\x18\x04 \x01(\x02R\bcellSize\x12.\n" +
+	"\x05zones\x18\x05 \x03(\v2\x18.realmstream.v1.ZoneInfoR\x05zones\x122\n" +
+	"\tobstacles\x18\x06 \x03(\v2\x14.realmstream.v1.RectR\tobstacles\x12\x1b\n" +
+	"\tmax_speed\x18\a \x01(\x02R\bmaxSpeed\"\xaf\x01\n" +
+	"\bZoneInfo\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x10\n" +
+	"\x03col\x18\x02 \x01(\rR\x03col\x12\x10\n" +
+	"\x03row\x18\x03 \x01(\rR\x03row\x12\x19\n" +
+	"\borigin_x\x18\x04 \x01(\x02R\aoriginX\x12\x19\n" +
+	"\borigin_y\x18\x05 \x01(\x02R\aoriginY\x129\n" +
+	"\n" +
+	"neighbours\x18\x06 \x03(\v2\x19.realmstream.v1.NeighbourR\n" +
+	"neighbours\"?\n" +
+	"\tNeighbour\x12\x0e\n" +
+	"\x02dx\x18\x01 \x01(\x05R\x02dx\x12\x0e\n" +
+	"\x02dy\x18\x02 \x01(\x05R\x02dy\x12\x12\n" +
+	"\x04zone\x18\x03 \x01(\tR\x04zone\"Z\n" +
+	"\x04Rect\x12\x13\n" +
+	"\x05min_x\x18\x01 \x01(\x02R\x04minX\x12\x13\n" +
+	"\x05min_y\x18\x02 \x01(\x02R\x04minY\x12\x13\n" +
+	"\x05max_x\x18\x03 \x01(\x02R\x04maxX\x12\x13\n" +
+	"\x05max_y\x18\x04 \x01(\x02R\x04maxY\"B\n" +
 	"\x03Ack\x12\x1d\n" +
 	"\n" +
 	"stream_seq\x18\x01 \x01(\x04R\tstreamSeq\x12\x1c\n" +
@@ -1650,7 +2309,7 @@ const file_client_proto_rawDesc = "" +
 	"\x06killed\x18\x04 \x01(\bR\x06killed*7\n" +
 	"\tChatScope\x12\x13\n" +
 	"\x0fCHAT_SCOPE_ZONE\x10\x00\x12\x15\n" +
-	"\x11CHAT_SCOPE_NEARBY\x10\x01*\xf1\x02\n" +
+	"\x11CHAT_SCOPE_NEARBY\x10\x01*\xd1\x03\n" +
 	"\tErrorCode\x12\x1a\n" +
 	"\x16ERROR_CODE_UNSPECIFIED\x10\x00\x12\x18\n" +
 	"\x14ERROR_CODE_MALFORMED\x10\x01\x12\x18\n" +
@@ -1665,7 +2324,10 @@ const file_client_proto_rawDesc = "" +
 	"\x18ERROR_CODE_SHUTTING_DOWN\x10\n" +
 	"\x12\x1c\n" +
 	"\x18ERROR_CODE_SLOW_CONSUMER\x10\v\x12\x17\n" +
-	"\x13ERROR_CODE_REJECTED\x10\fB7Z5github.com/realmstream/realmstream/libs/schema;schemab\x06proto3"
+	"\x13ERROR_CODE_REJECTED\x10\f\x12#\n" +
+	"\x1fERROR_CODE_UNSUPPORTED_PROTOCOL\x10\x14\x12\x19\n" +
+	"\x15ERROR_CODE_SEQ_REUSED\x10\x15\x12\x1e\n" +
+	"\x1aERROR_CODE_SESSION_EXPIRED\x10\x16B7Z5github.com/realmstream/realmstream/libs/schema;schemab\x06proto3"
 
 var (
 	file_client_proto_rawDescOnce sync.Once
@@ -1680,58 +2342,71 @@ func file_client_proto_rawDescGZIP() []byte {
 }
 
 var file_client_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_client_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
+var file_client_proto_msgTypes = make([]protoimpl.MessageInfo, 26)
 var file_client_proto_goTypes = []any{
-	(ChatScope)(0),       // 0: realmstream.v1.ChatScope
-	(ErrorCode)(0),       // 1: realmstream.v1.ErrorCode
-	(*ClientPacket)(nil), // 2: realmstream.v1.ClientPacket
-	(*Hello)(nil),        // 3: realmstream.v1.Hello
-	(*Join)(nil),         // 4: realmstream.v1.Join
-	(*Leave)(nil),        // 5: realmstream.v1.Leave
-	(*Move)(nil),         // 6: realmstream.v1.Move
-	(*Chat)(nil),         // 7: realmstream.v1.Chat
-	(*Attack)(nil),       // 8: realmstream.v1.Attack
-	(*Ping)(nil),         // 9: realmstream.v1.Ping
-	(*ServerPacket)(nil), // 10: realmstream.v1.ServerPacket
-	(*ZoneChanged)(nil),  // 11: realmstream.v1.ZoneChanged
-	(*Welcome)(nil),      // 12: realmstream.v1.Welcome
-	(*Ack)(nil),          // 13: realmstream.v1.Ack
-	(*Update)(nil),       // 14: realmstream.v1.Update
-	(*Error)(nil),        // 15: realmstream.v1.Error
-	(*Busy)(nil),         // 16: realmstream.v1.Busy
-	(*Pong)(nil),         // 17: realmstream.v1.Pong
-	(*ZoneUpdate)(nil),   // 18: realmstream.v1.ZoneUpdate
-	(*EntityView)(nil),   // 19: realmstream.v1.EntityView
-	(*ChatLine)(nil),     // 20: realmstream.v1.ChatLine
-	(*CombatLine)(nil),   // 21: realmstream.v1.CombatLine
+	(ChatScope)(0),           // 0: realmstream.v1.ChatScope
+	(ErrorCode)(0),           // 1: realmstream.v1.ErrorCode
+	(*ClientPacket)(nil),     // 2: realmstream.v1.ClientPacket
+	(*Hello)(nil),            // 3: realmstream.v1.Hello
+	(*WorldInfoRequest)(nil), // 4: realmstream.v1.WorldInfoRequest
+	(*Join)(nil),             // 5: realmstream.v1.Join
+	(*Leave)(nil),            // 6: realmstream.v1.Leave
+	(*Move)(nil),             // 7: realmstream.v1.Move
+	(*Chat)(nil),             // 8: realmstream.v1.Chat
+	(*Attack)(nil),           // 9: realmstream.v1.Attack
+	(*Ping)(nil),             // 10: realmstream.v1.Ping
+	(*ServerPacket)(nil),     // 11: realmstream.v1.ServerPacket
+	(*ZoneChanged)(nil),      // 12: realmstream.v1.ZoneChanged
+	(*Welcome)(nil),          // 13: realmstream.v1.Welcome
+	(*Limits)(nil),           // 14: realmstream.v1.Limits
+	(*WorldInfo)(nil),        // 15: realmstream.v1.WorldInfo
+	(*ZoneInfo)(nil),         // 16: realmstream.v1.ZoneInfo
+	(*Neighbour)(nil),        // 17: realmstream.v1.Neighbour
+	(*Rect)(nil),             // 18: realmstream.v1.Rect
+	(*Ack)(nil),              // 19: realmstream.v1.Ack
+	(*Update)(nil),           // 20: realmstream.v1.Update
+	(*Error)(nil),            // 21: realmstream.v1.Error
+	(*Busy)(nil),             // 22: realmstream.v1.Busy
+	(*Pong)(nil),             // 23: realmstream.v1.Pong
+	(*ZoneUpdate)(nil),       // 24: realmstream.v1.ZoneUpdate
+	(*EntityView)(nil),       // 25: realmstream.v1.EntityView
+	(*ChatLine)(nil),         // 26: realmstream.v1.ChatLine
+	(*CombatLine)(nil),       // 27: realmstream.v1.CombatLine
 }
 var file_client_proto_depIdxs = []int32{
 	3,  // 0: realmstream.v1.ClientPacket.hello:type_name -> realmstream.v1.Hello
-	4,  // 1: realmstream.v1.ClientPacket.join:type_name -> realmstream.v1.Join
-	5,  // 2: realmstream.v1.ClientPacket.leave:type_name -> realmstream.v1.Leave
-	6,  // 3: realmstream.v1.ClientPacket.move:type_name -> realmstream.v1.Move
-	7,  // 4: realmstream.v1.ClientPacket.chat:type_name -> realmstream.v1.Chat
-	8,  // 5: realmstream.v1.ClientPacket.attack:type_name -> realmstream.v1.Attack
-	9,  // 6: realmstream.v1.ClientPacket.ping:type_name -> realmstream.v1.Ping
-	0,  // 7: realmstream.v1.Chat.scope:type_name -> realmstream.v1.ChatScope
-	12, // 8: realmstream.v1.ServerPacket.welcome:type_name -> realmstream.v1.Welcome
-	13, // 9: realmstream.v1.ServerPacket.ack:type_name -> realmstream.v1.Ack
-	14, // 10: realmstream.v1.ServerPacket.update:type_name -> realmstream.v1.Update
-	15, // 11: realmstream.v1.ServerPacket.error:type_name -> realmstream.v1.Error
-	16, // 12: realmstream.v1.ServerPacket.busy:type_name -> realmstream.v1.Busy
-	17, // 13: realmstream.v1.ServerPacket.pong:type_name -> realmstream.v1.Pong
-	11, // 14: realmstream.v1.ServerPacket.zone_changed:type_name -> realmstream.v1.ZoneChanged
-	18, // 15: realmstream.v1.Update.zone_update:type_name -> realmstream.v1.ZoneUpdate
-	1,  // 16: realmstream.v1.Error.code:type_name -> realmstream.v1.ErrorCode
-	19, // 17: realmstream.v1.ZoneUpdate.entities:type_name -> realmstream.v1.EntityView
-	20, // 18: realmstream.v1.ZoneUpdate.chat:type_name -> realmstream.v1.ChatLine
-	21, // 19: realmstream.v1.ZoneUpdate.combat:type_name -> realmstream.v1.CombatLine
-	0,  // 20: realmstream.v1.ChatLine.scope:type_name -> realmstream.v1.ChatScope
-	21, // [21:21] is the sub-list for method output_type
-	21, // [21:21] is the sub-list for method input_type
-	21, // [21:21] is the sub-list for extension type_name
-	21, // [21:21] is the sub-list for extension extendee
-	0,  // [0:21] is the sub-list for field type_name
+	5,  // 1: realmstream.v1.ClientPacket.join:type_name -> realmstream.v1.Join
+	6,  // 2: realmstream.v1.ClientPacket.leave:type_name -> realmstream.v1.Leave
+	7,  // 3: realmstream.v1.ClientPacket.move:type_name -> realmstream.v1.Move
+	8,  // 4: realmstream.v1.ClientPacket.chat:type_name -> realmstream.v1.Chat
+	9,  // 5: realmstream.v1.ClientPacket.attack:type_name -> realmstream.v1.Attack
+	10, // 6: realmstream.v1.ClientPacket.ping:type_name -> realmstream.v1.Ping
+	4,  // 7: realmstream.v1.ClientPacket.world_info:type_name -> realmstream.v1.WorldInfoRequest
+	0,  // 8: realmstream.v1.Chat.scope:type_name -> realmstream.v1.ChatScope
+	13, // 9: realmstream.v1.ServerPacket.welcome:type_name -> realmstream.v1.Welcome
+	19, // 10: realmstream.v1.ServerPacket.ack:type_name -> realmstream.v1.Ack
+	20, // 11: realmstream.v1.ServerPacket.update:type_name -> realmstream.v1.Update
+	21, // 12: realmstream.v1.ServerPacket.error:type_name -> realmstream.v1.Error
+	22, // 13: realmstream.v1.ServerPacket.busy:type_name -> realmstream.v1.Busy
+	23, // 14: realmstream.v1.ServerPacket.pong:type_name -> realmstream.v1.Pong
+	12, // 15: realmstream.v1.ServerPacket.zone_changed:type_name -> realmstream.v1.ZoneChanged
+	15, // 16: realmstream.v1.ServerPacket.world_info:type_name -> realmstream.v1.WorldInfo
+	14, // 17: realmstream.v1.Welcome.limits:type_name -> realmstream.v1.Limits
+	15, // 18: realmstream.v1.Welcome.world:type_name -> realmstream.v1.WorldInfo
+	16, // 19: realmstream.v1.WorldInfo.zones:type_name -> realmstream.v1.ZoneInfo
+	18, // 20: realmstream.v1.WorldInfo.obstacles:type_name -> realmstream.v1.Rect
+	17, // 21: realmstream.v1.ZoneInfo.neighbours:type_name -> realmstream.v1.Neighbour
+	24, // 22: realmstream.v1.Update.zone_update:type_name -> realmstream.v1.ZoneUpdate
+	1,  // 23: realmstream.v1.Error.code:type_name -> realmstream.v1.ErrorCode
+	25, // 24: realmstream.v1.ZoneUpdate.entities:type_name -> realmstream.v1.EntityView
+	26, // 25: realmstream.v1.ZoneUpdate.chat:type_name -> realmstream.v1.ChatLine
+	27, // 26: realmstream.v1.ZoneUpdate.combat:type_name -> realmstream.v1.CombatLine
+	0,  // 27: realmstream.v1.ChatLine.scope:type_name -> realmstream.v1.ChatScope
+	28, // [28:28] is the sub-list for method output_type
+	28, // [28:28] is the sub-list for method input_type
+	28, // [28:28] is the sub-list for extension type_name
+	28, // [28:28] is the sub-list for extension extendee
+	0,  // [0:28] is the sub-list for field type_name
 }
 
 func init() { file_client_proto_init() }
@@ -1747,8 +2422,9 @@ func file_client_proto_init() {
 		(*ClientPacket_Chat)(nil),
 		(*ClientPacket_Attack)(nil),
 		(*ClientPacket_Ping)(nil),
+		(*ClientPacket_WorldInfo)(nil),
 	}
-	file_client_proto_msgTypes[8].OneofWrappers = []any{
+	file_client_proto_msgTypes[9].OneofWrappers = []any{
 		(*ServerPacket_Welcome)(nil),
 		(*ServerPacket_Ack)(nil),
 		(*ServerPacket_Update)(nil),
@@ -1756,6 +2432,7 @@ func file_client_proto_init() {
 		(*ServerPacket_Busy)(nil),
 		(*ServerPacket_Pong)(nil),
 		(*ServerPacket_ZoneChanged)(nil),
+		(*ServerPacket_WorldInfo)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -1763,7 +2440,7 @@ func file_client_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_client_proto_rawDesc), len(file_client_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   20,
+			NumMessages:   26,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
