@@ -44,6 +44,7 @@ type Command struct {
 	//	*Command_Chat
 	//	*Command_Attack
 	//	*Command_TransferIn
+	//	*Command_Disconnect
 	Body          isCommand_Body `protobuf_oneof:"body"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -189,6 +190,15 @@ func (x *Command) GetTransferIn() *TransferIn {
 	return nil
 }
 
+func (x *Command) GetDisconnect() *Disconnect {
+	if x != nil {
+		if x, ok := x.Body.(*Command_Disconnect); ok {
+			return x.Disconnect
+		}
+	}
+	return nil
+}
+
 type isCommand_Body interface {
 	isCommand_Body()
 }
@@ -217,6 +227,10 @@ type Command_TransferIn struct {
 	TransferIn *TransferIn `protobuf:"bytes,15,opt,name=transfer_in,json=transferIn,proto3,oneof"` // world -> world: a player crossing into this zone
 }
 
+type Command_Disconnect struct {
+	Disconnect *Disconnect `protobuf:"bytes,16,opt,name=disconnect,proto3,oneof"` // gateway -> world: the session's connection closed without Leave
+}
+
 func (*Command_Join) isCommand_Body() {}
 
 func (*Command_Leave) isCommand_Body() {}
@@ -228,6 +242,55 @@ func (*Command_Chat) isCommand_Body() {}
 func (*Command_Attack) isCommand_Body() {}
 
 func (*Command_TransferIn) isCommand_Body() {}
+
+func (*Command_Disconnect) isCommand_Body() {}
+
+// Disconnect tells the zone that the player's connection ended without a
+// Leave. The zone keeps the body for its resume grace period, then removes it
+// (PlayerLeft reason "disconnect"); any later command of the session cancels it.
+type Disconnect struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Reason        string                 `protobuf:"bytes,1,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Disconnect) Reset() {
+	*x = Disconnect{}
+	mi := &file_world_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Disconnect) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Disconnect) ProtoMessage() {}
+
+func (x *Disconnect) ProtoReflect() protoreflect.Message {
+	mi := &file_world_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Disconnect.ProtoReflect.Descriptor instead.
+func (*Disconnect) Descriptor() ([]byte, []int) {
+	return file_world_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *Disconnect) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
 
 // TransferIn moves a player into the zone it is addressed to. transfer_id ties
 // the TransferOut event in the source log to the TransferIn event here.
@@ -242,7 +305,7 @@ type TransferIn struct {
 
 func (x *TransferIn) Reset() {
 	*x = TransferIn{}
-	mi := &file_world_proto_msgTypes[1]
+	mi := &file_world_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -254,7 +317,7 @@ func (x *TransferIn) String() string {
 func (*TransferIn) ProtoMessage() {}
 
 func (x *TransferIn) ProtoReflect() protoreflect.Message {
-	mi := &file_world_proto_msgTypes[1]
+	mi := &file_world_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -267,7 +330,7 @@ func (x *TransferIn) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TransferIn.ProtoReflect.Descriptor instead.
 func (*TransferIn) Descriptor() ([]byte, []int) {
-	return file_world_proto_rawDescGZIP(), []int{1}
+	return file_world_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *TransferIn) GetTransferId() string {
@@ -315,7 +378,7 @@ type PlayerState struct {
 
 func (x *PlayerState) Reset() {
 	*x = PlayerState{}
-	mi := &file_world_proto_msgTypes[2]
+	mi := &file_world_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -327,7 +390,7 @@ func (x *PlayerState) String() string {
 func (*PlayerState) ProtoMessage() {}
 
 func (x *PlayerState) ProtoReflect() protoreflect.Message {
-	mi := &file_world_proto_msgTypes[2]
+	mi := &file_world_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -340,7 +403,7 @@ func (x *PlayerState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PlayerState.ProtoReflect.Descriptor instead.
 func (*PlayerState) Descriptor() ([]byte, []int) {
-	return file_world_proto_rawDescGZIP(), []int{2}
+	return file_world_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *PlayerState) GetPlayerId() string {
@@ -481,7 +544,7 @@ type Event struct {
 
 func (x *Event) Reset() {
 	*x = Event{}
-	mi := &file_world_proto_msgTypes[3]
+	mi := &file_world_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -493,7 +556,7 @@ func (x *Event) String() string {
 func (*Event) ProtoMessage() {}
 
 func (x *Event) ProtoReflect() protoreflect.Message {
-	mi := &file_world_proto_msgTypes[3]
+	mi := &file_world_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -506,7 +569,7 @@ func (x *Event) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Event.ProtoReflect.Descriptor instead.
 func (*Event) Descriptor() ([]byte, []int) {
-	return file_world_proto_rawDescGZIP(), []int{3}
+	return file_world_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *Event) GetEventId() string {
@@ -764,6 +827,115 @@ func (*Event_TransferDelivered) isEvent_Body() {}
 
 func (*Event_OwnershipReleased) isEvent_Body() {}
 
+// TickRecord is one message of evt.<zone> (Realm-Schema "2"): the events one
+// zone tick decided, committed with one fenced write (Nats-Expected-Last-Subject-
+// Sequence = the zone's previous record, Nats-Msg-Id = record_id). A tick whose
+// record would exceed the server's max payload is split into several records,
+// each committed the same way; every record is a consistent prefix of the tick
+// (events are decided in order), so replay applies records one by one.
+// The state the tick computed is applied only after the commit. An event is
+// addressed by (stream sequence of its record, index in events): the row key
+// of the store. Each event keeps its own event_id, unique by construction.
+type TickRecord struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	RecordId      string                 `protobuf:"bytes,1,opt,name=record_id,json=recordId,proto3" json:"record_id,omitempty"` // equals Nats-Msg-Id: wire.TickRecordID(zone, fence, tick, part)
+	Zone          string                 `protobuf:"bytes,2,opt,name=zone,proto3" json:"zone,omitempty"`
+	Fence         uint64                 `protobuf:"varint,3,opt,name=fence,proto3" json:"fence,omitempty"` // fencing token of the owner; equals Realm-Fence and every event's fence
+	Tick          uint64                 `protobuf:"varint,4,opt,name=tick,proto3" json:"tick,omitempty"`
+	Part          uint32                 `protobuf:"varint,5,opt,name=part,proto3" json:"part,omitempty"`   // 0-based part of a split tick
+	Parts         uint32                 `protobuf:"varint,6,opt,name=parts,proto3" json:"parts,omitempty"` // number of records of this tick (1 unless split)
+	CommittedAtNs int64                  `protobuf:"varint,7,opt,name=committed_at_ns,json=committedAtNs,proto3" json:"committed_at_ns,omitempty"`
+	Events        []*Event               `protobuf:"bytes,8,rep,name=events,proto3" json:"events,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TickRecord) Reset() {
+	*x = TickRecord{}
+	mi := &file_world_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TickRecord) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TickRecord) ProtoMessage() {}
+
+func (x *TickRecord) ProtoReflect() protoreflect.Message {
+	mi := &file_world_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TickRecord.ProtoReflect.Descriptor instead.
+func (*TickRecord) Descriptor() ([]byte, []int) {
+	return file_world_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *TickRecord) GetRecordId() string {
+	if x != nil {
+		return x.RecordId
+	}
+	return ""
+}
+
+func (x *TickRecord) GetZone() string {
+	if x != nil {
+		return x.Zone
+	}
+	return ""
+}
+
+func (x *TickRecord) GetFence() uint64 {
+	if x != nil {
+		return x.Fence
+	}
+	return 0
+}
+
+func (x *TickRecord) GetTick() uint64 {
+	if x != nil {
+		return x.Tick
+	}
+	return 0
+}
+
+func (x *TickRecord) GetPart() uint32 {
+	if x != nil {
+		return x.Part
+	}
+	return 0
+}
+
+func (x *TickRecord) GetParts() uint32 {
+	if x != nil {
+		return x.Parts
+	}
+	return 0
+}
+
+func (x *TickRecord) GetCommittedAtNs() int64 {
+	if x != nil {
+		return x.CommittedAtNs
+	}
+	return 0
+}
+
+func (x *TickRecord) GetEvents() []*Event {
+	if x != nil {
+		return x.Events
+	}
+	return nil
+}
+
 type OwnershipClaimed struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	InstanceId    string                 `protobuf:"bytes,1,opt,name=instance_id,json=instanceId,proto3" json:"instance_id,omitempty"`
@@ -775,7 +947,7 @@ type OwnershipClaimed struct {
 
 func (x *OwnershipClaimed) Reset() {
 	*x = OwnershipClaimed{}
-	mi := &file_world_proto_msgTypes[4]
+	mi := &file_world_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -787,7 +959,7 @@ func (x *OwnershipClaimed) String() string {
 func (*OwnershipClaimed) ProtoMessage() {}
 
 func (x *OwnershipClaimed) ProtoReflect() protoreflect.Message {
-	mi := &file_world_proto_msgTypes[4]
+	mi := &file_world_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -800,7 +972,7 @@ func (x *OwnershipClaimed) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OwnershipClaimed.ProtoReflect.Descriptor instead.
 func (*OwnershipClaimed) Descriptor() ([]byte, []int) {
-	return file_world_proto_rawDescGZIP(), []int{4}
+	return file_world_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *OwnershipClaimed) GetInstanceId() string {
@@ -833,7 +1005,7 @@ type PlayerJoined struct {
 
 func (x *PlayerJoined) Reset() {
 	*x = PlayerJoined{}
-	mi := &file_world_proto_msgTypes[5]
+	mi := &file_world_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -845,7 +1017,7 @@ func (x *PlayerJoined) String() string {
 func (*PlayerJoined) ProtoMessage() {}
 
 func (x *PlayerJoined) ProtoReflect() protoreflect.Message {
-	mi := &file_world_proto_msgTypes[5]
+	mi := &file_world_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -858,7 +1030,7 @@ func (x *PlayerJoined) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PlayerJoined.ProtoReflect.Descriptor instead.
 func (*PlayerJoined) Descriptor() ([]byte, []int) {
-	return file_world_proto_rawDescGZIP(), []int{5}
+	return file_world_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *PlayerJoined) GetPlayer() *PlayerState {
@@ -877,7 +1049,7 @@ type PlayerLeft struct {
 
 func (x *PlayerLeft) Reset() {
 	*x = PlayerLeft{}
-	mi := &file_world_proto_msgTypes[6]
+	mi := &file_world_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -889,7 +1061,7 @@ func (x *PlayerLeft) String() string {
 func (*PlayerLeft) ProtoMessage() {}
 
 func (x *PlayerLeft) ProtoReflect() protoreflect.Message {
-	mi := &file_world_proto_msgTypes[6]
+	mi := &file_world_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -902,7 +1074,7 @@ func (x *PlayerLeft) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PlayerLeft.ProtoReflect.Descriptor instead.
 func (*PlayerLeft) Descriptor() ([]byte, []int) {
-	return file_world_proto_rawDescGZIP(), []int{6}
+	return file_world_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *PlayerLeft) GetReason() string {
@@ -923,7 +1095,7 @@ type PlayerMoved struct {
 
 func (x *PlayerMoved) Reset() {
 	*x = PlayerMoved{}
-	mi := &file_world_proto_msgTypes[7]
+	mi := &file_world_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -935,7 +1107,7 @@ func (x *PlayerMoved) String() string {
 func (*PlayerMoved) ProtoMessage() {}
 
 func (x *PlayerMoved) ProtoReflect() protoreflect.Message {
-	mi := &file_world_proto_msgTypes[7]
+	mi := &file_world_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -948,7 +1120,7 @@ func (x *PlayerMoved) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PlayerMoved.ProtoReflect.Descriptor instead.
 func (*PlayerMoved) Descriptor() ([]byte, []int) {
-	return file_world_proto_rawDescGZIP(), []int{7}
+	return file_world_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *PlayerMoved) GetX() float32 {
@@ -984,7 +1156,7 @@ type ChatSent struct {
 
 func (x *ChatSent) Reset() {
 	*x = ChatSent{}
-	mi := &file_world_proto_msgTypes[8]
+	mi := &file_world_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -996,7 +1168,7 @@ func (x *ChatSent) String() string {
 func (*ChatSent) ProtoMessage() {}
 
 func (x *ChatSent) ProtoReflect() protoreflect.Message {
-	mi := &file_world_proto_msgTypes[8]
+	mi := &file_world_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1009,7 +1181,7 @@ func (x *ChatSent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ChatSent.ProtoReflect.Descriptor instead.
 func (*ChatSent) Descriptor() ([]byte, []int) {
-	return file_world_proto_rawDescGZIP(), []int{8}
+	return file_world_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ChatSent) GetText() string {
@@ -1057,7 +1229,7 @@ type AttackHit struct {
 
 func (x *AttackHit) Reset() {
 	*x = AttackHit{}
-	mi := &file_world_proto_msgTypes[9]
+	mi := &file_world_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1069,7 +1241,7 @@ func (x *AttackHit) String() string {
 func (*AttackHit) ProtoMessage() {}
 
 func (x *AttackHit) ProtoReflect() protoreflect.Message {
-	mi := &file_world_proto_msgTypes[9]
+	mi := &file_world_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1082,7 +1254,7 @@ func (x *AttackHit) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AttackHit.ProtoReflect.Descriptor instead.
 func (*AttackHit) Descriptor() ([]byte, []int) {
-	return file_world_proto_rawDescGZIP(), []int{9}
+	return file_world_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *AttackHit) GetTargetId() string {
@@ -1139,7 +1311,7 @@ type PlayerDied struct {
 
 func (x *PlayerDied) Reset() {
 	*x = PlayerDied{}
-	mi := &file_world_proto_msgTypes[10]
+	mi := &file_world_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1151,7 +1323,7 @@ func (x *PlayerDied) String() string {
 func (*PlayerDied) ProtoMessage() {}
 
 func (x *PlayerDied) ProtoReflect() protoreflect.Message {
-	mi := &file_world_proto_msgTypes[10]
+	mi := &file_world_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1164,7 +1336,7 @@ func (x *PlayerDied) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PlayerDied.ProtoReflect.Descriptor instead.
 func (*PlayerDied) Descriptor() ([]byte, []int) {
-	return file_world_proto_rawDescGZIP(), []int{10}
+	return file_world_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *PlayerDied) GetKillerId() string {
@@ -1185,7 +1357,7 @@ type PlayerRespawned struct {
 
 func (x *PlayerRespawned) Reset() {
 	*x = PlayerRespawned{}
-	mi := &file_world_proto_msgTypes[11]
+	mi := &file_world_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1197,7 +1369,7 @@ func (x *PlayerRespawned) String() string {
 func (*PlayerRespawned) ProtoMessage() {}
 
 func (x *PlayerRespawned) ProtoReflect() protoreflect.Message {
-	mi := &file_world_proto_msgTypes[11]
+	mi := &file_world_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1210,7 +1382,7 @@ func (x *PlayerRespawned) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PlayerRespawned.ProtoReflect.Descriptor instead.
 func (*PlayerRespawned) Descriptor() ([]byte, []int) {
-	return file_world_proto_rawDescGZIP(), []int{11}
+	return file_world_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *PlayerRespawned) GetX() float32 {
@@ -1245,7 +1417,7 @@ type TransferOut struct {
 
 func (x *TransferOut) Reset() {
 	*x = TransferOut{}
-	mi := &file_world_proto_msgTypes[12]
+	mi := &file_world_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1257,7 +1429,7 @@ func (x *TransferOut) String() string {
 func (*TransferOut) ProtoMessage() {}
 
 func (x *TransferOut) ProtoReflect() protoreflect.Message {
-	mi := &file_world_proto_msgTypes[12]
+	mi := &file_world_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1270,7 +1442,7 @@ func (x *TransferOut) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TransferOut.ProtoReflect.Descriptor instead.
 func (*TransferOut) Descriptor() ([]byte, []int) {
-	return file_world_proto_rawDescGZIP(), []int{12}
+	return file_world_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *TransferOut) GetTransferId() string {
@@ -1305,7 +1477,7 @@ type TransferAccepted struct {
 
 func (x *TransferAccepted) Reset() {
 	*x = TransferAccepted{}
-	mi := &file_world_proto_msgTypes[13]
+	mi := &file_world_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1317,7 +1489,7 @@ func (x *TransferAccepted) String() string {
 func (*TransferAccepted) ProtoMessage() {}
 
 func (x *TransferAccepted) ProtoReflect() protoreflect.Message {
-	mi := &file_world_proto_msgTypes[13]
+	mi := &file_world_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1330,7 +1502,7 @@ func (x *TransferAccepted) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TransferAccepted.ProtoReflect.Descriptor instead.
 func (*TransferAccepted) Descriptor() ([]byte, []int) {
-	return file_world_proto_rawDescGZIP(), []int{13}
+	return file_world_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *TransferAccepted) GetTransferId() string {
@@ -1367,7 +1539,7 @@ type TransferDelivered struct {
 
 func (x *TransferDelivered) Reset() {
 	*x = TransferDelivered{}
-	mi := &file_world_proto_msgTypes[14]
+	mi := &file_world_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1379,7 +1551,7 @@ func (x *TransferDelivered) String() string {
 func (*TransferDelivered) ProtoMessage() {}
 
 func (x *TransferDelivered) ProtoReflect() protoreflect.Message {
-	mi := &file_world_proto_msgTypes[14]
+	mi := &file_world_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1392,7 +1564,7 @@ func (x *TransferDelivered) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TransferDelivered.ProtoReflect.Descriptor instead.
 func (*TransferDelivered) Descriptor() ([]byte, []int) {
-	return file_world_proto_rawDescGZIP(), []int{14}
+	return file_world_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *TransferDelivered) GetTransferId() string {
@@ -1420,7 +1592,7 @@ type OwnershipReleased struct {
 
 func (x *OwnershipReleased) Reset() {
 	*x = OwnershipReleased{}
-	mi := &file_world_proto_msgTypes[15]
+	mi := &file_world_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1432,7 +1604,7 @@ func (x *OwnershipReleased) String() string {
 func (*OwnershipReleased) ProtoMessage() {}
 
 func (x *OwnershipReleased) ProtoReflect() protoreflect.Message {
-	mi := &file_world_proto_msgTypes[15]
+	mi := &file_world_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1445,7 +1617,7 @@ func (x *OwnershipReleased) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OwnershipReleased.ProtoReflect.Descriptor instead.
 func (*OwnershipReleased) Descriptor() ([]byte, []int) {
-	return file_world_proto_rawDescGZIP(), []int{15}
+	return file_world_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *OwnershipReleased) GetInstanceId() string {
@@ -1495,7 +1667,7 @@ type ZoneSnapshot struct {
 
 func (x *ZoneSnapshot) Reset() {
 	*x = ZoneSnapshot{}
-	mi := &file_world_proto_msgTypes[16]
+	mi := &file_world_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1507,7 +1679,7 @@ func (x *ZoneSnapshot) String() string {
 func (*ZoneSnapshot) ProtoMessage() {}
 
 func (x *ZoneSnapshot) ProtoReflect() protoreflect.Message {
-	mi := &file_world_proto_msgTypes[16]
+	mi := &file_world_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1520,7 +1692,7 @@ func (x *ZoneSnapshot) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ZoneSnapshot.ProtoReflect.Descriptor instead.
 func (*ZoneSnapshot) Descriptor() ([]byte, []int) {
-	return file_world_proto_rawDescGZIP(), []int{16}
+	return file_world_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *ZoneSnapshot) GetZone() string {
@@ -1617,7 +1789,7 @@ type CommandRejected struct {
 
 func (x *CommandRejected) Reset() {
 	*x = CommandRejected{}
-	mi := &file_world_proto_msgTypes[17]
+	mi := &file_world_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1629,7 +1801,7 @@ func (x *CommandRejected) String() string {
 func (*CommandRejected) ProtoMessage() {}
 
 func (x *CommandRejected) ProtoReflect() protoreflect.Message {
-	mi := &file_world_proto_msgTypes[17]
+	mi := &file_world_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1642,7 +1814,7 @@ func (x *CommandRejected) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CommandRejected.ProtoReflect.Descriptor instead.
 func (*CommandRejected) Descriptor() ([]byte, []int) {
-	return file_world_proto_rawDescGZIP(), []int{17}
+	return file_world_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *CommandRejected) GetCode() ErrorCode {
@@ -1677,7 +1849,7 @@ type SessionNotice struct {
 
 func (x *SessionNotice) Reset() {
 	*x = SessionNotice{}
-	mi := &file_world_proto_msgTypes[18]
+	mi := &file_world_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1689,7 +1861,7 @@ func (x *SessionNotice) String() string {
 func (*SessionNotice) ProtoMessage() {}
 
 func (x *SessionNotice) ProtoReflect() protoreflect.Message {
-	mi := &file_world_proto_msgTypes[18]
+	mi := &file_world_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1702,7 +1874,7 @@ func (x *SessionNotice) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionNotice.ProtoReflect.Descriptor instead.
 func (*SessionNotice) Descriptor() ([]byte, []int) {
-	return file_world_proto_rawDescGZIP(), []int{18}
+	return file_world_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *SessionNotice) GetSessionId() string {
@@ -1771,7 +1943,7 @@ type CommandRejectedNotice struct {
 
 func (x *CommandRejectedNotice) Reset() {
 	*x = CommandRejectedNotice{}
-	mi := &file_world_proto_msgTypes[19]
+	mi := &file_world_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1783,7 +1955,7 @@ func (x *CommandRejectedNotice) String() string {
 func (*CommandRejectedNotice) ProtoMessage() {}
 
 func (x *CommandRejectedNotice) ProtoReflect() protoreflect.Message {
-	mi := &file_world_proto_msgTypes[19]
+	mi := &file_world_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1796,7 +1968,7 @@ func (x *CommandRejectedNotice) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CommandRejectedNotice.ProtoReflect.Descriptor instead.
 func (*CommandRejectedNotice) Descriptor() ([]byte, []int) {
-	return file_world_proto_rawDescGZIP(), []int{19}
+	return file_world_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *CommandRejectedNotice) GetClientSeq() uint64 {
@@ -1824,7 +1996,7 @@ var File_world_proto protoreflect.FileDescriptor
 
 const file_world_proto_rawDesc = "" +
 	"\n" +
-	"\vworld.proto\x12\x0erealmstream.v1\x1a\fclient.proto\"\x8a\x04\n" +
+	"\vworld.proto\x12\x0erealmstream.v1\x1a\fclient.proto\"\xc8\x04\n" +
 	"\aCommand\x12\x1d\n" +
 	"\n" +
 	"command_id\x18\x01 \x01(\tR\tcommandId\x12\x1d\n" +
@@ -1844,8 +2016,14 @@ const file_world_proto_rawDesc = "" +
 	"\x04chat\x18\r \x01(\v2\x14.realmstream.v1.ChatH\x00R\x04chat\x120\n" +
 	"\x06attack\x18\x0e \x01(\v2\x16.realmstream.v1.AttackH\x00R\x06attack\x12=\n" +
 	"\vtransfer_in\x18\x0f \x01(\v2\x1a.realmstream.v1.TransferInH\x00R\n" +
-	"transferInB\x06\n" +
-	"\x04body\"\x7f\n" +
+	"transferIn\x12<\n" +
+	"\n" +
+	"disconnect\x18\x10 \x01(\v2\x1a.realmstream.v1.DisconnectH\x00R\n" +
+	"disconnectB\x06\n" +
+	"\x04body\"$\n" +
+	"\n" +
+	"Disconnect\x12\x16\n" +
+	"\x06reason\x18\x01 \x01(\tR\x06reason\"\x7f\n" +
 	"\n" +
 	"TransferIn\x12\x1f\n" +
 	"\vtransfer_id\x18\x01 \x01(\tR\n" +
@@ -1897,7 +2075,17 @@ const file_world_proto_rawDesc = "" +
 	"\x10command_rejected\x18\x14 \x01(\v2\x1f.realmstream.v1.CommandRejectedH\x00R\x0fcommandRejected\x12R\n" +
 	"\x12transfer_delivered\x18\x15 \x01(\v2!.realmstream.v1.TransferDeliveredH\x00R\x11transferDelivered\x12R\n" +
 	"\x12ownership_released\x18\x16 \x01(\v2!.realmstream.v1.OwnershipReleasedH\x00R\x11ownershipReleasedB\x06\n" +
-	"\x04body\"p\n" +
+	"\x04body\"\xe8\x01\n" +
+	"\n" +
+	"TickRecord\x12\x1b\n" +
+	"\trecord_id\x18\x01 \x01(\tR\brecordId\x12\x12\n" +
+	"\x04zone\x18\x02 \x01(\tR\x04zone\x12\x14\n" +
+	"\x05fence\x18\x03 \x01(\x04R\x05fence\x12\x12\n" +
+	"\x04tick\x18\x04 \x01(\x04R\x04tick\x12\x12\n" +
+	"\x04part\x18\x05 \x01(\rR\x04part\x12\x14\n" +
+	"\x05parts\x18\x06 \x01(\rR\x05parts\x12&\n" +
+	"\x0fcommitted_at_ns\x18\a \x01(\x03R\rcommittedAtNs\x12-\n" +
+	"\x06events\x18\b \x03(\v2\x15.realmstream.v1.EventR\x06events\"p\n" +
 	"\x10OwnershipClaimed\x12\x1f\n" +
 	"\vinstance_id\x18\x01 \x01(\tR\n" +
 	"instanceId\x12\x14\n" +
@@ -2004,81 +2192,85 @@ func file_world_proto_rawDescGZIP() []byte {
 	return file_world_proto_rawDescData
 }
 
-var file_world_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
+var file_world_proto_msgTypes = make([]protoimpl.MessageInfo, 26)
 var file_world_proto_goTypes = []any{
 	(*Command)(nil),               // 0: realmstream.v1.Command
-	(*TransferIn)(nil),            // 1: realmstream.v1.TransferIn
-	(*PlayerState)(nil),           // 2: realmstream.v1.PlayerState
-	(*Event)(nil),                 // 3: realmstream.v1.Event
-	(*OwnershipClaimed)(nil),      // 4: realmstream.v1.OwnershipClaimed
-	(*PlayerJoined)(nil),          // 5: realmstream.v1.PlayerJoined
-	(*PlayerLeft)(nil),            // 6: realmstream.v1.PlayerLeft
-	(*PlayerMoved)(nil),           // 7: realmstream.v1.PlayerMoved
-	(*ChatSent)(nil),              // 8: realmstream.v1.ChatSent
-	(*AttackHit)(nil),             // 9: realmstream.v1.AttackHit
-	(*PlayerDied)(nil),            // 10: realmstream.v1.PlayerDied
-	(*PlayerRespawned)(nil),       // 11: realmstream.v1.PlayerRespawned
-	(*TransferOut)(nil),           // 12: realmstream.v1.TransferOut
-	(*TransferAccepted)(nil),      // 13: realmstream.v1.TransferAccepted
-	(*TransferDelivered)(nil),     // 14: realmstream.v1.TransferDelivered
-	(*OwnershipReleased)(nil),     // 15: realmstream.v1.OwnershipReleased
-	(*ZoneSnapshot)(nil),          // 16: realmstream.v1.ZoneSnapshot
-	(*CommandRejected)(nil),       // 17: realmstream.v1.CommandRejected
-	(*SessionNotice)(nil),         // 18: realmstream.v1.SessionNotice
-	(*CommandRejectedNotice)(nil), // 19: realmstream.v1.CommandRejectedNotice
-	nil,                           // 20: realmstream.v1.ZoneSnapshot.PlayersEntry
-	nil,                           // 21: realmstream.v1.ZoneSnapshot.SessionsEntry
-	nil,                           // 22: realmstream.v1.ZoneSnapshot.SessionMasksEntry
-	nil,                           // 23: realmstream.v1.ZoneSnapshot.SessionLeftNsEntry
-	(*Join)(nil),                  // 24: realmstream.v1.Join
-	(*Leave)(nil),                 // 25: realmstream.v1.Leave
-	(*Move)(nil),                  // 26: realmstream.v1.Move
-	(*Chat)(nil),                  // 27: realmstream.v1.Chat
-	(*Attack)(nil),                // 28: realmstream.v1.Attack
-	(ChatScope)(0),                // 29: realmstream.v1.ChatScope
-	(ErrorCode)(0),                // 30: realmstream.v1.ErrorCode
-	(*ZoneChanged)(nil),           // 31: realmstream.v1.ZoneChanged
+	(*Disconnect)(nil),            // 1: realmstream.v1.Disconnect
+	(*TransferIn)(nil),            // 2: realmstream.v1.TransferIn
+	(*PlayerState)(nil),           // 3: realmstream.v1.PlayerState
+	(*Event)(nil),                 // 4: realmstream.v1.Event
+	(*TickRecord)(nil),            // 5: realmstream.v1.TickRecord
+	(*OwnershipClaimed)(nil),      // 6: realmstream.v1.OwnershipClaimed
+	(*PlayerJoined)(nil),          // 7: realmstream.v1.PlayerJoined
+	(*PlayerLeft)(nil),            // 8: realmstream.v1.PlayerLeft
+	(*PlayerMoved)(nil),           // 9: realmstream.v1.PlayerMoved
+	(*ChatSent)(nil),              // 10: realmstream.v1.ChatSent
+	(*AttackHit)(nil),             // 11: realmstream.v1.AttackHit
+	(*PlayerDied)(nil),            // 12: realmstream.v1.PlayerDied
+	(*PlayerRespawned)(nil),       // 13: realmstream.v1.PlayerRespawned
+	(*TransferOut)(nil),           // 14: realmstream.v1.TransferOut
+	(*TransferAccepted)(nil),      // 15: realmstream.v1.TransferAccepted
+	(*TransferDelivered)(nil),     // 16: realmstream.v1.TransferDelivered
+	(*OwnershipReleased)(nil),     // 17: realmstream.v1.OwnershipReleased
+	(*ZoneSnapshot)(nil),          // 18: realmstream.v1.ZoneSnapshot
+	(*CommandRejected)(nil),       // 19: realmstream.v1.CommandRejected
+	(*SessionNotice)(nil),         // 20: realmstream.v1.SessionNotice
+	(*CommandRejectedNotice)(nil), // 21: realmstream.v1.CommandRejectedNotice
+	nil,                           // 22: realmstream.v1.ZoneSnapshot.PlayersEntry
+	nil,                           // 23: realmstream.v1.ZoneSnapshot.SessionsEntry
+	nil,                           // 24: realmstream.v1.ZoneSnapshot.SessionMasksEntry
+	nil,                           // 25: realmstream.v1.ZoneSnapshot.SessionLeftNsEntry
+	(*Join)(nil),                  // 26: realmstream.v1.Join
+	(*Leave)(nil),                 // 27: realmstream.v1.Leave
+	(*Move)(nil),                  // 28: realmstream.v1.Move
+	(*Chat)(nil),                  // 29: realmstream.v1.Chat
+	(*Attack)(nil),                // 30: realmstream.v1.Attack
+	(ChatScope)(0),                // 31: realmstream.v1.ChatScope
+	(ErrorCode)(0),                // 32: realmstream.v1.ErrorCode
+	(*ZoneChanged)(nil),           // 33: realmstream.v1.ZoneChanged
 }
 var file_world_proto_depIdxs = []int32{
-	24, // 0: realmstream.v1.Command.join:type_name -> realmstream.v1.Join
-	25, // 1: realmstream.v1.Command.leave:type_name -> realmstream.v1.Leave
-	26, // 2: realmstream.v1.Command.move:type_name -> realmstream.v1.Move
-	27, // 3: realmstream.v1.Command.chat:type_name -> realmstream.v1.Chat
-	28, // 4: realmstream.v1.Command.attack:type_name -> realmstream.v1.Attack
-	1,  // 5: realmstream.v1.Command.transfer_in:type_name -> realmstream.v1.TransferIn
-	2,  // 6: realmstream.v1.TransferIn.player:type_name -> realmstream.v1.PlayerState
-	4,  // 7: realmstream.v1.Event.ownership_claimed:type_name -> realmstream.v1.OwnershipClaimed
-	5,  // 8: realmstream.v1.Event.player_joined:type_name -> realmstream.v1.PlayerJoined
-	6,  // 9: realmstream.v1.Event.player_left:type_name -> realmstream.v1.PlayerLeft
-	7,  // 10: realmstream.v1.Event.player_moved:type_name -> realmstream.v1.PlayerMoved
-	8,  // 11: realmstream.v1.Event.chat_sent:type_name -> realmstream.v1.ChatSent
-	9,  // 12: realmstream.v1.Event.attack_hit:type_name -> realmstream.v1.AttackHit
-	10, // 13: realmstream.v1.Event.player_died:type_name -> realmstream.v1.PlayerDied
-	11, // 14: realmstream.v1.Event.player_respawned:type_name -> realmstream.v1.PlayerRespawned
-	12, // 15: realmstream.v1.Event.transfer_out:type_name -> realmstream.v1.TransferOut
-	13, // 16: realmstream.v1.Event.transfer_accepted:type_name -> realmstream.v1.TransferAccepted
-	17, // 17: realmstream.v1.Event.command_rejected:type_name -> realmstream.v1.CommandRejected
-	14, // 18: realmstream.v1.Event.transfer_delivered:type_name -> realmstream.v1.TransferDelivered
-	15, // 19: realmstream.v1.Event.ownership_released:type_name -> realmstream.v1.OwnershipReleased
-	2,  // 20: realmstream.v1.PlayerJoined.player:type_name -> realmstream.v1.PlayerState
-	29, // 21: realmstream.v1.ChatSent.scope:type_name -> realmstream.v1.ChatScope
-	2,  // 22: realmstream.v1.TransferOut.player:type_name -> realmstream.v1.PlayerState
-	2,  // 23: realmstream.v1.TransferAccepted.player:type_name -> realmstream.v1.PlayerState
-	20, // 24: realmstream.v1.ZoneSnapshot.players:type_name -> realmstream.v1.ZoneSnapshot.PlayersEntry
-	21, // 25: realmstream.v1.ZoneSnapshot.sessions:type_name -> realmstream.v1.ZoneSnapshot.SessionsEntry
-	12, // 26: realmstream.v1.ZoneSnapshot.pending_transfers:type_name -> realmstream.v1.TransferOut
-	22, // 27: realmstream.v1.ZoneSnapshot.session_masks:type_name -> realmstream.v1.ZoneSnapshot.SessionMasksEntry
-	23, // 28: realmstream.v1.ZoneSnapshot.session_left_ns:type_name -> realmstream.v1.ZoneSnapshot.SessionLeftNsEntry
-	30, // 29: realmstream.v1.CommandRejected.code:type_name -> realmstream.v1.ErrorCode
-	19, // 30: realmstream.v1.SessionNotice.rejected:type_name -> realmstream.v1.CommandRejectedNotice
-	31, // 31: realmstream.v1.SessionNotice.zone_changed:type_name -> realmstream.v1.ZoneChanged
-	30, // 32: realmstream.v1.CommandRejectedNotice.code:type_name -> realmstream.v1.ErrorCode
-	2,  // 33: realmstream.v1.ZoneSnapshot.PlayersEntry.value:type_name -> realmstream.v1.PlayerState
-	34, // [34:34] is the sub-list for method output_type
-	34, // [34:34] is the sub-list for method input_type
-	34, // [34:34] is the sub-list for extension type_name
-	34, // [34:34] is the sub-list for extension extendee
-	0,  // [0:34] is the sub-list for field type_name
+	26, // 0: realmstream.v1.Command.join:type_name -> realmstream.v1.Join
+	27, // 1: realmstream.v1.Command.leave:type_name -> realmstream.v1.Leave
+	28, // 2: realmstream.v1.Command.move:type_name -> realmstream.v1.Move
+	29, // 3: realmstream.v1.Command.chat:type_name -> realmstream.v1.Chat
+	30, // 4: realmstream.v1.Command.attack:type_name -> realmstream.v1.Attack
+	2,  // 5: realmstream.v1.Command.transfer_in:type_name -> realmstream.v1.TransferIn
+	1,  // 6: realmstream.v1.Command.disconnect:type_name -> realmstream.v1.Disconnect
+	3,  // 7: realmstream.v1.TransferIn.player:type_name -> realmstream.v1.PlayerState
+	6,  // 8: realmstream.v1.Event.ownership_claimed:type_name -> realmstream.v1.OwnershipClaimed
+	7,  // 9: realmstream.v1.Event.player_joined:type_name -> realmstream.v1.PlayerJoined
+	8,  // 10: realmstream.v1.Event.player_left:type_name -> realmstream.v1.PlayerLeft
+	9,  // 11: realmstream.v1.Event.player_moved:type_name -> realmstream.v1.PlayerMoved
+	10, // 12: realmstream.v1.Event.chat_sent:type_name -> realmstream.v1.ChatSent
+	11, // 13: realmstream.v1.Event.attack_hit:type_name -> realmstream.v1.AttackHit
+	12, // 14: realmstream.v1.Event.player_died:type_name -> realmstream.v1.PlayerDied
+	13, // 15: realmstream.v1.Event.player_respawned:type_name -> realmstream.v1.PlayerRespawned
+	14, // 16: realmstream.v1.Event.transfer_out:type_name -> realmstream.v1.TransferOut
+	15, // 17: realmstream.v1.Event.transfer_accepted:type_name -> realmstream.v1.TransferAccepted
+	19, // 18: realmstream.v1.Event.command_rejected:type_name -> realmstream.v1.CommandRejected
+	16, // 19: realmstream.v1.Event.transfer_delivered:type_name -> realmstream.v1.TransferDelivered
+	17, // 20: realmstream.v1.Event.ownership_released:type_name -> realmstream.v1.OwnershipReleased
+	4,  // 21: realmstream.v1.TickRecord.events:type_name -> realmstream.v1.Event
+	3,  // 22: realmstream.v1.PlayerJoined.player:type_name -> realmstream.v1.PlayerState
+	31, // 23: realmstream.v1.ChatSent.scope:type_name -> realmstream.v1.ChatScope
+	3,  // 24: realmstream.v1.TransferOut.player:type_name -> realmstream.v1.PlayerState
+	3,  // 25: realmstream.v1.TransferAccepted.player:type_name -> realmstream.v1.PlayerState
+	22, // 26: realmstream.v1.ZoneSnapshot.players:type_name -> realmstream.v1.ZoneSnapshot.PlayersEntry
+	23, // 27: realmstream.v1.ZoneSnapshot.sessions:type_name -> realmstream.v1.ZoneSnapshot.SessionsEntry
+	14, // 28: realmstream.v1.ZoneSnapshot.pending_transfers:type_name -> realmstream.v1.TransferOut
+	24, // 29: realmstream.v1.ZoneSnapshot.session_masks:type_name -> realmstream.v1.ZoneSnapshot.SessionMasksEntry
+	25, // 30: realmstream.v1.ZoneSnapshot.session_left_ns:type_name -> realmstream.v1.ZoneSnapshot.SessionLeftNsEntry
+	32, // 31: realmstream.v1.CommandRejected.code:type_name -> realmstream.v1.ErrorCode
+	21, // 32: realmstream.v1.SessionNotice.rejected:type_name -> realmstream.v1.CommandRejectedNotice
+	33, // 33: realmstream.v1.SessionNotice.zone_changed:type_name -> realmstream.v1.ZoneChanged
+	32, // 34: realmstream.v1.CommandRejectedNotice.code:type_name -> realmstream.v1.ErrorCode
+	3,  // 35: realmstream.v1.ZoneSnapshot.PlayersEntry.value:type_name -> realmstream.v1.PlayerState
+	36, // [36:36] is the sub-list for method output_type
+	36, // [36:36] is the sub-list for method input_type
+	36, // [36:36] is the sub-list for extension type_name
+	36, // [36:36] is the sub-list for extension extendee
+	0,  // [0:36] is the sub-list for field type_name
 }
 
 func init() { file_world_proto_init() }
@@ -2094,8 +2286,9 @@ func file_world_proto_init() {
 		(*Command_Chat)(nil),
 		(*Command_Attack)(nil),
 		(*Command_TransferIn)(nil),
+		(*Command_Disconnect)(nil),
 	}
-	file_world_proto_msgTypes[3].OneofWrappers = []any{
+	file_world_proto_msgTypes[4].OneofWrappers = []any{
 		(*Event_OwnershipClaimed)(nil),
 		(*Event_PlayerJoined)(nil),
 		(*Event_PlayerLeft)(nil),
@@ -2110,7 +2303,7 @@ func file_world_proto_init() {
 		(*Event_TransferDelivered)(nil),
 		(*Event_OwnershipReleased)(nil),
 	}
-	file_world_proto_msgTypes[18].OneofWrappers = []any{
+	file_world_proto_msgTypes[20].OneofWrappers = []any{
 		(*SessionNotice_Rejected)(nil),
 		(*SessionNotice_ZoneChanged)(nil),
 	}
@@ -2120,7 +2313,7 @@ func file_world_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_world_proto_rawDesc), len(file_world_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   24,
+			NumMessages:   26,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -22,13 +22,13 @@ const (
 
 // Subject prefixes and wildcards.
 const (
-	CommandPrefix  = "cmd."
-	EventPrefix    = "evt."
-	UpdatePrefix   = "upd."
-	StatsDBPrefix  = "stats.db."
-	AlertPrefix    = "alerts."
-	HeartbeatPrefx = "svc.hb."
-	SessionPrefix  = "ses."
+	CommandPrefix   = "cmd."
+	EventPrefix     = "evt."
+	UpdatePrefix    = "upd."
+	StatsDBPrefix   = "stats.db."
+	AlertPrefix     = "alerts."
+	HeartbeatPrefix = "svc.hb."
+	SessionPrefix   = "ses."
 
 	CommandSubjects = "cmd.>"
 	EventSubjects   = "evt.>"
@@ -99,7 +99,7 @@ func AlertSubject(severity string) string { return AlertPrefix + severity }
 
 // HeartbeatSubject returns svc.hb.<service>.<instance>.
 func HeartbeatSubject(service, instance string) string {
-	return HeartbeatPrefx + service + "." + instance
+	return HeartbeatPrefix + service + "." + instance
 }
 
 // SessionSubject returns ses.<session>: world -> gateway notices for one

@@ -2,13 +2,15 @@
 // checks the invariants that make them a single linear history even when two
 // world instances briefly both believed they owned a zone:
 //
-//   - linear: every append carries Nats-Expected-Last-Subject-Sequence equal to
-//     the stream sequence of the zone's previous event (0 for the first);
+//   - linear: every message (a tick record of events, or a legacy single
+//     event) carries Nats-Expected-Last-Subject-Sequence equal to the stream
+//     sequence of the zone's previous message (0 for the first);
 //   - fenced: the first event is an OwnershipClaimed; claim fences strictly
 //     grow; every other event carries the fence of the latest claim (so no
 //     stale owner appended after a newer claim) and the Realm-Fence header
 //     equals the body's fence;
-//   - ids: Nats-Msg-Id equals the body's event_id and is unique;
+//   - ids: Nats-Msg-Id equals the record_id (or a legacy event's event_id)
+//     and is unique; every event_id is unique;
 //   - exactly once: no command id caused two events, in any zone.
 //
 // The world's fault tests and the end-to-end audit use it.
@@ -20,7 +22,6 @@ import (
 	"fmt"
 	"sort"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -31,16 +32,28 @@ import (
 	"github.com/realmstream/realmstream/libs/wire"
 )
 
-// Entry is one stored event with its stream position and headers.
+// Entry is one stored event with the position and headers of the message
+// that holds it. Since tick records (wire.SchemaTickRecord) a message holds
+// the events of one zone tick: every event of a record has the same Seq and
+// headers and its own Index; a legacy message (wire.SchemaEventV1) holds one
+// event at Index 0. (Seq, Index) addresses an event.
 type Entry struct {
-	Seq         uint64 // stream sequence
-	ExpectedSeq uint64 // Nats-Expected-Last-Subject-Sequence
+	Seq         uint64 // stream sequence of the message
+	Index       int    // position of the event in its record
+	Count       int    // events in the record
+	RecordID    string // record_id of a tick record ("" for a legacy message)
+	ExpectedSeq uint64 // Nats-Expected-Last-Subject-Sequence of the message
 	HasExpected bool
-	MsgID       string
+	MsgID       string // Nats-Msg-Id of the message
 	HeaderFence uint64
 	HasFence    bool
 	Event       *schema.Event
+	Record      *schema.TickRecord // the whole record (nil for a legacy message)
 }
+
+// Last reports whether e is the last event of its message: the zone's state
+// covers stream sequence Seq once this event is applied.
+func (e Entry) Last() bool { return e.Index == e.Count-1 }
 
 // Violation is one broken invariant.
 type Violation struct {
@@ -101,12 +114,14 @@ func Scan(ctx context.Context, js jetstream.JetStream, zone string, start uint64
 			if err != nil {
 				return fmt.Errorf("zonelog: metadata: %w", err)
 			}
-			e, err := Decode(md.Sequence.Stream, m.Headers(), m.Data())
+			es, err := Decode(md.Sequence.Stream, m.Headers(), m.Data())
 			if err != nil {
 				return err
 			}
-			if err := fn(e); err != nil {
-				return err
+			for _, e := range es {
+				if err := fn(e); err != nil {
+					return err
+				}
 			}
 			if md.Sequence.Stream >= last.Sequence {
 				return nil
@@ -124,16 +139,32 @@ func Scan(ctx context.Context, js jetstream.JetStream, zone string, start uint64
 	}
 }
 
-// Decode builds an Entry from a stored message.
-func Decode(seq uint64, h nats.Header, data []byte) (Entry, error) {
+// Decode builds the entries of one stored message: the events of a tick
+// record (Realm-Schema wire.SchemaTickRecord) in order, or the one event of a
+// legacy message. A record with no events yields no entries.
+func Decode(seq uint64, h nats.Header, data []byte) ([]Entry, error) {
+	base := Entry{Seq: seq, MsgID: h.Get(wire.HeaderMsgID)}
+	base.ExpectedSeq, base.HasExpected = headerUint(h, wire.HeaderExpectedLastSubjSeq)
+	base.HeaderFence, base.HasFence = headerUint(h, wire.HeaderFence)
+	if h.Get(wire.HeaderSchema) == wire.SchemaTickRecord {
+		rec := &schema.TickRecord{}
+		if err := proto.Unmarshal(data, rec); err != nil {
+			return nil, fmt.Errorf("zonelog: tick record at seq %d: %w", seq, err)
+		}
+		out := make([]Entry, len(rec.Events))
+		for i, ev := range rec.Events {
+			e := base
+			e.Index, e.Count, e.RecordID, e.Event, e.Record = i, len(rec.Events), rec.RecordId, ev, rec
+			out[i] = e
+		}
+		return out, nil
+	}
 	ev := &schema.Event{}
 	if err := proto.Unmarshal(data, ev); err != nil {
-		return Entry{}, fmt.Errorf("zonelog: event at seq %d: %w", seq, err)
+		return nil, fmt.Errorf("zonelog: event at seq %d: %w", seq, err)
 	}
-	e := Entry{Seq: seq, MsgID: h.Get(wire.HeaderMsgID), Event: ev}
-	e.ExpectedSeq, e.HasExpected = headerUint(h, wire.HeaderExpectedLastSubjSeq)
-	e.HeaderFence, e.HasFence = headerUint(h, wire.HeaderFence)
-	return e, nil
+	base.Count, base.Event = 1, ev
+	return []Entry{base}, nil
 }
 
 func headerUint(h nats.Header, k string) (uint64, bool) {
@@ -171,22 +202,44 @@ func Check(logs map[string][]Entry) (Report, []Violation) {
 	for _, z := range zones {
 		var prev, fence uint64
 		claimed := false
+		msgIDs := map[string]string{}
 		for i, e := range logs[z] {
 			ev := e.Event
 			r.Events++
-			where := fmt.Sprintf("%s #%d (seq %d, %s)", z, i, e.Seq, strings.TrimPrefix(fmt.Sprintf("%T", ev.Body), "*schema.Event_"))
-			if !e.HasExpected {
-				add("linear", "%s has no expected last subject sequence", where)
-			} else if e.ExpectedSeq != prev {
-				add("linear", "%s expected last subject seq %d, predecessor is %d", where, e.ExpectedSeq, prev)
+			where := fmt.Sprintf("%s #%d (seq %d/%d, %s)", z, i, e.Seq, e.Index, wire.EventType(ev))
+			if e.Index == 0 {
+				// One message: linear, and its Nats-Msg-Id unique.
+				if !e.HasExpected {
+					add("linear", "%s has no expected last subject sequence", where)
+				} else if e.ExpectedSeq != prev {
+					add("linear", "%s expected last subject seq %d, predecessor is %d", where, e.ExpectedSeq, prev)
+				}
+				if e.Seq <= prev {
+					add("linear", "%s stream sequence %d not after %d", where, e.Seq, prev)
+				}
+				prev = e.Seq
+				if other, dup := msgIDs[e.MsgID]; dup && e.Record != nil {
+					add("event-id", "%s record id %q already at %s", where, e.MsgID, other)
+				} else {
+					msgIDs[e.MsgID] = where
+				}
 			}
-			prev = e.Seq
-			if e.MsgID == "" || e.MsgID != ev.EventId {
+			if e.Record != nil {
+				if e.MsgID == "" || e.MsgID != e.Record.RecordId {
+					add("event-id", "%s Nats-Msg-Id %q, record_id %q", where, e.MsgID, e.Record.RecordId)
+				}
+				if e.Record.Fence != ev.Fence {
+					add("fence", "%s record fence %d, event fence %d", where, e.Record.Fence, ev.Fence)
+				}
+			} else if e.MsgID == "" || e.MsgID != ev.EventId {
 				add("event-id", "%s Nats-Msg-Id %q, event_id %q", where, e.MsgID, ev.EventId)
-			} else if other, dup := ids[e.MsgID]; dup {
-				add("event-id", "%s event id %q already at %s", where, e.MsgID, other)
+			}
+			if ev.EventId == "" {
+				add("event-id", "%s has no event id", where)
+			} else if other, dup := ids[ev.EventId]; dup {
+				add("event-id", "%s event id %q already at %s", where, ev.EventId, other)
 			} else {
-				ids[e.MsgID] = where
+				ids[ev.EventId] = where
 			}
 			if !e.HasFence || e.HeaderFence != ev.Fence {
 				add("fence", "%s Realm-Fence header %d (present %v), body fence %d", where, e.HeaderFence, e.HasFence, ev.Fence)
