@@ -18,6 +18,7 @@ import (
 	"github.com/realmstream/realmstream/libs/schema"
 	"github.com/realmstream/realmstream/libs/shard"
 	"github.com/realmstream/realmstream/libs/wire"
+	"github.com/realmstream/realmstream/services/persist/internal/accounts"
 	"github.com/realmstream/realmstream/services/persist/internal/dbmon"
 	"github.com/realmstream/realmstream/services/persist/internal/pebblestore"
 	"github.com/realmstream/realmstream/services/persist/internal/pgstore"
@@ -105,6 +106,7 @@ func (s *Service) Run(ctx context.Context) error {
 	}()
 
 	var st store.Store
+	var accts accounts.Store // the reference login's accounts, beside the events
 	var sources func() []dbmon.Source
 	var partman func(context.Context)
 	var watchMap func(context.Context)
@@ -118,6 +120,12 @@ func (s *Service) Run(ctx context.Context) error {
 		}
 		defer pg.Close()
 		st = pg
+		if dbs := pg.DBs(); len(dbs) > 0 {
+			// Accounts live in the first database by name (see internal/accounts).
+			if accts, err = accounts.NewPostgres(ctx, dbs[0].Pool); err != nil {
+				return err
+			}
+		}
 		s.mu.Lock()
 		s.pg = pg
 		s.mu.Unlock()
@@ -156,6 +164,7 @@ func (s *Service) Run(ctx context.Context) error {
 		}
 		defer pb.Close()
 		st = pb
+		accts = accounts.NewPebble(pb.DB())
 		s.mu.Lock()
 		s.pb = pb
 		s.mu.Unlock()
@@ -179,6 +188,13 @@ func (s *Service) Run(ctx context.Context) error {
 	subs, err := query.Serve(nc, st, s.cfg.QueryTimeout, s.log)
 	if err != nil {
 		return err
+	}
+	if accts != nil {
+		sub, err := accounts.Serve(nc, accts, s.cfg.QueryTimeout, s.log)
+		if err != nil {
+			return err
+		}
+		subs = append(subs, sub)
 	}
 	s.ops.AddCheck("nats", func(context.Context) error {
 		if !nc.IsConnected() {
