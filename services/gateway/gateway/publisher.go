@@ -67,7 +67,10 @@ func (it *item) setHeaders(msgID, session, player, zone string) {
 
 // publisher is the single consumer of the ring. Concurrency contract:
 //   - run is the ONE goroutine that calls DequeueBatch/Wait and PublishMsgAsync
-//     (retries included: they come back to it through retryq).
+//     (retries included: they come back to it through retryq). Wherever run
+//     blocks (ring Wait, acquire, the drain loop) it also serves retryq: an
+//     item in retryq holds a window slot, so a run that waits for slots
+//     without serving retryq deadlocks after an ack stall (issue 10 #2).
 //   - onAck/onErr run on nats.go's ack goroutine (and its timeout timers);
 //     they never block: they answer the client through its bounded send
 //     queue and hand retries to run through retryq, whose capacity equals the
@@ -208,8 +211,8 @@ func (p *publisher) publishAcquired(batch []*item) {
 	}
 }
 
-// acquire takes n (<= MaxPending) window slots. It returns false if the
-// drain deadline passes first.
+// acquire takes n (<= MaxPending) window slots, republishing retries while
+// it waits (issue 10 #2). It returns false if the drain deadline passes first.
 func (p *publisher) acquire(n int) bool {
 	limit, want := int64(p.s.cfg.MaxPending), int64(n)
 	for {
@@ -223,8 +226,14 @@ func (p *publisher) acquire(n int) bool {
 			p.need.Store(0)
 			continue
 		}
+		// Serve retries while parked: each retried item holds a slot that
+		// only its republish (and then its ack) can free, so waiting for
+		// space without serving them waits forever after an ack stall.
 		select {
 		case <-p.space:
+		case it := <-p.retryq:
+			p.need.Store(0)
+			p.republish(it)
 		case <-p.deadline:
 			p.need.Store(0)
 			return false
