@@ -73,19 +73,23 @@ func (ChatScope) EnumDescriptor() ([]byte, []int) {
 type ErrorCode int32
 
 const (
-	ErrorCode_ERROR_CODE_UNSPECIFIED          ErrorCode = 0
-	ErrorCode_ERROR_CODE_MALFORMED            ErrorCode = 1 // frame or packet could not be decoded
-	ErrorCode_ERROR_CODE_TOO_LARGE            ErrorCode = 2 // frame larger than the maximum frame size
-	ErrorCode_ERROR_CODE_RATE_LIMITED         ErrorCode = 3 // token bucket empty
-	ErrorCode_ERROR_CODE_UNAUTHENTICATED      ErrorCode = 4 // no session or bad token
-	ErrorCode_ERROR_CODE_UNKNOWN_ZONE         ErrorCode = 5
-	ErrorCode_ERROR_CODE_NOT_IN_ZONE          ErrorCode = 6 // a game command before Join
-	ErrorCode_ERROR_CODE_INVALID              ErrorCode = 7 // semantically invalid (empty chat, NaN position, ...)
-	ErrorCode_ERROR_CODE_STALE_SEQ            ErrorCode = 8 // seq not above the last one seen (already accepted)
-	ErrorCode_ERROR_CODE_INTERNAL             ErrorCode = 9
-	ErrorCode_ERROR_CODE_SHUTTING_DOWN        ErrorCode = 10
-	ErrorCode_ERROR_CODE_SLOW_CONSUMER        ErrorCode = 11 // send queue overflowed; the connection is closed
-	ErrorCode_ERROR_CODE_REJECTED             ErrorCode = 12 // the world refused the command (rules)
+	ErrorCode_ERROR_CODE_UNSPECIFIED     ErrorCode = 0
+	ErrorCode_ERROR_CODE_MALFORMED       ErrorCode = 1 // frame or packet could not be decoded
+	ErrorCode_ERROR_CODE_TOO_LARGE       ErrorCode = 2 // frame larger than the maximum frame size
+	ErrorCode_ERROR_CODE_RATE_LIMITED    ErrorCode = 3 // token bucket empty
+	ErrorCode_ERROR_CODE_UNAUTHENTICATED ErrorCode = 4 // no session or bad token
+	ErrorCode_ERROR_CODE_UNKNOWN_ZONE    ErrorCode = 5
+	ErrorCode_ERROR_CODE_NOT_IN_ZONE     ErrorCode = 6 // a game command before Join
+	ErrorCode_ERROR_CODE_INVALID         ErrorCode = 7 // semantically invalid (empty chat, NaN position, ...)
+	ErrorCode_ERROR_CODE_STALE_SEQ       ErrorCode = 8 // seq not above the last one seen (already accepted)
+	ErrorCode_ERROR_CODE_INTERNAL        ErrorCode = 9
+	ErrorCode_ERROR_CODE_SHUTTING_DOWN   ErrorCode = 10
+	ErrorCode_ERROR_CODE_SLOW_CONSUMER   ErrorCode = 11 // send queue overflowed; the connection is closed
+	ErrorCode_ERROR_CODE_REJECTED        ErrorCode = 12 // the world refused the command (rules)
+	// OUTCOME_UNKNOWN: the gateway could not learn whether the command was
+	// stored (its publish timed out on every retry). Resend it with the SAME
+	// seq: the resend is accepted and deduplicated, so it is applied at most once.
+	ErrorCode_ERROR_CODE_OUTCOME_UNKNOWN      ErrorCode = 13
 	ErrorCode_ERROR_CODE_UNSUPPORTED_PROTOCOL ErrorCode = 20 // Hello.protocol_version not served; the message names the supported range
 	ErrorCode_ERROR_CODE_SEQ_REUSED           ErrorCode = 21 // seq already used in this session for a different command; use a seq above Welcome.last_seq
 	ErrorCode_ERROR_CODE_SESSION_EXPIRED      ErrorCode = 22 // the session's absolute lifetime is over (or it was revoked); log in again
@@ -107,6 +111,7 @@ var (
 		10: "ERROR_CODE_SHUTTING_DOWN",
 		11: "ERROR_CODE_SLOW_CONSUMER",
 		12: "ERROR_CODE_REJECTED",
+		13: "ERROR_CODE_OUTCOME_UNKNOWN",
 		20: "ERROR_CODE_UNSUPPORTED_PROTOCOL",
 		21: "ERROR_CODE_SEQ_REUSED",
 		22: "ERROR_CODE_SESSION_EXPIRED",
@@ -125,6 +130,7 @@ var (
 		"ERROR_CODE_SHUTTING_DOWN":        10,
 		"ERROR_CODE_SLOW_CONSUMER":        11,
 		"ERROR_CODE_REJECTED":             12,
+		"ERROR_CODE_OUTCOME_UNKNOWN":      13,
 		"ERROR_CODE_UNSUPPORTED_PROTOCOL": 20,
 		"ERROR_CODE_SEQ_REUSED":           21,
 		"ERROR_CODE_SESSION_EXPIRED":      22,
@@ -2309,7 +2315,7 @@ const file_client_proto_rawDesc = "" +
 	"\x06killed\x18\x04 \x01(\bR\x06killed*7\n" +
 	"\tChatScope\x12\x13\n" +
 	"\x0fCHAT_SCOPE_ZONE\x10\x00\x12\x15\n" +
-	"\x11CHAT_SCOPE_NEARBY\x10\x01*\xd1\x03\n" +
+	"\x11CHAT_SCOPE_NEARBY\x10\x01*\xf1\x03\n" +
 	"\tErrorCode\x12\x1a\n" +
 	"\x16ERROR_CODE_UNSPECIFIED\x10\x00\x12\x18\n" +
 	"\x14ERROR_CODE_MALFORMED\x10\x01\x12\x18\n" +
@@ -2324,7 +2330,8 @@ const file_client_proto_rawDesc = "" +
 	"\x18ERROR_CODE_SHUTTING_DOWN\x10\n" +
 	"\x12\x1c\n" +
 	"\x18ERROR_CODE_SLOW_CONSUMER\x10\v\x12\x17\n" +
-	"\x13ERROR_CODE_REJECTED\x10\f\x12#\n" +
+	"\x13ERROR_CODE_REJECTED\x10\f\x12\x1e\n" +
+	"\x1aERROR_CODE_OUTCOME_UNKNOWN\x10\r\x12#\n" +
 	"\x1fERROR_CODE_UNSUPPORTED_PROTOCOL\x10\x14\x12\x19\n" +
 	"\x15ERROR_CODE_SEQ_REUSED\x10\x15\x12\x1e\n" +
 	"\x1aERROR_CODE_SESSION_EXPIRED\x10\x16B7Z5github.com/realmstream/realmstream/libs/schema;schemab\x06proto3"
