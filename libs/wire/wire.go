@@ -44,6 +44,14 @@ const (
 	QueryZone       = "persist.query.zone"
 )
 
+// Request/reply subjects of the world's query API (queue group "world": any
+// instance answers, owner or not).
+const (
+	// QueryZoneState answers a zone's state at a stream sequence or a time
+	// (time travel): JSON {"zone","at_seq","at_ns"}.
+	QueryZoneState = "world.query.state"
+)
+
 // Durable consumer names.
 const (
 	// DurablePersist is persist's consumer of the whole event stream.
