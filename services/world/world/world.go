@@ -31,6 +31,7 @@ import (
 	"github.com/realmstream/realmstream/libs/opsserver"
 	"github.com/realmstream/realmstream/libs/schema"
 	"github.com/realmstream/realmstream/libs/wire"
+	"github.com/realmstream/realmstream/services/world/internal/history"
 	"github.com/realmstream/realmstream/services/world/internal/rules"
 	"github.com/realmstream/realmstream/services/world/internal/zone"
 )
@@ -39,8 +40,11 @@ import (
 const (
 	// BucketMembers holds one entry per live world instance (TTL = member TTL).
 	BucketMembers = "world_members"
-	// BucketSnapshots holds the latest snapshot of each zone (key = zone id).
+	// BucketSnapshots holds the latest snapshots of each zone (key = zone id;
+	// the last SnapshotHistory revisions are kept for time travel).
 	BucketSnapshots = "world_snapshots"
+	// SnapshotHistory is how many snapshots per zone the bucket keeps.
+	SnapshotHistory = 16
 )
 
 // Service is one world instance.
@@ -180,7 +184,7 @@ func (s *Service) Run(ctx context.Context) error {
 		return fmt.Errorf("world: members bucket: %w", err)
 	}
 	if s.snaps, err = s.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: BucketSnapshots, Description: "zone snapshots",
-		History: 1, Replicas: replicas, MaxValueSize: -1}); err != nil {
+		History: SnapshotHistory, Replicas: replicas, MaxValueSize: -1}); err != nil {
 		return fmt.Errorf("world: snapshots bucket: %w", err)
 	}
 	store, err := s.lockStore()
@@ -199,6 +203,13 @@ func (s *Service) Run(ctx context.Context) error {
 		}
 		return nil
 	})
+	// Time travel: any instance answers world.query.state from the log and
+	// the snapshots' history, owner or not.
+	hsub, err := history.Serve(ctx, nc, &history.Reader{JS: s.js, Snaps: history.KVSnapshots{KV: s.snaps}, Rules: s.rules}, 30*time.Second)
+	if err != nil {
+		return fmt.Errorf("world: query API: %w", err)
+	}
+	defer func() { _ = hsub.Unsubscribe() }()
 	if err := s.ops.Listen(s.cfg.HTTPAddr); err != nil {
 		return fmt.Errorf("world: ops listener %s: %w", s.cfg.HTTPAddr, err)
 	}
