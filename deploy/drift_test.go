@@ -656,6 +656,9 @@ func startRedis(t *testing.T, password string) string {
 }
 
 // startSentinel runs a private Redis Sentinel watching primary as master.
+// With a password the Sentinel is protected as the Bitnami chart protects
+// its Sentinels (auth.sentinel: true, the default): requirepass with the
+// Redis password, so a client that does not send it gets NOAUTH.
 func startSentinel(t *testing.T, primary, master, password string) string {
 	t.Helper()
 	port := opsPort(t)
@@ -664,7 +667,7 @@ func startSentinel(t *testing.T, primary, master, password string) string {
 	conf := fmt.Sprintf("port %s\nbind 127.0.0.1\ndir %s\nsentinel monitor %s %s %s 1\nsentinel down-after-milliseconds %s 5000\n",
 		port, dir, master, host, pport, master)
 	if password != "" {
-		conf += fmt.Sprintf("sentinel auth-pass %s %s\n", master, password)
+		conf += fmt.Sprintf("sentinel auth-pass %s %s\nrequirepass %s\n", master, password, password)
 	}
 	path := filepath.Join(dir, "sentinel.conf")
 	if err := os.WriteFile(path, []byte(conf), 0o644); err != nil {

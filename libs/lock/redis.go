@@ -100,8 +100,13 @@ type RedisConfig struct {
 	Addr           string   // host:port of a single server
 	SentinelMaster string   // name of the primary watched by Sentinel
 	SentinelAddrs  []string // Sentinel host:port list
-	Password       string
-	DB             int
+	Password       string   // AUTH of the Redis servers
+	// SentinelPassword is the AUTH of the Sentinels themselves (requirepass
+	// in sentinel.conf). The Bitnami chart protects its Sentinels with the
+	// Redis password by default (auth.sentinel: true): without it every
+	// SENTINEL get-master-addr-by-name answers NOAUTH.
+	SentinelPassword string
+	DB               int
 
 	PoolSize     int           // max connections; default 10 per CPU (go-redis)
 	MinIdleConns int           // kept open; default 2
@@ -119,6 +124,8 @@ func (c RedisConfig) Validate() error {
 		return errors.New("lock: redis: set an address or a sentinel master")
 	case c.SentinelMaster != "" && len(c.SentinelAddrs) == 0:
 		return errors.New("lock: redis: sentinel master set without sentinel addresses")
+	case c.SentinelPassword != "" && c.SentinelMaster == "":
+		return errors.New("lock: redis: sentinel password set without a sentinel master")
 	case c.PoolSize < 0 || c.MinIdleConns < 0 || c.MaxRetries < -1:
 		return errors.New("lock: redis: pool size, min idle and retries must not be negative")
 	case c.DialTimeout < 0 || c.ReadTimeout < 0 || c.WriteTimeout < 0 || c.PoolTimeout < 0:
@@ -159,7 +166,8 @@ func NewRedisClient(c RedisConfig) (redis.UniversalClient, error) {
 	if c.SentinelMaster != "" {
 		return redis.NewFailoverClient(&redis.FailoverOptions{
 			MasterName: c.SentinelMaster, SentinelAddrs: c.SentinelAddrs,
-			Password: c.Password, DB: c.DB,
+			SentinelPassword: c.SentinelPassword,
+			Password:         c.Password, DB: c.DB,
 			PoolSize: c.PoolSize, MinIdleConns: c.MinIdleConns,
 			DialTimeout: c.DialTimeout, ReadTimeout: c.ReadTimeout, WriteTimeout: c.WriteTimeout,
 			PoolTimeout: c.PoolTimeout, MaxRetries: c.MaxRetries,

@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/realmstream/realmstream/libs/lock"
 	"github.com/realmstream/realmstream/libs/lock/locktest"
 	"github.com/realmstream/realmstream/libs/redistest"
@@ -21,6 +23,51 @@ import (
 // (redis-server --sentinel), the client finding the primary by name.
 func TestSentinelConformance(t *testing.T) {
 	primary := redistest.Start(t)
+	addr := startSentinel(t, primary.Port, "")
+	c := sentinelClient(t, lock.RedisConfig{SentinelMaster: "realm", SentinelAddrs: []string{addr}})
+	locktest.Run(t, func(t *testing.T) lock.Store { return lock.NewRedisStore(c, "realmtest:sentinel:") })
+}
+
+// TestSentinelPassword: Sentinels protected by requirepass (the Bitnami
+// chart's default, auth.sentinel: true) answer NOAUTH to a client that only
+// knows the Redis password; with SentinelPassword the failover client finds
+// the primary and takes a lease.
+func TestSentinelPassword(t *testing.T) {
+	primary := redistest.Start(t)
+	addr := startSentinel(t, primary.Port, "s3ntinel")
+	cfg := lock.RedisConfig{SentinelMaster: "realm", SentinelAddrs: []string{addr}, DialTimeout: 500 * time.Millisecond}
+	bare, err := lock.NewRedisClient(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	err = bare.Ping(ctx).Err()
+	cancel()
+	bare.Close()
+	if err == nil {
+		t.Fatal("a client without the Sentinel password reached the primary through a protected Sentinel")
+	}
+	cfg.SentinelPassword = "s3ntinel"
+	c := sentinelClient(t, cfg)
+	l, err := lock.New(lock.NewRedisStore(c, "realmtest:sentinelpw:"), lock.Options{TTL: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ls, err := l.TryAcquire(context.Background(), "z")
+	if err != nil {
+		t.Fatalf("lease through a password-protected Sentinel: %v", err)
+	}
+	_ = ls.Release(context.Background())
+	if err := (lock.RedisConfig{Addr: "x:1", SentinelPassword: "p"}).Validate(); err == nil {
+		t.Error("a Sentinel password without a Sentinel master validates")
+	}
+}
+
+// startSentinel runs a private Sentinel (redis-server --sentinel) watching
+// the primary on port as master "realm"; password, when set, is the
+// Sentinel's own requirepass.
+func startSentinel(t *testing.T, primaryPort int, password string) string {
+	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -29,7 +76,10 @@ func TestSentinelConformance(t *testing.T) {
 	l.Close()
 	dir := t.TempDir()
 	conf := filepath.Join(dir, "sentinel.conf")
-	body := fmt.Sprintf("port %d\nbind 127.0.0.1\ndir %s\nsentinel monitor realm 127.0.0.1 %d 1\nsentinel down-after-milliseconds realm 5000\n", port, dir, primary.Port)
+	body := fmt.Sprintf("port %d\nbind 127.0.0.1\ndir %s\nsentinel monitor realm 127.0.0.1 %d 1\nsentinel down-after-milliseconds realm 5000\n", port, dir, primaryPort)
+	if password != "" {
+		body += "requirepass " + password + "\n"
+	}
 	if err := os.WriteFile(conf, []byte(body), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -38,25 +88,30 @@ func TestSentinelConformance(t *testing.T) {
 		t.Fatalf("start sentinel (redis-server --sentinel): %v", err)
 	}
 	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	c, err := lock.NewRedisClient(lock.RedisConfig{SentinelMaster: "realm", SentinelAddrs: []string{"127.0.0.1:" + strconv.Itoa(port)}})
+	return "127.0.0.1:" + strconv.Itoa(port)
+}
+
+// sentinelClient returns a failover client once it has reached the primary.
+func sentinelClient(t *testing.T, cfg lock.RedisConfig) redis.UniversalClient {
+	t.Helper()
+	c, err := lock.NewRedisClient(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.Close()
+	t.Cleanup(func() { c.Close() })
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		err := c.Ping(ctx).Err()
 		cancel()
 		if err == nil {
-			break
+			return c
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("failover client never reached the primary through Sentinel: %v", err)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	locktest.Run(t, func(t *testing.T) lock.Store { return lock.NewRedisStore(c, "realmtest:sentinel:") })
 }
 
 // TestRedisRestartLosesLease: a lease whose Redis dies ends locally before

@@ -30,6 +30,7 @@ type Config struct {
 	RedisSentinelMaster string        // --redis-sentinel-master, Sentinel primary name (use with --redis-sentinel-addrs)
 	RedisSentinelAddrs  string        // --redis-sentinel-addrs, comma-separated Sentinel host:port list
 	RedisPassword       string        // --redis-password
+	RedisSentinelPass   string        // --redis-sentinel-password, AUTH of the Sentinels (Bitnami: the Redis password)
 	RedisDB             int           // --redis-db, default 0
 	RedisPoolSize       int           // --redis-pool-size, max connections, default 16
 	RedisMinIdle        int           // --redis-min-idle, idle connections kept open, default 2
@@ -107,6 +108,7 @@ func (c *Config) RegisterFlags(s *envflag.Set) {
 	s.String(&c.RedisSentinelMaster, "redis-sentinel-master", c.RedisSentinelMaster, "Sentinel primary name (go-redis failover client)")
 	s.String(&c.RedisSentinelAddrs, "redis-sentinel-addrs", c.RedisSentinelAddrs, "comma-separated Sentinel host:port addresses")
 	s.String(&c.RedisPassword, "redis-password", c.RedisPassword, "Redis password")
+	s.String(&c.RedisSentinelPass, "redis-sentinel-password", c.RedisSentinelPass, "password of the Sentinels (requirepass in sentinel.conf); empty = Sentinels without AUTH")
 	s.Int(&c.RedisDB, "redis-db", c.RedisDB, "Redis database number")
 	s.Int(&c.RedisPoolSize, "redis-pool-size", c.RedisPoolSize, "Redis connection pool size")
 	s.Int(&c.RedisMinIdle, "redis-min-idle", c.RedisMinIdle, "idle Redis connections kept open")
@@ -196,7 +198,8 @@ func (c *Config) memberTTL() time.Duration {
 func (c *Config) redisConfig() lock.RedisConfig {
 	return lock.RedisConfig{
 		Addr: c.RedisAddr, SentinelMaster: c.RedisSentinelMaster, SentinelAddrs: lock.SplitAddrs(c.RedisSentinelAddrs),
-		Password: c.RedisPassword, DB: c.RedisDB, PoolSize: c.RedisPoolSize, MinIdleConns: c.RedisMinIdle,
+		SentinelPassword: c.RedisSentinelPass,
+		Password:         c.RedisPassword, DB: c.RedisDB, PoolSize: c.RedisPoolSize, MinIdleConns: c.RedisMinIdle,
 		DialTimeout: c.RedisDialTimeout, ReadTimeout: c.RedisReadTimeout, WriteTimeout: c.RedisWriteTimeout,
 		PoolTimeout: c.RedisPoolTimeout, MaxRetries: c.RedisMaxRetries,
 	}
