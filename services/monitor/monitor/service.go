@@ -430,7 +430,7 @@ func (s *Service) openAlertState(ctx context.Context, js jetstream.JetStream) er
 	if replicas == 0 {
 		replicas = 1
 	}
-	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: AlertStateBucket,
+	kv, err := wire.EnsureKeyValue(ctx, js, jetstream.KeyValueConfig{Bucket: AlertStateBucket,
 		Description: "monitor: firing alerts, so a restart neither repeats nor forgets them", History: 1,
 		Replicas: replicas, Storage: s.cfg.Streams.Storage})
 	if err != nil {

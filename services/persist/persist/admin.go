@@ -38,7 +38,7 @@ func OpenAdmin(ctx context.Context, cfg Config, log *slog.Logger) (*Admin, error
 		nc.Close()
 		return nil, err
 	}
-	kv, err := shardmap.Open(ctx, js, cfg.ShardMapBucket)
+	kv, err := shardmap.Open(ctx, js, cfg.ShardMapBucket, 0)
 	if err != nil {
 		nc.Close()
 		return nil, err

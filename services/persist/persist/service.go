@@ -141,7 +141,7 @@ func (s *Service) Run(ctx context.Context) error {
 		}
 		partman = func(ctx context.Context) { s.partitionAll(ctx, pg) }
 		watchMap = func(ctx context.Context) {
-			kv, err := shardmap.Open(ctx, js, s.cfg.ShardMapBucket)
+			kv, err := shardmap.Open(ctx, js, s.cfg.ShardMapBucket, s.cfg.StreamReplicas)
 			if err != nil {
 				s.log.Error("shard map watch", "err", err)
 				return
@@ -255,7 +255,7 @@ func (s *Service) Run(ctx context.Context) error {
 // openPostgres bootstraps or loads the shard map, migrates every shard,
 // runs partition maintenance once and records ownership.
 func (s *Service) openPostgres(ctx context.Context, js jetstream.JetStream) (*pgstore.Store, error) {
-	kv, err := shardmap.Open(ctx, js, s.cfg.ShardMapBucket)
+	kv, err := shardmap.Open(ctx, js, s.cfg.ShardMapBucket, s.cfg.StreamReplicas)
 	if err != nil {
 		return nil, err
 	}

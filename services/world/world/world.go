@@ -180,10 +180,10 @@ func (s *Service) Run(ctx context.Context) error {
 	// File storage: a memory bucket would vanish with a NATS restart.
 	s.membersCfg = jetstream.KeyValueConfig{Bucket: BucketMembers, Description: "live world instances",
 		TTL: s.cfg.memberTTL(), History: 1, Storage: jetstream.FileStorage, Replicas: replicas}
-	if s.members, err = s.js.CreateOrUpdateKeyValue(ctx, s.membersCfg); err != nil {
+	if s.members, err = wire.EnsureKeyValue(ctx, s.js, s.membersCfg); err != nil {
 		return fmt.Errorf("world: members bucket: %w", err)
 	}
-	if s.snaps, err = s.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: BucketSnapshots, Description: "zone snapshots",
+	if s.snaps, err = wire.EnsureKeyValue(ctx, s.js, jetstream.KeyValueConfig{Bucket: BucketSnapshots, Description: "zone snapshots",
 		History: SnapshotHistory, Replicas: replicas, MaxValueSize: -1}); err != nil {
 		return fmt.Errorf("world: snapshots bucket: %w", err)
 	}

@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/realmstream/realmstream/libs/shard"
+	"github.com/realmstream/realmstream/libs/wire"
 )
 
 // DefaultBucket is the KV bucket of the shard map.
@@ -22,12 +23,15 @@ const key = "map"
 // KV is the shard map stored in NATS KV.
 type KV struct{ kv jetstream.KeyValue }
 
-// Open creates (or opens) the bucket.
-func Open(ctx context.Context, js jetstream.JetStream, bucket string) (*KV, error) {
-	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+// Open creates (or opens) the bucket with the given replicas (--stream-replicas;
+// an existing bucket is scaled to it). replicas 0 leaves an existing bucket's
+// replicas alone: the admin command opens the map without owning its settings.
+func Open(ctx context.Context, js jetstream.JetStream, bucket string, replicas int) (*KV, error) {
+	kv, err := wire.EnsureKeyValue(ctx, js, jetstream.KeyValueConfig{
 		Bucket:      bucket,
 		Description: "persist shard map (logical shard -> physical database)",
 		History:     32,
+		Replicas:    replicas,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("shardmap: open bucket %s: %w", bucket, err)
