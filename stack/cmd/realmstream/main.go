@@ -26,6 +26,10 @@ const usage = `realmstream: the Realmstream game backend on one machine.
 Usage:
   realmstream run  [flags]   start embedded NATS, gateway, world, persist and monitor in this process
   realmstream bots [flags]   connect simulated players to a running gateway and report
+  realmstream admin [flags] <command>
+                             look inside a running backend: zones, zone state (time
+                             travel), zone log, player history, shards, partitions,
+                             consumers (realmstream admin --help)
   realmstream help           this text
 
 Run "realmstream <command> --help" for the flags of a command. Every flag can
@@ -46,6 +50,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = runStack(ctx, args[1:], stdout, stderr)
 	case "bots":
 		err = runBots(ctx, args[1:], stdout, stderr)
+	case "admin":
+		err = runAdmin(ctx, args[1:], stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return 0
