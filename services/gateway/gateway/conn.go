@@ -187,6 +187,7 @@ type conn struct {
 	sesSub      *nats.Subscription
 	outstanding atomic.Int64  // accepted commands not yet answered (the writer waits a moment for their acks)
 	lastSeq     atomic.Uint64 // highest accepted seq on this connection (written by the reader)
+	resend      resendSet     // seqs <= lastSeq that may be sent again (see resend.go)
 
 	zone atomic.Pointer[string] // current zone; nil before Join
 	cell atomic.Int64           // AOI centre cell, -1 unknown
@@ -400,6 +401,16 @@ func (c *conn) sendError(seq uint64, code schema.ErrorCode, msg string) {
 	c.send(errPacket(seq, code, msg))
 }
 
+// replyBusyFor answers Busy to a command that was not accepted. Its seq stays
+// usable: a fresh seq is remembered as resendable (a later seq may be
+// accepted before the client resends it); a resend keeps its entry.
+func (c *conn) replyBusyFor(seq uint64, resend bool) {
+	if !resend {
+		c.resend.add(seq, 0)
+	}
+	c.replyBusy(seq)
+}
+
 func (c *conn) replyBusy(seq uint64) {
 	c.s.m.busy.Inc()
 	c.reply(&schema.ServerPacket{AckSeq: seq, Body: &schema.ServerPacket_Busy{Busy: &schema.Busy{RetryAfterMs: 50}}})
@@ -503,9 +514,15 @@ func (c *conn) handle(b []byte) {
 		c.replyError(seq, schema.ErrorCode_ERROR_CODE_UNAUTHENTICATED, "send Hello first")
 		return
 	}
-	if last := c.lastSeq.Load(); seq <= last {
-		c.replyError(seq, schema.ErrorCode_ERROR_CODE_STALE_SEQ, fmt.Sprintf("seq %d is not above %d", seq, last))
-		return
+	// A seq at or below the last accepted one is a resend: accepted only
+	// for commands the client was told to resend (resend.go).
+	last := c.lastSeq.Load()
+	resendKey, resend := uint64(0), false
+	if seq <= last {
+		if resendKey, resend = c.resend.lookup(seq); !resend {
+			c.replyError(seq, schema.ErrorCode_ERROR_CODE_STALE_SEQ, fmt.Sprintf("seq %d is not above %d", seq, last))
+			return
+		}
 	}
 	zone := c.currentZone()
 	if j, ok := p.Body.(*schema.ClientPacket_Join); ok {
@@ -519,7 +536,7 @@ func (c *conn) handle(b []byte) {
 		return
 	}
 	if c.s.pub.inflight.Load() >= int64(c.s.cfg.MaxPending) {
-		c.replyBusy(seq)
+		c.replyBusyFor(seq, resend)
 		return
 	}
 	cmd := &c.cmd
@@ -538,6 +555,10 @@ func (c *conn) handle(b []byte) {
 		cmd.Body = &schema.Command_Chat{Chat: body.Chat}
 	case *schema.ClientPacket_Attack:
 		cmd.Body = &schema.Command_Attack{Attack: body.Attack}
+	}
+	if resend && resendKey != 0 && resendKey != commandKey(cmd) {
+		c.replyError(seq, schema.ErrorCode_ERROR_CODE_SEQ_REUSED, fmt.Sprintf("seq %d was used for a different command; resend that command or use a seq above %d", seq, last))
+		return
 	}
 	it := newItem()
 	var err error
@@ -565,7 +586,7 @@ func (c *conn) handle(b []byte) {
 		c.outstanding.Add(-1)
 		span.End()
 		freeItem(it)
-		c.replyBusy(seq)
+		c.replyBusyFor(seq, resend)
 		return
 	default: // closed: draining
 		c.outstanding.Add(-1)
@@ -575,7 +596,11 @@ func (c *conn) handle(b []byte) {
 		return
 	}
 	c.s.m.accepted.Inc()
-	c.lastSeq.Store(seq)
+	if resend {
+		c.resend.remove(seq)
+	} else {
+		c.lastSeq.Store(seq)
+	}
 	if c.s.ring.Len() >= c.s.cfg.BatchSize {
 		// The publisher is behind: let it run instead of reading more. With
 		// more runnable readers than cores, the one consumer otherwise gets

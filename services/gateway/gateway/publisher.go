@@ -34,6 +34,11 @@ type item struct {
 	received time.Time
 	span     trace.Span
 	attempts int
+	// ambiguous: some failed attempt may have stored the message (a
+	// timeout, a lost connection): giving up answers OUTCOME_UNKNOWN, not
+	// "not stored".
+	ambiguous bool
+	lastErr   error // the failure that sent it to retryq
 }
 
 var itemPool = sync.Pool{New: func() any { return &item{msg: nats.Msg{Header: make(nats.Header, 8)}} }}
@@ -44,7 +49,7 @@ func newItem() *item { return itemPool.Get().(*item) }
 
 // freeItem returns it to the pool; nothing may use it afterwards.
 func freeItem(it *item) {
-	it.c, it.span, it.attempts = nil, nil, 0
+	it.c, it.span, it.attempts, it.ambiguous, it.lastErr = nil, nil, 0, false, nil
 	it.msg.Data, it.msg.Subject = nil, ""
 	if cap(it.buf) > 4096 {
 		it.buf = nil
@@ -72,9 +77,12 @@ func (it *item) setHeaders(msgID, session, player, zone string) {
 //     item in retryq holds a window slot, so a run that waits for slots
 //     without serving retryq deadlocks after an ack stall (issue 10 #2).
 //   - onAck/onErr run on nats.go's ack goroutine (and its timeout timers);
-//     they never block: they answer the client through its bounded send
-//     queue and hand retries to run through retryq, whose capacity equals the
-//     window so a send to it never blocks (each item in it holds a slot).
+//     they never block. onAck answers the client through its bounded send
+//     queue and frees the item (an ack cannot arrive before PublishMsgAsync
+//     copied the message). onErr only hands the item to run through retryq,
+//     whose capacity equals the window so a send to it never blocks (each
+//     item in it holds a slot); run decides retry or give-up, because a
+//     timeout timer can fire while run is still publishing that item.
 //   - pending maps a published *nats.Msg to its item; guarded by mu.
 //   - the window: inflight counts published, unanswered items (at most
 //     MaxPending). Only run increments it; the ack side decrements it. When
@@ -150,7 +158,8 @@ func (p *publisher) run(drainDeadline <-chan struct{}) {
 		case <-drainDeadline:
 			n := p.inflight.Load()
 			p.lost.Add(n)
-			p.s.log.Error("drain deadline passed with publishes unacknowledged; their clients got no answer", "inflight", n)
+			p.s.log.Error("drain deadline passed with publishes unacknowledged; their clients are told the outcome is unknown", "inflight", n)
+			p.abandonInflight()
 			return
 		}
 	}
@@ -247,8 +256,38 @@ func (p *publisher) abandon(it *item) {
 	p.lost.Add(1)
 	it.span.End()
 	it.c.outstanding.Add(-1)
-	it.c.sendError(it.seq, schema.ErrorCode_ERROR_CODE_SHUTTING_DOWN, "not stored before the shutdown deadline; resend it")
+	it.c.resend.add(it.seq, itemKey(it))
+	it.c.sendError(it.seq, schema.ErrorCode_ERROR_CODE_SHUTTING_DOWN, "not stored before the shutdown deadline; resend it with the same seq")
 	freeItem(it)
+}
+
+// abandonInflight answers every published, unanswered item when the drain
+// deadline has passed: each was published at least once, so its outcome is
+// unknown. Later callbacks for them find nothing in pending.
+func (p *publisher) abandonInflight() {
+	p.mu.Lock()
+	items := make([]*item, 0, len(p.pending))
+	for m, it := range p.pending {
+		items = append(items, it)
+		delete(p.pending, m)
+	}
+	p.mu.Unlock()
+drain:
+	for {
+		select {
+		case it := <-p.retryq:
+			items = append(items, it)
+		default:
+			break drain
+		}
+	}
+	for _, it := range items {
+		it.span.End()
+		it.c.outstanding.Add(-1)
+		it.c.resend.add(it.seq, itemKey(it))
+		it.c.sendError(it.seq, schema.ErrorCode_ERROR_CODE_OUTCOME_UNKNOWN, "no answer from JetStream before the shutdown deadline; resend it with the same seq")
+		// Not freed: nats.go may still hold &it.msg until its timeout fires.
+	}
 }
 
 // send publishes an item that holds a window slot.
@@ -271,13 +310,20 @@ func (p *publisher) send(it *item) {
 	}
 }
 
-// republish resends an item whose publish failed asynchronously. No backoff
-// here: the failure already took a publish timeout or a server answer, and a
-// sleep per item would serialise a burst of timeouts into a long stall.
-func (p *publisher) republish(it *item) { p.send(it) }
+// republish resends an item whose publish failed asynchronously, or gives
+// up on it (run only). No backoff here: the failure already took a publish
+// timeout or a server answer, and a sleep per item would serialise a burst of
+// timeouts into a long stall.
+func (p *publisher) republish(it *item) {
+	if p.shouldRetry(it, it.lastErr) {
+		p.send(it)
+	}
+}
 
 // shouldRetry counts an attempt; when retries are exhausted it answers the
-// client INTERNAL and frees the slot.
+// client and frees the slot: OUTCOME_UNKNOWN if some attempt may have stored
+// the command, INTERNAL (not stored) otherwise. Either way the client may
+// resend with the same seq (issue 10 #4), which is deduplicated.
 func (p *publisher) shouldRetry(it *item, err error) bool {
 	it.attempts++
 	if it.attempts <= p.s.cfg.PublishRetries {
@@ -290,7 +336,12 @@ func (p *publisher) shouldRetry(it *item, err error) bool {
 	it.span.SetStatus(codes.Error, "publish failed")
 	it.span.End()
 	it.c.outstanding.Add(-1)
-	it.c.sendError(it.seq, schema.ErrorCode_ERROR_CODE_INTERNAL, "the command could not be stored; resend it")
+	it.c.resend.add(it.seq, itemKey(it))
+	if it.ambiguous {
+		it.c.sendError(it.seq, schema.ErrorCode_ERROR_CODE_OUTCOME_UNKNOWN, "no answer from JetStream: the command may or may not be stored; resend it with the same seq")
+	} else {
+		it.c.sendError(it.seq, schema.ErrorCode_ERROR_CODE_INTERNAL, "the command was not stored ("+err.Error()+"); resend it with the same seq")
+	}
 	freeItem(it)
 	p.release()
 	return false
@@ -344,9 +395,12 @@ func (p *publisher) onErr(_ jetstream.JetStream, m *nats.Msg, err error) {
 	if it == nil {
 		return
 	}
-	if !p.shouldRetry(it, err) {
-		return
-	}
+	// The decision (retry or give up, which frees the item) is run's: a
+	// publish timeout can fire while run is still inside PublishMsgAsync
+	// for this very item (nats.go arms the timer before it copies the
+	// message), so freeing it here would let a reader reuse it mid-publish.
+	it.lastErr = err
+	it.ambiguous = it.ambiguous || ambiguousPublishErr(err)
 	p.retryq <- it // never blocks: capacity == window and it holds a slot
 	// Wake the publisher if it is parked in Wait; a full ring means it is busy
 	// and will see retryq on its next loop; a closed ring means it is in the

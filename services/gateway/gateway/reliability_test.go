@@ -9,6 +9,7 @@ import (
 	"github.com/realmstream/realmstream/libs/client"
 	"github.com/realmstream/realmstream/libs/natstest"
 	"github.com/realmstream/realmstream/libs/schema"
+	"github.com/realmstream/realmstream/libs/wire"
 )
 
 // answers records, per seq, every answer one client got.
@@ -146,5 +147,111 @@ func TestPublisherRecoversFromAckStall(t *testing.T) {
 		if acksAfter == 0 {
 			t.Errorf("client %d: no command sent after the stall was acked", i)
 		}
+	}
+}
+
+// TestAmbiguousPublishResendSameSeq is the regression test of issue 10 #4: a
+// command whose PubAck never arrives within the publish timeout and its
+// retries (a stall proxy holds the acks; the stream did store it) is answered
+// OUTCOME_UNKNOWN, not "INTERNAL: could not be stored; resend it". Resending
+// it with the same seq is accepted and deduplicated (Ack duplicate, stored
+// once); the same seq with a different body is refused SEQ_REUSED; an acked
+// seq stays STALE_SEQ. Before the fix the answer was INTERNAL and the resend
+// STALE_SEQ, so a client had to use a new seq and the command was applied twice.
+func TestAmbiguousPublishResendSameSeq(t *testing.T) {
+	srv, _, _ := natstest.StartWithStreams(t)
+	px := startStallProxy(t, srv.Addr().String())
+	h := start(t, func(c *Config) {
+		c.NATSURL = px.URL()
+		c.PublishTimeout = 100 * time.Millisecond
+		c.PublishRetries = 2
+		c.ShutdownTimeout = 2 * time.Second
+	})
+	h.srv = srv
+	h.nc, h.js = natstest.Connect(t, srv.URL) // the server behind the proxy
+	ctx := context.Background()
+	c, w := h.login("tcp", "amb", "z1_1")
+	acked, err := c.Move(ctx, 1, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := next(t, c, 5*time.Second); p.AckSeq != acked || p.GetAck() == nil {
+		t.Fatalf("got %v, want ack of %d", p, acked)
+	}
+
+	px.stall(1500 * time.Millisecond)
+	stallEnd := time.Now().Add(1500 * time.Millisecond)
+	move := &schema.ClientPacket{Body: &schema.ClientPacket_Move{Move: &schema.Move{X: 7, Y: 7}}}
+	seq, err := c.Send(ctx, move)
+	if err != nil {
+		t.Fatal(err)
+	}
+	expectError(t, c, seq, schema.ErrorCode_ERROR_CODE_OUTCOME_UNKNOWN)
+	if time.Now().After(stallEnd) {
+		t.Fatal("the answer came after the stall: the test did not exercise the ambiguous path")
+	}
+	time.Sleep(time.Until(stallEnd))
+
+	other := &schema.ClientPacket{Seq: seq, Body: &schema.ClientPacket_Move{Move: &schema.Move{X: 8, Y: 8}}}
+	if err := c.SendRaw(ctx, other); err != nil {
+		t.Fatal(err)
+	}
+	expectError(t, c, seq, schema.ErrorCode_ERROR_CODE_SEQ_REUSED)
+
+	if err := c.SendRaw(ctx, move); err != nil {
+		t.Fatal(err)
+	}
+	p := next(t, c, 5*time.Second)
+	if p.AckSeq != seq || p.GetAck() == nil || !p.GetAck().Duplicate {
+		t.Fatalf("resend with the same seq: got %v, want a duplicate Ack of %d", p, seq)
+	}
+	if err := c.SendRaw(ctx, move); err != nil { // answered now: a second resend is stale
+		t.Fatal(err)
+	}
+	expectError(t, c, seq, schema.ErrorCode_ERROR_CODE_STALE_SEQ)
+	if err := c.SendRaw(ctx, &schema.ClientPacket{Seq: acked, Body: &schema.ClientPacket_Move{Move: &schema.Move{X: 1, Y: 1}}}); err != nil {
+		t.Fatal(err)
+	}
+	expectError(t, c, acked, schema.ErrorCode_ERROR_CODE_STALE_SEQ)
+
+	id := wire.CommandID(w.SessionId, seq)
+	n := 0
+	for _, m := range h.streamMsgs() {
+		if m.Header.Get(wire.HeaderMsgID) == id {
+			n++
+		}
+	}
+	if n != 1 {
+		t.Fatalf("command %s stored %d times, want once", id, n)
+	}
+}
+
+// TestBusySeqMayBeResent: a command answered Busy was not accepted; its seq
+// may be sent again even after a later seq was accepted (issue 10 #4).
+func TestBusySeqMayBeResent(t *testing.T) {
+	h := start(t, nil)
+	ctx := context.Background()
+	c, _ := h.login("tcp", "busy", "z1_1")
+	// A Busy answer, as the reader gives it when the window is full.
+	seq := c.Reserve()
+	var gc *conn
+	h.gw.mu.Lock()
+	for k := range h.gw.conns {
+		gc = k
+	}
+	h.gw.mu.Unlock()
+	gc.resend.add(seq, 0) // what replyBusyFor records
+	later, err := c.Move(ctx, 2, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := next(t, c, 5*time.Second); p.AckSeq != later || p.GetAck() == nil {
+		t.Fatalf("got %v, want ack of %d", p, later)
+	}
+	if err := c.SendRaw(ctx, &schema.ClientPacket{Seq: seq, Body: &schema.ClientPacket_Move{Move: &schema.Move{X: 3, Y: 3}}}); err != nil {
+		t.Fatal(err)
+	}
+	if p := next(t, c, 5*time.Second); p.AckSeq != seq || p.GetAck() == nil || p.GetAck().Duplicate {
+		t.Fatalf("resent busy seq: got %v, want a fresh ack of %d", p, seq)
 	}
 }
