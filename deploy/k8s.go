@@ -46,6 +46,8 @@ func newTyped(apiVersion, kind string) any {
 		return &corev1.ConfigMap{}
 	case "v1/Secret":
 		return &corev1.Secret{}
+	case "v1/Namespace":
+		return &corev1.Namespace{}
 	case "v1/ServiceAccount":
 		return &corev1.ServiceAccount{}
 	case "policy/v1/PodDisruptionBudget":

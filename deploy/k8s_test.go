@@ -287,3 +287,32 @@ func TestStreamReplicasAgree(t *testing.T) {
 		}
 	}
 }
+
+// TestNamespaceCheckCatchesFreshClusterGaps: an overlay without its Namespace
+// object (a first deploy to a fresh cluster fails: namespace not found), or
+// one whose Pod Security admission is weaker than restricted, fails the
+// namespace check in every overlay.
+func TestNamespaceCheckCatchesFreshClusterGaps(t *testing.T) {
+	for _, overlay := range Overlays {
+		t.Run(overlay, func(t *testing.T) {
+			good := buildOverlay(t, overlay)
+			if msgs := checkNamespace(good); len(msgs) != 0 {
+				t.Fatalf("fails on the overlay: %v", msgs)
+			}
+			var noNS Objects
+			for _, o := range fresh(t, good) {
+				if o.Kind != "Namespace" {
+					noNS = append(noNS, o)
+				}
+			}
+			if len(checkNamespace(noNS)) == 0 {
+				t.Error("an overlay without a Namespace object passes")
+			}
+			weak := fresh(t, good)
+			get[*corev1.Namespace](weak, "Namespace", get[*appsv1.Deployment](weak, "Deployment", "world").Namespace).Labels["pod-security.kubernetes.io/enforce"] = "baseline"
+			if len(checkNamespace(weak)) == 0 {
+				t.Error("a Namespace enforcing baseline passes")
+			}
+		})
+	}
+}

@@ -50,7 +50,7 @@ var Checks = []Check{
 	{"service-account", "each Deployment runs as its own ServiceAccount without an API token", checkServiceAccounts},
 	{"config-refs", "referenced ConfigMaps exist and are generated (hash suffix); referenced Secrets exist or are documented external ones", checkConfigRefs},
 	{"spread", "gateway and world pods spread over nodes", checkSpread},
-	{"namespace", "every namespaced object has the overlay's namespace", checkNamespace},
+	{"namespace", "every namespaced object has the overlay's namespace, which the overlay creates with Pod Security restricted enforced", checkNamespace},
 	{"ports-match-config", "the container ports (and the Prometheus annotation) are the ports the service is configured to listen on", checkPortsMatchConfig},
 }
 
@@ -668,7 +668,12 @@ func checkSpread(objs Objects) []string {
 func checkNamespace(objs Objects) []string {
 	var out []string
 	ns := ""
+	var nsObj *corev1.Namespace
 	for _, o := range objs {
+		if n, ok := o.Typed.(*corev1.Namespace); ok {
+			nsObj = n
+			continue
+		}
 		if o.Namespace == "" {
 			out = append(out, o.ID()+": no namespace")
 			continue
@@ -677,6 +682,20 @@ func checkNamespace(objs Objects) []string {
 			ns = o.Namespace
 		} else if o.Namespace != ns {
 			out = append(out, fmt.Sprintf("%s: namespace %s, others %s", o.ID(), o.Namespace, ns))
+		}
+	}
+	// A first deploy to a fresh cluster needs the Namespace object, and Pod
+	// Security admission must enforce the profile the pods are written for.
+	switch {
+	case nsObj == nil:
+		out = append(out, fmt.Sprintf("no Namespace object for %s: a first deploy to a fresh cluster fails", ns))
+	case nsObj.Name != ns:
+		out = append(out, fmt.Sprintf("Namespace/%s, objects are in %s", nsObj.Name, ns))
+	default:
+		for _, k := range []string{"enforce", "audit", "warn"} {
+			if v := nsObj.Labels["pod-security.kubernetes.io/"+k]; v != "restricted" {
+				out = append(out, fmt.Sprintf("Namespace/%s: pod-security.kubernetes.io/%s is %q, want restricted", ns, k, v))
+			}
 		}
 	}
 	return out

@@ -28,6 +28,7 @@ func stubPath(t *testing.T) (dir, log string) {
 
 type scriptRun struct {
 	out, err, log string
+	logPath       string
 	code          int
 }
 
@@ -47,7 +48,7 @@ func runDeploy(t *testing.T, env []string, args ...string) scriptRun {
 		t.Fatal(err)
 	}
 	calls, _ := os.ReadFile(log)
-	return scriptRun{out: stdout.String(), err: stderr.String(), log: string(calls), code: code}
+	return scriptRun{out: stdout.String(), err: stderr.String(), log: string(calls), logPath: log, code: code}
 }
 
 var overlayNS = map[string]string{"dev": "realmstream-dev", "staging": "realmstream-staging", "prod": "realmstream"}
@@ -77,8 +78,8 @@ func TestDeployDryRun(t *testing.T) {
 					}
 				}
 			}
-			if !regexp.MustCompile(`\+ kubectl --namespace ` + ns + ` apply --server-side .* -k `).MatchString(r.out) {
-				t.Errorf("plan lacks the kubectl apply -k")
+			if !regexp.MustCompile(`\+ kubectl --namespace ` + ns + ` apply --server-side .* -f .*apply.yaml`).MatchString(r.out) {
+				t.Errorf("plan lacks the kubectl apply -f")
 			}
 			_, rendered, ok := strings.Cut(r.out, "== rendered manifests")
 			if !ok || !strings.Contains(rendered, "kind: Deployment") {
@@ -86,6 +87,9 @@ func TestDeployDryRun(t *testing.T) {
 			}
 			if strings.Contains(rendered, "registry.example.com") || regexp.MustCompile(`image: realmstream/`).MatchString(rendered) {
 				t.Errorf("rendered manifests keep an unpinned image")
+			}
+			if !strings.Contains(r.out, "== dry run: nothing was built, pushed or applied") || strings.Contains(r.out, "== deployed") {
+				t.Errorf("a dry run does not say it was one:\n%s", tail(r.out, 3))
 			}
 			// Nothing ran but the render.
 			for _, l := range strings.Split(strings.TrimSpace(r.log), "\n") {
@@ -98,37 +102,178 @@ func TestDeployDryRun(t *testing.T) {
 	}
 }
 
-// TestDeployRollsBack: when a rollout fails, every Deployment rolled so far
-// is undone and the script exits non-zero; later ones are not touched.
-func TestDeployRollsBack(t *testing.T) {
-	r := runDeploy(t, []string{"STUB_FAIL_ROLLOUT=world"}, "--env", "staging", "--registry", "reg.test/acme", "--tag", "v9.9.9", "--allow-dirty")
-	if r.code != 1 {
-		t.Fatalf("exit %d, want 1\n%s\n%s", r.code, r.out, r.err)
-	}
+// calls reduces the stub log to the steps: docker build/push, kubectl
+// verbs, rollout status/undo per Deployment, delete per object.
+func calls(log string) []string {
 	var got []string
-	for _, l := range strings.Split(strings.TrimSpace(r.log), "\n") {
+	for _, l := range strings.Split(strings.TrimSpace(log), "\n") {
 		f := strings.Fields(l)
 		switch {
+		case len(f) < 2:
 		case f[0] == "docker":
 			got = append(got, f[0]+" "+f[1])
-		case len(f) > 4 && f[3] == "rollout":
+		case len(f) > 5 && f[3] == "rollout":
 			got = append(got, "rollout "+f[4]+" "+f[5])
+		case len(f) > 5 && f[3] == "delete":
+			got = append(got, "delete "+f[5])
+		case len(f) > 3 && f[3] == "apply":
+			got = append(got, "apply "+filepath.Base(f[len(f)-1]))
+		case len(f) > 4 && f[3] == "get" && strings.HasPrefix(f[4], "secret/"):
+			got = append(got, "get "+f[4])
 		case len(f) > 3:
 			got = append(got, "kubectl "+f[3])
 		}
 	}
+	return got
+}
+
+// TestDeployRollsBack: when a rollout fails, everything the apply changed is
+// rolled back, not only the Deployments: every object that existed is
+// re-applied as it was (without resourceVersion, which would make the apply
+// a conflict), the objects the deploy created are deleted (not the
+// Namespace), the restored Deployments are waited for, and the script exits 1.
+func TestDeployRollsBack(t *testing.T) {
+	r := runDeploy(t, []string{"STUB_FAIL_ROLLOUT=world",
+		"STUB_EXISTING=deployment.apps/gateway,deployment.apps/world,configmap/realm-common-old",
+		"STUB_CREATED=configmap/realm-common-new,namespace/realmstream-staging,networkpolicy.networking.k8s.io/extra"},
+		"--env", "staging", "--registry", "reg.test/acme", "--tag", "v9.9.9", "--allow-dirty")
+	if r.code != 1 {
+		t.Fatalf("exit %d, want 1\n%s\n%s", r.code, r.out, r.err)
+	}
 	want := []string{
+		"get secret/gateway-secrets", "get secret/redis-auth",
 		"docker build", "docker push", "docker build", "docker push", "docker build", "docker push", "docker build", "docker push",
-		"kubectl apply",
+		"kubectl get", "kubectl get",
+		"apply apply.yaml",
 		"rollout status deployment/gateway", "rollout status deployment/world",
-		"rollout undo deployment/gateway", "rollout undo deployment/world",
+		"apply previous.yaml",
+		"kubectl get",
+		"delete configmap/realm-common-new", "delete networkpolicy.networking.k8s.io/extra",
 		"rollout status deployment/gateway", "rollout status deployment/world",
 	}
-	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+	if got := calls(r.log); strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Fatalf("calls:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
-	if !strings.Contains(r.err, "rollout of world failed") {
+	if !strings.Contains(r.err, "deployment/world failed") {
 		t.Errorf("stderr does not say what failed: %s", r.err)
+	}
+	prev, err := os.ReadFile(filepath.Join(filepath.Dir(r.logPath), "calls.log.apply1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"name: gateway", "name: world", "name: realm-common-old"} {
+		if !strings.Contains(string(prev), want) {
+			t.Errorf("the rollback does not re-apply %s:\n%s", want, prev)
+		}
+	}
+	if strings.Contains(string(prev), "resourceVersion: \"4711\"") || strings.Contains(string(prev), "uid:") {
+		t.Errorf("the rollback re-applies resourceVersion/uid (a conflict on a real server):\n%s", prev)
+	}
+	// A failed apply (an admission webhook, a quota) is rolled back the same way.
+	r = runDeploy(t, []string{"STUB_FAIL_APPLY=1", "STUB_EXISTING=deployment.apps/gateway"},
+		"--env", "staging", "--registry", "reg.test/acme", "--tag", "v9.9.9", "--allow-dirty", "--no-build", "--no-push")
+	if r.code != 1 || !strings.Contains(strings.Join(calls(r.log), ","), "apply apply.yaml,apply previous.yaml") {
+		t.Fatalf("failed apply: exit %d, calls %v\n%s", r.code, calls(r.log), r.err)
+	}
+}
+
+// TestDeployServices: --services gateway applies the gateway's objects and
+// the shared ones only, pins the gateway image, and waits for the gateway
+// only: the other Deployments are neither applied (so never pointed at an
+// unpinned placeholder image) nor touched.
+func TestDeployServices(t *testing.T) {
+	for _, env := range Overlays {
+		t.Run(env, func(t *testing.T) {
+			r := runDeploy(t, []string{"STUB_EXISTING=deployment.apps/gateway"}, "--env", env, "--registry", "reg.test/acme",
+				"--tag", "v2.0.0", "--allow-dirty", "--services", "gateway")
+			if r.code != 0 {
+				t.Fatalf("exit %d\n%s\n%s", r.code, r.out, r.err)
+			}
+			applied, err := os.ReadFile(filepath.Join(filepath.Dir(r.logPath), "calls.log.apply0"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var objs Objects
+			for _, doc := range strings.Split(string(applied), "\n---\n") {
+				o, err := DecodeObject([]byte(doc))
+				if err != nil {
+					t.Fatalf("applied manifest: %v\n%s", err, doc)
+				}
+				objs = append(objs, o)
+			}
+			var deps []string
+			for _, d := range objs.Deployments() {
+				deps = append(deps, d.Name)
+				for _, c := range d.Spec.Template.Spec.Containers {
+					if c.Image != "reg.test/acme/realmstream/gateway:v2.0.0" {
+						t.Errorf("Deployment/%s applied with image %s", d.Name, c.Image)
+					}
+				}
+			}
+			if strings.Join(deps, ",") != "gateway" {
+				t.Errorf("applied Deployments %v, want only gateway", deps)
+			}
+			for _, o := range objs {
+				if o.Kind == "ConfigMap" && strings.HasPrefix(o.Name, "realm-common-") {
+					goto shared
+				}
+			}
+			t.Error("the shared realm-common ConfigMap the gateway reads is not applied")
+		shared:
+			for _, o := range objs {
+				if strings.HasPrefix(o.Name, "world") || strings.HasPrefix(o.Name, "persist") || strings.HasPrefix(o.Name, "monitor") {
+					t.Errorf("%s applied by a gateway-only deploy", o.ID())
+				}
+			}
+			got := strings.Join(calls(r.log), ",")
+			if strings.Count(got, "rollout status") != 1 || !strings.Contains(got, "rollout status deployment/gateway") {
+				t.Errorf("rollouts waited for: %s", got)
+			}
+			if strings.Count(got, "docker build") != 1 {
+				t.Errorf("images built: %s", got)
+			}
+		})
+	}
+}
+
+// TestDeployFreshNamespace: a first deploy into a namespace that does not
+// exist yet applies the Namespace (with Pod Security labels) before anything
+// else; a missing required Secret is refused before anything is built or
+// applied, naming every missing one (pods would otherwise hang in
+// CreateContainerConfigError for the whole timeout).
+func TestDeployFreshNamespace(t *testing.T) {
+	r := runDeploy(t, nil, "--env", "prod", "--registry", "reg.test/acme", "--tag", "v1.0.0", "--no-build", "--no-push", "--allow-dirty")
+	if r.code != 0 {
+		t.Fatalf("exit %d\n%s\n%s", r.code, r.out, r.err)
+	}
+	applied, err := os.ReadFile(filepath.Join(filepath.Dir(r.logPath), "calls.log.apply0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, _, _ := strings.Cut(string(applied), "\n---\n")
+	o, err := DecodeObject([]byte(first))
+	if err != nil || o.Kind != "Namespace" || o.Name != "realmstream" {
+		t.Fatalf("first object applied: %s %s (%v), want Namespace/realmstream", o.Kind, o.Name, err)
+	}
+	if !strings.Contains(first, "pod-security.kubernetes.io/enforce: restricted") {
+		t.Errorf("the Namespace has no Pod Security enforcement:\n%s", first)
+	}
+	if !strings.Contains(r.out, "== deployed v1.0.0 to prod") {
+		t.Errorf("no deployed line:\n%s", r.out)
+	}
+
+	r = runDeploy(t, []string{"STUB_MISSING_SECRETS=gateway-secrets,redis-auth"}, "--env", "prod", "--registry", "reg.test/acme", "--tag", "v1.0.0", "--allow-dirty")
+	if r.code != 2 || !strings.Contains(r.err, "missing Secrets in namespace realmstream: gateway-secrets redis-auth") {
+		t.Fatalf("exit %d, stderr %q: want a refusal naming both Secrets", r.code, r.err)
+	}
+	for _, c := range calls(r.log) {
+		if !strings.HasPrefix(c, "get secret/") && c != "kubectl kustomize" {
+			t.Errorf("ran %q before refusing", c)
+		}
+	}
+	// The optional webhook Secret of monitor is not required.
+	if strings.Contains(r.log, "monitor-secrets") {
+		t.Error("the optional monitor-secrets is checked as required")
 	}
 }
 
@@ -141,6 +286,7 @@ func TestDeployRefuses(t *testing.T) {
 		"unknown overlay": {"--env", "qa", "--registry", "r", "--tag", "v1"},
 		"latest":          {"--env", "dev", "--registry", "r", "--tag", "latest"},
 		"no registry":     {"--env", "dev", "--tag", "v1"},
+		"no-push, no reg": {"--env", "dev", "--tag", "v1", "--no-push"},
 		"dirty prod":      {"--env", "prod", "--registry", "r", "--tag", "abc123-dirty"},
 		"unknown service": {"--env", "dev", "--registry", "r", "--tag", "v1", "--services", "gateway,chat"},
 		"bad flag":        {"--env", "dev", "--frobnicate"},
