@@ -28,6 +28,7 @@ import (
 	"github.com/realmstream/realmstream/libs/mpsc"
 	"github.com/realmstream/realmstream/libs/opsserver"
 	"github.com/realmstream/realmstream/libs/schema"
+	"github.com/realmstream/realmstream/libs/telemetry"
 	"github.com/realmstream/realmstream/libs/wire"
 	"github.com/realmstream/realmstream/services/gateway/internal/auth"
 	"github.com/realmstream/realmstream/services/gateway/internal/packet"
@@ -41,6 +42,7 @@ type Service struct {
 	limits packet.Limits
 	ops    *opsserver.Server
 	m      *metrics
+	figs   *telemetry.Figures // heartbeat figures
 	tracer trace.Tracer
 
 	ring     *mpsc.Ring[*item]
@@ -94,6 +96,7 @@ func New(cfg Config, log *slog.Logger) (*Service, error) {
 	}
 	s.pub = newPublisher(s, s.ring)
 	s.down = newDownstream(s)
+	s.figs = newFigures(s.ops.Registry)
 	s.m = newMetrics(s.ops.Registry, func() float64 { return float64(s.ring.Len()) }, func() float64 { return float64(s.pub.inflight.Load()) })
 	return s, nil
 }
@@ -398,6 +401,9 @@ func (s *Service) publishHeartbeat(ready, stopping bool) {
 			"ring_depth":    float64(s.ring.Len()),
 			"inflight_acks": float64(s.pub.inflight.Load()),
 		},
+	}
+	for k, v := range s.figs.Sample(time.Now()) {
+		hb.Figures[k] = v
 	}
 	b, err := proto.Marshal(hb)
 	if err != nil {

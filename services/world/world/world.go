@@ -30,6 +30,7 @@ import (
 	"github.com/realmstream/realmstream/libs/lock"
 	"github.com/realmstream/realmstream/libs/opsserver"
 	"github.com/realmstream/realmstream/libs/schema"
+	"github.com/realmstream/realmstream/libs/telemetry"
 	"github.com/realmstream/realmstream/libs/wire"
 	"github.com/realmstream/realmstream/services/world/internal/history"
 	"github.com/realmstream/realmstream/services/world/internal/rules"
@@ -54,6 +55,7 @@ type Service struct {
 	ops   *opsserver.Server
 	rules *rules.Config
 	zm    *zone.Metrics
+	figs  *telemetry.Figures // heartbeat figures
 	lm    *lock.Metrics
 	ready chan struct{}
 
@@ -116,6 +118,7 @@ func New(cfg Config, log *slog.Logger) (*Service, error) {
 		zones: map[string]*owned{}, status: map[string]zone.Status{}, seen: map[string]time.Time{}, cooldown: map[string]time.Time{}, warned: map[string]time.Time{},
 		health: newLockHealth()}
 	s.zm = zone.NewMetrics(s.ops.Registry)
+	s.figs = newFigures(s.ops.Registry)
 	s.lm = lock.NewMetrics("realm_world_lock", s.ops.Registry)
 	newGauge(s.ops.Registry, "realm_world_zones_owned", "Zones owned by this instance.", func() float64 {
 		s.mu.Lock()
@@ -584,7 +587,7 @@ func (s *Service) heartbeats(ctx context.Context) {
 
 func (s *Service) publishHeartbeat(ready, stopping bool) {
 	hb := &schema.Heartbeat{Service: "world", InstanceId: s.cfg.InstanceID, SentAtNs: time.Now().UnixNano(), Ready: ready && !stopping && !s.out.Load(),
-		HttpAddr: s.ops.Addr(), Stopping: stopping}
+		HttpAddr: s.ops.Addr(), Stopping: stopping, Figures: s.figs.Sample(time.Now())}
 	owned := s.Owned()
 	zs := make([]string, 0, len(owned))
 	for z := range owned {

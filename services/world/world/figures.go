@@ -1,0 +1,21 @@
+package world
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/realmstream/realmstream/libs/telemetry"
+)
+
+// newFigures samples what the monitor's dashboard shows of a world instance,
+// from its own metrics, windowed over each heartbeat interval.
+func newFigures(g prometheus.Gatherer) *telemetry.Figures {
+	return telemetry.NewFigures(g,
+		telemetry.FigureSpec{Name: "commands_per_sec", Metric: "realm_world_commands_total", Kind: telemetry.Rate},
+		telemetry.FigureSpec{Name: "commands_per_sec", Metric: "realm_world_commands_total", Kind: telemetry.Rate, ByLabel: "result"},
+		telemetry.FigureSpec{Name: "events_per_sec", Metric: "realm_world_events_total", Kind: telemetry.Rate},
+		telemetry.FigureSpec{Name: "records_per_sec", Metric: "realm_world_tick_records_total", Kind: telemetry.Rate},
+		telemetry.FigureSpec{Name: "tick_p99_ms", Metric: "realm_world_tick_seconds", Kind: telemetry.P99Ms},
+		telemetry.FigureSpec{Name: "apply_p99_ms", Metric: "realm_world_apply_seconds", Kind: telemetry.P99Ms},
+		telemetry.FigureSpec{Name: "command_latency_p99_ms", Metric: "realm_world_command_latency_seconds", Kind: telemetry.P99Ms},
+	)
+}
