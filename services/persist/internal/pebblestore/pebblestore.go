@@ -3,17 +3,28 @@
 //
 // Keys (all integers big-endian, so byte order is numeric order):
 //
-//	e <zone> 0x00 <ts+2^63:8> <seq:8>  -> event value (encodeEvent)   range scans by zone and time
-//	s <seq:8>                          -> <zone> 0x00 <ts+2^63:8>     "is this seq stored?" index
-//	h                                  -> high-water mark <seq:8>
-//	p <player>                         -> JSON playerRec (store.Player + field sequences)
-//	t <player> 0x00 <seq:8> <kind>     -> empty                       kill/death tally (idempotent)
-//	z <zone>                           -> JSON store.ZoneSummary
+//	E <zone> 0x00 <ts+2^63:8> <seq:8> <idx:4> -> event value (encodeEvent)  range scans by zone and time
+//	q <zone> 0x00 <seq:8> <idx:4>             -> <ts+2^63:8>               range scans by zone and stream position
+//	s <seq:8>                                 -> <zone> 0x00 <ts+2^63:8>   "is this message stored?" (one per message)
+//	h                                         -> high-water mark <seq:8>
+//	p <player>                                -> JSON playerRec (store.Player + field sequences)
+//	t <player> 0x00 <seq:8> <idx:4> <kind>    -> empty                     kill/death tally (idempotent)
+//	m <zone> 0x00 <player>                    -> <seq:8> <present:1>       zone membership (store.Membership)
+//	z <zone>                                  -> JSON store.ZoneSummary
 //
-// Zones and players are subject tokens / ids without 0x00, so the separator
-// is unambiguous. One Write is one Pebble batch committed with Sync; writes
-// are serialized by a mutex (the high-water-mark rule of pgstore applies:
-// seq > mark needs no lookup).
+// Before tick records (one event per message) event keys were
+// e <zone> 0x00 <ts:8> <seq:8> and tallies t <player> 0x00 <seq:8> <kind>:
+// Open rewrites every e key to its E and q keys at index 0 (idempotent; any
+// e key left by a crash is rewritten at the next Open), and a tally at
+// index 0 also finds its legacy key, so a legacy message redelivered after
+// the upgrade counts nothing twice. Zones and players are subject tokens /
+// ids without 0x00, so the separator is unambiguous; keys starting with 'A'
+// belong to internal/accounts.
+//
+// One Write is one Pebble batch committed with Sync (the pipeline calls it
+// once per fetched JetStream batch); writes are serialized by a mutex (the
+// high-water-mark rule of pgstore applies per message: seq > mark needs no
+// lookup).
 package pebblestore
 
 import (
@@ -44,6 +55,10 @@ func Open(dir string) (*Store, error) {
 		return nil, fmt.Errorf("pebblestore: open %s: %w", dir, err)
 	}
 	s := &Store{db: db}
+	if _, err := migrateLegacy(db); err != nil {
+		db.Close()
+		return nil, err
+	}
 	v, closer, err := db.Get([]byte("h"))
 	if err == nil {
 		if len(v) == 8 {
@@ -74,16 +89,45 @@ func u64(b []byte, v uint64) []byte { return binary.BigEndian.AppendUint64(b, v)
 
 func tsKey(ts int64) uint64 { return uint64(ts) ^ (1 << 63) }
 
-func eventKey(zone string, ts int64, seq uint64) []byte {
-	k := make([]byte, 0, 2+len(zone)+16)
-	k = append(k, 'e')
+func eventKey(zone string, ts int64, seq uint64, idx uint32) []byte {
+	k := make([]byte, 0, 2+len(zone)+20)
+	k = append(k, 'E')
 	k = append(k, zone...)
 	k = append(k, 0)
 	k = u64(k, tsKey(ts))
-	return u64(k, seq)
+	k = u64(k, seq)
+	return binary.BigEndian.AppendUint32(k, idx)
 }
 
 func seqKey(seq uint64) []byte { return u64([]byte{'s'}, seq) }
+
+func posKey(zone string, seq uint64, idx uint32) []byte {
+	k := make([]byte, 0, 2+len(zone)+12)
+	k = append(k, 'q')
+	k = append(k, zone...)
+	k = append(k, 0)
+	k = u64(k, seq)
+	return binary.BigEndian.AppendUint32(k, idx)
+}
+
+func tallyKey(t store.Tally) []byte {
+	k := make([]byte, 0, len(t.PlayerID)+15)
+	k = append(append(append(k, 't'), t.PlayerID...), 0)
+	k = u64(k, t.Seq)
+	k = binary.BigEndian.AppendUint32(k, t.Index)
+	return append(k, t.Kind)
+}
+
+func legacyTallyKey(t store.Tally) []byte {
+	k := append(append(append([]byte{'t'}, t.PlayerID...), 0), u64(nil, t.Seq)...)
+	return append(k, t.Kind)
+}
+
+func memberKey(zone, player string) []byte {
+	k := make([]byte, 0, 2+len(zone)+len(player))
+	k = append(append(append(k, 'm'), zone...), 0)
+	return append(k, player...)
+}
 
 // encodeEvent: fence:8, then uvarint-length-prefixed event_id, player_id,
 // type, then the payload to the end.
@@ -118,15 +162,54 @@ func decodeEvent(b []byte, e *store.EventRow) error {
 	return nil
 }
 
-// decodeEventKey parses an e-key (fuzzed).
+// decodeEventKey parses an E key (fuzzed).
 func decodeEventKey(k []byte, e *store.EventRow) error {
-	if len(k) < 1+1+16 || k[0] != 'e' || k[len(k)-17] != 0 {
+	if len(k) < 1+1+20 || k[0] != 'E' || k[len(k)-21] != 0 {
 		return errors.New("pebblestore: bad event key")
 	}
-	e.Zone = string(k[1 : len(k)-17])
-	e.TSNs = int64(binary.BigEndian.Uint64(k[len(k)-16:]) ^ (1 << 63))
-	e.Seq = binary.BigEndian.Uint64(k[len(k)-8:])
+	e.Zone = string(k[1 : len(k)-21])
+	e.TSNs = int64(binary.BigEndian.Uint64(k[len(k)-20:]) ^ (1 << 63))
+	e.Seq = binary.BigEndian.Uint64(k[len(k)-12:])
+	e.Index = binary.BigEndian.Uint32(k[len(k)-4:])
 	return nil
+}
+
+// migrateLegacy rewrites every legacy e key (one event per message, no
+// index) to its E and q keys at index 0, in synced batches.
+func migrateLegacy(db *pebble.DB) (int, error) {
+	n := 0
+	for {
+		it, err := db.NewIter(&pebble.IterOptions{LowerBound: []byte("e"), UpperBound: []byte("f")})
+		if err != nil {
+			return n, err
+		}
+		b := db.NewBatch()
+		moved := 0
+		for it.First(); it.Valid() && moved < 10000; it.Next() {
+			k := it.Key()
+			if len(k) < 1+1+16 || k[len(k)-17] != 0 {
+				it.Close()
+				b.Close()
+				return n, fmt.Errorf("pebblestore: legacy event key %x not understood", k)
+			}
+			zone := string(k[1 : len(k)-17])
+			ts := int64(binary.BigEndian.Uint64(k[len(k)-16:]) ^ (1 << 63))
+			seq := binary.BigEndian.Uint64(k[len(k)-8:])
+			_ = b.Set(eventKey(zone, ts, seq, 0), it.Value(), nil)
+			_ = b.Set(posKey(zone, seq, 0), u64(nil, tsKey(ts)), nil)
+			_ = b.Delete(k, nil)
+			moved++
+		}
+		err = it.Close()
+		if err == nil && moved > 0 {
+			err = b.Commit(pebble.Sync)
+		}
+		b.Close()
+		n += moved
+		if err != nil || moved == 0 {
+			return n, err
+		}
+	}
 }
 
 func (s *Store) exists(r pebble.Reader, k []byte) (bool, error) {
@@ -176,7 +259,9 @@ func getPlayer(r pebble.Reader, k []byte, p *playerRec) error {
 	return nil
 }
 
-// Write stores a batch exactly once.
+// Write stores a batch exactly once, in one synced Pebble batch. A message
+// (all Records of one Seq) is stored whole or not at all: its s key says
+// it is stored.
 func (s *Store) Write(ctx context.Context, recs []store.Record) (store.WriteResult, error) {
 	var res store.WriteResult
 	s.mu.Lock()
@@ -184,37 +269,98 @@ func (s *Store) Write(ctx context.Context, recs []store.Record) (store.WriteResu
 	b := s.db.NewIndexedBatch()
 	defer b.Close()
 	hwm := s.hwm
-	var inserted []store.Record
-	seen := map[uint64]bool{}
+	inserted := make([]store.Record, 0, len(recs))
+	// Per message: whether it is inserted (decided at its first record) and
+	// the next index expected, so a second copy of a message in one batch
+	// (carried over and redelivered) counts once.
+	type msg struct {
+		ins  bool
+		next uint32
+	}
+	msgs := make(map[uint64]*msg, len(recs)/8+1)
 	for i := range recs {
 		r := &recs[i]
-		if seen[r.Seq] {
+		m := msgs[r.Seq]
+		if m == nil {
+			m = &msg{ins: true}
+			if r.Seq <= s.hwm {
+				res.Slow++
+				stored, err := s.exists(b, seqKey(r.Seq))
+				if err != nil {
+					return res, err
+				}
+				m.ins = !stored
+			}
+			if m.ins {
+				v := append(append(append(make([]byte, 0, len(r.Zone)+9), r.Zone...), 0), u64(nil, tsKey(r.TSNs))...)
+				if err := b.Set(seqKey(r.Seq), v, nil); err != nil {
+					return res, err
+				}
+			}
+			msgs[r.Seq] = m
+		}
+		if !m.ins || r.Index < m.next {
+			res.Skipped++
 			continue
 		}
-		seen[r.Seq] = true
-		if r.Seq <= s.hwm {
-			res.Slow++
-			ok, err := s.exists(b, seqKey(r.Seq))
-			if err != nil {
-				return res, err
-			}
-			if ok {
-				res.Skipped++
-				continue
-			}
-		}
-		ek := eventKey(r.Zone, r.TSNs, r.Seq)
+		m.next = r.Index + 1
+		ek := eventKey(r.Zone, r.TSNs, r.Seq, r.Index)
 		if err := b.Set(ek, encodeEvent(r), nil); err != nil {
 			return res, err
 		}
-		if err := b.Set(seqKey(r.Seq), ek[1:], nil); err != nil {
+		if err := b.Set(posKey(r.Zone, r.Seq, r.Index), u64(nil, tsKey(r.TSNs)), nil); err != nil {
 			return res, err
 		}
 		inserted = append(inserted, *r)
 		hwm = max(hwm, r.Seq)
 	}
 	res.Inserted = len(inserted)
-	for _, d := range store.ZoneDeltas(inserted) {
+	members := map[string]int64{} // zone -> change of present members
+	for _, m := range store.Memberships(recs) {
+		k := memberKey(m.Zone, m.PlayerID)
+		v, c, err := b.Get(k)
+		var oldSeq uint64
+		oldPresent := false
+		if err == nil {
+			if len(v) == 9 {
+				oldSeq, oldPresent = binary.BigEndian.Uint64(v), v[8] == 1
+			}
+			c.Close()
+		} else if !errors.Is(err, pebble.ErrNotFound) {
+			return res, err
+		}
+		if m.Seq <= oldSeq {
+			continue
+		}
+		nv := u64(nil, m.Seq)
+		if m.Present {
+			nv = append(nv, 1)
+		} else {
+			nv = append(nv, 0)
+		}
+		if err := b.Set(k, nv, nil); err != nil {
+			return res, err
+		}
+		switch {
+		case m.Present && !oldPresent:
+			members[m.Zone]++
+		case !m.Present && oldPresent:
+			members[m.Zone]--
+		}
+	}
+	deltas := store.ZoneDeltas(inserted)
+	for z := range members {
+		found := false
+		for _, d := range deltas {
+			if d.Zone == z {
+				found = true
+			}
+		}
+		if !found {
+			deltas = append(deltas, &store.ZoneDelta{Zone: z})
+		}
+	}
+	for _, d := range deltas {
 		k := append([]byte{'z'}, d.Zone...)
 		var z store.ZoneSummary
 		if _, err := getJSON(b, k, &z); err != nil {
@@ -225,7 +371,7 @@ func (s *Store) Write(ctx context.Context, recs []store.Record) (store.WriteResu
 		if d.LastSeq > z.LastSeq {
 			z.LastSeq, z.LastTSNs = d.LastSeq, d.LastTSNs
 		}
-		z.Players += d.Players
+		z.Players += members[d.Zone]
 		z.Deaths += d.Deaths
 		if err := setJSON(b, k, z); err != nil {
 			return res, err
@@ -245,9 +391,11 @@ func (s *Store) Write(ctx context.Context, recs []store.Record) (store.WriteResu
 		}
 	}
 	for _, t := range tallies {
-		tk := append(append(append([]byte{'t'}, t.PlayerID...), 0), u64(nil, t.Seq)...)
-		tk = append(tk, t.Kind)
+		tk := tallyKey(t)
 		ok, err := s.exists(b, tk)
+		if err == nil && !ok && t.Index == 0 {
+			ok, err = s.exists(b, legacyTallyKey(t))
+		}
 		if err != nil {
 			return res, err
 		}
@@ -291,8 +439,8 @@ func (s *Store) ZoneEvents(ctx context.Context, q store.ZoneEventsQuery) ([]stor
 	if err != nil {
 		return nil, err
 	}
-	lo := eventKey(q.Zone, q.FromNs, 0)
-	hi := eventKey(q.Zone, q.ToNs, 0)
+	lo := eventKey(q.Zone, q.FromNs, 0, 0)
+	hi := eventKey(q.Zone, q.ToNs, 0, 0)
 	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
 	if err != nil {
 		return nil, err
@@ -308,6 +456,46 @@ func (s *Store) ZoneEvents(ctx context.Context, q store.ZoneEventsQuery) ([]stor
 			continue
 		}
 		if err := decodeEvent(it.Value(), &e); err != nil {
+			return nil, err
+		}
+		out = append(out, e)
+	}
+	return out, it.Error()
+}
+
+// EventsBySeq scans q<zone>0x00<start> .. q<zone>0x00<to+1> and reads each
+// event's value through its E key.
+func (s *Store) EventsBySeq(ctx context.Context, q store.SeqRangeQuery) ([]store.EventRow, error) {
+	q, err := q.Normalize()
+	if err != nil {
+		return nil, err
+	}
+	fromSeq, fromIdx := q.Start()
+	lo := posKey(q.Zone, fromSeq, fromIdx)
+	hi := append(append(append([]byte{'q'}, q.Zone...), 0), u64(nil, q.ToSeq)...)
+	hi = append(hi, 0xff, 0xff, 0xff, 0xff, 0xff) // past every index of ToSeq
+	snap := s.db.NewSnapshot()
+	defer snap.Close()
+	it, err := snap.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
+	if err != nil {
+		return nil, err
+	}
+	defer it.Close()
+	out := []store.EventRow{}
+	for it.First(); it.Valid() && len(out) < q.Limit; it.Next() {
+		k, v := it.Key(), it.Value()
+		if len(k) != 1+len(q.Zone)+1+12 || len(v) != 8 {
+			return nil, fmt.Errorf("pebblestore: bad position key %x", k)
+		}
+		e := store.EventRow{Zone: q.Zone, Seq: binary.BigEndian.Uint64(k[len(k)-12:]), Index: binary.BigEndian.Uint32(k[len(k)-4:])}
+		e.TSNs = int64(binary.BigEndian.Uint64(v) ^ (1 << 63))
+		val, c, err := snap.Get(eventKey(e.Zone, e.TSNs, e.Seq, e.Index))
+		if err != nil {
+			return nil, fmt.Errorf("pebblestore: event %d/%d of %s: %w", e.Seq, e.Index, e.Zone, err)
+		}
+		err = decodeEvent(val, &e)
+		c.Close()
+		if err != nil {
 			return nil, err
 		}
 		out = append(out, e)

@@ -50,12 +50,12 @@ func TestReopenKeepsHighWaterMark(t *testing.T) {
 
 func FuzzDecodeEvent(f *testing.F) {
 	r := storetest.Rec(3, storetest.Moved("id", "z0_0", "p", storetest.Base, 1, 2))
-	f.Add(encodeEvent(&r), eventKey("z0_0", r.TSNs, 3))
-	f.Add([]byte{}, []byte("e\x00"))
+	f.Add(encodeEvent(&r), eventKey("z0_0", r.TSNs, 3, 2))
+	f.Add([]byte{}, []byte("E\x00"))
 	f.Fuzz(func(t *testing.T, v, k []byte) {
 		var e store.EventRow
 		if decodeEventKey(k, &e) == nil {
-			if !bytes.Equal(eventKey(e.Zone, e.TSNs, e.Seq), k) {
+			if !bytes.Equal(eventKey(e.Zone, e.TSNs, e.Seq, e.Index), k) {
 				t.Fatalf("key round trip")
 			}
 		}

@@ -37,7 +37,7 @@ type Sum struct {
 }
 
 // movedTables are the tables keyed by logical shard, events first.
-var movedTables = []string{"events", "players", "player_tallies", "zone_summaries"}
+var movedTables = []string{"events", "players", "player_tallies", "zone_summaries", "zone_members"}
 
 // Checksum computes Sum of table's rows of logical shard l on db.
 func Checksum(ctx context.Context, db *DB, table string, l int) (Sum, error) {

@@ -47,11 +47,19 @@ func (s StaticMap) Load(context.Context) (shard.Map, uint64, error) { return s.M
 // writer's map assigned to it: the map changed; reload it and retry.
 var ErrNotOwner = errors.New("pgstore: logical shard not owned by this database (stale shard map)")
 
+// ErrShardDown means a database failed a recent write and is in backoff.
+var ErrShardDown = errors.New("pgstore: database in backoff after a failed write")
+
 // DB is one physical database.
 type DB struct {
 	Name    string
 	Pool    *pgxpool.Pool
 	written atomic.Int64
+	// downUntil (unix ns) is set when a write to the database failed: until
+	// then writes to it fail fast with ErrShardDown; failures counts the
+	// consecutive failures (the backoff doubles).
+	downUntil atomic.Int64
+	failures  atomic.Int64
 }
 
 // RowsWritten is how many event rows this process stored in the database.
@@ -191,7 +199,9 @@ type part struct {
 	events   []store.Record
 	patches  []*store.PlayerPatch
 	tallies  []store.Tally
+	members  []store.Membership
 	logicals map[int]bool
+	seqs     map[uint64]bool // messages this part touches (rows or read models)
 }
 
 // Write stores a batch: grouped by database, one transaction per database, in
@@ -204,7 +214,7 @@ func (s *Store) Write(ctx context.Context, recs []store.Record) (store.WriteResu
 	get := func(name string) *part {
 		p := parts[name]
 		if p == nil {
-			p = &part{logicals: map[int]bool{}}
+			p = &part{logicals: map[int]bool{}, seqs: map[uint64]bool{}}
 			parts[name] = p
 		}
 		return p
@@ -214,6 +224,14 @@ func (s *Store) Write(ctx context.Context, recs []store.Record) (store.WriteResu
 		p := get(m.Assign[l])
 		p.events = append(p.events, r)
 		p.logicals[l] = true
+		p.seqs[r.Seq] = true
+	}
+	for _, mb := range store.Memberships(recs) {
+		l := shard.Of(mb.Zone)
+		p := get(m.Assign[l])
+		p.members = append(p.members, mb)
+		p.logicals[l] = true
+		p.seqs[mb.Seq] = true
 	}
 	patches, tallies := store.Project(recs)
 	for _, pp := range patches {
@@ -221,18 +239,23 @@ func (s *Store) Write(ctx context.Context, recs []store.Record) (store.WriteResu
 		p := get(m.Assign[l])
 		p.patches = append(p.patches, pp)
 		p.logicals[l] = true
+		for _, q := range pp.Touched {
+			p.seqs[q] = true
+		}
 	}
 	for _, t := range tallies {
 		l := shard.Of(t.PlayerID)
 		p := get(m.Assign[l])
 		p.tallies = append(p.tallies, t)
 		p.logicals[l] = true
+		p.seqs[t.Seq] = true
 	}
 	var (
-		wg    sync.WaitGroup
-		mu    sync.Mutex
-		total store.WriteResult
-		errs  []error
+		wg     sync.WaitGroup
+		mu     sync.Mutex
+		total  store.WriteResult
+		errs   []error
+		failed = map[uint64]bool{}
 	)
 	for name, p := range parts {
 		db := s.DB(name)
@@ -247,6 +270,9 @@ func (s *Store) Write(ctx context.Context, recs []store.Record) (store.WriteResu
 			defer mu.Unlock()
 			if err != nil {
 				errs = append(errs, fmt.Errorf("shard %s: %w", name, err))
+				for q := range p.seqs {
+					failed[q] = true
+				}
 				return
 			}
 			total.Inserted += res.Inserted
@@ -255,10 +281,18 @@ func (s *Store) Write(ctx context.Context, recs []store.Record) (store.WriteResu
 		}()
 	}
 	wg.Wait()
-	return total, errors.Join(errs...)
+	if len(errs) == 0 {
+		return total, nil
+	}
+	return total, &store.PartialError{Err: errors.Join(errs...), Failed: failed}
 }
 
 func (s *Store) writeDB(ctx context.Context, db *DB, p *part) (store.WriteResult, error) {
+	if until := db.downUntil.Load(); until != 0 && time.Now().UnixNano() < until {
+		// The database failed a moment ago: fail fast instead of waiting
+		// for it again inside every batch (the other shards go on).
+		return store.WriteResult{}, fmt.Errorf("%w (retry in %s)", ErrShardDown, time.Duration(until-time.Now().UnixNano()).Round(time.Millisecond))
+	}
 	res, err := s.writeTx(ctx, db, p, false)
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) && pgErr.Code == "23505" {
@@ -269,14 +303,20 @@ func (s *Store) writeDB(ctx context.Context, db *DB, p *part) (store.WriteResult
 	}
 	if err == nil {
 		db.written.Add(int64(res.Inserted))
+		db.downUntil.Store(0)
+		db.failures.Store(0)
+	} else if ctx.Err() == nil && !errors.Is(err, ErrNotOwner) {
+		// Back off this database only: 50ms, doubling to 2s.
+		n := min(db.failures.Add(1), 6)
+		db.downUntil.Store(time.Now().Add(25 * time.Millisecond << n).UnixNano())
 	}
 	return res, err
 }
 
-var eventCols = []string{"seq", "ts", "zone", "logical", "event_id", "player_id", "type", "fence", "payload"}
+var eventCols = []string{"seq", "idx", "ts", "zone", "logical", "event_id", "player_id", "type", "fence", "payload"}
 
 func eventRow(r *store.Record) []any {
-	return []any{int64(r.Seq), time.Unix(0, r.TSNs).UTC(), r.Zone, int16(shard.Of(r.Zone)), r.EventID, r.PlayerID, r.Type, int64(r.Fence), r.Payload}
+	return []any{int64(r.Seq), int32(r.Index), time.Unix(0, r.TSNs).UTC(), r.Zone, int16(shard.Of(r.Zone)), r.EventID, r.PlayerID, r.Type, int64(r.Fence), r.Payload}
 }
 
 func (s *Store) writeTx(ctx context.Context, db *DB, p *part, allSlow bool) (store.WriteResult, error) {
@@ -345,6 +385,7 @@ func (s *Store) writeTx(ctx context.Context, db *DB, p *part, allSlow bool) (sto
 	res.Inserted = len(inserted)
 
 	queueZoneDeltas(b, store.ZoneDeltas(inserted))
+	queueMembers(b, p.members)
 	queuePatches(b, p.patches)
 	queueTallies(b, p.tallies)
 	if b.Len() > 0 {
@@ -365,17 +406,22 @@ func insertChecked(ctx context.Context, tx pgx.Tx, recs []store.Record) ([]store
 	})); err != nil {
 		return nil, err
 	}
-	rows, err := tx.Query(ctx, `INSERT INTO events SELECT * FROM persist_stage ON CONFLICT DO NOTHING RETURNING seq`)
+	rows, err := tx.Query(ctx, `INSERT INTO events (`+joinCols(eventCols)+`) SELECT `+joinCols(eventCols)+
+		` FROM persist_stage ON CONFLICT DO NOTHING RETURNING seq, idx`)
 	if err != nil {
 		return nil, err
 	}
-	got := map[int64]bool{}
+	type pos struct {
+		seq int64
+		idx int32
+	}
+	got := map[pos]bool{}
 	for rows.Next() {
-		var seq int64
-		if err := rows.Scan(&seq); err != nil {
+		var p pos
+		if err := rows.Scan(&p.seq, &p.idx); err != nil {
 			return nil, err
 		}
-		got[seq] = true
+		got[p] = true
 	}
 	if err := rows.Err(); err != nil {
 		return nil, err
@@ -385,9 +431,9 @@ func insertChecked(ctx context.Context, tx pgx.Tx, recs []store.Record) ([]store
 	}
 	var out []store.Record
 	for _, r := range recs {
-		if got[int64(r.Seq)] {
+		if p := (pos{int64(r.Seq), int32(r.Index)}); got[p] {
 			out = append(out, r)
-			delete(got, int64(r.Seq)) // a seq twice in one batch counts once
+			delete(got, p) // a row twice in one batch counts once
 		}
 	}
 	return out, nil
@@ -398,23 +444,22 @@ func queueZoneDeltas(b *pgx.Batch, ds []*store.ZoneDelta) {
 		return
 	}
 	n := len(ds)
-	zone, lg, ev, seq, pl, de := make([]string, n), make([]int16, n), make([]int64, n), make([]int64, n), make([]int64, n), make([]int64, n)
+	zone, lg, ev, seq, de := make([]string, n), make([]int16, n), make([]int64, n), make([]int64, n), make([]int64, n)
 	tss := make([]*time.Time, n)
 	for i, d := range ds {
-		zone[i], lg[i], ev[i], seq[i], pl[i], de[i] = d.Zone, int16(shard.Of(d.Zone)), d.Events, int64(d.LastSeq), d.Players, d.Deaths
+		zone[i], lg[i], ev[i], seq[i], de[i] = d.Zone, int16(shard.Of(d.Zone)), d.Events, int64(d.LastSeq), d.Deaths
 		if d.LastTSNs != 0 {
 			t := time.Unix(0, d.LastTSNs).UTC()
 			tss[i] = &t
 		}
 	}
-	b.Queue(`INSERT INTO zone_summaries AS z (zone, logical, events, last_seq, last_ts, players, deaths)
-		SELECT * FROM unnest($1::text[], $2::int2[], $3::int8[], $4::int8[], $5::timestamptz[], $6::int8[], $7::int8[])
+	b.Queue(`INSERT INTO zone_summaries AS z (zone, logical, events, last_seq, last_ts, deaths)
+		SELECT * FROM unnest($1::text[], $2::int2[], $3::int8[], $4::int8[], $5::timestamptz[], $6::int8[])
 		ON CONFLICT (zone) DO UPDATE SET
 			events = z.events + EXCLUDED.events,
 			last_ts = CASE WHEN EXCLUDED.last_seq > z.last_seq THEN EXCLUDED.last_ts ELSE z.last_ts END,
 			last_seq = greatest(z.last_seq, EXCLUDED.last_seq),
-			players = z.players + EXCLUDED.players,
-			deaths = z.deaths + EXCLUDED.deaths`, zone, lg, ev, seq, tss, pl, de)
+			deaths = z.deaths + EXCLUDED.deaths`, zone, lg, ev, seq, tss, de)
 }
 
 // queuePatches upserts player rows field-wise: each field group (name, zone,
@@ -482,19 +527,36 @@ func queueTallies(b *pgx.Batch, ts []store.Tally) {
 		return
 	}
 	n := len(ts)
-	id, seq, kind, lg := make([]string, n), make([]int64, n), make([]string, n), make([]int16, n)
+	id, seq, kind, lg, idx := make([]string, n), make([]int64, n), make([]string, n), make([]int16, n), make([]int32, n)
 	for i, t := range ts {
-		id[i], seq[i], kind[i], lg[i] = t.PlayerID, int64(t.Seq), string(t.Kind), int16(shard.Of(t.PlayerID))
+		id[i], seq[i], kind[i], lg[i], idx[i] = t.PlayerID, int64(t.Seq), string(t.Kind), int16(shard.Of(t.PlayerID)), int32(t.Index)
 	}
 	b.Queue(`WITH ins AS (
-			INSERT INTO player_tallies (player_id, seq, kind, logical)
-			SELECT * FROM unnest($1::text[], $2::int8[], $3::text[], $4::int2[])
+			INSERT INTO player_tallies (player_id, seq, kind, logical, idx)
+			SELECT * FROM unnest($1::text[], $2::int8[], $3::text[], $4::int2[], $5::int4[])
 			ON CONFLICT DO NOTHING RETURNING player_id, kind, logical)
 		INSERT INTO players AS p (player_id, logical, kills, deaths)
 		SELECT player_id, min(logical), count(*) FILTER (WHERE kind = 'k'), count(*) FILTER (WHERE kind = 'd')
 		FROM ins GROUP BY player_id
 		ON CONFLICT (player_id) DO UPDATE SET kills = p.kills + EXCLUDED.kills, deaths = p.deaths + EXCLUDED.deaths`,
-		id, seq, kind, lg)
+		id, seq, kind, lg, idx)
+}
+
+// queueMembers upserts zone memberships, each taken only from a higher seq
+// than the stored one (order-independent, idempotent).
+func queueMembers(b *pgx.Batch, ms []store.Membership) {
+	if len(ms) == 0 {
+		return
+	}
+	n := len(ms)
+	zone, id, lg, pr, seq := make([]string, n), make([]string, n), make([]int16, n), make([]bool, n), make([]int64, n)
+	for i, m := range ms {
+		zone[i], id[i], lg[i], pr[i], seq[i] = m.Zone, m.PlayerID, int16(shard.Of(m.Zone)), m.Present, int64(m.Seq)
+	}
+	b.Queue(`INSERT INTO zone_members AS m (zone, player_id, logical, present, seq)
+		SELECT * FROM unnest($1::text[], $2::text[], $3::int2[], $4::bool[], $5::int8[])
+		ON CONFLICT (zone, player_id) DO UPDATE SET present = EXCLUDED.present, seq = EXCLUDED.seq
+		WHERE EXCLUDED.seq > m.seq`, zone, id, lg, pr, seq)
 }
 
 // ZoneEvents answers a zone's events from the database owning the zone.
@@ -504,8 +566,8 @@ func (s *Store) ZoneEvents(ctx context.Context, q store.ZoneEventsQuery) ([]stor
 		return nil, err
 	}
 	db := s.DB(s.Map().DBFor(q.Zone))
-	rows, err := db.Pool.Query(ctx, `SELECT seq, ts, zone, event_id, player_id, type, fence, payload FROM events
-		WHERE zone = $1 AND ts >= $2 AND ts < $3 AND seq > $4 ORDER BY ts, seq LIMIT $5`,
+	rows, err := db.Pool.Query(ctx, `SELECT seq, idx, ts, zone, event_id, player_id, type, fence, payload FROM events
+		WHERE zone = $1 AND ts >= $2 AND ts < $3 AND seq > $4 ORDER BY ts, seq, idx LIMIT $5`,
 		q.Zone, time.Unix(0, q.FromNs).UTC(), time.Unix(0, q.ToNs).UTC(), int64(q.AfterSeq), q.Limit)
 	if err != nil {
 		return nil, err
@@ -515,11 +577,12 @@ func (s *Store) ZoneEvents(ctx context.Context, q store.ZoneEventsQuery) ([]stor
 	for rows.Next() {
 		var e store.EventRow
 		var seq, fence int64
+		var idx int32
 		var ts time.Time
-		if err := rows.Scan(&seq, &ts, &e.Zone, &e.EventID, &e.PlayerID, &e.Type, &fence, &e.Payload); err != nil {
+		if err := rows.Scan(&seq, &idx, &ts, &e.Zone, &e.EventID, &e.PlayerID, &e.Type, &fence, &e.Payload); err != nil {
 			return nil, err
 		}
-		e.Seq, e.Fence, e.TSNs = uint64(seq), uint64(fence), ts.UnixNano()
+		e.Seq, e.Index, e.Fence, e.TSNs = uint64(seq), uint32(idx), uint64(fence), ts.UnixNano()
 		out = append(out, e)
 	}
 	return out, rows.Err()
@@ -553,7 +616,8 @@ func (s *Store) Zone(ctx context.Context, zone string) (store.ZoneSummary, bool,
 	var z store.ZoneSummary
 	var seq int64
 	var ts *time.Time
-	err := db.Pool.QueryRow(ctx, `SELECT zone, events, last_seq, last_ts, players, deaths FROM zone_summaries WHERE zone = $1`, zone).
+	err := db.Pool.QueryRow(ctx, `SELECT zone, events, last_seq, last_ts,
+		(SELECT count(*) FROM zone_members m WHERE m.zone = z.zone AND m.present), deaths FROM zone_summaries z WHERE zone = $1`, zone).
 		Scan(&z.Zone, &z.Events, &seq, &ts, &z.Players, &z.Deaths)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return z, false, nil
@@ -576,4 +640,41 @@ func ParseURL(url string) (string, error) {
 	}
 	c := cfg.ConnConfig
 	return fmt.Sprintf("postgres://%s@%s:%d/%s", c.User, c.Host, c.Port, c.Database), nil
+}
+
+// EventsBySeq answers a zone's events by stream position from the database
+// owning the zone, in (seq, idx) order. It scans the primary key (seq, idx,
+// ts) of every partition (a merge in key order), filtering on the zone, so
+// a page reads at most Limit rows of the zone plus the other zones' rows in
+// between: no extra index costs the writers.
+func (s *Store) EventsBySeq(ctx context.Context, q store.SeqRangeQuery) ([]store.EventRow, error) {
+	q, err := q.Normalize()
+	if err != nil {
+		return nil, err
+	}
+	db := s.DB(s.Map().DBFor(q.Zone))
+	if db == nil {
+		return nil, fmt.Errorf("pgstore: no database for zone %s", q.Zone)
+	}
+	fromSeq, fromIdx := q.Start()
+	rows, err := db.Pool.Query(ctx, `SELECT seq, idx, ts, zone, event_id, player_id, type, fence, payload FROM events
+		WHERE zone = $1 AND (seq, idx) >= ($2, $3) AND seq <= $4 ORDER BY seq, idx LIMIT $5`,
+		q.Zone, int64(fromSeq), int32(fromIdx), int64(min(q.ToSeq, 1<<63-1)), q.Limit)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := []store.EventRow{}
+	for rows.Next() {
+		var e store.EventRow
+		var seq, fence int64
+		var idx int32
+		var ts time.Time
+		if err := rows.Scan(&seq, &idx, &ts, &e.Zone, &e.EventID, &e.PlayerID, &e.Type, &fence, &e.Payload); err != nil {
+			return nil, err
+		}
+		e.Seq, e.Index, e.Fence, e.TSNs = uint64(seq), uint32(idx), uint64(fence), ts.UnixNano()
+		out = append(out, e)
+	}
+	return out, rows.Err()
 }

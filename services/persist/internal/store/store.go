@@ -8,34 +8,49 @@ package store
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sort"
 	"strings"
 	"time"
 
+	"github.com/nats-io/nats.go"
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/realmstream/realmstream/libs/schema"
 	"github.com/realmstream/realmstream/libs/wire"
 )
 
-// Record is one message of the EVT stream as persist stores it. Seq (the
-// stream sequence) identifies it: the log of record is keyed by it, and a
-// store holds each Seq at most once.
+// Record is one event row as persist stores it: one event of an EVT
+// message. A tick record message (Realm-Schema wire.SchemaTickRecord) holds
+// the events of one zone tick and becomes one Record per event, at Index
+// 0..n-1; a legacy message (one schema.Event) or an undecodable one becomes
+// one Record at Index 0. (Seq, Index) identifies a row: a store holds each
+// at most once. Every Record of a message has the same Seq and Zone and is
+// always in the same batch (a message is never split), so exactly-once
+// bookkeeping may work per message (Seq).
 type Record struct {
 	Seq      uint64
+	Index    uint32 // position of the event in its message
 	Zone     string // shard key of the event row
-	TSNs     int64  // event timestamp (partition key); the message time if the payload is undecodable
+	TSNs     int64  // event timestamp (partition key); else the record's commit time, else the message time
 	EventID  string
 	PlayerID string
-	Type     string // body field name ("player_moved"), "invalid" if the payload did not decode
+	Type     string // wire.EventType ("player_moved"), "invalid" if the payload did not decode
 	Fence    uint64
-	Payload  []byte // the schema.Event protobuf exactly as in the stream
+	Payload  []byte // the schema.Event protobuf exactly as in the stream (undecodable: the whole message data)
 	Event    *schema.Event
 }
 
-// Decode turns one EVT message into a Record. It never fails: a payload that
-// is not a schema.Event is kept raw with Type "invalid" (the store mirrors the
-// log, whatever is in it), and the zone comes from the subject.
+// Less orders records by (Seq, Index): the order of the log.
+func (r *Record) Less(o *Record) bool {
+	return r.Seq < o.Seq || (r.Seq == o.Seq && r.Index < o.Index)
+}
+
+// Decode turns a legacy EVT message (one schema.Event, Realm-Schema "1" or
+// no schema header) into its Record. It never fails: a payload that is not
+// a schema.Event is kept raw with Type "invalid" (the store mirrors the log,
+// whatever is in it), and the zone comes from the subject.
 func Decode(seq uint64, subject string, data []byte, msgTime time.Time) Record {
 	zone := strings.TrimPrefix(subject, wire.EventPrefix)
 	r := Record{Seq: seq, Zone: zone, TSNs: msgTime.UnixNano(), Payload: data, Type: "invalid"}
@@ -43,6 +58,11 @@ func Decode(seq uint64, subject string, data []byte, msgTime time.Time) Record {
 	if err := proto.Unmarshal(data, ev); err != nil {
 		return r
 	}
+	fill(&r, ev)
+	return r
+}
+
+func fill(r *Record, ev *schema.Event) {
 	r.Event = ev
 	r.EventID = ev.GetEventId()
 	r.PlayerID = ev.GetPlayerId()
@@ -50,27 +70,76 @@ func Decode(seq uint64, subject string, data []byte, msgTime time.Time) Record {
 	if ev.GetTimestampNs() != 0 {
 		r.TSNs = ev.GetTimestampNs()
 	}
-	r.Type = EventType(ev)
-	return r
+	r.Type = wire.EventType(ev)
 }
 
-// EventType is the name of the event's body field ("player_moved"), or
-// "unknown" when the body is empty.
-func EventType(ev *schema.Event) string {
-	m := ev.ProtoReflect()
-	od := m.Descriptor().Oneofs().ByName("body")
-	if od == nil {
-		return "unknown"
+// Field numbers of schema.TickRecord that DecodeMessage reads.
+const (
+	tickRecordCommittedAt = 7
+	tickRecordEvents      = 8
+)
+
+// DecodeMessage turns one EVT message into its Records: the events of a tick
+// record (header Realm-Schema = wire.SchemaTickRecord) in order, each with
+// the exact bytes of its schema.Event as payload, or the one Record of a
+// legacy message (Decode). It never fails: a record that does not decode
+// (or one of whose events does not) is stored as one raw Record of Type
+// "invalid" at Index 0, like an undecodable legacy message. A record with no
+// events yields no Records.
+func DecodeMessage(seq uint64, subject string, h nats.Header, data []byte, msgTime time.Time) []Record {
+	if h.Get(wire.HeaderSchema) != wire.SchemaTickRecord {
+		return []Record{Decode(seq, subject, data, msgTime)}
 	}
-	if fd := m.WhichOneof(od); fd != nil {
-		return string(fd.Name())
+	zone := strings.TrimPrefix(subject, wire.EventPrefix)
+	raw := []Record{{Seq: seq, Zone: zone, TSNs: msgTime.UnixNano(), Payload: data, Type: "invalid"}}
+	// Walk the record's wire format so that each row's payload is the
+	// event's bytes exactly as committed (no re-encoding).
+	var evs [][]byte
+	var committed int64
+	for b := data; len(b) > 0; {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return raw
+		}
+		b = b[n:]
+		switch {
+		case num == tickRecordEvents && typ == protowire.BytesType:
+			var v []byte
+			v, n = protowire.ConsumeBytes(b)
+			if n >= 0 {
+				evs = append(evs, v)
+			}
+		case num == tickRecordCommittedAt && typ == protowire.VarintType:
+			var v uint64
+			v, n = protowire.ConsumeVarint(b)
+			committed = int64(v)
+		default:
+			n = protowire.ConsumeFieldValue(num, typ, b)
+		}
+		if n < 0 {
+			return raw
+		}
+		b = b[n:]
 	}
-	return "unknown"
+	if committed == 0 {
+		committed = msgTime.UnixNano()
+	}
+	out := make([]Record, len(evs))
+	for i, p := range evs {
+		ev := &schema.Event{}
+		if err := proto.Unmarshal(p, ev); err != nil {
+			return raw
+		}
+		out[i] = Record{Seq: seq, Index: uint32(i), Zone: zone, TSNs: committed, Payload: p}
+		fill(&out[i], ev)
+	}
+	return out
 }
 
 // EventRow is one stored event.
 type EventRow struct {
 	Seq      uint64 `json:"seq"`
+	Index    uint32 `json:"index"` // position in its message (0 for a legacy message)
 	TSNs     int64  `json:"ts_ns"`
 	Zone     string `json:"zone"`
 	EventID  string `json:"event_id"`
@@ -101,7 +170,7 @@ type ZoneSummary struct {
 	Events   int64  `json:"events"`
 	LastSeq  uint64 `json:"last_seq"`
 	LastTSNs int64  `json:"last_ts_ns"`
-	Players  int64  `json:"players"` // joined/accepted minus left/transferred out
+	Players  int64  `json:"players"` // players in the zone now (see Membership)
 	Deaths   int64  `json:"deaths"`
 }
 
@@ -139,14 +208,76 @@ type WriteResult struct {
 	Slow     int // event rows that took the duplicate-checking path
 }
 
-// Store is a persist backend. Write must be exactly-once per Seq: writing the
-// same records again (a redelivered batch) stores nothing twice and leaves
+// PartialError is a failed Write of which some physical shards committed:
+// Failed holds the message sequences (Record.Seq) that touched a shard that
+// did not commit (their rows or read-model rows); every other message of
+// the batch is durably stored and may be acked. Retrying the failed
+// messages is safe (exactly-once).
+type PartialError struct {
+	Err    error
+	Failed map[uint64]bool
+}
+
+func (e *PartialError) Error() string {
+	return fmt.Sprintf("%v (%d messages not stored)", e.Err, len(e.Failed))
+}
+
+func (e *PartialError) Unwrap() error { return e.Err }
+
+// SeqRangeQuery selects the events of a zone whose message sequence is in
+// [FromSeq, ToSeq] (ToSeq 0 = no upper bound), in log order (seq, index),
+// starting after the position (AfterSeq, AfterIndex) when HasAfter (paging:
+// pass the last row of the previous page), at most Limit rows.
+type SeqRangeQuery struct {
+	Zone       string `json:"zone"`
+	FromSeq    uint64 `json:"from_seq"`
+	ToSeq      uint64 `json:"to_seq"`
+	AfterSeq   uint64 `json:"after_seq,omitempty"`
+	AfterIndex uint32 `json:"after_index,omitempty"`
+	HasAfter   bool   `json:"has_after,omitempty"`
+	Limit      int    `json:"limit"`
+}
+
+// Normalize applies the defaults and bounds of a query: the lower bound
+// becomes the first position to return, as (seq, index).
+func (q SeqRangeQuery) Normalize() (SeqRangeQuery, error) {
+	if !wire.ValidToken(q.Zone) {
+		return q, errors.New("zone: want a zone id like z0_0")
+	}
+	if q.Limit <= 0 || q.Limit > MaxLimit {
+		q.Limit = MaxLimit
+	}
+	if q.ToSeq == 0 {
+		q.ToSeq = 1<<63 - 1
+	}
+	if q.ToSeq < q.FromSeq {
+		return q, errors.New("to_seq: below from_seq")
+	}
+	return q, nil
+}
+
+// Start is the first (seq, index) a normalized query may return.
+func (q SeqRangeQuery) Start() (uint64, uint32) {
+	if q.HasAfter && q.AfterSeq >= q.FromSeq {
+		if q.AfterIndex == 1<<32-1 {
+			return q.AfterSeq + 1, 0
+		}
+		return q.AfterSeq, q.AfterIndex + 1
+	}
+	return q.FromSeq, 0
+}
+
+// Store is a persist backend. Write must be exactly-once per (Seq, Index):
+// writing the same records again (a redelivered batch) stores nothing twice and leaves
 // read models as if written once. Write is atomic per physical shard, not
 // across shards: a failed Write may have committed some shards, and retrying
 // it is always safe.
 type Store interface {
 	Write(ctx context.Context, recs []Record) (WriteResult, error)
 	ZoneEvents(ctx context.Context, q ZoneEventsQuery) ([]EventRow, error)
+	// EventsBySeq answers a zone's events by stream position (replay and
+	// time travel below the JetStream floor).
+	EventsBySeq(ctx context.Context, q SeqRangeQuery) ([]EventRow, error)
 	Player(ctx context.Context, id string) (Player, bool, error)
 	Zone(ctx context.Context, zone string) (ZoneSummary, bool, error)
 	Close() error
@@ -172,6 +303,7 @@ type FieldSeqs struct {
 // stored one (idempotent, order-independent).
 type PlayerPatch struct {
 	PlayerID string
+	Touched  []uint64 // message sequences whose events make up the patch
 	Seq      uint64
 	TSNs     int64
 	Seqs     FieldSeqs
@@ -190,22 +322,33 @@ func (p *PlayerPatch) setPos(seq uint64, x, y float32) {
 	p.X, p.Y, p.Seqs.Pos = ptr(x), ptr(y), seq
 }
 
-// Tally is one kill or death credited to a player by the event at Seq;
-// (PlayerID, Seq, Kind) is unique, so counting it is idempotent.
+// Tally is one kill or death credited to a player by the event at (Seq,
+// Index); (PlayerID, Seq, Index, Kind) is unique, so counting it is
+// idempotent (two kills of one tick are two tallies).
 type Tally struct {
 	PlayerID string
 	Seq      uint64
+	Index    uint32
 	Kind     byte // 'k' kill, 'd' death
 }
 
-// Project computes player patches and tallies of records, applied in Seq
-// order.
-func Project(recs []Record) ([]*PlayerPatch, []Tally) {
-	sorted := recs
-	if !sort.SliceIsSorted(recs, func(i, j int) bool { return recs[i].Seq < recs[j].Seq }) {
-		sorted = append([]Record(nil), recs...)
-		sort.Slice(sorted, func(i, j int) bool { return sorted[i].Seq < sorted[j].Seq })
+// SortRecords returns recs in (Seq, Index) order (recs itself if sorted).
+func SortRecords(recs []Record) []Record {
+	if sort.SliceIsSorted(recs, func(i, j int) bool { return recs[i].Less(&recs[j]) }) {
+		return recs
 	}
+	sorted := append([]Record(nil), recs...)
+	sort.SliceStable(sorted, func(i, j int) bool { return sorted[i].Less(&sorted[j]) })
+	return sorted
+}
+
+// Project computes player patches and tallies of records, applied in (Seq,
+// Index) order. Field sequences are stream sequences: the events of one
+// message are folded in order into the patch, so the last event of a
+// record that sets a group wins, and a message is never split across
+// batches.
+func Project(recs []Record) ([]*PlayerPatch, []Tally) {
+	sorted := SortRecords(recs)
 	byID := map[string]*PlayerPatch{}
 	var order []*PlayerPatch
 	get := func(id string, r *Record) *PlayerPatch {
@@ -214,6 +357,9 @@ func Project(recs []Record) ([]*PlayerPatch, []Tally) {
 			p = &PlayerPatch{PlayerID: id}
 			byID[id] = p
 			order = append(order, p)
+		}
+		if n := len(p.Touched); n == 0 || p.Touched[n-1] != r.Seq {
+			p.Touched = append(p.Touched, r.Seq)
 		}
 		p.Seq, p.TSNs = r.Seq, r.TSNs
 		return p
@@ -259,17 +405,17 @@ func Project(recs []Record) ([]*PlayerPatch, []Tally) {
 			}
 			if h.GetKilled() {
 				if t != "" {
-					tallies = append(tallies, Tally{PlayerID: t, Seq: r.Seq, Kind: 'd'})
+					tallies = append(tallies, Tally{PlayerID: t, Seq: r.Seq, Index: r.Index, Kind: 'd'})
 				}
 				if r.PlayerID != t {
-					tallies = append(tallies, Tally{PlayerID: r.PlayerID, Seq: r.Seq, Kind: 'k'})
+					tallies = append(tallies, Tally{PlayerID: r.PlayerID, Seq: r.Seq, Index: r.Index, Kind: 'k'})
 				}
 			}
 		case *schema.Event_PlayerDied:
 			get(r.PlayerID, r).setHP(r.Seq, 0)
-			tallies = append(tallies, Tally{PlayerID: r.PlayerID, Seq: r.Seq, Kind: 'd'})
+			tallies = append(tallies, Tally{PlayerID: r.PlayerID, Seq: r.Seq, Index: r.Index, Kind: 'd'})
 			if k := b.PlayerDied.GetKillerId(); k != "" && k != r.PlayerID {
-				tallies = append(tallies, Tally{PlayerID: k, Seq: r.Seq, Kind: 'k'})
+				tallies = append(tallies, Tally{PlayerID: k, Seq: r.Seq, Index: r.Index, Kind: 'k'})
 			}
 		case *schema.Event_PlayerRespawned:
 			p := get(r.PlayerID, r)
@@ -281,13 +427,69 @@ func Project(recs []Record) ([]*PlayerPatch, []Tally) {
 }
 
 // ZoneDelta is the change newly stored events make to one zone summary.
+// The zone's player count is not a delta: it is the number of present
+// members (Memberships), so a re-join of a player already present, or a
+// leave of one already gone, changes nothing.
 type ZoneDelta struct {
 	Zone     string
 	Events   int64
 	LastSeq  uint64
 	LastTSNs int64
-	Players  int64
 	Deaths   int64
+}
+
+// Membership is whether a player is in a zone after the event at Seq that
+// last changed it (PlayerJoined / TransferAccepted: present; PlayerLeft /
+// TransferOut: absent). Stores keep one row per (Zone, PlayerID) and take a
+// membership only from a higher Seq than the stored one (idempotent,
+// order-independent, like FieldSeqs); the zone summary's players is the
+// number of present rows.
+type Membership struct {
+	Zone     string
+	PlayerID string
+	Seq      uint64
+	Present  bool
+}
+
+// Memberships folds records, in (Seq, Index) order, into the last
+// membership change per (zone, player).
+func Memberships(recs []Record) []Membership {
+	type key struct{ zone, player string }
+	idx := map[key]int{}
+	var out []Membership
+	for _, i := range sortedIdx(recs) {
+		r := &recs[i]
+		if r.Event == nil || r.PlayerID == "" {
+			continue
+		}
+		var present bool
+		switch r.Event.GetBody().(type) {
+		case *schema.Event_PlayerJoined, *schema.Event_TransferAccepted:
+			present = true
+		case *schema.Event_PlayerLeft, *schema.Event_TransferOut:
+			present = false
+		default:
+			continue
+		}
+		k := key{r.Zone, r.PlayerID}
+		m := Membership{Zone: r.Zone, PlayerID: r.PlayerID, Seq: r.Seq, Present: present}
+		if j, ok := idx[k]; ok {
+			out[j] = m
+		} else {
+			idx[k] = len(out)
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+func sortedIdx(recs []Record) []int {
+	ix := make([]int, len(recs))
+	for i := range ix {
+		ix[i] = i
+	}
+	sort.SliceStable(ix, func(a, b int) bool { return recs[ix[a]].Less(&recs[ix[b]]) })
+	return ix
 }
 
 // ZoneDeltas sums the zone-summary changes of records that were newly stored
@@ -315,10 +517,6 @@ func ZoneDeltas(recs []Record) []*ZoneDelta {
 			if b.AttackHit.GetKilled() {
 				d.Deaths++
 			}
-		case *schema.Event_PlayerJoined, *schema.Event_TransferAccepted:
-			d.Players++
-		case *schema.Event_PlayerLeft, *schema.Event_TransferOut:
-			d.Players--
 		case *schema.Event_PlayerDied:
 			d.Deaths++
 		}

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/realmstream/realmstream/libs/schema"
@@ -132,6 +133,73 @@ func Rec(seq uint64, ev *schema.Event) store.Record {
 		panic(err)
 	}
 	return store.Decode(seq, wire.EventSubject(ev.GetZone()), b, time.Unix(0, ev.GetTimestampNs()))
+}
+
+// TickMsg encodes events (all of one zone) as the tick record message
+// (Realm-Schema wire.SchemaTickRecord) the world commits.
+func TickMsg(fence, tick uint64, evs ...*schema.Event) (nats.Header, []byte) {
+	zone := ""
+	if len(evs) > 0 {
+		zone = evs[0].GetZone()
+	}
+	id := wire.TickRecordID(zone, fence, tick, 0)
+	b, err := proto.Marshal(&schema.TickRecord{RecordId: id, Zone: zone, Fence: fence, Tick: tick, Parts: 1,
+		CommittedAtNs: Base.UnixNano(), Events: evs})
+	if err != nil {
+		panic(err)
+	}
+	h := nats.Header{}
+	h.Set(wire.HeaderSchema, wire.SchemaTickRecord)
+	h.Set(wire.HeaderEventType, wire.EventTypeTick)
+	h.Set(wire.HeaderMsgID, id)
+	return h, b
+}
+
+// Tick encodes events (all of one zone) as one tick record message with
+// stream sequence seq and decodes it as persist does: one Record per event.
+func Tick(seq uint64, evs ...*schema.Event) []store.Record {
+	h, b := TickMsg(1, seq, evs...)
+	zone := ""
+	if len(evs) > 0 {
+		zone = evs[0].GetZone()
+	}
+	return store.DecodeMessage(seq, wire.EventSubject(zone), h, b, Base)
+}
+
+// GameRecords is GameLog(n, seed) committed as tick records: each zone's
+// events in order, up to per events a record, records numbered 1.. in the
+// order they fill (so a record holds several events of one player, kills
+// and re-joins included).
+func GameRecords(n int, seed uint64, per int) [][]store.Record {
+	buf := map[string][]*schema.Event{}
+	var out [][]store.Record
+	seq := uint64(0)
+	flush := func(z string) {
+		if len(buf[z]) == 0 {
+			return
+		}
+		seq++
+		out = append(out, Tick(seq, buf[z]...))
+		buf[z] = nil
+	}
+	for _, r := range GameLog(n, seed) {
+		buf[r.Zone] = append(buf[r.Zone], r.Event)
+		if len(buf[r.Zone]) == per {
+			flush(r.Zone)
+		}
+	}
+	for _, z := range []string{"z0_0", "z1_1", "z2_1"} {
+		flush(z)
+	}
+	return out
+}
+
+func flat(msgs [][]store.Record) []store.Record {
+	var out []store.Record
+	for _, m := range msgs {
+		out = append(out, m...)
+	}
+	return out
 }
 
 // Run runs the conformance suite; open returns a fresh, empty store.
@@ -376,6 +444,262 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		}
 	})
 
+	// TickRecordsOneRowPerEvent: a tick record is stored as one row per
+	// event at (seq, index), payload the event's bytes; redelivering the
+	// records (whole, overlapping, or a message twice in one batch) stores
+	// nothing twice; both queries return the rows in log order.
+	t.Run("TickRecordsOneRowPerEvent", func(t *testing.T) {
+		s := open(t)
+		var msgs [][]store.Record
+		for seq := uint64(1); seq <= 6; seq++ {
+			zone := []string{"z0_0", "z1_1"}[seq%2]
+			var evs []*schema.Event
+			for i := 0; i < 5; i++ {
+				n := int(seq)*10 + i
+				evs = append(evs, Moved(fmt.Sprintf("r%d", n), zone, fmt.Sprintf("p%d", i), Base.Add(time.Duration(n)*time.Millisecond), float32(n), 0))
+			}
+			msgs = append(msgs, Tick(seq, evs...))
+		}
+		if res := write(t, s, flat(msgs[:3])); res.Inserted != 15 || res.Skipped != 0 {
+			t.Fatalf("first write: %+v", res)
+		}
+		if res := write(t, s, flat(msgs[:3])); res.Inserted != 0 || res.Skipped != 15 {
+			t.Fatalf("redelivery: %+v", res)
+		}
+		batch := flat(append(append([][]store.Record{}, msgs[2:]...), msgs[4])) // overlap + a message twice
+		if res := write(t, s, batch); res.Inserted != 15 || res.Skipped != 10 {
+			t.Fatalf("overlap: %+v", res)
+		}
+		for _, zone := range []string{"z0_0", "z1_1"} {
+			var want []store.Record
+			for _, m := range msgs {
+				if m[0].Zone == zone {
+					want = append(want, m...)
+				}
+			}
+			byTime, err := s.ZoneEvents(ctx, store.ZoneEventsQuery{Zone: zone})
+			if err != nil {
+				t.Fatal(err)
+			}
+			bySeq, err := s.EventsBySeq(ctx, store.SeqRangeQuery{Zone: zone})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(byTime) != len(want) || len(bySeq) != len(want) {
+				t.Fatalf("%s: %d by time, %d by seq, want %d", zone, len(byTime), len(bySeq), len(want))
+			}
+			for i, w := range want {
+				for _, g := range []store.EventRow{byTime[i], bySeq[i]} {
+					if g.Seq != w.Seq || g.Index != w.Index || g.EventID != w.EventID || g.TSNs != w.TSNs ||
+						g.Type != "player_moved" || string(g.Payload) != string(w.Payload) {
+						t.Fatalf("%s row %d = %+v, want (%d, %d) %s", zone, i, g, w.Seq, w.Index, w.EventID)
+					}
+				}
+			}
+			z, _, _ := s.Zone(ctx, zone)
+			if z.Events != int64(len(want)) || z.LastSeq != want[len(want)-1].Seq {
+				t.Fatalf("%s summary %+v", zone, z)
+			}
+		}
+	})
+
+	// EventsBySeqRangeAndPaging: [from, to] by stream sequence, pages that
+	// split a record continue after (seq, index), bounded by Limit.
+	t.Run("EventsBySeqRangeAndPaging", func(t *testing.T) {
+		s := open(t)
+		var all []store.Record
+		for seq := uint64(1); seq <= 10; seq++ {
+			zone := "z0_0"
+			if seq%3 == 0 {
+				zone = "z2_2"
+			}
+			var evs []*schema.Event
+			for i := 0; i < 4; i++ {
+				evs = append(evs, Moved(fmt.Sprintf("q%d.%d", seq, i), zone, "p", Base.Add(time.Duration(seq)*time.Second), 1, 1))
+			}
+			recs := Tick(seq, evs...)
+			all = append(all, recs...)
+		}
+		write(t, s, all)
+		got, err := s.EventsBySeq(ctx, store.SeqRangeQuery{Zone: "z0_0", FromSeq: 2, ToSeq: 5})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got) != 12 || got[0].Seq != 2 || got[0].Index != 0 || got[11].Seq != 5 || got[11].Index != 3 {
+			t.Fatalf("range [2,5]: %v", positions(got))
+		}
+		var paged []store.EventRow
+		q := store.SeqRangeQuery{Zone: "z0_0", FromSeq: 1, Limit: 3}
+		for page := 0; ; page++ {
+			if page > 20 {
+				t.Fatal("paging does not end")
+			}
+			rows, err := s.EventsBySeq(ctx, q)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(rows) > 3 {
+				t.Fatalf("page of %d rows, limit 3", len(rows))
+			}
+			if len(rows) == 0 {
+				break
+			}
+			paged = append(paged, rows...)
+			last := rows[len(rows)-1]
+			q.AfterSeq, q.AfterIndex, q.HasAfter = last.Seq, last.Index, true
+		}
+		if len(paged) != 28 {
+			t.Fatalf("paged %d rows, want 28: %v", len(paged), positions(paged))
+		}
+		for i := 1; i < len(paged); i++ {
+			a, b := paged[i-1], paged[i]
+			if !(a.Seq < b.Seq || (a.Seq == b.Seq && a.Index+1 == b.Index)) {
+				t.Fatalf("paged rows out of order at %d: %v", i, positions(paged))
+			}
+		}
+		if _, err := s.EventsBySeq(ctx, store.SeqRangeQuery{Zone: "z0_0", FromSeq: 5, ToSeq: 4}); err == nil {
+			t.Fatal("to < from accepted")
+		}
+	})
+
+	// TwoKillsInOneRecord: two kills by one player in one tick are two
+	// kills; a redelivered record counts neither twice.
+	t.Run("TwoKillsInOneRecord", func(t *testing.T) {
+		s := open(t)
+		recs := Tick(1, Joined("j1", "z0_0", "ann", Base, 10), Joined("j2", "z0_0", "ben", Base, 10),
+			Joined("j3", "z0_0", "cid", Base, 10), Kill("k1", "z0_0", "ann", "ben", Base), Kill("k2", "z0_0", "ann", "cid", Base))
+		write(t, s, recs)
+		write(t, s, recs)
+		a, _, _ := s.Player(ctx, "ann")
+		if a.Kills != 2 {
+			t.Fatalf("ann kills %d, want 2", a.Kills)
+		}
+		z, _, _ := s.Zone(ctx, "z0_0")
+		if z.Deaths != 2 || z.Events != 5 || z.Players != 3 {
+			t.Fatalf("zone %+v", z)
+		}
+	})
+
+	// ZonePlayersRejoinLeaveTransfer (issue 10 #10): the zone summary's
+	// players is the number of players in the zone: a re-join of a player
+	// already present does not count twice, a leave or a transfer out of a
+	// player counts once, in any batch order and with redeliveries.
+	t.Run("ZonePlayersRejoinLeaveTransfer", func(t *testing.T) {
+		ts := func(i int) time.Time { return Base.Add(time.Duration(i) * time.Second) }
+		left := func(id, zone, player string, t time.Time) *schema.Event {
+			e := NewEvent(id, zone, player, t)
+			e.Body = &schema.Event_PlayerLeft{PlayerLeft: &schema.PlayerLeft{Reason: "leave"}}
+			return e
+		}
+		out := func(id, zone, player, to string, t time.Time) *schema.Event {
+			e := NewEvent(id, zone, player, t)
+			e.Body = &schema.Event_TransferOut{TransferOut: &schema.TransferOut{TransferId: id, ToZone: to}}
+			return e
+		}
+		in := func(id, zone, player, from string, t time.Time) *schema.Event {
+			e := NewEvent(id, zone, player, t)
+			e.Body = &schema.Event_TransferAccepted{TransferAccepted: &schema.TransferAccepted{TransferId: id, FromZone: from,
+				Player: &schema.PlayerState{PlayerId: player, Hp: 10}}}
+			return e
+		}
+		batches := [][]store.Record{
+			Tick(1, Joined("a1", "z0_0", "amy", ts(1), 10), Joined("b1", "z0_0", "bo", ts(1), 10)),
+			{Rec(2, Joined("a2", "z0_0", "amy", ts(2), 10))}, // re-join (new session) while present: legacy message
+			Tick(3, Joined("a3", "z0_0", "amy", ts(3), 10), Joined("c1", "z0_0", "cy", ts(3), 10)),
+			Tick(4, left("b2", "z0_0", "bo", ts(4)), left("b3", "z0_0", "bo", ts(4))), // leave twice: counts once
+			Tick(5, out("c2", "z0_0", "cy", "z1_1", ts(5))),
+			Tick(6, in("c2", "z1_1", "cy", "z0_0", ts(6))),
+			Tick(7, Joined("b4", "z0_0", "bo", ts(7), 10), left("a4", "z0_0", "amy", ts(7)), Joined("a5", "z0_0", "amy", ts(7), 10)),
+		}
+		want := map[string]int64{"z0_0": 2, "z1_1": 1} // amy, bo in z0_0; cy in z1_1
+		check := func(name string, s store.Store) {
+			for z, n := range want {
+				got, ok, err := s.Zone(ctx, z)
+				if err != nil || !ok {
+					t.Fatalf("%s: zone %s: %v %v", name, z, ok, err)
+				}
+				if got.Players != n {
+					t.Errorf("%s: zone %s players %d, want %d", name, z, got.Players, n)
+				}
+			}
+		}
+		inOrder := open(t)
+		for _, b := range batches {
+			write(t, inOrder, b)
+		}
+		check("in order", inOrder)
+		shuffled := open(t)
+		rng := rand.New(rand.NewPCG(3, 4))
+		for _, i := range rng.Perm(len(batches)) {
+			write(t, shuffled, batches[i])
+			write(t, shuffled, batches[rng.IntN(len(batches))]) // a redelivery
+		}
+		check("shuffled", shuffled)
+	})
+
+	// RecordsBatchOrderDoesNotMatter: BatchOrderDoesNotMatter for a game
+	// log committed as tick records (several events of a player, kills and
+	// re-joins in one record).
+	t.Run("RecordsBatchOrderDoesNotMatter", func(t *testing.T) {
+		msgs := GameRecords(600, 11, 8)
+		var batches [][]store.Record
+		for i := 0; i < len(msgs); i += 5 {
+			batches = append(batches, flat(msgs[i:min(i+5, len(msgs))]))
+		}
+		inOrder := open(t)
+		for _, b := range batches {
+			write(t, inOrder, b)
+		}
+		shuffled := open(t)
+		rng := rand.New(rand.NewPCG(5, 6))
+		for _, i := range rng.Perm(len(batches)) {
+			write(t, shuffled, batches[i])
+			if i%4 == 0 {
+				write(t, shuffled, batches[i])
+			}
+		}
+		players, zones := map[string]bool{}, map[string]bool{}
+		var kills int64
+		for _, r := range flat(msgs) {
+			players[r.PlayerID] = true
+			zones[r.Zone] = true
+		}
+		for id := range players {
+			w, _, _ := inOrder.Player(ctx, id)
+			g, _, err := shuffled.Player(ctx, id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if w != g {
+				t.Errorf("player %s = %+v, in order %+v", id, g, w)
+			}
+			kills += w.Kills
+		}
+		var rows int64
+		for z := range zones {
+			w, _, _ := inOrder.Zone(ctx, z)
+			g, _, _ := shuffled.Zone(ctx, z)
+			if w != g {
+				t.Errorf("zone %s = %+v, in order %+v", z, g, w)
+			}
+			rows += w.Events
+		}
+		if kills == 0 || rows != 600 {
+			t.Fatalf("kills %d, rows %d (want > 0, 600)", kills, rows)
+		}
+	})
+
+	t.Run("UndecodableTickRecordIsKept", func(t *testing.T) {
+		s := open(t)
+		h, _ := TickMsg(1, 1)
+		recs := store.DecodeMessage(1, "evt.z0_0", h, []byte{0x42, 0x05, 0x01}, Base)
+		write(t, s, recs)
+		got, _ := s.EventsBySeq(ctx, store.SeqRangeQuery{Zone: "z0_0"})
+		if len(got) != 1 || got[0].Type != "invalid" || got[0].Index != 0 || string(got[0].Payload) != "\x42\x05\x01" {
+			t.Fatalf("got %+v", got)
+		}
+	})
+
 	t.Run("UndecodablePayloadIsKept", func(t *testing.T) {
 		s := open(t)
 		r := store.Decode(1, "evt.z0_0", []byte{0xff, 0xff, 0xff}, Base)
@@ -391,6 +715,14 @@ func seqs(es []store.EventRow) []uint64 {
 	var out []uint64
 	for _, e := range es {
 		out = append(out, e.Seq)
+	}
+	return out
+}
+
+func positions(es []store.EventRow) []string {
+	var out []string
+	for _, e := range es {
+		out = append(out, fmt.Sprintf("%d/%d", e.Seq, e.Index))
 	}
 	return out
 }
