@@ -6,8 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -52,9 +54,12 @@ type Service struct {
 	ready    chan struct{}
 	stopping chan struct{} // closed when Run begins to stop: ends the dashboard's event streams
 	started  time.Time     // when Run connected; see evaluate
+	// downSince is when the NATS connection dropped (unix ns), 0 while connected.
+	downSince atomic.Int64
 
-	nc *nats.Conn
-	kv jetstream.KeyValue
+	nc   *nats.Conn
+	kv   jetstream.KeyValue
+	lags *dashboard.LagPoller // per-zone command lag for the dashboard (set in Run)
 
 	samples     *prometheus.CounterVec
 	transitions *prometheus.CounterVec
@@ -103,6 +108,16 @@ func New(cfg Config, log *slog.Logger) (*Service, error) {
 	}
 	s.ops.Registry.MustRegister(s.samples, s.transitions, s.evalErrors, s.deliveries, s.evalSeconds, exporter.New(s))
 	dashboard.Register(s.ops.Mux, s.hub, s.stopping)
+	dashboard.RegisterTimeline(s.ops.Mux, func(ctx context.Context, subj string, data []byte) ([]byte, error) {
+		if s.nc == nil {
+			return nil, errors.New("monitor not connected to NATS yet")
+		}
+		m, err := s.nc.RequestWithContext(ctx, subj, data)
+		if err != nil {
+			return nil, err
+		}
+		return m.Data, nil
+	}, 30*time.Second)
 	if cfg.WebhookURL != "" {
 		s.webhook = notify.NewWebhook(notify.WebhookOptions{URL: cfg.WebhookURL, Attempts: cfg.WebhookAttempts,
 			Backoff: cfg.WebhookBackoff, Timeout: cfg.WebhookTimeout, Queue: cfg.WebhookQueue}, s.log,
@@ -136,9 +151,17 @@ func (s *Service) Run(ctx context.Context) error {
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
 			if err != nil { // nil: our own Close on stop
 				s.log.Warn("nats disconnected", "err", err)
+				s.downSince.Store(time.Now().UnixNano())
 			}
 		}),
-		nats.ReconnectHandler(func(c *nats.Conn) { s.log.Info("nats reconnected", "url", c.ConnectedUrl()) }))
+		nats.ReconnectHandler(func(c *nats.Conn) {
+			s.log.Info("nats reconnected", "url", c.ConnectedUrl())
+			// The outage is an incident the rules see for 5 minutes
+			// (nats_interrupted), however short it was.
+			if from := s.downSince.Swap(0); from != 0 {
+				s.store.NATSOutage(time.Unix(0, from), time.Now())
+			}
+		}))
 	if err != nil {
 		return fmt.Errorf("monitor: connect %s: %w (is NATS running?)", s.cfg.NATSURL, err)
 	}
@@ -201,6 +224,8 @@ func (s *Service) Run(ctx context.Context) error {
 	if s.webhook != nil {
 		wg.Go(func() { s.webhook.Run(ctx, drainCtx) })
 	}
+	s.lags = dashboard.NewLagPoller(js)
+	wg.Go(func() { s.lags.Run(ctx, s.zonesSeen, 5*time.Second) })
 	s.evaluate(time.Now())
 	wg.Go(func() { s.loop(ctx, s.cfg.EvalInterval, s.evaluate) })
 	wg.Go(func() { s.loop(ctx, s.cfg.HeartbeatInterval, func(time.Time) { s.sendHeartbeat(true, false) }) })
@@ -354,7 +379,8 @@ func (s *Service) sendHeartbeat(ready, stopping bool) {
 	}
 	hb := &schema.Heartbeat{Service: ServiceName, InstanceId: s.cfg.InstanceID, SentAtNs: time.Now().UnixNano(),
 		Ready: ready, Stopping: stopping, HttpAddr: s.HTTPAddr(),
-		Figures: map[string]float64{"rules": float64(len(s.set.Rules)), "alerts_firing": float64(firing)}}
+		Figures: map[string]float64{"rules": float64(len(s.set.Rules)), "alerts_firing": float64(firing),
+			"uptime_s": time.Since(s.started).Seconds()}}
 	b, err := proto.Marshal(hb)
 	if err != nil {
 		return
@@ -385,7 +411,27 @@ func (s *Service) evaluate(now time.Time) {
 	s.mu.Lock()
 	recent := append([]dashboard.Event(nil), s.recent...)
 	s.mu.Unlock()
-	s.hub.Publish(dashboard.Build(rc, s.cfg.InstanceID, s.engine.Active(), recent, len(s.set.Rules)))
+	v := dashboard.Build(rc, s.cfg.InstanceID, s.engine.Active(), recent, len(s.set.Rules))
+	v.CommandLag = s.lags.Lags()
+	s.hub.Publish(v)
+}
+
+// zonesSeen are the zones the dashboard shows: the expected ones and every
+// zone an instance reports owning.
+func (s *Service) zonesSeen() []string {
+	seen := map[string]bool{}
+	for _, z := range s.expected {
+		seen[z] = true
+	}
+	for _, z := range s.store.Snapshot(time.Now()).Zones(s.expected, s.cfg.HeartbeatTimeout) {
+		seen[z.Zone] = true
+	}
+	out := make([]string, 0, len(seen))
+	for z := range seen {
+		out = append(out, z)
+	}
+	sort.Strings(out)
+	return out
 }
 
 // announce publishes one transition on alerts.<severity>, logs it, records it

@@ -20,7 +20,9 @@ import (
 var assets embed.FS
 
 // Charted are the figures drawn as time series for every shard.
-var Charted = []string{"cache_hit_ratio", "connections", "consumer_lag", "commits_per_sec", "dead_tuples", "default_partition_rows"}
+var Charted = []string{"cache_hit_ratio", "connections", "consumer_lag", "commits_per_sec", "dead_tuples", "default_partition_rows",
+	// Pebble's own figures (backend "pebble"), drawn on Pebble cards instead.
+	"rows_written", "pebble_disk_space_bytes", "pebble_compaction_debt_bytes", "pebble_read_amp", "pebble_l0_files"}
 
 // View is the JSON document the page renders.
 type View struct {
@@ -34,6 +36,10 @@ type View struct {
 	PlayersOnline int64          `json:"players_online"`
 	Connections   int64          `json:"connections"`
 	Rules         int            `json:"rules"`
+	Traffic       Traffic        `json:"traffic"`
+	// CommandLag is each zone's commands not yet acked by its owner (set by
+	// the caller from a LagPoller).
+	CommandLag map[string]uint64 `json:"command_lag"`
 }
 
 // ShardView is one shard on the page.
@@ -62,6 +68,10 @@ type ServiceView struct {
 	Connections int64   `json:"connections"`
 	Players     int64   `json:"players"`
 	Zones       int     `json:"zones"`
+	// Figures are the instance's own windowed figures from its heartbeat
+	// (world: commands_per_sec, events_per_sec, tick_p99_ms, ...; gateway:
+	// commands_per_sec, busy_per_sec, errors_per_sec.<code>, ...).
+	Figures map[string]float64 `json:"figures"`
 }
 
 // Event is a recent alert transition.
@@ -105,20 +115,30 @@ func Build(c rules.Context, monitor string, active []rules.Active, recent []Even
 	if v.Shards == nil {
 		v.Shards = []ShardView{}
 	}
+	figs, svc := map[string]map[string]float64{}, map[string]string{}
 	for _, in := range c.Snap.Instances {
 		alive := in.Alive(now, c.HeartbeatTimeout)
 		sv := ServiceView{Service: in.Service, Instance: in.InstanceID, Ready: in.HB.GetReady(), Alive: alive,
 			Stopping: in.HB.GetStopping(), AgeSeconds: now.Sub(in.Seen).Seconds(), HTTPAddr: in.HB.GetHttpAddr(),
-			Connections: in.HB.GetConnections(), Players: in.HB.GetPlayers(), Zones: len(in.HB.GetZones())}
+			Connections: in.HB.GetConnections(), Players: in.HB.GetPlayers(), Zones: len(in.HB.GetZones()),
+			Figures: in.HB.GetFigures()}
+		if sv.Figures == nil {
+			sv.Figures = map[string]float64{}
+		}
 		if alive {
 			v.PlayersOnline += sv.Players
-			v.Connections += sv.Connections
+			if in.Service == "gateway" { // monitor's own heartbeat repeats the total: count each connection once
+				v.Connections += sv.Connections
+			}
+			figs[in.Service+"/"+in.InstanceID], svc[in.Service+"/"+in.InstanceID] = sv.Figures, in.Service
 		}
 		v.Services = append(v.Services, sv)
 	}
 	if v.Services == nil {
 		v.Services = []ServiceView{}
 	}
+	traffic(&v, figs, svc)
+	v.CommandLag = map[string]uint64{}
 	return v
 }
 
@@ -192,8 +212,14 @@ func Register(mux *http.ServeMux, h *Hub, done <-chan struct{}) {
 	files := http.FileServerFS(sub)
 	mux.Handle("GET /assets/", http.StripPrefix("/assets/", files))
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
+		page, err := indexWithState(sub, h.Latest())
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
 		w.Header().Set("Cache-Control", "no-cache")
-		http.ServeFileFS(w, r, sub, "index.html")
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		_, _ = w.Write(page)
 	})
 	mux.HandleFunc("GET /api/state", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
