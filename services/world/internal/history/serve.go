@@ -44,7 +44,11 @@ type Reply struct {
 	LastEventNs int64    `json:"last_event_ns"`
 	TookMs      float64  `json:"took_ms"`
 	Players     []Player `json:"players"`
-	Error       string   `json:"error,omitempty"`
+	// ZoneSize and Obstacles describe the zone's ground (zone coordinates
+	// 0..ZoneSize; obstacles as [x0, y0, x1, y1]) so a viewer can draw it.
+	ZoneSize  float32      `json:"zone_size,omitempty"`
+	Obstacles [][4]float32 `json:"obstacles,omitempty"`
+	Error     string       `json:"error,omitempty"`
 }
 
 // ReplyOf turns a Result into the query API's answer (players sorted by id).
@@ -81,6 +85,12 @@ func Serve(ctx context.Context, nc *nats.Conn, r *Reader, timeout time.Duration)
 				rep.Zone, rep.Error = req.Zone, err.Error()
 			} else {
 				rep = ReplyOf(res)
+				if r.Rules != nil {
+					rep.ZoneSize = r.Rules.Map.ZoneSize
+					for _, o := range r.Rules.Obstacles {
+						rep.Obstacles = append(rep.Obstacles, [4]float32{o.X0, o.Y0, o.X1, o.Y1})
+					}
+				}
 			}
 		}
 		b, _ := json.Marshal(rep)
