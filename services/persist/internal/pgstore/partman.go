@@ -39,7 +39,16 @@ type Partman struct {
 	LockTimeout time.Duration
 	// Now is the clock (injectable for tests; default time.Now).
 	Now func() time.Time
-	Log *slog.Logger
+	// MaxBackfill bounds how many days before the oldest partition (or
+	// today) the gap fill reaches for rows in the default partition
+	// (default 400): a row with a wild timestamp stays in the default (and
+	// keeps the alarm on) instead of creating thousands of partitions.
+	MaxBackfill int
+	Log         *slog.Logger
+
+	// afterMove, if set, runs in createDay after the day's rows moved out of
+	// the default partition and before the ATTACH (tests: the race window).
+	afterMove func(day time.Time)
 }
 
 // PartResult reports one maintenance run.
@@ -130,6 +139,9 @@ func (pm *Partman) Run(ctx context.Context, pool *pgxpool.Pool) (PartResult, err
 	if pm.Log == nil {
 		pm.Log = slog.Default()
 	}
+	if pm.MaxBackfill <= 0 {
+		pm.MaxBackfill = 400
+	}
 	conn, err := pool.Acquire(ctx)
 	if err != nil {
 		return res, err
@@ -179,13 +191,32 @@ func (pm *Partman) Run(ctx context.Context, pool *pgxpool.Pool) (PartResult, err
 	for _, p := range parts {
 		have[p.From] = true
 	}
-	// Days to exist: from the oldest kept partition (gap fill) to today+premake.
+	// Days to exist: from the oldest kept partition (gap fill) to
+	// today+premake, and back to the day of the oldest row in the default
+	// partition (issue 10 #15: a row older than every partition must get its
+	// day, or it stays in the default forever). Days past retention are
+	// created only for such rows, and retention below then removes them
+	// whole, as it would have if the day had existed (archive included).
 	start := today
 	if len(parts) > 0 && parts[0].From.Before(start) {
 		start = parts[0].From
 	}
 	if !cutoff.IsZero() && start.Before(cutoff) {
 		start = cutoff
+	}
+	limit := start.AddDate(0, 0, -pm.MaxBackfill)
+	var oldest *time.Time
+	var beyond bool
+	if err := conn.QueryRow(ctx, `SELECT (SELECT min(ts) FROM events_default WHERE ts >= $1 AND ts < $2),
+			EXISTS (SELECT 1 FROM events_default WHERE ts < $1)`, limit, start).Scan(&oldest, &beyond); err != nil {
+		return res, err
+	}
+	if beyond {
+		pm.Log.Warn("partman: rows in the default partition older than the backfill bound stay there (alarm)",
+			"before", limit, "max_backfill_days", pm.MaxBackfill)
+	}
+	if oldest != nil {
+		start = day(*oldest)
 	}
 	end := today.AddDate(0, 0, pm.Premake)
 	for d := start; !d.After(end); d = d.AddDate(0, 0, 1) {
@@ -261,6 +292,16 @@ func isLockTimeout(err error) bool {
 // createDay creates the partition of day d with the low-lock path (PART-5):
 // a standalone table with a CHECK matching the bound, rows of that day moved
 // out of the default partition in the same transaction (PART-8), then ATTACH.
+//
+// The default partition is locked EXCLUSIVE first (reads go on; only
+// inserts routed to the default wait, which are the rows of days without a
+// partition): otherwise a row of day d inserted between the move and the
+// ATTACH lands in the default, and the ATTACH fails on it (issue 10 #15),
+// so under steady traffic for d the day might never be created. A writer
+// that was routed to the default before the ATTACH and waited on the lock
+// has its statement fail on the default's new constraint (Postgres
+// re-checks it) and its batch is retried by the pipeline: nothing is lost
+// or stored twice. Writes to days that have a partition never wait.
 func (pm *Partman) createDay(ctx context.Context, c *pgx.Conn, d time.Time) (int64, error) {
 	var moved int64
 	name := pgx.Identifier{DayName(d)}.Sanitize()
@@ -269,6 +310,7 @@ func (pm *Partman) createDay(ctx context.Context, c *pgx.Conn, d time.Time) (int
 	for attempt := 0; attempt < 3; attempt++ {
 		err = pgx.BeginFunc(ctx, c, func(tx pgx.Tx) error {
 			stmts := []string{
+				`LOCK TABLE events_default IN EXCLUSIVE MODE`,
 				`CREATE TABLE ` + name + ` (LIKE events INCLUDING DEFAULTS INCLUDING CONSTRAINTS)`,
 				`ALTER TABLE ` + name + ` ADD CONSTRAINT partman_bound CHECK (ts >= '` + from + `' AND ts < '` + to + `')`,
 			}
@@ -283,6 +325,9 @@ func (pm *Partman) createDay(ctx context.Context, c *pgx.Conn, d time.Time) (int
 				return err
 			}
 			moved = tag.RowsAffected()
+			if pm.afterMove != nil {
+				pm.afterMove(d)
+			}
 			for _, s := range []string{
 				`ALTER TABLE events ATTACH PARTITION ` + name + ` FOR VALUES FROM ('` + from + `') TO ('` + to + `')`,
 				`ALTER TABLE ` + name + ` DROP CONSTRAINT partman_bound`,
