@@ -5,7 +5,7 @@ MODULES := libs services/gateway services/world services/persist services/monito
 GO ?= go
 PROTOC_GEN_GO := $(shell go env GOPATH)/bin/protoc-gen-go
 
-.PHONY: run bots test test-short bench lint vet fmt fmt-check proto proto-check build gowork-off race
+.PHONY: run bots test test-short bench lint vet fmt fmt-check proto proto-check build gowork-off race ts-deps demo test-ts
 
 ## run: the whole backend on this machine (embedded NATS, Pebble, in-process locks) with a few bots
 run:
@@ -25,6 +25,7 @@ test: lint proto-check gowork-off
 	$(GO) test -count=1 -timeout 25m work
 	$(GO) test -count=1 -race -timeout 25m $(RACE_PKGS)
 	$(GO) test -count=1 -run TestSpinModel ./libs/mpsc/ -args -spin
+	$(MAKE) test-ts
 
 # Packages with concurrent code: run again under the race detector.
 RACE_PKGS := ./libs/mpsc/... ./libs/lock/... ./libs/zonelog/... ./libs/bots/... ./libs/client/... ./libs/shard/... \
@@ -55,14 +56,32 @@ fmt:
 fmt-check:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed (run make fmt):"; echo "$$out"; exit 1; fi
 
-## proto: regenerate the protobuf Go code (needs protoc and protoc-gen-go)
-proto:
+## proto: regenerate the protobuf Go code and the TypeScript SDK's types (needs protoc, protoc-gen-go, node and npm)
+proto: ts-deps
 	@test -x $(PROTOC_GEN_GO) || $(GO) install google.golang.org/protobuf/cmd/protoc-gen-go@v1.36.12
 	cd libs/schema && PATH="$$PATH:$$(go env GOPATH)/bin" protoc -I . --go_out=. --go_opt=paths=source_relative client.proto world.proto ops.proto
+	cd clients/ts && npm run --silent gen
 
 ## proto-check: fail when the generated code is stale
 proto-check: proto
-	@git diff --exit-code -- libs/schema || { echo "generated protobuf code is stale: run make proto and commit"; exit 1; }
+	@git diff --exit-code -- libs/schema clients/ts/src/gen || { echo "generated protobuf code is stale: run make proto and commit"; exit 1; }
+	@test -z "$$(git status --porcelain -- clients/ts/src/gen)" || { echo "new generated TypeScript files: run make proto and commit clients/ts/src/gen"; exit 1; }
+
+## ts-deps: the TypeScript SDK's npm packages, from the committed package-lock.json
+ts-deps:
+	@test -x clients/ts/node_modules/.bin/protoc-gen-es || (cd clients/ts && npm ci --no-audit --no-fund)
+
+## demo: rebuild the browser demo (stack/internal/play/dist, embedded in realmstream and served at /play/)
+demo: ts-deps
+	cd clients/ts && npm run --silent build:demo
+
+## test-ts: the TypeScript SDK's type check, its tests and the headless-Chromium demo test, each against
+## a real one-process stack; fails when the committed demo bundle is stale
+test-ts: ts-deps
+	cd clients/ts && npm run --silent typecheck
+	$(MAKE) demo
+	@git diff --exit-code -- stack/internal/play/dist || { echo "the demo bundle is stale: run make demo and commit"; exit 1; }
+	cd clients/ts && npm test
 
 ## gowork-off: every module builds on its own (the workspace does not enforce libs -> services)
 gowork-off:

@@ -105,8 +105,10 @@ interface Pending {
   reject: (e: Error) => void;
   timer?: ReturnType<typeof setTimeout>;
   zone?: string; // a join's zone
+  retries?: number; // OUTCOME_UNKNOWN resends
 }
 
+const outcomeRetries = 3; // resends of a command whose outcome the gateway could not learn
 const ackedMemory = 4096; // seqs remembered after their Ack, to name a later REJECTED
 
 /**
@@ -455,6 +457,19 @@ export class RealmClient {
         return;
       }
       case "error": {
+        if (body.value.code === ErrorCode.OUTCOME_UNKNOWN) {
+          // The gateway could not learn whether the command was stored: the
+          // rule is to resend it with the same seq (deduplicated, applied at
+          // most once). A few times, then the caller gets the error.
+          const q = this.pending.get(seq);
+          if (q && (q.retries ?? 0) < outcomeRetries) {
+            q.retries = (q.retries ?? 0) + 1;
+            setTimeout(() => {
+              if (this.pending.get(seq) === q && this.stateValue === "open") this.write(q);
+            }, 50 * q.retries);
+            return;
+          }
+        }
         const err = serverError(body.value.code, body.value.message, seq);
         const p = seq !== 0n ? this.settle(seq) : undefined;
         if (err instanceof RejectedError) {

@@ -37,6 +37,7 @@ export class ServerError extends RealmError {
     return (
       this.code === ErrorCode.RATE_LIMITED ||
       this.code === ErrorCode.INTERNAL ||
+      this.code === ErrorCode.OUTCOME_UNKNOWN ||
       this.code === ErrorCode.SHUTTING_DOWN
     );
   }

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -24,6 +25,7 @@ import (
 	"github.com/realmstream/realmstream/services/monitor/monitor"
 	"github.com/realmstream/realmstream/services/persist/persist"
 	"github.com/realmstream/realmstream/services/world/world"
+	"github.com/realmstream/realmstream/stack/internal/play"
 )
 
 // stackConfig is the configuration of the one-process stack.
@@ -47,7 +49,7 @@ func (c *stackConfig) register(s *envflag.Set) {
 	s.String(&c.NATSSync, "nats-sync", "default", "JetStream fsync policy: default (every 2m, ack before fsync), always (fsync before each ack) or a duration")
 	s.String(&c.TCPAddr, "tcp-addr", ":7000", "gateway TCP listen address (length-prefixed protobuf frames)")
 	s.String(&c.WSAddr, "ws-addr", ":7001", "gateway WebSocket listen address (binary messages)")
-	s.Int(&c.HTTPBase, "http-base", 8080, "ops HTTP port of the gateway; world, persist and monitor use the next three (monitor serves the dashboard)")
+	s.Int(&c.HTTPBase, "http-base", 8080, "ops HTTP port of the gateway; world, persist and monitor use the next three (monitor serves the dashboard), the browser demo the fifth (/play/)")
 	s.Int(&c.Bots, "bots", 0, "number of bots to run against the stack (0 = none)")
 	s.Duration(&c.BotsDuration, "bots-duration", 0, "how long the bots play (0 = until the stack stops)")
 	s.String(&c.Transport, "bots-transport", "tcp", "bot transport: tcp or ws")
@@ -65,8 +67,8 @@ func (c *stackConfig) validate() error {
 	if c.Transport != "tcp" && c.Transport != "ws" {
 		return fmt.Errorf("--bots-transport %q: want tcp or ws", c.Transport)
 	}
-	if c.HTTPBase < 1 || c.HTTPBase > 65532 {
-		return fmt.Errorf("--http-base %d: want a port between 1 and 65532", c.HTTPBase)
+	if c.HTTPBase < 1 || c.HTTPBase > 65531 {
+		return fmt.Errorf("--http-base %d: want a port between 1 and 65531", c.HTTPBase)
 	}
 	if _, err := natsembed.ParseSync(c.NATSSync); err != nil {
 		return err
@@ -224,12 +226,14 @@ func runStack(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 	}
 
+	playURL := servePlay(ctx, log, port(4), cfg.WSAddr)
+
 	gwAddr := cfg.TCPAddr
 	if cfg.Transport == "ws" {
 		gwAddr = cfg.WSAddr
 	}
-	fmt.Fprintf(stdout, "\nRealmstream is running.\n  gateway   tcp %s  ws %s (dev tokens)\n  dashboard http://%s/\n  metrics   http://%s/metrics (gateway), :%d world, :%d persist, :%d monitor\n  NATS      %s (store %s)\n  data      %s\nPress Ctrl-C to stop (the services drain and hand over their zones).\n\n",
-		cfg.TCPAddr, cfg.WSAddr, port(3), port(0), cfg.HTTPBase+1, cfg.HTTPBase+2, cfg.HTTPBase+3, natsURL, natsDir, cfg.DataDir)
+	fmt.Fprintf(stdout, "\nRealmstream is running.\n  gateway   tcp %s  ws %s (dev tokens)\n  play      %s\n  dashboard http://%s/\n  metrics   http://%s/metrics (gateway), :%d world, :%d persist, :%d monitor\n  NATS      %s (store %s)\n  data      %s\nPress Ctrl-C to stop (the services drain and hand over their zones).\n\n",
+		cfg.TCPAddr, cfg.WSAddr, playURL, port(3), port(0), cfg.HTTPBase+1, cfg.HTTPBase+2, cfg.HTTPBase+3, natsURL, natsDir, cfg.DataDir)
 
 	botsDone := make(chan error, 1)
 	if cfg.Bots > 0 {
@@ -267,4 +271,29 @@ func localAddr(listen string) string {
 		return "127.0.0.1" + listen
 	}
 	return listen
+}
+
+// servePlay serves the browser demo (stack/internal/play) on addr until ctx
+// ends and returns its URL. A taken port only costs the demo: the stack runs on.
+func servePlay(ctx context.Context, log *slog.Logger, addr, wsAddr string) string {
+	_, p, err := net.SplitHostPort(wsAddr)
+	wsPort, _ := strconv.Atoi(p)
+	if err != nil || wsPort == 0 {
+		log.Warn("browser demo not served: it needs a fixed --ws-addr port", "ws_addr", wsAddr)
+		return "(off: no WebSocket port)"
+	}
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		log.Warn("browser demo not served: port taken", "addr", addr, "err", err)
+		return "(off: " + addr + " taken)"
+	}
+	srv := &http.Server{Handler: play.Handler(play.Config{WSPort: wsPort}), ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = srv.Serve(l) }()
+	go func() {
+		<-ctx.Done()
+		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(sctx)
+	}()
+	return "http://" + addr + "/play/"
 }
