@@ -25,6 +25,15 @@ import (
 	"github.com/realmstream/realmstream/libs/wire"
 )
 
+// ProtocolVersion is the wire protocol this SDK speaks (Hello.protocol_version).
+const ProtocolVersion = 2
+
+// ClientName and ClientVersion identify this SDK in Hello (logged by the gateway).
+const (
+	ClientName    = "realmstream-go"
+	ClientVersion = "0.2.0"
+)
+
 // ErrClosed is returned by Send after the connection closed.
 var ErrClosed = errors.New("client: connection closed")
 
@@ -257,9 +266,18 @@ func (c *Conn) Attack(ctx context.Context, target string) (uint64, error) {
 }
 
 // Hello opens (token or dev-mode name) or resumes (resumeSession) a session and
-// waits for the Welcome. Packets that arrive before it are dropped; use it
+// waits for the Welcome. It fills the protocol version and client name when
+// they are empty. After a resume, continue numbering above
+// Welcome.last_seq (SetSeq(max(Seq(), w.LastSeq))) and resend unanswered
+// commands with their own seqs (docs/clients.md "Resume"). Packets that arrive before it are dropped; use it
 // right after Dial.
 func (c *Conn) Hello(ctx context.Context, h *schema.Hello) (*schema.Welcome, error) {
+	if h.ProtocolVersion == 0 {
+		h.ProtocolVersion = ProtocolVersion
+	}
+	if h.ClientName == "" {
+		h.ClientName, h.ClientVersion = ClientName, ClientVersion
+	}
 	if _, err := c.Send(ctx, &schema.ClientPacket{Body: &schema.ClientPacket_Hello{Hello: h}}); err != nil {
 		return nil, err
 	}

@@ -32,6 +32,12 @@ type AuthenticateReply struct {
 	Error    string `json:"error,omitempty"`
 }
 
+// HeaderCmdDigest carries the gateway's digest of a command's client packet
+// (without its seq), hex: when JetStream calls a publish a duplicate, the
+// gateway compares it with the stored command's to tell a resend from a
+// seq reused for another command.
+const HeaderCmdDigest = "Realm-Cmd-Digest"
+
 // NATS KV buckets of the session layer.
 const (
 	// KVSessions holds one record per client session (key: the session

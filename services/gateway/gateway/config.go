@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/realmstream/realmstream/libs/envflag"
+	"github.com/realmstream/realmstream/libs/schema"
 	"github.com/realmstream/realmstream/libs/wire"
 	"github.com/realmstream/realmstream/libs/worldmap"
 )
@@ -25,9 +26,22 @@ type Config struct {
 	ShutdownTimeout time.Duration // --shutdown-timeout, bound on the graceful drain, default 10s
 	OTLPEndpoint    string        // --otlp-endpoint, OTLP/HTTP traces endpoint URL; empty = no export
 
-	TokenKey string        // --token-key, HMAC key of session tokens (>= 16 bytes); required unless Dev
-	TokenTTL time.Duration // --token-ttl, life of tokens issued in dev mode and on Welcome, default 24h
+	TokenKey string        // --token-key, one HS256 key of tokens (>= 16 bytes), kid "default"; see TokenKeys
+	TokenTTL time.Duration // --token-ttl, life of tokens the gateway issues (login, Welcome), default 24h
 	Dev      bool          // --dev, issue tokens from Hello{name} (and use a fixed key if none is set)
+	// TokenKeys (--token-keys) is the key ring "kid:secret,kid:secret": the
+	// first signs, all verify (rotation; docs/clients.md). With TokenKey
+	// both are used, TokenKeys first.
+	TokenKeys string
+	// SessionLifetime (--session-lifetime) is the absolute life of a session
+	// from its first Hello; resuming does not extend it. Default 24h.
+	SessionLifetime time.Duration
+	// Login (--login) serves the reference login POST /v1/session on the
+	// WebSocket listener (accounts through persist). Default true.
+	Login bool
+	// Version is the server version sent in Welcome (default: the build's
+	// module version, or "dev").
+	Version string
 
 	MaxFrame       int           // --max-frame, max packet bytes, default 4096
 	Rate           float64       // --rate, packets/s per connection (token bucket), default 100
@@ -45,6 +59,9 @@ type Config struct {
 
 	// Map is the world layout (zone names, AOI cells). Default worldmap.Default().
 	Map worldmap.Map
+	// Obstacles (zone coordinates, the same in every zone) are announced in
+	// WorldInfo; the world's rules are their source (the stack sets them).
+	Obstacles []*schema.Rect
 	// Streams are the stream settings passed to wire.EnsureStreams.
 	Streams wire.StreamOptions
 }
@@ -68,6 +85,8 @@ func DefaultConfig() Config {
 		LogFormat:       "json",
 		ShutdownTimeout: 10 * time.Second,
 		TokenTTL:        24 * time.Hour,
+		SessionLifetime: 24 * time.Hour,
+		Login:           true,
 		MaxFrame:        wire.DefaultMaxFrame,
 		Rate:            100,
 		Burst:           200,
@@ -98,7 +117,10 @@ func (c *Config) RegisterFlags(s *envflag.Set) {
 	s.String(&c.OTLPEndpoint, "otlp-endpoint", c.OTLPEndpoint, "OTLP/HTTP trace endpoint URL (e.g. http://otel:4318); empty = no export")
 	s.String(&c.TokenKey, "token-key", c.TokenKey, "HMAC key of session tokens (at least 16 bytes); required unless --dev")
 	s.Duration(&c.TokenTTL, "token-ttl", c.TokenTTL, "life of tokens issued by the gateway")
-	s.Bool(&c.Dev, "dev", c.Dev, "dev mode: Hello{name} without a token is issued one")
+	s.Bool(&c.Dev, "dev", c.Dev, "dev mode: Hello{name} without a token is issued one (never in production)")
+	s.String(&c.TokenKeys, "token-keys", c.TokenKeys, "token key ring kid:secret,kid:secret (first signs, all verify; secrets >= 16 bytes)")
+	s.Duration(&c.SessionLifetime, "session-lifetime", c.SessionLifetime, "absolute life of a session from its first Hello; resume does not extend it")
+	s.Bool(&c.Login, "login", c.Login, "serve the reference login POST /v1/session on the WebSocket listener")
 	s.Int(&c.MaxFrame, "max-frame", c.MaxFrame, "maximum client packet size in bytes")
 	s.Float(&c.Rate, "rate", c.Rate, "packets per second allowed per connection (token bucket rate)")
 	s.Int(&c.Burst, "burst", c.Burst, "token bucket burst per connection")
@@ -131,8 +153,11 @@ func (c *Config) Validate() error {
 	if c.InstanceID == "" || !wire.ValidToken(c.InstanceID) {
 		add("--instance-id %q: want 1..64 characters of [A-Za-z0-9_-]", c.InstanceID)
 	}
-	if !c.Dev && len(c.TokenKey) < 16 {
-		add("--token-key must be at least 16 bytes (or use --dev)")
+	if !c.Dev && len(c.TokenKey) < 16 && c.TokenKeys == "" {
+		add("--token-keys (or --token-key) is required unless --dev")
+	}
+	if _, err := c.keys(); err != nil {
+		add("%v", err)
 	}
 	if c.TokenKey != "" && len(c.TokenKey) < 16 {
 		add("--token-key must be at least 16 bytes")
@@ -164,7 +189,7 @@ func (c *Config) Validate() error {
 	if c.PublishRetries < 0 {
 		add("--publish-retries must be >= 0")
 	}
-	for name, d := range map[string]time.Duration{"--shutdown-timeout": c.ShutdownTimeout, "--token-ttl": c.TokenTTL,
+	for name, d := range map[string]time.Duration{"--shutdown-timeout": c.ShutdownTimeout, "--token-ttl": c.TokenTTL, "--session-lifetime": c.SessionLifetime,
 		"--publish-timeout": c.PublishTimeout, "--hello-timeout": c.HelloTimeout, "--write-timeout": c.WriteTimeout, "--heartbeat": c.Heartbeat} {
 		if d <= 0 {
 			add("%s must be > 0", name)

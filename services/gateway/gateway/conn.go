@@ -23,7 +23,6 @@ import (
 	"github.com/realmstream/realmstream/libs/schema"
 	"github.com/realmstream/realmstream/libs/telemetry"
 	"github.com/realmstream/realmstream/libs/wire"
-	"github.com/realmstream/realmstream/services/gateway/internal/auth"
 	"github.com/realmstream/realmstream/services/gateway/internal/packet"
 )
 
@@ -188,6 +187,7 @@ type conn struct {
 	outstanding atomic.Int64  // accepted commands not yet answered (the writer waits a moment for their acks)
 	lastSeq     atomic.Uint64 // highest accepted seq on this connection (written by the reader)
 	resend      resendSet     // seqs <= lastSeq that may be sent again (see resend.go)
+	ses         connSession   // the shared session state (session.go)
 
 	zone atomic.Pointer[string] // current zone; nil before Join
 	cell atomic.Int64           // AOI centre cell, -1 unknown
@@ -509,6 +509,9 @@ func (c *conn) handle(b []byte) {
 	case *schema.ClientPacket_Ping:
 		c.reply(&schema.ServerPacket{AckSeq: seq, Body: &schema.ServerPacket_Pong{Pong: &schema.Pong{ClientTimeNs: body.Ping.ClientTimeNs, ServerTimeNs: received.UnixNano()}}})
 		return
+	case *schema.ClientPacket_WorldInfo:
+		c.replyWorld(seq)
+		return
 	}
 	if !c.authed.Load() {
 		c.replyError(seq, schema.ErrorCode_ERROR_CODE_UNAUTHENTICATED, "send Hello first")
@@ -516,9 +519,15 @@ func (c *conn) handle(b []byte) {
 	}
 	// A seq at or below the last accepted one is a resend: accepted only
 	// for commands the client was told to resend (resend.go).
+	// Seqs of earlier connections of a resumed session follow the shared
+	// session record (session.go); acceptSeq also reserves seqs there.
+	digest, verified, ok := c.acceptSeq(seq, b)
+	if !ok {
+		return
+	}
 	last := c.lastSeq.Load()
 	resendKey, resend := uint64(0), false
-	if seq <= last {
+	if seq <= last && seq > c.ses.resumedTo {
 		if resendKey, resend = c.resend.lookup(seq); !resend {
 			c.replyError(seq, schema.ErrorCode_ERROR_CODE_STALE_SEQ, fmt.Sprintf("seq %d is not above %d", seq, last))
 			return
@@ -572,6 +581,8 @@ func (c *conn) handle(b []byte) {
 	}
 	it.c, it.seq, it.received = c, seq, received
 	it.setHeaders(cmd.CommandId, c.session, c.player, zone)
+	it.msg.Header[wire.HeaderCmdDigest] = []string{digestHeader(digest)}
+	it.verified = verified || (resend && resendKey != 0)
 	it.msg.Subject, it.msg.Data = c.subject, it.buf
 	ctx, span := c.s.tracer.Start(context.Background(), "gateway.command", trace.WithTimestamp(received))
 	if span.IsRecording() {
@@ -596,10 +607,11 @@ func (c *conn) handle(b []byte) {
 		return
 	}
 	c.s.m.accepted.Inc()
+	c.acceptedSeq(seq, digest)
 	if resend {
 		c.resend.remove(seq)
-	} else {
-		c.lastSeq.Store(seq)
+	} else if seq > last {
+		c.lastSeq.Store(seq) // a resumed session's resend (seq <= resumedTo) never lowers it
 	}
 	if c.s.ring.Len() >= c.s.cfg.BatchSize {
 		// The publisher is behind: let it run instead of reading more. With
@@ -621,70 +633,6 @@ func (c *conn) handle(b []byte) {
 			c.s.down.setCell(c, int64(mz.CellOf(body.Move.X, body.Move.Y)))
 		}
 	}
-}
-
-// hello authenticates the connection: a token (HMAC) or, in dev mode, a name;
-// resume_session keeps an earlier session id when the token is bound to it.
-func (c *conn) hello(seq uint64, h *schema.Hello) {
-	if c.authed.Load() {
-		c.replyError(seq, schema.ErrorCode_ERROR_CODE_INVALID, "already said Hello")
-		return
-	}
-	now := time.Now()
-	var claims auth.Claims
-	switch {
-	case h.Token != "":
-		cl, err := c.s.signer.Verify(h.Token, now)
-		if err != nil {
-			c.replyError(seq, schema.ErrorCode_ERROR_CODE_UNAUTHENTICATED, "bad token: "+err.Error())
-			c.s.m.dropped.WithLabelValues("unauthenticated").Inc()
-			c.close()
-			return
-		}
-		claims = cl
-	case c.s.cfg.Dev:
-		claims = auth.Claims{Player: "p-" + h.Name, Name: h.Name}
-	default:
-		c.replyError(seq, schema.ErrorCode_ERROR_CODE_UNAUTHENTICATED, "a token is required")
-		c.close()
-		return
-	}
-	if claims.Name == "" {
-		claims.Name = h.Name
-	}
-	session := newSessionID()
-	if h.ResumeSession != "" {
-		if claims.Session != h.ResumeSession {
-			c.replyError(seq, schema.ErrorCode_ERROR_CODE_UNAUTHENTICATED, "the token is not bound to the session to resume")
-			c.close()
-			return
-		}
-		session = h.ResumeSession
-	}
-	claims.Session = session
-	claims.Expiry = now.Add(c.s.cfg.TokenTTL)
-	tok, err := c.s.signer.Issue(claims)
-	if err != nil {
-		c.replyError(seq, schema.ErrorCode_ERROR_CODE_INVALID, err.Error())
-		return
-	}
-	c.session, c.player, c.name = session, claims.Player, claims.Name
-	sub, err := c.s.nc.Subscribe(wire.SessionSubject(session), c.onNotice)
-	if err != nil {
-		c.replyError(seq, schema.ErrorCode_ERROR_CODE_INTERNAL, "subscribe session notices")
-		c.close()
-		return
-	}
-	c.sesSub = sub
-	lastSeq, zone := c.s.sessions.attach(session, c)
-	c.authed.Store(true)
-	c.reply(&schema.ServerPacket{AckSeq: seq, Body: &schema.ServerPacket_Welcome{Welcome: &schema.Welcome{
-		SessionId: session, PlayerId: claims.Player, Token: tok, LastSeq: lastSeq, ServerTimeNs: now.UnixNano(),
-	}}})
-	if zone != "" {
-		c.s.down.join(c, zone, -1)
-	}
-	c.s.log.Debug("session opened", "session", session, "player", claims.Player, "transport", c.tr.name(), "resumed", h.ResumeSession != "")
 }
 
 // onNotice handles a world -> gateway notice for this session (NATS goroutine).

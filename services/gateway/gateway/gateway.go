@@ -32,6 +32,7 @@ import (
 	"github.com/realmstream/realmstream/libs/wire"
 	"github.com/realmstream/realmstream/services/gateway/internal/auth"
 	"github.com/realmstream/realmstream/services/gateway/internal/packet"
+	"github.com/realmstream/realmstream/services/gateway/internal/session"
 )
 
 // Service is one gateway instance.
@@ -49,6 +50,14 @@ type Service struct {
 	pub      *publisher
 	down     *downstream
 	sessions *sessions
+
+	// Shared session state (session.go), set by Run.
+	store     *session.Store
+	deny      *session.DenyList
+	cmdStream jetstream.Stream // reads a duplicate's stored command
+	dupWindow time.Duration    // JetStream's duplicate window of CMD
+	dupSem    chan struct{}    // bounds concurrent duplicate checks
+	world     *schema.WorldInfo
 
 	nc *nats.Conn
 	js jetstream.JetStream
@@ -74,25 +83,35 @@ func New(cfg Config, log *slog.Logger) (*Service, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	key := cfg.TokenKey
-	if key == "" {
-		key = DevTokenKey
+	if cfg.Version == "" {
+		cfg.Version = buildVersion()
 	}
-	signer, err := auth.NewSigner([]byte(key))
+	keys, err := cfg.keys()
 	if err != nil {
 		return nil, fmt.Errorf("gateway: %w", err)
 	}
+	signer, err := auth.NewSigner(keys...)
+	if err != nil {
+		return nil, fmt.Errorf("gateway: %w", err)
+	}
+	dupWindow := cfg.Streams.DuplicateWindow
+	if dupWindow == 0 {
+		dupWindow = 2 * time.Minute // wire.StreamOptions' default
+	}
 	s := &Service{
-		cfg:      cfg,
-		log:      log,
-		signer:   signer,
-		limits:   packet.Limits{Map: cfg.Map},
-		ops:      opsserver.New(),
-		tracer:   otel.Tracer("github.com/realmstream/realmstream/services/gateway"),
-		ring:     mpsc.New[*item](cfg.RingSize),
-		sessions: newSessions(4*cfg.MaxConns, cfg.TokenTTL),
-		ready:    make(chan struct{}),
-		conns:    map[*conn]struct{}{},
+		cfg:       cfg,
+		log:       log,
+		signer:    signer,
+		limits:    packet.Limits{Map: cfg.Map},
+		ops:       opsserver.New(),
+		tracer:    otel.Tracer("github.com/realmstream/realmstream/services/gateway"),
+		ring:      mpsc.New[*item](cfg.RingSize),
+		sessions:  newSessions(4*cfg.MaxConns, cfg.TokenTTL),
+		ready:     make(chan struct{}),
+		conns:     map[*conn]struct{}{},
+		dupWindow: dupWindow,
+		dupSem:    make(chan struct{}, 64),
+		world:     worldInfo(cfg),
 	}
 	s.pub = newPublisher(s, s.ring)
 	s.down = newDownstream(s)
@@ -123,11 +142,15 @@ func addrOf(l net.Listener) string {
 	return l.Addr().String()
 }
 
-// IssueToken signs a token for player (for tools and tests that act as the
-// login service).
+// IssueToken signs a token for player with the signing key (for tools and
+// tests that act as a login service).
 func (s *Service) IssueToken(player, name string, ttl time.Duration) (string, error) {
 	return s.signer.Issue(auth.Claims{Player: player, Name: name, Expiry: time.Now().Add(ttl)})
 }
+
+// Revoke adds key (player.<id>, session.<id> or token.<jti>) to the shared
+// deny list (after Ready).
+func (s *Service) Revoke(ctx context.Context, key string) error { return s.deny.Revoke(ctx, key) }
 
 // Run connects to NATS, ensures the streams, serves clients until ctx is
 // cancelled, then drains: stop accepting, stop taking commands (Error
@@ -154,6 +177,9 @@ func (s *Service) Run(ctx context.Context) error {
 	s.js = js
 	sctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	err = wire.EnsureStreams(sctx, js, s.cfg.Streams)
+	if err == nil {
+		err = s.openSessions(sctx, js)
+	}
 	cancel()
 	if err != nil {
 		return fmt.Errorf("gateway: %w", err)
@@ -196,7 +222,7 @@ func (s *Service) Run(ctx context.Context) error {
 		go func() { defer acceptWG.Done(); s.acceptTCP() }()
 	}
 	if s.wsLn != nil {
-		s.wsSrv = &http.Server{Handler: http.HandlerFunc(s.serveWS), ReadHeaderTimeout: 5 * time.Second}
+		s.wsSrv = &http.Server{Handler: s.wsHandler(), ReadHeaderTimeout: 5 * time.Second}
 		acceptWG.Add(1)
 		go func() { defer acceptWG.Done(); _ = s.wsSrv.Serve(s.wsLn) }()
 	}
@@ -206,7 +232,11 @@ func (s *Service) Run(ctx context.Context) error {
 
 	s.ops.SetReady(true)
 	close(s.ready)
-	s.log.Info("gateway serving", "tcp", s.TCPAddr(), "ws", s.WSAddr(), "http", s.HTTPAddr(), "instance", s.cfg.InstanceID, "dev", s.cfg.Dev)
+	s.log.Info("gateway serving", "tcp", s.TCPAddr(), "ws", s.WSAddr(), "http", s.HTTPAddr(), "instance", s.cfg.InstanceID, "dev", s.cfg.Dev,
+		"version", s.cfg.Version, "protocol", fmt.Sprintf("%d..%d", MinProtocol, MaxProtocol), "token_kid", s.signer.SigningKeyID(), "login", s.cfg.Login && s.wsLn != nil)
+	if s.cfg.Dev {
+		s.log.Warn("DEV MODE: Hello{name} without a token logs in as player p-<name>; never run a public gateway with --dev")
+	}
 
 	<-ctx.Done()
 
@@ -362,11 +392,10 @@ func (s *Service) forget(c *conn) {
 	if c.sesSub != nil {
 		_ = c.sesSub.Unsubscribe()
 	}
-	zone := c.currentZone()
-	s.down.leave(c)
 	if c.session != "" {
-		s.sessions.detach(c.session, c, zone)
+		c.closeSession() // before leave: the record keeps the zone
 	}
+	s.down.leave(c)
 	s.mu.Lock()
 	delete(s.conns, c)
 	s.mu.Unlock()

@@ -39,6 +39,9 @@ type item struct {
 	// "not stored".
 	ambiguous bool
 	lastErr   error // the failure that sent it to retryq
+	// verified: the reader checked this command against the one its seq was
+	// first used for (a resend); a Duplicate answer needs no second check.
+	verified bool
 }
 
 var itemPool = sync.Pool{New: func() any { return &item{msg: nats.Msg{Header: make(nats.Header, 8)}} }}
@@ -49,7 +52,7 @@ func newItem() *item { return itemPool.Get().(*item) }
 
 // freeItem returns it to the pool; nothing may use it afterwards.
 func freeItem(it *item) {
-	it.c, it.span, it.attempts, it.ambiguous, it.lastErr = nil, nil, 0, false, nil
+	it.c, it.span, it.attempts, it.ambiguous, it.lastErr, it.verified = nil, nil, 0, false, nil, false
 	it.msg.Data, it.msg.Subject = nil, ""
 	if cap(it.buf) > 4096 {
 		it.buf = nil
@@ -385,7 +388,11 @@ func (p *publisher) onAck(_ jetstream.JetStream, m *nats.Msg, ack *jetstream.Pub
 	it.span.SetAttributes(attribute.Int64("realm.stream_seq", int64(ack.Sequence)), attribute.Bool("realm.duplicate", ack.Duplicate))
 	it.span.End()
 	it.c.outstanding.Add(-1)
-	it.c.sendAck(it.seq, ack.Sequence, ack.Duplicate)
+	if ack.Duplicate && !it.verified {
+		it.c.onDuplicate(it.seq, ack.Sequence, it.msg.Header.Get(wire.HeaderCmdDigest)) // a resend or a reused seq? (session.go)
+	} else {
+		it.c.sendAck(it.seq, ack.Sequence, ack.Duplicate)
+	}
 	freeItem(it)
 	p.release()
 }

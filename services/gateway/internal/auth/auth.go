@@ -1,107 +1,198 @@
-// Package auth issues and verifies the gateway's HMAC-signed session tokens.
+// Package auth issues and verifies the gateway's session tokens: JWTs
+// (RFC 7519, github.com/golang-jwt/jwt/v5) signed with HS256 by one of a
+// ring of keys named by the token's "kid" header, so keys rotate: the first
+// key of the ring signs, every key verifies, and a key is removed once the
+// tokens it signed have expired. Any login service can mint tokens with a
+// key the gateways hold (claims in docs/clients.md).
 //
-// A token is "v1.<payload>.<mac>" where payload is base64url of
-// "<player>|<name>|<session>|<expiry unix seconds>" and mac is base64url of
-// HMAC-SHA256(key, "v1."+payload). The player id names who the holder is;
-// session (optional) binds the token to one session so that only its holder
-// can resume it; expiry bounds its life. Player, name and session must be
-// subject-safe tokens (no '|'), which Issue enforces.
+// Claims: sub (player id, subject-safe), name, iat, exp, jti; resume tokens
+// issued by the gateway also carry sid (the session they resume) and sst
+// (the session's start, unix seconds), which bounds the session's absolute
+// lifetime no matter how often it is resumed.
 package auth
 
 import (
-	"crypto/hmac"
-	"crypto/sha256"
-	"encoding/base64"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
-	"strconv"
 	"strings"
 	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/realmstream/realmstream/libs/wire"
 )
 
 // Errors returned by Verify. They are wrapped; branch with errors.Is.
 var (
-	ErrMalformed = errors.New("auth: malformed token")
-	ErrSignature = errors.New("auth: bad token signature")
-	ErrExpired   = errors.New("auth: token expired")
+	ErrMalformed  = errors.New("auth: malformed token")
+	ErrSignature  = errors.New("auth: bad token signature")
+	ErrExpired    = errors.New("auth: token expired")
+	ErrUnknownKey = errors.New("auth: token signed with an unknown key id")
 )
+
+// Issuer is the iss claim of every token the gateway issues.
+const Issuer = "realmstream"
+
+// MaxTokenBytes bounds a token accepted by Verify.
+const MaxTokenBytes = 2048
+
+// MinKeyBytes is the shortest accepted secret.
+const MinKeyBytes = 16
 
 // Claims is what a token says.
 type Claims struct {
-	Player  string
-	Name    string
-	Session string // empty: not bound to a session
-	Expiry  time.Time
+	Player string
+	Name   string
+	// Session (optional) binds the token to one session: only its holder can
+	// resume it. SessionStart is that session's start.
+	Session      string
+	SessionStart time.Time
+	IssuedAt     time.Time
+	Expiry       time.Time
+	ID           string // jti; Issue sets a random one when empty
 }
 
-// Signer signs and verifies tokens with one key.
-type Signer struct {
-	key []byte
+type jwtClaims struct {
+	Name string `json:"name,omitempty"`
+	Sid  string `json:"sid,omitempty"`
+	Sst  int64  `json:"sst,omitempty"`
+	jwt.RegisteredClaims
 }
 
-// NewSigner returns a signer; the key must be at least 16 bytes.
-func NewSigner(key []byte) (*Signer, error) {
-	if len(key) < 16 {
-		return nil, fmt.Errorf("auth: token key of %d bytes: want at least 16", len(key))
-	}
-	return &Signer{key: append([]byte(nil), key...)}, nil
+// Key is one signing key.
+type Key struct {
+	ID     string
+	Secret []byte
 }
 
-const prefix = "v1."
-
-var enc = base64.RawURLEncoding
-
-// Issue returns a signed token for c.
-func (s *Signer) Issue(c Claims) (string, error) {
-	for _, f := range []string{c.Player, c.Name, c.Session} {
-		if strings.ContainsRune(f, '|') {
-			return "", fmt.Errorf("auth: claim %q contains '|'", f)
+// ParseKeys parses "kid:secret,kid:secret" (the first key signs). A kid is
+// 1..64 bytes of [A-Za-z0-9_-]; a secret is at least MinKeyBytes bytes.
+func ParseKeys(spec string) ([]Key, error) {
+	var keys []Key
+	for _, part := range strings.Split(spec, ",") {
+		part = strings.TrimSpace(part)
+		if part == "" {
+			continue
 		}
+		kid, secret, ok := strings.Cut(part, ":")
+		if !ok {
+			return nil, fmt.Errorf("auth: token key %q: want kid:secret", redact(part))
+		}
+		keys = append(keys, Key{ID: kid, Secret: []byte(secret)})
 	}
-	if c.Player == "" {
-		return "", errors.New("auth: empty player id")
-	}
-	payload := enc.EncodeToString([]byte(c.Player + "|" + c.Name + "|" + c.Session + "|" + strconv.FormatInt(c.Expiry.Unix(), 10)))
-	return prefix + payload + "." + enc.EncodeToString(s.mac(payload)), nil
+	return keys, nil
 }
 
-func (s *Signer) mac(payload string) []byte {
-	m := hmac.New(sha256.New, s.key)
-	m.Write([]byte(prefix))
-	m.Write([]byte(payload))
-	return m.Sum(nil)
+func redact(s string) string {
+	if len(s) > 4 {
+		return s[:4] + "..."
+	}
+	return "..."
 }
 
-// Verify checks the signature and expiry of tok at time now.
+// Signer signs with its first key and verifies with all of them.
+type Signer struct {
+	keys    map[string][]byte
+	signing Key
+	parser  *jwt.Parser
+}
+
+// NewSigner returns a signer for keys (at least one; the first signs).
+func NewSigner(keys ...Key) (*Signer, error) {
+	if len(keys) == 0 {
+		return nil, errors.New("auth: no token key")
+	}
+	s := &Signer{keys: map[string][]byte{}, signing: keys[0]}
+	for _, k := range keys {
+		if !wire.ValidToken(k.ID) {
+			return nil, fmt.Errorf("auth: key id %q: want 1..64 characters of [A-Za-z0-9_-]", k.ID)
+		}
+		if len(k.Secret) < MinKeyBytes {
+			return nil, fmt.Errorf("auth: key %q of %d bytes: want at least %d", k.ID, len(k.Secret), MinKeyBytes)
+		}
+		if _, dup := s.keys[k.ID]; dup {
+			return nil, fmt.Errorf("auth: key id %q listed twice", k.ID)
+		}
+		s.keys[k.ID] = append([]byte(nil), k.Secret...)
+	}
+	s.parser = jwt.NewParser(jwt.WithValidMethods([]string{jwt.SigningMethodHS256.Alg()}),
+		jwt.WithoutClaimsValidation(), jwt.WithJSONNumber())
+	return s, nil
+}
+
+// SigningKeyID is the kid new tokens get.
+func (s *Signer) SigningKeyID() string { return s.signing.ID }
+
+// Issue returns a signed token for c. IssuedAt defaults to now.
+func (s *Signer) Issue(c Claims) (string, error) {
+	if !wire.ValidToken(c.Player) {
+		return "", fmt.Errorf("auth: player id %q: want 1..64 characters of [A-Za-z0-9_-]", c.Player)
+	}
+	if c.Session != "" && !wire.ValidToken(c.Session) {
+		return "", fmt.Errorf("auth: session id %q is not subject-safe", c.Session)
+	}
+	if c.IssuedAt.IsZero() {
+		c.IssuedAt = time.Now()
+	}
+	if c.ID == "" {
+		var b [9]byte
+		_, _ = rand.Read(b[:])
+		c.ID = hex.EncodeToString(b[:])
+	}
+	jc := jwtClaims{Name: c.Name, Sid: c.Session, RegisteredClaims: jwt.RegisteredClaims{
+		Issuer: Issuer, Subject: c.Player, ID: c.ID,
+		IssuedAt: jwt.NewNumericDate(c.IssuedAt), ExpiresAt: jwt.NewNumericDate(c.Expiry),
+	}}
+	if !c.SessionStart.IsZero() {
+		jc.Sst = c.SessionStart.Unix()
+	}
+	t := jwt.NewWithClaims(jwt.SigningMethodHS256, jc)
+	t.Header["kid"] = s.signing.ID
+	return t.SignedString(s.signing.Secret)
+}
+
+// Verify checks the algorithm, key id, signature and expiry of tok at time
+// now and returns its claims (also on ErrExpired, for the error message).
 func (s *Signer) Verify(tok string, now time.Time) (Claims, error) {
-	rest, ok := strings.CutPrefix(tok, prefix)
-	if !ok || len(tok) > 1024 {
-		return Claims{}, ErrMalformed
+	if tok == "" || len(tok) > MaxTokenBytes {
+		return Claims{}, fmt.Errorf("%w: %d bytes (want 1..%d)", ErrMalformed, len(tok), MaxTokenBytes)
 	}
-	payload, sig, ok := strings.Cut(rest, ".")
-	if !ok {
-		return Claims{}, ErrMalformed
+	var jc jwtClaims
+	_, err := s.parser.ParseWithClaims(tok, &jc, func(t *jwt.Token) (any, error) {
+		kid, _ := t.Header["kid"].(string)
+		if kid == "" {
+			return nil, fmt.Errorf("%w: no kid header", ErrUnknownKey)
+		}
+		k, ok := s.keys[kid]
+		if !ok {
+			return nil, fmt.Errorf("%w %q", ErrUnknownKey, kid)
+		}
+		return k, nil
+	})
+	switch {
+	case errors.Is(err, ErrUnknownKey):
+		return Claims{}, err
+	case errors.Is(err, jwt.ErrTokenSignatureInvalid), errors.Is(err, jwt.ErrTokenUnverifiable):
+		return Claims{}, fmt.Errorf("%w: %v", ErrSignature, err)
+	case err != nil:
+		return Claims{}, fmt.Errorf("%w: %v", ErrMalformed, err)
 	}
-	got, err := enc.DecodeString(sig)
-	if err != nil {
-		return Claims{}, ErrMalformed
+	if jc.ExpiresAt == nil || jc.IssuedAt == nil {
+		return Claims{}, fmt.Errorf("%w: exp and iat are required", ErrMalformed)
 	}
-	if !hmac.Equal(got, s.mac(payload)) {
-		return Claims{}, ErrSignature
+	if !wire.ValidToken(jc.Subject) {
+		return Claims{}, fmt.Errorf("%w: sub %q is not a valid player id", ErrMalformed, jc.Subject)
 	}
-	raw, err := enc.DecodeString(payload)
-	if err != nil {
-		return Claims{}, ErrMalformed
+	if jc.Sid != "" && !wire.ValidToken(jc.Sid) {
+		return Claims{}, fmt.Errorf("%w: sid %q is not a valid session id", ErrMalformed, jc.Sid)
 	}
-	f := strings.Split(string(raw), "|")
-	if len(f) != 4 || f[0] == "" {
-		return Claims{}, ErrMalformed
+	c := Claims{Player: jc.Subject, Name: jc.Name, Session: jc.Sid, ID: jc.ID,
+		IssuedAt: jc.IssuedAt.Time, Expiry: jc.ExpiresAt.Time}
+	if jc.Sst != 0 {
+		c.SessionStart = time.Unix(jc.Sst, 0)
 	}
-	exp, err := strconv.ParseInt(f[3], 10, 64)
-	if err != nil {
-		return Claims{}, ErrMalformed
-	}
-	c := Claims{Player: f[0], Name: f[1], Session: f[2], Expiry: time.Unix(exp, 0)}
 	if !now.Before(c.Expiry) {
 		return c, fmt.Errorf("%w at %s", ErrExpired, c.Expiry.UTC().Format(time.RFC3339))
 	}

@@ -79,7 +79,7 @@ func Validate(pkt *schema.ClientPacket, lim Limits) *Error {
 			return errf(schema.ErrorCode_ERROR_CODE_INVALID, "resume_session is not a session id")
 		}
 		return nil
-	case *schema.ClientPacket_Ping:
+	case *schema.ClientPacket_Ping, *schema.ClientPacket_WorldInfo:
 		return nil
 	}
 	if pkt.Seq == 0 {

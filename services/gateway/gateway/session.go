@@ -1,0 +1,427 @@
+package gateway
+
+// The session half of a connection: Hello (versions, tokens, revocation,
+// resume on any gateway), the shared session record (internal/session), the
+// resend rules of a resumed session, and the world description.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"runtime/debug"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/realmstream/realmstream/libs/schema"
+	"github.com/realmstream/realmstream/libs/wire"
+	"github.com/realmstream/realmstream/services/gateway/internal/auth"
+	"github.com/realmstream/realmstream/services/gateway/internal/session"
+)
+
+// Protocol versions this gateway serves. Version 1 is the protocol before
+// versioning (Hello.protocol_version absent); version 2 adds the handshake
+// fields, WorldInfo and the error codes UNSUPPORTED_PROTOCOL, SEQ_REUSED and
+// SESSION_EXPIRED. Both are served: nothing in version 2 changes the
+// meaning of a version 1 packet.
+const (
+	MinProtocol = 1
+	MaxProtocol = 2
+)
+
+// storeTimeout bounds one call to the session or deny-list bucket.
+const storeTimeout = 3 * time.Second
+
+// takeoverTimeout bounds the wait for a session's previous connection to
+// hand it over (it answers in a round trip unless its gateway is gone).
+const takeoverTimeout = time.Second
+
+// dupMargin is kept off the JetStream duplicate window when deciding that a
+// seq may still be deduplicated there.
+const dupMargin = 10 * time.Second
+
+// keys returns the token key ring of c.
+func (c *Config) keys() ([]auth.Key, error) {
+	keys, err := auth.ParseKeys(c.TokenKeys)
+	if err != nil {
+		return nil, fmt.Errorf("--token-keys: %w", err)
+	}
+	if c.TokenKey != "" {
+		keys = append(keys, auth.Key{ID: "default", Secret: []byte(c.TokenKey)})
+	}
+	if len(keys) == 0 && c.Dev {
+		keys = append(keys, auth.Key{ID: "dev", Secret: []byte(DevTokenKey)})
+	}
+	for _, k := range keys {
+		if len(k.Secret) < auth.MinKeyBytes {
+			return nil, fmt.Errorf("token key %q: want at least %d bytes", k.ID, auth.MinKeyBytes)
+		}
+	}
+	return keys, nil
+}
+
+func buildVersion() string {
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+		return bi.Main.Version
+	}
+	return "dev"
+}
+
+// connSession is the session state of one connection, guarded by mu: the
+// reader accepts commands under it and a hand-over snapshots under it, so
+// the record written at hand-over covers every accepted seq.
+type connSession struct {
+	mu        sync.Mutex
+	rec       session.Record // the shared record as this connection last wrote it
+	reserved  uint64         // LastSeq written in the shared record (an upper bound)
+	ring      session.Ring   // recent accepted commands (seeded from a resumed record)
+	resumedTo uint64         // seqs at or below it belong to earlier connections
+	handedOff bool           // the session moved to another connection: accept nothing
+	endTimer  *time.Timer    // fires at the session's absolute end
+	takeSub   *nats.Subscription
+}
+
+func takeoverSubject(sid string) string { return wire.SessionPrefix + sid + ".takeover" }
+
+// hello authenticates the connection and opens or resumes its session.
+func (c *conn) hello(seq uint64, h *schema.Hello) {
+	if c.authed.Load() {
+		c.replyError(seq, schema.ErrorCode_ERROR_CODE_INVALID, "already said Hello")
+		return
+	}
+	fail := func(code schema.ErrorCode, reason, msg string) {
+		c.replyError(seq, code, msg)
+		c.s.m.dropped.WithLabelValues(reason).Inc()
+		c.close()
+	}
+	ver := h.ProtocolVersion
+	if ver == 0 {
+		ver = 1
+	}
+	if ver < MinProtocol || ver > MaxProtocol {
+		fail(schema.ErrorCode_ERROR_CODE_UNSUPPORTED_PROTOCOL, "unsupported_protocol",
+			fmt.Sprintf("protocol version %d is not supported: this gateway (%s) serves versions %d..%d", h.ProtocolVersion, c.s.cfg.Version, MinProtocol, MaxProtocol))
+		return
+	}
+	now := time.Now()
+	var claims auth.Claims
+	switch {
+	case h.Token != "":
+		cl, err := c.s.signer.Verify(h.Token, now)
+		if err != nil {
+			fail(schema.ErrorCode_ERROR_CODE_UNAUTHENTICATED, "unauthenticated", "bad token: "+err.Error())
+			return
+		}
+		claims = cl
+	case c.s.cfg.Dev:
+		claims = auth.Claims{Player: "p-" + h.Name, Name: h.Name, IssuedAt: now}
+	default:
+		fail(schema.ErrorCode_ERROR_CODE_UNAUTHENTICATED, "unauthenticated", "a token is required (POST /v1/session gives one; docs/clients.md)")
+		return
+	}
+	if claims.Name == "" {
+		claims.Name = h.Name
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
+	defer cancel()
+	if c.s.deny != nil {
+		if err := c.s.deny.Check(ctx, claims.Player, claims.IssuedAt, claims.ID, h.ResumeSession); err != nil {
+			if errors.Is(err, session.ErrRevoked) {
+				fail(schema.ErrorCode_ERROR_CODE_UNAUTHENTICATED, "revoked", "token revoked: "+err.Error())
+			} else {
+				fail(schema.ErrorCode_ERROR_CODE_INTERNAL, "deny_list", "cannot check the deny list; retry")
+			}
+			return
+		}
+	}
+	life := c.s.cfg.SessionLifetime
+	var sid string
+	var rec session.Record
+	if h.ResumeSession == "" {
+		sid = newSessionID()
+		rec = session.Record{Player: claims.Player, Name: claims.Name, Start: now, Gateway: c.s.cfg.InstanceID}
+	} else {
+		if claims.Session != h.ResumeSession {
+			fail(schema.ErrorCode_ERROR_CODE_UNAUTHENTICATED, "unauthenticated", "the token is not bound to the session to resume")
+			return
+		}
+		sid = h.ResumeSession
+		if !claims.SessionStart.IsZero() && !now.Before(claims.SessionStart.Add(life)) {
+			fail(schema.ErrorCode_ERROR_CODE_SESSION_EXPIRED, "session_expired", "the session's lifetime is over; log in again")
+			return
+		}
+		r, ok := c.resumeRecord(ctx, seq, sid)
+		if !ok {
+			return
+		}
+		if r.Player != claims.Player {
+			fail(schema.ErrorCode_ERROR_CODE_UNAUTHENTICATED, "unauthenticated", "the session belongs to another player")
+			return
+		}
+		if !now.Before(r.Start.Add(life)) {
+			fail(schema.ErrorCode_ERROR_CODE_SESSION_EXPIRED, "session_expired", "the session's lifetime is over; log in again")
+			return
+		}
+		rec = r
+		rec.Gateway = c.s.cfg.InstanceID
+	}
+	end := rec.Start.Add(life)
+	cs := &c.ses
+	cs.mu.Lock()
+	cs.ring.Seed(rec.Recent)
+	cs.resumedTo = rec.LastSeq
+	cs.reserved = rec.LastSeq + session.ReserveAhead
+	rec.LastSeq = cs.reserved
+	rec.RecentTo = cs.resumedTo
+	rec.Open = true
+	cs.rec = rec
+	cs.mu.Unlock()
+	if err := c.s.store.Put(ctx, sid, rec); err != nil {
+		c.s.log.Warn("session record", "session", sid, "err", err)
+		fail(schema.ErrorCode_ERROR_CODE_INTERNAL, "session_store", "cannot store the session; retry")
+		return
+	}
+	claims.Session, claims.SessionStart = sid, rec.Start
+	claims.IssuedAt, claims.ID = now, ""
+	claims.Expiry = minTime(now.Add(c.s.cfg.TokenTTL), end)
+	tok, err := c.s.signer.Issue(claims)
+	if err != nil {
+		c.replyError(seq, schema.ErrorCode_ERROR_CODE_INVALID, err.Error())
+		return
+	}
+	c.session, c.player, c.name = sid, claims.Player, claims.Name
+	sub, err := c.s.nc.Subscribe(wire.SessionSubject(sid), c.onNotice)
+	if err == nil {
+		cs.takeSub, err = c.s.nc.Subscribe(takeoverSubject(sid), c.onTakeover)
+	}
+	if err != nil {
+		if sub != nil {
+			_ = sub.Unsubscribe()
+		}
+		fail(schema.ErrorCode_ERROR_CODE_INTERNAL, "subscribe", "subscribe session notices")
+		return
+	}
+	c.sesSub = sub
+	cs.endTimer = time.AfterFunc(end.Sub(now), func() {
+		c.sendError(0, schema.ErrorCode_ERROR_CODE_SESSION_EXPIRED, "the session's lifetime is over; log in again")
+		c.close()
+	})
+	c.authed.Store(true)
+	w := &schema.Welcome{
+		SessionId: sid, PlayerId: claims.Player, PlayerName: claims.Name, Token: tok, LastSeq: cs.resumedTo,
+		ServerTimeNs: now.UnixNano(), ServerVersion: c.s.cfg.Version, ProtocolVersion: ver, Limits: c.s.clientLimits(),
+		TokenExpiresAtNs: claims.Expiry.UnixNano(), SessionExpiresAtNs: end.UnixNano(), GatewayId: c.s.cfg.InstanceID,
+	}
+	if h.WantWorld {
+		w.World = c.s.world
+	}
+	c.reply(&schema.ServerPacket{AckSeq: seq, Body: &schema.ServerPacket_Welcome{Welcome: w}})
+	if rec.Zone != "" {
+		c.s.down.join(c, rec.Zone, -1)
+	}
+	c.s.log.Debug("session opened", "session", sid, "player", claims.Player, "transport", c.tr.name(),
+		"resumed", h.ResumeSession != "", "last_seq", cs.resumedTo, "protocol", ver, "client", h.ClientName, "client_version", h.ClientVersion)
+}
+
+// resumeRecord asks the session's current connection (on any gateway) to
+// hand it over, then reads the shared record. A record still marked open
+// after that belongs to a connection whose gateway is gone (crashed): the
+// seqs it may have used after its last write become the unknown range.
+func (c *conn) resumeRecord(ctx context.Context, seq uint64, sid string) (session.Record, bool) {
+	_, err := c.s.nc.Request(takeoverSubject(sid), []byte(c.s.cfg.InstanceID), takeoverTimeout)
+	handedOver := err == nil
+	rec, err := c.s.store.Get(ctx, sid)
+	if errors.Is(err, session.ErrNotFound) {
+		c.replyError(seq, schema.ErrorCode_ERROR_CODE_SESSION_EXPIRED, "no such session (expired or never opened); log in again")
+		c.close()
+		return rec, false
+	}
+	if err != nil {
+		c.s.log.Warn("session record", "session", sid, "err", err)
+		c.replyError(seq, schema.ErrorCode_ERROR_CODE_INTERNAL, "cannot read the session; retry")
+		c.close()
+		return rec, false
+	}
+	if rec.Open && !handedOver && rec.LastSeq > rec.RecentTo {
+		// Seqs in (RecentTo, LastSeq] may have been accepted after the
+		// record was written; only JetStream's duplicate check (within its
+		// window of the write) can still tell a resend from a reuse.
+		rec.UnknownFrom, rec.UnknownTo, rec.UnknownAt = rec.RecentTo, rec.LastSeq, rec.WrittenAt
+		c.s.log.Info("resuming a session whose gateway is gone", "session", sid, "gateway", rec.Gateway, "last_seq_bound", rec.LastSeq)
+	}
+	return rec, true
+}
+
+// onTakeover hands the session to a new connection (NATS goroutine): stop
+// accepting, write the exact record, answer, close.
+func (c *conn) onTakeover(m *nats.Msg) {
+	c.writeFinal(true)
+	_ = m.Respond([]byte("ok"))
+	c.sendError(0, schema.ErrorCode_ERROR_CODE_UNAUTHENTICATED, "session resumed on another connection")
+	c.close()
+}
+
+// writeFinal writes the exact record of this connection's session (at close
+// or hand-over) unless the session already moved on.
+func (c *conn) writeFinal(handOff bool) {
+	cs := &c.ses
+	cs.mu.Lock()
+	if cs.handedOff || c.session == "" {
+		cs.mu.Unlock()
+		return
+	}
+	cs.handedOff = handOff || cs.handedOff
+	rec := cs.rec
+	rec.LastSeq = max(c.lastSeq.Load(), cs.resumedTo)
+	rec.RecentTo = rec.LastSeq
+	rec.Recent = cs.ring.Entries()
+	rec.Open = false
+	rec.Gateway = ""
+	rec.Zone = c.currentZone()
+	cs.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
+	defer cancel()
+	if err := c.s.store.Put(ctx, c.session, rec); err != nil {
+		c.s.log.Warn("final session record", "session", c.session, "err", err)
+	}
+}
+
+// closeSession runs once when the connection has closed.
+func (c *conn) closeSession() {
+	cs := &c.ses
+	if cs.endTimer != nil {
+		cs.endTimer.Stop()
+	}
+	if cs.takeSub != nil {
+		_ = cs.takeSub.Unsubscribe()
+	}
+	c.writeFinal(false)
+}
+
+// accept decides, under the session lock, whether the command seq with
+// packet bytes pkt may be accepted, and answers it when not. It reserves
+// seqs in the shared record before accepting one above the reservation.
+// verified: seq is a resend whose command matched the recorded one. On ok
+// the caller calls acceptedSeq(seq, digest) once the command is enqueued.
+func (c *conn) acceptSeq(seq uint64, pkt []byte) (digest uint64, verified, ok bool) {
+	cs := &c.ses
+	digest = session.Digest(pkt)
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	if cs.handedOff {
+		c.replyError(seq, schema.ErrorCode_ERROR_CODE_UNAUTHENTICATED, "session resumed on another connection")
+		return 0, false, false
+	}
+	if seq <= cs.resumedTo {
+		if d, found := cs.ring.Lookup(seq); found {
+			if d != digest {
+				c.replyError(seq, schema.ErrorCode_ERROR_CODE_SEQ_REUSED, fmt.Sprintf("seq %d was already used in this session for a different command; use seqs above %d", seq, cs.resumedTo))
+				return 0, false, false
+			}
+			return digest, true, true // a resend: JetStream or the world deduplicates it
+		}
+		r := &cs.rec
+		if seq > r.UnknownFrom && seq <= r.UnknownTo && time.Since(r.UnknownAt) < c.s.dupWindow-dupMargin {
+			return digest, false, true // after a crash: JetStream's duplicate check decides (onDuplicate)
+		}
+		c.replyError(seq, schema.ErrorCode_ERROR_CODE_STALE_SEQ, fmt.Sprintf("seq %d was used in this session before and cannot be resent now; use seqs above %d", seq, cs.resumedTo))
+		return 0, false, false
+	}
+	if seq > cs.reserved {
+		rec := cs.rec
+		rec.LastSeq = seq + session.ReserveAhead
+		rec.RecentTo = max(c.lastSeq.Load(), cs.resumedTo)
+		rec.Recent = cs.ring.Entries()
+		rec.Zone = c.currentZone()
+		ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
+		err := c.s.store.Put(ctx, c.session, rec)
+		cancel()
+		if err != nil {
+			c.s.log.Warn("session reservation", "session", c.session, "err", err)
+			c.replyBusy(seq)
+			return 0, false, false
+		}
+		cs.reserved, cs.rec = rec.LastSeq, rec
+	}
+	return digest, false, true
+}
+
+// acceptedSeq records an accepted command (called by the reader after the
+// enqueue succeeded).
+func (c *conn) acceptedSeq(seq, digest uint64) {
+	c.ses.mu.Lock()
+	c.ses.ring.Add(seq, digest)
+	c.ses.mu.Unlock()
+}
+
+// onDuplicate answers a command JetStream called a duplicate: an Ack
+// duplicate when the stored command has the same digest, SEQ_REUSED when it
+// is another command that used the same id. It runs off the ack goroutine
+// (it reads the stored message).
+func (c *conn) onDuplicate(seq, streamSeq uint64, digest string) {
+	go func() {
+		c.s.dupSem <- struct{}{}
+		defer func() { <-c.s.dupSem }()
+		ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
+		defer cancel()
+		m, err := c.s.cmdStream.GetMsg(ctx, streamSeq)
+		switch {
+		case err != nil:
+			c.sendError(seq, schema.ErrorCode_ERROR_CODE_INTERNAL, "JetStream already has this command id and the stored command could not be read to compare; do not resend with this seq")
+		case digest != "" && m.Header.Get(wire.HeaderCmdDigest) != "" && m.Header.Get(wire.HeaderCmdDigest) != digest:
+			c.sendError(seq, schema.ErrorCode_ERROR_CODE_SEQ_REUSED, fmt.Sprintf("seq %d was already used in this session for a different command (stream seq %d); use a new seq", seq, streamSeq))
+		default:
+			c.sendAck(seq, streamSeq, true)
+		}
+	}()
+}
+
+func digestHeader(d uint64) string { return strconv.FormatUint(d, 16) }
+
+func minTime(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
+	}
+	return b
+}
+
+// clientLimits are the limits Welcome announces.
+func (s *Service) clientLimits() *schema.Limits {
+	return &schema.Limits{
+		MaxFrameBytes: uint32(s.cfg.MaxFrame), RatePerSec: s.cfg.Rate, Burst: uint32(s.cfg.Burst),
+		MaxChatBytes: uint32(orDefault(s.limits.MaxChat, 256)), MaxNameBytes: uint32(orDefault(s.limits.MaxName, 32)), MaxIdBytes: 64,
+		HelloTimeoutMs: s.cfg.HelloTimeout.Milliseconds(),
+	}
+}
+
+// orDefault mirrors packet.Limits' defaults for a zero limit.
+func orDefault(v, d int) int {
+	if v <= 0 {
+		return d
+	}
+	return v
+}
+
+// worldInfo describes cfg.Map.
+func worldInfo(cfg Config) *schema.WorldInfo {
+	m := cfg.Map
+	w := &schema.WorldInfo{Cols: uint32(m.Cols), Rows: uint32(m.Rows), ZoneSize: m.ZoneSize, CellSize: m.CellSize, Obstacles: cfg.Obstacles}
+	for _, id := range m.Zones() {
+		col, row, _ := m.ParseZone(id)
+		z := &schema.ZoneInfo{Id: id, Col: uint32(col), Row: uint32(row), OriginX: float32(col) * m.ZoneSize, OriginY: float32(row) * m.ZoneSize}
+		for _, d := range [][2]int{{-1, 0}, {1, 0}, {0, -1}, {0, 1}, {-1, -1}, {1, -1}, {-1, 1}, {1, 1}} {
+			if n, ok := m.Neighbour(id, d[0], d[1]); ok {
+				z.Neighbours = append(z.Neighbours, &schema.Neighbour{Dx: int32(d[0]), Dy: int32(d[1]), Zone: n})
+			}
+		}
+		w.Zones = append(w.Zones, z)
+	}
+	return w
+}
+
+// replyWorld answers a WorldInfoRequest.
+func (c *conn) replyWorld(seq uint64) {
+	c.reply(&schema.ServerPacket{AckSeq: seq, Body: &schema.ServerPacket_WorldInfo{WorldInfo: c.s.world}})
+}
