@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/realmstream/realmstream/libs/lock"
@@ -121,7 +123,8 @@ func sentinelClient(t *testing.T, cfg lock.RedisConfig) redis.UniversalClient {
 func TestRedisRestartLosesLease(t *testing.T) {
 	rs := redistest.Start(t)
 	c := rs.Client()
-	l, err := lock.New(lock.NewRedisStore(c, ""), lock.Options{TTL: 600 * time.Millisecond})
+	m := lock.NewMetrics("realmtest_lock", prometheus.NewRegistry())
+	l, err := lock.New(lock.NewRedisStore(c, ""), lock.Options{TTL: 600 * time.Millisecond, Metrics: m})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -146,6 +149,11 @@ func TestRedisRestartLosesLease(t *testing.T) {
 	}
 	if d := time.Since(start); d >= 600*time.Millisecond {
 		t.Fatalf("lease ended %v after the kill, not before the TTL", d)
+	}
+	// The loss is counted: world exports it as the leases_lost_total
+	// heartbeat figure, on which the monitor's zone_leases_lost alert fires.
+	if n := testutil.ToFloat64(m.Lost); n != 1 {
+		t.Fatalf("lost leases counted %v, want 1", n)
 	}
 	rs.Restart()
 	ls2, err := l.TryAcquire(ctx, "z")

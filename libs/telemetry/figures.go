@@ -46,18 +46,20 @@ type Figures struct {
 	prev  map[string]float64   // counters by figure name
 	hist  map[string][]float64 // cumulative bucket counts by figure name
 	upper map[string][]float64 // bucket upper bounds by figure name
+	born  time.Time            // NewFigures: the process start, near enough
 }
 
 // NewFigures returns a sampler of specs over g.
 func NewFigures(g prometheus.Gatherer, specs ...FigureSpec) *Figures {
-	return &Figures{g: g, specs: specs, prev: map[string]float64{}, hist: map[string][]float64{}, upper: map[string][]float64{}}
+	return &Figures{g: g, specs: specs, prev: map[string]float64{}, hist: map[string][]float64{}, upper: map[string][]float64{}, born: time.Now()}
 }
 
 // Sample returns the figures now, windowed since the previous call (the first
 // call's rates and p99s are over the process's life so far).
 func (f *Figures) Sample(now time.Time) map[string]float64 {
 	mfs, err := f.g.Gather()
-	out := map[string]float64{}
+	// uptime_s lets the monitor tell a restart (it went down) from a gap.
+	out := map[string]float64{"uptime_s": now.Sub(f.born).Seconds()}
 	if err != nil && len(mfs) == 0 {
 		return out
 	}

@@ -44,7 +44,9 @@ var (
 	descZoneOwn   = prometheus.NewDesc("realm_zone_owners", "Live world instances that claim the zone.", []string{"zone"}, nil)
 	descZonePlay  = prometheus.NewDesc("realm_zone_players", "Players in the zone (from its owner's heartbeat).", []string{"zone"}, nil)
 	descPlayers   = prometheus.NewDesc("realm_players_online", "Players in zones owned by live world instances.", nil, nil)
-	descConns     = prometheus.NewDesc("realm_gateway_connections", "Client connections of live gateway instances.", nil, nil)
+	// Not realm_gateway_connections: the gateways export that name themselves,
+	// and a sum over both would count every client twice.
+	descConns = prometheus.NewDesc("realm_monitor_gateway_connections", "Client connections of live gateway instances, from their heartbeats.", nil, nil)
 )
 
 // FigureHelp documents one realm_db_<figure> gauge.

@@ -57,15 +57,19 @@ type File struct {
 
 // RuleSpec is one rule as written in YAML.
 type RuleSpec struct {
-	Name     string            `yaml:"name"`
-	Scope    string            `yaml:"scope"`    // shard (default), zone, instance, global
-	Expr     string            `yaml:"expr"`     // boolean expression over the scope's figures
-	For      string            `yaml:"for"`      // how long expr must hold before firing; "" = at once
-	Severity string            `yaml:"severity"` // info, warning, critical
-	Message  string            `yaml:"message"`  // text/template over the same figures
-	Value    string            `yaml:"value"`    // optional numeric expression reported as the alert's value
-	Labels   map[string]string `yaml:"labels"`   // extra labels on the alert
-	Help     string            `yaml:"help"`     // optional: what to do about it (shown on the dashboard)
+	Name     string `yaml:"name"`
+	Scope    string `yaml:"scope"`    // shard (default), zone, instance, global
+	Expr     string `yaml:"expr"`     // boolean expression over the scope's figures
+	For      string `yaml:"for"`      // how long expr must hold before firing; "" = at once
+	Severity string `yaml:"severity"` // info, warning, critical
+	Message  string `yaml:"message"`  // text/template over the same figures
+	// Resolved is the text of the resolved notification (a template over the
+	// figures at resolution). Default: "resolved: " + the last firing message,
+	// which never describes the recovered state as if it were current.
+	Resolved string            `yaml:"resolved"`
+	Value    string            `yaml:"value"`  // optional numeric expression reported as the alert's value
+	Labels   map[string]string `yaml:"labels"` // extra labels on the alert
+	Help     string            `yaml:"help"`   // optional: what to do about it (shown on the dashboard)
 }
 
 // Rule is a validated, compiled rule.
@@ -79,6 +83,7 @@ type Rule struct {
 	prog  *vm.Program
 	value *vm.Program
 	tmpl  *template.Template
+	done  *template.Template // Resolved, or nil
 }
 
 // Set is a validated rule set.
@@ -228,6 +233,16 @@ func compile(spec RuleSpec) (*Rule, []string) {
 			bad("message: %v", err)
 		} else {
 			r.tmpl = t
+		}
+	}
+	if strings.TrimSpace(spec.Resolved) != "" {
+		t, err := template.New(spec.Name + ".resolved").Funcs(tmplFuncs).Option("missingkey=error").Parse(spec.Resolved)
+		if err != nil {
+			bad("resolved: %v", err)
+		} else if err := t.Execute(io.Discard, env); err != nil {
+			bad("resolved: %v", err)
+		} else {
+			r.done = t
 		}
 	}
 	return r, problems

@@ -130,7 +130,7 @@ func (e *Engine) Eval(now time.Time, targets map[Scope][]Target, frozen ...Scope
 			if !holds {
 				if st != nil {
 					if st.State == StateFiring {
-						st.Message = r.render(t.Env, st.Message)
+						st.Message = r.renderResolved(t.Env, st.Message)
 						st.Value = r.eval(t.Env, st.Value)
 						out = append(out, transition(r, st, StateResolved, now))
 					}
@@ -159,6 +159,7 @@ func (e *Engine) Eval(now time.Time, targets map[Scope][]Target, frozen ...Scope
 		}
 		if st.State == StateFiring {
 			if r := e.rule(st.Rule); r != nil {
+				st.Message = "resolved: " + st.Message + " (target gone)"
 				out = append(out, transition(r, st, StateResolved, now))
 			}
 		}
@@ -205,6 +206,21 @@ func (r *Rule) render(env map[string]any, fallback string) string {
 			return fallback
 		}
 		return r.Name + ": " + err.Error()
+	}
+	return b.String()
+}
+
+// renderResolved is the text of a resolution: the rule's resolved template
+// over the recovered figures, or "resolved: " and the last firing text (the
+// firing template rendered now would describe the recovered state as an
+// outage: "stopped sending heartbeats 0s ago").
+func (r *Rule) renderResolved(env map[string]any, firing string) string {
+	if r.done == nil {
+		return "resolved: " + firing
+	}
+	var b strings.Builder
+	if err := r.done.Execute(&b, env); err != nil {
+		return "resolved: " + firing
 	}
 	return b.String()
 }

@@ -129,7 +129,7 @@ func TestTargetGoneResolves(t *testing.T) {
 		t.Fatalf("%+v", tr)
 	}
 	tr, _ = e.Eval(t0.Add(32*time.Second), map[Scope][]Target{})
-	if len(tr) != 1 || tr[0].State != StateResolved || tr[0].Message != "pg0 at 50.0%" {
+	if len(tr) != 1 || tr[0].State != StateResolved || tr[0].Message != "resolved: pg0 at 50.0% (target gone)" {
 		t.Fatalf("%+v", tr)
 	}
 	if len(e.Active()) != 0 {

@@ -42,6 +42,11 @@ var tmplFuncs = template.FuncMap{
 	"dur": func(v float64) string { return (time.Duration(v * float64(time.Second))).Round(time.Second).String() },
 }
 
+// IncidentWindow is the look-back of the incident variables (*_5m): an
+// outage shorter than any timeout or evaluation interval still holds the
+// rule for this long after it was seen, so it fires, and resolves after.
+const IncidentWindow = 5 * time.Minute
+
 // Context is what the environments are built from.
 type Context struct {
 	Snap             state.Snapshot
@@ -99,6 +104,19 @@ func (c Context) Targets() map[Scope][]Target {
 	g["zones_owned"] = float64(owned)
 	g["zones_unowned"] = float64(len(zones) - owned)
 	g["alive"] = func(service string) float64 { return alive[service] }
+	since := now.Add(-IncidentWindow)
+	n, longest := state.Within(c.Snap.Outages, since)
+	g["nats_outages_5m"] = float64(n)
+	g["nats_outage_seconds_5m"] = longest
+	gapped, maxGap := 0.0, 0.0
+	for _, in := range c.Snap.Instances {
+		if k, m := state.Within(in.Gaps, since); k > 0 {
+			gapped++
+			maxGap = max(maxGap, m)
+		}
+	}
+	g["instances_with_gap_5m"] = gapped
+	g["max_heartbeat_gap_5m"] = maxGap
 	out[ScopeGlobal] = []Target{{Key: "global", Labels: map[string]string{}, Env: g}}
 	return out
 }
@@ -188,8 +206,19 @@ func instanceEnv(in state.Instance, now time.Time, timeout time.Duration) map[st
 	for k, v := range hb.GetFigures() {
 		figs[k] = v
 	}
+	since := now.Add(-IncidentWindow)
+	_, maxGap := state.Within(in.Gaps, since)
+	lost := 0.0
+	for _, e := range in.LeasesLost {
+		if !e.At.Before(since) {
+			lost += e.Value
+		}
+	}
 	return map[string]any{
-		"service": in.Service, "instance_id": in.InstanceID, "ready": hb.GetReady(), "alive": in.Alive(now, timeout),
+		"unclean_restarts_5m": float64(state.CountSince(in.Restarts, since)),
+		"heartbeat_gap_5m":    maxGap,
+		"leases_lost_5m":      lost,
+		"service":             in.Service, "instance_id": in.InstanceID, "ready": hb.GetReady(), "alive": in.Alive(now, timeout),
 		"stopping": hb.GetStopping(), "age_seconds": now.Sub(in.Seen).Seconds(), "http_addr": hb.GetHttpAddr(),
 		"version": hb.GetVersion(), "connections": float64(hb.GetConnections()), "players": float64(hb.GetPlayers()),
 		"zones": float64(len(hb.GetZones())), "figures": figs,
@@ -200,6 +229,7 @@ func globalEnv() map[string]any {
 	return map[string]any{
 		"shards": 0.0, "shards_reporting": 0.0, "shards_down": 0.0, "instances_alive": 0.0, "players_online": 0.0,
 		"connections": 0.0, "zones": 0.0, "zones_owned": 0.0, "zones_unowned": 0.0,
+		"nats_outages_5m": 0.0, "nats_outage_seconds_5m": 0.0, "instances_with_gap_5m": 0.0, "max_heartbeat_gap_5m": 0.0,
 		"alive": func(string) float64 { return 0 },
 	}
 }

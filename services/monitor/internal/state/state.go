@@ -33,12 +33,70 @@ type Shard struct {
 // Last returns the newest point.
 func (s *Shard) Last() Point { return s.Points[len(s.Points)-1] }
 
-// Instance is the last heartbeat of one service instance.
+// Instance is the last heartbeat of one service instance, and the
+// incidents its heartbeats revealed over the last IncidentKeep.
 type Instance struct {
 	Service    string
 	InstanceID string
 	Seen       time.Time // when the monitor received the last heartbeat
 	HB         *schema.Heartbeat
+
+	// Restarts are the times the instance came back with a smaller uptime_s
+	// figure after a last heartbeat that was not "stopping": a crash, an OOM
+	// kill, a kill -9 that the restart policy healed before any timeout.
+	Restarts []time.Time
+	// Gaps are heartbeat gaps longer than Options.GapAfter (a NATS outage or
+	// partition, a frozen process): found when the heartbeats resume, so an
+	// outage shorter than the heartbeat timeout still leaves a trace.
+	Gaps []Event
+	// LeasesLost are increases of the leases_lost_total figure (world: zone
+	// leases lost to an unreachable, restarted or failed-over Redis).
+	LeasesLost []Event
+}
+
+// Event is an incident at a time, with its size (seconds of a gap, leases lost).
+type Event struct {
+	At    time.Time
+	Value float64
+}
+
+// IncidentKeep bounds how long incidents are kept (and MaxIncidents how many).
+const (
+	IncidentKeep = 10 * time.Minute
+	MaxIncidents = 64
+)
+
+// Within returns the number of events since since and the largest value among them.
+func Within(evs []Event, since time.Time) (n int, max float64) {
+	for _, e := range evs {
+		if !e.At.Before(since) {
+			n++
+			if e.Value > max {
+				max = e.Value
+			}
+		}
+	}
+	return n, max
+}
+
+// CountSince counts the times not before since.
+func CountSince(ts []time.Time, since time.Time) int {
+	n := 0
+	for _, t := range ts {
+		if !t.Before(since) {
+			n++
+		}
+	}
+	return n
+}
+
+func keepEvents(evs []Event, e Event) []Event {
+	evs = append(evs, e)
+	i := 0
+	for i < len(evs) && (e.At.Sub(evs[i].At) > IncidentKeep || len(evs)-i > MaxIncidents) {
+		i++
+	}
+	return append([]Event(nil), evs[i:]...)
 }
 
 // Options bound the store.
@@ -46,6 +104,9 @@ type Options struct {
 	Window      time.Duration // samples older than this (relative to the newest of their shard) are dropped
 	MaxSamples  int           // per shard
 	ForgetAfter time.Duration // a shard or instance silent this long is forgotten
+	// GapAfter: heartbeats of one instance further apart than this are a gap
+	// (an incident). Default 3s (heartbeats are sent every 2s or faster).
+	GapAfter time.Duration
 }
 
 // Store is the monitor's memory.
@@ -55,12 +116,16 @@ type Store struct {
 	mu        sync.Mutex
 	shards    map[string]*Shard
 	instances map[string]*Instance // key service/instance
+	outages   []Event              // the monitor's own NATS connection: reconnect time, seconds down
 }
 
 // New returns an empty store.
 func New(opt Options) *Store {
 	if opt.MaxSamples <= 0 {
 		opt.MaxSamples = 1000
+	}
+	if opt.GapAfter <= 0 {
+		opt.GapAfter = 3 * time.Second
 	}
 	return &Store{opt: opt, shards: map[string]*Shard{}, instances: map[string]*Instance{}}
 }
@@ -98,7 +163,42 @@ func (s *Store) Heartbeat(hb *schema.Heartbeat, t time.Time) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	key := hb.GetService() + "/" + hb.GetInstanceId()
-	s.instances[key] = &Instance{Service: hb.GetService(), InstanceID: hb.GetInstanceId(), Seen: t, HB: hb}
+	in := &Instance{Service: hb.GetService(), InstanceID: hb.GetInstanceId(), Seen: t, HB: hb}
+	if prev := s.instances[key]; prev != nil {
+		in.Restarts, in.Gaps, in.LeasesLost = prev.Restarts, prev.Gaps, prev.LeasesLost
+		clean := prev.HB.GetStopping()
+		pf, nf := prev.HB.GetFigures(), hb.GetFigures()
+		up, upOK := nf["uptime_s"]
+		pup, pupOK := pf["uptime_s"]
+		restarted := upOK && pupOK && up < pup
+		if gap := t.Sub(prev.Seen); gap > s.opt.GapAfter && !clean {
+			in.Gaps = keepEvents(in.Gaps, Event{At: t, Value: gap.Seconds()})
+		}
+		if restarted && !clean {
+			in.Restarts = append(in.Restarts, t)
+			if len(in.Restarts) > MaxIncidents {
+				in.Restarts = in.Restarts[1:]
+			}
+		}
+		if n, ok := nf["leases_lost_total"]; ok {
+			p := pf["leases_lost_total"]
+			if restarted {
+				p = 0 // the counter started again
+			}
+			if n > p {
+				in.LeasesLost = keepEvents(in.LeasesLost, Event{At: t, Value: n - p})
+			}
+		}
+	}
+	s.instances[key] = in
+}
+
+// NATSOutage records that the monitor's own NATS connection was down from
+// from until it reconnected at to.
+func (s *Store) NATSOutage(from, to time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.outages = keepEvents(s.outages, Event{At: to, Value: to.Sub(from).Seconds()})
 }
 
 // Snapshot is a consistent copy of the store at one moment.
@@ -106,6 +206,7 @@ type Snapshot struct {
 	At        time.Time
 	Shards    []Shard    // sorted by name; Points slices are copies
 	Instances []Instance // sorted by service, instance
+	Outages   []Event    // the monitor's own NATS outages (reconnect time, seconds)
 }
 
 // Snapshot copies the store, forgetting shards and instances silent for
@@ -113,7 +214,7 @@ type Snapshot struct {
 func (s *Store) Snapshot(now time.Time) Snapshot {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	out := Snapshot{At: now}
+	out := Snapshot{At: now, Outages: append([]Event(nil), s.outages...)}
 	for name, sh := range s.shards {
 		if len(sh.Points) == 0 {
 			continue

@@ -165,7 +165,8 @@ func (p *PG) Name() string { return p.DB.Name }
 
 // Sample reads the statistics views in one read-only transaction bounded by
 // statement_timeout (one consistent stats snapshot). No count(*) on big
-// tables: row counts of partitions are estimates (reltuples) except the
+// tables: row counts of partitions are estimates (reltuples, or n_live_tup
+// before the first ANALYZE) except the
 // default partition, which must be small (MON-9).
 func (p *PG) Sample(ctx context.Context, st *schema.DBStats) error {
 	st.Backend = "postgres"
@@ -228,9 +229,15 @@ func (p *PG) Sample(ctx context.Context, st *schema.DBStats) error {
 }
 
 func (p *PG) partitions(ctx context.Context, tx pgx.Tx, st *schema.DBStats) error {
-	rows, err := tx.Query(ctx, `SELECT c.relname, pg_get_expr(c.relpartbound, c.oid), greatest(c.reltuples, 0)::bigint,
-			pg_total_relation_size(c.oid)
+	// Rows: reltuples is -1 until the first ANALYZE or VACUUM of the
+	// partition, which for today's partition (autoanalyze waits for 10% +
+	// 50 changed rows after the first run) means all day: the dashboard showed
+	// 0. n_live_tup of the statistics collector counts inserts as they commit;
+	// the larger of both is the estimate (still no count(*) on a big table).
+	rows, err := tx.Query(ctx, `SELECT c.relname, pg_get_expr(c.relpartbound, c.oid),
+			greatest(c.reltuples, coalesce(s.n_live_tup, 0), 0)::bigint, pg_total_relation_size(c.oid)
 		FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+		LEFT JOIN pg_stat_user_tables s ON s.relid = c.oid
 		WHERE i.inhparent = 'events'::regclass ORDER BY c.relname`)
 	if err != nil {
 		return fmt.Errorf("partitions: %w", err)

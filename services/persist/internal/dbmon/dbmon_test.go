@@ -2,6 +2,7 @@ package dbmon
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"testing"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/realmstream/realmstream/libs/pgtest"
 	"github.com/realmstream/realmstream/libs/schema"
+	"github.com/realmstream/realmstream/libs/waitfor"
 	"github.com/realmstream/realmstream/services/persist/internal/pgstore"
 )
 
@@ -108,4 +110,55 @@ func TestSampleWithStatStatements(t *testing.T) {
 	if st.MaxConnections != 200 || st.PartitionCount != 3 || st.DaysAhead != 2 || st.DefaultPartitionAlarm {
 		t.Fatalf("sample %+v", st)
 	}
+}
+
+// TestTodayPartitionRowsBeforeAnalyze: rows inserted into today's partition,
+// which has never been analyzed (reltuples = -1), are counted in the sample
+// (the dashboard showed 0 for today's partition all day).
+func TestTodayPartitionRowsBeforeAnalyze(t *testing.T) {
+	ctx := context.Background()
+	url := pgtest.NewDatabase(t)
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	pool, err := pgstore.NewPool(ctx, url, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	if err := pgstore.Migrate(ctx, pool, log); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := (&pgstore.Partman{Premake: 1, Log: log}).Run(ctx, pool); err != nil {
+		t.Fatal(err)
+	}
+	today := "events_p" + time.Now().UTC().Format("20060102")
+	for _, q := range []string{
+		`ALTER TABLE ` + today + ` SET (autovacuum_enabled = false)`,
+		`INSERT INTO events (seq, ts, zone, logical, event_id, type, payload)
+			SELECT g, now(), 'z0_0', 0, 'e' || g, 'moved', '\x00' FROM generate_series(1, 1234) g`,
+		`SELECT pg_stat_force_next_flush()`,
+	} {
+		if _, err := pool.Exec(ctx, q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	var reltuples float64
+	if err := pool.QueryRow(ctx, `SELECT reltuples FROM pg_class WHERE relname = $1`, today).Scan(&reltuples); err != nil || reltuples != -1 {
+		t.Fatalf("precondition: reltuples of %s = %v (%v), want -1 (never analyzed)", today, reltuples, err)
+	}
+	src := &PG{DB: &pgstore.DB{Name: "pg0", Pool: pool}}
+	waitfor.True(t, 10*time.Second, func() error {
+		st := &schema.DBStats{}
+		if err := src.Sample(ctx, st); err != nil {
+			return err
+		}
+		for _, p := range st.Partitions {
+			if p.Name == today {
+				if p.Rows != 1234 {
+					return fmt.Errorf("%s: %d rows in the sample, want 1234", today, p.Rows)
+				}
+				return nil
+			}
+		}
+		return fmt.Errorf("%s not in the sample", today)
+	})
 }

@@ -1,0 +1,61 @@
+package monitor
+
+import (
+	"net"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/realmstream/realmstream/libs/natstest"
+	"github.com/realmstream/realmstream/libs/schema"
+	"github.com/realmstream/realmstream/libs/waitfor"
+	"github.com/realmstream/realmstream/libs/wire"
+)
+
+// TestNATSOutageAlerts: a 3 s outage of the real NATS server (shut down and
+// restarted on the same port and store), shorter than the heartbeat timeout,
+// raises nats_interrupted with the embedded default rules, published on
+// alerts.critical once NATS is back; a persist heartbeat whose uptime went
+// back (kill -9 healed by the restart policy) raises instance_restarted.
+func TestNATSOutageAlerts(t *testing.T) {
+	dir := t.TempDir()
+	srv := natstest.StartDir(t, dir, -1)
+	url := srv.URL
+	_, js := natstest.Connect(t, url)
+	nc, _ := natstest.Connect(t, url, nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))
+	if err := wire.EnsureStreams(t.Context(), js, wire.StreamOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	alerts := collectAlerts(t, nc)
+	cfg := testConfig(t, url)
+	cfg.RulesPath = "" // the embedded defaults, as deployed
+	cfg.HeartbeatTimeout = 10 * time.Second
+	start(t, cfg)
+
+	// kill -9 of persist: heartbeats resume with a smaller uptime.
+	hb := func(up float64) {
+		publishHeartbeat(t, nc, &schema.Heartbeat{Service: "persist", InstanceId: "persist-0", Ready: true,
+			Figures: map[string]float64{"uptime_s": up}})
+	}
+	hb(100)
+	hb(102)
+	time.Sleep(300 * time.Millisecond) // the restart, far below the heartbeat timeout
+	hb(1)
+	waitfor.True(t, 10*time.Second, func() error {
+		return alerts.has("instance_restarted", "instance=persist/persist-0", "firing")
+	})
+
+	// 3 s NATS outage.
+	port := srv.Addr().(*net.TCPAddr).Port
+	srv.Shutdown()
+	srv.WaitForShutdown()
+	time.Sleep(3 * time.Second) // the outage under test
+	natstest.StartDir(t, dir, port)
+	waitfor.True(t, 20*time.Second, func() error { return alerts.has("nats_interrupted", "global", "firing") })
+	a, subj := alerts.find("nats_interrupted", "global", "firing")
+	t.Logf("%s: %s", subj[0], a[0].GetMessage())
+	if subj[0] != "alerts.critical" {
+		t.Errorf("published on %s, want alerts.critical", subj[0])
+	}
+}
