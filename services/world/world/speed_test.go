@@ -73,8 +73,10 @@ func TestQueuedMovesOneTick(t *testing.T) {
 	}
 	t.Logf("moves processed in ticks %v", ticks)
 	st := fold(logs)[z].Players[player]
-	if st == nil || st.Y != y || st.LastMoveNs != at(100*walks) {
-		t.Errorf("final state %v, want y=%v last_move_ns=%d", st, y, at(100*walks))
+	// last_move_ns is the pace time: walking below the max speed it stays
+	// at or before the last accepted move's receive time.
+	if st == nil || st.Y != y || st.LastMoveNs > at(100*walks) || st.LastMoveNs < at(0) {
+		t.Errorf("final state %v, want y=%v last_move_ns in [%d, %d]", st, y, at(0), at(100*walks))
 	}
 	a.stop()
 }

@@ -31,11 +31,16 @@ type Rect struct{ X0, Y0, X1, Y1 float32 }
 
 func (r Rect) contains(x, y float32) bool { return x >= r.X0 && x <= r.X1 && y >= r.Y0 && y <= r.Y1 }
 
+const (
+	defaultMaxSpeed = 250
+	defaultMaxStep  = 500 * time.Millisecond
+)
+
 // Config holds the rules' parameters. The same obstacles stand in every zone.
 type Config struct {
 	Map      worldmap.Map
 	MaxSpeed float32       // units per second; default 250
-	MaxStep  time.Duration // longest time a single move may cover; default 500ms
+	MaxStep  time.Duration // movement credit a player at rest accumulates (pace budget); default 500ms
 	// MaxAhead bounds how far past the tick time a move's receive time
 	// (Command.received_at_ns, the gateway's clock) is believed: clock skew
 	// between gateway and world, and a forged far-future time. Default 250ms.
@@ -46,7 +51,7 @@ type Config struct {
 	RespawnDelay   time.Duration // default 3s
 	MaxHP          int32         // default 100
 	ChatRadius     float32       // nearby chat reach; default 150
-	MaxChatLen     int           // bytes; default 200
+	MaxChatLen     int           // bytes; default wire.MaxChatBytes (the gateway's limit, libs/wire/limits.go)
 	Obstacles      []Rect        // default: DefaultObstacles()
 	// KeepTransfers bounds the accepted transfer ids kept for dedupe. Default 4096.
 	KeepTransfers int
@@ -72,10 +77,10 @@ func (c *Config) fill() {
 		c.Map = worldmap.Default()
 	}
 	if c.MaxSpeed == 0 {
-		c.MaxSpeed = 250
+		c.MaxSpeed = defaultMaxSpeed
 	}
 	if c.MaxStep == 0 {
-		c.MaxStep = 500 * time.Millisecond
+		c.MaxStep = defaultMaxStep
 	}
 	if c.MaxAhead == 0 {
 		c.MaxAhead = 250 * time.Millisecond
@@ -99,7 +104,7 @@ func (c *Config) fill() {
 		c.ChatRadius = 150
 	}
 	if c.MaxChatLen == 0 {
-		c.MaxChatLen = 200
+		c.MaxChatLen = wire.MaxChatBytes
 	}
 	if c.Obstacles == nil {
 		c.Obstacles = DefaultObstacles()
@@ -303,17 +308,13 @@ func (c *Config) decideMove(s *schema.ZoneSnapshot, cmd *schema.Command, p *sche
 	case p.Dead:
 		return c.reject(s, cmd, now, schema.ErrorCode_ERROR_CODE_REJECTED, "dead players cannot move")
 	}
-	at := c.moveTime(p, cmd, now)
-	elapsed := time.Duration(at - p.LastMoveNs)
-	if p.LastMoveNs == 0 || elapsed > c.MaxStep {
-		elapsed = c.MaxStep
-	}
-	if elapsed < 0 {
-		elapsed = 0
-	}
-	dist := math.Hypot(float64(x-p.X), float64(y-p.Y))
-	if allowed := float64(c.MaxSpeed)*elapsed.Seconds() + 0.5; dist > allowed {
-		return c.reject(s, cmd, now, schema.ErrorCode_ERROR_CODE_REJECTED, fmt.Sprintf("too fast: %.1f units in %v, max %.1f", dist, elapsed, allowed))
+	at := c.moveTime(cmd, now)
+	pace, ok := c.pace(p, x, y, at)
+	if !ok {
+		dist := math.Hypot(float64(x-p.X), float64(y-p.Y))
+		credit := time.Duration(at - c.paceStart(p, at))
+		return c.reject(s, cmd, now, schema.ErrorCode_ERROR_CODE_REJECTED, fmt.Sprintf("too fast: %.1f units with %v of movement credit, max %.1f",
+			dist, credit, float64(c.MaxSpeed)*credit.Seconds()+0.5))
 	}
 	if c.segmentBlocked(p.X, p.Y, x, y) {
 		return c.reject(s, cmd, now, schema.ErrorCode_ERROR_CODE_REJECTED, "path blocked by an obstacle")
@@ -327,7 +328,7 @@ func (c *Config) decideMove(s *schema.ZoneSnapshot, cmd *schema.Command, p *sche
 			return c.reject(s, cmd, now, schema.ErrorCode_ERROR_CODE_REJECTED, "destination blocked by an obstacle")
 		}
 		np := proto.Clone(p).(*schema.PlayerState)
-		np.X, np.Y, np.LastInputSeq, np.LastMoveNs = nx, ny, cmd.ClientSeq, at
+		np.X, np.Y, np.LastInputSeq, np.LastMoveNs = nx, ny, cmd.ClientSeq, pace
 		ev := c.event(s, cmd, now)
 		ev.Body = &schema.Event_TransferOut{TransferOut: &schema.TransferOut{TransferId: TransferID(s.Zone, to, cmd.CommandId), ToZone: to, Player: np}}
 		return ev
@@ -342,16 +343,40 @@ func (c *Config) decideMove(s *schema.ZoneSnapshot, cmd *schema.Command, p *sche
 // moveTime is the time a move is validated at: the gateway's receive time
 // of the command (so that moves queued while the zone was behind, then
 // processed in one tick, are measured against each other as they were
-// sent), bounded to [the player's last move, now + MaxAhead]. An earlier
-// receive time than the last move counts as zero elapsed time; a forged
-// far-future time gains at most MaxAhead once. Without a receive time
-// (0, e.g. an old command) the tick time now is used.
-func (c *Config) moveTime(p *schema.PlayerState, cmd *schema.Command, now int64) int64 {
-	at := now
+// received), at most now + MaxAhead (clock skew, a forged far-future time).
+// Without a receive time (0, e.g. an old command) the tick time now is used.
+func (c *Config) moveTime(cmd *schema.Command, now int64) int64 {
 	if r := cmd.ReceivedAtNs; r > 0 {
-		at = min(r, now+int64(c.MaxAhead))
+		return min(r, now+int64(c.MaxAhead))
 	}
-	return max(at, p.LastMoveNs)
+	return now
+}
+
+// The speed check is a pace budget (the generic cell rate algorithm over
+// distance): a move of d units costs d / MaxSpeed of time. last_move_ns holds
+// the player's pace time, the time its moves so far have "used up"; a player
+// at rest accumulates credit up to MaxStep. A move received at time at is
+// legal when max(pace, at - MaxStep) + cost <= at (+ half a unit). So a
+// player may cover at most MaxSpeed x (elapsed + MaxStep) over any span of
+// receive times: moves that arrive bunched (a client or network stall, the
+// gateway batching) spend the credit their earlier, later-arriving moves
+// left, instead of being measured against the previous move's arrival alone.
+// A bot walking at 10 Hz below MaxSpeed is accepted whatever the bunching of
+// its arrivals, as long as no stall exceeds MaxStep of credit.
+
+// paceStart is where the cost of a move received at at starts.
+func (c *Config) paceStart(p *schema.PlayerState, at int64) int64 {
+	return max(p.LastMoveNs, at-int64(c.MaxStep))
+}
+
+// pace returns the player's pace time after moving to (x, y) at time at, and
+// whether the move is within the budget.
+func (c *Config) pace(p *schema.PlayerState, x, y float32, at int64) (int64, bool) {
+	dist := math.Hypot(float64(x-p.X), float64(y-p.Y))
+	cost := int64(dist / float64(c.MaxSpeed) * 1e9)
+	slack := int64(0.5 / float64(c.MaxSpeed) * 1e9)
+	next := c.paceStart(p, at) + cost
+	return next, next <= at+slack || dist <= 0.5
 }
 
 func (c *Config) decideAttack(s *schema.ZoneSnapshot, cmd *schema.Command, p *schema.PlayerState, target string, now int64) *schema.Event {
@@ -531,9 +556,18 @@ func prune(s *schema.ZoneSnapshot, now int64) {
 	}
 }
 
-// Apply folds ev, stored at stream sequence seq of evt.<zone>, into s. It
-// is deterministic: it reads only s and ev.
+// Apply folds ev, stored at stream sequence seq of evt.<zone>, into s with
+// the default speed parameters (see Config.Apply).
 func Apply(s *schema.ZoneSnapshot, ev *schema.Event, seq uint64, keepTransfers int) {
+	c := Config{MaxSpeed: defaultMaxSpeed, MaxStep: defaultMaxStep, KeepTransfers: keepTransfers}
+	c.Apply(s, ev, seq)
+}
+
+// Apply folds ev, stored at stream sequence seq of evt.<zone>, into s. It
+// is deterministic: it reads only c, s and ev (the pace of a move depends on
+// MaxSpeed and MaxStep, so replay must use the rules that decided).
+func (c *Config) Apply(s *schema.ZoneSnapshot, ev *schema.Event, seq uint64) {
+	keepTransfers := c.KeepTransfers
 	s.LastSeq = seq
 	s.Events++
 	if s.Events%1024 == 0 {
@@ -570,7 +604,8 @@ func Apply(s *schema.ZoneSnapshot, ev *schema.Event, seq uint64, keepTransfers i
 		delete(s.Players, ev.PlayerId)
 	case *schema.Event_PlayerMoved:
 		if p != nil {
-			p.X, p.Y, p.LastMoveNs = b.PlayerMoved.X, b.PlayerMoved.Y, ev.TimestampNs
+			p.LastMoveNs, _ = c.pace(p, b.PlayerMoved.X, b.PlayerMoved.Y, ev.TimestampNs)
+			p.X, p.Y = b.PlayerMoved.X, b.PlayerMoved.Y
 		}
 	case *schema.Event_AttackHit:
 		h := b.AttackHit

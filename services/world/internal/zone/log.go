@@ -23,8 +23,13 @@ var ErrFenced = errors.New("zone: append refused, another owner appended (wrong 
 // ErrLeaseEnded means the lease ended before an append was attempted.
 var ErrLeaseEnded = errors.New("zone: lease ended")
 
-// appender writes one zone's events with optimistic concurrency. It is owned
-// by the zone goroutine.
+// recordOverhead is the room kept in a message for the TickRecord's own
+// fields and the headers, below the server's max payload.
+const recordOverhead = 4 << 10
+
+// appender commits one zone's ticks to evt.<zone> with optimistic
+// concurrency: one message (a schema.TickRecord) per tick, or a few when the
+// tick's events exceed the max payload. It is owned by the zone goroutine.
 type appender struct {
 	js       jetstream.JetStream
 	stream   jetstream.Stream
@@ -32,43 +37,91 @@ type appender struct {
 	subject  string
 	instance string
 	fence    uint64
-	lastSeq  uint64                     // stream sequence of the last event of the zone log
-	timeout  time.Duration              // one publish attempt
-	valid    func() bool                // the lease is still valid
-	before   func(eventID string) error // test hook, runs before each append; an error aborts it
-	resolved int                        // ambiguous outcomes resolved by reading the log (tests, logs)
+	lastSeq  uint64        // stream sequence of the last message of the zone log
+	timeout  time.Duration // one publish attempt
+	maxBytes int           // largest record payload; 0 = 1 MiB - recordOverhead
+	valid    func() bool   // the lease is still valid
+	// before is a test hook run with every event id of a record just before
+	// the record is published; an error aborts the commit.
+	before   func(eventID string) error
+	resolved int // ambiguous outcomes resolved by reading the log (tests, logs)
+	records  int // records committed
 }
 
+// wrongLastSeq reports a refused expected sequence: 10071 on a single server,
+// 10164 (JSErrCodeStreamWrongLastSequenceConstant) from a replicated stream.
 func wrongLastSeq(err error) bool {
 	var apiErr *jetstream.APIError
-	return errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence
+	return errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
+		apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant)
 }
 
-// append stores ev as the next event of the zone. On success lastSeq is the
-// event's stream sequence. An ambiguous outcome (timeout, connection lost) is
-// resolved by reading the log's last message before anything else is written:
-// if it is ours the append succeeded; if the log still ends at lastSeq the
-// same message (same Nats-Msg-Id, same expected sequence) is sent again;
-// anything else means another owner appended: ErrFenced.
-func (a *appender) append(ctx context.Context, ev *schema.Event) (uint64, error) {
-	ev.Zone = a.zone
-	ev.Fence = a.fence
-	data, err := proto.MarshalOptions{Deterministic: true}.Marshal(ev)
-	if err != nil {
-		return 0, fmt.Errorf("zone: marshal event: %w", err)
+// split cuts evs into parts whose encoded size stays under max bytes (an
+// event larger than max alone is a part of its own; the server refuses it
+// and the zone steps down rather than drop it).
+func split(evs []*schema.Event, max int) [][]*schema.Event {
+	var parts [][]*schema.Event
+	start, size := 0, 0
+	for i, ev := range evs {
+		n := proto.Size(ev) + 8
+		if i > start && size+n > max {
+			parts = append(parts, evs[start:i])
+			start, size = i, 0
+		}
+		size += n
 	}
+	return append(parts, evs[start:])
+}
+
+// commit stores evs as the record(s) of tick: every event gets the zone and
+// the fence; the record id is wire.TickRecordID(zone, fence, tick, part). On
+// success lastSeq is the stream sequence of the last record and the result.
+// Any error means nothing more of this tick may be stored by this owner; a
+// refused record (ErrFenced) means another owner appended. A split tick is
+// stored part by part; a crash between parts leaves a prefix of the tick,
+// which is a consistent state (events are decided in order) whose commands
+// were not acked: they are redelivered and recognised by the next owner.
+func (a *appender) commit(ctx context.Context, tick uint64, evs []*schema.Event) (uint64, error) {
+	max := a.maxBytes
+	if max <= 0 {
+		max = 1<<20 - recordOverhead
+	}
+	for _, ev := range evs {
+		ev.Zone, ev.Fence = a.zone, a.fence
+	}
+	parts := split(evs, max)
+	now := time.Now().UnixNano()
+	for i, part := range parts {
+		rec := &schema.TickRecord{RecordId: wire.TickRecordID(a.zone, a.fence, tick, uint32(i)), Zone: a.zone, Fence: a.fence, Tick: tick,
+			Part: uint32(i), Parts: uint32(len(parts)), CommittedAtNs: now, Events: part}
+		if _, err := a.publish(ctx, rec); err != nil {
+			return 0, err
+		}
+	}
+	return a.lastSeq, nil
+}
+
+// publish stores one record as the next message of the zone log. An
+// ambiguous outcome (timeout, connection lost) is resolved by reading the
+// log's last message before anything else is written: if it is ours the
+// record is stored; if the log still ends at lastSeq the same message (same
+// Nats-Msg-Id, same expected sequence) is sent again; anything else means
+// another owner appended: ErrFenced.
+func (a *appender) publish(ctx context.Context, rec *schema.TickRecord) (uint64, error) {
+	data, err := proto.MarshalOptions{Deterministic: true}.Marshal(rec)
+	if err != nil {
+		return 0, fmt.Errorf("zone: marshal tick record: %w", err)
+	}
+	id := rec.RecordId
 	m := nats.NewMsg(a.subject)
 	m.Data = data
-	m.Header.Set(wire.HeaderMsgID, ev.EventId)
+	m.Header.Set(wire.HeaderMsgID, id)
 	m.Header.Set(wire.HeaderExpectedLastSubjSeq, strconv.FormatUint(a.lastSeq, 10))
 	m.Header.Set(wire.HeaderFence, strconv.FormatUint(a.fence, 10))
 	m.Header.Set(wire.HeaderZone, a.zone)
-	m.Header.Set(wire.HeaderEventType, eventType(ev))
-	m.Header.Set(wire.HeaderSchema, wire.SchemaVersion)
+	m.Header.Set(wire.HeaderEventType, wire.EventTypeTick)
+	m.Header.Set(wire.HeaderSchema, wire.SchemaTickRecord)
 	m.Header.Set(wire.HeaderInstance, a.instance)
-	if ev.PlayerId != "" {
-		m.Header.Set(wire.HeaderPlayer, ev.PlayerId)
-	}
 	telemetry.Inject(ctx, m.Header)
 	if a.valid != nil && !a.valid() {
 		return 0, ErrLeaseEnded
@@ -76,43 +129,47 @@ func (a *appender) append(ctx context.Context, ev *schema.Event) (uint64, error)
 	// A pause here (GC, SIGSTOP) can outlast the lease: the expected sequence
 	// below is what keeps a stale owner out of the log. Tests pause here.
 	if a.before != nil {
-		if err := a.before(ev.EventId); err != nil {
-			return 0, err
+		for _, ev := range rec.Events {
+			if err := a.before(ev.EventId); err != nil {
+				return 0, err
+			}
 		}
 	}
-	for attempt := 0; ; attempt++ {
+	for {
 		pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), a.timeout)
 		ack, err := a.js.PublishMsg(pctx, m)
 		cancel()
 		if err == nil {
 			if ack.Duplicate {
-				// An event with this id is stored at ack.Sequence: ours (an
-				// earlier attempt) only if it carries our fence; another owner
-				// may have decided the same command under the same id.
+				// A record with this id is stored at ack.Sequence. Record ids
+				// are unique by construction, so it is an earlier attempt of
+				// ours, unless the log says otherwise: a position that is not
+				// after ours would move the zone backwards (issue 10 #1), and
+				// a record without our fence and instance is not ours.
+				if ack.Sequence <= a.lastSeq {
+					return 0, fmt.Errorf("%w: duplicate answer at seq %d, not after the zone's position %d", ErrFenced, ack.Sequence, a.lastSeq)
+				}
 				if ours, derr := a.storedIsOurs(ctx, ack.Sequence); derr != nil || !ours {
 					return 0, ErrFenced
 				}
 			}
-			a.lastSeq = ack.Sequence
-			return ack.Sequence, nil
+			return a.stored(ack.Sequence)
 		}
 		if wrongLastSeq(err) {
-			// A retry of a stored append can also come back as "wrong last
-			// sequence": check whether the last event is ours.
-			if seq, ours, rerr := a.resolve(ctx, ev.EventId); rerr == nil && ours {
-				a.lastSeq = seq
-				return seq, nil
+			// A retry of a stored record can also come back as "wrong last
+			// sequence": check whether the last message is ours.
+			if seq, ours, rerr := a.resolve(ctx, id); rerr == nil && ours {
+				return a.stored(seq)
 			}
 			return 0, ErrFenced
 		}
 		// Ambiguous: resolve before writing anything else.
 		a.resolved++
 		for {
-			seq, ours, rerr := a.resolve(ctx, ev.EventId)
+			seq, ours, rerr := a.resolve(ctx, id)
 			if rerr == nil {
 				if ours {
-					a.lastSeq = seq
-					return seq, nil
+					return a.stored(seq)
 				}
 				if seq != a.lastSeq {
 					return 0, ErrFenced
@@ -130,7 +187,18 @@ func (a *appender) append(ctx context.Context, ev *schema.Event) (uint64, error)
 	}
 }
 
-// resolve reads the zone log's last event: its sequence and whether it has id.
+// stored moves the position to seq, which must be after it.
+func (a *appender) stored(seq uint64) (uint64, error) {
+	if seq <= a.lastSeq {
+		return 0, fmt.Errorf("%w: stored at seq %d, not after the zone's position %d", ErrFenced, seq, a.lastSeq)
+	}
+	a.lastSeq = seq
+	a.records++
+	return seq, nil
+}
+
+// resolve reads the zone log's last message: its sequence and whether it is
+// the record id of this owner.
 func (a *appender) resolve(ctx context.Context, id string) (uint64, bool, error) {
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), a.timeout)
 	defer cancel()
@@ -152,36 +220,4 @@ func (a *appender) storedIsOurs(ctx context.Context, seq uint64) (bool, error) {
 		return false, err
 	}
 	return m.Header.Get(wire.HeaderFence) == strconv.FormatUint(a.fence, 10) && m.Header.Get(wire.HeaderInstance) == a.instance, nil
-}
-
-func eventType(ev *schema.Event) string {
-	switch ev.Body.(type) {
-	case *schema.Event_OwnershipClaimed:
-		return "ownership_claimed"
-	case *schema.Event_OwnershipReleased:
-		return "ownership_released"
-	case *schema.Event_PlayerJoined:
-		return "player_joined"
-	case *schema.Event_PlayerLeft:
-		return "player_left"
-	case *schema.Event_PlayerMoved:
-		return "player_moved"
-	case *schema.Event_ChatSent:
-		return "chat_sent"
-	case *schema.Event_AttackHit:
-		return "attack_hit"
-	case *schema.Event_PlayerDied:
-		return "player_died"
-	case *schema.Event_PlayerRespawned:
-		return "player_respawned"
-	case *schema.Event_TransferOut:
-		return "transfer_out"
-	case *schema.Event_TransferAccepted:
-		return "transfer_accepted"
-	case *schema.Event_TransferDelivered:
-		return "transfer_delivered"
-	case *schema.Event_CommandRejected:
-		return "command_rejected"
-	}
-	return "unknown"
 }

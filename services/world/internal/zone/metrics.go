@@ -19,6 +19,8 @@ type Metrics struct {
 	Snapshots      prometheus.Counter
 	Replayed       prometheus.Counter
 	ClaimDuration  prometheus.Histogram
+	Quarantined    prometheus.Counter
+	Records        prometheus.Counter
 }
 
 // NewMetrics creates and registers the metrics (reg may be nil).
@@ -26,9 +28,9 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
 		TickDuration: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "realm_world_tick_seconds", Help: "Duration of one zone tick (commands, system events, updates).",
 			Buckets: prometheus.ExponentialBuckets(0.00005, 2, 14)}),
-		ApplyLatency: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "realm_world_apply_seconds", Help: "Decide + fenced append + apply of one command.",
+		ApplyLatency: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "realm_world_apply_seconds", Help: "Decide + apply + commit of one command: per tick, (decide time + commit time) / commands acked.",
 			Buckets: prometheus.ExponentialBuckets(0.00005, 2, 14)}),
-		CommandLatency: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "realm_world_command_latency_seconds", Help: "Gateway receive to event appended (wall clocks of two hosts).",
+		CommandLatency: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "realm_world_command_latency_seconds", Help: "Gateway receive to the command's tick committed (wall clocks of two hosts).",
 			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14)}),
 		Commands:  prometheus.NewCounterVec(prometheus.CounterOpts{Name: "realm_world_commands_total", Help: "Commands by result (applied, rejected, duplicate, malformed)."}, []string{"result"}),
 		Events:    prometheus.NewCounterVec(prometheus.CounterOpts{Name: "realm_world_events_total", Help: "Events appended by type."}, []string{"type"}),
@@ -39,9 +41,11 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Replayed:  prometheus.NewCounter(prometheus.CounterOpts{Name: "realm_world_replayed_events_total", Help: "Events replayed while recovering zones."}),
 		ClaimDuration: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "realm_world_claim_seconds", Help: "Lease acquired to ownership claim appended (snapshot load + replay + claim).",
 			Buckets: prometheus.ExponentialBuckets(0.001, 2, 14)}),
+		Quarantined: prometheus.NewCounter(prometheus.CounterOpts{Name: "realm_world_quarantined_total", Help: "Undecodable zone log messages skipped by replay (each also raises an alert)."}),
+		Records:     prometheus.NewCounter(prometheus.CounterOpts{Name: "realm_world_tick_records_total", Help: "Tick records committed (one per zone tick with events, more when a tick is split)."}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.TickDuration, m.ApplyLatency, m.CommandLatency, m.Commands, m.Events, m.Claims, m.Takeovers, m.Fenced, m.Snapshots, m.Replayed, m.ClaimDuration)
+		reg.MustRegister(m.TickDuration, m.ApplyLatency, m.CommandLatency, m.Commands, m.Events, m.Claims, m.Takeovers, m.Fenced, m.Snapshots, m.Replayed, m.ClaimDuration, m.Quarantined, m.Records)
 	}
 	return m
 }
@@ -101,5 +105,17 @@ func (m *Metrics) snapshot() {
 func (m *Metrics) replayed(n int) {
 	if m != nil {
 		m.Replayed.Add(float64(n))
+	}
+}
+
+func (m *Metrics) quarantined() {
+	if m != nil {
+		m.Quarantined.Inc()
+	}
+}
+
+func (m *Metrics) record(n int) {
+	if m != nil {
+		m.Records.Add(float64(n))
 	}
 }

@@ -1,9 +1,19 @@
 // Package zone runs one owned zone: recovery (snapshot + replay), the
-// ownership claim, the command consumer, the fixed tick, fenced appends,
-// transfers, snapshots and the per-cell updates.
+// ownership claim, continuous command intake, the fixed tick with one fenced
+// commit per tick, transfers, snapshots and the per-cell updates.
 //
-// One goroutine (the one calling Run) owns the zone state; nothing else reads
-// or writes it. Status snapshots for heartbeats leave through Config.OnStatus.
+// Goroutines: the one calling Run owns the zone state; nothing else reads or
+// writes it. One intake goroutine moves commands from the zone's durable pull
+// consumer (Messages) into the bounded inbox channel; it touches no state.
+// Status snapshots for heartbeats leave through Config.OnStatus.
+//
+// A tick takes every command in the inbox, decides them in order (applying
+// each to the in-memory state, so later commands see earlier ones), adds the
+// due system events and the transfer deliveries, and commits the events as
+// one tick record (appender.commit). Nothing leaves the zone before that
+// commit returns: no ack, no update, no notice, no snapshot. A refused or
+// unresolvable commit stops the zone, and its in-memory state is dropped with
+// it: the next owner rebuilds it from the log.
 package zone
 
 import (
@@ -12,13 +22,13 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
-	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/protobuf/proto"
 
@@ -32,6 +42,10 @@ import (
 // ErrCrash is the cancel cause a test uses to stop a zone as if the process
 // died: no final snapshot, no release event.
 var ErrCrash = errors.New("zone: simulated crash")
+
+// ErrSnapshotBehind means a snapshot was refused because the zone's position
+// is before the last snapshot's (a position must never move back).
+var ErrSnapshotBehind = errors.New("zone: snapshot position moved back")
 
 // Lease is what the zone needs of its lock lease.
 type Lease interface {
@@ -61,23 +75,29 @@ type Config struct {
 	Lease     Lease
 	// Tick is the simulation period (20 Hz = 50ms).
 	Tick time.Duration
-	// SnapshotEvery and SnapshotInterval: snapshot after this many events or
-	// this much time with at least one new event.
+	// SnapshotEvery and SnapshotInterval: snapshot after this many events of
+	// this zone or this much time with at least one new event.
 	SnapshotEvery    int
 	SnapshotInterval time.Duration
-	// AckWait of the zone's durable command consumer: how long a fetched but
-	// unacknowledged command waits before redelivery (to the next owner).
-	AckWait        time.Duration
-	MaxBatch       int           // commands taken per tick
+	// AckWait of the zone's durable command consumer: how long a delivered
+	// but unacknowledged command waits before redelivery (to the next owner).
+	AckWait time.Duration
+	// MaxBatch sizes the intake: the pull consumer keeps up to MaxBatch
+	// commands buffered and the inbox holds 2*MaxBatch (a tick takes them all).
+	MaxBatch       int
 	PublishTimeout time.Duration // one JetStream publish attempt
-	Log            *slog.Logger
-	Metrics        *Metrics
-	OnStatus       func(Status)
-	// BeforeAppend is a test hook run before every append with the event id
-	// (e.g. to pause the zone between its lease check and its write, like a GC
-	// pause), before each TransferIn publish with "send:<transfer id>" and
-	// before each command ack with "ack:<command id>". An error aborts that
-	// step and stops the zone with it (ErrCrash: as if the process died there).
+	// DisconnectGrace is how long the body of a player whose connection
+	// closed without Leave stays for a resume; default 15s.
+	DisconnectGrace time.Duration
+	Log             *slog.Logger
+	Metrics         *Metrics
+	OnStatus        func(Status)
+	// BeforeAppend is a test hook run before every commit with each event id
+	// of the record (e.g. to pause the zone between its lease check and its
+	// write, like a GC pause), before each TransferIn publish with
+	// "send:<transfer id>" and before each command ack with "ack:<command
+	// id>". An error aborts that step and stops the zone with it (ErrCrash:
+	// as if the process died there).
 	BeforeAppend func(zone, eventID string) error
 }
 
@@ -90,22 +110,72 @@ type runner struct {
 	tracer   trace.Tracer
 	tick     uint64
 	snapSeq  uint64
+	snapEvs  uint64 // st.Events at the last snapshot
 	snapAt   time.Time
 	retryAt  time.Time // next attempt to deliver pending transfers
 	takeover bool
+
+	inbox chan jetstream.Msg
+	// deliveries are TransferDelivered events of transfers whose TransferIn
+	// was sent after the last commit; the next commit records them.
+	deliveries []*schema.Event
+	delivered  map[string]bool // transfer ids in deliveries
+	// held are the Disconnect commands of sessions in their grace period, by
+	// session: unacked (kept alive with InProgress) so that a crash hands
+	// them to the next owner, which resumes the same grace (receive time).
+	held map[string]*heldDisconnect
+}
+
+type heldDisconnect struct {
+	m        jetstream.Msg
+	cmd      *schema.Command
+	due      int64 // removal time (ns)
+	progress time.Time
+}
+
+// tickState is what one tick decided and exposes only after its commit.
+type tickState struct {
+	evs     []*schema.Event
+	acks    []ack
+	notices []notice
+	results []string      // command results for the metrics
+	decide  time.Duration // deciding the commands
+	commit  time.Duration // the tick's commit
+	out     bool          // a TransferOut was decided: deliver after the commit
+	// trace is the span context of the tick's first traced command: the
+	// record's traceparent continues it.
+	trace context.Context
+}
+
+type ack struct {
+	m          jetstream.Msg
+	id         string
+	receivedAt int64
+}
+
+type notice struct {
+	session string
+	n       *schema.SessionNotice
 }
 
 // Run owns the zone until ctx is cancelled (graceful handover: a release
-// event and a final snapshot, then nil), the lease ends, or the log refuses an
-// append (ErrFenced: another owner appended; the zone is dropped, never forked).
+// event and a final snapshot, then nil), the lease ends, or the log refuses a
+// commit (ErrFenced: another owner appended; the zone is dropped, never forked).
 func Run(ctx context.Context, c Config) error {
-	r := &runner{c: c, log: c.Log.With("zone", c.Zone), view: newView(c.Rules.Map), tracer: otel.Tracer("realmstream/world")}
+	if c.MaxBatch <= 0 {
+		c.MaxBatch = 256
+	}
+	if c.DisconnectGrace <= 0 {
+		c.DisconnectGrace = 15 * time.Second
+	}
+	r := &runner{c: c, log: c.Log.With("zone", c.Zone), view: newView(c.Rules.Map), tracer: otel.Tracer("realmstream/world"),
+		inbox: make(chan jetstream.Msg, 2*c.MaxBatch), delivered: map[string]bool{}, held: map[string]*heldDisconnect{}}
 	stream, err := c.JS.Stream(ctx, wire.StreamEvents)
 	if err != nil {
 		return fmt.Errorf("zone %s: events stream: %w", c.Zone, err)
 	}
 	r.app = &appender{js: c.JS, stream: stream, zone: c.Zone, subject: wire.EventSubject(c.Zone), instance: c.Instance,
-		timeout: c.PublishTimeout, valid: c.Lease.Valid}
+		timeout: c.PublishTimeout, valid: c.Lease.Valid, maxBytes: maxRecordBytes(c.NC, stream)}
 	if c.BeforeAppend != nil {
 		r.app.before = func(id string) error { return c.BeforeAppend(c.Zone, id) }
 	}
@@ -123,6 +193,18 @@ func Run(ctx context.Context, c Config) error {
 	if err != nil {
 		return fmt.Errorf("zone %s: command consumer: %w", c.Zone, err)
 	}
+	ictx, stopIntake := context.WithCancel(context.WithoutCancel(ctx))
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { defer wg.Done(); r.intake(ictx, cons) }()
+	crashed := false
+	defer func() {
+		stopIntake()
+		wg.Wait()
+		if !crashed {
+			r.release() // the next owner gets what this one still holds at once
+		}
+	}()
 	if err := r.deliverPending(ctx); err != nil {
 		return err
 	}
@@ -134,15 +216,103 @@ func Run(ctx context.Context, c Config) error {
 		select {
 		case <-ctx.Done():
 			if errors.Is(context.Cause(ctx), ErrCrash) {
+				crashed = true
 				return ErrCrash
 			}
+			stopIntake()
+			wg.Wait()
 			return r.handover(ctx)
 		case <-leaseDone:
 			return fmt.Errorf("zone %s: %w", c.Zone, context.Cause(c.Lease.Context()))
 		case <-t.C:
 		}
-		if err := r.step(ctx, cons); err != nil {
+		if err := r.step(ctx); err != nil {
+			crashed = errors.Is(err, ErrCrash)
 			return err
+		}
+	}
+}
+
+// maxRecordBytes is the largest tick record the zone writes: the smaller of
+// the server's max payload and the stream's max message size, less room for
+// headers and the record's own fields.
+func maxRecordBytes(nc *nats.Conn, st jetstream.Stream) int {
+	limit := int64(1 << 20)
+	if nc != nil && nc.MaxPayload() > 0 {
+		limit = nc.MaxPayload()
+	}
+	if ms := int64(st.CachedInfo().Config.MaxMsgSize); ms > 0 && ms < limit {
+		limit = ms
+	}
+	return int(max(limit-recordOverhead, 1024))
+}
+
+// intake streams the zone's commands into the inbox between ticks: the pull
+// consumer keeps up to MaxBatch messages buffered, the inbox holds 2*MaxBatch,
+// and a full inbox blocks the intake (backpressure: the commands wait in the
+// stream). A closed iterator (consumer deleted, connection closed) is
+// recreated until ctx ends.
+func (r *runner) intake(ctx context.Context, cons jetstream.Consumer) {
+	for ctx.Err() == nil {
+		it, err := cons.Messages(jetstream.PullMaxMessages(r.c.MaxBatch), jetstream.PullExpiry(5*time.Second))
+		if err != nil {
+			r.log.Warn("command intake", "err", err)
+			if !sleepCtx(ctx, 250*time.Millisecond) {
+				return
+			}
+			if c, cerr := r.consumer(ctx); cerr == nil {
+				cons = c
+			}
+			continue
+		}
+		for {
+			m, err := it.Next(jetstream.NextContext(ctx))
+			if err != nil {
+				if errors.Is(err, jetstream.ErrMsgIteratorClosed) || ctx.Err() != nil {
+					break
+				}
+				r.log.Debug("command intake", "err", err)
+				continue
+			}
+			select {
+			case r.inbox <- m:
+			case <-ctx.Done():
+				_ = m.Nak()
+			}
+		}
+		it.Stop()
+		if ctx.Err() == nil {
+			if !sleepCtx(ctx, 100*time.Millisecond) {
+				return
+			}
+			if c, cerr := r.consumer(ctx); cerr == nil {
+				cons = c
+			}
+		}
+	}
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	select {
+	case <-ctx.Done():
+		return false
+	case <-time.After(d):
+		return true
+	}
+}
+
+// release hands the commands this owner holds to the next owner at once
+// (Nak) instead of after AckWait: the inbox, and the held disconnects.
+func (r *runner) release() {
+	for {
+		select {
+		case m := <-r.inbox:
+			_ = m.Nak()
+		default:
+			for _, h := range r.held {
+				_ = h.m.Nak()
+			}
+			return
 		}
 	}
 }
@@ -151,6 +321,13 @@ func Run(ctx context.Context, c Config) error {
 // it only when it is missing or its settings differ: the consumer outlives
 // owners, and a needless update on every claim is avoided (nats-server 2.15.2
 // has a data race between consumer creation and a concurrent stream update).
+//
+// Acks are explicit, one per command, sent right after the tick's commit.
+// AckAll (one ack per tick) is not safe here: it acknowledges every pending
+// message at or below the acked stream sequence, and after a crash the
+// commands delivered to the dead owner stay pending below the new owner's
+// first deliveries (they come back only after AckWait); an AckAll of the new
+// owner's first tick would acknowledge them unapplied, and they would be lost.
 func (r *runner) consumer(ctx context.Context) (jetstream.Consumer, error) {
 	cfg := jetstream.ConsumerConfig{
 		Durable:       wire.DurableWorldZone(r.c.Zone),
@@ -212,18 +389,28 @@ func (r *runner) recover(ctx context.Context) error {
 	if err := r.replay(ctx); err != nil {
 		return err
 	}
-	r.snapSeq, r.snapAt = r.st.LastSeq, time.Now()
+	r.snapSeq, r.snapEvs, r.snapAt = r.st.LastSeq, r.st.Events, time.Now()
 	r.log.Debug("zone recovered", "snapshot_seq", fromSnap, "log_end", r.st.LastSeq)
 	return nil
 }
 
-// replay applies every event after the state's last sequence.
+// replay applies every event after the state's last sequence. A message that
+// cannot be decoded is quarantined (alarm, skipped) and replay continues: the
+// zone's position still moves past it, so the next commit follows the log.
 func (r *runner) replay(ctx context.Context) error {
 	n := 0
-	err := zonelog.Scan(ctx, r.c.JS, r.c.Zone, r.st.LastSeq+1, func(e zonelog.Entry) error {
-		rules.Apply(r.st, e.Event, e.Seq, r.c.Rules.KeepTransfers)
-		n++
-		return nil
+	err := scanLog(ctx, r.c.JS, r.c.Zone, r.st.LastSeq+1, func(seq uint64, h nats.Header, data []byte) {
+		es, err := zonelog.Decode(seq, h, data)
+		if err != nil {
+			r.quarantine(seq, h, err)
+			r.st.LastSeq = seq
+			return
+		}
+		for _, e := range es {
+			r.c.Rules.Apply(r.st, e.Event, e.Seq)
+			n++
+		}
+		r.st.LastSeq = seq // also for a record without events
 	})
 	if err != nil {
 		return fmt.Errorf("zone %s: replay: %w", r.c.Zone, err)
@@ -234,8 +421,26 @@ func (r *runner) replay(ctx context.Context) error {
 	return nil
 }
 
-// claim appends OwnershipClaimed with the log's end as expected sequence: the
-// first write of this owner, which makes every later append of an older owner
+// quarantine raises the alarm for an undecodable message of the zone log:
+// a metric, an error log and an Alert on alerts.critical. The message stays
+// in the stream untouched for the operator (docs/world.md, "Quarantined log
+// messages").
+func (r *runner) quarantine(seq uint64, h nats.Header, err error) {
+	r.c.Metrics.quarantined()
+	r.log.Error("undecodable message in the zone log quarantined: skipped by replay", "seq", seq,
+		"schema", h.Get(wire.HeaderSchema), "msg_id", h.Get(wire.HeaderMsgID), "err", err)
+	now := time.Now().UnixNano()
+	a := &schema.Alert{Rule: "zone_log_undecodable", Severity: schema.Severity_SEVERITY_CRITICAL, State: "firing",
+		Message: fmt.Sprintf("zone %s: message at stream seq %d of %s cannot be decoded and was skipped by replay: %v", r.c.Zone, seq, r.app.subject, err),
+		Labels:  map[string]string{"zone": r.c.Zone, "seq": strconv.FormatUint(seq, 10), "stream": wire.StreamEvents},
+		Value:   float64(seq), SinceNs: now, AtNs: now, Target: "zone=" + r.c.Zone, Source: r.c.Instance}
+	if b, merr := proto.Marshal(a); merr == nil && r.c.NC != nil {
+		_ = r.c.NC.Publish(wire.AlertSubject("critical"), b)
+	}
+}
+
+// claim commits OwnershipClaimed with the log's end as expected sequence: the
+// first write of this owner, which makes every later commit of an older owner
 // fail. The fence is max(lease fence, previous fence + 1): it grows even when
 // the lock store lost its counter (Redis restart).
 func (r *runner) claim(ctx context.Context) error {
@@ -247,9 +452,10 @@ func (r *runner) claim(ctx context.Context) error {
 			EventId: r.c.Zone + "/claim/" + strconv.FormatUint(r.app.fence, 10) + "/" + r.c.Instance, TimestampNs: time.Now().UnixNano(), Tick: r.tick,
 			Body: &schema.Event_OwnershipClaimed{OwnershipClaimed: &schema.OwnershipClaimed{InstanceId: r.c.Instance, Fence: r.app.fence, PreviousFence: prev}},
 		}
-		seq, err := r.app.append(ctx, ev)
+		seq, err := r.app.commit(ctx, r.tick, []*schema.Event{ev})
 		if err == nil {
-			rules.Apply(r.st, ev, seq, r.c.Rules.KeepTransfers)
+			r.c.Rules.Apply(r.st, ev, seq)
+			r.c.Metrics.event(wire.EventType(ev))
 			r.takeover = prev != 0 && !lastReleased
 			return nil
 		}
@@ -264,42 +470,48 @@ func (r *runner) claim(ctx context.Context) error {
 	return fmt.Errorf("zone %s: claim: %w three times", r.c.Zone, ErrFenced)
 }
 
+// lastWasRelease reports whether the zone log ends with OwnershipReleased.
 func (r *runner) lastWasRelease(ctx context.Context) bool {
 	last, err := r.app.stream.GetLastMsgForSubject(ctx, r.app.subject)
-	return err == nil && last.Header.Get(wire.HeaderEventType) == "ownership_released"
+	if err != nil {
+		return false
+	}
+	es, err := zonelog.Decode(last.Sequence, last.Header, last.Data)
+	return err == nil && len(es) > 0 && es[len(es)-1].Event.GetOwnershipReleased() != nil
 }
 
-// step is one tick: commands, due system events, updates, snapshot.
-func (r *runner) step(ctx context.Context, cons jetstream.Consumer) error {
+// step is one tick: decide the inbox, add the due system events and
+// deliveries, commit, then expose (acks, notices, updates), deliver new
+// transfers and maybe snapshot.
+func (r *runner) step(ctx context.Context) error {
 	start := time.Now()
 	r.tick++
 	now := start.UnixNano()
-	batch, err := cons.FetchNoWait(r.c.MaxBatch)
-	if err != nil {
-		r.log.Warn("fetch commands", "err", err)
-	} else {
-		var msgs []jetstream.Msg
-		for m := range batch.Messages() {
-			msgs = append(msgs, m)
-		}
-		for i, m := range msgs {
-			if err := r.handle(ctx, m, now); err != nil {
-				if !errors.Is(err, ErrCrash) {
-					for _, rest := range msgs[i:] {
-						_ = rest.Nak() // let the next owner have them at once
-					}
-				}
-				return err
-			}
-		}
+	t := &tickState{}
+	for n := len(r.inbox); n > 0; n-- {
+		r.decide(ctx, t, <-r.inbox, now)
 	}
+	r.dueDisconnects(t, now)
 	for _, ev := range r.c.Rules.Tick(r.st, now) {
-		ev.Tick = r.tick
-		if _, err := r.appendApply(ctx, ev); err != nil {
-			return err
-		}
+		// System events (respawn, idle removal) are named by (fence, tick,
+		// index): unique by construction, unlike counters that restart
+		// (issue 10 #1: a respawn id from the death count repeated after a
+		// rejoin within the duplicate window).
+		ev.EventId = systemEventID(r.c.Zone, wire.EventType(ev), r.app.fence, r.tick, len(t.evs))
+		r.add(t, ev)
 	}
-	if len(r.st.PendingTransfers) > 0 && start.After(r.retryAt) {
+	for _, ev := range r.deliveries {
+		r.add(t, ev)
+	}
+	r.deliveries = r.deliveries[:0]
+	clear(r.delivered)
+	if err := r.commit(ctx, t); err != nil {
+		return err
+	}
+	if err := r.expose(t); err != nil {
+		return err
+	}
+	if t.out || (len(r.st.PendingTransfers) > 0 && start.After(r.retryAt)) {
 		if err := r.deliverPending(ctx); err != nil {
 			return err
 		}
@@ -308,35 +520,95 @@ func (r *runner) step(ctx context.Context, cons jetstream.Consumer) error {
 	if err := r.maybeSnapshot(ctx, false); err != nil {
 		r.log.Warn("snapshot", "err", err)
 	}
+	r.keepHeld()
 	r.c.Metrics.tickDone(time.Since(start))
 	r.report()
 	return nil
 }
 
-func (r *runner) appendApply(ctx context.Context, ev *schema.Event) (uint64, error) {
-	seq, err := r.app.append(ctx, ev)
+// add gives ev the tick and applies it to the in-memory state (exposed only
+// after the commit).
+func (r *runner) add(t *tickState, ev *schema.Event) {
+	ev.Tick = r.tick
+	r.c.Rules.Apply(r.st, ev, r.app.lastSeq)
+	r.view.note(r.st, ev)
+	t.evs = append(t.evs, ev)
+}
+
+// systemEventID names an event no command caused: zone/s/<type>/<fence>/<tick>/<index>.
+func systemEventID(zone, typ string, fence, tick uint64, index int) string {
+	b := make([]byte, 0, len(zone)+len(typ)+40)
+	b = append(b, zone...)
+	b = append(b, "/s/"...)
+	b = append(b, typ...)
+	b = append(b, '/')
+	b = strconv.AppendUint(b, fence, 10)
+	b = append(b, '/')
+	b = strconv.AppendUint(b, tick, 10)
+	b = append(b, '/')
+	b = strconv.AppendInt(b, int64(index), 10)
+	return string(b)
+}
+
+// commit stores the tick's events as one tick record (a few when it exceeds
+// the max payload). A refused commit means another owner appended.
+func (r *runner) commit(ctx context.Context, t *tickState) error {
+	if len(t.evs) == 0 {
+		return nil
+	}
+	start, before := time.Now(), r.app.records
+	if t.trace != nil {
+		ctx = trace.ContextWithSpanContext(ctx, trace.SpanContextFromContext(t.trace))
+	}
+	seq, err := r.app.commit(ctx, r.tick, t.evs)
+	t.commit = time.Since(start)
+	r.c.Metrics.record(r.app.records - before)
 	if err != nil {
 		if errors.Is(err, ErrFenced) {
 			r.c.Metrics.fenced()
-			r.log.Warn("append refused: another owner appended; stepping down", "event", ev.EventId, "fence", r.app.fence)
+			r.log.Warn("commit refused: another owner appended; stepping down", "tick", r.tick, "events", len(t.evs), "fence", r.app.fence, "err", err)
 		}
-		return 0, fmt.Errorf("zone %s: %w", r.c.Zone, err)
+		return fmt.Errorf("zone %s: %w", r.c.Zone, err)
 	}
-	rules.Apply(r.st, ev, seq, r.c.Rules.KeepTransfers)
-	r.view.note(r.st, ev)
-	r.c.Metrics.event(eventType(ev))
-	return seq, nil
+	r.st.LastSeq = seq
+	return nil
 }
 
-// handle decides one command, appends its event, then acks it. A command
-// whose event cannot be appended is not acked: it is redelivered.
-func (r *runner) handle(ctx context.Context, m jetstream.Msg, now int64) error {
+// expose sends what the committed tick decided: acks, then notices.
+func (r *runner) expose(t *tickState) error {
+	var per time.Duration
+	if n := len(t.acks); n > 0 {
+		per = (t.decide + t.commit) / time.Duration(n)
+	}
+	for _, a := range t.acks {
+		if err := r.hook("ack:" + a.id); err != nil {
+			return err
+		}
+		_ = a.m.Ack()
+		if a.receivedAt != 0 {
+			r.c.Metrics.applied(per, a.receivedAt)
+		}
+	}
+	for _, res := range t.results {
+		r.c.Metrics.command(res)
+	}
+	for _, ev := range t.evs {
+		r.c.Metrics.event(wire.EventType(ev))
+	}
+	for _, n := range t.notices {
+		r.notice(n.session, n.n)
+	}
+	return nil
+}
+
+// decide decides one command into t (in-memory state changes, nothing exposed).
+func (r *runner) decide(ctx context.Context, t *tickState, m jetstream.Msg, now int64) {
 	cmd := &schema.Command{}
 	if err := proto.Unmarshal(m.Data(), cmd); err != nil {
 		r.log.Warn("dropping undecodable command", "err", err)
-		r.c.Metrics.command("malformed")
+		t.results = append(t.results, "malformed")
 		_ = m.Term()
-		return nil
+		return
 	}
 	if cmd.CommandId == "" {
 		cmd.CommandId = m.Headers().Get(wire.HeaderMsgID)
@@ -346,44 +618,106 @@ func (r *runner) handle(ctx context.Context, m jetstream.Msg, now int64) error {
 			cmd.ClientSeq = seq
 		}
 	}
-	tctx, span := r.tracer.Start(telemetry.Extract(ctx, m.Headers()), "world.apply",
-		trace.WithAttributes(attribute.String("zone", r.c.Zone), attribute.String("command_id", cmd.CommandId)))
-	defer span.End()
 	start := time.Now()
+	defer func() { t.decide += time.Since(start) }()
+	if h := r.held[cmd.SessionId]; h != nil && cmd.GetDisconnect() == nil && cmd.SessionId != "" {
+		// Any later command of the session cancels its pending removal.
+		delete(r.held, cmd.SessionId)
+		t.acks = append(t.acks, ack{m: h.m, id: h.cmd.CommandId})
+	}
+	if d := cmd.GetDisconnect(); d != nil {
+		r.disconnect(t, m, cmd, now)
+		return
+	}
+	if cmd.GetJoin() != nil {
+		// A new session of a held player replaces the old one: drop its removal.
+		for s, h := range r.held {
+			if h.cmd.PlayerId == cmd.PlayerId && s != cmd.SessionId {
+				delete(r.held, s)
+				t.acks = append(t.acks, ack{m: h.m, id: h.cmd.CommandId})
+			}
+		}
+	}
+	if m.Headers().Get(wire.HeaderTraceParent) != "" {
+		sctx, span := r.tracer.Start(telemetry.Extract(ctx, m.Headers()), "world.decide",
+			trace.WithAttributes(attribute.String("zone", r.c.Zone), attribute.String("command_id", cmd.CommandId), attribute.Int64("tick", int64(r.tick))))
+		defer span.End()
+		if t.trace == nil {
+			t.trace = sctx
+		}
+	}
 	ev := r.c.Rules.Decide(r.st, cmd, now)
 	if ev == nil {
-		r.c.Metrics.command("duplicate")
-		_ = m.Ack()
-		return nil
+		t.results = append(t.results, "duplicate")
+		t.acks = append(t.acks, ack{m: m, id: cmd.CommandId})
+		return
 	}
-	ev.Tick = r.tick
-	if _, err := r.appendApply(tctx, ev); err != nil {
-		span.SetStatus(codes.Error, err.Error())
-		return err
-	}
-	if err := r.hook("ack:" + cmd.CommandId); err != nil {
-		return err
-	}
-	_ = m.Ack()
-	r.c.Metrics.applied(time.Since(start), cmd.ReceivedAtNs)
+	r.add(t, ev)
+	t.acks = append(t.acks, ack{m: m, id: cmd.CommandId, receivedAt: cmd.ReceivedAtNs})
 	if rej := ev.GetCommandRejected(); rej != nil {
-		r.c.Metrics.command("rejected")
-		r.notice(cmd.SessionId, &schema.SessionNotice{SessionId: cmd.SessionId, PlayerId: cmd.PlayerId,
-			Body: &schema.SessionNotice_Rejected{Rejected: &schema.CommandRejectedNotice{ClientSeq: cmd.ClientSeq, Code: rej.Code, Reason: rej.Reason}}})
-		return nil
+		t.results = append(t.results, "rejected")
+		t.notices = append(t.notices, notice{cmd.SessionId, &schema.SessionNotice{SessionId: cmd.SessionId, PlayerId: cmd.PlayerId,
+			Body: &schema.SessionNotice_Rejected{Rejected: &schema.CommandRejectedNotice{ClientSeq: cmd.ClientSeq, Code: rej.Code, Reason: rej.Reason}}}})
+		return
 	}
-	r.c.Metrics.command("applied")
+	t.results = append(t.results, "applied")
 	switch b := ev.Body.(type) {
 	case *schema.Event_TransferAccepted:
 		p := b.TransferAccepted.Player
-		r.notice(p.SessionId, &schema.SessionNotice{SessionId: p.SessionId, PlayerId: p.PlayerId,
-			Body: &schema.SessionNotice_ZoneChanged{ZoneChanged: &schema.ZoneChanged{Zone: r.c.Zone, X: p.X, Y: p.Y, TransferId: b.TransferAccepted.TransferId}}})
+		t.notices = append(t.notices, notice{p.SessionId, &schema.SessionNotice{SessionId: p.SessionId, PlayerId: p.PlayerId,
+			Body: &schema.SessionNotice_ZoneChanged{ZoneChanged: &schema.ZoneChanged{Zone: r.c.Zone, X: p.X, Y: p.Y, TransferId: b.TransferAccepted.TransferId}}}})
 	case *schema.Event_TransferOut:
-		if err := r.deliverPending(tctx); err != nil {
-			return err
+		t.out = true
+	}
+}
+
+// disconnect starts the grace period of a session whose connection closed
+// without Leave: the command is held unacked until the removal (or until a
+// later command of the session cancels it). A Disconnect of a session that
+// is not the player's current one (or of an absent player) changes nothing.
+func (r *runner) disconnect(t *tickState, m jetstream.Msg, cmd *schema.Command, now int64) {
+	p := r.st.Players[cmd.PlayerId]
+	if p == nil || cmd.SessionId == "" || p.SessionId != cmd.SessionId {
+		t.results = append(t.results, "duplicate")
+		t.acks = append(t.acks, ack{m: m, id: cmd.CommandId})
+		return
+	}
+	at := now
+	if cmd.ReceivedAtNs > 0 && cmd.ReceivedAtNs < now {
+		at = cmd.ReceivedAtNs
+	}
+	r.held[cmd.SessionId] = &heldDisconnect{m: m, cmd: cmd, due: at + int64(r.c.DisconnectGrace), progress: time.Now()}
+}
+
+// dueDisconnects removes the players whose grace period ended (PlayerLeft,
+// reason "disconnect", caused by the Disconnect command).
+func (r *runner) dueDisconnects(t *tickState, now int64) {
+	for s, h := range r.held {
+		if h.due > now {
+			continue
+		}
+		delete(r.held, s)
+		t.acks = append(t.acks, ack{m: h.m, id: h.cmd.CommandId, receivedAt: h.cmd.ReceivedAtNs})
+		p := r.st.Players[h.cmd.PlayerId]
+		if p == nil || p.SessionId != s {
+			continue
+		}
+		ev := &schema.Event{EventId: rules.EventID(r.c.Zone, h.cmd.CommandId), Zone: r.c.Zone, TimestampNs: now, CommandId: h.cmd.CommandId,
+			PlayerId: h.cmd.PlayerId, Body: &schema.Event_PlayerLeft{PlayerLeft: &schema.PlayerLeft{Reason: "disconnect"}}}
+		r.add(t, ev)
+		t.results = append(t.results, "applied")
+	}
+}
+
+// keepHeld keeps held Disconnect commands from being redelivered while
+// their grace runs.
+func (r *runner) keepHeld() {
+	for _, h := range r.held {
+		if time.Since(h.progress) > r.c.AckWait/3 {
+			_ = h.m.InProgress()
+			h.progress = time.Now()
 		}
 	}
-	return nil
 }
 
 func (r *runner) hook(id string) error {
@@ -403,13 +737,17 @@ func (r *runner) notice(session string, n *schema.SessionNotice) {
 	}
 }
 
-// deliverPending sends the TransferIn command of every pending transfer to
-// its target zone (Nats-Msg-Id = transfer id: JetStream dedupes resends in its
-// window, the target's state dedupes after it) and records each delivery in
-// the log. The TransferOut event is the commit point: a transfer is never
-// lost (it stays pending until delivered, across owners) and never doubled.
+// deliverPending sends the TransferIn command of every committed pending
+// transfer to its target zone (Nats-Msg-Id = transfer id: JetStream dedupes
+// resends in its window, the target's state dedupes after it) and queues its
+// TransferDelivered event for the next commit. The TransferOut event is the
+// commit point: a transfer is never lost (it stays pending until its
+// delivery is committed, across owners) and never doubled.
 func (r *runner) deliverPending(ctx context.Context) error {
-	for _, t := range append([]*schema.TransferOut(nil), r.st.PendingTransfers...) {
+	for _, t := range r.st.PendingTransfers {
+		if r.delivered[t.TransferId] {
+			continue
+		}
 		p := t.Player
 		cmd := &schema.Command{CommandId: t.TransferId, SessionId: p.GetSessionId(), PlayerId: p.GetPlayerId(), Zone: t.ToZone,
 			ReceivedAtNs: time.Now().UnixNano(), PlayerName: p.GetName(),
@@ -437,11 +775,9 @@ func (r *runner) deliverPending(ctx context.Context) error {
 			r.retryAt = time.Now().Add(time.Second)
 			return nil
 		}
-		ev := &schema.Event{EventId: r.c.Zone + "/d/" + t.TransferId, TimestampNs: time.Now().UnixNano(), Tick: r.tick, PlayerId: p.GetPlayerId(),
-			Body: &schema.Event_TransferDelivered{TransferDelivered: &schema.TransferDelivered{TransferId: t.TransferId, ToZone: t.ToZone}}}
-		if _, err := r.appendApply(ctx, ev); err != nil {
-			return err
-		}
+		r.delivered[t.TransferId] = true
+		r.deliveries = append(r.deliveries, &schema.Event{EventId: r.c.Zone + "/d/" + t.TransferId, TimestampNs: time.Now().UnixNano(), PlayerId: p.GetPlayerId(),
+			Body: &schema.Event_TransferDelivered{TransferDelivered: &schema.TransferDelivered{TransferId: t.TransferId, ToZone: t.ToZone}}})
 	}
 	return nil
 }
@@ -456,14 +792,26 @@ func (r *runner) publishUpdates(now int64) {
 	}
 }
 
+// snapshotDue says whether a snapshot is due: SnapshotEvery counts the
+// zone's own events (st.Events), not sequences of the shared EVT stream
+// (issue 10 #11). A position before the last snapshot's is refused.
+func snapshotDue(events, lastSeq, snapEvents, snapSeq uint64, every int, interval, since time.Duration, force bool) (bool, error) {
+	if lastSeq < snapSeq || events < snapEvents {
+		return false, fmt.Errorf("%w: seq %d (snapshot at %d), events %d (snapshot at %d)", ErrSnapshotBehind, lastSeq, snapSeq, events, snapEvents)
+	}
+	if lastSeq == snapSeq {
+		return false, nil
+	}
+	return force || every > 0 && events-snapEvents >= uint64(every) || interval > 0 && since >= interval, nil
+}
+
 func (r *runner) maybeSnapshot(ctx context.Context, force bool) error {
-	if r.c.Snapshots == nil || r.st.LastSeq == r.snapSeq {
+	if r.c.Snapshots == nil {
 		return nil
 	}
-	due := force || r.st.LastSeq-r.snapSeq >= uint64(r.c.SnapshotEvery) && r.c.SnapshotEvery > 0 ||
-		r.c.SnapshotInterval > 0 && time.Since(r.snapAt) >= r.c.SnapshotInterval
-	if !due {
-		return nil
+	due, err := snapshotDue(r.st.Events, r.st.LastSeq, r.snapEvs, r.snapSeq, r.c.SnapshotEvery, r.c.SnapshotInterval, time.Since(r.snapAt), force)
+	if err != nil || !due {
+		return err
 	}
 	b, err := proto.MarshalOptions{Deterministic: true}.Marshal(r.st)
 	if err != nil {
@@ -474,22 +822,33 @@ func (r *runner) maybeSnapshot(ctx context.Context, force bool) error {
 	if _, err := r.c.Snapshots.Put(pctx, r.c.Zone, b); err != nil {
 		return fmt.Errorf("zone %s: snapshot (%d bytes): %w", r.c.Zone, len(b), err)
 	}
-	r.snapSeq, r.snapAt = r.st.LastSeq, time.Now()
+	r.snapSeq, r.snapEvs, r.snapAt = r.st.LastSeq, r.st.Events, time.Now()
 	r.c.Metrics.snapshot()
 	return nil
 }
 
-// handover is the graceful end: deliver pending transfers, append
-// OwnershipReleased, write a final snapshot. The caller then releases the lease
-// and the next owner starts at once from the snapshot.
+// handover is the graceful end: deliver pending transfers, commit their
+// deliveries with OwnershipReleased, write a final snapshot, and hand the
+// commands not yet decided to the next owner (Nak). The caller then releases
+// the lease and the next owner starts at once from the snapshot.
 func (r *runner) handover(ctx context.Context) error {
 	if r.c.Lease.Valid() {
 		if err := r.deliverPending(ctx); err != nil {
 			return err
 		}
-		ev := &schema.Event{EventId: r.c.Zone + "/release/" + strconv.FormatUint(r.app.fence, 10) + "/" + r.c.Instance, TimestampNs: time.Now().UnixNano(), Tick: r.tick,
+		r.tick++
+		t := &tickState{}
+		for _, ev := range r.deliveries {
+			r.add(t, ev)
+		}
+		r.deliveries = nil
+		ev := &schema.Event{EventId: r.c.Zone + "/release/" + strconv.FormatUint(r.app.fence, 10) + "/" + r.c.Instance, TimestampNs: time.Now().UnixNano(),
 			Body: &schema.Event_OwnershipReleased{OwnershipReleased: &schema.OwnershipReleased{InstanceId: r.c.Instance, Fence: r.app.fence}}}
-		if _, err := r.appendApply(ctx, ev); err != nil {
+		r.add(t, ev)
+		if err := r.commit(ctx, t); err != nil {
+			return err
+		}
+		if err := r.expose(t); err != nil {
 			return err
 		}
 	}

@@ -1,0 +1,275 @@
+package zone
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/realmstream/realmstream/libs/natstest"
+	"github.com/realmstream/realmstream/libs/schema"
+	"github.com/realmstream/realmstream/libs/waitfor"
+	"github.com/realmstream/realmstream/libs/wire"
+	"github.com/realmstream/realmstream/libs/zonelog"
+)
+
+// TestDuplicateBehindPositionIsFenced (issue 10 #1): JetStream answers
+// Duplicate with the sequence of an older message carrying the same id and
+// this owner's fence. Before the fix the appender took that older sequence
+// as its position (the log position moved back); now it is refused.
+func TestDuplicateBehindPositionIsFenced(t *testing.T) {
+	_, _, js := natstest.StartWithStreams(t)
+	ctx := context.Background()
+	a := testAppender(t, js, "z", 1)
+	if _, err := one(ctx, a, 1, claimEv("z/claim/1", 1)); err != nil {
+		t.Fatal(err)
+	}
+	old, err := one(ctx, a, 2, chatEv("z/c/s:1", "s:1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := one(ctx, a, 3, chatEv("z/c/s:2", "s:2")); err != nil {
+		t.Fatal(err)
+	}
+	pos := a.lastSeq
+	// The same record id as tick 2 (a counter that restarted would do this).
+	_, err = one(ctx, a, 2, chatEv("z/c/s:3", "s:3"))
+	if !errors.Is(err, ErrFenced) {
+		t.Fatalf("duplicate of seq %d behind position %d: %v, want ErrFenced", old, pos, err)
+	}
+	if a.lastSeq != pos {
+		t.Fatalf("position moved from %d to %d", pos, a.lastSeq)
+	}
+}
+
+// TestSnapshotRefusesPositionBack (issue 10 #1): the snapshot arithmetic
+// refuses a position before the last snapshot's instead of wrapping around.
+func TestSnapshotRefusesPositionBack(t *testing.T) {
+	if _, err := snapshotDue(10, 5, 8, 9, 100, 0, 0, false); !errors.Is(err, ErrSnapshotBehind) {
+		t.Fatalf("position 5 after a snapshot at 9: %v, want ErrSnapshotBehind", err)
+	}
+	if due, err := snapshotDue(20, 50, 10, 9, 10, 0, 0, false); err != nil || !due {
+		t.Fatalf("10 events since the snapshot, every 10: due %v, %v", due, err)
+	}
+	if due, err := snapshotDue(12, 5000, 10, 9, 10, 0, 0, false); err != nil || due {
+		t.Fatalf("2 events since the snapshot (stream moved 4991): due %v, %v", due, err)
+	}
+}
+
+// TestRespawnIDsUniqueAfterRejoin (issue 10 #1): die, respawn, leave,
+// rejoin, die, respawn: the second respawn has its own id (the old one
+// came from the death count, which restarts at a rejoin), the log passes
+// Check, and the folded kills are the kills of the log.
+func TestRespawnIDsUniqueAfterRejoin(t *testing.T) {
+	e := newEnv(t)
+	const z = "z1_1"
+	e.start(e.config(z))
+	now := time.Now()
+	e.send(z, "sa", 1, "a", joinCmd(z), now)
+	// The victim joins where the attacker can reach: put both by transfer.
+	put := func(id, player, session string, x float32) {
+		in := &schema.Command{CommandId: id, Body: &schema.Command_TransferIn{TransferIn: &schema.TransferIn{TransferId: id, FromZone: "none",
+			Player: &schema.PlayerState{PlayerId: player, Name: player, SessionId: session, X: x, Y: 500, Hp: 100, MaxHp: 100}}}}
+		b, _ := proto.Marshal(in)
+		m := nats.NewMsg(wire.CommandSubject(z))
+		m.Data = b
+		m.Header.Set(wire.HeaderMsgID, id)
+		if _, err := e.js.PublishMsg(context.Background(), m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	put("t-a", "a", "sa2", 500)
+	put("t-v", "v", "sv", 510)
+	e.waitApplied(z, "t-a", "t-v")
+	seq := uint64(0)
+	kill := func() {
+		for i := 0; i < 4; i++ {
+			seq++
+			e.send(z, "sa2", seq, "a", attackCmd("v"), time.Now())
+			e.waitApplied(z, wire.CommandID("sa2", seq))
+		}
+	}
+	respawns := func() int {
+		n := 0
+		for _, en := range e.log(z) {
+			if en.Event.GetPlayerRespawned() != nil {
+				n++
+			}
+		}
+		return n
+	}
+	kill()
+	waitfor.True(t, 5*time.Second, func() error {
+		if respawns() < 1 {
+			return errors.New("no respawn yet")
+		}
+		return nil
+	})
+	e.send(z, "sv", 1, "v", leaveCmd(), time.Now())
+	e.waitApplied(z, "sv:1")
+	put("t-v2", "v", "sv2", 510) // rejoin next to the attacker: deaths start again at 0
+	e.waitApplied(z, "t-v2")
+	kill()
+	waitfor.True(t, 5*time.Second, func() error {
+		if respawns() < 2 {
+			return errors.New("no second respawn yet")
+		}
+		return nil
+	})
+	l := e.log(z) // Check fails on a repeated event id
+	st := foldLog(e.rules, z, l)
+	if k := st.Players["a"].GetKills(); k != 2 {
+		t.Fatalf("attacker kills %d, want 2", k)
+	}
+}
+
+// TestSnapshotEveryCountsZoneEvents (issue 10 #11): --snapshot-every counts
+// the zone's own events. Other zones' events between ours move the shared
+// stream's sequence far ahead; before the fix they triggered snapshots.
+func TestSnapshotEveryCountsZoneEvents(t *testing.T) {
+	e := newEnv(t)
+	const z = "z1_1"
+	cfg := e.config(z)
+	cfg.SnapshotEvery = 20
+	r := e.start(cfg)
+	now := time.Now()
+	e.send(z, "s", 1, "p", joinCmd(z), now)
+	for i := 0; i < 5; i++ {
+		for k := 0; k < 30; k++ { // another zone's log grows meanwhile
+			if _, err := e.js.Publish(context.Background(), wire.EventSubject("z0_0"), []byte("x")); err != nil {
+				t.Fatal(err)
+			}
+		}
+		e.send(z, "s", uint64(2+i), "p", chatCmd("x"), now)
+		e.waitApplied(z, wire.CommandID("s", uint64(2+i)))
+	}
+	if n := metric(t, r.m.Snapshots); n != 0 {
+		t.Fatalf("%v snapshots after 7 zone events with --snapshot-every 20", n)
+	}
+	for i := 0; i < 20; i++ {
+		e.send(z, "s", uint64(7+i), "p", chatCmd("y"), now)
+	}
+	e.waitApplied(z, wire.CommandID("s", 26))
+	waitfor.True(t, 5*time.Second, func() error {
+		if n := metric(t, r.m.Snapshots); n != 1 {
+			return fmt.Errorf("%v snapshots after 27 events, want 1", n)
+		}
+		return nil
+	})
+}
+
+// TestUndecodableRecordQuarantined (issue 10 #14): a zone log holding a
+// message that cannot be decoded is still recovered: the message is
+// skipped with an alarm (metric, Alert on alerts.critical) and the zone
+// claims after it and plays on.
+func TestUndecodableRecordQuarantined(t *testing.T) {
+	e := newEnv(t)
+	const z = "z1_1"
+	a := e.start(e.config(z))
+	e.send(z, "s", 1, "p", joinCmd(z), time.Now())
+	e.waitApplied(z, "s:1")
+	a.stop(t)
+	// A corrupt record at the end of the log (e.g. written by a broken tool).
+	st := foldLog(e.rules, z, e.log(z))
+	m := nats.NewMsg(wire.EventSubject(z))
+	m.Data = []byte{0xff, 0xff, 0xff, 0x01, 0x02}
+	m.Header.Set(wire.HeaderSchema, wire.SchemaTickRecord)
+	m.Header.Set(wire.HeaderMsgID, "corrupt")
+	m.Header.Set(wire.HeaderExpectedLastSubjSeq, strconv.FormatUint(st.LastSeq, 10))
+	ack, err := e.js.PublishMsg(context.Background(), m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	alerts := make(chan *nats.Msg, 4)
+	if _, err := e.nc.ChanSubscribe(wire.AlertSubject("critical"), alerts); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.snaps.Purge(context.Background(), z); err != nil { // recover from the log, through the bad message
+		t.Fatal(err)
+	}
+	b := e.start(e.config(z))
+	if n := metric(t, b.m.Quarantined); n != 1 {
+		t.Fatalf("quarantined %v messages, want 1", n)
+	}
+	select {
+	case am := <-alerts:
+		var al schema.Alert
+		if err := proto.Unmarshal(am.Data, &al); err != nil || al.Labels["seq"] != strconv.FormatUint(ack.Sequence, 10) || al.Labels["zone"] != z {
+			t.Fatalf("alert %v (%v)", &al, err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("no alert on " + wire.AlertSubject("critical"))
+	}
+	e.send(z, "s", 2, "p", chatCmd("after"), time.Now())
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	waitfor.True(t, 10*time.Second, func() error {
+		n := 0
+		err := scanLog(ctx, e.js, z, ack.Sequence+1, func(seq uint64, h nats.Header, data []byte) {
+			es, _ := zonelog.Decode(seq, h, data)
+			for _, en := range es {
+				if en.Event.CommandId == "s:2" {
+					n++
+				}
+			}
+		})
+		if err != nil || n != 1 {
+			return fmt.Errorf("s:2 applied %d times after the quarantined message (%v)", n, err)
+		}
+		return nil
+	})
+	if p := b.status().Players; p != 1 {
+		t.Fatalf("%d players after recovery, want 1", p)
+	}
+}
+
+// TestDisconnectGrace (issue 10 #13): a Disconnect keeps the body for the
+// grace period, then removes it (PlayerLeft "disconnect"); a later command
+// of the session within the grace cancels the removal.
+func TestDisconnectGrace(t *testing.T) {
+	e := newEnv(t)
+	const z = "z1_1"
+	cfg := e.config(z)
+	r := e.start(cfg)
+	now := time.Now()
+	e.send(z, "s1", 1, "p1", joinCmd(z), now)
+	e.send(z, "s2", 1, "p2", joinCmd(z), now)
+	e.waitApplied(z, "s1:1", "s2:1")
+	sent := time.Now()
+	e.send(z, "s1", 2, "p1", disconnectCmd(), sent)
+	e.send(z, "s2", 2, "p2", disconnectCmd(), sent)
+	time.Sleep(cfg.DisconnectGrace / 3)
+	e.send(z, "s2", 3, "p2", chatCmd("I am back"), time.Now()) // resumed: cancels p2's removal
+	l := e.waitApplied(z, "s1:2", "s2:3")
+	var left *zonelog.Entry
+	for i, en := range l {
+		if en.Event.GetPlayerLeft() != nil {
+			left = &l[i]
+		}
+	}
+	if left == nil || left.Event.PlayerId != "p1" || left.Event.GetPlayerLeft().Reason != "disconnect" {
+		t.Fatalf("removal %+v", left)
+	}
+	if d := time.Duration(left.Event.TimestampNs - sent.UnixNano()); d < cfg.DisconnectGrace {
+		t.Fatalf("removed %v after the disconnect, grace %v", d, cfg.DisconnectGrace)
+	}
+	time.Sleep(2 * cfg.DisconnectGrace)
+	st := foldLog(e.rules, z, e.log(z))
+	if st.Players["p1"] != nil || st.Players["p2"] == nil {
+		t.Fatalf("players after the grace: %v", st.Players)
+	}
+	if r.status().Players != 1 {
+		t.Fatalf("zone reports %d players", r.status().Players)
+	}
+	waitfor.True(t, 5*time.Second, func() error {
+		if n := e.pendingAcks(z); n != 0 {
+			return fmt.Errorf("%d commands not acked", n)
+		}
+		return nil
+	})
+}
