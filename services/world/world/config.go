@@ -51,6 +51,7 @@ type Config struct {
 	MaxBatch         int           // --max-batch, commands per zone per tick, default 256
 	PublishTimeout   time.Duration // --publish-timeout, one JetStream publish attempt, default 2s
 	Heartbeat        time.Duration // --heartbeat, svc.hb.world.<instance> interval, default 2s
+	DisconnectGrace  time.Duration // --disconnect-grace, a disconnected player's body stays this long for a resume, default 15s
 
 	// Map is the world layout. Default worldmap.Default().
 	Map worldmap.Map
@@ -91,6 +92,7 @@ func DefaultConfig() Config {
 		MaxBatch:          256,
 		PublishTimeout:    2 * time.Second,
 		Heartbeat:         2 * time.Second,
+		DisconnectGrace:   15 * time.Second,
 		Map:               worldmap.Default(),
 	}
 }
@@ -128,6 +130,7 @@ func (c *Config) RegisterFlags(s *envflag.Set) {
 	s.Int(&c.MaxBatch, "max-batch", c.MaxBatch, "commands taken per zone per tick")
 	s.Duration(&c.PublishTimeout, "publish-timeout", c.PublishTimeout, "wait for one JetStream PubAck")
 	s.Duration(&c.Heartbeat, "heartbeat", c.Heartbeat, "heartbeat interval on svc.hb.world.<instance>")
+	s.Duration(&c.DisconnectGrace, "disconnect-grace", c.DisconnectGrace, "how long the body of a player whose connection closed without Leave stays for a resume")
 	if c.Streams.Replicas == 0 {
 		c.Streams.Replicas = 1
 	}
