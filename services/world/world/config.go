@@ -51,6 +51,12 @@ type Config struct {
 	MaxBatch         int           // --max-batch, commands per zone per tick, default 256
 	PublishTimeout   time.Duration // --publish-timeout, one JetStream publish attempt, default 2s
 	Heartbeat        time.Duration // --heartbeat, svc.hb.world.<instance> interval, default 2s
+
+	// Trimming of the zone logs in JetStream (the store keeps the history):
+	// below min(latest snapshot, persist's acknowledged floor, minimum tail).
+	TrimInterval    time.Duration // --trim-interval, 0 disables trimming; default 30s
+	TrimKeepAge     time.Duration // --trim-keep-age, messages younger than this stay; default 10m
+	TrimKeepRecords int           // --trim-keep-records, at least this many messages per zone stay; default 1000
 	DisconnectGrace  time.Duration // --disconnect-grace, a disconnected player's body stays this long for a resume, default 15s
 
 	// Map is the world layout. Default worldmap.Default().
@@ -92,6 +98,9 @@ func DefaultConfig() Config {
 		MaxBatch:          256,
 		PublishTimeout:    2 * time.Second,
 		Heartbeat:         2 * time.Second,
+		TrimInterval:      30 * time.Second,
+		TrimKeepAge:       10 * time.Minute,
+		TrimKeepRecords:   1000,
 		DisconnectGrace:   15 * time.Second,
 		Map:               worldmap.Default(),
 	}
@@ -130,6 +139,9 @@ func (c *Config) RegisterFlags(s *envflag.Set) {
 	s.Int(&c.MaxBatch, "max-batch", c.MaxBatch, "commands taken per zone per tick")
 	s.Duration(&c.PublishTimeout, "publish-timeout", c.PublishTimeout, "wait for one JetStream PubAck")
 	s.Duration(&c.Heartbeat, "heartbeat", c.Heartbeat, "heartbeat interval on svc.hb.world.<instance>")
+	s.Duration(&c.TrimInterval, "trim-interval", c.TrimInterval, "how often owned zone logs are trimmed in JetStream below min(snapshot, persist's floor, minimum tail); 0 = never")
+	s.Duration(&c.TrimKeepAge, "trim-keep-age", c.TrimKeepAge, "minimum tail: zone log messages younger than this stay in JetStream")
+	s.Int(&c.TrimKeepRecords, "trim-keep-records", c.TrimKeepRecords, "minimum tail: at least this many messages of each zone log stay in JetStream")
 	s.Duration(&c.DisconnectGrace, "disconnect-grace", c.DisconnectGrace, "how long the body of a player whose connection closed without Leave stays for a resume")
 	if c.Streams.Replicas == 0 {
 		c.Streams.Replicas = 1
@@ -167,6 +179,9 @@ func (c *Config) Validate() error {
 	}
 	if c.SnapshotEvery < 0 {
 		add("--snapshot-every must not be negative")
+	}
+	if c.TrimInterval < 0 || c.TrimKeepAge < 0 || c.TrimKeepRecords < 0 {
+		add("--trim-interval, --trim-keep-age and --trim-keep-records must not be negative")
 	}
 	if c.MaxBatch < 1 {
 		add("--max-batch must be >= 1")

@@ -17,6 +17,9 @@ func newFigures(g prometheus.Gatherer) *telemetry.Figures {
 		telemetry.FigureSpec{Name: "tick_p99_ms", Metric: "realm_world_tick_seconds", Kind: telemetry.P99Ms},
 		telemetry.FigureSpec{Name: "apply_p99_ms", Metric: "realm_world_apply_seconds", Kind: telemetry.P99Ms},
 		telemetry.FigureSpec{Name: "command_latency_p99_ms", Metric: "realm_world_command_latency_seconds", Kind: telemetry.P99Ms},
+		// The monitor alerts when trimming cannot act (zone_log_trim_blocked).
+		telemetry.FigureSpec{Name: "trim_blocked_seconds", Metric: "realm_world_trim_blocked_seconds", Kind: telemetry.Value},
+		telemetry.FigureSpec{Name: "trim_purged_per_sec", Metric: "realm_world_trim_purged_total", Kind: telemetry.Rate},
 		// The monitor alerts on increases (zone_leases_lost: Redis unreachable, restarted, failed over).
 		telemetry.FigureSpec{Name: "leases_lost_total", Metric: "realm_world_lock_lost_total", Kind: telemetry.Value},
 	)

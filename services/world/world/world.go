@@ -34,6 +34,7 @@ import (
 	"github.com/realmstream/realmstream/libs/wire"
 	"github.com/realmstream/realmstream/services/world/internal/history"
 	"github.com/realmstream/realmstream/services/world/internal/rules"
+	"github.com/realmstream/realmstream/services/world/internal/trim"
 	"github.com/realmstream/realmstream/services/world/internal/zone"
 )
 
@@ -208,7 +209,8 @@ func (s *Service) Run(ctx context.Context) error {
 	})
 	// Time travel: any instance answers world.query.state from the log and
 	// the snapshots' history, owner or not.
-	hsub, err := history.Serve(ctx, nc, &history.Reader{JS: s.js, Snaps: history.KVSnapshots{KV: s.snaps}, Rules: s.rules}, 30*time.Second)
+	hsub, err := history.Serve(ctx, nc, &history.Reader{JS: s.js, Snaps: history.KVSnapshots{KV: s.snaps}, Rules: s.rules,
+		Below: history.StoreSource{NC: nc}}, 30*time.Second)
 	if err != nil {
 		return fmt.Errorf("world: query API: %w", err)
 	}
@@ -223,6 +225,16 @@ func (s *Service) Run(ctx context.Context) error {
 	wg.Add(2)
 	go func() { defer wg.Done(); s.membership(bg, watchReady) }()
 	go func() { defer wg.Done(); s.heartbeats(bg) }()
+	if s.cfg.TrimInterval > 0 {
+		t, err := trim.New(ctx, nc, s.js, trim.Config{KeepAge: s.cfg.TrimKeepAge, KeepRecords: s.cfg.TrimKeepRecords})
+		if err != nil {
+			stopBG()
+			return fmt.Errorf("world: %w", err)
+		}
+		tr := newTrimmer(s, t)
+		wg.Add(1)
+		go func() { defer wg.Done(); tr.run(bg, s.cfg.TrimInterval) }()
+	}
 	select {
 	case <-watchReady:
 	case <-ctx.Done():

@@ -137,11 +137,17 @@ func (r *Reader) fold(ctx context.Context, stream jetstream.Stream, st *schema.Z
 		n++
 		return nil
 	}
-	info, err := stream.Info(ctx)
-	if err != nil {
-		return 0, fmt.Errorf("history: stream info: %w", err)
+	// The zone's own floor: trimming purges per subject, so the stream's
+	// first sequence says nothing about this zone.
+	floor := uint64(1<<63 - 1) // nothing of the zone left in JetStream
+	first, err := stream.GetMsg(ctx, 1, jetstream.WithGetMsgSubject(wire.EventSubject(st.Zone)))
+	switch {
+	case err == nil:
+		floor = first.Sequence
+	case errors.Is(err, jetstream.ErrMsgNotFound):
+	default:
+		return 0, fmt.Errorf("history: first message of %s: %w", st.Zone, err)
 	}
-	floor := info.State.FirstSeq
 	if from < floor {
 		if r.Below == nil {
 			return 0, fmt.Errorf("%w (asked from %d, JetStream holds %d..)", ErrBelowFloor, from, floor)
@@ -151,7 +157,7 @@ func (r *Reader) fold(ctx context.Context, stream jetstream.Stream, st *schema.Z
 		}
 		from = floor
 	}
-	if from > to {
+	if from > to || floor == 1<<63-1 {
 		return n, nil
 	}
 	err = zonelog.Scan(ctx, r.JS, st.Zone, from, apply)
