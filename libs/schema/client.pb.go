@@ -92,7 +92,7 @@ const (
 	ErrorCode_ERROR_CODE_OUTCOME_UNKNOWN      ErrorCode = 13
 	ErrorCode_ERROR_CODE_UNSUPPORTED_PROTOCOL ErrorCode = 20 // Hello.protocol_version not served; the message names the supported range
 	ErrorCode_ERROR_CODE_SEQ_REUSED           ErrorCode = 21 // seq already used in this session for a different command; use a seq above Welcome.last_seq
-	ErrorCode_ERROR_CODE_SESSION_EXPIRED      ErrorCode = 22 // the session's absolute lifetime is over (or it was revoked); log in again
+	ErrorCode_ERROR_CODE_SESSION_EXPIRED      ErrorCode = 22 // the session's absolute lifetime is over, or there is no such session to resume; log in again
 )
 
 // Enum value maps for ErrorCode.
