@@ -543,7 +543,10 @@ func queueTallies(b *pgx.Batch, ts []store.Tally) {
 }
 
 // queueMembers upserts zone memberships, each taken only from a higher seq
-// than the stored one (order-independent, idempotent).
+// than the stored one (order-independent, idempotent), and adds to each
+// zone summary's players the change in present members: old is read from
+// the statement's snapshot, before the upsert, and writers of a database
+// are serialized by the high-water-mark lock.
 func queueMembers(b *pgx.Batch, ms []store.Membership) {
 	if len(ms) == 0 {
 		return
@@ -553,10 +556,19 @@ func queueMembers(b *pgx.Batch, ms []store.Membership) {
 	for i, m := range ms {
 		zone[i], id[i], lg[i], pr[i], seq[i] = m.Zone, m.PlayerID, int16(shard.Of(m.Zone)), m.Present, int64(m.Seq)
 	}
-	b.Queue(`INSERT INTO zone_members AS m (zone, player_id, logical, present, seq)
-		SELECT * FROM unnest($1::text[], $2::text[], $3::int2[], $4::bool[], $5::int8[])
-		ON CONFLICT (zone, player_id) DO UPDATE SET present = EXCLUDED.present, seq = EXCLUDED.seq
-		WHERE EXCLUDED.seq > m.seq`, zone, id, lg, pr, seq)
+	b.Queue(`WITH input AS (
+			SELECT * FROM unnest($1::text[], $2::text[], $3::int2[], $4::bool[], $5::int8[]) AS u(zone, player_id, logical, present, seq)),
+		old AS (SELECT m.zone, m.player_id, m.present FROM zone_members m JOIN input i USING (zone, player_id)),
+		up AS (
+			INSERT INTO zone_members AS m (zone, player_id, logical, present, seq) SELECT * FROM input
+			ON CONFLICT (zone, player_id) DO UPDATE SET present = EXCLUDED.present, seq = EXCLUDED.seq
+			WHERE EXCLUDED.seq > m.seq
+			RETURNING m.zone, m.player_id, m.logical, m.present),
+		d AS (
+			SELECT up.zone, min(up.logical) AS logical, sum(up.present::int - coalesce(old.present, false)::int) AS delta
+			FROM up LEFT JOIN old USING (zone, player_id) GROUP BY up.zone)
+		INSERT INTO zone_summaries AS z (zone, logical, players) SELECT zone, logical, delta FROM d WHERE delta <> 0
+		ON CONFLICT (zone) DO UPDATE SET players = z.players + EXCLUDED.players`, zone, id, lg, pr, seq)
 }
 
 // ZoneEvents answers a zone's events from the database owning the zone.
@@ -616,8 +628,7 @@ func (s *Store) Zone(ctx context.Context, zone string) (store.ZoneSummary, bool,
 	var z store.ZoneSummary
 	var seq int64
 	var ts *time.Time
-	err := db.Pool.QueryRow(ctx, `SELECT zone, events, last_seq, last_ts,
-		(SELECT count(*) FROM zone_members m WHERE m.zone = z.zone AND m.present), deaths FROM zone_summaries z WHERE zone = $1`, zone).
+	err := db.Pool.QueryRow(ctx, `SELECT zone, events, last_seq, last_ts, players, deaths FROM zone_summaries WHERE zone = $1`, zone).
 		Scan(&z.Zone, &z.Events, &seq, &ts, &z.Players, &z.Deaths)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return z, false, nil

@@ -170,7 +170,7 @@ type ZoneSummary struct {
 	Events   int64  `json:"events"`
 	LastSeq  uint64 `json:"last_seq"`
 	LastTSNs int64  `json:"last_ts_ns"`
-	Players  int64  `json:"players"` // players in the zone now (see Membership)
+	Players  int64  `json:"players"` // players in the zone now: present members (see Membership)
 	Deaths   int64  `json:"deaths"`
 }
 
