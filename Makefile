@@ -30,7 +30,7 @@ test: lint proto-check gowork-off
 # Packages with concurrent code: run again under the race detector.
 RACE_PKGS := ./libs/mpsc/... ./libs/lock/... ./libs/zonelog/... ./libs/bots/... ./libs/client/... ./libs/shard/... \
 	./services/gateway/... ./services/world/... ./services/persist/... ./services/monitor/... \
-	./e2e/faultproxy/... ./e2e/swarm/... ./e2e/audit/...
+	./e2e/faultproxy/... ./e2e/audit/...
 
 race:
 	$(GO) test -count=1 -race -timeout 25m $(RACE_PKGS)

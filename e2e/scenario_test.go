@@ -15,7 +15,7 @@ import (
 
 	"github.com/realmstream/realmstream/e2e/audit"
 	"github.com/realmstream/realmstream/e2e/harness"
-	"github.com/realmstream/realmstream/e2e/swarm"
+	"github.com/realmstream/realmstream/libs/bots"
 	"github.com/realmstream/realmstream/libs/wire"
 	"github.com/realmstream/realmstream/libs/worldmap"
 )
@@ -32,7 +32,7 @@ type faultRecord struct {
 
 // runResult is everything a run produced, written as JSON.
 type runResult struct {
-	Swarm        *swarm.Report           `json:"swarm"`
+	Swarm        *bots.Report            `json:"swarm"`
 	Faults       []faultRecord           `json:"faults"`
 	Commands     audit.CommandFindings   `json:"commands"`
 	Logs         audit.LogFindings       `json:"logs"`
@@ -47,7 +47,7 @@ type runResult struct {
 type scenario struct {
 	t      testing.TB
 	st     *harness.Stack
-	sw     *swarm.Swarm
+	sw     *bots.Swarm
 	tr     *tracker
 	start  time.Time
 	faults []faultRecord
@@ -333,6 +333,7 @@ type runOptions struct {
 	Duration    time.Duration // swarm run time
 	Faults      bool
 	ResumeEvery time.Duration
+	LeaveEvery  time.Duration // mean interval between Leave and re-join per bot (0 = never)
 	WSFraction  float64
 	Progress    io.Writer
 	Report      string // JSON report path ("" = none)
@@ -364,9 +365,13 @@ func runStack(t testing.TB, opts runOptions) *runResult {
 		t.Fatal(err)
 	}
 	defer tr.stop()
-	swCfg := swarm.Config{
+	swCfg := bots.Config{
 		Gateways: gateways(st), Bots: opts.Bots, WSFraction: opts.WSFraction, ResumeEvery: opts.ResumeEvery,
-		CrosserFraction: 0.2, RampUp: 5 * time.Second, Progress: opts.Progress, ProgressEvery: 5 * time.Second, Seed: 7,
+		ResumeElsewhere: 0.5, LeaveEvery: opts.LeaveEvery, CrosserFraction: 0.2, RampUp: 5 * time.Second,
+		ProgressEvery: 5 * time.Second, Seed: 7, KeepAcked: true, DrainTimeout: 10 * time.Second,
+	}
+	if opts.Progress != nil {
+		swCfg.Progress = func(p bots.Progress) { fmt.Fprintln(opts.Progress, p) }
 	}
 	if path := os.Getenv("E2E_RECORD"); path != "" {
 		// Every command sent and every answer, as JSON lines.
@@ -377,7 +382,7 @@ func runStack(t testing.TB, opts runOptions) *runResult {
 		defer f.Close()
 		swCfg.Record = f
 	}
-	sw, err := swarm.New(swCfg)
+	sw, err := bots.New(swCfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -391,7 +396,7 @@ func runStack(t testing.TB, opts runOptions) *runResult {
 	if sc.log == nil {
 		sc.log = io.Discard
 	}
-	done := make(chan *swarm.Report, 1)
+	done := make(chan *bots.Report, 1)
 	go func() { done <- sw.Run(swCtx) }()
 	firstSeq, _ := lastEventSeq(ctx, st.JS())
 

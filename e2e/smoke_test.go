@@ -2,13 +2,14 @@ package e2e
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"testing"
 	"time"
 
 	"github.com/realmstream/realmstream/e2e/audit"
 	"github.com/realmstream/realmstream/e2e/harness"
-	"github.com/realmstream/realmstream/e2e/swarm"
+	"github.com/realmstream/realmstream/libs/bots"
 )
 
 // TestGatewaysSwarmAudit runs two gateway processes on embedded NATS, drives
@@ -17,16 +18,16 @@ import (
 // the sequence its Ack named.
 func TestGatewaysSwarmAudit(t *testing.T) {
 	st := harness.StartStack(t, harness.StackConfig{Gateways: 2, NoWorld: true, NoPersist: true, Monitor: true})
-	sw, err := swarm.New(swarm.Config{
-		Gateways: gateways(st), Bots: 40, WSFraction: 0.5, ResumeEvery: 3 * time.Second,
-		Progress: os.Stderr, Seed: 1,
+	sw, err := bots.New(bots.Config{
+		Gateways: gateways(st), Bots: 40, WSFraction: 0.5, ResumeEvery: 3 * time.Second, KeepAcked: true,
+		Progress: func(p bots.Progress) { fmt.Fprintln(os.Stderr, p) }, Seed: 1,
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Second)
 	defer cancel()
-	done := make(chan *swarm.Report)
+	done := make(chan *bots.Report)
 	go func() { done <- sw.Run(ctx) }()
 	time.Sleep(3 * time.Second)
 	if err := st.Proc("gateway-1").Kill(); err != nil {

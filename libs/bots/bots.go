@@ -1,567 +1,436 @@
-// Package bots is a swarm of simulated players for load and smoke tests: N
-// bots connect to a gateway over TCP or WebSocket, log in, join a zone and
-// then move at a steady rate, chat and attack now and then. The swarm counts
-// what it sent and what came back (Ack, Busy, Error), measures input -> Ack
-// and input -> Update latency (the first ZoneUpdate whose EntityView of the
-// bot has last_input_seq >= the move's seq), reports a progress line while it
-// runs and a Summary at the end.
+// Package bots is the one swarm of simulated players of Realmstream, used by
+// `realmstream bots`, `realmstream bench capacity`, the gateway's tests and
+// the end-to-end fault run. Each bot logs in on one of several gateways (TCP
+// or WebSocket), joins a zone and moves at a steady rate; it chats, attacks
+// players it sees within reach, walks across zone borders (a transfer),
+// leaves and re-joins, and drops its connection on purpose to resume its
+// session on the same or another gateway, each at a configurable rate. The
+// swarm counts what it sent and every answer (Ack, Busy, Error, world
+// rejection), measures send->Ack and input->update latency (the first update
+// whose view of the bot's own player has last_input_seq >= the move's seq),
+// and can keep every acknowledged command for an audit.
+//
+// The bots are lean because they share the machine with the stack they load:
+// one goroutine per bot reads its connection and decodes updates without
+// allocating (protowire, no proto.Unmarshal on the hot path); a few scheduler
+// goroutines (one timing wheel each) drive all bots, so there is no goroutine
+// or timer per bot or per packet; a bot's packets of one turn are encoded
+// into a reused buffer and written with one write; counters are per bot
+// (under the bot's own mutex) and latency histograms are shared lock-free
+// log-linear buckets.
 package bots
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
-	"math"
+	"io"
 	"math/rand/v2"
+	"runtime"
+	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/realmstream/realmstream/libs/client"
-	"github.com/realmstream/realmstream/libs/schema"
 	"github.com/realmstream/realmstream/libs/worldmap"
 )
 
-// Config configures a swarm.
+// Gateway is one gateway's client addresses ("" = transport not offered).
+type Gateway struct {
+	TCP string // host:port (a tcp:// prefix is accepted)
+	WS  string // ws://host:port/path
+}
+
+// Config configures a swarm. Zero values take the documented defaults;
+// a negative interval or share switches that behaviour off.
 type Config struct {
-	// Addr of the gateway: tcp://host:port or ws://host:port/.
-	Addr string
-	// Bots is the number of simulated players (default 10).
+	// Gateways the bots connect to (required). Bot i starts on gateway
+	// i mod len(Gateways); a failed connect tries the next one.
+	Gateways []Gateway
+	// Bots is the number of simulated players (default 100).
 	Bots int
-	// Zones the bots are spread over, round robin (default: every zone of Map).
-	Zones []string
+	// WSFraction is the share of bots on WebSocket where a gateway offers
+	// both (0..1, default 0).
+	WSFraction float64
 	// Map is the world layout (default worldmap.Default()).
 	Map worldmap.Map
-	// MoveRate is moves per second per bot (default 5).
+	// MoveRate is moves per second per bot (default 10).
 	MoveRate float64
-	// ChatEvery makes every Nth action a chat (0: never; default 20).
-	ChatEvery int
-	// AttackEvery makes every Nth action an attack on another bot (0: never; default 30).
-	AttackEvery int
+	// Speed in units per second (default 30; the world allows 250).
+	Speed float32
+	// ChatEvery is the mean interval between chat lines of one bot (default 5s).
+	ChatEvery time.Duration
+	// AttackEvery is the mean interval between attacks of one bot on a
+	// player it saw within AttackRange during the last second (default 2s;
+	// AttackRange default 40).
+	AttackEvery time.Duration
+	AttackRange float32
+	// CrosserFraction is the share of bots that now and then head for a
+	// zone border and walk across it (a transfer to the next zone; default 0).
+	CrosserFraction float64
+	// LeaveEvery is the mean interval between a Leave and a re-join of one
+	// bot (it re-joins its zone 1-2 s later); 0 = never.
+	LeaveEvery time.Duration
+	// ResumeEvery is the mean interval between deliberate disconnects of one
+	// bot, each followed by a resume of its session; 0 = never.
+	ResumeEvery time.Duration
+	// ResumeElsewhere is the share of deliberate resumes made on another
+	// gateway than the one just left (default 0.5 with two or more gateways).
+	ResumeElsewhere float64
+	// RampUp spreads the logins over this time (default Bots/200 s, at least 1s).
+	RampUp time.Duration
 	// Duration of the run; 0 runs until ctx is done.
 	Duration time.Duration
-	// Token returns the token of bot i; nil uses dev mode (Hello{name}).
-	Token func(i int) (string, error)
-	// NamePrefix names the bots <prefix><i> (default "bot").
+	// DrainTimeout bounds the wait for outstanding answers at the end (default 5s).
+	DrainTimeout time.Duration
+	// NamePrefix names the players <prefix>-<i>; the default is unique per
+	// run (dev-mode player ids derive from the name).
 	NamePrefix string
-	// ProgressEvery is the interval of the progress callback (default 1s).
+	// Token returns the login token of bot i; nil uses dev mode (Hello{name}).
+	Token func(i int) (string, error)
+	Seed  uint64
+	// Schedulers is the number of goroutines that drive the bots (default
+	// GOMAXPROCS, at least 2).
+	Schedulers int
+	// PingEvery is the interval of RTT samples per bot (default 2s; negative: never).
+	PingEvery time.Duration
+	// Progress receives a snapshot every ProgressEvery (default 1s); nil = none.
+	Progress      func(Progress)
 	ProgressEvery time.Duration
-	// ConnectRate bounds new connections per second (default 200), so a big
-	// swarm does not hit the gateway's accept queue all at once.
-	ConnectRate float64
+	// KeepAcked keeps every acknowledged command for Acked (the audit).
+	KeepAcked bool
+	// Record receives one JSON line per command sent and per answer; nil = off.
+	Record io.Writer
 }
 
 func (c *Config) defaults() error {
-	if c.Addr == "" {
-		return errors.New("bots: Addr is required (tcp://host:port or ws://host:port/)")
+	if len(c.Gateways) == 0 {
+		return errors.New("bots: no gateway address")
+	}
+	for i, g := range c.Gateways {
+		if g.TCP == "" && g.WS == "" {
+			return fmt.Errorf("bots: gateway %d has neither a TCP nor a WebSocket address", i)
+		}
+		if g.WS != "" && !strings.HasPrefix(g.WS, "ws://") && !strings.HasPrefix(g.WS, "wss://") {
+			return fmt.Errorf("bots: WebSocket address %q: want ws://host:port/path", g.WS)
+		}
 	}
 	if c.Bots <= 0 {
-		c.Bots = 10
+		c.Bots = 100
 	}
 	if c.Map.Cols == 0 {
 		c.Map = worldmap.Default()
 	}
-	if len(c.Zones) == 0 {
-		c.Zones = c.Map.Zones()
+	if err := c.Map.Validate(); err != nil {
+		return fmt.Errorf("bots: %w", err)
 	}
 	if c.MoveRate <= 0 {
-		c.MoveRate = 5
+		c.MoveRate = 10
+	}
+	if c.Speed <= 0 {
+		c.Speed = 30
 	}
 	if c.ChatEvery == 0 {
-		c.ChatEvery = 20
+		c.ChatEvery = 5 * time.Second
 	}
 	if c.AttackEvery == 0 {
-		c.AttackEvery = 30
+		c.AttackEvery = 2 * time.Second
+	}
+	if c.AttackRange <= 0 {
+		c.AttackRange = 40
+	}
+	if c.ResumeElsewhere == 0 && len(c.Gateways) > 1 {
+		c.ResumeElsewhere = 0.5
+	}
+	if c.RampUp <= 0 {
+		c.RampUp = max(time.Second, time.Duration(c.Bots)*time.Second/200)
+	}
+	if c.DrainTimeout <= 0 {
+		c.DrainTimeout = 5 * time.Second
 	}
 	if c.NamePrefix == "" {
-		c.NamePrefix = "bot"
+		c.NamePrefix = fmt.Sprintf("bot%x", time.Now().UnixNano()&0xffffff)
+	}
+	if c.Schedulers <= 0 {
+		c.Schedulers = max(2, runtime.GOMAXPROCS(0))
+	}
+	if c.PingEvery == 0 {
+		c.PingEvery = 2 * time.Second
 	}
 	if c.ProgressEvery <= 0 {
 		c.ProgressEvery = time.Second
 	}
-	if c.ConnectRate <= 0 {
-		c.ConnectRate = 200
-	}
 	return nil
 }
 
-// Summary is the result of a run.
-type Summary struct {
-	Addr            string            `json:"addr"`
-	Transport       string            `json:"transport"`
-	Bots            int               `json:"bots"`
-	DurationS       float64           `json:"duration_s"`
-	Connected       int               `json:"connected"`
-	ConnectFailures uint64            `json:"connect_failures"`
-	Disconnects     uint64            `json:"disconnects"`
-	Sent            uint64            `json:"sent"`
-	Acked           uint64            `json:"acked"`
-	Duplicates      uint64            `json:"duplicates"`
-	Busy            uint64            `json:"busy"`
-	Errors          uint64            `json:"errors"`
-	ErrorsByCode    map[string]uint64 `json:"errors_by_code,omitempty"`
-	ErrorExamples   map[string]string `json:"error_examples,omitempty"` // the last message seen per code
-	Updates         uint64            `json:"updates"`
-	SentPerSec      float64           `json:"sent_per_s"`
-	AckedPerSec     float64           `json:"acked_per_s"`
-	AckLatency      Percentiles       `json:"ack_latency"`
-	UpdateLatency   Percentiles       `json:"update_latency"`
-	PingRTT         Percentiles       `json:"ping_rtt"`
+// Swarm is a set of bots.
+type Swarm struct {
+	cfg  Config
+	bots []*bot
+
+	// Lat is input->update, Ack send->Ack, Reconnect a lost connection ->
+	// the next Welcome, Ping the RTT to the gateway.
+	Lat, Ack, Reconnect, Ping Histogram
+
+	reasons sync.Map // rejection reason (up to the first ':') -> *atomic.Int64
+	codes   sync.Map // error code -> *atomic.Int64
+	exMu    sync.Mutex
+	example map[string]string // last message per error code
+
+	recMu sync.Mutex
+	rec   *json.Encoder
+
+	connected   atomic.Int64
+	lost        atomic.Int64 // bots whose connection dropped (not on purpose) without a session back yet
+	everOnline  atomic.Int64
+	period      time.Duration
+	started     time.Time
+	stopped     time.Time
+	connectFail atomic.Int64
 }
 
-// Progress is a snapshot while the swarm runs.
-type Progress struct {
-	Elapsed              time.Duration
-	Connected, Bots      int
-	Sent, Acked, Busy    uint64
-	Errors, Updates      uint64
-	SentPerSec           float64 // over the last interval
-	AckP50, AckP99       time.Duration
-	UpdateP50, UpdateP99 time.Duration
-}
-
-// String is the progress line.
-func (p Progress) String() string {
-	s := fmt.Sprintf("t=%-4s bots=%d/%d sent=%d (%.0f/s) acked=%d busy=%d errors=%d ack p50=%s p99=%s",
-		p.Elapsed.Round(time.Second), p.Connected, p.Bots, p.Sent, p.SentPerSec, p.Acked, p.Busy, p.Errors,
-		p.AckP50.Round(10*time.Microsecond), p.AckP99.Round(10*time.Microsecond))
-	if p.Updates > 0 {
-		s += fmt.Sprintf(" updates=%d upd p50=%s p99=%s", p.Updates, p.UpdateP50.Round(10*time.Microsecond), p.UpdateP99.Round(10*time.Microsecond))
-	}
-	return s
-}
-
-type swarm struct {
-	cfg                                   Config
-	connected, live                       atomic.Int64
-	connectFail, disconnects              atomic.Uint64
-	sent, acked, dups, busy, errs, update atomic.Uint64
-	ackLat, updLat, ping                  histogram
-
-	mu       sync.Mutex
-	byCode   map[string]uint64
-	examples map[string]string
-}
-
-// Run runs the swarm until cfg.Duration passes or ctx is done, calling
-// progress (if not nil) every cfg.ProgressEvery. It returns an error only when
-// no bot could connect at all.
-func Run(ctx context.Context, cfg Config, progress func(Progress)) (Summary, error) {
+// New prepares a swarm (nothing connects before Run).
+func New(cfg Config) (*Swarm, error) {
 	if err := cfg.defaults(); err != nil {
-		return Summary{}, err
+		return nil, err
 	}
-	if cfg.Duration > 0 {
+	s := &Swarm{cfg: cfg, example: map[string]string{}, period: time.Duration(float64(time.Second) / cfg.MoveRate)}
+	if cfg.Record != nil {
+		s.rec = json.NewEncoder(cfg.Record)
+	}
+	zones := cfg.Map.Zones()
+	rng := rand.New(rand.NewPCG(cfg.Seed, 0x5eed))
+	for i := 0; i < cfg.Bots; i++ {
+		b := newBot(s, i, zones[i%len(zones)], rng)
+		s.bots = append(s.bots, b)
+	}
+	return s, nil
+}
+
+// Run connects every bot and plays until cfg.Duration passes or ctx is
+// done, then stops sending, waits up to DrainTimeout for the answers still
+// due, disconnects and returns the report.
+func (s *Swarm) Run(ctx context.Context) *Report {
+	playCtx := ctx
+	if s.cfg.Duration > 0 {
 		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, cfg.Duration)
+		playCtx, cancel = context.WithTimeout(ctx, s.cfg.Duration)
 		defer cancel()
 	}
-	s := &swarm{cfg: cfg, byCode: map[string]uint64{}, examples: map[string]string{}}
-	start := time.Now()
-	var wg sync.WaitGroup
-	gap := time.Duration(float64(time.Second) / cfg.ConnectRate)
-	progCtx, stopProgress := context.WithCancel(ctx)
+	connCtx, connCancel := context.WithCancel(context.Background())
+	defer connCancel()
+	s.started = time.Now()
+
+	// The timing wheel: the move period in slots of ~5 ms; bot i belongs to
+	// scheduler i mod n and to slot (i / n) mod slots.
+	tick := min(5*time.Millisecond, s.period)
+	nslots := max(1, int(s.period/tick))
+	scheds := make([][][]*bot, s.cfg.Schedulers)
+	for k := range scheds {
+		scheds[k] = make([][]*bot, nslots)
+	}
+	for i, b := range s.bots {
+		k := i % len(scheds)
+		slot := (i / len(scheds)) % nslots
+		scheds[k][slot] = append(scheds[k][slot], b)
+	}
+	var schedWG sync.WaitGroup
+	for _, wheel := range scheds {
+		schedWG.Add(1)
+		go func() {
+			defer schedWG.Done()
+			s.schedule(playCtx, wheel, tick)
+		}()
+	}
 	progDone := make(chan struct{})
-	go func() {
-		defer close(progDone)
-		t := time.NewTicker(cfg.ProgressEvery)
-		defer t.Stop()
-		var lastSent uint64
-		last := start
-		for {
-			select {
-			case <-progCtx.Done():
-				return
-			case now := <-t.C:
-				if progress == nil {
-					continue
-				}
-				sent := s.sent.Load()
-				p := s.progress(now.Sub(start))
-				p.SentPerSec = float64(sent-lastSent) / now.Sub(last).Seconds()
-				lastSent, last = sent, now
-				progress(p)
-			}
-		}
-	}()
-	for i := 0; i < cfg.Bots; i++ {
-		wg.Add(1)
-		go func(i int) {
-			defer wg.Done()
-			s.bot(ctx, i)
-		}(i)
-		select {
-		case <-ctx.Done():
-		case <-time.After(gap):
-		}
-		if ctx.Err() != nil {
-			break
-		}
+	if s.cfg.Progress != nil {
+		go s.progress(playCtx, progDone)
+	} else {
+		close(progDone)
 	}
-	wg.Wait()
-	stopProgress()
+	var botWG sync.WaitGroup
+	for i, b := range s.bots {
+		botWG.Add(1)
+		delay := time.Duration(int64(s.cfg.RampUp) * int64(i) / int64(len(s.bots)))
+		go func() {
+			defer botWG.Done()
+			b.run(playCtx, connCtx, delay)
+		}()
+	}
+	<-playCtx.Done()
+	schedWG.Wait()
+	// Drain: the readers keep reading the answers still due.
+	deadline := time.Now().Add(s.cfg.DrainTimeout)
+	for time.Now().Before(deadline) && s.pendingTotal() > 0 {
+		time.Sleep(20 * time.Millisecond)
+	}
+	s.stopped = time.Now()
+	connCancel()
+	for _, b := range s.bots {
+		b.closeConn()
+	}
+	botWG.Wait()
 	<-progDone
-	el := time.Since(start)
-	sum := Summary{
-		Addr: cfg.Addr, Transport: transportOf(cfg.Addr), Bots: cfg.Bots, DurationS: el.Seconds(),
-		Connected: int(s.connected.Load()), ConnectFailures: s.connectFail.Load(), Disconnects: s.disconnects.Load(),
-		Sent: s.sent.Load(), Acked: s.acked.Load(), Duplicates: s.dups.Load(), Busy: s.busy.Load(), Errors: s.errs.Load(),
-		Updates: s.update.Load(), AckLatency: s.ackLat.summary(), UpdateLatency: s.updLat.summary(), PingRTT: s.ping.summary(),
-	}
-	sum.SentPerSec = float64(sum.Sent) / el.Seconds()
-	sum.AckedPerSec = float64(sum.Acked) / el.Seconds()
-	s.mu.Lock()
-	if len(s.byCode) > 0 {
-		sum.ErrorsByCode, sum.ErrorExamples = s.byCode, s.examples
-	}
-	s.mu.Unlock()
-	if sum.Sent == 0 && sum.ConnectFailures > 0 {
-		return sum, fmt.Errorf("bots: no bot could connect to %s (%d attempts failed)", cfg.Addr, sum.ConnectFailures)
-	}
-	return sum, nil
+	return s.Report()
 }
 
-func transportOf(addr string) string {
-	if strings.HasPrefix(addr, "ws") {
-		return "ws"
-	}
-	return "tcp"
-}
-
-func (s *swarm) progress(el time.Duration) Progress {
-	return Progress{
-		Elapsed: el, Connected: int(s.live.Load()), Bots: s.cfg.Bots,
-		Sent: s.sent.Load(), Acked: s.acked.Load(), Busy: s.busy.Load(), Errors: s.errs.Load(), Updates: s.update.Load(),
-		AckP50: s.ackLat.quantile(0.5), AckP99: s.ackLat.quantile(0.99),
-		UpdateP50: s.updLat.quantile(0.5), UpdateP99: s.updLat.quantile(0.99),
-	}
-}
-
-func (s *swarm) countError(code schema.ErrorCode, msg string) {
-	s.errs.Add(1)
-	s.mu.Lock()
-	s.byCode[code.String()]++
-	s.examples[code.String()] = msg
-	s.mu.Unlock()
-}
-
-// bot runs one simulated player, reconnecting (resuming its session) when the
-// connection drops, until ctx is done.
-func (s *swarm) bot(ctx context.Context, i int) {
-	name := fmt.Sprintf("%s%d", s.cfg.NamePrefix, i)
-	zone := s.cfg.Zones[i%len(s.cfg.Zones)]
-	rng := rand.New(rand.NewPCG(uint64(i), 42))
-	b := &botState{index: i, x: rng.Float32() * s.cfg.Map.ZoneSize, y: rng.Float32() * s.cfg.Map.ZoneSize}
-	var welcome *schema.Welcome
-	backoff := 100 * time.Millisecond
-	counted := false
-	for ctx.Err() == nil {
-		hello := &schema.Hello{Name: name}
-		if welcome != nil {
-			hello = &schema.Hello{Token: welcome.Token, ResumeSession: welcome.SessionId}
-		} else if s.cfg.Token != nil {
-			tok, err := s.cfg.Token(i)
-			if err != nil {
-				s.connectFail.Add(1)
-				return
-			}
-			hello = &schema.Hello{Token: tok}
-		}
-		w, c, err := s.connect(ctx, hello, zone)
-		if err != nil {
-			if ctx.Err() != nil {
-				return
-			}
-			s.connectFail.Add(1)
-			welcome = nil // a failed resume starts a fresh session
-			select {
-			case <-ctx.Done():
-				return
-			case <-time.After(backoff):
-			}
-			backoff = min(2*backoff, 5*time.Second)
-			continue
-		}
-		backoff = 100 * time.Millisecond
-		welcome = w
-		if !counted {
-			s.connected.Add(1)
-			counted = true
-		}
-		s.live.Add(1)
-		s.play(ctx, c, w, b, rng)
-		s.live.Add(-1)
-		_ = c.Close()
-		if ctx.Err() == nil {
-			s.disconnects.Add(1)
-		}
-	}
-}
-
-type botState struct {
-	index int
-	x, y  float32 // guarded by play's mu while it runs
-	n     int
-}
-
-func (s *swarm) connect(ctx context.Context, hello *schema.Hello, zone string) (*schema.Welcome, *client.Conn, error) {
-	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	c, err := client.Dial(cctx, s.cfg.Addr, client.Options{})
-	if err != nil {
-		return nil, nil, err
-	}
-	w, err := c.Hello(cctx, hello)
-	if err != nil {
-		_ = c.Close()
-		return nil, nil, err
-	}
-	c.SetSeq(max(c.Seq(), w.LastSeq))
-	seq, err := c.Join(cctx, zone)
-	if err != nil {
-		_ = c.Close()
-		return nil, nil, err
-	}
-	for {
-		select {
-		case <-cctx.Done():
-			_ = c.Close()
-			return nil, nil, fmt.Errorf("bots: join of %s not answered: %w", zone, cctx.Err())
-		case p, ok := <-c.Packets():
-			if !ok {
-				return nil, nil, fmt.Errorf("bots: closed while joining: %w", c.Err())
-			}
-			if p.AckSeq != seq {
-				continue
-			}
-			if e := p.GetError(); e != nil {
-				_ = c.Close()
-				return nil, nil, fmt.Errorf("bots: join refused: %s %s", e.Code, e.Message)
-			}
-			if p.GetBusy() != nil { // retry the join
-				time.Sleep(50 * time.Millisecond)
-				if seq, err = c.Join(cctx, zone); err != nil {
-					_ = c.Close()
-					return nil, nil, err
-				}
-				continue
-			}
-			return w, c, nil
-		}
-	}
-}
-
-// play sends inputs at the configured rate and reads answers until the
-// connection or ctx ends.
-func (s *swarm) play(ctx context.Context, c *client.Conn, w *schema.Welcome, b *botState, rng *rand.Rand) {
-	var mu sync.Mutex
-	sentAt := map[uint64]time.Time{} // seq -> send time, until acked
-	var moves []uint64               // move seqs not yet seen in an update, ascending
-	moveAt := map[uint64]time.Time{}
-	done := make(chan struct{})
-	var (
-		resync   bool   // guarded by mu
-		lastMove uint64 // seq of the last move sent; guarded by mu
-		located  sync.Once
-		firstPos = make(chan struct{})
-		near     string  // an entity within attackReach seen lately; guarded by mu
-		nearDist float64 // its distance when seen
-	)
-	nearTarget := func() string {
-		mu.Lock()
-		defer mu.Unlock()
-		t := near
-		near = "" // use a sighting once: it may have moved away
-		return t
-	}
-	go func() {
-		defer close(done)
-		for p := range c.Packets() {
-			now := time.Now()
-			switch body := p.Body.(type) {
-			case *schema.ServerPacket_Ack:
-				s.acked.Add(1)
-				if body.Ack.Duplicate {
-					s.dups.Add(1)
-				}
-				mu.Lock()
-				if t, ok := sentAt[p.AckSeq]; ok {
-					s.ackLat.record(now.Sub(t))
-					delete(sentAt, p.AckSeq)
-				}
-				mu.Unlock()
-			case *schema.ServerPacket_Busy:
-				s.busy.Add(1)
-				mu.Lock()
-				delete(sentAt, p.AckSeq)
-				mu.Unlock()
-			case *schema.ServerPacket_Error:
-				s.countError(body.Error.Code, body.Error.Message)
-				mu.Lock()
-				delete(sentAt, p.AckSeq)
-				if body.Error.Code == schema.ErrorCode_ERROR_CODE_REJECTED {
-					resync = true // the world did not take a move: walk on from where it says we are
-				}
-				mu.Unlock()
-			case *schema.ServerPacket_ZoneChanged:
-				mu.Lock()
-				b.x, b.y = body.ZoneChanged.X, body.ZoneChanged.Y
-				resync = false
-				located.Do(func() { close(firstPos) })
-				mu.Unlock()
-			case *schema.ServerPacket_Update:
-				s.update.Add(1)
-				for _, e := range body.Update.GetZoneUpdate().GetEntities() {
-					if e.Id != w.PlayerId {
-						continue
-					}
-					mu.Lock()
-					// The world is the authority on where we are: adopt its
-					// position at the start, after a rejection, and whenever
-					// no move of ours is in flight.
-					if resync || e.LastInputSeq >= lastMove {
-						b.x, b.y = e.X, e.Y
-						resync = false
-					}
-					located.Do(func() { close(firstPos) })
-					for _, o := range body.Update.GetZoneUpdate().GetEntities() {
-						if o.Id == w.PlayerId || o.Dead {
-							continue
-						}
-						if d := math.Hypot(float64(o.X-b.x), float64(o.Y-b.y)); d <= attackReach && (near == "" || d < nearDist) {
-							near, nearDist = o.Id, d
-						}
-					}
-					for len(moves) > 0 && moves[0] <= e.LastInputSeq {
-						if t, ok := moveAt[moves[0]]; ok {
-							s.updLat.record(now.Sub(t))
-							delete(moveAt, moves[0])
-						}
-						moves = moves[1:]
-					}
-					mu.Unlock()
-				}
-			}
-		}
-	}()
-	go func() { // RTT samples, every 2s
-		tk := time.NewTicker(2 * time.Second)
-		defer tk.Stop()
-		for {
-			select {
-			case <-done:
-				return
-			case <-ctx.Done():
-				return
-			case <-tk.C:
-				pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-				if rtt, err := c.Ping(pctx); err == nil {
-					s.ping.record(rtt)
-				}
-				cancel()
-			}
-		}
-	}()
-	// Wait briefly for the world to tell us where we stand (our own
-	// EntityView); without a world, walk from our own guess.
-	select {
-	case <-firstPos:
-	case <-time.After(time.Second):
-	case <-ctx.Done():
-	case <-done:
-	}
-	interval := time.Duration(float64(time.Second) / s.cfg.MoveRate)
-	// Spread the bots' phases so they do not all send on the same tick, and
-	// leave one interval after the join (the world times moves from it).
-	t := time.NewTimer(interval + time.Duration(rng.Int64N(int64(interval)+1)))
+// schedule drives one wheel of bots: every tick it runs the turn of the
+// bots of the slot(s) due, catching up at most one round when late.
+func (s *Swarm) schedule(ctx context.Context, wheel [][]*bot, tick time.Duration) {
+	t := time.NewTicker(tick)
 	defer t.Stop()
+	start := time.Now()
+	n := len(wheel)
+	done := 0
 	for {
 		select {
 		case <-ctx.Done():
-			// Give in-flight answers a moment, then stop.
-			wait := time.NewTimer(2 * time.Second)
-			for {
-				mu.Lock()
-				n := len(sentAt)
-				mu.Unlock()
-				if n == 0 {
-					break
-				}
-				select {
-				case <-wait.C:
-					n = 0
-				case <-time.After(10 * time.Millisecond):
-				}
-				if n == 0 {
-					break
-				}
-			}
-			wait.Stop()
-			return
-		case <-done:
 			return
 		case <-t.C:
 		}
-		t.Reset(interval)
-		b.n++
-		var p *schema.ClientPacket
-		isMove := false
-		// Attack the nearest other entity seen in our area of interest, if
-		// it is within reach; otherwise this turn is a move.
-		target := ""
-		if s.cfg.AttackEvery > 0 && b.n%s.cfg.AttackEvery == 0 {
-			target = nearTarget()
-		}
-		switch {
-		case s.cfg.ChatEvery > 0 && b.n%s.cfg.ChatEvery == 0:
-			p = &schema.ClientPacket{Body: &schema.ClientPacket_Chat{Chat: &schema.Chat{Text: fmt.Sprintf("hello from %s #%d", w.PlayerId, b.n)}}}
-		case target != "":
-			p = &schema.ClientPacket{Body: &schema.ClientPacket_Attack{Attack: &schema.Attack{TargetId: target}}}
-		default:
-			// A random walk of up to 5 units a step, kept inside the zone.
-			size := s.cfg.Map.ZoneSize
-			dx, dy := rng.Float32()*10-5, rng.Float32()*10-5
-			mu.Lock()
-			b.x = clampf(b.x+dx, 0, size-1)
-			b.y = clampf(b.y+dy, 0, size-1)
-			p = &schema.ClientPacket{Body: &schema.ClientPacket_Move{Move: &schema.Move{X: b.x, Y: b.y}}}
-			mu.Unlock()
-			isMove = true
-		}
-		// Reserve the seq and record it before the write; the write happens
-		// without holding mu so that answers keep flowing while it blocks.
-		seq := c.Reserve()
-		p.Seq = seq
 		now := time.Now()
-		mu.Lock()
-		sentAt[seq] = now
-		if isMove {
-			lastMove = seq
-			moves = append(moves, seq)
-			moveAt[seq] = now
-			if len(moves) > 4096 { // no world echoing: do not grow forever
-				delete(moveAt, moves[0])
-				moves = moves[1:]
+		due := int(now.Sub(start) / tick)
+		if due-done > n {
+			done = due - n
+		}
+		for ; done < due; done++ {
+			for _, b := range wheel[done%n] {
+				b.turn(ctx, now)
 			}
 		}
-		mu.Unlock()
-		if err := c.SendRaw(ctx, p); err != nil {
-			return
-		}
-		s.sent.Add(1)
 	}
 }
 
-// attackReach is how close a target must have been seen to be attacked
-// (the world's default attack range is 60).
-const attackReach = 50
+func (s *Swarm) pendingTotal() int {
+	n := 0
+	for _, b := range s.bots {
+		b.mu.Lock()
+		if b.tr != nil {
+			n += len(b.pending)
+		}
+		b.mu.Unlock()
+	}
+	return n
+}
 
-func clampf(v, lo, hi float32) float32 {
-	if v < lo {
-		return lo
+// Acked lists every command acknowledged during the run (Config.KeepAcked), by id.
+func (s *Swarm) Acked() []AckRecord {
+	var out []AckRecord
+	for _, b := range s.bots {
+		b.mu.Lock()
+		out = append(out, b.acked...)
+		b.mu.Unlock()
 	}
-	if v > hi {
-		return hi
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out
+}
+
+// Lost is the number of bots whose connection dropped without them asking
+// and that have not got a session back yet.
+func (s *Swarm) Lost() int { return int(s.lost.Load()) }
+
+// Connected is the number of bots with a live session now.
+func (s *Swarm) Connected() int { return int(s.connected.Load()) }
+
+// AckRecord is one acknowledged command.
+type AckRecord struct {
+	ID        string `json:"id"`
+	Kind      string `json:"kind"`
+	StreamSeq uint64 `json:"stream_seq"`
+	Duplicate bool   `json:"duplicate"`
+}
+
+type record struct {
+	T      string `json:"t"`
+	Bot    int    `json:"bot"`
+	ID     string `json:"id,omitempty"`
+	Kind   string `json:"kind,omitempty"`
+	Seq    uint64 `json:"seq,omitempty"`
+	Stream uint64 `json:"stream_seq,omitempty"`
+	Detail string `json:"detail,omitempty"`
+	AtNs   int64  `json:"at_ns"`
+}
+
+func (s *Swarm) record(r record) {
+	if s.rec == nil {
+		return
 	}
-	return v
+	r.AtNs = time.Now().UnixNano()
+	s.recMu.Lock()
+	_ = s.rec.Encode(r)
+	s.recMu.Unlock()
+}
+
+func countIn(m *sync.Map, key string) {
+	v, ok := m.Load(key)
+	if !ok {
+		v, _ = m.LoadOrStore(strings.Clone(key), new(atomic.Int64))
+	}
+	v.(*atomic.Int64).Add(1)
+}
+
+// rejectReason counts a world rejection by its reason, up to the first ':'
+// and without digits (so "too fast: 3.2 units in 1ms" and "attack on
+// cooldown for 309ms" each count under one key).
+func (s *Swarm) rejectReason(msg string) {
+	if i := strings.IndexByte(msg, ':'); i >= 0 {
+		msg = msg[:i]
+	}
+	if strings.ContainsAny(msg, "0123456789") {
+		msg = strings.Map(func(r rune) rune {
+			if (r >= '0' && r <= '9') || r == '.' {
+				return -1
+			}
+			return r
+		}, msg)
+	}
+	countIn(&s.reasons, msg)
+}
+
+func (s *Swarm) errorCode(code, msg string) {
+	countIn(&s.codes, code)
+	s.exMu.Lock()
+	s.example[code] = msg
+	s.exMu.Unlock()
+}
+
+func (s *Swarm) progress(ctx context.Context, done chan struct{}) {
+	defer close(done)
+	t := time.NewTicker(s.cfg.ProgressEvery)
+	defer t.Stop()
+	prevLat, prevAck := s.Lat.Snapshot(), s.Ack.Snapshot()
+	var prev counters
+	prevT := time.Now()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-t.C:
+			c := s.sum()
+			dt := now.Sub(prevT).Seconds()
+			lat, ack := s.Lat.Sub(prevLat), s.Ack.Sub(prevAck)
+			s.cfg.Progress(Progress{
+				Elapsed: now.Sub(s.started), Connected: s.Connected(), Bots: len(s.bots),
+				Sent: c.sent, Acked: c.acked, Busy: c.busy, Rejected: c.rejected, Errors: c.errors, Updates: c.updates,
+				Resumes: c.resumes, Crossings: c.crossings, Leaves: c.leaves,
+				SentPerSec: float64(c.sent-prev.sent) / dt, AckedPerSec: float64(c.acked-prev.acked) / dt,
+				UpdatesPerSec: float64(c.updates-prev.updates) / dt,
+				UpdateP50:     lat.Quantile(0.5), UpdateP99: lat.Quantile(0.99), AckP50: ack.Quantile(0.5), AckP99: ack.Quantile(0.99),
+			})
+			prevLat, prevAck, prev, prevT = s.Lat.Snapshot(), s.Ack.Snapshot(), c, now
+		}
+	}
+}
+
+// sum adds up the bots' counters.
+func (s *Swarm) sum() counters {
+	var c counters
+	for _, b := range s.bots {
+		b.mu.Lock()
+		c.add(&b.cnt)
+		b.mu.Unlock()
+	}
+	return c
 }

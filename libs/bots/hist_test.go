@@ -1,45 +1,61 @@
 package bots
 
 import (
-	"math"
 	"testing"
 	"time"
 )
 
 func TestHistogramQuantiles(t *testing.T) {
-	var h histogram
+	var h Histogram
 	for i := 1; i <= 10000; i++ {
-		h.record(time.Duration(i) * time.Microsecond) // 1µs .. 10ms, uniform
+		h.Record(time.Duration(i) * time.Microsecond) // 1µs .. 10ms, uniform
 	}
 	for _, c := range []struct {
 		q    float64
 		want time.Duration
-	}{{0.5, 5 * time.Millisecond}, {0.99, 9900 * time.Microsecond}, {0.999, 9990 * time.Microsecond}} {
-		got := h.quantile(c.q)
-		if rel := math.Abs(float64(got-c.want)) / float64(c.want); rel > 0.05 {
-			t.Errorf("q%.3f = %v, want %v ±5%%", c.q, got, c.want)
+	}{{0.5, 5000 * time.Microsecond}, {0.99, 9900 * time.Microsecond}, {0.999, 9990 * time.Microsecond}, {1, 10 * time.Millisecond}} {
+		got := h.Quantile(c.q)
+		if d := float64(got-c.want) / float64(c.want); d < -0.035 || d > 0.035 {
+			t.Errorf("q%.3f = %v, want %v ±3.5%%", c.q, got, c.want)
 		}
 	}
-	if h.quantile(1) != 10*time.Millisecond {
-		t.Errorf("max quantile %v", h.quantile(1))
+	if h.Count() != 10000 || h.Max() != 10*time.Millisecond {
+		t.Fatalf("count %d max %v", h.Count(), h.Max())
 	}
-	s := h.summary()
-	if s.Count != 10000 || s.Max != 10 {
-		t.Errorf("summary %+v", s)
+	snap := h.Snapshot()
+	h.Record(time.Second)
+	if d := h.Sub(snap); d.Count() != 1 || d.Quantile(0.5) < 960*time.Millisecond {
+		t.Fatalf("interval: count %d p50 %v", d.Count(), d.Quantile(0.5))
 	}
-	var empty histogram
-	if empty.quantile(0.5) != 0 {
-		t.Error("empty histogram")
+	var empty Histogram
+	if empty.Quantile(0.99) != 0 {
+		t.Fatal("empty histogram")
 	}
-	h.record(time.Hour) // beyond the last bucket: clamped, max kept
-	if h.quantile(1) != time.Hour {
-		t.Errorf("max %v", h.quantile(1))
+	h.Record(100 * time.Hour) // far beyond any latency: still bucketed, max kept
+	if h.Quantile(1) != 100*time.Hour {
+		t.Fatalf("max %v", h.Quantile(1))
 	}
 }
 
-func TestProgressLine(t *testing.T) {
-	p := Progress{Elapsed: 3 * time.Second, Connected: 2, Bots: 3, Sent: 10, Acked: 9, AckP99: time.Millisecond}
-	if s := p.String(); s == "" || s[:2] != "t=" {
-		t.Fatalf("line %q", s)
+func TestBucketBounds(t *testing.T) {
+	for _, ns := range []int64{0, 1, 31, 32, 33, 63, 64, 1000, 1 << 20, 1<<40 + 12345, 1<<62 + 1} {
+		i := bucketOf(ns)
+		if i < 0 || i >= histBuckets {
+			t.Fatalf("bucket %d of %d out of range", i, ns)
+		}
+		if up := bucketUpper(i); up < ns || (i > 0 && bucketUpper(i-1) >= ns) {
+			t.Fatalf("%d in bucket %d [%d, %d]", ns, i, bucketUpper(i-1), up)
+		}
 	}
+}
+
+func BenchmarkHistogramRecord(b *testing.B) {
+	var h Histogram
+	b.RunParallel(func(pb *testing.PB) {
+		d := time.Duration(1)
+		for pb.Next() {
+			d = d*7 + 13
+			h.Record(d % (50 * time.Millisecond))
+		}
+	})
 }

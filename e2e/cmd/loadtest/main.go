@@ -19,7 +19,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/realmstream/realmstream/e2e/swarm"
+	"github.com/realmstream/realmstream/libs/bots"
 	"github.com/realmstream/realmstream/libs/envflag"
 )
 
@@ -30,9 +30,9 @@ func run(args []string) int {
 	set := envflag.New(fs)
 	var (
 		tcp, ws, jsonPath, recPath, prefix string
-		bots                               int
-		wsFrac, crossers                   float64
-		duration, resume, ramp             time.Duration
+		nbots                              int
+		wsFrac, crossers, elsewhere        float64
+		duration, resume, ramp, leave      time.Duration
 		chat, attack                       time.Duration
 		hz                                 float64
 		seed                               int
@@ -40,7 +40,7 @@ func run(args []string) int {
 	)
 	set.String(&tcp, "tcp", "127.0.0.1:7000", "comma-separated gateway TCP addresses (host:port)")
 	set.String(&ws, "ws", "", "comma-separated gateway WebSocket URLs (ws://host:port/), paired with --tcp by position")
-	set.Int(&bots, "bots", 100, "number of bots")
+	set.Int(&nbots, "bots", 100, "number of bots")
 	set.Duration(&duration, "duration", 30*time.Second, "how long to play")
 	set.Float(&wsFrac, "ws-fraction", 0.3, "share of bots on WebSocket (where a gateway offers it)")
 	set.Float(&crossers, "crossers", 0.2, "share of bots that walk across zone borders")
@@ -48,6 +48,8 @@ func run(args []string) int {
 	set.Duration(&chat, "chat-every", 5*time.Second, "mean interval between chat lines per bot")
 	set.Duration(&attack, "attack-every", 2*time.Second, "mean interval between attacks per bot (when a target is near)")
 	set.Duration(&resume, "resume-every", 0, "mean interval between deliberate disconnect+resume per bot (0 = never)")
+	set.Float(&elsewhere, "resume-elsewhere", 0.5, "share of deliberate resumes made on another gateway (with two or more)")
+	set.Duration(&leave, "leave-every", 0, "mean interval between Leave and re-join per bot (0 = never)")
 	set.Duration(&ramp, "ramp-up", 5*time.Second, "spread logins over this time")
 	set.String(&prefix, "name-prefix", "", "player name prefix (unique per run; default derived from the time)")
 	set.Int(&seed, "seed", 1, "random seed")
@@ -70,13 +72,13 @@ func run(args []string) int {
 		fmt.Fprintln(os.Stderr, "loadtest: give at least one gateway with --tcp or --ws")
 		return 2
 	}
-	cfg := swarm.Config{
-		Gateways: gws, Bots: bots, WSFraction: wsFrac, CrosserFraction: crossers, MoveHz: hz,
-		ChatEvery: chat, AttackEvery: attack, ResumeEvery: resume, RampUp: ramp, NamePrefix: prefix,
-		Seed: uint64(seed),
+	cfg := bots.Config{
+		Gateways: gws, Bots: nbots, WSFraction: wsFrac, CrosserFraction: crossers, MoveRate: hz,
+		ChatEvery: chat, AttackEvery: attack, ResumeEvery: resume, ResumeElsewhere: elsewhere, LeaveEvery: leave,
+		RampUp: ramp, NamePrefix: prefix, Seed: uint64(seed),
 	}
 	if !quiet {
-		cfg.Progress = os.Stderr
+		cfg.Progress = func(p bots.Progress) { fmt.Fprintln(os.Stderr, p) }
 	}
 	if recPath != "" {
 		f, err := os.Create(recPath)
@@ -87,7 +89,7 @@ func run(args []string) int {
 		defer f.Close()
 		cfg.Record = f
 	}
-	sw, err := swarm.New(cfg)
+	sw, err := bots.New(cfg)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 2
@@ -122,9 +124,9 @@ func split(s string) []string {
 	return out
 }
 
-func pair(tcp, ws []string) []swarm.Gateway {
+func pair(tcp, ws []string) []bots.Gateway {
 	n := max(len(tcp), len(ws))
-	out := make([]swarm.Gateway, n)
+	out := make([]bots.Gateway, n)
 	for i := range n {
 		if i < len(tcp) {
 			out[i].TCP = tcp[i]

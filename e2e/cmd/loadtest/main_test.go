@@ -7,7 +7,7 @@ import (
 	"testing"
 
 	"github.com/realmstream/realmstream/e2e/harness"
-	"github.com/realmstream/realmstream/e2e/swarm"
+	"github.com/realmstream/realmstream/libs/bots"
 )
 
 // TestLoadtestAgainstGateway runs the command against a real gateway process
@@ -26,7 +26,7 @@ func TestLoadtestAgainstGateway(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var r swarm.Report
+	var r bots.Report
 	if err := json.Unmarshal(b, &r); err != nil {
 		t.Fatal(err)
 	}

@@ -36,13 +36,19 @@ func TestBotSwarm(t *testing.T) {
 			}
 			defer echo.Unsubscribe()
 			var lines []string
-			sum, err := bots.Run(context.Background(), bots.Config{
-				Addr: h.addr(tr), Bots: 12, MoveRate: 20, Duration: 2500 * time.Millisecond, ChatEvery: 7, AttackEvery: 11,
-				ProgressEvery: 500 * time.Millisecond,
-			}, func(p bots.Progress) { lines = append(lines, p.String()) })
+			gw := bots.Gateway{TCP: h.addr(tr)}
+			if tr == "ws" {
+				gw = bots.Gateway{WS: h.addr(tr)}
+			}
+			sw, err := bots.New(bots.Config{
+				Gateways: []bots.Gateway{gw}, Bots: 12, MoveRate: 20, Duration: 2500 * time.Millisecond,
+				ChatEvery: 350 * time.Millisecond, AttackEvery: 550 * time.Millisecond, PingEvery: 500 * time.Millisecond,
+				ProgressEvery: 500 * time.Millisecond, Progress: func(p bots.Progress) { lines = append(lines, p.String()) },
+			})
 			if err != nil {
 				t.Fatal(err)
 			}
+			sum := sw.Run(context.Background())
 			t.Logf("%+v", sum)
 			if len(lines) == 0 {
 				t.Fatal("no progress line")
@@ -56,8 +62,8 @@ func TestBotSwarm(t *testing.T) {
 			if sum.Acked < sum.Sent*90/100 {
 				t.Fatalf("acked %d of %d", sum.Acked, sum.Sent)
 			}
-			if sum.AckLatency.Count == 0 || sum.AckLatency.P99 <= 0 || sum.UpdateLatency.Count == 0 || sum.PingRTT.Count == 0 {
-				t.Fatalf("latencies %+v %+v %+v", sum.AckLatency, sum.UpdateLatency, sum.PingRTT)
+			if sum.SendToAck.Samples == 0 || sum.SendToAck.P99 <= 0 || sum.InputToUpdate.Samples == 0 || sum.PingRTT.Samples == 0 {
+				t.Fatalf("latencies %+v %+v %+v", sum.SendToAck, sum.InputToUpdate, sum.PingRTT)
 			}
 		})
 	}
