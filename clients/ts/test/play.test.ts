@@ -136,17 +136,22 @@ test("the browser demo: log in, move, see a bot, chat, attack, cross a zone edge
 
   // See a bot: walk to random clear spots (click to move) until one is in view.
   let goal: { x: number; y: number } | undefined;
-  s = await until(page, "a bot in view", (s) => s.bots > 0, 45000, async (s) => {
-    if (goal && Math.hypot(goal.x - s.me.x, goal.y - s.me.y) > 5) return;
-    for (let i = 0; i < 50; i++) {
-      const g = { x: 60 + Math.random() * (s.zoneSize - 120), y: 60 + Math.random() * (s.zoneSize - 120) };
-      if (clear(s, g.x, g.y)) {
-        goal = g;
-        await clickAt(page, s, g.x, g.y);
-        return;
+  let goalAt = 0;
+  const seekBot = (timeoutMs: number) =>
+    until(page, "a bot in view", (s) => s.bots > 0, timeoutMs, async (s) => {
+      // Keep walking to the goal; pick another when there, or after 4 s (stuck).
+      if (goal && Math.hypot(goal.x - s.me.x, goal.y - s.me.y) > 5 && Date.now() - goalAt < 4000) return;
+      goalAt = Date.now();
+      for (let i = 0; i < 50; i++) {
+        const g = { x: 60 + Math.random() * (s.zoneSize - 120), y: 60 + Math.random() * (s.zoneSize - 120) };
+        if (clear(s, g.x, g.y)) {
+          goal = g;
+          await clickAt(page, s, g.x, g.y);
+          return;
+        }
       }
-    }
-  });
+    });
+  s = await seekBot(45000);
   phase(`${s.bots} bots and ${s.entities} entities in view`);
 
   // Chat: type, Enter, and the line comes back in an update of the zone.
@@ -156,12 +161,20 @@ test("the browser demo: log in, move, see a bot, chat, attack, cross a zone edge
   await until(page, "chat echoed", (s) => s.chat.includes(text), 10000);
   await page.waitForFunction((t) => document.getElementById("chat-log")!.textContent!.includes(t), text, { timeout: 5000 });
 
-  // Attack the nearest one (Space): the world answers with a hit or a reason.
-  await page.locator("#canvas").focus();
-  await page.keyboard.press("Space");
-  await page.waitForFunction(() => /attack on|hit /.test(document.getElementById("event-log")!.textContent!), null, { timeout: 10000 });
+  // Attack the nearest one (Space) while one is in view: the world answers with a hit or a reason.
+  const attacked = () => page.evaluate(() => /attack on|hit /.test(document.getElementById("event-log")!.textContent!));
+  for (let i = 0; i < 20 && !(await attacked()); i++) {
+    await until(page, "someone in view to attack", (s) => s.entities > 1, 30000);
+    await page.locator("#canvas").focus();
+    await page.keyboard.press("Space");
+    await new Promise((r) => setTimeout(r, 500));
+  }
+  assert.ok(await attacked(), await page.evaluate(() => document.getElementById("event-log")!.innerText));
+  phase("attacked");
 
-  // The screenshot: the zone with bots and the chat bubble.
+  // The screenshot: the zone with a bot in view (and the chat bubble, if still up).
+  goal = undefined;
+  await seekBot(30000);
   const shot = join(artifacts(), "play.png");
   await page.screenshot({ path: shot });
   if (process.env.UPDATE_SCREENSHOTS) await page.screenshot({ path: join(repoRoot, "docs/img/play.png") });
