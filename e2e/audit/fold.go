@@ -40,14 +40,19 @@ type ZoneModel struct {
 //     hits on it and deaths);
 //   - online after joined/transfer accepted, offline after left;
 //   - kills/deaths from every kill (AttackHit.killed or PlayerDied);
-//   - per zone: events, last sequence, players present (joined + accepted -
-//     left - transferred out), deaths.
+//   - per zone: events, last sequence, players present (the set of players
+//     whose latest membership event in the zone is joined or transfer
+//     accepted, not left or transferred out: a re-join while present counts
+//     once), deaths.
 func Fold(logs map[string]*ZoneLog) (map[string]*PlayerModel, map[string]*ZoneModel) {
 	var all []LoggedEvent
 	for _, zl := range logs {
 		all = append(all, zl.Events...)
 	}
-	sort.Slice(all, func(i, j int) bool { return all[i].Seq < all[j].Seq })
+	sort.Slice(all, func(i, j int) bool {
+		return all[i].Seq < all[j].Seq || (all[i].Seq == all[j].Seq && all[i].Index < all[j].Index)
+	})
+	present := map[string]map[string]bool{} // zone -> players in it
 	players := map[string]*PlayerModel{}
 	zones := map[string]*ZoneModel{}
 	get := func(id string) *PlayerModel {
@@ -78,21 +83,35 @@ func Fold(logs map[string]*ZoneLog) (map[string]*PlayerModel, map[string]*ZoneMo
 		z.Events++
 		z.LastSeq = le.Seq
 		pid := ev.PlayerId
+		member := func(in bool) {
+			if pid == "" {
+				return
+			}
+			if present[ev.Zone] == nil {
+				present[ev.Zone] = map[string]bool{}
+			}
+			if in {
+				present[ev.Zone][pid] = true
+			} else {
+				delete(present[ev.Zone], pid)
+			}
+			z.Players = int64(len(present[ev.Zone]))
+		}
 		switch b := ev.Body.(type) {
 		case *schema.Event_PlayerJoined:
 			state(get(pid), b.PlayerJoined.Player, ev.Zone)
-			z.Players++
+			member(true)
 		case *schema.Event_TransferAccepted:
 			state(get(pid), b.TransferAccepted.Player, ev.Zone)
-			z.Players++
+			member(true)
 		case *schema.Event_TransferOut:
-			z.Players--
+			member(false)
 		case *schema.Event_PlayerMoved:
 			p := get(pid)
 			p.Zone, p.X, p.Y = ev.Zone, b.PlayerMoved.X, b.PlayerMoved.Y
 		case *schema.Event_PlayerLeft:
 			get(pid).Online = false
-			z.Players--
+			member(false)
 		case *schema.Event_AttackHit:
 			t := get(b.AttackHit.TargetId)
 			t.HP = b.AttackHit.TargetHp
@@ -285,7 +304,9 @@ func playerTrace(logs map[string]*ZoneLog, id string, n int) string {
 			}
 		}
 	}
-	sort.Slice(hits, func(i, j int) bool { return hits[i].Seq < hits[j].Seq })
+	sort.Slice(hits, func(i, j int) bool {
+		return hits[i].Seq < hits[j].Seq || (hits[i].Seq == hits[j].Seq && hits[i].Index < hits[j].Index)
+	})
 	// The first events (join) and the last ones, skipping the refusals in
 	// between: what a projection must have folded.
 	var keep []LoggedEvent
@@ -301,7 +322,7 @@ func playerTrace(logs map[string]*ZoneLog, id string, n int) string {
 	var b strings.Builder
 	for _, le := range hits {
 		ev := le.Event
-		fmt.Fprintf(&b, "[seq %d %s %s", le.Seq, ev.Zone, EventType(ev))
+		fmt.Fprintf(&b, "[seq %d/%d %s %s", le.Seq, le.Index, ev.Zone, EventType(ev))
 		switch x := ev.Body.(type) {
 		case *schema.Event_AttackHit:
 			fmt.Fprintf(&b, " by %s on %s hp=%d killed=%v", ev.PlayerId, x.AttackHit.TargetId, x.AttackHit.TargetHp, x.AttackHit.Killed)

@@ -6,7 +6,9 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/realmstream/realmstream/libs/schema"
@@ -127,25 +129,24 @@ func containsSeq(s []uint64, v uint64) bool {
 	return false
 }
 
-// ZoneLog is one zone's event log as read from EVT.
+// ZoneLog is one zone's event log as read from EVT: its events in log
+// order, (seq, index).
 type ZoneLog struct {
 	Zone   string
 	Events []LoggedEvent
 }
 
-// LoggedEvent is one event with its stream position and headers.
+// LoggedEvent is one event of the log: zonelog's Entry (stream position of
+// its message, index in the record, headers, the record) and the event's
+// bytes exactly as committed.
 type LoggedEvent struct {
-	Seq         uint64
-	MsgID       string
-	ExpectedSeq uint64
-	HasExpected bool
-	HeaderFence uint64
-	HasFence    bool
-	Event       *schema.Event
-	Raw         []byte // the message data exactly as stored
+	zonelog.Entry
+	Raw []byte // the event's schema.Event bytes (a legacy message: the message data)
 }
 
-// ReadEvents reads the EVT stream into per-zone logs.
+// ReadEvents reads the EVT stream into per-zone logs: tick records
+// (Realm-Schema 2) unpacked into their events with zonelog.Decode, legacy
+// single-event messages as one event at index 0.
 func ReadEvents(ctx context.Context, js jetstream.JetStream) (map[string]*ZoneLog, int, []Violation, error) {
 	logs := map[string]*ZoneLog{}
 	var vs []Violation
@@ -156,39 +157,71 @@ func ReadEvents(ctx context.Context, js jetstream.JetStream) (map[string]*ZoneLo
 			zl = &ZoneLog{Zone: zone}
 			logs[zone] = zl
 		}
-		ev := &schema.Event{}
-		if err := proto.Unmarshal(m.Data, ev); err != nil {
+		es, err := zonelog.Decode(m.Seq, m.Header, m.Data)
+		var raws [][]byte
+		if err == nil {
+			raws, err = eventBytes(m.Header, m.Data)
+		}
+		if err == nil && len(raws) != len(es) {
+			err = fmt.Errorf("%d events decoded, %d event payloads", len(es), len(raws))
+		}
+		if err != nil {
 			vs = append(vs, Violation{"evt-decode", fmt.Sprintf("EVT seq %d (%s): %v", m.Seq, zone, err)})
 			return nil
 		}
-		le := LoggedEvent{Seq: m.Seq, MsgID: m.Header.Get(wire.HeaderMsgID), Event: ev, Raw: append([]byte(nil), m.Data...)}
-		le.ExpectedSeq, le.HasExpected = headerUint(m.Header, wire.HeaderExpectedLastSubjSeq)
-		le.HeaderFence, le.HasFence = headerUint(m.Header, wire.HeaderFence)
 		if hz := m.Header.Get(wire.HeaderZone); hz != "" && hz != zone {
 			vs = append(vs, Violation{"evt-zone", fmt.Sprintf("EVT seq %d on %s has Realm-Zone %q", m.Seq, m.Subject, hz)})
 		}
-		zl.Events = append(zl.Events, le)
+		for i, e := range es {
+			zl.Events = append(zl.Events, LoggedEvent{Entry: e, Raw: append([]byte(nil), raws[i]...)})
+		}
 		return nil
 	})
 	return logs, n, vs, err
 }
 
-// EventType names the body of an event ("player_moved", ...).
-func EventType(ev *schema.Event) string {
-	if ev == nil || ev.Body == nil {
-		return "none"
+// eventBytes returns the bytes of each event of a message as committed:
+// the events field (8) of a tick record walked in order, or the whole data
+// of a legacy message.
+func eventBytes(h nats.Header, data []byte) ([][]byte, error) {
+	if h.Get(wire.HeaderSchema) != wire.SchemaTickRecord {
+		return [][]byte{data}, nil
 	}
-	t := fmt.Sprintf("%T", ev.Body)
-	t = strings.TrimPrefix(t, "*schema.Event_")
-	return t
+	var out [][]byte
+	for b := data; len(b) > 0; {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return nil, protowire.ParseError(n)
+		}
+		b = b[n:]
+		if num == 8 && typ == protowire.BytesType {
+			v, m := protowire.ConsumeBytes(b)
+			if m < 0 {
+				return nil, protowire.ParseError(m)
+			}
+			out = append(out, v)
+			n = m
+		} else if n = protowire.ConsumeFieldValue(num, typ, b); n < 0 {
+			return nil, protowire.ParseError(n)
+		}
+		b = b[n:]
+	}
+	return out, nil
 }
+
+// EventType names the body of an event ("player_moved", ...): wire.EventType.
+func EventType(ev *schema.Event) string { return wire.EventType(ev) }
 
 // LogFindings summarises the event logs.
 type LogFindings struct {
-	Zones  int            `json:"zones"`
-	Events int            `json:"events"`
-	Claims int            `json:"claims"`
-	ByType map[string]int `json:"by_type"`
+	Zones  int `json:"zones"`
+	Events int `json:"events"`
+	// Messages are the EVT messages holding the events; Records the tick
+	// records among them (the others are legacy single events).
+	Messages int            `json:"messages"`
+	Records  int            `json:"records"`
+	Claims   int            `json:"claims"`
+	ByType   map[string]int `json:"by_type"`
 	// Applied is the number of distinct command ids that caused events.
 	Applied int `json:"applied_commands"`
 	// AppliedTwice counts commands that caused more than one event.
@@ -208,11 +241,16 @@ func CheckLogs(logs map[string]*ZoneLog) (LogFindings, map[string]bool, []Violat
 	for z, zl := range logs {
 		es := make([]zonelog.Entry, len(zl.Events))
 		for i, le := range zl.Events {
-			es[i] = zonelog.Entry{Seq: le.Seq, ExpectedSeq: le.ExpectedSeq, HasExpected: le.HasExpected, MsgID: le.MsgID,
-				HeaderFence: le.HeaderFence, HasFence: le.HasFence, Event: le.Event}
+			es[i] = le.Entry
 			f.ByType[EventType(le.Event)]++
-			if !le.HasExpected {
-				f.MissingExpected++
+			if le.Index == 0 {
+				f.Messages++
+				if le.Record != nil {
+					f.Records++
+				}
+				if !le.HasExpected {
+					f.MissingExpected++
+				}
 			}
 		}
 		in[z] = es

@@ -51,6 +51,33 @@ func (a *appender) append(zone string, ev *schema.Event, expected *uint64) {
 	a.last[zone] = ack.Sequence
 }
 
+// appendRecord commits events as one tick record (Realm-Schema 2), as the
+// world does since tick records.
+func (a *appender) appendRecord(zone string, fence, tick uint64, evs ...*schema.Event) {
+	a.t.Helper()
+	for _, ev := range evs {
+		a.n++
+		ev.Zone = zone
+		ev.EventId = fmt.Sprintf("%s-e%d", zone, a.n)
+	}
+	id := wire.TickRecordID(zone, fence, tick, 0)
+	b, err := proto.Marshal(&schema.TickRecord{RecordId: id, Zone: zone, Fence: fence, Tick: tick, Parts: 1, Events: evs})
+	if err != nil {
+		a.t.Fatal(err)
+	}
+	m := nats.NewMsg(wire.EventSubject(zone))
+	m.Data = b
+	m.Header.Set(wire.HeaderMsgID, id)
+	m.Header.Set(wire.HeaderSchema, wire.SchemaTickRecord)
+	m.Header.Set(wire.HeaderFence, strconv.FormatUint(fence, 10))
+	m.Header.Set(wire.HeaderExpectedLastSubjSeq, strconv.FormatUint(a.last[zone], 10))
+	ack, err := a.js.PublishMsg(context.Background(), m)
+	if err != nil {
+		a.t.Fatalf("append record %s: %v", id, err)
+	}
+	a.last[zone] = ack.Sequence
+}
+
 func claim(fence uint64) *schema.Event {
 	return &schema.Event{Fence: fence, Body: &schema.Event_OwnershipClaimed{OwnershipClaimed: &schema.OwnershipClaimed{InstanceId: "w", Fence: fence}}}
 }

@@ -15,17 +15,19 @@ import (
 
 // rowHash is the per-row checksum term, computed the same way in Go (from
 // the log) and in SQL (from the rows): the first 60 bits of
-// md5("<seq>:" || md5hex(payload)). Per-zone checksums are sums of the terms,
-// so rows of one zone may be spread over several shards and still be summed.
-func rowHash(seq uint64, payload []byte) *big.Int {
+// md5("<seq>:<idx>:" || md5hex(payload)), where (seq, idx) is the event's
+// address (stream sequence of its message, index in the tick record) and
+// payload the event's bytes. Per-zone checksums are sums of the terms, so
+// rows of one zone may be spread over several shards and still be summed.
+func rowHash(seq uint64, idx int, payload []byte) *big.Int {
 	ph := md5.Sum(payload)
-	h := md5.Sum([]byte(strconv.FormatUint(seq, 10) + ":" + hex.EncodeToString(ph[:])))
+	h := md5.Sum([]byte(strconv.FormatUint(seq, 10) + ":" + strconv.Itoa(idx) + ":" + hex.EncodeToString(ph[:])))
 	v, _ := new(big.Int).SetString(hex.EncodeToString(h[:])[:15], 16)
 	return v
 }
 
 const zoneChecksumSQL = `SELECT zone, count(*),
-	coalesce(sum(('x' || substr(md5(seq::text || ':' || md5(payload)), 1, 15))::bit(60)::bigint::numeric), 0)::text
+	coalesce(sum(('x' || substr(md5(seq::text || ':' || idx::text || ':' || md5(payload)), 1, 15))::bit(60)::bigint::numeric), 0)::text
 	FROM events WHERE seq <= $1 GROUP BY zone`
 
 // ZoneSum is a per-zone row count and checksum.
@@ -41,7 +43,7 @@ func LogSums(logs map[string]*ZoneLog) map[string]ZoneSum {
 		s := ZoneSum{Sum: new(big.Int)}
 		for _, le := range zl.Events {
 			s.Count++
-			s.Sum.Add(s.Sum, rowHash(le.Seq, le.Raw))
+			s.Sum.Add(s.Sum, rowHash(le.Seq, le.Index, le.Raw))
 		}
 		out[z] = s
 	}
@@ -170,27 +172,33 @@ func diffRows(ctx context.Context, urls []string, logs map[string]*ZoneLog, upTo
 		zone  string
 		hash  string
 	}
-	have := map[uint64][]row{}
+	type key struct {
+		seq uint64
+		idx int
+	}
+	have := map[key][]row{}
 	for i, u := range urls {
 		conn, err := pgx.Connect(ctx, u)
 		if err != nil {
 			return nil, err
 		}
-		rows, err := conn.Query(ctx, `SELECT seq, zone, md5(payload) FROM events WHERE seq <= $1`, int64(upTo))
+		rows, err := conn.Query(ctx, `SELECT seq, idx, zone, md5(payload) FROM events WHERE seq <= $1`, int64(upTo))
 		if err != nil {
 			conn.Close(ctx)
 			return nil, err
 		}
 		for rows.Next() {
 			var seq int64
+			var idx int32
 			var r row
-			if err := rows.Scan(&seq, &r.zone, &r.hash); err != nil {
+			if err := rows.Scan(&seq, &idx, &r.zone, &r.hash); err != nil {
 				rows.Close()
 				conn.Close(ctx)
 				return nil, err
 			}
 			r.shard = i
-			have[uint64(seq)] = append(have[uint64(seq)], r)
+			k := key{uint64(seq), int(idx)}
+			have[k] = append(have[k], r)
 		}
 		rows.Close()
 		conn.Close(ctx)
@@ -201,7 +209,7 @@ func diffRows(ctx context.Context, urls []string, logs map[string]*ZoneLog, upTo
 			vs = append(vs, Violation{check, fmt.Sprintf(format, a...)})
 		}
 	}
-	inLog := map[uint64]bool{}
+	inLog := map[key]bool{}
 	zones := make([]string, 0, len(logs))
 	for z := range logs {
 		zones = append(zones, z)
@@ -209,26 +217,27 @@ func diffRows(ctx context.Context, urls []string, logs map[string]*ZoneLog, upTo
 	sort.Strings(zones)
 	for _, z := range zones {
 		for _, le := range logs[z].Events {
-			inLog[le.Seq] = true
-			rs := have[le.Seq]
+			k := key{le.Seq, le.Index}
+			inLog[k] = true
+			rs := have[k]
 			ph := md5.Sum(le.Raw)
 			switch {
 			case len(rs) == 0:
 				f.Missing++
-				add("pg-missing", "EVT seq %d (%s, %s) is in no shard", le.Seq, z, EventType(le.Event))
+				add("pg-missing", "EVT seq %d index %d (%s, %s) is in no shard", le.Seq, le.Index, z, EventType(le.Event))
 			case len(rs) > 1:
 				f.Doubled++
-				add("pg-doubled", "EVT seq %d (%s) is stored %d times (shards %v)", le.Seq, z, len(rs), rs)
+				add("pg-doubled", "EVT seq %d index %d (%s) is stored %d times (shards %v)", le.Seq, le.Index, z, len(rs), rs)
 			case rs[0].zone != z || rs[0].hash != hex.EncodeToString(ph[:]):
 				f.Different++
-				add("pg-different", "EVT seq %d: log zone %s, row zone %s, payload md5 differs: %v", le.Seq, z, rs[0].zone, rs[0].hash != hex.EncodeToString(ph[:]))
+				add("pg-different", "EVT seq %d index %d: log zone %s, row zone %s, payload md5 differs: %v", le.Seq, le.Index, z, rs[0].zone, rs[0].hash != hex.EncodeToString(ph[:]))
 			}
 		}
 	}
-	for seq, rs := range have {
-		if !inLog[seq] {
+	for k, rs := range have {
+		if !inLog[k] {
 			f.Different++
-			add("pg-extra", "row seq %d (zone %s, shard %d) is not in the log", seq, rs[0].zone, rs[0].shard)
+			add("pg-extra", "row seq %d index %d (zone %s, shard %d) is not in the log", k.seq, k.idx, rs[0].zone, rs[0].shard)
 		}
 	}
 	if len(vs) == 0 {
