@@ -54,6 +54,19 @@ func (s *Set) Int(p *int, name string, def int, usage string) {
 	s.FS.IntVar(p, name, def, s.usage(name, usage))
 }
 
+// Int64 binds an int64 flag (sizes in bytes).
+func (s *Set) Int64(p *int64, name string, def int64, usage string) {
+	if v, ok := s.env(name); ok {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			s.errs = append(s.errs, fmt.Errorf("%s=%q: not an integer", EnvName(name), v))
+		} else {
+			def = n
+		}
+	}
+	s.FS.Int64Var(p, name, def, s.usage(name, usage))
+}
+
 // Float binds a float64 flag.
 func (s *Set) Float(p *float64, name string, def float64, usage string) {
 	if v, ok := s.env(name); ok {

@@ -18,8 +18,17 @@ type StreamOptions struct {
 	DuplicateWindow time.Duration
 	// CommandMaxAge bounds the command stream. Default 24h.
 	CommandMaxAge time.Duration
-	// EventMaxAge bounds the event stream; 0 keeps events forever (the log of record).
-	EventMaxAge time.Duration
+	// EventMaxAge and EventMaxBytes are the event stream's last guard: the
+	// world trims each zone log below what its snapshot and persist no longer
+	// need (services/world/internal/trim), long before either is reached.
+	// With a guard set the stream discards its oldest messages (DiscardOld)
+	// rather than refusing appends, which would stop every zone; the monitor
+	// alerts well before (evt_stream_near_limit). 0 means "as the stream is":
+	// a service without the setting leaves an operator's guard alone (only the
+	// world has the flags). A stream created with neither has no limit and
+	// DiscardNew (nothing is ever dropped).
+	EventMaxAge   time.Duration
+	EventMaxBytes int64
 	// StatsMaxAge bounds the stats stream. Default 1h.
 	StatsMaxAge time.Duration
 	// Storage is file (default) or memory.
@@ -31,7 +40,7 @@ func (o StreamOptions) Validate() error {
 	if o.Replicas < 0 || o.Replicas > 5 {
 		return fmt.Errorf("wire: replicas %d: want 1..5", o.Replicas)
 	}
-	if o.DuplicateWindow < 0 || o.CommandMaxAge < 0 || o.EventMaxAge < 0 || o.StatsMaxAge < 0 {
+	if o.DuplicateWindow < 0 || o.CommandMaxAge < 0 || o.EventMaxAge < 0 || o.StatsMaxAge < 0 || o.EventMaxBytes < 0 {
 		return errors.New("wire: durations must not be negative")
 	}
 	return nil
@@ -74,11 +83,11 @@ func StreamConfigs(o StreamOptions) []jetstream.StreamConfig {
 			Subjects:    []string{EventSubjects},
 			Retention:   jetstream.LimitsPolicy,
 			MaxAge:      o.EventMaxAge,
+			MaxBytes:    eventMaxBytes(o.EventMaxBytes),
 			Duplicates:  o.DuplicateWindow,
 			Replicas:    o.Replicas,
 			Storage:     o.Storage,
-			// Never drop events to make room: refuse the append instead.
-			Discard: jetstream.DiscardNew,
+			Discard:     eventDiscard(o),
 		},
 		{
 			Name:        StreamStats,
@@ -92,6 +101,22 @@ func StreamConfigs(o StreamOptions) []jetstream.StreamConfig {
 			Discard:     jetstream.DiscardOld,
 		},
 	}
+}
+
+func eventMaxBytes(n int64) int64 {
+	if n == 0 {
+		return -1 // unlimited
+	}
+	return n
+}
+
+// eventDiscard: with a guard the oldest messages go (trimming keeps them
+// far from it); without one nothing is ever dropped.
+func eventDiscard(o StreamOptions) jetstream.DiscardPolicy {
+	if o.EventMaxAge > 0 || o.EventMaxBytes > 0 {
+		return jetstream.DiscardOld
+	}
+	return jetstream.DiscardNew
 }
 
 // EnsureStreams creates every stream of the contract, and updates one only
@@ -114,7 +139,12 @@ func EnsureStreams(ctx context.Context, js jetstream.JetStream, o StreamOptions)
 		if err != nil {
 			return fmt.Errorf("wire: stream %s: %w (is JetStream enabled on the server?)", want.Name, err)
 		}
-		if SameStreamSettings(st.CachedInfo().Config, want) {
+		have := st.CachedInfo().Config
+		if want.Name == StreamEvents && o.EventMaxAge == 0 && o.EventMaxBytes == 0 {
+			// This service does not manage the guard: keep the stream's.
+			want.MaxAge, want.MaxBytes, want.Discard = have.MaxAge, have.MaxBytes, have.Discard
+		}
+		if SameStreamSettings(have, want) {
 			continue
 		}
 		if _, err := js.UpdateStream(ctx, want); err != nil {
@@ -127,5 +157,6 @@ func EnsureStreams(ctx context.Context, js jetstream.JetStream, o StreamOptions)
 // SameStreamSettings reports whether have already has the contract settings of want.
 func SameStreamSettings(have, want jetstream.StreamConfig) bool {
 	return slices.Equal(have.Subjects, want.Subjects) && have.MaxAge == want.MaxAge && have.Duplicates == want.Duplicates &&
-		have.Replicas == want.Replicas && have.Storage == want.Storage && have.Discard == want.Discard && have.Retention == want.Retention
+		have.Replicas == want.Replicas && have.Storage == want.Storage && have.Discard == want.Discard && have.Retention == want.Retention &&
+		have.MaxBytes == want.MaxBytes
 }

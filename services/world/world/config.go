@@ -142,6 +142,8 @@ func (c *Config) RegisterFlags(s *envflag.Set) {
 	s.Duration(&c.TrimInterval, "trim-interval", c.TrimInterval, "how often owned zone logs are trimmed in JetStream below min(snapshot, persist's floor, minimum tail); 0 = never")
 	s.Duration(&c.TrimKeepAge, "trim-keep-age", c.TrimKeepAge, "minimum tail: zone log messages younger than this stay in JetStream")
 	s.Int(&c.TrimKeepRecords, "trim-keep-records", c.TrimKeepRecords, "minimum tail: at least this many messages of each zone log stay in JetStream")
+	s.Duration(&c.Streams.EventMaxAge, "event-max-age", c.Streams.EventMaxAge, "last guard of the EVT stream: its oldest messages go past this age (0 = leave the stream as it is; trimming acts long before)")
+	s.Int64(&c.Streams.EventMaxBytes, "event-max-bytes", c.Streams.EventMaxBytes, "last guard of the EVT stream: its oldest messages go past this size in bytes (0 = leave the stream as it is; trimming acts long before)")
 	s.Duration(&c.DisconnectGrace, "disconnect-grace", c.DisconnectGrace, "how long the body of a player whose connection closed without Leave stays for a resume")
 	if c.Streams.Replicas == 0 {
 		c.Streams.Replicas = 1

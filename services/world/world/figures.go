@@ -20,6 +20,9 @@ func newFigures(g prometheus.Gatherer) *telemetry.Figures {
 		// The monitor alerts when trimming cannot act (zone_log_trim_blocked).
 		telemetry.FigureSpec{Name: "trim_blocked_seconds", Metric: "realm_world_trim_blocked_seconds", Kind: telemetry.Value},
 		telemetry.FigureSpec{Name: "trim_purged_per_sec", Metric: "realm_world_trim_purged_total", Kind: telemetry.Rate},
+		telemetry.FigureSpec{Name: "evt_stream_bytes", Metric: "realm_world_evt_stream_bytes", Kind: telemetry.Value},
+		telemetry.FigureSpec{Name: "evt_stream_limit_ratio", Metric: "realm_world_evt_stream_limit_ratio", Kind: telemetry.Value},
+		telemetry.FigureSpec{Name: "jetstream_storage_ratio", Metric: "realm_world_jetstream_storage_ratio", Kind: telemetry.Value},
 		// The monitor alerts on increases (zone_leases_lost: Redis unreachable, restarted, failed over).
 		telemetry.FigureSpec{Name: "leases_lost_total", Metric: "realm_world_lock_lost_total", Kind: telemetry.Value},
 	)

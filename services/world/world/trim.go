@@ -11,6 +11,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/realmstream/realmstream/libs/schema"
+	"github.com/realmstream/realmstream/libs/wire"
 	"github.com/realmstream/realmstream/services/world/internal/trim"
 )
 
@@ -21,6 +22,9 @@ type trimmer struct {
 	s      *Service
 	t      *trim.Trimmer
 	purged prometheus.Counter
+	// JetStream storage, read every round: the EVT stream against its guard
+	// and the account against its limit (ratios 0 when unlimited).
+	evtBytes, evtRatio, accountRatio prometheus.Gauge
 	mu     sync.Mutex
 	lastOK map[string]time.Time // zone -> last trim that was not blocked
 }
@@ -29,6 +33,12 @@ func newTrimmer(s *Service, t *trim.Trimmer) *trimmer {
 	tr := &trimmer{s: s, t: t, lastOK: map[string]time.Time{},
 		purged: prometheus.NewCounter(prometheus.CounterOpts{Name: "realm_world_trim_purged_total",
 			Help: "Zone log messages purged from JetStream below the trim floor (they are in the store)."})}
+	tr.evtBytes = prometheus.NewGauge(prometheus.GaugeOpts{Name: "realm_world_evt_stream_bytes", Help: "Bytes stored in the EVT stream."})
+	tr.evtRatio = prometheus.NewGauge(prometheus.GaugeOpts{Name: "realm_world_evt_stream_limit_ratio",
+		Help: "EVT stream bytes / its MaxBytes guard, or age of its oldest message / MaxAge, whichever is higher (0 without a guard)."})
+	tr.accountRatio = prometheus.NewGauge(prometheus.GaugeOpts{Name: "realm_world_jetstream_storage_ratio",
+		Help: "JetStream file storage used by the account / its limit (0 when unlimited)."})
+	s.ops.Registry.MustRegister(tr.evtBytes, tr.evtRatio, tr.accountRatio)
 	s.ops.Registry.MustRegister(tr.purged, prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "realm_world_trim_blocked_seconds",
 		Help: "Longest time any owned zone has gone without a trim that could act (persist floor unknown, snapshot missing or failing)."},
 		tr.blockedSeconds))
@@ -64,6 +74,7 @@ func (tr *trimmer) run(ctx context.Context, every time.Duration) {
 		for z := range tr.s.Owned() {
 			tr.one(ctx, z)
 		}
+		tr.storage(ctx)
 		tr.mu.Lock()
 		for z := range tr.lastOK { // forget zones that moved away
 			if _, ok := tr.s.Owned()[z]; !ok {
@@ -123,4 +134,30 @@ func (tr *trimmer) snapshotSeq(ctx context.Context, zone string) (uint64, error)
 		return 0, nil // unreadable: recovery would replay from the start, so keep everything
 	}
 	return snap.LastSeq, nil
+}
+
+// storage reads the EVT stream's and the account's JetStream usage.
+func (tr *trimmer) storage(ctx context.Context) {
+	rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if st, err := tr.s.js.Stream(rctx, wire.StreamEvents); err == nil {
+		if info, err := st.Info(rctx); err == nil {
+			tr.evtBytes.Set(float64(info.State.Bytes))
+			ratio := 0.0
+			if mb := info.Config.MaxBytes; mb > 0 {
+				ratio = float64(info.State.Bytes) / float64(mb)
+			}
+			if ma := info.Config.MaxAge; ma > 0 && !info.State.FirstTime.IsZero() {
+				ratio = max(ratio, float64(time.Since(info.State.FirstTime))/float64(ma))
+			}
+			tr.evtRatio.Set(ratio)
+		}
+	}
+	if ai, err := tr.s.js.AccountInfo(rctx); err == nil {
+		ratio := 0.0
+		if lim := ai.Limits.MaxStore; lim > 0 {
+			ratio = float64(ai.Store) / float64(lim)
+		}
+		tr.accountRatio.Set(ratio)
+	}
 }
