@@ -10,6 +10,8 @@ import {
   RejectedError,
   ServerError,
   ClosedError,
+  LoginError,
+  login,
   type ClientEvent,
   type CommandResult,
   type ZoneUpdate,
@@ -218,6 +220,41 @@ describe("RealmClient against a real stack", () => {
     } finally {
       proxy.close();
     }
+  });
+
+  test("login: POST /v1/session mints a token the gateway accepts; bad requests are typed LoginErrors", async (t) => {
+    const deviceId = `ts-device-${process.pid}-${Date.now()}`;
+    let s;
+    try {
+      s = await login(stack.wsUrl, { deviceId, name: "Tessa" });
+    } catch (e) {
+      // A gateway from before the login endpoint answers 404: the SDK reports it as such.
+      assert.ok(e instanceof LoginError && e.status === 404, `got ${e}`);
+      t.diagnostic("this gateway serves no POST /v1/session (404)");
+      return;
+    }
+    assert.ok(s.token && s.playerId && s.created, JSON.stringify(s));
+    assert.equal(s.name, "Tessa");
+    assert.ok(s.expiresAt.getTime() > Date.now());
+    const again = await login(stack.wsUrl, { deviceId });
+    assert.equal(again.playerId, s.playerId, "same device, same account");
+    assert.equal(again.created, false);
+
+    const c = await RealmClient.connect({ url: stack.wsUrl, token: s.token });
+    clients.push(c);
+    assert.equal(c.playerId, s.playerId);
+    await located(c, "z0_0");
+    await c.chat("logged in with a token");
+
+    await assert.rejects(login(stack.wsUrl, { deviceId: "short" }), (e: unknown) => e instanceof LoginError && e.status === 400 && e.code === "invalid_argument");
+    await assert.rejects(
+      login(stack.wsUrl, { customId: `nobody-${Date.now()}`, create: false }),
+      (e: unknown) => e instanceof LoginError && e.status === 404 && e.code === "not_found",
+    );
+    await assert.rejects(
+      RealmClient.connect({ url: stack.wsUrl, token: s.token.slice(0, -4) + "AAAA", reconnect: false }),
+      (e: unknown) => e instanceof ServerError && e.code === ErrorCode.UNAUTHENTICATED,
+    );
   });
 
   test("WorldInfo: the world description arrives with the Welcome when the gateway sends it", async (t) => {
