@@ -96,3 +96,70 @@ func TestLegacyPlayerKeepsOldRule(t *testing.T) {
 		t.Fatalf("after upgrade: %+v", got)
 	}
 }
+
+// TestLegacyKeysReadableAfterUpgrade: a store written before tick records
+// (e keys without index, tallies without index) opens with every event
+// readable at index 0, by time and by stream position; a legacy message
+// redelivered after the upgrade stores nothing and counts no kill twice.
+func TestLegacyKeysReadableAfterUpgrade(t *testing.T) {
+	dir := t.TempDir()
+	db, err := pebble.Open(dir, &pebble.Options{Logger: quiet{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := storetest.Base
+	recs := []store.Record{
+		storetest.Rec(1, storetest.Joined("j", "z0_0", "ann", ts, 10)),
+		storetest.Rec(2, storetest.Kill("k", "z0_0", "ann", "ben", ts.Add(time.Second))),
+	}
+	b := db.NewBatch()
+	for i := range recs {
+		r := &recs[i]
+		k := append(append(append([]byte{'e'}, r.Zone...), 0), u64(u64(nil, tsKey(r.TSNs)), r.Seq)...)
+		b.Set(k, encodeEvent(r), nil)
+		b.Set(seqKey(r.Seq), k[1:], nil)
+	}
+	b.Set(legacyTallyKey(store.Tally{PlayerID: "ann", Seq: 2, Kind: 'k'}), nil, nil)
+	pa, _ := json.Marshal(playerRec{Player: store.Player{PlayerID: "ann", Kills: 1, LastSeq: 2}})
+	b.Set([]byte("pann"), pa, nil)
+	b.Set([]byte("h"), u64(nil, 2), nil)
+	if err := b.Commit(pebble.Sync); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+
+	s, err := Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	byTime, err := s.ZoneEvents(t.Context(), store.ZoneEventsQuery{Zone: "z0_0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bySeq, err := s.EventsBySeq(t.Context(), store.SeqRangeQuery{Zone: "z0_0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(byTime) != 2 || len(bySeq) != 2 {
+		t.Fatalf("after upgrade: %d by time, %d by seq", len(byTime), len(bySeq))
+	}
+	for i, e := range bySeq {
+		if e.Seq != recs[i].Seq || e.Index != 0 || e.EventID != recs[i].EventID || string(e.Payload) != string(recs[i].Payload) ||
+			byTime[i].Seq != e.Seq || byTime[i].TSNs != e.TSNs || string(byTime[i].Payload) != string(e.Payload) {
+			t.Fatalf("event %d = %+v, want %+v", i, e, recs[i])
+		}
+	}
+	res, err := s.Write(t.Context(), recs)
+	if err != nil || res.Inserted != 0 || res.Skipped != 2 {
+		t.Fatalf("redelivered legacy messages: %+v %v", res, err)
+	}
+	if p, _, _ := s.Player(t.Context(), "ann"); p.Kills != 1 {
+		t.Fatalf("ann kills %d after a redelivered legacy kill, want 1", p.Kills)
+	}
+	it, _ := s.db.NewIter(&pebble.IterOptions{LowerBound: []byte("e"), UpperBound: []byte("f")})
+	if it.First() {
+		t.Fatalf("legacy key %x left", it.Key())
+	}
+	it.Close()
+}
