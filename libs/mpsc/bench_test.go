@@ -8,16 +8,17 @@ import (
 	"time"
 )
 
-// Benchmark matrix (QUEUE-9, issue 2): the ring against a buffered channel
-// of the same capacity and a mutex ring with batch drain, for 1, 4 and 16
-// producers and pointer-sized and 64-byte items. One op = one item moved
-// from a producer to the consumer. Each sub-benchmark also runs the channel
-// baseline with the same N in the same process (timer stopped; the two take
-// turns over benchRounds slices of N) and reports x_vs_chan = channel time /
-// own time, so a ratio never compares numbers from different runs. For
-// impl=chan the ratio is the channel against itself: it shows the noise.
+// Benchmark matrix (QUEUE-9, issues 2 and 12): the ring against a mutex ring
+// with batch drain and a buffered channel of the same capacity, for 1, 4 and
+// 16 producers and pointer-sized and 64-byte items. One op = one item moved
+// from a producer to the consumer. Every sub-benchmark runs all three
+// implementations on the same number of items in interleaved rounds (the
+// timer runs only for its own) and reports items/s plus the ratios
+// x_vs_chan and x_vs_mutex, so a ratio never compares numbers from different
+// moments of a shared machine. See docs/bench/mpsc.md.
 //
-// Run: go test -run '^$' -bench BenchmarkQueue -benchmem -count 6 ./libs/mpsc/
+// Run: libs/mpsc/bench.sh (benchstat over 10 runs), or
+// go test -run '^$' -bench BenchmarkQueue -benchmem -count 10 ./libs/mpsc/
 
 const (
 	benchCapacity = 1024
@@ -186,27 +187,78 @@ func runMutex[T any](n, p int, v T) time.Duration {
 	return d
 }
 
-// benchRounds is how many alternating slices of b.N the measured queue and
-// the channel baseline take turns on, so that a change in background load
-// during the run hits both sides of the ratio alike.
-const benchRounds = 4
+// benchRounds is how many slices of b.N every implementation takes turns
+// on (in a rotating order), so that a change in background load during the
+// run hits all of them alike and the ratios compare like with like.
+const benchRounds = 6
 
-func benchImpl[T any](b *testing.B, impl, base queueImpl[T], p int, v T) {
+// impl is one queue under test.
+type impl[T any] struct {
+	name string
+	run  queueImpl[T]
+}
+
+// Indexes into the slice built by impls: the baselines the ratios divide by.
+const (
+	implRing = iota
+	implMutex
+	implChan
+)
+
+func impls[T any]() []impl[T] {
+	return []impl[T]{
+		implRing:  {"ring", runRing[T]},
+		implMutex: {"mutex", runMutex[T]},
+		implChan:  {"chan", runChan[T]},
+	}
+}
+
+// benchInterleaved measures impls[own] with the timer running and, in the
+// same rounds with the timer stopped, every other implementation on the same
+// number of items. It reports own items/s and the interleaved ratios
+// x_vs_chan = chan time / own time and x_vs_mutex = mutex time / own time
+// (above 1 means faster than that baseline; 1 by definition for the baseline
+// itself), and the process CPU time per item of its own rounds (cpu-ns/item:
+// on a loaded machine wall time mostly measures the CPU share the process
+// got, CPU time per item measures the work).
+func benchInterleaved[T any](b *testing.B, all []impl[T], own, p int, v T) {
 	b.ReportAllocs()
+	d := make([]time.Duration, len(all))
+	var cpu time.Duration
 	b.ResetTimer()
-	var d, dc time.Duration
-	for i := 0; i < benchRounds; i++ {
-		n := split(b.N, benchRounds, i)
+	b.StopTimer()
+	for round := 0; round < benchRounds; round++ {
+		n := split(b.N, benchRounds, round)
 		if n == 0 {
 			continue
 		}
-		b.StartTimer()
-		d += impl(n, p, v)
-		b.StopTimer()
-		dc += base(n, p, v)
+		for j := range all {
+			k := (round + j) % len(all)
+			if k != own {
+				d[k] += all[k].run(n, p, v)
+				continue
+			}
+			c0, _ := processCPU()
+			b.StartTimer()
+			d[k] += all[k].run(n, p, v)
+			b.StopTimer()
+			c1, _ := processCPU()
+			cpu += c1 - c0
+		}
 	}
-	b.ReportMetric(float64(b.N)/d.Seconds(), "items/s")
-	b.ReportMetric(dc.Seconds()/d.Seconds(), "x_vs_chan")
+	b.ReportMetric(float64(b.N)/d[own].Seconds(), "items/s")
+	b.ReportMetric(d[implChan].Seconds()/d[own].Seconds(), "x_vs_chan")
+	b.ReportMetric(d[implMutex].Seconds()/d[own].Seconds(), "x_vs_mutex")
+	if cpu > 0 {
+		b.ReportMetric(float64(cpu.Nanoseconds())/float64(b.N), "cpu-ns/item")
+	}
+}
+
+func benchCase[T any](b *testing.B, p int, v T) {
+	all := impls[T]()
+	for k := range all {
+		b.Run("impl="+all[k].name, func(b *testing.B) { benchInterleaved(b, all, k, p, v) })
+	}
 }
 
 func BenchmarkQueue(b *testing.B) {
@@ -216,16 +268,8 @@ func BenchmarkQueue(b *testing.B) {
 		big[i] = uint64(i)
 	}
 	for _, p := range []int{1, 4, 16} {
-		b.Run(fmt.Sprintf("item=ptr/producers=%d", p), func(b *testing.B) {
-			b.Run("impl=ring", func(b *testing.B) { benchImpl(b, runRing[*payload], runChan[*payload], p, ptr) })
-			b.Run("impl=mutex", func(b *testing.B) { benchImpl(b, runMutex[*payload], runChan[*payload], p, ptr) })
-			b.Run("impl=chan", func(b *testing.B) { benchImpl(b, runChan[*payload], runChan[*payload], p, ptr) })
-		})
-		b.Run(fmt.Sprintf("item=64B/producers=%d", p), func(b *testing.B) {
-			b.Run("impl=ring", func(b *testing.B) { benchImpl(b, runRing[item64], runChan[item64], p, big) })
-			b.Run("impl=mutex", func(b *testing.B) { benchImpl(b, runMutex[item64], runChan[item64], p, big) })
-			b.Run("impl=chan", func(b *testing.B) { benchImpl(b, runChan[item64], runChan[item64], p, big) })
-		})
+		b.Run(fmt.Sprintf("item=ptr/producers=%d", p), func(b *testing.B) { benchCase(b, p, ptr) })
+		b.Run(fmt.Sprintf("item=64B/producers=%d", p), func(b *testing.B) { benchCase(b, p, big) })
 	}
 }
 

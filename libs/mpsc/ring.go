@@ -13,8 +13,8 @@
 //
 //	tail      next position to claim (plus the closed flag, see Close)
 //	head      next position the consumer reads; written only by the consumer
-//	seqs[i]   == p+1 once position p (p&mask == i) is published; smaller
-//	          values are older laps and mean "not yet"
+//	seqs[i]   == uint32(p+1) once position p (p&mask == i) is published;
+//	          the previous lap's value (p+1-C) means "not yet"
 //
 // A producer loads t = tail and checks for space with SIGNED arithmetic,
 // int64(t - head) >= C means full. t may be stale, so t - head may even be
@@ -22,17 +22,23 @@
 // 0" is dead code, the classic port bug that staticcheck SA4003 catches). If
 // there is room it claims t with CAS(tail, t, t+1) (a failed CAS means
 // another producer claimed t: reload and retry, never "full"), writes
-// vals[t&mask] and publishes with seqs[t&mask].Store(t+1).
+// vals[t&mask] and publishes with seqs[t&mask].Store(uint32(t+1)).
 //
-// The consumer reads position h while int64(seqs[h&mask]) - int64(h+1) >= 0,
-// copies the value out and zeroes the slot (no pointer stays reachable for
-// the GC), and after the batch stores head = h+n once: that single store
-// frees the n slots. Compared with a per-slot "free" store this saves one
-// full-fence atomic per item on the consumer, which was the bottleneck in
-// the benchmarks (docs/bench/mpsc.md).
+// The consumer reads position h while int32(seqs[h&mask] - uint32(h+1)) >= 0,
+// copies the value out and, if T holds pointers, zeroes the slot (no pointer
+// stays reachable for the GC; a pointer-free slot is left as it is, so the
+// consumer only reads the line the next producer writes), and after the batch
+// stores head = h+n once: that single store frees the n slots. Compared with
+// a per-slot "free" store this saves one full-fence atomic per item on the
+// consumer, which was the bottleneck in the first benchmarks
+// (docs/bench/mpsc.md).
 //
-// Sequence numbers and values are two arrays (not an array of {seq, val}
-// structs): the consumer polls 8 sequence numbers per cache line and 64-byte
+// Sequence numbers are 32 bits (16 per cache line, half the traffic of 64):
+// when the consumer looks at position h, slot h&mask holds either h+1 or the
+// value of the lap before, h+1-C, and C <= 2^30 keeps the two apart in 32-bit
+// signed arithmetic. Sequence numbers and values are two arrays (not an
+// array of {seq, val} structs): the consumer polls 16 sequence numbers per
+// cache line and 64-byte
 // values stay aligned to one line each, which measured slightly faster than
 // the interleaved layout, and faster than padding every slot to a cache line
 // (which moves more lines per item).
@@ -47,14 +53,15 @@
 //   - producer: write vals[i], then seqs[i].Store(p+1) (release);
 //     consumer: seqs[i].Load() == p+1 (acquire), then read vals[i].
 //     So the consumer's read happens after the producer's write.
-//   - consumer: read and zero vals[i] for position p, then head.Store(h)
+//   - consumer: read (and zero) vals[i] for position p, then head.Store(h)
 //     with h > p; next-lap producer of position p+C: head.Load() >= p+1
 //     (that is what "not full" means for p+C), then write vals[i].
 //     So the next write happens after the previous read and zeroing.
 //   - Only the producer whose CAS on tail succeeded for p writes slot p&mask
-//     in that lap, so writers of one slot never overlap. seqs grow every lap
-//     (p+1 is unique to p), so a stale value from an older lap cannot be
-//     mistaken for a publication (no ABA).
+//     in that lap, so writers of one slot never overlap. A slot's sequence
+//     grows by C every lap and the consumer reads slot h&mask only after it
+//     consumed h-C, so the only stale value it can see is h+1-C, never
+//     mistaken for a publication (no ABA; C <= 2^30 < 2^31).
 //
 // The race detector models exactly these edges, so -race checks the value
 // hand-off, not only the atomics.
@@ -96,6 +103,7 @@ package mpsc
 import (
 	"context"
 	"errors"
+	"reflect"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -148,9 +156,10 @@ type Ring[T any] struct {
 	_ [cacheLine]byte
 
 	// Read-only after New.
-	seqs  []atomic.Uint64 // seqs[i] is the sequence number of vals[i]
+	seqs  []atomic.Uint32 // seqs[i] is the sequence number of vals[i], mod 2^32
 	vals  []T
 	mask  uint64
+	clear bool          // T holds pointers: zero dequeued slots for the GC
 	wake  chan struct{} // consumer wake-up, capacity 1
 	pwake chan struct{} // producer wake-up tokens (zero-size elements, no buffer memory)
 	_     [cacheLine]byte
@@ -194,10 +203,11 @@ func New[T any](capacity int) *Ring[T] {
 		c <<= 1
 	}
 	r := &Ring[T]{
-		seqs: make([]atomic.Uint64, c),
-		vals: make([]T, c),
-		mask: uint64(c - 1),
-		wake: make(chan struct{}, 1),
+		seqs:  make([]atomic.Uint32, c),
+		vals:  make([]T, c),
+		mask:  uint64(c - 1),
+		clear: hasPointers(reflect.TypeFor[T]()),
+		wake:  make(chan struct{}, 1),
 		// A channel of struct{} allocates no element buffer, so a huge
 		// capacity is free and sends of owed tokens never block.
 		pwake: make(chan struct{}, maxCapacity),
@@ -232,16 +242,17 @@ func (r *Ring[T]) Closed() bool { return r.tail.Load()&closedBit != 0 }
 // ErrFull (retryable) or ErrClosed. A failed CAS caused by another producer
 // is retried, never reported as full.
 func (r *Ring[T]) TryEnqueue(v T) error {
-	if err := r.tryEnqueue(v); err != nil {
-		if err == ErrFull {
-			r.stats.full.Add(1)
-		}
-		return err
+	err := r.tryEnqueue(&v)
+	if err == ErrFull {
+		r.stats.full.Add(1)
 	}
-	return nil
+	return err
 }
 
-func (r *Ring[T]) tryEnqueue(v T) error {
+// tryEnqueue takes a pointer so that a large T is copied once, into its
+// slot (v does not escape: it is only read).
+func (r *Ring[T]) tryEnqueue(v *T) error {
+	seqs, vals, mask := r.seqs, r.vals, r.mask
 	t := r.tail.Load()
 	for {
 		if t&closedBit != 0 {
@@ -250,15 +261,17 @@ func (r *Ring[T]) tryEnqueue(v T) error {
 		// Signed difference: t may be stale (other producers claimed
 		// more, the consumer moved head past t); then dif is small or
 		// negative and the CAS below fails and reloads.
-		if dif := int64(t - r.head.Load()); dif >= int64(len(r.seqs)) {
+		if dif := int64(t - r.head.Load()); dif >= int64(len(seqs)) {
 			// tail >= t >= head + C when head was loaded: full then.
 			return ErrFull
 		}
 		if r.tail.CompareAndSwap(t, t+1) {
-			i := t & r.mask
-			r.vals[i] = v
-			r.seqs[i].Store(t + 1) // publish: release of val
-			r.signalConsumer()
+			i := t & mask
+			vals[i] = *v
+			seqs[i].Store(uint32(t + 1)) // publish: release of val
+			if r.sleeping.Load() != 0 {
+				r.signalConsumer()
+			}
 			return nil
 		}
 		t = r.tail.Load()
@@ -268,7 +281,7 @@ func (r *Ring[T]) tryEnqueue(v T) error {
 // signalConsumer wakes the consumer if, and only if, it armed parking. The
 // CAS makes exactly one producer pay for the channel send.
 func (r *Ring[T]) signalConsumer() {
-	if r.sleeping.Load() != 0 && r.sleeping.CompareAndSwap(1, 0) {
+	if r.sleeping.CompareAndSwap(1, 0) {
 		select {
 		case r.wake <- struct{}{}:
 		default:
@@ -281,10 +294,14 @@ func (r *Ring[T]) signalConsumer() {
 // ctx is done first, or ErrClosed. An item is enqueued if and only if the
 // result is nil; a free slot wins over a done ctx.
 func (r *Ring[T]) Enqueue(ctx context.Context, v T) error {
-	err := r.tryEnqueue(v)
-	if err != ErrFull {
+	if err := r.tryEnqueue(&v); err != ErrFull {
 		return err
 	}
+	return r.enqueueSlow(ctx, &v)
+}
+
+// enqueueSlow is Enqueue on a full ring: yield a little, then park.
+func (r *Ring[T]) enqueueSlow(ctx context.Context, v *T) (err error) {
 	r.stats.full.Add(1)
 	start := time.Now()
 	defer func() { r.stats.waitNanos.Add(uint64(time.Since(start))) }()
@@ -352,19 +369,23 @@ func (r *Ring[T]) wakeProducers() {
 // DequeueBatch moves up to len(buf) published items, oldest first, into buf
 // and returns how many. It never blocks and returns 0 when the next position
 // is not yet published (see the relaxation in the package comment). Dequeued
-// slots are zeroed. Only the single consumer may call it.
+// slots are zeroed when T holds pointers. Only the single consumer may call
+// it.
 func (r *Ring[T]) DequeueBatch(buf []T) int {
+	seqs, vals, mask, clear := r.seqs, r.vals, r.mask, r.clear
 	h := r.head.Load()
 	n := 0
 	var zero T
 	for n < len(buf) {
 		p := h + uint64(n)
-		i := p & r.mask
-		if int64(r.seqs[i].Load())-int64(p+1) < 0 {
+		i := p & mask
+		if int32(seqs[i].Load()-uint32(p+1)) < 0 {
 			break // not yet published
 		}
-		buf[n] = r.vals[i] // acquire: ordered after the producer's write
-		r.vals[i] = zero
+		buf[n] = vals[i] // acquire: ordered after the producer's write
+		if clear {
+			vals[i] = zero
+		}
 		n++
 	}
 	if n > 0 {
@@ -378,7 +399,7 @@ func (r *Ring[T]) DequeueBatch(buf []T) int {
 // ready reports whether the consumer's next position is published.
 func (r *Ring[T]) ready() bool {
 	h := r.head.Load()
-	return int64(r.seqs[h&r.mask].Load())-int64(h+1) >= 0
+	return int32(r.seqs[h&r.mask].Load()-uint32(h+1)) >= 0
 }
 
 // drained reports whether the ring is closed and every accepted position has
@@ -472,5 +493,26 @@ func (r *Ring[T]) Stats() Stats {
 		ProducerParks: r.stats.producerParks.Load(),
 		EnqueueWait:   time.Duration(r.stats.waitNanos.Load()),
 		ConsumerParks: r.stats.consumerParks.Load(),
+	}
+}
+
+// hasPointers reports whether values of t contain pointers the GC traces.
+func hasPointers(t reflect.Type) bool {
+	switch t.Kind() {
+	case reflect.Bool, reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Uintptr,
+		reflect.Float32, reflect.Float64, reflect.Complex64, reflect.Complex128:
+		return false
+	case reflect.Array:
+		return t.Len() > 0 && hasPointers(t.Elem())
+	case reflect.Struct:
+		for i := range t.NumField() {
+			if hasPointers(t.Field(i).Type) {
+				return true
+			}
+		}
+		return false
+	default: // pointers, strings, slices, maps, chans, funcs, interfaces
+		return true
 	}
 }

@@ -429,3 +429,85 @@ func TestZeroAllocs(t *testing.T) {
 		t.Errorf("64-byte ring: %v allocs per op", a)
 	}
 }
+
+// TestSequenceWrap32 runs FIFO laps across the point where the 32-bit slot
+// sequence numbers wrap (positions 2^32-C .. 2^32+C and beyond): a ring whose
+// positions start just below 2^32, with every slot holding the sequence its
+// previous lap left there, must behave exactly like a fresh ring.
+func TestSequenceWrap32(t *testing.T) {
+	for _, capacity := range []int{2, 8, 64} {
+		t.Run(fmt.Sprint("cap=", capacity), func(t *testing.T) {
+			r := New[int](capacity)
+			c := uint64(r.Cap())
+			start := uint64(1)<<32 - 3*c/2
+			for q := start - c; q < start; q++ {
+				r.seqs[q&r.mask].Store(uint32(q + 1))
+			}
+			r.head.Store(start)
+			r.tail.Store(start)
+			buf := make([]int, c)
+			next, want := 0, 0
+			for lap := 0; lap < 6; lap++ {
+				if n := r.DequeueBatch(buf); n != 0 {
+					t.Fatalf("lap %d: empty ring dequeued %d", lap, n)
+				}
+				for i := uint64(0); i < c; i++ {
+					if err := r.TryEnqueue(next); err != nil {
+						t.Fatalf("lap %d: enqueue %d: %v", lap, i, err)
+					}
+					next++
+				}
+				if err := r.TryEnqueue(-1); !errors.Is(err, ErrFull) {
+					t.Fatalf("lap %d: enqueue into full ring: %v", lap, err)
+				}
+				if n := r.DequeueBatch(buf); n != int(c) {
+					t.Fatalf("lap %d: dequeued %d, want %d", lap, n, c)
+				}
+				for _, v := range buf {
+					if v != want {
+						t.Fatalf("lap %d: got %d, want %d", lap, v, want)
+					}
+					want++
+				}
+			}
+			if h := r.head.Load(); h <= 1<<32 {
+				t.Fatalf("head %d did not cross 2^32", h)
+			}
+		})
+	}
+}
+
+// TestHasPointers: slots are zeroed after dequeue exactly for the types the
+// GC traces.
+func TestHasPointers(t *testing.T) {
+	type flat struct {
+		a int64
+		b [4]uint32
+		c float64
+	}
+	type withPtr struct {
+		a int
+		p *int
+	}
+	for _, tc := range []struct {
+		name string
+		r    interface{ clears() bool }
+		want bool
+	}{
+		{"int", New[int](2), false},
+		{"[8]uint64", New[[8]uint64](2), false},
+		{"flat struct", New[flat](2), false},
+		{"*int", New[*int](2), true},
+		{"string", New[string](2), true},
+		{"[]byte", New[[]byte](2), true},
+		{"struct with pointer", New[withPtr](2), true},
+		{"[2]any", New[[2]any](2), true},
+		{"map", New[map[int]int](2), true},
+	} {
+		if got := tc.r.clears(); got != tc.want {
+			t.Errorf("%s: clear = %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}
+
+func (r *Ring[T]) clears() bool { return r.clear }
