@@ -42,6 +42,15 @@ const (
 	QueryZoneEvents = "persist.query.zone_events"
 	QueryPlayer     = "persist.query.player"
 	QueryZone       = "persist.query.zone"
+	// QueryZoneRange answers a zone's events by stream position, from the
+	// store (also below the JetStream floor): JSON {"zone","from_seq",
+	// "to_seq","after_seq","after_index","has_after","limit"} ->
+	// {"events":[{"seq","index","payload",...}],"more"}.
+	QueryZoneRange = "persist.query.zone_range"
+	// QueryAckFloor answers persist's acknowledged floor: every EVT message
+	// with stream sequence <= ack_floor is durably stored (the durable
+	// consumer's ack floor). JSON {} -> {"ack_floor","stream_last_seq",...}.
+	QueryAckFloor = "persist.query.ack_floor"
 )
 
 // Request/reply subjects of the world's query API (queue group "world": any
