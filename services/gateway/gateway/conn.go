@@ -580,8 +580,7 @@ func (c *conn) handle(b []byte) {
 		c.subjZone, c.subject = zone, wire.CommandSubject(zone)
 	}
 	it.c, it.seq, it.received = c, seq, received
-	it.setHeaders(cmd.CommandId, c.session, c.player, zone)
-	it.msg.Header[wire.HeaderCmdDigest] = []string{digestHeader(digest)}
+	it.setHeaders(cmd.CommandId, c.session, c.player, zone, digestHeader(digest))
 	it.verified = verified || (resend && resendKey != 0)
 	it.msg.Subject, it.msg.Data = c.subject, it.buf
 	ctx, span := c.s.tracer.Start(context.Background(), "gateway.command", trace.WithTimestamp(received))
