@@ -44,6 +44,9 @@ type Config struct {
 	WebhookAttempts int
 	// WebhookTimeout bounds one POST. Default 5s.
 	WebhookTimeout time.Duration
+	// PlayURL is the browser demo's URL, linked from the dashboard's header
+	// when set (realmstream run sets it to its /play/ page). Default "".
+	PlayURL string
 	// WebhookBackoff is the first retry delay, doubled each retry (max 30s). Default 500ms.
 	WebhookBackoff time.Duration
 	// WebhookQueue bounds notifications waiting for delivery. Default 256.
@@ -114,6 +117,7 @@ func (c *Config) RegisterFlags(s *envflag.Set) {
 	s.String(&c.WebhookURL, "webhook-url", c.WebhookURL, "POST every firing/resolved alert as JSON to this URL; empty = no webhook")
 	s.Int(&c.WebhookAttempts, "webhook-attempts", c.WebhookAttempts, "attempts per webhook notification")
 	s.Duration(&c.WebhookTimeout, "webhook-timeout", c.WebhookTimeout, "timeout of one webhook POST")
+	s.String(&c.PlayURL, "play-url", c.PlayURL, "URL of a browser game client to link from the dashboard (empty = no link)")
 	s.Duration(&c.WebhookBackoff, "webhook-backoff", c.WebhookBackoff, "first webhook retry delay (doubles, max 30s)")
 	s.Int(&c.WebhookQueue, "webhook-queue", c.WebhookQueue, "webhook notifications queued before new ones are dropped")
 	s.Duration(&c.Window, "window", c.Window, "history of DB stats kept per shard (and reloaded from the stream at start)")
@@ -153,6 +157,12 @@ func (c Config) Validate() error {
 		u, err := url.Parse(c.WebhookURL)
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 			bad("--webhook-url %q: want an http:// or https:// URL", c.WebhookURL)
+		}
+	}
+	if c.PlayURL != "" {
+		u, err := url.Parse(c.PlayURL)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			bad("--play-url %q: want an http:// or https:// URL", c.PlayURL)
 		}
 	}
 	if c.WebhookAttempts < 1 || c.WebhookAttempts > 100 {

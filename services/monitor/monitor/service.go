@@ -107,7 +107,11 @@ func New(cfg Config, log *slog.Logger) (*Service, error) {
 		errLogged: map[string]time.Time{},
 	}
 	s.ops.Registry.MustRegister(s.samples, s.transitions, s.evalErrors, s.deliveries, s.evalSeconds, exporter.New(s))
-	dashboard.Register(s.ops.Mux, s.hub, s.stopping)
+	var links []dashboard.Link
+	if cfg.PlayURL != "" {
+		links = append(links, dashboard.Link{Name: "▶ play", URL: cfg.PlayURL})
+	}
+	dashboard.Register(s.ops.Mux, s.hub, s.stopping, links...)
 	dashboard.RegisterTimeline(s.ops.Mux, func(ctx context.Context, subj string, data []byte) ([]byte, error) {
 		if s.nc == nil {
 			return nil, errors.New("monitor not connected to NATS yet")

@@ -167,6 +167,12 @@ func runStack(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	gc.InstanceID = "gateway-embedded"
 	gc.TCPAddr, gc.WSAddr, gc.Dev = cfg.TCPAddr, cfg.WSAddr, true
 
+	// The browser demo (/play/ on the fifth ops port), linked from the dashboard.
+	playURL := servePlay(ctx, log, port(4), cfg.WSAddr)
+	if strings.HasPrefix(playURL, "http") {
+		mc.PlayURL = playURL
+	}
+
 	// Start order: persist and world before the gateway accepts players;
 	// stop order is the reverse, so the gateway drains its accepted commands
 	// into JetStream before the world hands its zones over.
@@ -225,8 +231,6 @@ func runStack(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			return nil
 		}
 	}
-
-	playURL := servePlay(ctx, log, port(4), cfg.WSAddr)
 
 	gwAddr := cfg.TCPAddr
 	if cfg.Transport == "ws" {

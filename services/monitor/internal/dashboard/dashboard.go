@@ -4,10 +4,14 @@
 package dashboard
 
 import (
+	"bytes"
 	"embed"
 	"encoding/json"
+	"fmt"
+	"html"
 	"io/fs"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -205,14 +209,25 @@ func (h *Hub) Subscribers() int {
 	return len(h.subs)
 }
 
+// Link is a link the page's header shows (e.g. the browser demo of the
+// one-process stack).
+type Link struct{ Name, URL string }
+
 // Register mounts the page on mux: / (the page), /assets/ (its files),
-// /api/state and /api/events.
-func Register(mux *http.ServeMux, h *Hub, done <-chan struct{}) {
+// /api/state and /api/events. links go into the page's header.
+func Register(mux *http.ServeMux, h *Hub, done <-chan struct{}, links ...Link) {
 	sub, _ := fs.Sub(assets, "assets")
 	files := http.FileServerFS(sub)
 	mux.Handle("GET /assets/", http.StripPrefix("/assets/", files))
+	var lb strings.Builder
+	for _, l := range links {
+		fmt.Fprintf(&lb, `<a class="hdr-link" href="%s">%s</a>`, html.EscapeString(l.URL), html.EscapeString(l.Name))
+	}
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
 		page, err := indexWithState(sub, h.Latest())
+		if err == nil && lb.Len() > 0 {
+			page = bytes.Replace(page, []byte("<!--links-->"), []byte(lb.String()), 1)
+		}
 		if err != nil {
 			http.Error(w, err.Error(), http.StatusInternalServerError)
 			return

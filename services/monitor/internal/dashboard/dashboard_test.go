@@ -98,3 +98,28 @@ func TestAssetsSelfContained(t *testing.T) {
 		return nil
 	})
 }
+
+// TestHeaderLinks: links given to Register (the stack's browser demo) are in
+// the page's header, escaped; without links the placeholder stays a comment.
+func TestHeaderLinks(t *testing.T) {
+	page := func(links ...Link) string {
+		mux := http.NewServeMux()
+		Register(mux, NewHub(), make(chan struct{}), links...)
+		srv := httptest.NewServer(mux)
+		defer srv.Close()
+		resp, err := http.Get(srv.URL + "/")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return string(b)
+	}
+	got := page(Link{Name: "▶ play", URL: "http://127.0.0.1:8084/play/?a=1&b=<2>"})
+	if want := `<a class="hdr-link" href="http://127.0.0.1:8084/play/?a=1&amp;b=&lt;2&gt;">▶ play</a>`; !strings.Contains(got, want) {
+		t.Errorf("page lacks %s", want)
+	}
+	if got := page(); strings.Contains(got, "hdr-link") || !strings.Contains(got, "<!--links-->") {
+		t.Errorf("page without links has a link or lost the placeholder")
+	}
+}
