@@ -166,6 +166,11 @@ func (l *Locker) TryAcquire(ctx context.Context, name string) (*Lease, error) {
 		}
 		return nil, err
 	}
+	return l.newLease(ctx, name, token, fence, start)
+}
+
+// newLease starts the renewal of a lease acquired at start.
+func (l *Locker) newLease(ctx context.Context, name, token string, fence uint64, start time.Time) (*Lease, error) {
 	valid := l.opts.validity(time.Since(start))
 	if valid <= 0 {
 		// The call took so long that the lease may already be gone.

@@ -42,7 +42,7 @@ type Config struct {
 	LockPrefix          string        // --lock-prefix, Redis key prefix of zone leases, default realm:lock:
 
 	LeaseTTL         time.Duration // --lease-ttl, zone lease TTL (renewed every TTL/3), default 5s
-	MemberTTL        time.Duration // --member-ttl, an instance without heartbeat for this long is gone; default = lease TTL
+	MemberTTL        time.Duration // --member-ttl, an instance without heartbeat for this long is gone; default max(1s, lease TTL/4), at most the lease TTL
 	Rebalance        time.Duration // --rebalance, period of the ownership controller, default 250ms
 	Tick             time.Duration // --tick, simulation period, default 50ms (20 Hz)
 	SnapshotEvery    int           // --snapshot-every, events between snapshots, default 1000
@@ -51,13 +51,13 @@ type Config struct {
 	MaxBatch         int           // --max-batch, commands per zone per tick, default 256
 	PublishTimeout   time.Duration // --publish-timeout, one JetStream publish attempt, default 2s
 	Heartbeat        time.Duration // --heartbeat, svc.hb.world.<instance> interval, default 2s
+	DisconnectGrace  time.Duration // --disconnect-grace, a disconnected player's body stays this long for a resume, default 15s
 
 	// Trimming of the zone logs in JetStream (the store keeps the history):
 	// below min(latest snapshot, persist's acknowledged floor, minimum tail).
 	TrimInterval    time.Duration // --trim-interval, 0 disables trimming; default 30s
 	TrimKeepAge     time.Duration // --trim-keep-age, messages younger than this stay; default 10m
 	TrimKeepRecords int           // --trim-keep-records, at least this many messages per zone stay; default 1000
-	DisconnectGrace  time.Duration // --disconnect-grace, a disconnected player's body stays this long for a resume, default 15s
 
 	// Map is the world layout. Default worldmap.Default().
 	Map worldmap.Map
@@ -98,10 +98,10 @@ func DefaultConfig() Config {
 		MaxBatch:          256,
 		PublishTimeout:    2 * time.Second,
 		Heartbeat:         2 * time.Second,
+		DisconnectGrace:   15 * time.Second,
 		TrimInterval:      30 * time.Second,
 		TrimKeepAge:       10 * time.Minute,
 		TrimKeepRecords:   1000,
-		DisconnectGrace:   15 * time.Second,
 		Map:               worldmap.Default(),
 	}
 }
@@ -130,7 +130,7 @@ func (c *Config) RegisterFlags(s *envflag.Set) {
 	s.Int(&c.RedisMaxRetries, "redis-max-retries", c.RedisMaxRetries, "retries of a failed Redis command (-1 disables)")
 	s.String(&c.LockPrefix, "lock-prefix", c.LockPrefix, "Redis key prefix of zone leases")
 	s.Duration(&c.LeaseTTL, "lease-ttl", c.LeaseTTL, "zone lease TTL; renewed every TTL/3; a crashed owner's zones move after about this long")
-	s.Duration(&c.MemberTTL, "member-ttl", c.MemberTTL, "an instance whose membership heartbeat is older than this is gone (0 = lease TTL)")
+	s.Duration(&c.MemberTTL, "member-ttl", c.MemberTTL, "an instance whose membership heartbeat is older than this is gone, and its zone leases are taken over at once (0 = max(1s, lease TTL/4))")
 	s.Duration(&c.Rebalance, "rebalance", c.Rebalance, "period of the ownership controller (rendezvous hashing, acquire/release)")
 	s.Duration(&c.Tick, "tick", c.Tick, "simulation tick period (50ms = 20 Hz)")
 	s.Int(&c.SnapshotEvery, "snapshot-every", c.SnapshotEvery, "events between zone snapshots")
@@ -139,12 +139,12 @@ func (c *Config) RegisterFlags(s *envflag.Set) {
 	s.Int(&c.MaxBatch, "max-batch", c.MaxBatch, "commands taken per zone per tick")
 	s.Duration(&c.PublishTimeout, "publish-timeout", c.PublishTimeout, "wait for one JetStream PubAck")
 	s.Duration(&c.Heartbeat, "heartbeat", c.Heartbeat, "heartbeat interval on svc.hb.world.<instance>")
+	s.Duration(&c.DisconnectGrace, "disconnect-grace", c.DisconnectGrace, "how long the body of a player whose connection closed without Leave stays for a resume")
 	s.Duration(&c.TrimInterval, "trim-interval", c.TrimInterval, "how often owned zone logs are trimmed in JetStream below min(snapshot, persist's floor, minimum tail); 0 = never")
 	s.Duration(&c.TrimKeepAge, "trim-keep-age", c.TrimKeepAge, "minimum tail: zone log messages younger than this stay in JetStream")
 	s.Int(&c.TrimKeepRecords, "trim-keep-records", c.TrimKeepRecords, "minimum tail: at least this many messages of each zone log stay in JetStream")
 	s.Duration(&c.Streams.EventMaxAge, "event-max-age", c.Streams.EventMaxAge, "last guard of the EVT stream: its oldest messages go past this age (0 = leave the stream as it is; trimming acts long before)")
 	s.Int64(&c.Streams.EventMaxBytes, "event-max-bytes", c.Streams.EventMaxBytes, "last guard of the EVT stream: its oldest messages go past this size in bytes (0 = leave the stream as it is; trimming acts long before)")
-	s.Duration(&c.DisconnectGrace, "disconnect-grace", c.DisconnectGrace, "how long the body of a player whose connection closed without Leave stays for a resume")
 	if c.Streams.Replicas == 0 {
 		c.Streams.Replicas = 1
 	}
@@ -212,7 +212,11 @@ func (c *Config) memberTTL() time.Duration {
 	if c.MemberTTL > 0 {
 		return c.MemberTTL
 	}
-	return c.LeaseTTL
+	// Shorter than the lease, so that a crashed owner is known dead (and its
+	// leases taken over, TakeOverDead) well before the leases would expire:
+	// 1.25s with the 5s default, never below 1s (a loaded machine must not
+	// miss three puts in a row and look dead).
+	return min(c.LeaseTTL, max(time.Second, c.LeaseTTL/4))
 }
 
 func (c *Config) redisConfig() lock.RedisConfig {

@@ -83,3 +83,25 @@ func (s healthStore) Release(ctx context.Context, name, value string) error {
 	s.h.record(err)
 	return err
 }
+
+// Holder implements lock.Breaker when the wrapped store does.
+func (s healthStore) Holder(ctx context.Context, name string) (string, error) {
+	b, ok := s.Store.(lock.Breaker)
+	if !ok {
+		return "", lock.ErrNoBreaker
+	}
+	v, err := b.Holder(ctx, name)
+	s.h.record(err)
+	return v, err
+}
+
+// TakeOver implements lock.Breaker when the wrapped store does.
+func (s healthStore) TakeOver(ctx context.Context, name, old, value string, ttl time.Duration) (uint64, error) {
+	b, ok := s.Store.(lock.Breaker)
+	if !ok {
+		return 0, lock.ErrNoBreaker
+	}
+	f, err := b.TakeOver(ctx, name, old, value, ttl)
+	s.h.record(err)
+	return f, err
+}

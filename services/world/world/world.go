@@ -372,6 +372,16 @@ func (s *Service) rebalance(ctx context.Context) {
 		case want && o == nil && !cool:
 			actx, cancel := context.WithTimeout(ctx, s.cfg.LeaseTTL/3)
 			lease, err := s.locker.TryAcquire(actx, "zone:"+z)
+			if errors.Is(err, lock.ErrHeld) {
+				// Held by a crashed owner? Its membership ended before its
+				// lease will: take the zone now, not after the lease TTL.
+				lease, err = s.locker.TakeOverDead(actx, "zone:"+z, s.deadOwner)
+				if err == nil {
+					s.log.Info("took over the lease of a dead owner", "zone", z, "fence", lease.Fence())
+				} else if errors.Is(err, lock.ErrNotHeld) || errors.Is(err, lock.ErrNoBreaker) {
+					err = lock.ErrHeld // moved meanwhile: next round
+				}
+			}
 			cancel()
 			if err != nil {
 				if !errors.Is(err, lock.ErrHeld) && now.After(s.warned[z]) {
@@ -389,6 +399,22 @@ func (s *Service) rebalance(ctx context.Context) {
 			o.cancel(context.Canceled)
 		}
 	}
+}
+
+// deadOwner reports whether owner, the holder of a zone lease this instance
+// wants, is known to be dead: its membership heartbeat was seen and has
+// ended (older than the member TTL, which is shorter than the lease TTL), or
+// owner is this instance's own id while this process runs no such zone (a
+// previous incarnation killed and restarted under the same pod name). An
+// owner never seen is not judged: its lease runs out its TTL.
+func (s *Service) deadOwner(owner string) bool {
+	if owner == s.cfg.InstanceID {
+		return true // called only for zones this process does not own (rebalance: o == nil)
+	}
+	s.mu.Lock()
+	at, ok := s.seen[owner]
+	s.mu.Unlock()
+	return ok && time.Since(at) >= s.cfg.memberTTL()
 }
 
 // checkEligible leaves the membership when the lock store has stopped
