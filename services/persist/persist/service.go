@@ -185,7 +185,7 @@ func (s *Service) Run(ctx context.Context) error {
 	s.mu.Unlock()
 	s.registerMetrics(pipe, mon, sources)
 
-	subs, err := query.Serve(nc, st, s.cfg.QueryTimeout, s.log)
+	subs, err := query.Serve(nc, st, ackFloor(js, pipe), s.cfg.QueryTimeout, s.log)
 	if err != nil {
 		return err
 	}
@@ -362,6 +362,24 @@ func (s *Service) registerMetrics(p *pipeline.Pipeline, mon *dbmon.Monitor, sour
 		}
 		return float64(n)
 	}))
+}
+
+// ackFloor reports the durable consumer's ack floor (every EVT message up
+// to it is stored: acks follow the commit) and the stream's last sequence.
+func ackFloor(js jetstream.JetStream, pipe *pipeline.Pipeline) query.FloorFunc {
+	return func(ctx context.Context) (query.AckFloorReply, error) {
+		info, err := pipe.Consumer().Info(ctx)
+		if err != nil {
+			return query.AckFloorReply{}, fmt.Errorf("persist: consumer info: %w", err)
+		}
+		out := query.AckFloorReply{AckFloor: info.AckFloor.Stream, NumPending: info.NumPending, NumAckPending: info.NumAckPending}
+		if st, err := js.Stream(ctx, wire.StreamEvents); err == nil {
+			if si, err := st.Info(ctx); err == nil {
+				out.StreamLastSeq = si.State.LastSeq
+			}
+		}
+		return out, nil
+	}
 }
 
 func (s *Service) pipeRetries() int64 {

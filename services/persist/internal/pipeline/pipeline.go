@@ -1,17 +1,26 @@
 // Package pipeline moves events from the EVT stream into a store: a durable
-// pull consumer, batches by size and time, one Store.Write per batch, acks
-// after the write returned (every shard committed).
+// pull consumer, batches by size and time, one Store.Write per fetched
+// batch (for Pebble: one synced Pebble batch), acks after the write
+// returned. A message is a tick record of many events (or a legacy single
+// event); store.DecodeMessage turns it into one Record per event, and the
+// message is acked once all of them are stored.
 //
-// Ordering and failure contract: batches are processed one at a time. If the
-// write fails (a shard is down, a shard moved), the same batch is retried with
-// backoff — shards that committed skip it by their high-water mark — and no
-// new batch is fetched, so the whole consumer pauses and the
-// redelivered/pending set stays bounded by MaxAckPending. Every batch held by
-// a live pipeline (being written, retried, or prefetched and waiting) is kept
-// alive with InProgress every AckWait/4, so a short AckWait (default 5s) does
-// not redeliver a long write. On shutdown or crash before the ack the
-// keep-alives stop, JetStream redelivers after AckWait to another replica,
-// and the store's exactly-once write makes the replay harmless.
+// Ordering and failure contract: batches are written one at a time. If the
+// write fails for some physical shards only (store.PartialError), the
+// messages stored on the others are acked at once and the failed ones are
+// carried into the next write, merged with the next fetched batch, so a
+// shard that is down pauses only the messages that touch it (its logical
+// shards' rows, or read-model rows it holds) while the others keep being
+// stored and acked. The carried set is bounded (MaxCarry messages): beyond
+// it no new batch is taken and only the carried messages are retried with
+// backoff (the consumer pauses, memory stays bounded), as it does when a
+// write fails whole. Shards that committed skip a retried message by their
+// high-water mark. Every held message (being written, carried, or
+// prefetched and waiting) is kept alive with InProgress every AckWait/4, so
+// a short AckWait (default 5s) does not redeliver it. On shutdown or crash
+// before the ack the keep-alives stop, JetStream redelivers after AckWait to
+// another replica, and the store's exactly-once write makes the replay
+// harmless.
 package pipeline
 
 import (
@@ -29,7 +38,9 @@ import (
 	"github.com/realmstream/realmstream/services/persist/internal/store"
 )
 
-// Writer stores a batch exactly once.
+// Writer stores a batch exactly once. An error that is a
+// *store.PartialError names the messages not stored; any other error means
+// none may be acked.
 type Writer interface {
 	Write(ctx context.Context, recs []store.Record) (store.WriteResult, error)
 }
@@ -48,6 +59,10 @@ type Config struct {
 	// WriteTimeout bounds the write of a batch in flight when ctx is
 	// cancelled (drain), default 10s.
 	WriteTimeout time.Duration
+	// MaxCarry bounds the messages carried over while some shards fail
+	// (default 4 x BatchSize); MaxAckPending of the consumer is sized so
+	// that a full carry still leaves room for new batches.
+	MaxCarry int
 	// BeforeAck, if set, runs after a successful write and before the acks;
 	// an error makes Run return without acking (tests use it to simulate a
 	// crash between commit and ack).
@@ -70,6 +85,9 @@ func (c *Config) defaults() {
 	if c.WriteTimeout <= 0 {
 		c.WriteTimeout = 10 * time.Second
 	}
+	if c.MaxCarry <= 0 {
+		c.MaxCarry = 4 * c.BatchSize
+	}
 }
 
 // DefaultAckWait bounds how long the messages of a replica that died
@@ -79,6 +97,9 @@ const DefaultAckWait = 5 * time.Second
 // Stats are cumulative counters of the pipeline.
 type Stats struct {
 	Batches, Events, Inserted, Skipped, Retries atomic.Int64
+	// Messages counts messages acked; Carried is the number of messages
+	// held back now because a shard they touch failed.
+	Messages, Carried atomic.Int64
 	// KeepAlives counts InProgress rounds sent for held batches.
 	KeepAlives atomic.Int64
 }
@@ -103,7 +124,7 @@ func ConsumerConfig(c Config) jetstream.ConsumerConfig {
 		Description:   "persist: EVT -> storage",
 		AckPolicy:     jetstream.AckExplicitPolicy,
 		AckWait:       c.AckWait,
-		MaxAckPending: 4 * c.BatchSize,
+		MaxAckPending: c.MaxCarry + 4*c.BatchSize,
 		DeliverPolicy: jetstream.DeliverAllPolicy,
 		FilterSubject: wire.EventSubjects,
 		MaxDeliver:    -1,
@@ -132,10 +153,55 @@ func (p *Pipeline) Lag(ctx context.Context) (int64, error) {
 	return int64(info.NumPending) + int64(info.NumAckPending), nil
 }
 
-// fetched is one batch taken from the consumer.
+// fetched is a set of messages taken from the consumer and their records:
+// the records of msgs[i] are recs[ends[i-1]:ends[i]].
 type fetched struct {
 	msgs []jetstream.Msg
+	seqs []uint64 // stream sequence of each message
+	ends []int
 	recs []store.Record
+}
+
+func (f *fetched) add(m jetstream.Msg, seq uint64, recs []store.Record) {
+	f.msgs = append(f.msgs, m)
+	f.seqs = append(f.seqs, seq)
+	f.recs = append(f.recs, recs...)
+	f.ends = append(f.ends, len(f.recs))
+}
+
+func (f *fetched) records(i int) []store.Record {
+	start := 0
+	if i > 0 {
+		start = f.ends[i-1]
+	}
+	return f.recs[start:f.ends[i]]
+}
+
+// merge returns the messages of a then b, a message held twice (carried and
+// redelivered meanwhile) once: both deliveries are acked (either ack acks
+// the message).
+func merge(a, b *fetched) (*fetched, []jetstream.Msg) {
+	if a == nil {
+		return b, nil
+	}
+	if b == nil {
+		return a, nil
+	}
+	out := &fetched{}
+	var dup []jetstream.Msg
+	have := make(map[uint64]bool, len(a.seqs))
+	for i, m := range a.msgs {
+		have[a.seqs[i]] = true
+		out.add(m, a.seqs[i], a.records(i))
+	}
+	for i, m := range b.msgs {
+		if have[b.seqs[i]] {
+			dup = append(dup, m)
+			continue
+		}
+		out.add(m, b.seqs[i], b.records(i))
+	}
+	return out, dup
 }
 
 // Run consumes until ctx is cancelled; the batch in flight is finished
@@ -169,23 +235,97 @@ func (p *Pipeline) Run(ctx context.Context) error {
 		p.liveMu.Unlock()
 	}
 	defer drain()
-	for f := range ch {
-		if err := p.write(ctx, f.recs); err != nil {
-			return nil
+	var (
+		carry   *fetched                       // messages a failed shard holds back
+		dups    = map[uint64][]jetstream.Msg{} // second deliveries of carried messages, acked with them
+		backoff = 50 * time.Millisecond
+		retry   *time.Timer
+	)
+	for {
+		var f *fetched
+		switch {
+		case carry == nil:
+			var ok bool
+			if f, ok = <-ch; !ok {
+				return nil
+			}
+		case len(carry.msgs) >= p.cfg.MaxCarry:
+			// Carry full: pause the consumer, retry what is held.
+			if !sleep(ctx, backoff) {
+				return nil
+			}
+		default:
+			// Go on with new batches; retry the carried ones with them, or
+			// alone after the backoff if nothing comes.
+			if retry == nil {
+				retry = time.NewTimer(backoff)
+			}
+			select {
+			case nf, ok := <-ch:
+				if !ok {
+					return nil
+				}
+				f = nf
+			case <-retry.C:
+				retry = nil
+			case <-ctx.Done():
+				return nil
+			}
 		}
-		if p.cfg.BeforeAck != nil {
-			if err := p.cfg.BeforeAck(f.recs); err != nil {
+		batch, dup := merge(carry, f)
+		for _, d := range dup {
+			if md, err := d.Metadata(); err == nil {
+				dups[md.Sequence.Stream] = append(dups[md.Sequence.Stream], d)
+			}
+		}
+		if f != nil && carry != nil {
+			p.hold(batch)
+			p.release(carry)
+			p.release(f)
+		}
+		failed, err := p.write(ctx, batch.recs)
+		if err != nil {
+			return nil // shutdown: what is not acked is redelivered
+		}
+		if len(failed) == 0 && p.cfg.BeforeAck != nil {
+			if err := p.cfg.BeforeAck(batch.recs); err != nil {
 				return err
 			}
 		}
-		for _, m := range f.msgs {
+		var keep fetched
+		acked := 0
+		for i, m := range batch.msgs {
+			if failed[batch.seqs[i]] {
+				keep.add(m, batch.seqs[i], batch.records(i))
+				continue
+			}
 			_ = m.Ack()
+			for _, d := range dups[batch.seqs[i]] {
+				_ = d.Ack()
+			}
+			delete(dups, batch.seqs[i])
+			acked++
+			p.Stats.Events.Add(int64(len(batch.records(i))))
 		}
-		p.release(f)
+		p.Stats.Messages.Add(int64(acked))
+		p.release(batch)
+		if len(keep.msgs) == 0 {
+			carry = nil
+			backoff = 50 * time.Millisecond
+			if retry != nil {
+				retry.Stop()
+				retry = nil
+			}
+		} else {
+			carry = &keep
+			p.hold(carry)
+			if retry == nil || len(carry.msgs) >= p.cfg.MaxCarry {
+				backoff = min(2*backoff, p.cfg.MaxBackoff)
+			}
+		}
+		p.Stats.Carried.Store(int64(len(keep.msgs)))
 		p.Stats.Batches.Add(1)
-		p.Stats.Events.Add(int64(len(f.recs)))
 	}
-	return nil
 }
 
 // hold registers a fetched batch for keep-alives until release.
@@ -255,13 +395,12 @@ func (p *Pipeline) fetchLoop(ctx context.Context, ch chan<- *fetched) {
 				_ = m.Term()
 				continue
 			}
-			f.msgs = append(f.msgs, m)
-			f.recs = append(f.recs, store.Decode(meta.Sequence.Stream, m.Subject(), m.Data(), meta.Timestamp))
+			f.add(m, meta.Sequence.Stream, store.DecodeMessage(meta.Sequence.Stream, m.Subject(), m.Headers(), m.Data(), meta.Timestamp))
 		}
 		if err := batch.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) && len(f.msgs) == 0 && ctx.Err() == nil {
 			p.log.Warn("fetch error", "err", err)
 		}
-		if len(f.recs) == 0 {
+		if len(f.msgs) == 0 {
 			continue
 		}
 		p.hold(f)
@@ -274,9 +413,11 @@ func (p *Pipeline) fetchLoop(ctx context.Context, ch chan<- *fetched) {
 	}
 }
 
-// write retries until the batch is stored or ctx (plus the drain timeout)
-// ends. Meanwhile keepAlive keeps its messages from being redelivered.
-func (p *Pipeline) write(ctx context.Context, recs []store.Record) error {
+// write stores the batch. It retries a write that failed whole until it
+// succeeds, fails in part (it returns the message sequences not stored, to
+// carry), or ctx (plus the drain timeout) ends (it returns the error).
+// Meanwhile keepAlive keeps the messages from being redelivered.
+func (p *Pipeline) write(ctx context.Context, recs []store.Record) (map[uint64]bool, error) {
 	backoff := 50 * time.Millisecond
 	wctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancel()
@@ -287,27 +428,32 @@ func (p *Pipeline) write(ctx context.Context, recs []store.Record) error {
 	defer stop()
 	for attempt := 1; ; attempt++ {
 		res, err := p.w.Write(wctx, recs)
+		p.Stats.Inserted.Add(int64(res.Inserted))
+		p.Stats.Skipped.Add(int64(res.Skipped))
 		if err == nil {
-			p.Stats.Inserted.Add(int64(res.Inserted))
-			p.Stats.Skipped.Add(int64(res.Skipped))
 			if res.Skipped > 0 {
 				p.log.Info("redelivered events skipped", "skipped", res.Skipped, "inserted", res.Inserted)
 			}
-			return nil
+			return nil, nil
 		}
 		p.Stats.Retries.Add(1)
 		if ctx.Err() != nil || wctx.Err() != nil {
 			p.log.Warn("batch not stored before shutdown; it will be redelivered", "events", len(recs), "err", err)
-			return err
+			return nil, err
 		}
 		if r, ok := p.w.(Reloader); ok {
 			if rerr := r.Reload(wctx); rerr != nil {
 				p.log.Warn("shard map reload failed", "err", rerr)
 			}
 		}
+		var pe *store.PartialError
+		if errors.As(err, &pe) && len(pe.Failed) > 0 {
+			p.log.Warn("batch stored in part; messages of the failed shards carried over", "not_stored", len(pe.Failed), "err", pe.Err)
+			return pe.Failed, nil
+		}
 		p.log.Warn("batch write failed; consumer paused, retrying", "attempt", attempt, "events", len(recs), "backoff", backoff, "err", err)
 		if !sleep(ctx, backoff) {
-			return ctx.Err()
+			return nil, ctx.Err()
 		}
 		backoff = min(2*backoff, p.cfg.MaxBackoff)
 	}

@@ -4,6 +4,8 @@
 //	persist.query.zone_events  {"zone","from_ns","to_ns","after_seq","limit"} -> {"events":[...]}
 //	persist.query.player       {"player_id"}                                  -> {"found","player"}
 //	persist.query.zone         {"zone"}                                       -> {"found","zone"}
+//	persist.query.zone_range   {"zone","from_seq","to_seq","after_seq","after_index","has_after","limit"} -> {"events":[...],"more"}
+//	persist.query.ack_floor    {}                                             -> {"ack_floor","stream_last_seq","num_pending","num_ack_pending"}
 //
 // Every reply may carry "error" (bad request or store failure). Replicas
 // subscribe in one queue group, so each request is answered once.
@@ -30,6 +32,31 @@ type Reader interface {
 	ZoneEvents(ctx context.Context, q store.ZoneEventsQuery) ([]store.EventRow, error)
 	Player(ctx context.Context, id string) (store.Player, bool, error)
 	Zone(ctx context.Context, zone string) (store.ZoneSummary, bool, error)
+	EventsBySeq(ctx context.Context, q store.SeqRangeQuery) ([]store.EventRow, error)
+}
+
+// FloorFunc reports persist's acknowledged floor (nil: not served).
+type FloorFunc func(ctx context.Context) (AckFloorReply, error)
+
+// ZoneRangeReply answers persist.query.zone_range: the zone's events in
+// (seq, index) order; More says the page is full (ask again after the last
+// row: after_seq/after_index of it, has_after true).
+type ZoneRangeReply struct {
+	Events []store.EventRow `json:"events"`
+	More   bool             `json:"more"`
+	Error  string           `json:"error,omitempty"`
+}
+
+// AckFloorReply answers persist.query.ack_floor. AckFloor is the stream
+// sequence up to which every EVT message is acknowledged by persist's
+// durable consumer, so durably stored (acks follow the commit): trimming
+// evt.<zone> below it never removes an event the store lacks.
+type AckFloorReply struct {
+	AckFloor      uint64 `json:"ack_floor"`
+	StreamLastSeq uint64 `json:"stream_last_seq"`
+	NumPending    uint64 `json:"num_pending"`
+	NumAckPending int    `json:"num_ack_pending"`
+	Error         string `json:"error,omitempty"`
 }
 
 // PlayerRequest asks for one player.
@@ -66,12 +93,12 @@ type ZoneReply struct {
 const MaxRequest = 4096
 
 // Handle answers one request; it never panics on any input (fuzzed).
-func Handle(ctx context.Context, r Reader, subject string, data []byte) []byte {
-	out, _ := json.Marshal(handle(ctx, r, subject, data))
+func Handle(ctx context.Context, r Reader, floor FloorFunc, subject string, data []byte) []byte {
+	out, _ := json.Marshal(handle(ctx, r, floor, subject, data))
 	return out
 }
 
-func handle(ctx context.Context, r Reader, subject string, data []byte) any {
+func handle(ctx context.Context, r Reader, floor FloorFunc, subject string, data []byte) any {
 	if len(data) > MaxRequest {
 		return map[string]string{"error": fmt.Sprintf("request larger than %d bytes", MaxRequest)}
 	}
@@ -121,19 +148,45 @@ func handle(ctx context.Context, r Reader, subject string, data []byte) any {
 			return ZoneReply{}
 		}
 		return ZoneReply{Found: true, Zone: &z}
+	case wire.QueryZoneRange:
+		var q store.SeqRangeQuery
+		if err := json.Unmarshal(data, &q); err != nil {
+			return ZoneRangeReply{Error: "bad request: " + err.Error()}
+		}
+		q, err := q.Normalize()
+		if err != nil {
+			return ZoneRangeReply{Error: err.Error()}
+		}
+		evs, err := r.EventsBySeq(ctx, q)
+		if err != nil {
+			return ZoneRangeReply{Error: err.Error()}
+		}
+		if evs == nil {
+			evs = []store.EventRow{}
+		}
+		return ZoneRangeReply{Events: evs, More: len(evs) == q.Limit}
+	case wire.QueryAckFloor:
+		if floor == nil {
+			return AckFloorReply{Error: "ack floor not served"}
+		}
+		f, err := floor(ctx)
+		if err != nil {
+			return AckFloorReply{Error: err.Error()}
+		}
+		return f
 	}
 	return map[string]string{"error": "unknown query subject " + subject}
 }
 
-// Serve subscribes the three query subjects. Unsubscribe (or drain the
+// Serve subscribes the query subjects. Unsubscribe (or drain the
 // connection) to stop.
-func Serve(nc *nats.Conn, r Reader, timeout time.Duration, log *slog.Logger) ([]*nats.Subscription, error) {
+func Serve(nc *nats.Conn, r Reader, floor FloorFunc, timeout time.Duration, log *slog.Logger) ([]*nats.Subscription, error) {
 	var subs []*nats.Subscription
-	for _, subj := range []string{wire.QueryZoneEvents, wire.QueryPlayer, wire.QueryZone} {
+	for _, subj := range []string{wire.QueryZoneEvents, wire.QueryPlayer, wire.QueryZone, wire.QueryZoneRange, wire.QueryAckFloor} {
 		sub, err := nc.QueueSubscribe(subj, QueueGroup, func(m *nats.Msg) {
 			ctx, cancel := context.WithTimeout(context.Background(), timeout)
 			defer cancel()
-			if err := m.Respond(Handle(ctx, r, m.Subject, m.Data)); err != nil {
+			if err := m.Respond(Handle(ctx, r, floor, m.Subject, m.Data)); err != nil {
 				log.Debug("query reply failed", "subject", m.Subject, "err", err)
 			}
 		})
