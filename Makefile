@@ -5,7 +5,7 @@ MODULES := libs services/gateway services/world services/persist services/monito
 GO ?= go
 PROTOC_GEN_GO := $(shell go env GOPATH)/bin/protoc-gen-go
 
-.PHONY: run bots test test-short bench lint vet fmt fmt-check proto proto-check build gowork-off race ts-deps demo test-ts
+.PHONY: run bots capacity test test-short bench lint vet fmt fmt-check proto proto-check build gowork-off race ts-deps demo test-ts
 
 ## run: the whole backend on this machine (embedded NATS, Pebble, in-process locks) with a few bots
 run:
@@ -14,6 +14,13 @@ run:
 ## bots: a swarm of bots against a running stack (127.0.0.1:7000)
 bots:
 	$(GO) run ./stack/cmd/realmstream bots --count 100 --duration 30s
+
+## capacity: the capacity curve (250..3000 bots at 10 moves/s, 60s each, stack and bare pipeline; ~25 min;
+## run on a quiet machine). Report in capacity.json. Smaller: make capacity CAPACITY_ARGS="--bots 100,200 --duration 10s"
+capacity:
+	mkdir -p bin
+	$(GO) build -o bin/realmstream ./stack/cmd/realmstream
+	bin/realmstream bench capacity --json capacity.json $(CAPACITY_ARGS)
 
 ## build: every binary into ./bin
 build:
@@ -37,9 +44,8 @@ race:
 
 ## bench: the benchmarks recorded in docs/benchmarks.md (long; run on a quiet machine)
 bench:
-	$(GO) test -run '^$$' -bench BenchmarkQueue -benchmem -count 10 -benchtime 500ms ./libs/mpsc/ | tee /tmp/bench-mpsc.txt
+	bash libs/mpsc/bench.sh /tmp/bench-mpsc  # MPSC ring (benchstat) and gateway ingest, issue 12
 	cd libs && $(GO) test -run XXX -bench AcquireRelease -benchtime 20000x -count 3 ./lock/ | tee /tmp/bench-lock.txt
-	cd services/gateway && INGEST_MSGS=200000 INGEST_MSGS_ALWAYS=5000 $(GO) test -run '^$$' -bench BenchmarkIngest -benchtime 3x ./internal/ingestbench/ | tee /tmp/bench-ingest.txt
 	cd services/world && $(GO) test -run XXX -bench 'Tick|Replay' -benchtime 20x -count 3 ./internal/zone/ | tee /tmp/bench-world.txt
 	cd services/persist && $(GO) test -run XXX -bench Pipelines -benchtime 2x -count 3 ./internal/pipeline | tee /tmp/bench-persist.txt
 	cd services/persist && $(GO) test -run XXX -bench DedupPaths -benchtime 2x -count 3 ./internal/pgstore | tee /tmp/bench-dedup.txt

@@ -4,6 +4,7 @@
 //
 //	realmstream run  [flags]   the stack (and optionally bots)
 //	realmstream bots [flags]   a bot swarm against a running gateway
+//	realmstream bench capacity  the capacity curve against a one-process stack and a bare pipeline
 package main
 
 import (
@@ -26,6 +27,9 @@ const usage = `realmstream: the Realmstream game backend on one machine.
 Usage:
   realmstream run  [flags]   start embedded NATS, gateway, world, persist and monitor in this process
   realmstream bots [flags]   connect simulated players to a running gateway and report
+  realmstream bench capacity [flags]
+                             the capacity curve: bots against a one-process stack and a
+                             bare JetStream pipeline of the same shape, table + JSON
   realmstream admin [flags] <command>
                              look inside a running backend: zones, zone state (time
                              travel), zone log, player history, shards, partitions,
@@ -52,6 +56,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = runBots(ctx, args[1:], stdout, stderr)
 	case "admin":
 		err = runAdmin(ctx, args[1:], stdout, stderr)
+	case "bench":
+		err = runBench(ctx, args[1:], stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return 0

@@ -1,0 +1,318 @@
+package main
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/realmstream/realmstream/libs/natsembed"
+	"github.com/realmstream/realmstream/libs/schema"
+	"github.com/realmstream/realmstream/libs/wire"
+)
+
+// The bare pipeline is the baseline of `bench capacity`: the shape of the
+// stack's path with none of its work. A plain TCP reader takes the bots'
+// packets (Hello gets a Welcome, every command is published to cmd.<zone>
+// on the same CMD stream with its Nats-Msg-Id and answered with an Ack once
+// JetStream acked it); an appender consumes CMD in batches, appends one
+// event per command to evt.<zone> (async publishes, Nats-Msg-Id), acks the
+// batch once every event is stored and echoes an update per command to its
+// bot (so input->update is measured the same way); a second consumer reads
+// EVT and acks each batch, as persist would. It runs as its own process
+// (`realmstream bench pipeline-server`) so that its CPU time is its own.
+
+const barePubWindow = 4096 // async publishes in flight per connection (as the gateway's MaxPending)
+
+func runPipelineServer(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("realmstream bench pipeline-server", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	addr := fs.String("tcp-addr", "127.0.0.1:7000", "TCP listen address for the bots")
+	dir := fs.String("data-dir", "", "JetStream store directory (required)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *dir == "" {
+		return errors.New("pipeline-server: --data-dir is required")
+	}
+	ns, err := natsembed.Start(natsembed.Config{Port: -1, StoreDir: filepath.Join(*dir, "nats")})
+	if err != nil {
+		return err
+	}
+	defer func() { ns.Shutdown(); ns.WaitForShutdown() }()
+	nc, err := nats.Connect(ns.ClientURL(), nats.Name("bare-pipeline"))
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(4*barePubWindow))
+	if err != nil {
+		return err
+	}
+	if err := wire.EnsureStreams(ctx, js, wire.StreamOptions{}); err != nil {
+		return err
+	}
+	p := &bare{nc: nc, js: js, conns: map[string]*bareConn{}}
+	if _, err := nc.Subscribe("bare.upd", p.onUpdate); err != nil {
+		return err
+	}
+	if err := p.consume(ctx, wire.StreamCommands, "bare-append", p.appendBatch); err != nil {
+		return err
+	}
+	if err := p.consume(ctx, wire.StreamEvents, "bare-persist", func(batch []jetstream.Msg) {
+		_ = batch[len(batch)-1].Ack() // AckAll: one ack per fetched batch
+	}); err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", *addr)
+	if err != nil {
+		return err
+	}
+	defer ln.Close()
+	fmt.Fprintf(stdout, "bare pipeline listening on %s (NATS %s)\n", ln.Addr(), ns.ClientURL())
+	go func() {
+		<-ctx.Done()
+		ln.Close()
+	}()
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+		go p.serve(c)
+	}
+}
+
+type bare struct {
+	nc *nats.Conn
+	js jetstream.JetStream
+
+	mu    sync.Mutex
+	conns map[string]*bareConn // player -> connection
+	next  int
+}
+
+type bareConn struct {
+	c   net.Conn
+	wmu sync.Mutex
+	buf []byte
+}
+
+func (c *bareConn) send(p *schema.ServerPacket) {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	c.buf = append(c.buf[:0], 0, 0, 0, 0)
+	c.buf, _ = proto.MarshalOptions{}.MarshalAppend(c.buf, p)
+	binary.BigEndian.PutUint32(c.buf, uint32(len(c.buf)-wire.FrameHeaderSize))
+	_, _ = c.c.Write(c.buf)
+}
+
+func (p *bare) serve(nc net.Conn) {
+	defer nc.Close()
+	c := &bareConn{c: nc}
+	fr := wire.NewFrameReader(nc, wire.DefaultMaxFrame)
+	var pkt schema.ClientPacket
+	var session, player, zone string
+	type inflight struct {
+		f   jetstream.PubAckFuture
+		seq uint64
+	}
+	acks := make(chan inflight, barePubWindow)
+	defer close(acks)
+	go func() { // answers in order, as JetStream acks
+		for a := range acks {
+			select {
+			case ack := <-a.f.Ok():
+				c.send(&schema.ServerPacket{AckSeq: a.seq, Body: &schema.ServerPacket_Ack{Ack: &schema.Ack{StreamSeq: ack.Sequence, Duplicate: ack.Duplicate}}})
+			case err := <-a.f.Err():
+				c.send(&schema.ServerPacket{AckSeq: a.seq, Body: &schema.ServerPacket_Error{Error: &schema.Error{Code: schema.ErrorCode_ERROR_CODE_INTERNAL, Message: err.Error()}}})
+			}
+		}
+	}()
+	defer func() {
+		if player != "" {
+			p.mu.Lock()
+			if p.conns[player] == c {
+				delete(p.conns, player)
+			}
+			p.mu.Unlock()
+		}
+	}()
+	var cmd schema.Command
+	for {
+		b, err := fr.Next()
+		if err != nil {
+			return
+		}
+		if err := proto.Unmarshal(b, &pkt); err != nil {
+			return
+		}
+		received := time.Now()
+		switch body := pkt.Body.(type) {
+		case *schema.ClientPacket_Hello:
+			p.mu.Lock()
+			p.next++
+			session = "bare" + strconv.Itoa(p.next)
+			player = "p-" + body.Hello.Name
+			p.conns[player] = c
+			p.mu.Unlock()
+			c.send(&schema.ServerPacket{AckSeq: pkt.Seq, Body: &schema.ServerPacket_Welcome{Welcome: &schema.Welcome{
+				SessionId: session, PlayerId: player, Token: "bare", GatewayId: "bare", ServerTimeNs: received.UnixNano()}}})
+			continue
+		case *schema.ClientPacket_Ping:
+			c.send(&schema.ServerPacket{AckSeq: pkt.Seq, Body: &schema.ServerPacket_Pong{Pong: &schema.Pong{ClientTimeNs: body.Ping.ClientTimeNs, ServerTimeNs: received.UnixNano()}}})
+			continue
+		case *schema.ClientPacket_Join:
+			zone = body.Join.Zone
+		}
+		if session == "" || zone == "" {
+			c.send(&schema.ServerPacket{AckSeq: pkt.Seq, Body: &schema.ServerPacket_Error{Error: &schema.Error{Code: schema.ErrorCode_ERROR_CODE_NOT_IN_ZONE, Message: "hello and join first"}}})
+			continue
+		}
+		cmd.Reset()
+		cmd.CommandId = wire.CommandID(session, pkt.Seq)
+		cmd.SessionId, cmd.PlayerId, cmd.Zone, cmd.ClientSeq, cmd.ReceivedAtNs = session, player, zone, pkt.Seq, received.UnixNano()
+		switch body := pkt.Body.(type) {
+		case *schema.ClientPacket_Join:
+			cmd.Body = &schema.Command_Join{Join: body.Join}
+		case *schema.ClientPacket_Leave:
+			cmd.Body = &schema.Command_Leave{Leave: body.Leave}
+		case *schema.ClientPacket_Move:
+			cmd.Body = &schema.Command_Move{Move: body.Move}
+		case *schema.ClientPacket_Chat:
+			cmd.Body = &schema.Command_Chat{Chat: body.Chat}
+		case *schema.ClientPacket_Attack:
+			cmd.Body = &schema.Command_Attack{Attack: body.Attack}
+		}
+		data, _ := proto.Marshal(&cmd)
+		m := &nats.Msg{Subject: wire.CommandSubject(zone), Data: data, Header: nats.Header{}}
+		m.Header.Set(jetstream.MsgIDHeader, cmd.CommandId)
+		f, err := p.js.PublishMsgAsync(m)
+		if err != nil {
+			c.send(&schema.ServerPacket{AckSeq: pkt.Seq, Body: &schema.ServerPacket_Busy{Busy: &schema.Busy{RetryAfterMs: 10}}})
+			continue
+		}
+		acks <- inflight{f: f, seq: pkt.Seq}
+	}
+}
+
+// consume feeds a durable AckAll consumer of stream to handle in batches:
+// the Consume callback queues each message, one goroutine takes what has
+// queued (at most 500) as one batch.
+func (p *bare) consume(ctx context.Context, stream, durable string, handle func([]jetstream.Msg)) error {
+	cons, err := p.js.CreateOrUpdateConsumer(ctx, stream, jetstream.ConsumerConfig{
+		Durable: durable, AckPolicy: jetstream.AckAllPolicy, MaxAckPending: 100000, AckWait: 30 * time.Second})
+	if err != nil {
+		return err
+	}
+	q := make(chan jetstream.Msg, 8192)
+	if _, err := cons.Consume(func(m jetstream.Msg) { q <- m }, jetstream.PullMaxMessages(2000)); err != nil {
+		return err
+	}
+	go func() {
+		batch := make([]jetstream.Msg, 0, 500)
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case m := <-q:
+				batch = append(batch[:0], m)
+			}
+		more:
+			for len(batch) < cap(batch) {
+				select {
+				case m := <-q:
+					batch = append(batch, m)
+				default:
+					break more
+				}
+			}
+			handle(batch)
+		}
+	}()
+	return nil
+}
+
+// appendBatch appends one event per command, waits until all are stored,
+// acks the batch and echoes an update per command.
+func (p *bare) appendBatch(batch []jetstream.Msg) {
+	var cmd schema.Command
+	futs := make([]jetstream.PubAckFuture, 0, len(batch))
+	type echo struct {
+		player string
+		frame  []byte
+	}
+	echoes := make([]echo, 0, len(batch))
+	for _, m := range batch {
+		if err := proto.Unmarshal(m.Data(), &cmd); err != nil {
+			continue
+		}
+		ev := &nats.Msg{Subject: wire.EventSubject(cmd.Zone), Data: m.Data(), Header: nats.Header{}}
+		ev.Header.Set(jetstream.MsgIDHeader, "e:"+cmd.CommandId)
+		f, err := p.js.PublishMsgAsync(ev)
+		if err != nil {
+			_ = m.Nak()
+			return
+		}
+		futs = append(futs, f)
+		var x, y float32
+		if mv := cmd.GetMove(); mv != nil {
+			x, y = mv.X, mv.Y
+		}
+		up, _ := proto.Marshal(&schema.ServerPacket{Body: &schema.ServerPacket_Update{Update: &schema.Update{ZoneUpdate: &schema.ZoneUpdate{
+			Zone: cmd.Zone, ServerTimeNs: time.Now().UnixNano(),
+			Entities: []*schema.EntityView{{Id: cmd.PlayerId, X: x, Y: y, Hp: 100, LastInputSeq: cmd.ClientSeq}}}}}})
+		echoes = append(echoes, echo{player: cmd.PlayerId, frame: up})
+	}
+	for _, f := range futs {
+		select {
+		case <-f.Ok():
+		case <-f.Err():
+			_ = batch[0].Nak()
+			return
+		}
+	}
+	_ = batch[len(batch)-1].Ack()
+	for _, e := range echoes {
+		msg := make([]byte, 0, 2+len(e.player)+len(e.frame))
+		msg = binary.BigEndian.AppendUint16(msg, uint16(len(e.player)))
+		msg = append(append(msg, e.player...), e.frame...)
+		_ = p.nc.Publish("bare.upd", msg)
+	}
+}
+
+// onUpdate forwards an echoed update to the bot's connection.
+func (p *bare) onUpdate(m *nats.Msg) {
+	if len(m.Data) < 2 {
+		return
+	}
+	n := int(binary.BigEndian.Uint16(m.Data))
+	if len(m.Data) < 2+n {
+		return
+	}
+	player, frame := string(m.Data[2:2+n]), m.Data[2+n:]
+	p.mu.Lock()
+	c := p.conns[player]
+	p.mu.Unlock()
+	if c == nil {
+		return
+	}
+	c.wmu.Lock()
+	c.buf = wire.AppendFrame(c.buf[:0], frame)
+	_, _ = c.c.Write(c.buf)
+	c.wmu.Unlock()
+}

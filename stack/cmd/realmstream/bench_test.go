@@ -1,0 +1,111 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestMain lets the bench start this test binary as its child processes
+// (the stack's "run", the bare pipeline): with REALMSTREAM_TEST_AS_MAIN=1 it
+// is the realmstream command.
+func TestMain(m *testing.M) {
+	if os.Getenv("REALMSTREAM_TEST_AS_MAIN") == "1" {
+		os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+	}
+	os.Exit(m.Run())
+}
+
+// TestBenchCapacitySmoke runs `bench capacity` at a tiny size so that the
+// command does not rot: a real one-process stack and a real bare pipeline
+// (child processes), bots against both, the table and the JSON report.
+func TestBenchCapacitySmoke(t *testing.T) {
+	t.Setenv("REALMSTREAM_TEST_AS_MAIN", "1")
+	report := filepath.Join(t.TempDir(), "capacity.json")
+	var out bytes.Buffer
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	err := runBench(ctx, []string{"capacity", "--bots", "10", "--duration", "3s", "--warmup", "1s", "--quiet", "--json", report}, &out, &out)
+	if err != nil {
+		t.Fatalf("bench: %v\n%s", err, out.String())
+	}
+	t.Log(out.String())
+	if !strings.Contains(out.String(), "cmds/s acked") || !strings.Contains(out.String(), "ratio") {
+		t.Fatalf("no table:\n%s", out.String())
+	}
+	b, err := os.ReadFile(report)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rep capacityReport
+	if err := json.Unmarshal(b, &rep); err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Steps) != 1 || rep.Steps[0].Stack == nil || rep.Steps[0].Bare == nil {
+		t.Fatalf("report steps: %s", b)
+	}
+	st, bare := rep.Steps[0].Stack, rep.Steps[0].Bare
+	if st.AckedPerSec <= 0 || bare.AckedPerSec <= 0 || rep.Steps[0].Ratio <= 0 {
+		t.Fatalf("no throughput: stack %+v bare %+v", st, bare)
+	}
+	if st.InputToUpdate.Samples == 0 || bare.InputToUpdate.Samples == 0 {
+		t.Fatalf("no input->update samples: stack %+v bare %+v", st.InputToUpdate, bare.InputToUpdate)
+	}
+	if st.MetricsError != "" || st.ApplyPerCmdUs <= 0 || st.TicksPerSec <= 0 {
+		t.Fatalf("world metrics: %q apply %v ticks/s %v", st.MetricsError, st.ApplyPerCmdUs, st.TicksPerSec)
+	}
+	if st.ServerCPUPerCmdUs <= 0 || st.BotsCPUPerCmdUs <= 0 {
+		t.Fatalf("CPU per command: stack %v bots %v", st.ServerCPUPerCmdUs, st.BotsCPUPerCmdUs)
+	}
+}
+
+func TestBenchBadFlags(t *testing.T) {
+	for _, args := range [][]string{{}, {"nope"}, {"capacity", "--bots", "0"}, {"capacity", "--bots", "a,b"},
+		{"capacity", "--move-rate", "0"}, {"capacity", "--duration", "10ms"}, {"capacity", "extra"}} {
+		if err := runBench(context.Background(), args, &bytes.Buffer{}, &bytes.Buffer{}); err == nil {
+			t.Errorf("bench %v: want an error", args)
+		}
+	}
+}
+
+func TestParseWorldMetrics(t *testing.T) {
+	text := `# HELP realm_world_apply_seconds x
+# TYPE realm_world_apply_seconds histogram
+realm_world_apply_seconds_bucket{le="0.001"} 5
+realm_world_apply_seconds_bucket{le="+Inf"} 10
+realm_world_apply_seconds_sum 0.02
+realm_world_apply_seconds_count 10
+realm_world_tick_seconds_bucket{le="0.01"} 90
+realm_world_tick_seconds_bucket{le="0.02"} 99
+realm_world_tick_seconds_bucket{le="0.04"} 100
+realm_world_tick_seconds_bucket{le="+Inf"} 100
+realm_world_tick_seconds_sum 1
+realm_world_tick_seconds_count 100
+`
+	m, err := parseWorldMetrics(strings.NewReader(text))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.applySum != 0.02 || m.applyCount != 10 || m.tickCount != 100 {
+		t.Fatalf("%+v", m)
+	}
+	if q := m.tickQuantile(0.99); math.Abs(q-0.02) > 1e-9 {
+		t.Fatalf("p99 %v, want 0.02", q)
+	}
+	if q := m.tickQuantile(0.5); math.Abs(q-0.01*50/90) > 1e-9 {
+		t.Fatalf("p50 %v", q)
+	}
+	d := m.sub(worldMetrics{applySum: 0.01, applyCount: 5, tickCount: 50, tickBuckets: map[float64]float64{0.01: 50, 0.02: 50, 0.04: 50, math.Inf(1): 50}})
+	if d.applySum/d.applyCount != 0.002 || d.tickQuantile(0.99) <= 0.01 {
+		t.Fatalf("delta %+v", d)
+	}
+	if _, err := parseWorldMetrics(strings.NewReader("go_goroutines 3\n")); err == nil {
+		t.Fatal("metrics without the world's histograms accepted")
+	}
+}
