@@ -20,6 +20,8 @@ type Config struct {
 	HTTPAddr        string        // --http-addr, ops server (/healthz, /readyz, /metrics), default :8080
 	TCPAddr         string        // --tcp-addr, length-prefixed frames, default :7000 ("" disables)
 	WSAddr          string        // --ws-addr, WebSocket binary messages, default :7001 ("" disables)
+	TLSCertFile     string        // --tls-cert-file, PEM certificate (chain) of both client listeners; reloaded on change; "" = no TLS
+	TLSKeyFile      string        // --tls-key-file, PEM private key of --tls-cert-file
 	InstanceID      string        // --instance-id, default hostname-pid
 	LogLevel        string        // --log-level (debug|info|warn|error), default info
 	LogFormat       string        // --log-format (json|text), default json
@@ -110,6 +112,8 @@ func (c *Config) RegisterFlags(s *envflag.Set) {
 	s.String(&c.HTTPAddr, "http-addr", c.HTTPAddr, "ops HTTP address (/healthz, /readyz, /metrics)")
 	s.String(&c.TCPAddr, "tcp-addr", c.TCPAddr, "TCP client listener (length-prefixed frames); empty disables")
 	s.String(&c.WSAddr, "ws-addr", c.WSAddr, "WebSocket client listener (binary messages); empty disables")
+	s.String(&c.TLSCertFile, "tls-cert-file", c.TLSCertFile, "PEM certificate of the TCP and WebSocket listeners (TLS, reloaded when the file changes); empty = plaintext")
+	s.String(&c.TLSKeyFile, "tls-key-file", c.TLSKeyFile, "PEM private key of --tls-cert-file")
 	s.String(&c.InstanceID, "instance-id", c.InstanceID, "instance id (heartbeat subject, logs)")
 	s.String(&c.LogLevel, "log-level", c.LogLevel, "log level: debug, info, warn, error")
 	s.String(&c.LogFormat, "log-format", c.LogFormat, "log format: json or text")
@@ -149,6 +153,9 @@ func (c *Config) Validate() error {
 	}
 	if c.TCPAddr == "" && c.WSAddr == "" {
 		add("at least one of --tcp-addr and --ws-addr is required")
+	}
+	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {
+		add("--tls-cert-file and --tls-key-file go together")
 	}
 	if c.InstanceID == "" || !wire.ValidToken(c.InstanceID) {
 		add("--instance-id %q: want 1..64 characters of [A-Za-z0-9_-]", c.InstanceID)

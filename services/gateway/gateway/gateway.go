@@ -199,13 +199,13 @@ func (s *Service) Run(ctx context.Context) error {
 		return fmt.Errorf("gateway: ops listener %s: %w", s.cfg.HTTPAddr, err)
 	}
 	if s.cfg.TCPAddr != "" {
-		if s.tcpLn, err = net.Listen("tcp", s.cfg.TCPAddr); err != nil {
+		if s.tcpLn, err = s.listenClient(s.cfg.TCPAddr); err != nil {
 			_ = s.ops.Shutdown(context.Background())
 			return fmt.Errorf("gateway: tcp listener %s: %w", s.cfg.TCPAddr, err)
 		}
 	}
 	if s.cfg.WSAddr != "" {
-		if s.wsLn, err = net.Listen("tcp", s.cfg.WSAddr); err != nil {
+		if s.wsLn, err = s.listenClient(s.cfg.WSAddr); err != nil {
 			s.closeListeners()
 			_ = s.ops.Shutdown(context.Background())
 			return fmt.Errorf("gateway: websocket listener %s: %w", s.cfg.WSAddr, err)
