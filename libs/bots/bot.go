@@ -108,6 +108,7 @@ type bot struct {
 	name    string
 	ws      bool
 	crosser bool
+	trust   bool       // continues from Welcome.last_seq on a resume (Config.TrustLastSeq)
 	rng     *rand.Rand // scheduler only
 	lrng    *rand.Rand // the bot's goroutine only
 	wbuf    []byte     // scheduler only
@@ -143,6 +144,7 @@ type bot struct {
 	online    bool
 	zone      string
 	seq       uint64 // highest seq used (a new connection continues above it)
+	maxAcked  uint64 // highest seq acknowledged in this session
 	pending   []sentCmd
 	moves     moveFIFO
 	hist      []movePos // recent moves for reconciliation
@@ -183,6 +185,7 @@ func newBot(s *Swarm, i int, zone string, rng *rand.Rand) *bot {
 	g := cfg.Gateways[b.gw]
 	b.ws = g.WS != "" && (g.TCP == "" || rng.Float64() < cfg.WSFraction)
 	b.crosser = rng.Float64() < cfg.CrosserFraction
+	b.trust = rng.Float64() < cfg.TrustLastSeq
 	size := cfg.Map.ZoneSize
 	b.x = size*0.1 + rng.Float32()*size*0.8
 	b.y = size*0.1 + rng.Float32()*size*0.8
@@ -423,7 +426,7 @@ func (b *bot) connect(ctx context.Context) (transport, error) {
 				// The session cannot be resumed (expired, unknown):
 				// the next attempt logs in afresh.
 				b.abandonLocked()
-				b.session, b.token, b.gatewayID = "", "", ""
+				b.session, b.token, b.gatewayID, b.maxAcked = "", "", "", 0
 			}
 			b.mu.Unlock()
 			return nil, fmt.Errorf("hello refused by %s: %s %s", addr, e.Code, e.Message)
@@ -436,6 +439,9 @@ func (b *bot) connect(ctx context.Context) (transport, error) {
 	defer b.mu.Unlock()
 	prevGW := b.gatewayID
 	b.session, b.player, b.token, b.gatewayID = w.SessionId, w.PlayerId, w.Token, w.GatewayId
+	if !resuming {
+		b.maxAcked = 0
+	}
 	b.cnt.connects++
 	if !b.online {
 		b.online = true
@@ -445,6 +451,11 @@ func (b *bot) connect(ctx context.Context) (transport, error) {
 		b.sw.Reconnect.Record(now.Sub(b.lostAt))
 		b.lostAt = time.Time{}
 		b.sw.lost.Add(-1)
+	}
+	if w.LastSeq < b.maxAcked {
+		// The gateway acknowledged a higher seq of this session: its
+		// last_seq is wrong (a client trusting it would reuse command ids).
+		b.cnt.seqRewinds++
 	}
 	b.seq = max(b.seq, w.LastSeq)
 	b.moves.reset()
@@ -477,6 +488,14 @@ func (b *bot) connect(ctx context.Context) (transport, error) {
 			}
 		}
 		b.pending = keep
+	}
+	if b.trust && resuming {
+		// Continue from what the gateway says it has taken, above the
+		// resent commands; a last_seq below own reuses seqs.
+		b.seq = w.LastSeq
+		for _, sc := range b.pending {
+			b.seq = max(b.seq, sc.seq)
+		}
 	}
 	b.tr = tr
 	switch {
@@ -730,6 +749,7 @@ func (b *bot) onAckLocked(seq, streamSeq uint64, dup bool, now time.Time) {
 		return
 	}
 	sc := b.removeLocked(i)
+	b.maxAcked = max(b.maxAcked, seq)
 	b.cnt.acked++
 	if dup {
 		b.cnt.dups++
@@ -738,7 +758,8 @@ func (b *bot) onAckLocked(seq, streamSeq uint64, dup bool, now time.Time) {
 	if b.sw.cfg.KeepAcked || b.sw.rec != nil {
 		id := wire.CommandID(b.session, seq)
 		if b.sw.cfg.KeepAcked {
-			b.acked = append(b.acked, AckRecord{ID: id, Kind: kindNames[sc.kind], StreamSeq: streamSeq, Duplicate: dup})
+			k := kindNames[sc.kind]
+			b.acked = append(b.acked, AckRecord{ID: id, Kind: k, StreamSeq: streamSeq, Duplicate: dup, Digest: Digest(k, sc.x, sc.y, sc.text)})
 		}
 		b.sw.record(record{T: "ack", Bot: b.id, ID: id, Kind: kindNames[sc.kind], Seq: seq, Stream: streamSeq})
 	}

@@ -29,6 +29,7 @@ import (
 	"math/rand/v2"
 	"runtime"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -79,6 +80,11 @@ type Config struct {
 	// ResumeElsewhere is the share of deliberate resumes made on another
 	// gateway than the one just left (default 0.5 with two or more gateways).
 	ResumeElsewhere float64
+	// TrustLastSeq is the share of bots that, on a resume, continue their
+	// seqs from Welcome.last_seq like a client that kept only its session
+	// (not its own counter): a wrong last_seq then reuses command ids, which
+	// the gateway must refuse (SEQ_REUSED), never ack as duplicates.
+	TrustLastSeq float64
 	// RampUp spreads the logins over this time (default Bots/200 s, at least 1s).
 	RampUp time.Duration
 	// Duration of the run; 0 runs until ctx is done.
@@ -340,6 +346,23 @@ type AckRecord struct {
 	Kind      string `json:"kind"`
 	StreamSeq uint64 `json:"stream_seq"`
 	Duplicate bool   `json:"duplicate"`
+	// Digest is what the command said (Digest of its kind and fields): an
+	// audit compares it with the command stored under ID, so a command id
+	// reused for another command and acked as a duplicate shows as lost.
+	Digest string `json:"digest"`
+}
+
+// Digest is the canonical text of a command's content: "move x,y",
+// "chat text", "attack target", "join zone" or "leave" (x, y as float32 in
+// the shortest decimal form).
+func Digest(kind string, x, y float32, text string) string {
+	switch kind {
+	case "move":
+		return "move " + strconv.FormatFloat(float64(x), 'g', -1, 32) + "," + strconv.FormatFloat(float64(y), 'g', -1, 32)
+	case "leave":
+		return "leave"
+	}
+	return kind + " " + text
 }
 
 type record struct {

@@ -15,7 +15,7 @@ type counters struct {
 	sent, acked, dups, busy, rejected, tooFast, errors, unanswered int64
 	updates, moves, chats, attacks, joins, leaves, rejoins         int64
 	connects, connectFail, disconnects, resumes, resumesElsewhere  int64
-	crossings, outcomeUnknown, resent                              int64
+	crossings, outcomeUnknown, resent, seqRewinds                  int64
 }
 
 func (c *counters) add(o *counters) {
@@ -42,6 +42,7 @@ func (c *counters) add(o *counters) {
 	c.crossings += o.crossings
 	c.outcomeUnknown += o.outcomeUnknown
 	c.resent += o.resent
+	c.seqRewinds += o.seqRewinds
 }
 
 // Progress is a snapshot while the swarm runs; rates and percentiles are
@@ -102,6 +103,10 @@ type Report struct {
 	// served by another gateway than the session's previous one.
 	ResumesElsewhere int64 `json:"resumes_elsewhere"`
 	Crossings        int64 `json:"crossings"`
+	// SeqRewinds are resumes whose Welcome.last_seq was below a seq the
+	// gateways had already acknowledged in that session (a wrong last_seq;
+	// TrustLastSeq bots then use those seqs again).
+	SeqRewinds int64 `json:"seq_rewinds"`
 
 	SentPerSec    float64 `json:"sent_per_s"`
 	AckedPerSec   float64 `json:"acked_per_s"`
@@ -134,7 +139,7 @@ func (s *Swarm) Report() *Report {
 		Errors: c.errors, Unanswered: c.unanswered, OutcomeUnknown: c.outcomeUnknown, Resent: c.resent, Updates: c.updates,
 		Moves: c.moves, Chats: c.chats, Attacks: c.attacks, Joins: c.joins, Leaves: c.leaves, Rejoins: c.rejoins,
 		Connects: c.connects, ConnFail: c.connectFail + s.connectFail.Load(), Disconnects: c.disconnects,
-		Resumes: c.resumes, ResumesElsewhere: c.resumesElsewhere, Crossings: c.crossings,
+		Resumes: c.resumes, ResumesElsewhere: c.resumesElsewhere, Crossings: c.crossings, SeqRewinds: c.seqRewinds,
 		InputToUpdate: s.Lat.Summary(), SendToAck: s.Ack.Summary(), Reconnect: s.Reconnect.Summary(), PingRTT: s.Ping.Summary(),
 		ErrorCodes: mapOf(&s.codes), RejectReasons: mapOf(&s.reasons),
 	}
