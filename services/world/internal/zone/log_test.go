@@ -94,7 +94,7 @@ func (p *holdProxy) pipe(dst, src net.Conn, hold *atomic.Bool) {
 
 func (p *holdProxy) url() string { return "nats://" + p.ln.Addr().String() }
 
-func testAppender(t *testing.T, js jetstream.JetStream, zone string, fence uint64) *appender {
+func testAppender(t testing.TB, js jetstream.JetStream, zone string, fence uint64) *appender {
 	st, err := js.Stream(context.Background(), wire.StreamEvents)
 	if err != nil {
 		t.Fatal(err)
