@@ -50,7 +50,11 @@ type Store struct {
 
 // Open opens (or creates) the store in dir.
 func Open(dir string) (*Store, error) {
-	db, err := pebble.Open(dir, &pebble.Options{Logger: quiet{}})
+	// A batch of a fetched JetStream batch is ~25k events (several MB); a
+	// memtable smaller than twice that turns every such batch into a
+	// flushable batch (an L0 file and a compaction per Write), so the
+	// memtable is sized for them.
+	db, err := pebble.Open(dir, &pebble.Options{Logger: quiet{}, MemTableSize: 64 << 20})
 	if err != nil {
 		return nil, fmt.Errorf("pebblestore: open %s: %w", dir, err)
 	}
@@ -266,7 +270,10 @@ func (s *Store) Write(ctx context.Context, recs []store.Record) (store.WriteResu
 	var res store.WriteResult
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	b := s.db.NewIndexedBatch()
+	// A plain (unindexed) batch: every read below is of committed state
+	// (s.db; Write is serialized by s.mu) and what this batch changes is
+	// kept in memory (msgs, players, tallies), so the batch needs no index.
+	b := s.db.NewBatch()
 	defer b.Close()
 	hwm := s.hwm
 	inserted := make([]store.Record, 0, len(recs))
@@ -285,7 +292,7 @@ func (s *Store) Write(ctx context.Context, recs []store.Record) (store.WriteResu
 			m = &msg{ins: true}
 			if r.Seq <= s.hwm {
 				res.Slow++
-				stored, err := s.exists(b, seqKey(r.Seq))
+				stored, err := s.exists(s.db, seqKey(r.Seq))
 				if err != nil {
 					return res, err
 				}
@@ -318,7 +325,7 @@ func (s *Store) Write(ctx context.Context, recs []store.Record) (store.WriteResu
 	members := map[string]int64{} // zone -> change of present members
 	for _, m := range store.Memberships(recs) {
 		k := memberKey(m.Zone, m.PlayerID)
-		v, c, err := b.Get(k)
+		v, c, err := s.db.Get(k)
 		var oldSeq uint64
 		oldPresent := false
 		if err == nil {
@@ -363,7 +370,7 @@ func (s *Store) Write(ctx context.Context, recs []store.Record) (store.WriteResu
 	for _, d := range deltas {
 		k := append([]byte{'z'}, d.Zone...)
 		var z store.ZoneSummary
-		if _, err := getJSON(b, k, &z); err != nil {
+		if _, err := getJSON(s.db, k, &z); err != nil {
 			return res, err
 		}
 		z.Zone = d.Zone
@@ -378,36 +385,50 @@ func (s *Store) Write(ctx context.Context, recs []store.Record) (store.WriteResu
 		}
 	}
 	patches, tallies := store.Project(recs)
+	players := map[string]*playerRec{}
+	changed := map[string]bool{}
+	player := func(id string) (*playerRec, error) {
+		if p := players[id]; p != nil {
+			return p, nil
+		}
+		p := &playerRec{}
+		if err := getPlayer(s.db, append([]byte{'p'}, id...), p); err != nil {
+			return nil, err
+		}
+		players[id] = p
+		return p, nil
+	}
 	for _, pp := range patches {
-		k := append([]byte{'p'}, pp.PlayerID...)
-		var p playerRec
-		if err := getPlayer(b, k, &p); err != nil {
+		p, err := player(pp.PlayerID)
+		if err != nil {
 			return res, err
 		}
 		if store.ApplyPatch(&p.Player, &p.Seqs, pp) {
-			if err := setJSON(b, k, p); err != nil {
-				return res, err
-			}
+			changed[pp.PlayerID] = true
 		}
 	}
+	counted := map[string]bool{}
 	for _, t := range tallies {
 		tk := tallyKey(t)
-		ok, err := s.exists(b, tk)
+		if counted[string(tk)] {
+			continue
+		}
+		ok, err := s.exists(s.db, tk)
 		if err == nil && !ok && t.Index == 0 {
-			ok, err = s.exists(b, legacyTallyKey(t))
+			ok, err = s.exists(s.db, legacyTallyKey(t))
 		}
 		if err != nil {
 			return res, err
 		}
+		counted[string(tk)] = true
 		if ok {
 			continue
 		}
 		if err := b.Set(tk, nil, nil); err != nil {
 			return res, err
 		}
-		k := append([]byte{'p'}, t.PlayerID...)
-		var p playerRec
-		if err := getPlayer(b, k, &p); err != nil {
+		p, err := player(t.PlayerID)
+		if err != nil {
 			return res, err
 		}
 		p.PlayerID = t.PlayerID
@@ -416,7 +437,10 @@ func (s *Store) Write(ctx context.Context, recs []store.Record) (store.WriteResu
 		} else {
 			p.Deaths++
 		}
-		if err := setJSON(b, k, p); err != nil {
+		changed[t.PlayerID] = true
+	}
+	for id := range changed {
+		if err := setJSON(b, append([]byte{'p'}, id...), players[id]); err != nil {
 			return res, err
 		}
 	}
