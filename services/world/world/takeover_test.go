@@ -1,12 +1,15 @@
 package world
 
 import (
+	"fmt"
+	"net/http"
 	"os"
 	"testing"
 	"time"
 
 	"github.com/realmstream/realmstream/libs/natstest"
 	"github.com/realmstream/realmstream/libs/redistest"
+	"github.com/realmstream/realmstream/libs/waitfor"
 )
 
 // TestCrashTakeoverUnder2s: with the production lease TTL (5s), rebalance
@@ -72,4 +75,39 @@ func loadavg() string {
 		return "?"
 	}
 	return string(b[:len(b)-1])
+}
+
+// TestReadyOnceZonesClaimed: /readyz of a joining instance answers 200 only
+// once every zone rendezvous hashing assigns to it is claimed, so a rolling
+// update does not stop the next old pod while zones are still in flight.
+func TestReadyOnceZonesClaimed(t *testing.T) {
+	srv, _, _ := natstest.StartWithStreams(t)
+	redistest.Shared(t)
+	base := testConfig(t, srv.URL, redistest.Addr(), "")
+	mk := func(id string) Config { x := base; x.InstanceID = id; return x }
+	a := startInst(t, mk("a"))
+	waitAllOwned(t, 10*time.Second, a)
+	b := startInst(t, mk("b"))
+	url := "http://" + b.svc.HTTPAddr() + "/readyz"
+	waitfor.True(t, 15*time.Second, func() error {
+		resp, err := http.Get(url)
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("/readyz %d", resp.StatusCode)
+		}
+		return nil
+	})
+	// Ready now: every zone assigned to b is claimed by b.
+	owned := b.svc.Owned()
+	for _, z := range base.Map.Zones() {
+		if Owner(z, []string{"a", "b"}) != "b" {
+			continue
+		}
+		if st, ok := owned[z]; !ok || st.Fence == 0 {
+			t.Errorf("b is ready but its zone %s is not claimed (owned: %v)", z, owned)
+		}
+	}
 }

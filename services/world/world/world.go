@@ -239,13 +239,29 @@ func (s *Service) Run(ctx context.Context) error {
 	case <-watchReady:
 	case <-ctx.Done():
 	}
-	s.ops.SetReady(true)
 	close(s.ready)
 	s.log.Info("world started", "lock", s.lockKind(), "lease_ttl", s.cfg.LeaseTTL, "tick", s.cfg.Tick, "http", s.ops.Addr())
 
+	// /readyz turns ready once the zones this instance is assigned are
+	// claimed (snapshot loaded, log replayed, claim appended), not when it
+	// first sees the membership: a rolling update (with minReadySeconds) then
+	// waits for each new pod's zones to settle before it stops the next old
+	// one, so each zone moves once. Bounded: a zone held by an owner nobody
+	// saw die waits out its lease TTL, after which it is claimed anyway.
+	readyBy := time.Now().Add(2*s.cfg.LeaseTTL + s.cfg.memberTTL())
+	opsReady := false
 	t := time.NewTicker(s.cfg.Rebalance)
 	for ctx.Err() == nil {
 		s.rebalance(ctx)
+		if !opsReady {
+			if missing := s.unclaimed(); len(missing) == 0 || time.Now().After(readyBy) {
+				if len(missing) > 0 {
+					s.log.Warn("ready although zones are not claimed yet", "zones", missing)
+				}
+				s.ops.SetReady(true)
+				opsReady = true
+			}
+		}
 		select {
 		case <-ctx.Done():
 		case <-t.C:
@@ -399,6 +415,24 @@ func (s *Service) rebalance(ctx context.Context) {
 			o.cancel(context.Canceled)
 		}
 	}
+}
+
+// unclaimed lists the zones rendezvous hashing assigns to this instance that
+// it has not claimed yet (no lease, or the claim not appended).
+func (s *Service) unclaimed() []string {
+	live := s.liveMembers()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []string
+	for _, z := range s.cfg.Map.Zones() {
+		if Owner(z, live) != s.cfg.InstanceID {
+			continue
+		}
+		if o := s.zones[z]; o == nil || s.status[z].Fence == 0 {
+			out = append(out, z)
+		}
+	}
+	return out
 }
 
 // deadOwner reports whether owner, the holder of a zone lease this instance
