@@ -352,6 +352,11 @@ func (s *Service) registerMetrics(p *pipeline.Pipeline, mon *dbmon.Monitor, sour
 	counter("persist_events_skipped_total", "redelivered events found already stored", p.Stats.Skipped.Load)
 	counter("persist_batches_total", "batches written and acked", p.Stats.Batches.Load)
 	counter("persist_write_retries_total", "failed batch writes that were retried", p.Stats.Retries.Load)
+	counter("persist_messages_acked_total", "EVT messages (tick records or legacy events) stored and acked", p.Stats.Messages.Load)
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "persist_messages_carried",
+		Help: "EVT messages held back because a shard they touch failed (the others keep being stored)"}, func() float64 {
+		return float64(p.Stats.Carried.Load())
+	}))
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "persist_default_partition_rows",
 		Help: "rows in events_default over all shards (alarm when > 0), from the last DB stats sample"}, func() float64 {
 		var n int64
