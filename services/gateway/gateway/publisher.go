@@ -386,7 +386,9 @@ func (p *publisher) onAck(_ jetstream.JetStream, m *nats.Msg, ack *jetstream.Pub
 	} else {
 		p.s.m.acksFresh.Inc()
 	}
-	it.span.SetAttributes(attribute.Int64("realm.stream_seq", int64(ack.Sequence)), attribute.Bool("realm.duplicate", ack.Duplicate))
+	if it.span.IsRecording() { // the attributes' variadic slice is a heap allocation per ack
+		it.span.SetAttributes(attribute.Int64("realm.stream_seq", int64(ack.Sequence)), attribute.Bool("realm.duplicate", ack.Duplicate))
+	}
 	it.span.End()
 	it.c.outstanding.Add(-1)
 	if ack.Duplicate && !it.verified {
