@@ -25,8 +25,8 @@ import {
 } from "./errors.js";
 import { resolveWebSocket, toBytes, type SocketLike, type WebSocketCtor } from "./socket.js";
 
-/** PROTOCOL_VERSION is the wire protocol this SDK speaks (Hello.protocol_version). */
-export const PROTOCOL_VERSION = 1;
+/** PROTOCOL_VERSION is the wire protocol this SDK speaks (Hello.protocol_version; docs/clients.md). */
+export const PROTOCOL_VERSION = 2;
 /** SDK_NAME and SDK_VERSION are sent in Hello (client_name, client_version). */
 export const SDK_NAME = "realmstream-ts";
 export const SDK_VERSION = "0.1.0";
@@ -50,6 +50,11 @@ export interface ClientOptions {
   name?: string;
   /** the WebSocket implementation (default: the global one, else the `ws` package). */
   WebSocket?: WebSocketCtor;
+  /**
+   * how often a command answered Busy is resent (same seq) after the gateway's
+   * retry_after_ms before its promise rejects with BusyError (default 0).
+   */
+  busyRetries?: number;
   /** how long a command may wait for its answer (default 15000 ms; 0 = forever). */
   commandTimeoutMs?: number;
   /** how long opening the socket and the Hello may take (default 10000 ms). */
@@ -106,6 +111,7 @@ interface Pending {
   timer?: ReturnType<typeof setTimeout>;
   zone?: string; // a join's zone
   retries?: number; // OUTCOME_UNKNOWN resends
+  busy?: number; // Busy resends
 }
 
 const outcomeRetries = 3; // resends of a command whose outcome the gateway could not learn
@@ -152,6 +158,7 @@ export class RealmClient {
 
   private constructor(opts: ClientOptions) {
     this.opts = {
+      busyRetries: 0,
       commandTimeoutMs: 15000,
       connectTimeoutMs: 10000,
       reconnect: true,
@@ -453,6 +460,16 @@ export class RealmClient {
         return;
       }
       case "busy": {
+        // Not accepted: the protocol's rule is to resend the same packet (same
+        // seq) after retry_after_ms; busyRetries times, then the caller decides.
+        const q = this.pending.get(seq);
+        if (q && q.kind !== "hello" && (q.busy ?? 0) < this.opts.busyRetries) {
+          q.busy = (q.busy ?? 0) + 1;
+          setTimeout(() => {
+            if (this.pending.get(seq) === q && this.stateValue === "open") this.write(q);
+          }, Math.max(body.value.retryAfterMs, 10));
+          return;
+        }
         this.settle(seq)?.reject(new BusyError(seq, body.value.retryAfterMs));
         return;
       }

@@ -11,6 +11,7 @@ import {
   ServerError,
   ClosedError,
   LoginError,
+  PROTOCOL_VERSION,
   login,
   type ClientEvent,
   type CommandResult,
@@ -265,6 +266,7 @@ describe("RealmClient against a real stack", () => {
       assert.equal(c.welcome?.protocolVersion ?? 0, 0, "a versioned gateway must send the world when asked");
       return;
     }
+    assert.equal(c.welcome.protocolVersion, PROTOCOL_VERSION, "the gateway serves the SDK's protocol");
     const w = c.world!;
     assert.ok(w.cols > 0 && w.rows > 0 && w.zoneSize > 0 && w.cellSize > 0);
     assert.equal(w.zones.length, w.cols * w.rows);

@@ -1127,7 +1127,7 @@ export enum ErrorCode {
   SEQ_REUSED = 21,
 
   /**
-   * the session's absolute lifetime is over (or it was revoked); log in again
+   * the session's absolute lifetime is over, or there is no such session to resume; log in again
    *
    * @generated from enum value: ERROR_CODE_SESSION_EXPIRED = 22;
    */
