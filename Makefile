@@ -62,11 +62,11 @@ fmt:
 fmt-check:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed (run make fmt):"; echo "$$out"; exit 1; fi
 
-## proto: regenerate the protobuf Go code and the TypeScript SDK's types (needs protoc, protoc-gen-go, node and npm)
+## proto: regenerate the protobuf Go code, the TypeScript SDK's types and the demo bundle that embeds them (needs protoc, protoc-gen-go, node and npm)
 proto: ts-deps
 	@test -x $(PROTOC_GEN_GO) || $(GO) install google.golang.org/protobuf/cmd/protoc-gen-go@v1.36.12
 	cd libs/schema && PATH="$$PATH:$$(go env GOPATH)/bin" protoc -I . --go_out=. --go_opt=paths=source_relative client.proto world.proto ops.proto
-	cd clients/ts && npm run --silent gen
+	cd clients/ts && npm run --silent gen && npm run --silent build:demo
 
 ## proto-check: fail when the generated code is stale
 proto-check: proto
