@@ -106,6 +106,14 @@ func composeProblems(p *types.Project) []string {
 			add("%s: image %q: %s", name, s.Image, pr)
 		}
 		for dep, d := range s.DependsOn {
+			if dep == "otel-collector" {
+				// Tracing is never a hard start dependency: a service starts
+				// (and drops spans) without the collector.
+				if d.Required {
+					add("%s: otel-collector is a required dependency: a tracing outage would stop the service from starting", name)
+				}
+				continue
+			}
 			if d.Condition != types.ServiceConditionHealthy && d.Condition != types.ServiceConditionCompletedSuccessfully {
 				add("%s depends on %s with condition %q: want service_healthy", name, dep, d.Condition)
 			}
@@ -363,5 +371,30 @@ func readYAML(t *testing.T, rel string, v any) {
 	}
 	if err := yaml.Unmarshal(b, v); err != nil {
 		t.Fatalf("%s: %v", rel, err)
+	}
+}
+
+// TestComposeAdminPortsLoopback: the ports without authentication (NATS,
+// Prometheus, Grafana, the monitor's dashboard, Jaeger, the gateway's ops
+// port) are published on 127.0.0.1 only, never on every interface of the host.
+func TestComposeAdminPortsLoopback(t *testing.T) {
+	p := loadCompose(t, "bots")
+	for _, name := range []string{"nats", "prometheus", "grafana", "monitor", "jaeger", "gateway"} {
+		s, ok := p.Services[name]
+		if !ok {
+			t.Errorf("no service %s", name)
+			continue
+		}
+		for _, port := range s.Ports {
+			if name == "gateway" && (port.Target == 7000 || port.Target == 7001) {
+				continue // the game ports are public by design
+			}
+			if port.HostIP != "127.0.0.1" {
+				t.Errorf("%s publishes %d on %q, want 127.0.0.1", name, port.Target, port.HostIP)
+			}
+		}
+	}
+	if args := p.Services["prometheus"].Command; strings.Contains(strings.Join(args, " "), "--web.enable-lifecycle") {
+		t.Error("prometheus runs with --web.enable-lifecycle (anyone reaching it can shut it down)")
 	}
 }
