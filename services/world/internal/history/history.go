@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strconv"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -138,21 +139,25 @@ func (r *Reader) fold(ctx context.Context, stream jetstream.Stream, st *schema.Z
 		return nil
 	}
 	// The zone's own floor: trimming purges per subject, so the stream's
-	// first sequence says nothing about this zone.
-	floor := uint64(1<<63 - 1) // nothing of the zone left in JetStream
+	// first sequence says nothing about this zone. The first message still
+	// in JetStream names its predecessor (Nats-Expected-Last-Subject-
+	// Sequence): 0 means nothing of the zone was ever trimmed.
+	floor, trimmedTo := uint64(1<<63-1), uint64(0) // nothing of the zone left in JetStream
 	first, err := stream.GetMsg(ctx, 1, jetstream.WithGetMsgSubject(wire.EventSubject(st.Zone)))
 	switch {
 	case err == nil:
 		floor = first.Sequence
+		trimmedTo, _ = strconv.ParseUint(first.Header.Get(wire.HeaderExpectedLastSubjSeq), 10, 64)
 	case errors.Is(err, jetstream.ErrMsgNotFound):
+		trimmedTo = to // no message left: whatever was asked is below the floor
 	default:
 		return 0, fmt.Errorf("history: first message of %s: %w", st.Zone, err)
 	}
-	if from < floor {
+	if from <= trimmedTo {
 		if r.Below == nil {
 			return 0, fmt.Errorf("%w (asked from %d, JetStream holds %d..)", ErrBelowFloor, from, floor)
 		}
-		if err := r.Below.Events(ctx, st.Zone, from, min(to, floor-1), apply); err != nil && !errors.Is(err, errStop) {
+		if err := r.Below.Events(ctx, st.Zone, from, min(to, trimmedTo), apply); err != nil && !errors.Is(err, errStop) {
 			return n, fmt.Errorf("history: store: %w", err)
 		}
 		from = floor
