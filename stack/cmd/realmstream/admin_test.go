@@ -106,7 +106,8 @@ func TestAdminAgainstStack(t *testing.T) {
 		Events  uint64 `json:"events"`
 		Players []struct {
 			PlayerID string  `json:"player_id"`
-			X, Y     float32 `json:"x"`
+			X        float32 `json:"x"`
+			Y        float32 `json:"y"`
 		} `json:"players"`
 	}
 	mustJSON(&st, "zone", "state", busiest.Zone, "--at-seq", strconv.FormatUint(events[0].Seq, 10))
