@@ -78,6 +78,7 @@ type connSession struct {
 	reserved  uint64         // LastSeq written in the shared record (an upper bound)
 	ring      session.Ring   // recent accepted commands (seeded from a resumed record)
 	resumedTo uint64         // seqs at or below it belong to earlier connections
+	maxOK     uint64         // highest seq acceptSeq let through (it may not be enqueued yet)
 	handedOff bool           // the session moved to another connection: accept nothing
 	endTimer  *time.Timer    // fires at the session's absolute end
 	takeSub   *nats.Subscription
@@ -248,7 +249,7 @@ func (c *conn) resumeRecord(ctx context.Context, seq uint64, sid string) (sessio
 		// Seqs in (RecentTo, LastSeq] may have been accepted after the
 		// record was written; only JetStream's duplicate check (within its
 		// window of the write) can still tell a resend from a reuse.
-		rec.UnknownFrom, rec.UnknownTo, rec.UnknownAt = rec.RecentTo, rec.LastSeq, rec.WrittenAt
+		rec.WidenUnknown(rec.RecentTo, rec.WrittenAt, c.s.dupWindow)
 		c.s.log.Info("resuming a session whose gateway is gone", "session", sid, "gateway", rec.Gateway, "last_seq_bound", rec.LastSeq)
 	}
 	return rec, true
@@ -274,8 +275,15 @@ func (c *conn) writeFinal(handOff bool) {
 	}
 	cs.handedOff = handOff || cs.handedOff
 	rec := cs.rec
-	rec.LastSeq = max(c.lastSeq.Load(), cs.resumedTo)
-	rec.RecentTo = rec.LastSeq
+	exact := max(c.lastSeq.Load(), cs.resumedTo)
+	rec.LastSeq = max(exact, cs.maxOK)
+	rec.RecentTo = exact
+	if rec.LastSeq > exact {
+		// The reader let a seq through that it has not recorded yet (it is
+		// being enqueued as we hand over): the next connection checks a
+		// resend of it against JetStream, like after a crash.
+		rec.WidenUnknown(exact, time.Now(), c.s.dupWindow)
+	}
 	rec.Recent = cs.ring.Entries()
 	rec.Open = false
 	rec.Gateway = ""
@@ -345,6 +353,7 @@ func (c *conn) acceptSeq(seq uint64, pkt []byte) (digest uint64, verified, ok bo
 		}
 		cs.reserved, cs.rec = rec.LastSeq, rec
 	}
+	cs.maxOK = max(cs.maxOK, seq)
 	return digest, false, true
 }
 

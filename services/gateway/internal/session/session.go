@@ -75,6 +75,19 @@ type Record struct {
 	UnknownAt   time.Time `json:"unknown_at,omitzero"`
 }
 
+// WidenUnknown makes (from, LastSeq] unknown since at, keeping an earlier
+// unknown range that is still inside the duplicate window (the union, with
+// the earlier time: the conservative choice).
+func (r *Record) WidenUnknown(from uint64, at time.Time, window time.Duration) {
+	if r.UnknownTo != 0 && time.Since(r.UnknownAt) < window {
+		from = min(from, r.UnknownFrom)
+		if r.UnknownAt.Before(at) {
+			at = r.UnknownAt
+		}
+	}
+	r.UnknownFrom, r.UnknownTo, r.UnknownAt = from, r.LastSeq, at
+}
+
 // Lookup answers whether seq is among the recent commands and its digest.
 func (r *Record) Lookup(seq uint64) (uint64, bool) {
 	for i := len(r.Recent) - 1; i >= 0; i-- {
