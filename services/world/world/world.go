@@ -45,6 +45,9 @@ const (
 	// BucketSnapshots holds the latest snapshots of each zone (key = zone id;
 	// the last SnapshotHistory revisions are kept for time travel).
 	BucketSnapshots = "world_snapshots"
+	// BucketPlayers says which zone each player is in (key = player id):
+	// a player is in exactly one zone (internal/zone/where.go).
+	BucketPlayers = "world_players"
 	// SnapshotHistory is how many snapshots per zone the bucket keeps.
 	SnapshotHistory = 16
 )
@@ -63,6 +66,7 @@ type Service struct {
 	nc      *nats.Conn
 	js      jetstream.JetStream
 	snaps   jetstream.KeyValue
+	players jetstream.KeyValue
 	members jetstream.KeyValue
 	// membersCfg recreates the bucket if it disappears (e.g. a NATS server
 	// restarted without its store); only the membership goroutine uses it after start.
@@ -190,6 +194,10 @@ func (s *Service) Run(ctx context.Context) error {
 	if s.snaps, err = wire.EnsureKeyValue(ctx, s.js, jetstream.KeyValueConfig{Bucket: BucketSnapshots, Description: "zone snapshots",
 		History: SnapshotHistory, Replicas: replicas, MaxValueSize: -1}); err != nil {
 		return fmt.Errorf("world: snapshots bucket: %w", err)
+	}
+	if s.players, err = wire.EnsureKeyValue(ctx, s.js, jetstream.KeyValueConfig{Bucket: BucketPlayers, Description: "zone of each player",
+		History: 1, Storage: jetstream.FileStorage, Replicas: replicas}); err != nil {
+		return fmt.Errorf("world: players bucket: %w", err)
 	}
 	store, err := s.lockStore()
 	if err != nil {
@@ -518,7 +526,7 @@ func (s *Service) start(z string, lease *lock.Lease) {
 	s.zones[z] = o
 	s.mu.Unlock()
 	cfg := zone.Config{
-		Zone: z, Instance: s.cfg.InstanceID, NC: s.nc, JS: s.js, Snapshots: s.snaps, Rules: s.rules, Lease: lease,
+		Zone: z, Instance: s.cfg.InstanceID, NC: s.nc, JS: s.js, Snapshots: s.snaps, Players: s.players, Rules: s.rules, Lease: lease,
 		Tick: s.cfg.Tick, SnapshotEvery: s.cfg.SnapshotEvery, SnapshotInterval: s.cfg.SnapshotInterval, AckWait: s.cfg.AckWait,
 		MaxBatch: s.cfg.MaxBatch, PublishTimeout: s.cfg.PublishTimeout, DisconnectGrace: s.cfg.DisconnectGrace, Log: s.log, Metrics: s.zm,
 		OnStatus: func(st zone.Status) {

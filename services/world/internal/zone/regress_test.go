@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/realmstream/realmstream/libs/natstest"
@@ -16,6 +17,7 @@ import (
 	"github.com/realmstream/realmstream/libs/waitfor"
 	"github.com/realmstream/realmstream/libs/wire"
 	"github.com/realmstream/realmstream/libs/zonelog"
+	"github.com/realmstream/realmstream/services/world/internal/rules"
 )
 
 // TestDuplicateBehindPositionIsFenced (issue 10 #1): JetStream answers
@@ -272,4 +274,52 @@ func TestDisconnectGrace(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// TestJoinWhileInAnotherZone (issue 10 #5): a player is in exactly one
+// zone. A Join in z0_0 of a player in z1_1 is refused (before the fix both
+// zones held the body); after leaving z1_1 the join is accepted; a player
+// who crosses a border is recorded in the target zone.
+func TestJoinWhileInAnotherZone(t *testing.T) {
+	e := newEnv(t)
+	kv, err := e.js.CreateOrUpdateKeyValue(context.Background(), jetstream.KeyValueConfig{Bucket: "world_players", History: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, z := range []string{"z1_1", "z0_0"} {
+		cfg := e.config(z)
+		cfg.Players = kv
+		e.start(cfg)
+	}
+	now := time.Now()
+	e.send("z1_1", "s1", 1, "p", joinCmd("z1_1"), now)
+	e.waitApplied("z1_1", "s1:1")
+	e.send("z0_0", "s1", 2, "p", joinCmd("z0_0"), now) // same session
+	e.send("z0_0", "s2", 1, "p", joinCmd("z0_0"), now) // a new session
+	e.send("z1_1", "s3", 1, "p", joinCmd("z1_1"), now) // a rejoin where it is: fine
+	l := e.waitApplied("z0_0", "s1:2", "s2:1")
+	for _, en := range l {
+		if en.Event.CommandId != "" && en.Event.GetCommandRejected() == nil {
+			t.Fatalf("z0_0 accepted %s while p is in z1_1", rules.FormatEvent(en.Event))
+		}
+	}
+	e.waitApplied("z1_1", "s3:1")
+	e.send("z1_1", "s3", 2, "p", leaveCmd(), now)
+	e.waitApplied("z1_1", "s3:2")
+	waitfor.True(t, 5*time.Second, func() error {
+		if _, err := kv.Get(context.Background(), "p"); !errors.Is(err, jetstream.ErrKeyNotFound) {
+			return fmt.Errorf("entry of p after its leave: %v", err)
+		}
+		return nil
+	})
+	e.send("z0_0", "s4", 1, "p", joinCmd("z0_0"), now)
+	l = e.waitApplied("z0_0", "s4:1")
+	if last := l[len(l)-1].Event; last.GetPlayerJoined() == nil {
+		t.Fatalf("join after the leave: %s", rules.FormatEvent(last))
+	}
+	st0 := foldLog(e.rules, "z0_0", l)
+	st1 := foldLog(e.rules, "z1_1", e.log("z1_1"))
+	if st0.Players["p"] == nil || st1.Players["p"] != nil {
+		t.Fatalf("p in z0_0: %v, in z1_1: %v", st0.Players["p"] != nil, st1.Players["p"] != nil)
+	}
 }

@@ -71,6 +71,9 @@ type Config struct {
 	JS       jetstream.JetStream
 	// Snapshots is the KV bucket of zone snapshots (key = zone id).
 	Snapshots jetstream.KeyValue
+	// Players is the KV bucket that says which zone each player is in
+	// (where.go); nil disables the one-zone check of joins.
+	Players jetstream.KeyValue
 	Rules     *rules.Config
 	Lease     Lease
 	// Tick is the simulation period (20 Hz = 50ms).
@@ -123,7 +126,8 @@ type runner struct {
 	// held are the Disconnect commands of sessions in their grace period, by
 	// session: unacked (kept alive with InProgress) so that a crash hands
 	// them to the next owner, which resumes the same grace (receive time).
-	held map[string]*heldDisconnect
+	held  map[string]*heldDisconnect
+	where *whereabouts
 }
 
 type heldDisconnect struct {
@@ -170,6 +174,9 @@ func Run(ctx context.Context, c Config) error {
 	}
 	r := &runner{c: c, log: c.Log.With("zone", c.Zone), view: newView(c.Rules.Map), tracer: otel.Tracer("realmstream/world"),
 		inbox: make(chan jetstream.Msg, 2*c.MaxBatch), delivered: map[string]bool{}, held: map[string]*heldDisconnect{}}
+	if c.Players != nil {
+		r.where = &whereabouts{kv: c.Players, zone: c.Zone, timeout: c.PublishTimeout}
+	}
 	stream, err := c.JS.Stream(ctx, wire.StreamEvents)
 	if err != nil {
 		return fmt.Errorf("zone %s: events stream: %w", c.Zone, err)
@@ -511,6 +518,7 @@ func (r *runner) step(ctx context.Context) error {
 	if err := r.expose(t); err != nil {
 		return err
 	}
+	r.where.committed(ctx, t.evs)
 	if t.out || (len(r.st.PendingTransfers) > 0 && start.After(r.retryAt)) {
 		if err := r.deliverPending(ctx); err != nil {
 			return err
@@ -646,7 +654,17 @@ func (r *runner) decide(ctx context.Context, t *tickState, m jetstream.Msg, now 
 			t.trace = sctx
 		}
 	}
-	ev := r.c.Rules.Decide(r.st, cmd, now)
+	var ev *schema.Event
+	if j := cmd.GetJoin(); j != nil && (j.Zone == "" || j.Zone == r.c.Zone) && cmd.PlayerId != "" && r.st.Players[cmd.PlayerId] == nil && !rules.Duplicate(r.st, cmd) {
+		if other := r.where.claim(ctx, cmd.PlayerId); other != "" {
+			ev = &schema.Event{EventId: rules.EventID(r.c.Zone, cmd.CommandId), Zone: r.c.Zone, TimestampNs: now, CommandId: cmd.CommandId, PlayerId: cmd.PlayerId,
+				Body: &schema.Event_CommandRejected{CommandRejected: &schema.CommandRejected{Code: schema.ErrorCode_ERROR_CODE_REJECTED,
+					Reason: "player is in zone " + other + ": leave it first or cross the border"}}}
+		}
+	}
+	if ev == nil {
+		ev = r.c.Rules.Decide(r.st, cmd, now)
+	}
 	if ev == nil {
 		t.results = append(t.results, "duplicate")
 		t.acks = append(t.acks, ack{m: m, id: cmd.CommandId})
