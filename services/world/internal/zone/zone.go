@@ -74,8 +74,8 @@ type Config struct {
 	// Players is the KV bucket that says which zone each player is in
 	// (where.go); nil disables the one-zone check of joins.
 	Players jetstream.KeyValue
-	Rules     *rules.Config
-	Lease     Lease
+	Rules   *rules.Config
+	Lease   Lease
 	// Tick is the simulation period (20 Hz = 50ms).
 	Tick time.Duration
 	// SnapshotEvery and SnapshotInterval: snapshot after this many events of
