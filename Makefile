@@ -28,11 +28,15 @@ build:
 	$(GO) build -o bin/ ./services/gateway/cmd/gateway ./services/world/cmd/world ./services/persist/cmd/persist ./services/monitor/cmd/monitor ./stack/cmd/realmstream
 
 ## test: everything CI checks (needs PostgreSQL, Redis, Chromium, shellcheck, spin: bash .ci/run installs them)
-test: lint proto-check gowork-off
+test: test-env lint proto-check gowork-off
 	$(GO) test -count=1 -timeout 25m work
 	$(GO) test -count=1 -race -timeout 25m $(RACE_PKGS)
 	$(GO) test -count=1 -run TestSpinModel ./libs/mpsc/ -args -spin
 	$(MAKE) test-ts
+
+## test-env: install and start what the tests need (PostgreSQL, Redis, Chromium, Node.js, protoc, ...); make test runs it first
+test-env:
+	bash scripts/test-env.sh
 
 # Packages with concurrent code: run again under the race detector.
 RACE_PKGS := ./libs/mpsc/... ./libs/lock/... ./libs/zonelog/... ./libs/bots/... ./libs/client/... ./libs/shard/... \
