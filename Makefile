@@ -27,7 +27,7 @@ build:
 	mkdir -p bin
 	$(GO) build -o bin/ ./services/gateway/cmd/gateway ./services/world/cmd/world ./services/persist/cmd/persist ./services/monitor/cmd/monitor ./stack/cmd/realmstream
 
-## test: everything CI checks (needs PostgreSQL, Redis, Chromium, shellcheck, spin: bash .ci/run installs them)
+## test: everything CI checks; installs and starts what it needs first (scripts/test-env.sh)
 test: test-env lint proto-check gowork-off
 	$(GO) test -count=1 -timeout 25m work
 	$(GO) test -count=1 -race -timeout 25m $(RACE_PKGS)
