@@ -10,11 +10,11 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/realmstream/realmstream/e2e/audit"
 	"github.com/realmstream/realmstream/libs/schema"
 	"github.com/realmstream/realmstream/libs/wire"
+	"github.com/realmstream/realmstream/libs/zonelog"
 )
 
 // tracker watches evt.> on core NATS while the run goes on: when each zone
@@ -44,13 +44,10 @@ func newTracker(ctx context.Context, nc *nats.Conn, js jetstream.JetStream) (*tr
 	t.sub = sub
 	// The claims made before the subscription (at start) come from the log.
 	_, err = audit.ReadStream(ctx, js, wire.StreamEvents, func(m audit.StreamMsg) error {
-		var ev schema.Event
-		if proto.Unmarshal(m.Data, &ev) == nil {
-			if oc := ev.GetOwnershipClaimed(); oc != nil {
-				t.mu.Lock()
-				t.claims = append(t.claims, claim{zone: strings.TrimPrefix(m.Subject, wire.EventPrefix), instance: oc.InstanceId, fence: oc.Fence, at: m.Time})
-				t.mu.Unlock()
-			}
+		if oc := claimIn(m.Seq, m.Header, m.Data); oc != nil {
+			t.mu.Lock()
+			t.claims = append(t.claims, claim{zone: strings.TrimPrefix(m.Subject, wire.EventPrefix), instance: oc.InstanceId, fence: oc.Fence, at: m.Time})
+			t.mu.Unlock()
 		}
 		return nil
 	})
@@ -69,12 +66,9 @@ func (t *tracker) onEvent(m *nats.Msg) {
 	now := time.Now()
 	zone := strings.TrimPrefix(m.Subject, wire.EventPrefix)
 	var c *claim
-	if typ := m.Header.Get(wire.HeaderEventType); typ == "" || strings.Contains(strings.ToLower(typ), "claim") {
-		var ev schema.Event
-		if proto.Unmarshal(m.Data, &ev) == nil {
-			if oc := ev.GetOwnershipClaimed(); oc != nil {
-				c = &claim{zone: zone, instance: oc.InstanceId, fence: oc.Fence, at: now}
-			}
+	if typ := m.Header.Get(wire.HeaderEventType); typ == "" || strings.Contains(strings.ToLower(typ), "claim") || m.Header.Get(wire.HeaderSchema) == wire.SchemaTickRecord {
+		if oc := claimIn(0, m.Header, m.Data); oc != nil {
+			c = &claim{zone: zone, instance: oc.InstanceId, fence: oc.Fence, at: now}
 		}
 	}
 	t.mu.Lock()
@@ -187,4 +181,19 @@ func (t *tracker) summary() string {
 		n += len(as)
 	}
 	return fmt.Sprintf("%d events seen live in %d zones, %d ownership claims", n, len(t.arrivals), len(t.claims))
+}
+
+// claimIn returns the ownership claim carried by a stored message (a tick
+// record's events or a legacy single event), if any.
+func claimIn(seq uint64, h nats.Header, data []byte) *schema.OwnershipClaimed {
+	entries, err := zonelog.Decode(seq, h, data)
+	if err != nil {
+		return nil
+	}
+	for _, e := range entries {
+		if oc := e.Event.GetOwnershipClaimed(); oc != nil {
+			return oc
+		}
+	}
+	return nil
 }
