@@ -1661,6 +1661,12 @@ type ZoneSnapshot struct {
 	// (leave or transfer out). Sessions gone for longer than the retention
 	// (10 minutes of event time) are forgotten, so the dedupe state stays bounded.
 	SessionLeftNs map[string]int64 `protobuf:"bytes,12,rep,name=session_left_ns,json=sessionLeftNs,proto3" json:"session_left_ns,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
+	// object, when set, means this value is only the index of a snapshot too
+	// large for one KV value (the server's max payload): the full snapshot is
+	// the object of that name in the object store bucket world_snapshot_chunks
+	// (chunked by JetStream), and only zone, last_seq, fence, tick and events
+	// are filled here.
+	Object        string `protobuf:"bytes,13,opt,name=object,proto3" json:"object,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1777,6 +1783,13 @@ func (x *ZoneSnapshot) GetSessionLeftNs() map[string]int64 {
 		return x.SessionLeftNs
 	}
 	return nil
+}
+
+func (x *ZoneSnapshot) GetObject() string {
+	if x != nil {
+		return x.Object
+	}
+	return ""
 }
 
 type CommandRejected struct {
@@ -2136,7 +2149,7 @@ const file_world_proto_rawDesc = "" +
 	"\x11OwnershipReleased\x12\x1f\n" +
 	"\vinstance_id\x18\x01 \x01(\tR\n" +
 	"instanceId\x12\x14\n" +
-	"\x05fence\x18\x02 \x01(\x04R\x05fence\"\xf0\x06\n" +
+	"\x05fence\x18\x02 \x01(\x04R\x05fence\"\x88\a\n" +
 	"\fZoneSnapshot\x12\x12\n" +
 	"\x04zone\x18\x01 \x01(\tR\x04zone\x12\x19\n" +
 	"\blast_seq\x18\x02 \x01(\x04R\alastSeq\x12\x14\n" +
@@ -2150,7 +2163,8 @@ const file_world_proto_rawDesc = "" +
 	"\x06events\x18\n" +
 	" \x01(\x04R\x06events\x12S\n" +
 	"\rsession_masks\x18\v \x03(\v2..realmstream.v1.ZoneSnapshot.SessionMasksEntryR\fsessionMasks\x12W\n" +
-	"\x0fsession_left_ns\x18\f \x03(\v2/.realmstream.v1.ZoneSnapshot.SessionLeftNsEntryR\rsessionLeftNs\x1aW\n" +
+	"\x0fsession_left_ns\x18\f \x03(\v2/.realmstream.v1.ZoneSnapshot.SessionLeftNsEntryR\rsessionLeftNs\x12\x16\n" +
+	"\x06object\x18\r \x01(\tR\x06object\x1aW\n" +
 	"\fPlayersEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x121\n" +
 	"\x05value\x18\x02 \x01(\v2\x1b.realmstream.v1.PlayerStateR\x05value:\x028\x01\x1a;\n" +

@@ -34,6 +34,7 @@ import (
 	"github.com/realmstream/realmstream/libs/wire"
 	"github.com/realmstream/realmstream/services/world/internal/history"
 	"github.com/realmstream/realmstream/services/world/internal/rules"
+	"github.com/realmstream/realmstream/services/world/internal/snapstore"
 	"github.com/realmstream/realmstream/services/world/internal/trim"
 	"github.com/realmstream/realmstream/services/world/internal/zone"
 )
@@ -66,6 +67,7 @@ type Service struct {
 	nc      *nats.Conn
 	js      jetstream.JetStream
 	snaps   jetstream.KeyValue
+	chunks  *snapstore.Store // snapshots of any size over snaps (large ones chunked in an object store)
 	players jetstream.KeyValue
 	members jetstream.KeyValue
 	// membersCfg recreates the bucket if it disappears (e.g. a NATS server
@@ -195,6 +197,9 @@ func (s *Service) Run(ctx context.Context) error {
 		History: SnapshotHistory, Replicas: replicas, MaxValueSize: -1}); err != nil {
 		return fmt.Errorf("world: snapshots bucket: %w", err)
 	}
+	if s.chunks, err = snapstore.Open(ctx, s.js, s.snaps, replicas); err != nil {
+		return fmt.Errorf("world: %w", err)
+	}
 	if s.players, err = wire.EnsureKeyValue(ctx, s.js, jetstream.KeyValueConfig{Bucket: BucketPlayers, Description: "zone of each player",
 		History: 1, Storage: jetstream.FileStorage, Replicas: replicas}); err != nil {
 		return fmt.Errorf("world: players bucket: %w", err)
@@ -217,7 +222,7 @@ func (s *Service) Run(ctx context.Context) error {
 	})
 	// Time travel: any instance answers world.query.state from the log and
 	// the snapshots' history, owner or not.
-	hsub, err := history.Serve(ctx, nc, &history.Reader{JS: s.js, Snaps: history.KVSnapshots{KV: s.snaps}, Rules: s.rules,
+	hsub, err := history.Serve(ctx, nc, &history.Reader{JS: s.js, Snaps: history.KVSnapshots{KV: s.snaps, Chunks: s.chunks}, Rules: s.rules,
 		Below: history.StoreSource{NC: nc}}, 30*time.Second)
 	if err != nil {
 		return fmt.Errorf("world: query API: %w", err)
@@ -526,7 +531,7 @@ func (s *Service) start(z string, lease *lock.Lease) {
 	s.zones[z] = o
 	s.mu.Unlock()
 	cfg := zone.Config{
-		Zone: z, Instance: s.cfg.InstanceID, NC: s.nc, JS: s.js, Snapshots: s.snaps, Players: s.players, Rules: s.rules, Lease: lease,
+		Zone: z, Instance: s.cfg.InstanceID, NC: s.nc, JS: s.js, Snapshots: s.snaps, SnapStore: s.chunks, Below: history.StoreSource{NC: s.nc}, Players: s.players, Rules: s.rules, Lease: lease,
 		Tick: s.cfg.Tick, SnapshotEvery: s.cfg.SnapshotEvery, SnapshotInterval: s.cfg.SnapshotInterval, AckWait: s.cfg.AckWait,
 		MaxBatch: s.cfg.MaxBatch, PublishTimeout: s.cfg.PublishTimeout, DisconnectGrace: s.cfg.DisconnectGrace, Log: s.log, Metrics: s.zm,
 		OnStatus: func(st zone.Status) {

@@ -21,6 +21,7 @@ import (
 	"github.com/realmstream/realmstream/libs/wire"
 	"github.com/realmstream/realmstream/libs/zonelog"
 	"github.com/realmstream/realmstream/services/world/internal/rules"
+	"github.com/realmstream/realmstream/services/world/internal/snapstore"
 )
 
 // Source yields the events of zone whose message sequence is in [from, to]
@@ -203,7 +204,12 @@ func (r *Reader) seqAtTime(ctx context.Context, stream jetstream.Stream, subj st
 }
 
 // KVSnapshots reads snapshots from the history of a KV bucket (key = zone).
-type KVSnapshots struct{ KV jetstream.KeyValue }
+// With Chunks set, revisions that index a chunked snapshot are resolved
+// through it (snapstore).
+type KVSnapshots struct {
+	KV     jetstream.KeyValue
+	Chunks *snapstore.Store
+}
 
 // AtOrBefore returns the newest snapshot revision of zone with LastSeq <= seq.
 func (k KVSnapshots) AtOrBefore(ctx context.Context, zone string, seq uint64) (*schema.ZoneSnapshot, error) {
@@ -228,6 +234,16 @@ func (k KVSnapshots) AtOrBefore(ctx context.Context, zone string, seq uint64) (*
 			continue // unreadable revisions are skipped: the replay covers them
 		}
 		if snap.LastSeq <= seq && (best == nil || snap.LastSeq > best.LastSeq) {
+			if snap.Object != "" {
+				if k.Chunks == nil {
+					continue
+				}
+				full, err := k.Chunks.Decode(ctx, e.Value())
+				if err != nil {
+					continue
+				}
+				snap = full
+			}
 			best = snap
 		}
 	}

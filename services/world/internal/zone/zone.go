@@ -37,11 +37,18 @@ import (
 	"github.com/realmstream/realmstream/libs/wire"
 	"github.com/realmstream/realmstream/libs/zonelog"
 	"github.com/realmstream/realmstream/services/world/internal/rules"
+	"github.com/realmstream/realmstream/services/world/internal/snapstore"
 )
 
 // ErrCrash is the cancel cause a test uses to stop a zone as if the process
 // died: no final snapshot, no release event.
 var ErrCrash = errors.New("zone: simulated crash")
+
+// Source yields a zone's events with sequence in [from, to] in log order
+// (history.StoreSource reads persist's store).
+type Source interface {
+	Events(ctx context.Context, zone string, from, to uint64, fn func(zonelog.Entry) error) error
+}
 
 // ErrSnapshotBehind means a snapshot was refused because the zone's position
 // is before the last snapshot's (a position must never move back).
@@ -69,6 +76,12 @@ type Config struct {
 	Instance string
 	NC       *nats.Conn
 	JS       jetstream.JetStream
+	// SnapStore, when set, stores and loads the snapshots (chunked when a
+	// zone outgrows one KV value); otherwise Snapshots is used directly.
+	SnapStore *snapstore.Store
+	// Below reads the part of the zone log trimmed from JetStream (persist's
+	// store); used only when the snapshot does not cover it.
+	Below Source
 	// Snapshots is the KV bucket of zone snapshots (key = zone id).
 	Snapshots jetstream.KeyValue
 	// Players is the KV bucket that says which zone each player is in
@@ -358,7 +371,23 @@ func (r *runner) consumer(ctx context.Context) (jetstream.Consumer, error) {
 // recover loads the latest snapshot and replays the log after it.
 func (r *runner) recover(ctx context.Context) error {
 	r.st = rules.NewState(r.c.Zone)
-	if kv := r.c.Snapshots; kv != nil {
+	if ss := r.c.SnapStore; ss != nil {
+		snap, err := ss.Latest(ctx, r.c.Zone)
+		switch {
+		case err != nil && errors.Is(err, context.Cause(ctx)):
+			return fmt.Errorf("zone %s: load snapshot: %w", r.c.Zone, err)
+		case err != nil:
+			r.log.Warn("ignoring unreadable snapshot: replaying the log instead", "err", err)
+		case snap != nil && snap.Zone == r.c.Zone:
+			if snap.Players == nil {
+				snap.Players = map[string]*schema.PlayerState{}
+			}
+			if snap.Sessions == nil {
+				snap.Sessions = map[string]uint64{}
+			}
+			r.st = snap
+		}
+	} else if kv := r.c.Snapshots; kv != nil {
 		e, err := kv.Get(ctx, r.c.Zone)
 		switch {
 		case err == nil:
@@ -393,6 +422,9 @@ func (r *runner) recover(ctx context.Context) error {
 		r.st = rules.NewState(r.c.Zone)
 	}
 	fromSnap := r.st.LastSeq
+	if err := r.fillBelowFloor(ctx); err != nil {
+		return err
+	}
 	if err := r.replay(ctx); err != nil {
 		return err
 	}
@@ -425,6 +457,41 @@ func (r *runner) replay(ctx context.Context) error {
 	r.c.Metrics.replayed(n)
 	r.app.lastSeq = r.st.LastSeq
 	r.tick = r.st.Tick
+	return nil
+}
+
+// fillBelowFloor applies the events that the trimmed log no longer holds in
+// JetStream but the state does not cover yet (a missing or unreadable
+// snapshot after trimming), from the store (Config.Below). The first message
+// still in JetStream names its predecessor: nothing was trimmed when that is
+// 0 or covered by the state. Without a store the zone refuses to recover
+// rather than fold a history with a hole.
+func (r *runner) fillBelowFloor(ctx context.Context) error {
+	first, err := r.app.stream.GetMsg(ctx, 1, jetstream.WithGetMsgSubject(r.app.subject))
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("zone %s: first message of the log: %w", r.c.Zone, err)
+	}
+	trimmedTo, _ := strconv.ParseUint(first.Header.Get(wire.HeaderExpectedLastSubjSeq), 10, 64)
+	if trimmedTo <= r.st.LastSeq {
+		return nil
+	}
+	if r.c.Below == nil {
+		return fmt.Errorf("zone %s: the log is trimmed up to seq %d in JetStream but the state covers only %d, and no store is configured to read the rest", r.c.Zone, trimmedTo, r.st.LastSeq)
+	}
+	n := 0
+	err = r.c.Below.Events(ctx, r.c.Zone, r.st.LastSeq+1, trimmedTo, func(e zonelog.Entry) error {
+		r.c.Rules.Apply(r.st, e.Event, e.Seq)
+		n++
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("zone %s: events below the JetStream floor from the store: %w", r.c.Zone, err)
+	}
+	r.st.LastSeq = trimmedTo
+	r.log.Info("recovered the trimmed part of the log from the store", "events", n, "up_to", trimmedTo)
 	return nil
 }
 
@@ -824,19 +891,27 @@ func snapshotDue(events, lastSeq, snapEvents, snapSeq uint64, every int, interva
 }
 
 func (r *runner) maybeSnapshot(ctx context.Context, force bool) error {
-	if r.c.Snapshots == nil {
+	if r.c.Snapshots == nil && r.c.SnapStore == nil {
 		return nil
 	}
 	due, err := snapshotDue(r.st.Events, r.st.LastSeq, r.snapEvs, r.snapSeq, r.c.SnapshotEvery, r.c.SnapshotInterval, time.Since(r.snapAt), force)
 	if err != nil || !due {
 		return err
 	}
+	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.c.PublishTimeout)
+	defer cancel()
+	if r.c.SnapStore != nil {
+		if n, err := r.c.SnapStore.Put(pctx, r.st); err != nil {
+			return fmt.Errorf("zone %s: snapshot (%d bytes): %w", r.c.Zone, n, err)
+		}
+		r.snapSeq, r.snapEvs, r.snapAt = r.st.LastSeq, r.st.Events, time.Now()
+		r.c.Metrics.snapshot()
+		return nil
+	}
 	b, err := proto.MarshalOptions{Deterministic: true}.Marshal(r.st)
 	if err != nil {
 		return err
 	}
-	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.c.PublishTimeout)
-	defer cancel()
 	if _, err := r.c.Snapshots.Put(pctx, r.c.Zone, b); err != nil {
 		return fmt.Errorf("zone %s: snapshot (%d bytes): %w", r.c.Zone, len(b), err)
 	}

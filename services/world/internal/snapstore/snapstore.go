@@ -1,0 +1,157 @@
+// Package snapstore stores zone snapshots of any size. A snapshot that fits
+// in one KV value (well under the server's max payload) is the value of key
+// <zone> in the world_snapshots bucket, as always. A larger one goes to the
+// JetStream object store (bucket world_snapshot_chunks, which chunks it), and
+// the KV value becomes its index: a ZoneSnapshot with zone, last_seq, fence,
+// tick, events and object = the object's name. Readers (recovery, time
+// travel, trimming) go through Decode, so both forms read the same.
+//
+// Objects are named <zone>/<last_seq>/<fence>, never overwritten, and those
+// no longer referenced by the bucket's history are deleted after each put.
+package snapstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/realmstream/realmstream/libs/schema"
+)
+
+// BucketChunks is the object store bucket of large snapshots.
+const BucketChunks = "world_snapshot_chunks"
+
+// DefaultInline is the largest snapshot kept inline in the KV value: the
+// server's default max payload is 1 MiB, and a KV put carries headers too.
+const DefaultInline = 512 << 10
+
+// Store writes and reads snapshots.
+type Store struct {
+	KV jetstream.KeyValue
+	// Obj is the object store for large snapshots; nil means inline only
+	// (a snapshot larger than the max payload then fails to store).
+	Obj jetstream.ObjectStore
+	// Inline is the size above which a snapshot goes to Obj (default DefaultInline).
+	Inline int
+}
+
+// Open returns a Store over kv with the chunk bucket ensured (same replicas).
+func Open(ctx context.Context, js jetstream.JetStream, kv jetstream.KeyValue, replicas int) (*Store, error) {
+	obj, err := js.ObjectStore(ctx, BucketChunks)
+	if errors.Is(err, jetstream.ErrBucketNotFound) {
+		obj, err = js.CreateObjectStore(ctx, jetstream.ObjectStoreConfig{Bucket: BucketChunks,
+			Description: "zone snapshots too large for one KV value", Replicas: max(replicas, 1), Storage: jetstream.FileStorage})
+	}
+	if err != nil {
+		return nil, fmt.Errorf("snapstore: object store %s: %w", BucketChunks, err)
+	}
+	return &Store{KV: kv, Obj: obj}, nil
+}
+
+// Put stores snap as the zone's latest snapshot and returns its size in bytes.
+func (s *Store) Put(ctx context.Context, snap *schema.ZoneSnapshot) (int, error) {
+	b, err := proto.MarshalOptions{Deterministic: true}.Marshal(snap)
+	if err != nil {
+		return 0, err
+	}
+	inline := s.Inline
+	if inline == 0 {
+		inline = DefaultInline
+	}
+	if len(b) <= inline || s.Obj == nil {
+		if _, err := s.KV.Put(ctx, snap.Zone, b); err != nil {
+			return len(b), fmt.Errorf("snapstore: put %s (%d bytes): %w", snap.Zone, len(b), err)
+		}
+		return len(b), s.collect(ctx, snap.Zone)
+	}
+	name := snap.Zone + "/" + strconv.FormatUint(snap.LastSeq, 10) + "/" + strconv.FormatUint(snap.Fence, 10)
+	if _, err := s.Obj.PutBytes(ctx, name, b); err != nil {
+		return len(b), fmt.Errorf("snapstore: put object %s (%d bytes): %w", name, len(b), err)
+	}
+	idx := &schema.ZoneSnapshot{Zone: snap.Zone, LastSeq: snap.LastSeq, Fence: snap.Fence, Tick: snap.Tick, Events: snap.Events,
+		LastEventNs: snap.LastEventNs, Object: name}
+	ib, err := proto.Marshal(idx)
+	if err != nil {
+		return len(b), err
+	}
+	if _, err := s.KV.Put(ctx, snap.Zone, ib); err != nil {
+		return len(b), fmt.Errorf("snapstore: put index of %s: %w", name, err)
+	}
+	return len(b), s.collect(ctx, snap.Zone)
+}
+
+// Latest returns the zone's latest snapshot (nil, nil when there is none).
+func (s *Store) Latest(ctx context.Context, zone string) (*schema.ZoneSnapshot, error) {
+	e, err := s.KV.Get(ctx, zone)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return s.Decode(ctx, e.Value())
+}
+
+// Decode reads one KV value of the snapshot bucket: an inline snapshot, or
+// the index of a chunked one (fetched from the object store).
+func (s *Store) Decode(ctx context.Context, value []byte) (*schema.ZoneSnapshot, error) {
+	snap := &schema.ZoneSnapshot{}
+	if err := proto.Unmarshal(value, snap); err != nil {
+		return nil, fmt.Errorf("snapstore: unreadable snapshot: %w", err)
+	}
+	if snap.Object == "" {
+		return snap, nil
+	}
+	if s.Obj == nil {
+		return nil, fmt.Errorf("snapstore: snapshot %s is chunked but no object store is open", snap.Object)
+	}
+	b, err := s.Obj.GetBytes(ctx, snap.Object)
+	if err != nil {
+		return nil, fmt.Errorf("snapstore: snapshot object %s: %w", snap.Object, err)
+	}
+	full := &schema.ZoneSnapshot{}
+	if err := proto.Unmarshal(b, full); err != nil {
+		return nil, fmt.Errorf("snapstore: snapshot object %s: %w", snap.Object, err)
+	}
+	if full.Zone != snap.Zone || full.LastSeq != snap.LastSeq {
+		return nil, fmt.Errorf("snapstore: snapshot object %s holds %s@%d", snap.Object, full.Zone, full.LastSeq)
+	}
+	return full, nil
+}
+
+// collect deletes the zone's objects that no revision in the bucket's
+// history references any more.
+func (s *Store) collect(ctx context.Context, zone string) error {
+	if s.Obj == nil {
+		return nil
+	}
+	revs, err := s.KV.History(ctx, zone)
+	if err != nil {
+		return nil // nothing to compare with: keep everything
+	}
+	keep := map[string]bool{}
+	for _, e := range revs {
+		idx := &schema.ZoneSnapshot{}
+		if proto.Unmarshal(e.Value(), idx) == nil && idx.Object != "" {
+			keep[idx.Object] = true
+		}
+	}
+	objs, err := s.Obj.List(ctx)
+	if errors.Is(err, jetstream.ErrNoObjectsFound) {
+		return nil
+	}
+	if err != nil {
+		return nil
+	}
+	for _, o := range objs {
+		if strings.HasPrefix(o.Name, zone+"/") && !keep[o.Name] {
+			_ = s.Obj.Delete(ctx, o.Name)
+		}
+	}
+	return nil
+}
