@@ -63,7 +63,8 @@ func runPipelineServer(ctx context.Context, args []string, stdout, stderr io.Wri
 	if err := wire.EnsureStreams(ctx, js, wire.StreamOptions{}); err != nil {
 		return err
 	}
-	p := &bare{nc: nc, js: js, conns: map[string]*bareConn{}}
+	p := &bare{nc: nc, js: js, conns: map[string]*bareConn{}, appended: make(chan appended, 64)}
+	go p.waitAppended()
 	if _, err := nc.Subscribe("bare.upd", p.onUpdate); err != nil {
 		return err
 	}
@@ -100,6 +101,8 @@ func runPipelineServer(ctx context.Context, args []string, stdout, stderr io.Wri
 type bare struct {
 	nc *nats.Conn
 	js jetstream.JetStream
+
+	appended chan appended // batches in flight, in order
 
 	mu    sync.Mutex
 	conns map[string]*bareConn // player -> connection
@@ -247,16 +250,20 @@ func (p *bare) consume(ctx context.Context, stream, durable string, handle func(
 	return nil
 }
 
-// appendBatch appends one event per command, waits until all are stored,
-// acks the batch and echoes an update per command.
+// appended is one batch whose events are published: the waiter acks it
+// once every event is stored and echoes its updates.
+type appended struct {
+	futs   []jetstream.PubAckFuture
+	last   jetstream.Msg
+	echoes [][]byte // player length (2 bytes), player, update frame
+}
+
+// appendBatch appends one event per command (async publishes) and hands the
+// batch to the waiter, so that several batches are in flight at once (as
+// nine zones commit at once in the stack).
 func (p *bare) appendBatch(batch []jetstream.Msg) {
 	var cmd schema.Command
-	futs := make([]jetstream.PubAckFuture, 0, len(batch))
-	type echo struct {
-		player string
-		frame  []byte
-	}
-	echoes := make([]echo, 0, len(batch))
+	a := appended{futs: make([]jetstream.PubAckFuture, 0, len(batch)), last: batch[len(batch)-1], echoes: make([][]byte, 0, len(batch))}
 	for _, m := range batch {
 		if err := proto.Unmarshal(m.Data(), &cmd); err != nil {
 			continue
@@ -268,7 +275,7 @@ func (p *bare) appendBatch(batch []jetstream.Msg) {
 			_ = m.Nak()
 			return
 		}
-		futs = append(futs, f)
+		a.futs = append(a.futs, f)
 		var x, y float32
 		if mv := cmd.GetMove(); mv != nil {
 			x, y = mv.X, mv.Y
@@ -276,22 +283,33 @@ func (p *bare) appendBatch(batch []jetstream.Msg) {
 		up, _ := proto.Marshal(&schema.ServerPacket{Body: &schema.ServerPacket_Update{Update: &schema.Update{ZoneUpdate: &schema.ZoneUpdate{
 			Zone: cmd.Zone, ServerTimeNs: time.Now().UnixNano(),
 			Entities: []*schema.EntityView{{Id: cmd.PlayerId, X: x, Y: y, Hp: 100, LastInputSeq: cmd.ClientSeq}}}}}})
-		echoes = append(echoes, echo{player: cmd.PlayerId, frame: up})
+		msg := make([]byte, 0, 2+len(cmd.PlayerId)+len(up))
+		msg = binary.BigEndian.AppendUint16(msg, uint16(len(cmd.PlayerId)))
+		a.echoes = append(a.echoes, append(append(msg, cmd.PlayerId...), up...))
 	}
-	for _, f := range futs {
-		select {
-		case <-f.Ok():
-		case <-f.Err():
-			_ = batch[0].Nak()
-			return
+	p.appended <- a
+}
+
+// waitAppended acks each batch, in order, once its events are stored, and
+// echoes its updates.
+func (p *bare) waitAppended() {
+	for a := range p.appended {
+		ok := true
+		for _, f := range a.futs {
+			select {
+			case <-f.Ok():
+			case <-f.Err():
+				ok = false
+			}
 		}
-	}
-	_ = batch[len(batch)-1].Ack()
-	for _, e := range echoes {
-		msg := make([]byte, 0, 2+len(e.player)+len(e.frame))
-		msg = binary.BigEndian.AppendUint16(msg, uint16(len(e.player)))
-		msg = append(append(msg, e.player...), e.frame...)
-		_ = p.nc.Publish("bare.upd", msg)
+		if !ok {
+			_ = a.last.Nak()
+			continue
+		}
+		_ = a.last.Ack()
+		for _, e := range a.echoes {
+			_ = p.nc.Publish("bare.upd", e)
+		}
 	}
 }
 
