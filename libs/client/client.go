@@ -48,6 +48,40 @@ func (e *ServerError) Error() string {
 	return fmt.Sprintf("client: server error %s for seq %d: %s", e.Code, e.AckSeq, e.Msg)
 }
 
+// ResendSameSeq says whether the command this error answers should be sent
+// again with the SAME seq (SendRaw with the packet as first sent). See
+// ResendSameSeq for the codes.
+func (e *ServerError) ResendSameSeq() bool { return resendCode(e.Code) }
+
+// ResendSameSeq says whether p, an answer to a command, asks for the command
+// to be sent again unchanged, with the same seq:
+//   - Busy: not accepted; resend after retry_after_ms.
+//   - OUTCOME_UNKNOWN: the gateway could not learn whether it was stored; the
+//     resend is deduplicated (Ack duplicate=true if it was), so it is applied
+//     at most once. A NEW seq here could apply it twice.
+//   - INTERNAL: not stored; resend.
+//   - SHUTTING_DOWN: not stored; resend after reconnecting (resume the session).
+//
+// The gateway accepts such a resend on the same connection (it remembers the
+// last 64 of them) and on a resumed one. Every other answer is final.
+func ResendSameSeq(p *schema.ServerPacket) bool {
+	switch b := p.GetBody().(type) {
+	case *schema.ServerPacket_Busy:
+		return true
+	case *schema.ServerPacket_Error:
+		return resendCode(b.Error.GetCode())
+	}
+	return false
+}
+
+func resendCode(c schema.ErrorCode) bool {
+	switch c {
+	case schema.ErrorCode_ERROR_CODE_OUTCOME_UNKNOWN, schema.ErrorCode_ERROR_CODE_INTERNAL, schema.ErrorCode_ERROR_CODE_SHUTTING_DOWN:
+		return true
+	}
+	return false
+}
+
 // Options configure a connection.
 type Options struct {
 	// MaxFrame bounds a received frame (default wire.DefaultMaxFrame*16: updates can be larger than commands).

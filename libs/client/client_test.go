@@ -115,3 +115,32 @@ func TestDialRefused(t *testing.T) {
 		t.Fatal("dial to a closed port succeeded")
 	}
 }
+
+// TestResendSameSeq: the answers that ask for a same-seq resend (issue 10 #4).
+func TestResendSameSeq(t *testing.T) {
+	errp := func(c schema.ErrorCode) *schema.ServerPacket {
+		return &schema.ServerPacket{AckSeq: 3, Body: &schema.ServerPacket_Error{Error: &schema.Error{Code: c}}}
+	}
+	for _, c := range []struct {
+		p    *schema.ServerPacket
+		want bool
+	}{
+		{errp(schema.ErrorCode_ERROR_CODE_OUTCOME_UNKNOWN), true},
+		{errp(schema.ErrorCode_ERROR_CODE_INTERNAL), true},
+		{errp(schema.ErrorCode_ERROR_CODE_SHUTTING_DOWN), true},
+		{&schema.ServerPacket{AckSeq: 3, Body: &schema.ServerPacket_Busy{Busy: &schema.Busy{RetryAfterMs: 50}}}, true},
+		{errp(schema.ErrorCode_ERROR_CODE_STALE_SEQ), false},
+		{errp(schema.ErrorCode_ERROR_CODE_SEQ_REUSED), false},
+		{errp(schema.ErrorCode_ERROR_CODE_REJECTED), false},
+		{&schema.ServerPacket{AckSeq: 3, Body: &schema.ServerPacket_Ack{Ack: &schema.Ack{StreamSeq: 9}}}, false},
+	} {
+		if got := ResendSameSeq(c.p); got != c.want {
+			t.Errorf("%v: ResendSameSeq %v, want %v", c.p, got, c.want)
+		}
+		if e := c.p.GetError(); e != nil {
+			if got := (&ServerError{Code: e.Code}).ResendSameSeq(); got != c.want {
+				t.Errorf("ServerError %v: %v", e.Code, got)
+			}
+		}
+	}
+}

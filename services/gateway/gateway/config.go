@@ -58,6 +58,17 @@ type Config struct {
 	HelloTimeout   time.Duration // --hello-timeout, a connection must say Hello within it, default 10s
 	WriteTimeout   time.Duration // --write-timeout, one socket write, default 5s
 	Heartbeat      time.Duration // --heartbeat, svc.hb.gateway.<instance> interval, default 2s
+	// MaxBadFrames (--max-bad-frames) is how many malformed frames a
+	// connection may send (one more is earned back per second) before it is
+	// closed. Default 10.
+	MaxBadFrames int
+	// SendQueueBytes (--send-queue-bytes) bounds the bytes queued for one
+	// client; above it the client is a slow consumer (SLOW_CONSUMER, closed).
+	// Default 1 MiB.
+	SendQueueBytes int
+	// SendQueueAge (--send-queue-age): a client whose oldest queued packet
+	// has waited this long is a slow consumer. Default 2s.
+	SendQueueAge time.Duration
 
 	// Map is the world layout (zone names, AOI cells). Default worldmap.Default().
 	Map worldmap.Map
@@ -102,6 +113,9 @@ func DefaultConfig() Config {
 		HelloTimeout:    10 * time.Second,
 		WriteTimeout:    5 * time.Second,
 		Heartbeat:       2 * time.Second,
+		MaxBadFrames:    10,
+		SendQueueBytes:  1 << 20,
+		SendQueueAge:    2 * time.Second,
 		Map:             worldmap.Default(),
 	}
 }
@@ -138,6 +152,9 @@ func (c *Config) RegisterFlags(s *envflag.Set) {
 	s.Duration(&c.HelloTimeout, "hello-timeout", c.HelloTimeout, "a connection must send Hello within this time")
 	s.Duration(&c.WriteTimeout, "write-timeout", c.WriteTimeout, "timeout of one socket write to a client")
 	s.Duration(&c.Heartbeat, "heartbeat", c.Heartbeat, "heartbeat interval on svc.hb.gateway.<instance>")
+	s.Int(&c.MaxBadFrames, "max-bad-frames", c.MaxBadFrames, "malformed frames a connection may send (one earned back per second) before it is closed")
+	s.Int(&c.SendQueueBytes, "send-queue-bytes", c.SendQueueBytes, "bytes queued for one client before it is disconnected as a slow consumer (SLOW_CONSUMER)")
+	s.Duration(&c.SendQueueAge, "send-queue-age", c.SendQueueAge, "a client whose oldest queued packet waited this long is disconnected as a slow consumer")
 	if c.Streams.Replicas == 0 {
 		c.Streams.Replicas = 1
 	}
@@ -192,6 +209,15 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxConns < 1 {
 		add("--max-conns must be >= 1")
+	}
+	if c.MaxBadFrames < 1 {
+		add("--max-bad-frames must be >= 1")
+	}
+	if c.SendQueueBytes < 4096 {
+		add("--send-queue-bytes %d: want at least 4096", c.SendQueueBytes)
+	}
+	if c.SendQueueAge <= 0 {
+		add("--send-queue-age must be > 0")
 	}
 	if c.PublishRetries < 0 {
 		add("--publish-retries must be >= 0")

@@ -36,6 +36,8 @@ var errTooLarge = errors.New("packet too large")
 type transport interface {
 	readPacket() ([]byte, error) // valid until the next call
 	writePackets(payloads [][]byte) error
+	setWriteTimeout(d time.Duration) // writer goroutine only
+	boundWrite(d time.Duration)      // any goroutine: the write under way fails after d
 	close()
 	// closeGracefully ends the connection after everything written so far
 	// has been delivered, waiting at most linger (or until readerDone).
@@ -73,6 +75,9 @@ func (t *tcpTransport) writePackets(ps [][]byte) error {
 	}
 	return err
 }
+
+func (t *tcpTransport) setWriteTimeout(d time.Duration) { t.timeout = d }
+func (t *tcpTransport) boundWrite(d time.Duration)      { _ = t.c.SetWriteDeadline(time.Now().Add(d)) }
 
 func (t *tcpTransport) close()   { _ = t.c.Close() }
 func (t *tcpTransport) discard() { _, _ = io.Copy(io.Discard, t.c) }
@@ -139,6 +144,12 @@ func (t *wsTransport) writePackets(ps [][]byte) error {
 	return nil
 }
 
+func (t *wsTransport) setWriteTimeout(d time.Duration) { t.timeout = d }
+
+// boundWrite does nothing on a WebSocket (its writes are bounded by a
+// context made per write); the slow consumer's kill timer closes it.
+func (t *wsTransport) boundWrite(time.Duration) {}
+
 func (t *wsTransport) close() { _ = t.c.CloseNow() }
 
 // discard does nothing on a WebSocket: after an oversized message the
@@ -176,6 +187,13 @@ type conn struct {
 	deadOnce sync.Once
 
 	limiter *rate.Limiter
+	bad     *rate.Limiter // malformed frames; empty: the connection is closed (issue 10 #7)
+
+	// Slow consumer detection (sendq.go).
+	queued   atomic.Int64  // bytes queued in sendq/replyq or being written
+	progress atomic.Int64  // unix ns: last completed write, or first packet into an empty queue
+	slow     atomic.Bool   // set once: disconnecting as a slow consumer
+	slowCh   chan struct{} // closed when slow is set: the writer sends the notice and stops
 
 	// Session (set once by the reader at Hello, read-only afterwards; authed
 	// is atomic because NATS callbacks check it).
@@ -208,8 +226,11 @@ func newConn(s *Service, tr transport) *conn {
 		dead:     make(chan struct{}),
 		readDone: make(chan struct{}),
 		limiter:  rate.NewLimiter(rate.Limit(s.cfg.Rate), s.cfg.Burst),
+		bad:      rate.NewLimiter(badFrameRefill, s.cfg.MaxBadFrames),
+		slowCh:   make(chan struct{}),
 	}
 	c.cell.Store(-1)
+	c.progress.Store(time.Now().UnixNano())
 	return c
 }
 
@@ -246,39 +267,66 @@ func (c *conn) kill() {
 // lingerTime bounds the graceful close of one connection.
 const lingerTime = 2 * time.Second
 
+// writeBatch is the most packets one socket write carries: everything queued
+// for the client when the writer wakes, up to this many (writes coalesced per
+// connection: one syscall for many frames).
+const writeBatch = 256
+
 func (c *conn) writeLoop() {
 	defer c.kill()
-	batch := make([][]byte, 0, 64)
+	batch := make([][]byte, 0, writeBatch)
 	write := func() bool {
 		n := 0
 		for _, b := range batch {
 			n += len(b)
 		}
+		if c.slow.Load() {
+			return false
+		}
 		err := c.tr.writePackets(batch)
 		c.s.m.bytesOut.Add(float64(n))
+		c.s.m.writes.Inc()
+		c.wrote()
 		batch = batch[:0]
 		return err == nil
+	}
+	// failed ends the writer after a failed write: a slow consumer whose
+	// stream is still at a frame boundary (its batch was not written) gets
+	// the SLOW_CONSUMER notice.
+	failed := func() {
+		if c.slow.Load() {
+			if len(batch) > 0 { // not written: the stream is at a frame boundary
+				c.sendSlowNotice()
+			}
+			return
+		}
+		c.s.m.dropped.WithLabelValues("write_error").Inc()
 	}
 	for {
 		select {
 		case b := <-c.sendq:
+			c.unqueue(len(b))
 			batch = append(batch, b)
 			batch = c.more(batch)
 			if !write() {
-				c.s.m.dropped.WithLabelValues("write_error").Inc()
+				failed()
 				return
 			}
 		case b := <-c.replyq:
 			batch = append(batch, b)
 			batch = c.more(batch)
 			if !write() {
-				c.s.m.dropped.WithLabelValues("write_error").Inc()
+				failed()
 				return
 			}
+		case <-c.slowCh:
+			c.sendSlowNotice()
+			return
 		case <-c.finish:
 			for {
 				select {
 				case b := <-c.sendq:
+					c.unqueue(len(b))
 					batch = append(batch, b)
 					if len(batch) == cap(batch) && !write() {
 						return
@@ -311,6 +359,7 @@ func (c *conn) more(batch [][]byte) [][]byte {
 	for len(batch) < cap(batch) {
 		select {
 		case b := <-c.sendq:
+			c.unqueue(len(b))
 			batch = append(batch, b)
 		case b := <-c.replyq:
 			batch = append(batch, b)
@@ -360,36 +409,26 @@ func (c *conn) send(p *schema.ServerPacket) {
 }
 
 func (c *conn) sendBytes(b []byte) {
+	c.sendBytesAt(b, time.Now().UnixNano())
+}
+
+// sendBytesAt queues b; now is the caller's clock (the fan-out reads it once
+// per batch).
+func (c *conn) sendBytesAt(b []byte, now int64) {
 	select {
 	case <-c.dead:
 		return
 	default:
 	}
+	if !c.queue(len(b), now) {
+		return
+	}
 	select {
 	case c.sendq <- b:
 	default:
-		c.slowConsumer()
+		c.unqueue(len(b))
+		c.slowConsumer("send queue full", c.queued.Load())
 	}
-}
-
-func (c *conn) slowConsumer() {
-	c.deadOnce.Do(func() {
-		c.s.m.slow.Inc()
-		c.s.m.dropped.WithLabelValues("slow_consumer").Inc()
-		c.s.m.errorCode(schema.ErrorCode_ERROR_CODE_SLOW_CONSUMER)
-		c.s.log.Warn("slow consumer disconnected", "session", c.session, "queue", cap(c.sendq))
-		// Best effort: tell the client why, with a short deadline, from a
-		// goroutine so the caller (an ack or update callback) never waits.
-		b, _ := proto.Marshal(errPacket(0, schema.ErrorCode_ERROR_CODE_SLOW_CONSUMER, "send queue overflowed; disconnected"))
-		close(c.dead)
-		go func() {
-			if t, ok := c.tr.(*tcpTransport); ok {
-				_ = t.c.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
-				_, _ = t.c.Write(wire.AppendFrame(nil, b))
-			}
-			c.tr.close()
-		}()
-	})
 }
 
 func errPacket(seq uint64, code schema.ErrorCode, msg string) *schema.ServerPacket {
@@ -464,7 +503,10 @@ func (c *conn) readLoop() {
 				c.tr.discard()
 				return
 			case errors.Is(err, wire.ErrEmptyFrame), errors.Is(err, errTextMessage):
-				c.replyError(0, schema.ErrorCode_ERROR_CODE_MALFORMED, err.Error())
+				if c.limited(0) {
+					continue
+				}
+				c.malformed(0, err.Error())
 				continue
 			default:
 				c.s.m.dropped.WithLabelValues("read").Inc()
@@ -479,8 +521,41 @@ func (c *conn) readLoop() {
 			return
 		default:
 		}
+		// Every frame counts against the rate limit, decodable or not
+		// (issue 10 #7): a flood of garbage costs no more than a flood of
+		// valid packets.
+		if c.limited(packet.PeekSeq(b)) {
+			continue
+		}
 		c.handle(b)
 	}
+}
+
+// badFrameRefill is the rate at which a connection earns back its malformed
+// frame allowance (Config.MaxBadFrames is the burst).
+const badFrameRefill = rate.Limit(1)
+
+// limited answers RATE_LIMITED for seq when the connection's token bucket is
+// empty.
+func (c *conn) limited(seq uint64) bool {
+	if c.limiter.Allow() {
+		return false
+	}
+	c.replyError(seq, schema.ErrorCode_ERROR_CODE_RATE_LIMITED, "rate limit exceeded; slow down")
+	return true
+}
+
+// malformed answers a frame that does not decode. A connection that keeps
+// sending them (more than MaxBadFrames, refilled one per second) is closed:
+// it is out of sync or hostile, and each answer costs us a write.
+func (c *conn) malformed(seq uint64, msg string) {
+	if c.bad.Allow() {
+		c.replyError(seq, schema.ErrorCode_ERROR_CODE_MALFORMED, msg)
+		return
+	}
+	c.replyError(seq, schema.ErrorCode_ERROR_CODE_MALFORMED, msg+"; too many malformed packets, closing")
+	c.s.m.dropped.WithLabelValues("malformed").Inc()
+	c.close()
 }
 
 // handle validates one packet and answers it, or enqueues it as a command.
@@ -490,14 +565,16 @@ func (c *conn) handle(b []byte) {
 	received := time.Now()
 	p := &c.pkt
 	if e := packet.Decode(b, p); e != nil {
-		c.replyError(0, e.Code, e.Msg)
+		// Every answer carries the seq it answers when it is readable
+		// (issue 10 #8), even if the body is missing or does not decode.
+		seq := p.Seq
+		if seq == 0 {
+			seq = packet.PeekSeq(b)
+		}
+		c.malformed(seq, e.Msg)
 		return
 	}
 	seq := p.Seq
-	if !c.limiter.AllowN(received, 1) {
-		c.replyError(seq, schema.ErrorCode_ERROR_CODE_RATE_LIMITED, "rate limit exceeded; slow down")
-		return
-	}
 	if e := packet.Validate(p, c.s.limits); e != nil {
 		c.replyError(seq, e.Code, e.Msg)
 		return
@@ -515,6 +592,12 @@ func (c *conn) handle(b []byte) {
 	}
 	if !c.authed.Load() {
 		c.replyError(seq, schema.ErrorCode_ERROR_CODE_UNAUTHENTICATED, "send Hello first")
+		return
+	}
+	if a := p.GetAttack(); a != nil && a.TargetId == c.player {
+		// The world's rules refuse it as INVALID; refuse it before the Ack
+		// (issue 10 #9: what the gateway accepts, only game state refuses).
+		c.replyError(seq, schema.ErrorCode_ERROR_CODE_INVALID, "cannot attack yourself")
 		return
 	}
 	// A seq at or below the last accepted one is a resend: accepted only

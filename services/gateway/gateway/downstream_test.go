@@ -114,12 +114,25 @@ func TestSessionNotices(t *testing.T) {
 		return nil
 	})
 	publishUpdate(t, h.nc, &schema.ZoneUpdate{Zone: "z0_0", Cell: 9})
-	publishUpdate(t, h.nc, &schema.ZoneUpdate{Zone: "z1_0", Cell: 0})
-	if got := updateCells(t, c, 0); len(got) != 1 {
-		t.Fatalf("cells %v", got)
+	// The gateway's SUB may reach the server after this connection's PUB:
+	// publish until the update arrives (only cell-0 updates of z1_0 can).
+	var got *schema.ServerPacket
+	for i := 0; got == nil && i < 50; i++ {
+		publishUpdate(t, h.nc, &schema.ZoneUpdate{Zone: "z1_0", Cell: 0})
+		select {
+		case got = <-c.Packets():
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+	if u := got.GetUpdate(); u == nil || u.ZoneUpdate.Zone != "z1_0" || u.ZoneUpdate.Cell != 0 {
+		t.Fatalf("after the zone change: got %v, want the update of z1_0 cell 0", got)
 	}
 	seq, _ = c.Move(ctx, 6, 10)
-	if p := next(t, c, 5*time.Second); p.AckSeq != seq || p.GetAck() == nil {
+	p = next(t, c, 5*time.Second)
+	for u := p.GetUpdate(); u != nil && u.ZoneUpdate.Zone == "z1_0" && u.ZoneUpdate.Cell == 0; u = p.GetUpdate() {
+		p = next(t, c, 5*time.Second) // a later copy of the update above
+	}
+	if p.AckSeq != seq || p.GetAck() == nil {
 		t.Fatalf("move: %v", p)
 	}
 	msgs := h.streamMsgs()
@@ -132,7 +145,7 @@ func TestSessionNotices(t *testing.T) {
 // never reads. Its send queue overflows and it is disconnected with
 // SLOW_CONSUMER while the other receives every update, before and after.
 func TestSlowClientDisconnectedFastKeepsReceiving(t *testing.T) {
-	h := start(t, func(c *Config) { c.SendQueue = 128 })
+	h := start(t, func(c *Config) { c.SendQueue = 128; c.SendQueueBytes = 64 << 20 }) // the packet count bound (bytes: TestSlowConsumerClosedWithinSeconds)
 	ctx := context.Background()
 	fast, _ := h.login("tcp", "fast", "z2_0")
 	slowConn, err := client.Dial(ctx, h.addr("tcp"), client.Options{RecvBuffer: 1})
@@ -256,10 +269,8 @@ func TestFloodBoundedMemory(t *testing.T) {
 	}()
 	go func() {
 		for i := 0; i < n; i++ {
-			if i%10 == 9 {
-				_ = c.SendBytes(ctx, []byte{0xde, 0xad}) // junk mixed in
-				continue
-			}
+			// (Junk frames are not mixed in any more: a connection that keeps
+			// sending them is closed; TestMalformedFramesRateLimitedAndClosed.)
 			if _, err := c.Move(ctx, 1, 2); err != nil {
 				return
 			}
@@ -271,7 +282,7 @@ func TestFloodBoundedMemory(t *testing.T) {
 	}
 	close(stop)
 	t.Logf("answers %v; heap base %d KiB, peak %d KiB", counts, base>>10, peak.Load()>>10)
-	if counts["error:ERROR_CODE_RATE_LIMITED"] < n/2 || counts["error:ERROR_CODE_MALFORMED"] != n/10 {
+	if counts["error:ERROR_CODE_RATE_LIMITED"] < n/2 {
 		t.Fatalf("answers %v", counts)
 	}
 	if grow := int64(peak.Load()) - int64(base); grow > 64<<20 {
@@ -375,6 +386,9 @@ func TestGracefulShutdownDeliversAccepted(t *testing.T) {
 	wg.Wait()
 	inStream := map[string]bool{}
 	for _, m := range h.streamMsgs() {
+		if decodeCommand(t, m.Data).GetDisconnect() != nil {
+			continue // the gateway's own, for the closed connections (issue 10 #13)
+		}
 		inStream[m.Header.Get(wire.HeaderMsgID)] = true
 	}
 	accepted := int(testutil.ToFloat64(h.gw.m.accepted))

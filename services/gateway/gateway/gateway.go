@@ -50,6 +50,7 @@ type Service struct {
 	pub      *publisher
 	down     *downstream
 	sessions *sessions
+	disc     disconnector // Disconnect commands of closed connections (disconnect.go)
 
 	// Shared session state (session.go), set by Run.
 	store     *session.Store
@@ -102,7 +103,7 @@ func New(cfg Config, log *slog.Logger) (*Service, error) {
 		cfg:       cfg,
 		log:       log,
 		signer:    signer,
-		limits:    packet.Limits{Map: cfg.Map},
+		limits:    packet.NewLimits(cfg.Map),
 		ops:       opsserver.New(),
 		tracer:    otel.Tracer("github.com/realmstream/realmstream/services/gateway"),
 		ring:      mpsc.New[*item](cfg.RingSize),
@@ -272,6 +273,7 @@ func (s *Service) Run(ctx context.Context) error {
 		s.mu.Unlock()
 		<-connsDone
 	}
+	s.disc.wait(drainDeadline)
 	hbStop()
 	<-hbDone
 	s.publishHeartbeat(false, true)
@@ -395,6 +397,7 @@ func (s *Service) forget(c *conn) {
 	if c.session != "" {
 		c.closeSession() // before leave: the record keeps the zone
 	}
+	s.sendDisconnect(c, c.currentZone(), "connection closed")
 	s.down.leave(c)
 	s.mu.Lock()
 	delete(s.conns, c)

@@ -111,7 +111,13 @@ func TestBadInputGetsErrors(t *testing.T) {
 			expectError(t, c, seq, schema.ErrorCode_ERROR_CODE_INVALID)
 			seq, _ = c.Chat(ctx, "")
 			expectError(t, c, seq, schema.ErrorCode_ERROR_CODE_INVALID)
-			seq, _ = c.Chat(ctx, strings.Repeat("x", 200)+"é") // 202 bytes: valid, and the frame fits 256
+			seq, _ = c.Chat(ctx, strings.Repeat("x", wire.MaxChatBytes-2)+"é") // wire.MaxChatBytes bytes: valid, and the frame fits 256
+			if p := next(t, c, 5*time.Second); p.GetAck() == nil || p.AckSeq != seq {
+				t.Fatalf("chat: %v", p)
+			}
+			seq, _ = c.Chat(ctx, strings.Repeat("x", wire.MaxChatBytes-1)+"é") // one byte too many (the world's limit too)
+			expectError(t, c, seq, schema.ErrorCode_ERROR_CODE_INVALID)
+			seq, _ = c.Chat(ctx, "ok")
 			if p := next(t, c, 5*time.Second); p.GetAck() == nil || p.AckSeq != seq {
 				t.Fatalf("chat: %v", p)
 			}
@@ -127,8 +133,8 @@ func TestBadInputGetsErrors(t *testing.T) {
 			case <-time.After(5 * time.Second):
 				t.Fatal("connection not closed after an oversized frame")
 			}
-			if n := h.streamCount(); n != 2 {
-				t.Fatalf("stream holds %d commands, want 2 (join, chat)", n)
+			if n := h.streamCount(); n != 3 {
+				t.Fatalf("stream holds %d commands, want 3 (join, chat, chat)", n)
 			}
 		})
 	}

@@ -6,10 +6,8 @@ package packet
 
 import (
 	"fmt"
-	"math"
-	"strings"
-	"unicode/utf8"
 
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/realmstream/realmstream/libs/schema"
@@ -29,19 +27,24 @@ func errf(code schema.ErrorCode, format string, a ...any) *Error {
 	return &Error{Code: code, Msg: fmt.Sprintf(format, a...)}
 }
 
-// Limits are the validation bounds.
+// Limits are the validation bounds. The input limits themselves live in
+// libs/wire (limits.go), shared with the world's rules; MaxChat and MaxName
+// report them (for Welcome.limits) and may only lower them.
 type Limits struct {
 	Map     worldmap.Map
-	MaxChat int // bytes of chat text; default 256
-	MaxName int // bytes of a player name; default 32
+	MaxChat int // bytes of chat text; default (and maximum) wire.MaxChatBytes
+	MaxName int // bytes of a player name; default (and maximum) wire.MaxNameBytes
 }
 
+// NewLimits returns the limits on map m with every default filled in.
+func NewLimits(m worldmap.Map) Limits { return Limits{Map: m}.withDefaults() }
+
 func (l Limits) withDefaults() Limits {
-	if l.MaxChat <= 0 {
-		l.MaxChat = 256
+	if l.MaxChat <= 0 || l.MaxChat > wire.MaxChatBytes {
+		l.MaxChat = wire.MaxChatBytes
 	}
-	if l.MaxName <= 0 {
-		l.MaxName = 32
+	if l.MaxName <= 0 || l.MaxName > wire.MaxNameBytes {
+		l.MaxName = wire.MaxNameBytes
 	}
 	if l.Map.Cols == 0 {
 		l.Map = worldmap.Default()
@@ -63,6 +66,35 @@ func Decode(frame []byte, pkt *schema.ClientPacket) *Error {
 	return nil
 }
 
+// PeekSeq returns the seq of a frame without decoding it: the last varint
+// field 1 before the first field that does not parse (0 if none). It lets an
+// answer to an undecodable packet, or to one refused before decoding (rate
+// limit), carry the seq it answers (issue 10 #8).
+func PeekSeq(frame []byte) uint64 {
+	var seq uint64
+	for len(frame) > 0 {
+		num, typ, n := protowire.ConsumeTag(frame)
+		if n < 0 {
+			break
+		}
+		frame = frame[n:]
+		if num == 1 && typ == protowire.VarintType {
+			v, m := protowire.ConsumeVarint(frame)
+			if m < 0 {
+				break
+			}
+			seq, frame = v, frame[m:]
+			continue
+		}
+		m := protowire.ConsumeFieldValue(num, typ, frame)
+		if m < 0 {
+			break
+		}
+		frame = frame[m:]
+	}
+	return seq
+}
+
 // Validate checks what can be checked from the packet alone.
 func Validate(pkt *schema.ClientPacket, lim Limits) *Error {
 	lim = lim.withDefaults()
@@ -72,10 +104,10 @@ func Validate(pkt *schema.ClientPacket, lim Limits) *Error {
 		if h.Token == "" && h.Name == "" {
 			return errf(schema.ErrorCode_ERROR_CODE_UNAUTHENTICATED, "hello needs a token (or a name in dev mode)")
 		}
-		if h.Name != "" && (len(h.Name) > lim.MaxName || !wire.ValidToken(h.Name)) {
+		if h.Name != "" && (len(h.Name) > lim.MaxName || wire.CheckName(h.Name) != nil) {
 			return errf(schema.ErrorCode_ERROR_CODE_INVALID, "name must be 1..%d characters of [A-Za-z0-9_-]", lim.MaxName)
 		}
-		if h.ResumeSession != "" && !wire.ValidToken(h.ResumeSession) {
+		if h.ResumeSession != "" && wire.CheckID(h.ResumeSession) != nil {
 			return errf(schema.ErrorCode_ERROR_CODE_INVALID, "resume_session is not a session id")
 		}
 		return nil
@@ -100,19 +132,17 @@ func Validate(pkt *schema.ClientPacket, lim Limits) *Error {
 		}
 	case *schema.ClientPacket_Chat:
 		t := b.Chat.Text
-		switch {
-		case strings.TrimSpace(t) == "":
-			return errf(schema.ErrorCode_ERROR_CODE_INVALID, "empty chat")
-		case len(t) > lim.MaxChat:
+		if err := wire.CheckChat(t); err != nil {
+			return errf(schema.ErrorCode_ERROR_CODE_INVALID, "%v", err)
+		}
+		if len(t) > lim.MaxChat {
 			return errf(schema.ErrorCode_ERROR_CODE_INVALID, "chat of %d bytes exceeds %d", len(t), lim.MaxChat)
-		case !utf8.ValidString(t):
-			return errf(schema.ErrorCode_ERROR_CODE_INVALID, "chat is not valid UTF-8")
 		}
 		if _, ok := schema.ChatScope_name[int32(b.Chat.Scope)]; !ok {
 			return errf(schema.ErrorCode_ERROR_CODE_INVALID, "unknown chat scope %d", b.Chat.Scope)
 		}
 	case *schema.ClientPacket_Attack:
-		if !wire.ValidToken(b.Attack.TargetId) {
+		if wire.CheckID(b.Attack.TargetId) != nil {
 			return errf(schema.ErrorCode_ERROR_CODE_INVALID, "attack target must be an entity id")
 		}
 	default:
@@ -122,14 +152,11 @@ func Validate(pkt *schema.ClientPacket, lim Limits) *Error {
 }
 
 // checkCoord accepts finite coordinates within one zone of the zone's bounds
-// (a move just past an edge is a zone crossing the world resolves).
+// (wire.CheckCoord: a move just past an edge is a zone crossing the world
+// resolves).
 func checkCoord(v, size float32) *Error {
-	f := float64(v)
-	if math.IsNaN(f) || math.IsInf(f, 0) {
-		return errf(schema.ErrorCode_ERROR_CODE_INVALID, "position is not a finite number")
-	}
-	if v < -size || v >= 2*size {
-		return errf(schema.ErrorCode_ERROR_CODE_INVALID, "position %v is far outside the zone", v)
+	if err := wire.CheckCoord(v, size); err != nil {
+		return errf(schema.ErrorCode_ERROR_CODE_INVALID, "%v", err)
 	}
 	return nil
 }

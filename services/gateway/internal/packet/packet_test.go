@@ -5,9 +5,12 @@ import (
 	"strings"
 	"testing"
 
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/realmstream/realmstream/libs/schema"
+	"github.com/realmstream/realmstream/libs/wire"
+	"github.com/realmstream/realmstream/libs/worldmap"
 )
 
 func enc(t testing.TB, p *schema.ClientPacket) []byte {
@@ -94,7 +97,7 @@ func FuzzDecodeValidate(f *testing.F) {
 				}
 			}
 		case *schema.ClientPacket_Chat:
-			if strings.TrimSpace(b.Chat.Text) == "" || len(b.Chat.Text) > 256 {
+			if wire.CheckChat(b.Chat.Text) != nil {
 				t.Fatalf("accepted chat %q", b.Chat.Text)
 			}
 		case *schema.ClientPacket_Join:
@@ -105,5 +108,75 @@ func FuzzDecodeValidate(f *testing.F) {
 		if p.Body == nil {
 			t.Fatal("accepted packet without body")
 		}
+		if p.Seq != PeekSeq(frame) {
+			t.Fatalf("PeekSeq %d, decoded seq %d", PeekSeq(frame), p.Seq)
+		}
 	})
+}
+
+// TestValidateUsesWireLimits is the gateway half of issue 10 #9: Validate
+// accepts a chat line, move coordinate, name or id exactly when the shared
+// checks of libs/wire do (which the world's rules test against:
+// rules.TestGatewayAcceptedInputAcceptedByRules). Before the fix the gateway's
+// chat limit was its own 256 bytes.
+func TestValidateUsesWireLimits(t *testing.T) {
+	lim := NewLimits(worldmap.Default())
+	if lim.MaxChat != wire.MaxChatBytes || lim.MaxName != wire.MaxNameBytes {
+		t.Fatalf("limits %+v, want the wire limits", lim)
+	}
+	if l := (Limits{MaxChat: 10_000}).withDefaults(); l.MaxChat != wire.MaxChatBytes {
+		t.Fatalf("a chat limit above the world's was kept: %d", l.MaxChat)
+	}
+	check := func(what string, p *schema.ClientPacket, wireErr error) {
+		t.Helper()
+		e := Validate(p, lim)
+		if (e == nil) != (wireErr == nil) {
+			t.Errorf("%s: Validate %v, wire %v", what, e, wireErr)
+		}
+	}
+	for n := 0; n <= wire.MaxChatBytes+4; n++ {
+		for _, text := range []string{strings.Repeat("x", n), strings.Repeat("x", max(n-2, 0)) + "é", strings.Repeat(" ", n)} {
+			check("chat", &schema.ClientPacket{Seq: 1, Body: &schema.ClientPacket_Chat{Chat: &schema.Chat{Text: text}}}, wire.CheckChat(text))
+		}
+	}
+	check("chat bad utf8", &schema.ClientPacket{Seq: 1, Body: &schema.ClientPacket_Chat{Chat: &schema.Chat{Text: "a\xff"}}}, wire.CheckChat("a\xff"))
+	size := lim.Map.ZoneSize
+	for _, v := range []float32{-size - 1, -size, 0, 2*size - 1, 2 * size, float32(math.NaN())} {
+		check("move", &schema.ClientPacket{Seq: 1, Body: &schema.ClientPacket_Move{Move: &schema.Move{X: v, Y: 1}}}, wire.CheckCoord(v, size))
+	}
+	for n := 1; n <= wire.MaxIDBytes+1; n += 7 {
+		id := strings.Repeat("p", n)
+		check("attack", &schema.ClientPacket{Seq: 1, Body: &schema.ClientPacket_Attack{Attack: &schema.Attack{TargetId: id}}}, wire.CheckID(id))
+	}
+	for n := 1; n <= wire.MaxNameBytes+1; n++ {
+		name := strings.Repeat("n", n)
+		check("name", &schema.ClientPacket{Body: &schema.ClientPacket_Hello{Hello: &schema.Hello{Name: name}}}, wire.CheckName(name))
+	}
+}
+
+// TestPeekSeq: the seq of a frame is readable without decoding it, also when
+// the body is missing or does not decode (issue 10 #8).
+func TestPeekSeq(t *testing.T) {
+	seqOnly := protowire.AppendVarint(protowire.AppendTag(nil, 1, protowire.VarintType), 7)
+	badBody := protowire.AppendBytes(protowire.AppendTag(append([]byte(nil), seqOnly...), 13, protowire.BytesType), []byte{0x0d, 0x01})
+	for _, c := range []struct {
+		name  string
+		frame []byte
+		want  uint64
+	}{
+		{"move", enc(t, &schema.ClientPacket{Seq: 42, Body: &schema.ClientPacket_Move{Move: &schema.Move{X: 1}}}), 42},
+		{"seq only", seqOnly, 7},
+		{"bad body", badBody, 7},
+		{"garbage", []byte{0xff, 0xff, 0xff}, 0},
+		{"empty", nil, 0},
+		{"truncated seq", []byte{0x08, 0xff}, 0},
+	} {
+		if got := PeekSeq(c.frame); got != c.want {
+			t.Errorf("%s: PeekSeq %d, want %d", c.name, got, c.want)
+		}
+	}
+	var p schema.ClientPacket
+	if e := Decode(badBody, &p); e == nil {
+		t.Fatal("bad body decoded")
+	}
 }
