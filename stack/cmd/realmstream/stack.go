@@ -95,8 +95,11 @@ func runStack(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	var cfg stackConfig
 	es := envflag.New(fs)
 	cfg.register(es)
+	// Every gateway setting is a flag of the stack too (with its REALM_* env).
+	gc := gateway.DefaultConfig()
+	adoptFlags(fs, gc.RegisterFlags, stackOwnedGatewayFlags...)
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "Usage: realmstream run [flags]\n\nStarts the whole backend in this process: an embedded NATS server with\nJetStream, the gateway, one world instance (in-process lock table), persist\non Pebble and monitor (dashboard on the monitor's ops port).\n\nFlags:\n")
+		fmt.Fprintf(stderr, "Usage: realmstream run [flags]\n\nStarts the whole backend in this process: an embedded NATS server with\nJetStream, the gateway, one world instance (in-process lock table), persist\non Pebble and monitor (dashboard on the monitor's ops port).\n\nEvery gateway flag (--max-frame, --rate, --burst, --token-ttl, --send-queue-bytes,\n...) applies to the embedded gateway, with its REALM_* variable.\n\nFlags:\n")
 		fs.PrintDefaults()
 	}
 	if err := es.Parse(args); err != nil {
@@ -162,7 +165,6 @@ func runStack(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	mc := monitor.DefaultConfig()
 	mc.NATSURL, mc.HTTPAddr, mc.ShutdownTimeout = natsURL, port(3), cfg.ShutdownWait
 	mc.InstanceID = "monitor-embedded"
-	gc := gateway.DefaultConfig()
 	gc.NATSURL, gc.HTTPAddr, gc.ShutdownTimeout = natsURL, port(0), cfg.ShutdownWait
 	gc.InstanceID = "gateway-embedded"
 	gc.TCPAddr, gc.WSAddr, gc.Dev = cfg.TCPAddr, cfg.WSAddr, true
