@@ -98,6 +98,15 @@ func runStack(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	// Every gateway setting is a flag of the stack too (with its REALM_* env).
 	gc := gateway.DefaultConfig()
 	adoptFlags(fs, gc.RegisterFlags, stackOwnedGatewayFlags...)
+	// World, persist and monitor settings too (--tick, --snapshot-every,
+	// --trim-keep-age, --batch-size, --rules, ...); a name defined already
+	// (by the stack or the gateway) keeps that meaning.
+	wc := world.DefaultConfig()
+	adoptFlags(fs, wc.RegisterFlags, "nats-url", "http-addr", "instance-id", "log-format", "redis-addr", "redis-sentinel-master", "redis-sentinel-addrs")
+	pc := persist.DefaultConfig()
+	adoptFlags(fs, pc.RegisterFlags, "nats-url", "http-addr", "instance-id", "log-format", "pg-urls", "pebble-dir")
+	mc := monitor.DefaultConfig()
+	adoptFlags(fs, mc.RegisterFlags, "nats-url", "http-addr", "instance-id", "log-format")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "Usage: realmstream run [flags]\n\nStarts the whole backend in this process: an embedded NATS server with\nJetStream, the gateway, one world instance (in-process lock table), persist\non Pebble and monitor (dashboard on the monitor's ops port).\n\nEvery gateway flag (--max-frame, --rate, --burst, --token-ttl, --send-queue-bytes,\n...) applies to the embedded gateway, with its REALM_* variable.\n\nFlags:\n")
 		fs.PrintDefaults()
@@ -153,16 +162,13 @@ func runStack(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 
 	port := func(off int) string { return "127.0.0.1:" + strconv.Itoa(cfg.HTTPBase+off) }
 
-	wc := world.DefaultConfig()
 	wc.NATSURL, wc.HTTPAddr, wc.ShutdownTimeout = natsURL, port(1), cfg.ShutdownWait
 	wc.InstanceID = "world-embedded"
 	wc.RedisAddr = "" // in-process lock table
-	pc := persist.DefaultConfig()
 	pc.NATSURL, pc.HTTPAddr, pc.ShutdownTimeout = natsURL, port(2), cfg.ShutdownWait
 	pc.InstanceID = "persist-embedded"
 	pc.PGURLs = nil
 	pc.PebbleDir = filepath.Join(cfg.DataDir, "pebble")
-	mc := monitor.DefaultConfig()
 	mc.NATSURL, mc.HTTPAddr, mc.ShutdownTimeout = natsURL, port(3), cfg.ShutdownWait
 	mc.InstanceID = "monitor-embedded"
 	gc.NATSURL, gc.HTTPAddr, gc.ShutdownTimeout = natsURL, port(0), cfg.ShutdownWait
