@@ -152,3 +152,13 @@ func clamp(v, n int) int {
 	}
 	return v
 }
+
+// Obstacle is an axis-aligned static obstacle in zone coordinates; the same
+// obstacles stand in every zone. The world's rules refuse moves into or
+// through them, and the gateway announces them in WorldInfo: one list, here.
+type Obstacle struct{ X0, Y0, X1, Y1 float32 }
+
+// DefaultObstacles are a few walls and rocks inside every zone, away from edges.
+func DefaultObstacles() []Obstacle {
+	return []Obstacle{{300, 300, 340, 700}, {600, 200, 800, 230}, {650, 650, 720, 720}}
+}

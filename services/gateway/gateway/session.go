@@ -17,6 +17,7 @@ import (
 
 	"github.com/realmstream/realmstream/libs/schema"
 	"github.com/realmstream/realmstream/libs/wire"
+	"github.com/realmstream/realmstream/libs/worldmap"
 	"github.com/realmstream/realmstream/services/gateway/internal/auth"
 	"github.com/realmstream/realmstream/services/gateway/internal/session"
 )
@@ -417,6 +418,11 @@ func orDefault(v, d int) int {
 func worldInfo(cfg Config) *schema.WorldInfo {
 	m := cfg.Map
 	w := &schema.WorldInfo{Cols: uint32(m.Cols), Rows: uint32(m.Rows), ZoneSize: m.ZoneSize, CellSize: m.CellSize, Obstacles: cfg.Obstacles}
+	if w.Obstacles == nil { // the world's default rules stand on the same list
+		for _, o := range worldmap.DefaultObstacles() {
+			w.Obstacles = append(w.Obstacles, &schema.Rect{MinX: o.X0, MinY: o.Y0, MaxX: o.X1, MaxY: o.Y1})
+		}
+	}
 	for _, id := range m.Zones() {
 		col, row, _ := m.ParseZone(id)
 		z := &schema.ZoneInfo{Id: id, Col: uint32(col), Row: uint32(row), OriginX: float32(col) * m.ZoneSize, OriginY: float32(row) * m.ZoneSize}

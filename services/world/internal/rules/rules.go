@@ -62,7 +62,11 @@ type Config struct {
 
 // DefaultObstacles are a few walls and rocks inside every zone, away from edges.
 func DefaultObstacles() []Rect {
-	return []Rect{{300, 300, 340, 700}, {600, 200, 800, 230}, {650, 650, 720, 720}}
+	var out []Rect
+	for _, o := range worldmap.DefaultObstacles() {
+		out = append(out, Rect{o.X0, o.Y0, o.X1, o.Y1})
+	}
+	return out
 }
 
 // Default returns the default rules on the default map.
