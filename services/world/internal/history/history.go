@@ -180,7 +180,7 @@ func (r *Reader) seqAtTime(ctx context.Context, stream jetstream.Stream, subj st
 		return 0, nil
 	}
 	cons, err := stream.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
-		FilterSubjects: []string{subj}, DeliverPolicy: jetstream.DeliverByStartTimePolicy, OptStartTime: &t,
+		FilterSubjects: []string{subj}, DeliverPolicy: jetstream.DeliverByStartTimePolicy, OptStartTime: &t, HeadersOnly: true, InactiveThreshold: 2 * time.Second,
 	})
 	if err != nil {
 		return 0, fmt.Errorf("history: consumer at %s: %w", t.Format(time.RFC3339Nano), err)

@@ -23,6 +23,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -145,117 +146,99 @@ func (t *Trimmer) Trim(ctx context.Context, zone string, snapshotSeq uint64) (Re
 	if err != nil || first == 0 || first >= floor {
 		return res, err
 	}
-	res.Purged = t.countBetween(rctx, subj, first, floor)
+	before, _ := t.count(rctx, subj)
 	if err := t.stream.Purge(rctx, jetstream.WithPurgeSubject(subj), jetstream.WithPurgeSequence(floor)); err != nil {
-		res.Purged = 0
 		return res, fmt.Errorf("trim: purge %s below %d: %w", subj, floor, err)
+	}
+	if after, err := t.count(rctx, subj); err == nil && after < before {
+		res.Purged = before - after // appends meanwhile can only make this an underestimate
 	}
 	return res, nil
 }
 
 // tailFloor is the first sequence the minimum tail keeps: the older of the
 // first message younger than KeepAge and the KeepRecords-th newest message.
+// One short-lived consumer (started by time) tells both the first young
+// message and how many there are; only a zone with fewer young messages
+// than KeepRecords walks further back, record by record, through the
+// predecessor each message names (Nats-Expected-Last-Subject-Sequence).
 func (t *Trimmer) tailFloor(ctx context.Context, subj string) (uint64, error) {
 	rctx, cancel := context.WithTimeout(ctx, t.c.Timeout)
 	defer cancel()
 	since := time.Now().Add(-t.c.KeepAge)
-	byAge, err := t.firstAtOrAfter(rctx, subj, jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverByStartTimePolicy, OptStartTime: &since})
-	if err != nil {
-		return 0, err
-	}
-	if byAge == 0 {
-		byAge = ^uint64(0) // nothing young: the count rule alone holds the tail
-	}
-	byCount, err := t.nthNewest(rctx, subj, t.c.KeepRecords)
-	if err != nil {
-		return 0, err
-	}
-	return min(byAge, byCount), nil
-}
-
-// firstAtOrAfter is the sequence of the first message of subj the consumer
-// config selects (0 when there is none).
-func (t *Trimmer) firstAtOrAfter(ctx context.Context, subj string, cfg jetstream.OrderedConsumerConfig) (uint64, error) {
-	cfg.FilterSubjects = []string{subj}
-	cfg.HeadersOnly = true
-	cons, err := t.stream.OrderedConsumer(ctx, cfg)
+	cons, err := t.stream.OrderedConsumer(rctx, jetstream.OrderedConsumerConfig{FilterSubjects: []string{subj}, HeadersOnly: true,
+		DeliverPolicy: jetstream.DeliverByStartTimePolicy, OptStartTime: &since, InactiveThreshold: 2 * time.Second})
 	if err != nil {
 		return 0, fmt.Errorf("trim: consumer on %s: %w", subj, err)
 	}
-	info, err := cons.Info(ctx)
+	info, err := cons.Info(rctx)
 	if err != nil {
 		return 0, err
 	}
-	if info.NumPending == 0 {
-		return 0, nil
-	}
-	m, err := cons.Next(jetstream.FetchMaxWait(t.c.Timeout))
-	if err != nil {
-		return 0, fmt.Errorf("trim: read %s: %w", subj, err)
-	}
-	md, err := m.Metadata()
-	if err != nil {
-		return 0, err
-	}
-	return md.Sequence.Stream, nil
-}
-
-func (t *Trimmer) firstSeq(ctx context.Context, subj string) (uint64, error) {
-	return t.firstAtOrAfter(ctx, subj, jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverAllPolicy})
-}
-
-// pendingFrom counts the messages of subj with sequence >= seq.
-func (t *Trimmer) pendingFrom(ctx context.Context, subj string, seq uint64) (uint64, error) {
-	cons, err := t.stream.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{FilterSubjects: []string{subj}, HeadersOnly: true,
-		DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: seq})
-	if err != nil {
-		return 0, fmt.Errorf("trim: consumer on %s: %w", subj, err)
-	}
-	info, err := cons.Info(ctx)
-	if err != nil {
-		return 0, err
-	}
-	return info.NumPending, nil
-}
-
-// nthNewest is the sequence of the n-th newest message of subj (1 when the
-// subject has fewer): a binary search over "messages at or after seq".
-func (t *Trimmer) nthNewest(ctx context.Context, subj string, n int) (uint64, error) {
-	last, err := t.stream.GetLastMsgForSubject(ctx, subj)
-	if errors.Is(err, jetstream.ErrMsgNotFound) {
-		return 1, nil
-	}
-	if err != nil {
-		return 0, err
-	}
-	lo, hi := uint64(1), last.Sequence // invariant: pending(lo) >= n unless lo == 1; pending(hi) <= n
-	if c, err := t.pendingFrom(ctx, subj, 1); err != nil || c <= uint64(n) {
-		return 1, err
-	}
-	for lo < hi {
-		mid := lo + (hi-lo+1)/2
-		c, err := t.pendingFrom(ctx, subj, mid)
+	young := info.NumPending
+	var from uint64 // the oldest young message (0: none)
+	if young > 0 {
+		m, err := cons.Next(jetstream.FetchMaxWait(t.c.Timeout))
+		if err != nil {
+			return 0, fmt.Errorf("trim: read %s: %w", subj, err)
+		}
+		md, err := m.Metadata()
 		if err != nil {
 			return 0, err
 		}
-		if c >= uint64(n) {
-			lo = mid
-		} else {
-			hi = mid - 1
-		}
+		from = md.Sequence.Stream
 	}
-	return lo, nil
+	if young >= uint64(t.c.KeepRecords) {
+		return from, nil // the young messages alone are enough
+	}
+	// Walk back from the oldest young message (or the last one) until
+	// KeepRecords messages are kept or the zone's first message is reached.
+	var cur uint64
+	kept := young
+	if from > 0 {
+		cur = from
+	} else {
+		last, err := t.stream.GetLastMsgForSubject(rctx, subj)
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			return 1, nil
+		}
+		if err != nil {
+			return 0, err
+		}
+		cur, kept = last.Sequence, 1
+	}
+	for kept < uint64(t.c.KeepRecords) {
+		m, err := t.stream.GetMsg(rctx, cur)
+		if err != nil {
+			return 0, fmt.Errorf("trim: %s at %d: %w", subj, cur, err)
+		}
+		prev, _ := strconv.ParseUint(m.Header.Get(wire.HeaderExpectedLastSubjSeq), 10, 64)
+		if prev == 0 {
+			return 1, nil // the zone's very first message: keep everything
+		}
+		cur = prev
+		kept++
+	}
+	return cur, nil
 }
 
-// countBetween counts the messages of subj with from <= seq < to.
-func (t *Trimmer) countBetween(ctx context.Context, subj string, from, to uint64) uint64 {
-	if to <= from {
-		return 0
+// firstSeq is the sequence of the zone's first message still in JetStream (0: none).
+func (t *Trimmer) firstSeq(ctx context.Context, subj string) (uint64, error) {
+	m, err := t.stream.GetMsg(ctx, 1, jetstream.WithGetMsgSubject(subj))
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return 0, nil
 	}
-	a, err1 := t.pendingFrom(ctx, subj, from)
-	b, err2 := t.pendingFrom(ctx, subj, to)
-	if err1 != nil || err2 != nil || a < b {
-		return 0
+	if err != nil {
+		return 0, err
 	}
-	return a - b
+	return m.Sequence, nil
+}
+
+// count is the number of messages of subj in the stream.
+func (t *Trimmer) count(ctx context.Context, subj string) (uint64, error) {
+	info, err := t.stream.Info(ctx, jetstream.WithSubjectFilter(subj))
+	if err != nil {
+		return 0, err
+	}
+	return info.State.Subjects[subj], nil
 }

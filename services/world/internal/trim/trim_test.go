@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"strconv"
 	"testing"
 	"time"
 
@@ -11,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/realmstream/realmstream/libs/natstest"
+	"github.com/realmstream/realmstream/libs/waitfor"
 	"github.com/realmstream/realmstream/libs/wire"
 	"github.com/realmstream/realmstream/services/world/internal/trim"
 )
@@ -32,13 +35,19 @@ func TestTrimFloor(t *testing.T) {
 	_, nc, js := natstest.StartWithStreams(t)
 	ctx := context.Background()
 	// Two zones interleaved: z gets seqs 1,3,5,... and other 2,4,6,...
+	// Each message names its zone's previous one, as the world's appends do.
 	var zSeqs []uint64
+	last := map[string]uint64{}
 	for i := 0; i < 600; i++ {
 		for _, zone := range []string{"z", "other"} {
-			ack, err := js.Publish(ctx, wire.EventSubject(zone), []byte("x"))
+			m := nats.NewMsg(wire.EventSubject(zone))
+			m.Data = []byte("x")
+			m.Header.Set(wire.HeaderExpectedLastSubjSeq, strconv.FormatUint(last[zone], 10))
+			ack, err := js.PublishMsg(ctx, m)
 			if err != nil {
 				t.Fatal(err)
 			}
+			last[zone] = ack.Sequence
 			if zone == "z" {
 				zSeqs = append(zSeqs, ack.Sequence)
 			}
@@ -95,6 +104,19 @@ func TestTrimFloor(t *testing.T) {
 	if res, err = tr.Trim(ctx, "z", zSeqs[599]); err != nil || res.Held != "tail" || res.Floor != zSeqs[500] || count("z") != 100 {
 		t.Fatalf("tail-held trim: %+v %v, %d left", res, err, count("z"))
 	}
+	// Many trims create no lasting consumers (a stream's consumer limit
+	// once stopped trimming in a long run).
+	for i := 0; i < 30; i++ {
+		if _, err := tr.Trim(ctx, "z", zSeqs[599]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitfor.True(t, 15*time.Second, func() error { // the tail consumer's inactive threshold is 2s
+		if info, err := st.Info(ctx); err != nil || info.State.Consumers > 2 {
+			return fmt.Errorf("%d consumers left on the stream after 30 trims (%v)", info.State.Consumers, err)
+		}
+		return nil
+	})
 	// Age: everything is younger than an hour, so nothing more goes.
 	trAge, _ := trim.New(ctx, nc, js, trim.Config{KeepAge: time.Hour, KeepRecords: 1})
 	if res, err = trAge.Trim(ctx, "z", zSeqs[599]); err != nil || res.Purged != 0 || count("z") != 100 {
