@@ -274,10 +274,24 @@ func (s *Swarm) Run(ctx context.Context) *Report {
 	}
 	s.stopped = time.Now()
 	connCancel()
-	for _, b := range s.bots {
-		b.closeConn()
+	// Close every connection until every bot goroutine is done: a bot whose
+	// handshake was under way when the first round ran stores its
+	// connection afterwards, and would otherwise read from it forever.
+	botsDone := make(chan struct{})
+	go func() {
+		botWG.Wait()
+		close(botsDone)
+	}()
+	for closed := false; !closed; {
+		for _, b := range s.bots {
+			b.closeConn()
+		}
+		select {
+		case <-botsDone:
+			closed = true
+		case <-time.After(100 * time.Millisecond):
+		}
 	}
-	botWG.Wait()
 	<-progDone
 	return s.Report()
 }
