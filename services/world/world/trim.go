@@ -25,6 +25,7 @@ type trimmer struct {
 	// JetStream storage, read every round: the EVT stream against its guard
 	// and the account against its limit (ratios 0 when unlimited).
 	evtBytes, evtRatio, accountRatio prometheus.Gauge
+
 	mu     sync.Mutex
 	lastOK map[string]time.Time // zone -> last trim that was not blocked
 }
