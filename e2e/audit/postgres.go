@@ -28,7 +28,31 @@ func rowHash(seq uint64, idx int, payload []byte) *big.Int {
 
 const zoneChecksumSQL = `SELECT zone, count(*),
 	coalesce(sum(('x' || substr(md5(seq::text || ':' || idx::text || ':' || md5(payload)), 1, 15))::bit(60)::bigint::numeric), 0)::text
-	FROM events WHERE seq <= $1 GROUP BY zone`
+	FROM events LEFT JOIN unnest($2::text[], $3::int8[]) AS f(fz, fs) ON f.fz = events.zone
+	WHERE seq <= $1 AND seq >= coalesce(f.fs, 0) GROUP BY zone`
+
+// FirstSeqs is, per zone, the stream sequence of its first message in the
+// log read: the world trims evt.<zone> below a floor (issue 16), so rows of
+// the store below it are history JetStream no longer holds and are not
+// compared.
+func FirstSeqs(logs map[string]*ZoneLog) map[string]uint64 {
+	out := map[string]uint64{}
+	for z, zl := range logs {
+		if len(zl.Events) > 0 {
+			out[z] = zl.Events[0].Seq
+		}
+	}
+	return out
+}
+
+func fromArgs(from map[string]uint64) ([]string, []int64) {
+	var zs []string
+	var ss []int64
+	for z, v := range from {
+		zs, ss = append(zs, z), append(ss, int64(v))
+	}
+	return zs, ss
+}
 
 // ZoneSum is a per-zone row count and checksum.
 type ZoneSum struct {
@@ -53,14 +77,15 @@ func LogSums(logs map[string]*ZoneLog) map[string]ZoneSum {
 // PGSums sums every shard's events up to stream sequence upTo per zone (rows
 // of a zone on several shards add up; a row on two shards counts twice, as
 // it should).
-func PGSums(ctx context.Context, urls []string, upTo uint64) (map[string]ZoneSum, error) {
+func PGSums(ctx context.Context, urls []string, upTo uint64, from map[string]uint64) (map[string]ZoneSum, error) {
+	fz, fs := fromArgs(from)
 	out := map[string]ZoneSum{}
 	for i, u := range urls {
 		conn, err := pgx.Connect(ctx, u)
 		if err != nil {
 			return nil, fmt.Errorf("audit: shard %d: %w", i, err)
 		}
-		rows, err := conn.Query(ctx, zoneChecksumSQL, int64(upTo))
+		rows, err := conn.Query(ctx, zoneChecksumSQL, int64(upTo), fz, fs)
 		if err != nil {
 			conn.Close(ctx)
 			return nil, fmt.Errorf("audit: shard %d: %w", i, err)
@@ -113,7 +138,8 @@ type PGFindings struct {
 // the log's, or timeout; on a mismatch it diffs row by row to say which
 // sequences are missing, doubled or different. Only rows up to the last
 // sequence of the log read are compared (events appended after the read are
-// not part of the audited prefix).
+// not part of the audited prefix), and per zone only from its first message
+// still in JetStream (FirstSeqs: below it the log was trimmed).
 func CheckPostgres(ctx context.Context, urls []string, logs map[string]*ZoneLog, timeout time.Duration) (PGFindings, []Violation, error) {
 	want := LogSums(logs)
 	upTo := LastSeq(logs)
@@ -126,7 +152,7 @@ func CheckPostgres(ctx context.Context, urls []string, logs map[string]*ZoneLog,
 	var got map[string]ZoneSum
 	var err error
 	for {
-		got, err = PGSums(ctx, urls, upTo)
+		got, err = PGSums(ctx, urls, upTo, FirstSeqs(logs))
 		if err == nil && sumsEqual(want, got) {
 			f.CaughtUpIn = time.Since(start)
 			for _, s := range got {
@@ -182,7 +208,10 @@ func diffRows(ctx context.Context, urls []string, logs map[string]*ZoneLog, upTo
 		if err != nil {
 			return nil, err
 		}
-		rows, err := conn.Query(ctx, `SELECT seq, idx, zone, md5(payload) FROM events WHERE seq <= $1`, int64(upTo))
+		fz, fs := fromArgs(FirstSeqs(logs))
+		rows, err := conn.Query(ctx, `SELECT seq, idx, zone, md5(payload) FROM events
+			LEFT JOIN unnest($2::text[], $3::int8[]) AS f(fz, fs) ON f.fz = events.zone
+			WHERE seq <= $1 AND seq >= coalesce(f.fs, 0)`, int64(upTo), fz, fs)
 		if err != nil {
 			conn.Close(ctx)
 			return nil, err

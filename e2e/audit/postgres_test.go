@@ -164,6 +164,11 @@ func TestAuditTickRecords(t *testing.T) {
 			}
 		}
 	}
+	// A row of z1_0 below its first message in JetStream: history the
+	// world trimmed from the log (issue 16), not compared.
+	if _, err := c.Exec(ctx, `INSERT INTO events VALUES (1, 'z1_0', '\x01', 0)`); err != nil {
+		t.Fatal(err)
+	}
 	f, vs, err := CheckPostgres(ctx, []string{url}, logs, time.Second)
 	if err != nil || len(vs) > 0 || f.PGRows != 6 || f.LogRows != 6 {
 		t.Fatalf("equal: %+v %v %v", f, err, vs)
