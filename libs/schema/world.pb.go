@@ -1666,7 +1666,13 @@ type ZoneSnapshot struct {
 	// the object of that name in the object store bucket world_snapshot_chunks
 	// (chunked by JetStream), and only zone, last_seq, fence, tick and events
 	// are filled here.
-	Object        string `protobuf:"bytes,13,opt,name=object,proto3" json:"object,omitempty"`
+	Object string `protobuf:"bytes,13,opt,name=object,proto3" json:"object,omitempty"`
+	// session_window: per session, bit k (byte k/8, bit k%8) set = client seq
+	// (sessions[s] - 1 - k) was applied, k < 1024. It replaces session_masks
+	// (64 deep, read for snapshots written before): a stale or crashed owner's
+	// commands come back after the ack wait, behind up to a few hundred newer
+	// ones of the same session, and must still be recognised as new.
+	SessionWindow map[string][]byte `protobuf:"bytes,14,rep,name=session_window,json=sessionWindow,proto3" json:"session_window,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1790,6 +1796,13 @@ func (x *ZoneSnapshot) GetObject() string {
 		return x.Object
 	}
 	return ""
+}
+
+func (x *ZoneSnapshot) GetSessionWindow() map[string][]byte {
+	if x != nil {
+		return x.SessionWindow
+	}
+	return nil
 }
 
 type CommandRejected struct {
@@ -2149,7 +2162,7 @@ const file_world_proto_rawDesc = "" +
 	"\x11OwnershipReleased\x12\x1f\n" +
 	"\vinstance_id\x18\x01 \x01(\tR\n" +
 	"instanceId\x12\x14\n" +
-	"\x05fence\x18\x02 \x01(\x04R\x05fence\"\x88\a\n" +
+	"\x05fence\x18\x02 \x01(\x04R\x05fence\"\xa2\b\n" +
 	"\fZoneSnapshot\x12\x12\n" +
 	"\x04zone\x18\x01 \x01(\tR\x04zone\x12\x19\n" +
 	"\blast_seq\x18\x02 \x01(\x04R\alastSeq\x12\x14\n" +
@@ -2164,7 +2177,8 @@ const file_world_proto_rawDesc = "" +
 	" \x01(\x04R\x06events\x12S\n" +
 	"\rsession_masks\x18\v \x03(\v2..realmstream.v1.ZoneSnapshot.SessionMasksEntryR\fsessionMasks\x12W\n" +
 	"\x0fsession_left_ns\x18\f \x03(\v2/.realmstream.v1.ZoneSnapshot.SessionLeftNsEntryR\rsessionLeftNs\x12\x16\n" +
-	"\x06object\x18\r \x01(\tR\x06object\x1aW\n" +
+	"\x06object\x18\r \x01(\tR\x06object\x12V\n" +
+	"\x0esession_window\x18\x0e \x03(\v2/.realmstream.v1.ZoneSnapshot.SessionWindowEntryR\rsessionWindow\x1aW\n" +
 	"\fPlayersEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x121\n" +
 	"\x05value\x18\x02 \x01(\v2\x1b.realmstream.v1.PlayerStateR\x05value:\x028\x01\x1a;\n" +
@@ -2176,7 +2190,10 @@ const file_world_proto_rawDesc = "" +
 	"\x05value\x18\x02 \x01(\x04R\x05value:\x028\x01\x1a@\n" +
 	"\x12SessionLeftNsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01\"X\n" +
+	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01\x1a@\n" +
+	"\x12SessionWindowEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\fR\x05value:\x028\x01\"X\n" +
 	"\x0fCommandRejected\x12-\n" +
 	"\x04code\x18\x01 \x01(\x0e2\x19.realmstream.v1.ErrorCodeR\x04code\x12\x16\n" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason\"\xda\x01\n" +
@@ -2206,7 +2223,7 @@ func file_world_proto_rawDescGZIP() []byte {
 	return file_world_proto_rawDescData
 }
 
-var file_world_proto_msgTypes = make([]protoimpl.MessageInfo, 26)
+var file_world_proto_msgTypes = make([]protoimpl.MessageInfo, 27)
 var file_world_proto_goTypes = []any{
 	(*Command)(nil),               // 0: realmstream.v1.Command
 	(*Disconnect)(nil),            // 1: realmstream.v1.Disconnect
@@ -2234,21 +2251,22 @@ var file_world_proto_goTypes = []any{
 	nil,                           // 23: realmstream.v1.ZoneSnapshot.SessionsEntry
 	nil,                           // 24: realmstream.v1.ZoneSnapshot.SessionMasksEntry
 	nil,                           // 25: realmstream.v1.ZoneSnapshot.SessionLeftNsEntry
-	(*Join)(nil),                  // 26: realmstream.v1.Join
-	(*Leave)(nil),                 // 27: realmstream.v1.Leave
-	(*Move)(nil),                  // 28: realmstream.v1.Move
-	(*Chat)(nil),                  // 29: realmstream.v1.Chat
-	(*Attack)(nil),                // 30: realmstream.v1.Attack
-	(ChatScope)(0),                // 31: realmstream.v1.ChatScope
-	(ErrorCode)(0),                // 32: realmstream.v1.ErrorCode
-	(*ZoneChanged)(nil),           // 33: realmstream.v1.ZoneChanged
+	nil,                           // 26: realmstream.v1.ZoneSnapshot.SessionWindowEntry
+	(*Join)(nil),                  // 27: realmstream.v1.Join
+	(*Leave)(nil),                 // 28: realmstream.v1.Leave
+	(*Move)(nil),                  // 29: realmstream.v1.Move
+	(*Chat)(nil),                  // 30: realmstream.v1.Chat
+	(*Attack)(nil),                // 31: realmstream.v1.Attack
+	(ChatScope)(0),                // 32: realmstream.v1.ChatScope
+	(ErrorCode)(0),                // 33: realmstream.v1.ErrorCode
+	(*ZoneChanged)(nil),           // 34: realmstream.v1.ZoneChanged
 }
 var file_world_proto_depIdxs = []int32{
-	26, // 0: realmstream.v1.Command.join:type_name -> realmstream.v1.Join
-	27, // 1: realmstream.v1.Command.leave:type_name -> realmstream.v1.Leave
-	28, // 2: realmstream.v1.Command.move:type_name -> realmstream.v1.Move
-	29, // 3: realmstream.v1.Command.chat:type_name -> realmstream.v1.Chat
-	30, // 4: realmstream.v1.Command.attack:type_name -> realmstream.v1.Attack
+	27, // 0: realmstream.v1.Command.join:type_name -> realmstream.v1.Join
+	28, // 1: realmstream.v1.Command.leave:type_name -> realmstream.v1.Leave
+	29, // 2: realmstream.v1.Command.move:type_name -> realmstream.v1.Move
+	30, // 3: realmstream.v1.Command.chat:type_name -> realmstream.v1.Chat
+	31, // 4: realmstream.v1.Command.attack:type_name -> realmstream.v1.Attack
 	2,  // 5: realmstream.v1.Command.transfer_in:type_name -> realmstream.v1.TransferIn
 	1,  // 6: realmstream.v1.Command.disconnect:type_name -> realmstream.v1.Disconnect
 	3,  // 7: realmstream.v1.TransferIn.player:type_name -> realmstream.v1.PlayerState
@@ -2267,7 +2285,7 @@ var file_world_proto_depIdxs = []int32{
 	17, // 20: realmstream.v1.Event.ownership_released:type_name -> realmstream.v1.OwnershipReleased
 	4,  // 21: realmstream.v1.TickRecord.events:type_name -> realmstream.v1.Event
 	3,  // 22: realmstream.v1.PlayerJoined.player:type_name -> realmstream.v1.PlayerState
-	31, // 23: realmstream.v1.ChatSent.scope:type_name -> realmstream.v1.ChatScope
+	32, // 23: realmstream.v1.ChatSent.scope:type_name -> realmstream.v1.ChatScope
 	3,  // 24: realmstream.v1.TransferOut.player:type_name -> realmstream.v1.PlayerState
 	3,  // 25: realmstream.v1.TransferAccepted.player:type_name -> realmstream.v1.PlayerState
 	22, // 26: realmstream.v1.ZoneSnapshot.players:type_name -> realmstream.v1.ZoneSnapshot.PlayersEntry
@@ -2275,16 +2293,17 @@ var file_world_proto_depIdxs = []int32{
 	14, // 28: realmstream.v1.ZoneSnapshot.pending_transfers:type_name -> realmstream.v1.TransferOut
 	24, // 29: realmstream.v1.ZoneSnapshot.session_masks:type_name -> realmstream.v1.ZoneSnapshot.SessionMasksEntry
 	25, // 30: realmstream.v1.ZoneSnapshot.session_left_ns:type_name -> realmstream.v1.ZoneSnapshot.SessionLeftNsEntry
-	32, // 31: realmstream.v1.CommandRejected.code:type_name -> realmstream.v1.ErrorCode
-	21, // 32: realmstream.v1.SessionNotice.rejected:type_name -> realmstream.v1.CommandRejectedNotice
-	33, // 33: realmstream.v1.SessionNotice.zone_changed:type_name -> realmstream.v1.ZoneChanged
-	32, // 34: realmstream.v1.CommandRejectedNotice.code:type_name -> realmstream.v1.ErrorCode
-	3,  // 35: realmstream.v1.ZoneSnapshot.PlayersEntry.value:type_name -> realmstream.v1.PlayerState
-	36, // [36:36] is the sub-list for method output_type
-	36, // [36:36] is the sub-list for method input_type
-	36, // [36:36] is the sub-list for extension type_name
-	36, // [36:36] is the sub-list for extension extendee
-	0,  // [0:36] is the sub-list for field type_name
+	26, // 31: realmstream.v1.ZoneSnapshot.session_window:type_name -> realmstream.v1.ZoneSnapshot.SessionWindowEntry
+	33, // 32: realmstream.v1.CommandRejected.code:type_name -> realmstream.v1.ErrorCode
+	21, // 33: realmstream.v1.SessionNotice.rejected:type_name -> realmstream.v1.CommandRejectedNotice
+	34, // 34: realmstream.v1.SessionNotice.zone_changed:type_name -> realmstream.v1.ZoneChanged
+	33, // 35: realmstream.v1.CommandRejectedNotice.code:type_name -> realmstream.v1.ErrorCode
+	3,  // 36: realmstream.v1.ZoneSnapshot.PlayersEntry.value:type_name -> realmstream.v1.PlayerState
+	37, // [37:37] is the sub-list for method output_type
+	37, // [37:37] is the sub-list for method input_type
+	37, // [37:37] is the sub-list for extension type_name
+	37, // [37:37] is the sub-list for extension extendee
+	0,  // [0:37] is the sub-list for field type_name
 }
 
 func init() { file_world_proto_init() }
@@ -2327,7 +2346,7 @@ func file_world_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_world_proto_rawDesc), len(file_world_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   26,
+			NumMessages:   27,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

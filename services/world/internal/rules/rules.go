@@ -171,8 +171,56 @@ func Duplicate(s *schema.ZoneSnapshot, cmd *schema.Command) bool {
 }
 
 // window is how far behind the highest applied seq of a session a command
-// may arrive (redelivery reorders) and still be recognised as new.
-const window = 64
+// may arrive (redelivery reorders: a stale or crashed owner's commands come
+// back after the ack wait, behind newer ones) and still be recognised as new.
+// At 10 commands/s that is 100 s of a session's commands.
+const window = 1024
+
+// bits returns the session's window bitmap (bit k = seq high-1-k applied),
+// upgrading a 64-deep mask of an older snapshot on first use.
+func bits(s *schema.ZoneSnapshot, session string) []byte {
+	if b, ok := s.SessionWindow[session]; ok {
+		return b
+	}
+	m, ok := s.SessionMasks[session]
+	if !ok {
+		return nil
+	}
+	b := make([]byte, window/8)
+	for k := 0; k < 64; k++ {
+		if m&(1<<k) != 0 {
+			b[k/8] |= 1 << (k % 8)
+		}
+	}
+	delete(s.SessionMasks, session)
+	if s.SessionWindow == nil {
+		s.SessionWindow = map[string][]byte{}
+	}
+	s.SessionWindow[session] = b
+	return b
+}
+
+func bitSet(b []byte, k uint64) bool { return k < uint64(len(b))*8 && b[k/8]&(1<<(k%8)) != 0 }
+
+// shift moves every bit of b d places up (bit k becomes bit k+d), in place;
+// bits pushed past the window are dropped.
+func shift(b []byte, d uint64) {
+	if d >= uint64(len(b))*8 {
+		clear(b)
+		return
+	}
+	bytesBy, bitsBy := int(d/8), uint(d%8)
+	for i := len(b) - 1; i >= 0; i-- {
+		var v byte
+		if j := i - bytesBy; j >= 0 {
+			v = b[j] << bitsBy
+			if bitsBy > 0 && j-1 >= 0 {
+				v |= b[j-1] >> (8 - bitsBy)
+			}
+		}
+		b[i] = v
+	}
+}
 
 // seen reports whether client seq of session was applied in s. Seqs more
 // than window below the highest are treated as applied.
@@ -186,32 +234,36 @@ func seen(s *schema.ZoneSnapshot, session string, seq uint64) bool {
 	case high-1-seq >= window:
 		return true
 	}
-	return s.SessionMasks[session]&(1<<(high-1-seq)) != 0
+	return bitSet(bits(s, session), high-1-seq)
 }
 
 // markSeen records seq of session as applied.
 func markSeen(s *schema.ZoneSnapshot, session string, seq uint64) {
-	if s.SessionMasks == nil {
-		s.SessionMasks = map[string]uint64{}
+	if s.SessionWindow == nil {
+		s.SessionWindow = map[string][]byte{}
 	}
-	high, mask := s.Sessions[session], s.SessionMasks[session]
+	high := s.Sessions[session]
+	b := bits(s, session)
+	if b == nil {
+		b = make([]byte, window/8)
+	}
 	switch {
 	case seq > high:
 		d := seq - high
-		if high == 0 || d > window {
-			mask = 0
+		if high == 0 {
+			clear(b)
 		} else {
-			mask = mask<<d | 1<<(d-1)
+			shift(b, d)
+			if k := d - 1; k < window {
+				b[k/8] |= 1 << (k % 8) // the previous high
+			}
 		}
 		s.Sessions[session] = seq
 	case seq < high && high-1-seq < window:
-		mask |= 1 << (high - 1 - seq)
+		k := high - 1 - seq
+		b[k/8] |= 1 << (k % 8)
 	}
-	if mask == 0 {
-		delete(s.SessionMasks, session)
-	} else {
-		s.SessionMasks[session] = mask
-	}
+	s.SessionWindow[session] = b
 }
 
 // markThrough records every seq up to seq of session as applied (a player
@@ -219,15 +271,17 @@ func markSeen(s *schema.ZoneSnapshot, session string, seq uint64) {
 func markThrough(s *schema.ZoneSnapshot, session string, seq uint64) {
 	if seq > s.Sessions[session] {
 		s.Sessions[session] = seq
-		if s.SessionMasks != nil {
-			delete(s.SessionMasks, session)
-		}
 	}
-	if s.SessionMasks == nil {
-		s.SessionMasks = map[string]uint64{}
-	}
+	delete(s.SessionMasks, session)
 	if high := s.Sessions[session]; high > 0 {
-		s.SessionMasks[session] = ^uint64(0)
+		if s.SessionWindow == nil {
+			s.SessionWindow = map[string][]byte{}
+		}
+		b := make([]byte, window/8)
+		for i := range b {
+			b[i] = 0xff
+		}
+		s.SessionWindow[session] = b
 	}
 }
 
@@ -556,6 +610,7 @@ func prune(s *schema.ZoneSnapshot, now int64) {
 			delete(s.SessionLeftNs, sess)
 			delete(s.Sessions, sess)
 			delete(s.SessionMasks, sess)
+			delete(s.SessionWindow, sess)
 		}
 	}
 }

@@ -580,6 +580,13 @@ func (r *runner) step(ctx context.Context) error {
 	r.deliveries = r.deliveries[:0]
 	clear(r.delivered)
 	if err := r.commit(ctx, t); err != nil {
+		if !errors.Is(err, ErrCrash) {
+			// The next owner gets this tick's commands at once, not after
+			// the ack wait (behind newer commands of the same sessions).
+			for _, a := range t.acks {
+				_ = a.m.Nak()
+			}
+		}
 		return err
 	}
 	if err := r.expose(t); err != nil {
