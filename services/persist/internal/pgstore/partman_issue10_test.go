@@ -94,9 +94,11 @@ func TestCreateDayRacesInserts(t *testing.T) {
 		// The insert was routed to the default before the ATTACH: its
 		// statement fails and the pipeline retries the batch.
 		t.Logf("racing insert failed once (retried): %v", err)
-		if _, err := s.Write(ctx, []store.Record{storetest.Rec(2, storetest.Moved("b", "z0_0", "p", d.Add(2*time.Hour), 1, 1))}); err != nil {
-			t.Fatal(err)
-		}
+		// As the pipeline does: retry once the store's backoff has passed.
+		waitfor.True(t, 10*time.Second, func() error {
+			_, err := s.Write(ctx, []store.Record{storetest.Rec(2, storetest.Moved("b", "z0_0", "p", d.Add(2*time.Hour), 1, 1))})
+			return err
+		})
 	}
 	var inDefault, inDay int
 	pool.QueryRow(ctx, `SELECT count(*) FROM events_default`).Scan(&inDefault)
