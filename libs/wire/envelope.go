@@ -58,3 +58,25 @@ func EventType(ev *schema.Event) string {
 	}
 	return "unknown"
 }
+
+// SetCommandBody gives cmd the body of the client packet p (join, leave,
+// move, chat, attack): the one mapping of client packets to commands, used by
+// the gateway and the bare pipeline it is measured against. It reports false
+// when p carries no command.
+func SetCommandBody(cmd *schema.Command, p *schema.ClientPacket) bool {
+	switch body := p.Body.(type) {
+	case *schema.ClientPacket_Join:
+		cmd.Body = &schema.Command_Join{Join: body.Join}
+	case *schema.ClientPacket_Leave:
+		cmd.Body = &schema.Command_Leave{Leave: body.Leave}
+	case *schema.ClientPacket_Move:
+		cmd.Body = &schema.Command_Move{Move: body.Move}
+	case *schema.ClientPacket_Chat:
+		cmd.Body = &schema.Command_Chat{Chat: body.Chat}
+	case *schema.ClientPacket_Attack:
+		cmd.Body = &schema.Command_Attack{Attack: body.Attack}
+	default:
+		return false
+	}
+	return true
+}

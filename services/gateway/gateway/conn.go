@@ -636,18 +636,7 @@ func (c *conn) handle(b []byte) {
 	cmd.CommandId = wire.CommandID(c.session, seq)
 	cmd.SessionId, cmd.PlayerId, cmd.PlayerName = c.session, c.player, c.name
 	cmd.Zone, cmd.ClientSeq, cmd.ReceivedAtNs = zone, seq, received.UnixNano()
-	switch body := p.Body.(type) {
-	case *schema.ClientPacket_Join:
-		cmd.Body = &schema.Command_Join{Join: body.Join}
-	case *schema.ClientPacket_Leave:
-		cmd.Body = &schema.Command_Leave{Leave: body.Leave}
-	case *schema.ClientPacket_Move:
-		cmd.Body = &schema.Command_Move{Move: body.Move}
-	case *schema.ClientPacket_Chat:
-		cmd.Body = &schema.Command_Chat{Chat: body.Chat}
-	case *schema.ClientPacket_Attack:
-		cmd.Body = &schema.Command_Attack{Attack: body.Attack}
-	}
+	wire.SetCommandBody(cmd, p)
 	if resend && resendKey != 0 && resendKey != commandKey(cmd) {
 		c.replyError(seq, schema.ErrorCode_ERROR_CODE_SEQ_REUSED, fmt.Sprintf("seq %d was used for a different command; resend that command or use a seq above %d", seq, last))
 		return

@@ -189,18 +189,7 @@ func (p *bare) serve(nc net.Conn) {
 		cmd.Reset()
 		cmd.CommandId = wire.CommandID(session, pkt.Seq)
 		cmd.SessionId, cmd.PlayerId, cmd.Zone, cmd.ClientSeq, cmd.ReceivedAtNs = session, player, zone, pkt.Seq, received.UnixNano()
-		switch body := pkt.Body.(type) {
-		case *schema.ClientPacket_Join:
-			cmd.Body = &schema.Command_Join{Join: body.Join}
-		case *schema.ClientPacket_Leave:
-			cmd.Body = &schema.Command_Leave{Leave: body.Leave}
-		case *schema.ClientPacket_Move:
-			cmd.Body = &schema.Command_Move{Move: body.Move}
-		case *schema.ClientPacket_Chat:
-			cmd.Body = &schema.Command_Chat{Chat: body.Chat}
-		case *schema.ClientPacket_Attack:
-			cmd.Body = &schema.Command_Attack{Attack: body.Attack}
-		}
+		wire.SetCommandBody(&cmd, &pkt)
 		data, _ := proto.Marshal(&cmd)
 		m := &nats.Msg{Subject: wire.CommandSubject(zone), Data: data, Header: nats.Header{}}
 		m.Header.Set(jetstream.MsgIDHeader, cmd.CommandId)
