@@ -72,13 +72,14 @@ func (tr *trimmer) run(ctx context.Context, every time.Duration) {
 			return
 		case <-t.C:
 		}
-		for z := range tr.s.Owned() {
+		owned := tr.s.Owned()
+		for z := range owned {
 			tr.one(ctx, z)
 		}
 		tr.storage(ctx)
 		tr.mu.Lock()
 		for z := range tr.lastOK { // forget zones that moved away
-			if _, ok := tr.s.Owned()[z]; !ok {
+			if _, ok := owned[z]; !ok {
 				delete(tr.lastOK, z)
 			}
 		}
