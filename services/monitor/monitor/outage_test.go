@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/realmstream/realmstream/libs/natstest"
 	"github.com/realmstream/realmstream/libs/schema"
@@ -33,20 +34,42 @@ func TestNATSOutageAlerts(t *testing.T) {
 	cfg.HeartbeatTimeout = 10 * time.Second
 	start(t, cfg)
 
-	// kill -9 of persist: heartbeats resume with a smaller uptime.
+	// kill -9 of persist: heartbeats every 500 ms, then, after the restart,
+	// resume with a smaller uptime, as a real instance's would.
 	hb := func(up float64) {
 		publishHeartbeat(t, nc, &schema.Heartbeat{Service: "persist", InstanceId: "persist-0", Ready: true,
 			Figures: map[string]float64{"uptime_s": up}})
 	}
 	hb(100)
-	hb(102)
+	hb(100.5)
 	time.Sleep(300 * time.Millisecond) // the restart, far below the heartbeat timeout
-	hb(1)
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		tk := time.NewTicker(500 * time.Millisecond)
+		defer tk.Stop()
+		for up := 1.0; ; up += 0.5 {
+			b, _ := proto.Marshal(&schema.Heartbeat{Service: "persist", InstanceId: "persist-0", Ready: true,
+				SentAtNs: time.Now().UnixNano(), Figures: map[string]float64{"uptime_s": up}})
+			_ = nc.Publish(wire.HeartbeatSubject("persist", "persist-0"), b)
+			select {
+			case <-stop:
+				return
+			case <-tk.C:
+			}
+		}
+	}()
 	// Instance rules are frozen for the first HeartbeatTimeout (10s) after the
 	// monitor starts, so the alert comes after that, not within it.
 	waitfor.True(t, 30*time.Second, func() error {
 		return alerts.has("instance_restarted", "instance=persist/persist-0", "firing")
 	})
+	close(stop)
+	<-done
+	if alerts.has("instance_lost", "instance=persist/persist-0", "firing") == nil {
+		t.Errorf("instance_lost fired for an instance that kept sending heartbeats")
+	}
 
 	// 3 s NATS outage.
 	port := srv.Addr().(*net.TCPAddr).Port

@@ -210,6 +210,14 @@ func (s *Service) Run(ctx context.Context) error {
 		cc.Stop()
 		return fmt.Errorf("monitor: subscribe %s: %w", wire.HeartbeatAll, err)
 	}
+	// The subscription must be live on the server before the monitor says it is
+	// ready: a heartbeat published in between would be lost, and a restart
+	// (uptime going back) judged from the next one only.
+	if err := nc.FlushTimeout(10 * time.Second); err != nil {
+		cc.Stop()
+		_ = hbSub.Unsubscribe()
+		return fmt.Errorf("monitor: flush subscription %s: %w (is NATS reachable?)", wire.HeartbeatAll, err)
+	}
 	s.ops.AddCheck("nats", func(context.Context) error {
 		if !nc.IsConnected() {
 			return errors.New("nats: " + nc.Status().String())
