@@ -1,6 +1,9 @@
 // Package opsserver serves the operational HTTP endpoints every service has:
 // /healthz (the process is alive), /readyz (its dependencies are usable) and
-// /metrics (Prometheus), plus whatever extra handlers a service mounts.
+// /metrics (Prometheus), /debug/pprof/ (Go's runtime profiles: CPU, heap,
+// goroutines, for finding where a tick's time goes under load), plus whatever
+// extra handlers a service mounts. The ops port is for operators: keep it off
+// the public network (loopback or a cluster-internal port behind a policy).
 package opsserver
 
 import (
@@ -9,6 +12,7 @@ import (
 	"errors"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"sync"
 	"time"
 
@@ -43,6 +47,11 @@ func New() *Server {
 	})
 	s.Mux.HandleFunc("GET /readyz", s.readyz)
 	s.Mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	s.Mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+	s.Mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
+	s.Mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+	s.Mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
+	s.Mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
 	return s
 }
 
