@@ -522,6 +522,12 @@ type Event struct {
 	CommandId   string                 `protobuf:"bytes,5,opt,name=command_id,json=commandId,proto3" json:"command_id,omitempty"` // the command that caused it ("" for tick/system events)
 	PlayerId    string                 `protobuf:"bytes,6,opt,name=player_id,json=playerId,proto3" json:"player_id,omitempty"`
 	Tick        uint64                 `protobuf:"varint,7,opt,name=tick,proto3" json:"tick,omitempty"`
+	// trace_context is the W3C trace context of the world.decide span of the
+	// command that caused the event, set only when that trace is sampled:
+	// trace id (16 bytes), span id (8), trace flags (1) (libs/telemetry
+	// EncodeSpanContext). Persist links its spans to it; it is observability
+	// only, never read by the rules.
+	TraceContext []byte `protobuf:"bytes,8,opt,name=trace_context,json=traceContext,proto3" json:"trace_context,omitempty"`
 	// Types that are valid to be assigned to Body:
 	//
 	//	*Event_OwnershipClaimed
@@ -619,6 +625,13 @@ func (x *Event) GetTick() uint64 {
 		return x.Tick
 	}
 	return 0
+}
+
+func (x *Event) GetTraceContext() []byte {
+	if x != nil {
+		return x.TraceContext
+	}
+	return nil
 }
 
 func (x *Event) GetBody() isEvent_Body {
@@ -2074,7 +2087,7 @@ const file_world_proto_rawDesc = "" +
 	"\rrespawn_at_ns\x18\r \x01(\x03R\vrespawnAtNs\x12 \n" +
 	"\flast_move_ns\x18\x0e \x01(\x03R\n" +
 	"lastMoveNs\x12$\n" +
-	"\x0elast_active_ns\x18\x0f \x01(\x03R\flastActiveNs\"\xe9\b\n" +
+	"\x0elast_active_ns\x18\x0f \x01(\x03R\flastActiveNs\"\x8e\t\n" +
 	"\x05Event\x12\x19\n" +
 	"\bevent_id\x18\x01 \x01(\tR\aeventId\x12\x12\n" +
 	"\x04zone\x18\x02 \x01(\tR\x04zone\x12\x14\n" +
@@ -2083,7 +2096,8 @@ const file_world_proto_rawDesc = "" +
 	"\n" +
 	"command_id\x18\x05 \x01(\tR\tcommandId\x12\x1b\n" +
 	"\tplayer_id\x18\x06 \x01(\tR\bplayerId\x12\x12\n" +
-	"\x04tick\x18\a \x01(\x04R\x04tick\x12O\n" +
+	"\x04tick\x18\a \x01(\x04R\x04tick\x12#\n" +
+	"\rtrace_context\x18\b \x01(\fR\ftraceContext\x12O\n" +
 	"\x11ownership_claimed\x18\n" +
 	" \x01(\v2 .realmstream.v1.OwnershipClaimedH\x00R\x10ownershipClaimed\x12C\n" +
 	"\rplayer_joined\x18\v \x01(\v2\x1c.realmstream.v1.PlayerJoinedH\x00R\fplayerJoined\x12=\n" +
