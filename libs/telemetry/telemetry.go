@@ -11,8 +11,10 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
 	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/sdk/resource"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/trace"
 )
@@ -54,12 +56,13 @@ func Extract(ctx context.Context, h nats.Header) context.Context {
 	return propagator.Extract(ctx, HeaderCarrier(h))
 }
 
-// Setup installs a tracer provider for service and returns it with a shutdown
-// function. Spans are exported by exporter when one is given (OTLP in
-// deployments); without one they are sampled and recorded but not exported,
-// so trace ids still reach the logs.
+// Setup returns a tracer provider for service with the house sampler
+// (Sampler) and a shutdown function. Spans are exported by exporter when one
+// is given; without one they are recorded but not exported (tests read them
+// from the span context).
 func Setup(service string, exporter sdktrace.SpanExporter) (*sdktrace.TracerProvider, func(context.Context) error) {
-	opts := []sdktrace.TracerProviderOption{sdktrace.WithSampler(sdktrace.ParentBased(sdktrace.TraceIDRatioBased(1)))}
+	opts := []sdktrace.TracerProviderOption{sdktrace.WithSampler(Sampler()),
+		sdktrace.WithResource(resource.NewSchemaless(attribute.String("service.name", service)))}
 	if exporter != nil {
 		opts = append(opts, sdktrace.WithBatcher(exporter))
 	}
@@ -116,18 +119,28 @@ func TracesURL(endpoint string) string {
 	return u.String()
 }
 
+// NewExporter returns the OTLP/HTTP span exporter that posts to
+// TracesURL(endpoint).
+func NewExporter(ctx context.Context, endpoint string) (sdktrace.SpanExporter, error) {
+	exp, err := otlptracehttp.New(ctx, otlptracehttp.WithEndpointURL(TracesURL(endpoint)))
+	if err != nil {
+		return nil, fmt.Errorf("telemetry: OTLP exporter for %s: %w", endpoint, err)
+	}
+	return exp, nil
+}
+
 // StartTracing installs the global tracer provider of service. With an
 // endpoint, spans are exported over OTLP/HTTP to TracesURL(endpoint); without
-// one they are recorded (trace ids reach logs and NATS headers) but not
-// exported. The returned function flushes and stops the provider.
+// one tracing is off: the global provider stays the no-op one and the
+// gateway starts no trace (its HeadSampler is off), so tracing costs nothing.
+// The returned function flushes and stops the provider.
 func StartTracing(ctx context.Context, service, endpoint string) (func(context.Context) error, error) {
-	var exporter sdktrace.SpanExporter
-	if endpoint != "" {
-		exp, err := otlptracehttp.New(ctx, otlptracehttp.WithEndpointURL(TracesURL(endpoint)))
-		if err != nil {
-			return nil, fmt.Errorf("telemetry: OTLP exporter for %s: %w", endpoint, err)
-		}
-		exporter = exp
+	if endpoint == "" {
+		return func(context.Context) error { return nil }, nil
+	}
+	exporter, err := NewExporter(ctx, endpoint)
+	if err != nil {
+		return nil, err
 	}
 	tp, shutdown := Setup(service, exporter)
 	otel.SetTracerProvider(tp)
