@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"os/signal"
 	"syscall"
 
@@ -42,7 +43,11 @@ type Spec struct {
 	Version string // stamped with -ldflags -X main.version
 	// Register binds the service's configuration to the flag set.
 	Register func(*envflag.Set)
-	// Logging returns the parsed logging settings.
+	// Common is the service's common configuration block, when it has one:
+	// Run then reads the logging settings from it (Logging may be nil) and
+	// applies the production rules of a binary (see productionRules).
+	Common *Common
+	// Logging returns the parsed logging settings (default: Common's).
 	Logging func() Logging
 	// New builds the service from the parsed configuration.
 	New func(log *slog.Logger) (Service, error)
@@ -65,11 +70,19 @@ func Run(args []string, stderr io.Writer, s Spec) int {
 		fmt.Fprintf(stderr, "%s: %v\n", s.Name, err)
 		return ExitConfig
 	}
-	lc := s.Logging()
+	var lc Logging
+	if s.Logging != nil {
+		lc = s.Logging()
+	} else if s.Common != nil {
+		lc = s.Common.Logging()
+	}
 	log, err := Logger(s.Name, s.Version, lc)
 	if err != nil {
 		fmt.Fprintf(stderr, "%s: %v\n", s.Name, err)
 		return ExitConfig
+	}
+	if s.Common != nil {
+		productionRules(fs, s.Common, log)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
@@ -89,6 +102,38 @@ func Run(args []string, stderr io.Writer, s Spec) int {
 		return ExitFailed
 	}
 	return ExitOK
+}
+
+// productionRules applies what a binary (production mode) must do beyond
+// the defaults: say loudly which NATS server it connects to, and create no
+// streams on a server it was not pointed at. A binary started without
+// --nats-url (nor REALM_NATS_URL) would otherwise set up the contract's
+// streams on whatever listens on 127.0.0.1:4222; it now only checks they exist
+// unless --create-streams (or REALM_CREATE_STREAMS) is given explicitly. The
+// stack and tests build services in-process and keep the default (create).
+func productionRules(fs *flag.FlagSet, c *Common, log *slog.Logger) {
+	urlGiven, createGiven := explicit(fs, "nats-url"), explicit(fs, "create-streams")
+	switch {
+	case urlGiven:
+		log.Info("NATS server", "nats_url", c.NATSURL, "create_streams", c.CreateStreams)
+	case createGiven:
+		log.Warn("no --nats-url given: connecting to the default NATS server (streams created: --create-streams)", "nats_url", c.NATSURL, "create_streams", c.CreateStreams)
+	default:
+		c.CreateStreams = false
+		log.Warn("no --nats-url given: connecting to the default NATS server and creating NO streams there (only checking they exist); "+
+			"give --nats-url (REALM_NATS_URL) or --create-streams", "nats_url", c.NATSURL, "create_streams", false)
+	}
+}
+
+// explicit reports whether flag name was set on the command line or in its
+// environment variable.
+func explicit(fs *flag.FlagSet, name string) bool {
+	if _, ok := os.LookupEnv(envflag.EnvName(name)); ok {
+		return true
+	}
+	found := false
+	fs.Visit(func(f *flag.Flag) { found = found || f.Name == name })
+	return found
 }
 
 // Logger returns the service's logger (JSON or text, with trace ids and the version).

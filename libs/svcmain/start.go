@@ -1,0 +1,76 @@
+package svcmain
+
+import (
+	"context"
+	"fmt"
+	"time"
+)
+
+// Readier is a service that says when it has started.
+type Readier interface {
+	Run(ctx context.Context) error
+	Ready() <-chan struct{}
+}
+
+// Running is a service started by Start.
+type Running struct {
+	Name   string
+	cancel context.CancelFunc
+	done   chan struct{}
+	err    error
+}
+
+// Start runs svc in the background, on a context of its own that Stop
+// cancels, and waits until it is ready. It fails when Run returns first, when
+// timeout passes (the service is stopped then) or when ctx is done. It is the
+// one way the stack and the tests start a service.
+func Start(ctx context.Context, name string, svc Readier, timeout time.Duration) (*Running, error) {
+	sctx, cancel := context.WithCancel(context.Background())
+	r := &Running{Name: name, cancel: cancel, done: make(chan struct{})}
+	go func() {
+		defer close(r.done)
+		r.err = svc.Run(sctx)
+	}()
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	select {
+	case <-svc.Ready():
+		return r, nil
+	case <-r.done:
+		cancel()
+		return nil, fmt.Errorf("%s stopped before it was ready: %v", name, r.err)
+	case <-t.C:
+		_ = r.Stop(timeout)
+		return nil, fmt.Errorf("%s not ready after %v", name, timeout)
+	case <-ctx.Done():
+		_ = r.Stop(timeout)
+		return nil, ctx.Err()
+	}
+}
+
+// Done is closed when Run has returned.
+func (r *Running) Done() <-chan struct{} { return r.done }
+
+// Err is what Run returned (after Done).
+func (r *Running) Err() error {
+	select {
+	case <-r.done:
+		return r.err
+	default:
+		return nil
+	}
+}
+
+// Stop cancels the service and waits up to timeout for Run to return; it
+// returns Run's error, or says the service did not stop in time.
+func (r *Running) Stop(timeout time.Duration) error {
+	r.cancel()
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	select {
+	case <-r.done:
+		return r.err
+	case <-t.C:
+		return fmt.Errorf("%s did not stop within %v", r.Name, timeout)
+	}
+}
