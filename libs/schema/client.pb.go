@@ -783,6 +783,7 @@ type ServerPacket struct {
 	//	*ServerPacket_Busy
 	//	*ServerPacket_Pong
 	//	*ServerPacket_ZoneChanged
+	//	*ServerPacket_Updates
 	//	*ServerPacket_WorldInfo
 	Body          isServerPacket_Body `protobuf_oneof:"body"`
 	unknownFields protoimpl.UnknownFields
@@ -896,6 +897,15 @@ func (x *ServerPacket) GetZoneChanged() *ZoneChanged {
 	return nil
 }
 
+func (x *ServerPacket) GetUpdates() *Updates {
+	if x != nil {
+		if x, ok := x.Body.(*ServerPacket_Updates); ok {
+			return x.Updates
+		}
+	}
+	return nil
+}
+
 func (x *ServerPacket) GetWorldInfo() *WorldInfo {
 	if x != nil {
 		if x, ok := x.Body.(*ServerPacket_WorldInfo); ok {
@@ -937,6 +947,10 @@ type ServerPacket_ZoneChanged struct {
 	ZoneChanged *ZoneChanged `protobuf:"bytes,16,opt,name=zone_changed,json=zoneChanged,proto3,oneof"`
 }
 
+type ServerPacket_Updates struct {
+	Updates *Updates `protobuf:"bytes,17,opt,name=updates,proto3,oneof"` // protocol >= 3: every cell view of one tick in one frame (instead of one Update per cell)
+}
+
 type ServerPacket_WorldInfo struct {
 	WorldInfo *WorldInfo `protobuf:"bytes,20,opt,name=world_info,json=worldInfo,proto3,oneof"` // answers WorldInfoRequest
 }
@@ -954,6 +968,8 @@ func (*ServerPacket_Busy) isServerPacket_Body() {}
 func (*ServerPacket_Pong) isServerPacket_Body() {}
 
 func (*ServerPacket_ZoneChanged) isServerPacket_Body() {}
+
+func (*ServerPacket_Updates) isServerPacket_Body() {}
 
 func (*ServerPacket_WorldInfo) isServerPacket_Body() {}
 
@@ -1638,7 +1654,8 @@ func (x *Ack) GetDuplicate() bool {
 	return false
 }
 
-// Update carries world state near the player (area of interest).
+// Update carries world state near the player (area of interest): one cell.
+// Sent to clients of protocol versions 1 and 2; version 3 gets Updates.
 type Update struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	ZoneUpdate    *ZoneUpdate            `protobuf:"bytes,1,opt,name=zone_update,json=zoneUpdate,proto3" json:"zone_update,omitempty"`
@@ -1683,6 +1700,56 @@ func (x *Update) GetZoneUpdate() *ZoneUpdate {
 	return nil
 }
 
+// Updates is every cell view a client is due from one zone tick, merged into
+// one frame (protocol version 3): the cells of its area of interest that the
+// world published that tick, each a whole ZoneUpdate (the same message an
+// Update carries). A frame holds whole cells and stays below 32 KiB unless a
+// single cell is larger; a tick whose cells exceed that comes in a few
+// frames. Clients read frames up to 64 KiB (the SDKs' default).
+type Updates struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ZoneUpdates   []*ZoneUpdate          `protobuf:"bytes,1,rep,name=zone_updates,json=zoneUpdates,proto3" json:"zone_updates,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Updates) Reset() {
+	*x = Updates{}
+	mi := &file_client_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Updates) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Updates) ProtoMessage() {}
+
+func (x *Updates) ProtoReflect() protoreflect.Message {
+	mi := &file_client_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Updates.ProtoReflect.Descriptor instead.
+func (*Updates) Descriptor() ([]byte, []int) {
+	return file_client_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *Updates) GetZoneUpdates() []*ZoneUpdate {
+	if x != nil {
+		return x.ZoneUpdates
+	}
+	return nil
+}
+
 type Error struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Code          ErrorCode              `protobuf:"varint,1,opt,name=code,proto3,enum=realmstream.v1.ErrorCode" json:"code,omitempty"`
@@ -1693,7 +1760,7 @@ type Error struct {
 
 func (x *Error) Reset() {
 	*x = Error{}
-	mi := &file_client_proto_msgTypes[19]
+	mi := &file_client_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1705,7 +1772,7 @@ func (x *Error) String() string {
 func (*Error) ProtoMessage() {}
 
 func (x *Error) ProtoReflect() protoreflect.Message {
-	mi := &file_client_proto_msgTypes[19]
+	mi := &file_client_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1718,7 +1785,7 @@ func (x *Error) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Error.ProtoReflect.Descriptor instead.
 func (*Error) Descriptor() ([]byte, []int) {
-	return file_client_proto_rawDescGZIP(), []int{19}
+	return file_client_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *Error) GetCode() ErrorCode {
@@ -1745,7 +1812,7 @@ type Busy struct {
 
 func (x *Busy) Reset() {
 	*x = Busy{}
-	mi := &file_client_proto_msgTypes[20]
+	mi := &file_client_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1757,7 +1824,7 @@ func (x *Busy) String() string {
 func (*Busy) ProtoMessage() {}
 
 func (x *Busy) ProtoReflect() protoreflect.Message {
-	mi := &file_client_proto_msgTypes[20]
+	mi := &file_client_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1770,7 +1837,7 @@ func (x *Busy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Busy.ProtoReflect.Descriptor instead.
 func (*Busy) Descriptor() ([]byte, []int) {
-	return file_client_proto_rawDescGZIP(), []int{20}
+	return file_client_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *Busy) GetRetryAfterMs() int32 {
@@ -1790,7 +1857,7 @@ type Pong struct {
 
 func (x *Pong) Reset() {
 	*x = Pong{}
-	mi := &file_client_proto_msgTypes[21]
+	mi := &file_client_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1802,7 +1869,7 @@ func (x *Pong) String() string {
 func (*Pong) ProtoMessage() {}
 
 func (x *Pong) ProtoReflect() protoreflect.Message {
-	mi := &file_client_proto_msgTypes[21]
+	mi := &file_client_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1815,7 +1882,7 @@ func (x *Pong) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Pong.ProtoReflect.Descriptor instead.
 func (*Pong) Descriptor() ([]byte, []int) {
-	return file_client_proto_rawDescGZIP(), []int{21}
+	return file_client_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *Pong) GetClientTimeNs() int64 {
@@ -1832,8 +1899,82 @@ func (x *Pong) GetServerTimeNs() int64 {
 	return 0
 }
 
+// ZoneTick is every cell view of one zone tick in one message, published on
+// upd.<zone> (core NATS, not persisted): cells are the ZoneUpdates that a
+// world publishing per cell sends on upd.<zone>.<cell>, in cell order. A tick
+// too large for one message is split into several ZoneTicks of whole cells.
+// The gateway accepts both shapes.
+type ZoneTick struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Zone          string                 `protobuf:"bytes,1,opt,name=zone,proto3" json:"zone,omitempty"`
+	Tick          uint64                 `protobuf:"varint,2,opt,name=tick,proto3" json:"tick,omitempty"`
+	ServerTimeNs  int64                  `protobuf:"varint,3,opt,name=server_time_ns,json=serverTimeNs,proto3" json:"server_time_ns,omitempty"`
+	Cells         []*ZoneUpdate          `protobuf:"bytes,4,rep,name=cells,proto3" json:"cells,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ZoneTick) Reset() {
+	*x = ZoneTick{}
+	mi := &file_client_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ZoneTick) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ZoneTick) ProtoMessage() {}
+
+func (x *ZoneTick) ProtoReflect() protoreflect.Message {
+	mi := &file_client_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ZoneTick.ProtoReflect.Descriptor instead.
+func (*ZoneTick) Descriptor() ([]byte, []int) {
+	return file_client_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *ZoneTick) GetZone() string {
+	if x != nil {
+		return x.Zone
+	}
+	return ""
+}
+
+func (x *ZoneTick) GetTick() uint64 {
+	if x != nil {
+		return x.Tick
+	}
+	return 0
+}
+
+func (x *ZoneTick) GetServerTimeNs() int64 {
+	if x != nil {
+		return x.ServerTimeNs
+	}
+	return 0
+}
+
+func (x *ZoneTick) GetCells() []*ZoneUpdate {
+	if x != nil {
+		return x.Cells
+	}
+	return nil
+}
+
 // ZoneUpdate is the ephemeral view of one cell of a zone, published each tick
-// on upd.<zone>.<cell> (core NATS, not persisted).
+// on upd.<zone>.<cell> (core NATS, not persisted), or as one cell of a
+// ZoneTick on upd.<zone>.
 type ZoneUpdate struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Zone          string                 `protobuf:"bytes,1,opt,name=zone,proto3" json:"zone,omitempty"`
@@ -1850,7 +1991,7 @@ type ZoneUpdate struct {
 
 func (x *ZoneUpdate) Reset() {
 	*x = ZoneUpdate{}
-	mi := &file_client_proto_msgTypes[22]
+	mi := &file_client_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1862,7 +2003,7 @@ func (x *ZoneUpdate) String() string {
 func (*ZoneUpdate) ProtoMessage() {}
 
 func (x *ZoneUpdate) ProtoReflect() protoreflect.Message {
-	mi := &file_client_proto_msgTypes[22]
+	mi := &file_client_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1875,7 +2016,7 @@ func (x *ZoneUpdate) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ZoneUpdate.ProtoReflect.Descriptor instead.
 func (*ZoneUpdate) Descriptor() ([]byte, []int) {
-	return file_client_proto_rawDescGZIP(), []int{22}
+	return file_client_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *ZoneUpdate) GetZone() string {
@@ -1949,7 +2090,7 @@ type EntityView struct {
 
 func (x *EntityView) Reset() {
 	*x = EntityView{}
-	mi := &file_client_proto_msgTypes[23]
+	mi := &file_client_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1961,7 +2102,7 @@ func (x *EntityView) String() string {
 func (*EntityView) ProtoMessage() {}
 
 func (x *EntityView) ProtoReflect() protoreflect.Message {
-	mi := &file_client_proto_msgTypes[23]
+	mi := &file_client_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1974,7 +2115,7 @@ func (x *EntityView) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EntityView.ProtoReflect.Descriptor instead.
 func (*EntityView) Descriptor() ([]byte, []int) {
-	return file_client_proto_rawDescGZIP(), []int{23}
+	return file_client_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *EntityView) GetId() string {
@@ -2037,7 +2178,7 @@ type ChatLine struct {
 
 func (x *ChatLine) Reset() {
 	*x = ChatLine{}
-	mi := &file_client_proto_msgTypes[24]
+	mi := &file_client_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2049,7 +2190,7 @@ func (x *ChatLine) String() string {
 func (*ChatLine) ProtoMessage() {}
 
 func (x *ChatLine) ProtoReflect() protoreflect.Message {
-	mi := &file_client_proto_msgTypes[24]
+	mi := &file_client_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2062,7 +2203,7 @@ func (x *ChatLine) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ChatLine.ProtoReflect.Descriptor instead.
 func (*ChatLine) Descriptor() ([]byte, []int) {
-	return file_client_proto_rawDescGZIP(), []int{24}
+	return file_client_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *ChatLine) GetFrom() string {
@@ -2098,7 +2239,7 @@ type CombatLine struct {
 
 func (x *CombatLine) Reset() {
 	*x = CombatLine{}
-	mi := &file_client_proto_msgTypes[25]
+	mi := &file_client_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2110,7 +2251,7 @@ func (x *CombatLine) String() string {
 func (*CombatLine) ProtoMessage() {}
 
 func (x *CombatLine) ProtoReflect() protoreflect.Message {
-	mi := &file_client_proto_msgTypes[25]
+	mi := &file_client_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2123,7 +2264,7 @@ func (x *CombatLine) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CombatLine.ProtoReflect.Descriptor instead.
 func (*CombatLine) Descriptor() ([]byte, []int) {
-	return file_client_proto_rawDescGZIP(), []int{25}
+	return file_client_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *CombatLine) GetAttacker() string {
@@ -2195,7 +2336,7 @@ const file_client_proto_rawDesc = "" +
 	"\x06Attack\x12\x1b\n" +
 	"\ttarget_id\x18\x01 \x01(\tR\btargetId\",\n" +
 	"\x04Ping\x12$\n" +
-	"\x0eclient_time_ns\x18\x01 \x01(\x03R\fclientTimeNs\"\xc4\x03\n" +
+	"\x0eclient_time_ns\x18\x01 \x01(\x03R\fclientTimeNs\"\xf9\x03\n" +
 	"\fServerPacket\x12\x17\n" +
 	"\aack_seq\x18\x01 \x01(\x04R\x06ackSeq\x123\n" +
 	"\awelcome\x18\n" +
@@ -2205,7 +2346,8 @@ const file_client_proto_rawDesc = "" +
 	"\x05error\x18\r \x01(\v2\x15.realmstream.v1.ErrorH\x00R\x05error\x12*\n" +
 	"\x04busy\x18\x0e \x01(\v2\x14.realmstream.v1.BusyH\x00R\x04busy\x12*\n" +
 	"\x04pong\x18\x0f \x01(\v2\x14.realmstream.v1.PongH\x00R\x04pong\x12@\n" +
-	"\fzone_changed\x18\x10 \x01(\v2\x1b.realmstream.v1.ZoneChangedH\x00R\vzoneChanged\x12:\n" +
+	"\fzone_changed\x18\x10 \x01(\v2\x1b.realmstream.v1.ZoneChangedH\x00R\vzoneChanged\x123\n" +
+	"\aupdates\x18\x11 \x01(\v2\x17.realmstream.v1.UpdatesH\x00R\aupdates\x12:\n" +
 	"\n" +
 	"world_info\x18\x14 \x01(\v2\x19.realmstream.v1.WorldInfoH\x00R\tworldInfoB\x06\n" +
 	"\x04body\"^\n" +
@@ -2275,7 +2417,9 @@ const file_client_proto_rawDesc = "" +
 	"\tduplicate\x18\x02 \x01(\bR\tduplicate\"E\n" +
 	"\x06Update\x12;\n" +
 	"\vzone_update\x18\x01 \x01(\v2\x1a.realmstream.v1.ZoneUpdateR\n" +
-	"zoneUpdate\"P\n" +
+	"zoneUpdate\"H\n" +
+	"\aUpdates\x12=\n" +
+	"\fzone_updates\x18\x01 \x03(\v2\x1a.realmstream.v1.ZoneUpdateR\vzoneUpdates\"P\n" +
 	"\x05Error\x12-\n" +
 	"\x04code\x18\x01 \x01(\x0e2\x19.realmstream.v1.ErrorCodeR\x04code\x12\x18\n" +
 	"\amessage\x18\x02 \x01(\tR\amessage\",\n" +
@@ -2283,7 +2427,12 @@ const file_client_proto_rawDesc = "" +
 	"\x0eretry_after_ms\x18\x01 \x01(\x05R\fretryAfterMs\"R\n" +
 	"\x04Pong\x12$\n" +
 	"\x0eclient_time_ns\x18\x01 \x01(\x03R\fclientTimeNs\x12$\n" +
-	"\x0eserver_time_ns\x18\x02 \x01(\x03R\fserverTimeNs\"\xa2\x02\n" +
+	"\x0eserver_time_ns\x18\x02 \x01(\x03R\fserverTimeNs\"\x8a\x01\n" +
+	"\bZoneTick\x12\x12\n" +
+	"\x04zone\x18\x01 \x01(\tR\x04zone\x12\x12\n" +
+	"\x04tick\x18\x02 \x01(\x04R\x04tick\x12$\n" +
+	"\x0eserver_time_ns\x18\x03 \x01(\x03R\fserverTimeNs\x120\n" +
+	"\x05cells\x18\x04 \x03(\v2\x1a.realmstream.v1.ZoneUpdateR\x05cells\"\xa2\x02\n" +
 	"\n" +
 	"ZoneUpdate\x12\x12\n" +
 	"\x04zone\x18\x01 \x01(\tR\x04zone\x12\x12\n" +
@@ -2349,7 +2498,7 @@ func file_client_proto_rawDescGZIP() []byte {
 }
 
 var file_client_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_client_proto_msgTypes = make([]protoimpl.MessageInfo, 26)
+var file_client_proto_msgTypes = make([]protoimpl.MessageInfo, 28)
 var file_client_proto_goTypes = []any{
 	(ChatScope)(0),           // 0: realmstream.v1.ChatScope
 	(ErrorCode)(0),           // 1: realmstream.v1.ErrorCode
@@ -2372,13 +2521,15 @@ var file_client_proto_goTypes = []any{
 	(*Rect)(nil),             // 18: realmstream.v1.Rect
 	(*Ack)(nil),              // 19: realmstream.v1.Ack
 	(*Update)(nil),           // 20: realmstream.v1.Update
-	(*Error)(nil),            // 21: realmstream.v1.Error
-	(*Busy)(nil),             // 22: realmstream.v1.Busy
-	(*Pong)(nil),             // 23: realmstream.v1.Pong
-	(*ZoneUpdate)(nil),       // 24: realmstream.v1.ZoneUpdate
-	(*EntityView)(nil),       // 25: realmstream.v1.EntityView
-	(*ChatLine)(nil),         // 26: realmstream.v1.ChatLine
-	(*CombatLine)(nil),       // 27: realmstream.v1.CombatLine
+	(*Updates)(nil),          // 21: realmstream.v1.Updates
+	(*Error)(nil),            // 22: realmstream.v1.Error
+	(*Busy)(nil),             // 23: realmstream.v1.Busy
+	(*Pong)(nil),             // 24: realmstream.v1.Pong
+	(*ZoneTick)(nil),         // 25: realmstream.v1.ZoneTick
+	(*ZoneUpdate)(nil),       // 26: realmstream.v1.ZoneUpdate
+	(*EntityView)(nil),       // 27: realmstream.v1.EntityView
+	(*ChatLine)(nil),         // 28: realmstream.v1.ChatLine
+	(*CombatLine)(nil),       // 29: realmstream.v1.CombatLine
 }
 var file_client_proto_depIdxs = []int32{
 	3,  // 0: realmstream.v1.ClientPacket.hello:type_name -> realmstream.v1.Hello
@@ -2393,27 +2544,30 @@ var file_client_proto_depIdxs = []int32{
 	13, // 9: realmstream.v1.ServerPacket.welcome:type_name -> realmstream.v1.Welcome
 	19, // 10: realmstream.v1.ServerPacket.ack:type_name -> realmstream.v1.Ack
 	20, // 11: realmstream.v1.ServerPacket.update:type_name -> realmstream.v1.Update
-	21, // 12: realmstream.v1.ServerPacket.error:type_name -> realmstream.v1.Error
-	22, // 13: realmstream.v1.ServerPacket.busy:type_name -> realmstream.v1.Busy
-	23, // 14: realmstream.v1.ServerPacket.pong:type_name -> realmstream.v1.Pong
+	22, // 12: realmstream.v1.ServerPacket.error:type_name -> realmstream.v1.Error
+	23, // 13: realmstream.v1.ServerPacket.busy:type_name -> realmstream.v1.Busy
+	24, // 14: realmstream.v1.ServerPacket.pong:type_name -> realmstream.v1.Pong
 	12, // 15: realmstream.v1.ServerPacket.zone_changed:type_name -> realmstream.v1.ZoneChanged
-	15, // 16: realmstream.v1.ServerPacket.world_info:type_name -> realmstream.v1.WorldInfo
-	14, // 17: realmstream.v1.Welcome.limits:type_name -> realmstream.v1.Limits
-	15, // 18: realmstream.v1.Welcome.world:type_name -> realmstream.v1.WorldInfo
-	16, // 19: realmstream.v1.WorldInfo.zones:type_name -> realmstream.v1.ZoneInfo
-	18, // 20: realmstream.v1.WorldInfo.obstacles:type_name -> realmstream.v1.Rect
-	17, // 21: realmstream.v1.ZoneInfo.neighbours:type_name -> realmstream.v1.Neighbour
-	24, // 22: realmstream.v1.Update.zone_update:type_name -> realmstream.v1.ZoneUpdate
-	1,  // 23: realmstream.v1.Error.code:type_name -> realmstream.v1.ErrorCode
-	25, // 24: realmstream.v1.ZoneUpdate.entities:type_name -> realmstream.v1.EntityView
-	26, // 25: realmstream.v1.ZoneUpdate.chat:type_name -> realmstream.v1.ChatLine
-	27, // 26: realmstream.v1.ZoneUpdate.combat:type_name -> realmstream.v1.CombatLine
-	0,  // 27: realmstream.v1.ChatLine.scope:type_name -> realmstream.v1.ChatScope
-	28, // [28:28] is the sub-list for method output_type
-	28, // [28:28] is the sub-list for method input_type
-	28, // [28:28] is the sub-list for extension type_name
-	28, // [28:28] is the sub-list for extension extendee
-	0,  // [0:28] is the sub-list for field type_name
+	21, // 16: realmstream.v1.ServerPacket.updates:type_name -> realmstream.v1.Updates
+	15, // 17: realmstream.v1.ServerPacket.world_info:type_name -> realmstream.v1.WorldInfo
+	14, // 18: realmstream.v1.Welcome.limits:type_name -> realmstream.v1.Limits
+	15, // 19: realmstream.v1.Welcome.world:type_name -> realmstream.v1.WorldInfo
+	16, // 20: realmstream.v1.WorldInfo.zones:type_name -> realmstream.v1.ZoneInfo
+	18, // 21: realmstream.v1.WorldInfo.obstacles:type_name -> realmstream.v1.Rect
+	17, // 22: realmstream.v1.ZoneInfo.neighbours:type_name -> realmstream.v1.Neighbour
+	26, // 23: realmstream.v1.Update.zone_update:type_name -> realmstream.v1.ZoneUpdate
+	26, // 24: realmstream.v1.Updates.zone_updates:type_name -> realmstream.v1.ZoneUpdate
+	1,  // 25: realmstream.v1.Error.code:type_name -> realmstream.v1.ErrorCode
+	26, // 26: realmstream.v1.ZoneTick.cells:type_name -> realmstream.v1.ZoneUpdate
+	27, // 27: realmstream.v1.ZoneUpdate.entities:type_name -> realmstream.v1.EntityView
+	28, // 28: realmstream.v1.ZoneUpdate.chat:type_name -> realmstream.v1.ChatLine
+	29, // 29: realmstream.v1.ZoneUpdate.combat:type_name -> realmstream.v1.CombatLine
+	0,  // 30: realmstream.v1.ChatLine.scope:type_name -> realmstream.v1.ChatScope
+	31, // [31:31] is the sub-list for method output_type
+	31, // [31:31] is the sub-list for method input_type
+	31, // [31:31] is the sub-list for extension type_name
+	31, // [31:31] is the sub-list for extension extendee
+	0,  // [0:31] is the sub-list for field type_name
 }
 
 func init() { file_client_proto_init() }
@@ -2439,6 +2593,7 @@ func file_client_proto_init() {
 		(*ServerPacket_Busy)(nil),
 		(*ServerPacket_Pong)(nil),
 		(*ServerPacket_ZoneChanged)(nil),
+		(*ServerPacket_Updates)(nil),
 		(*ServerPacket_WorldInfo)(nil),
 	}
 	type x struct{}
@@ -2447,7 +2602,7 @@ func file_client_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_client_proto_rawDesc), len(file_client_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   26,
+			NumMessages:   28,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

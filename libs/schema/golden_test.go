@@ -52,6 +52,11 @@ func goldenPackets() map[string]proto.Message {
 			Chat:     []*ChatLine{{From: "ann", Text: "hi", Scope: ChatScope_CHAT_SCOPE_NEARBY}},
 			Combat:   []*CombatLine{{Attacker: "p-ann", Target: "bot-7", Damage: 10, Killed: true}},
 			Removed:  []string{"p-gone"}}}}},
+		"server.updates": &ServerPacket{Body: &ServerPacket_Updates{Updates: &Updates{ZoneUpdates: []*ZoneUpdate{
+			{Zone: "z1_1", Cell: 54, Tick: 9001, ServerTimeNs: 1764000000000000001, Entities: []*EntityView{pos}, Removed: []string{"p-gone"}},
+			{Zone: "z1_1", Cell: 55, Tick: 9001, ServerTimeNs: 1764000000000000001, Entities: []*EntityView{{Id: "bot-7", Name: "bot-7", X: 1, Y: 2, Hp: 0, Dead: true}},
+				Chat: []*ChatLine{{From: "ann", Text: "hi", Scope: ChatScope_CHAT_SCOPE_NEARBY}}, Combat: []*CombatLine{{Attacker: "p-ann", Target: "bot-7", Damage: 10, Killed: true}}},
+		}}}},
 		"server.error":        &ServerPacket{AckSeq: 9, Body: &ServerPacket_Error{Error: &Error{Code: ErrorCode_ERROR_CODE_SEQ_REUSED, Message: "seq 9 was already used"}}},
 		"server.error_legacy": &ServerPacket{AckSeq: 9, Body: &ServerPacket_Error{Error: &Error{Code: ErrorCode_ERROR_CODE_RATE_LIMITED, Message: "slow down"}}},
 		"server.busy":         &ServerPacket{AckSeq: 10, Body: &ServerPacket_Busy{Busy: &Busy{RetryAfterMs: 50}}},

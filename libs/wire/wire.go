@@ -108,6 +108,12 @@ func UpdateSubject(zone string, cell uint32) string {
 // UpdateZoneWildcard returns upd.<zone>.* (every cell of the zone).
 func UpdateZoneWildcard(zone string) string { return UpdatePrefix + zone + ".*" }
 
+// UpdateTickSubject returns upd.<zone>: one schema.ZoneTick per zone tick
+// carrying every cell (the alternative to one ZoneUpdate per cell on
+// UpdateSubject; the gateway subscribes to both). It has no cell token, so
+// UpdateZoneWildcard does not match it.
+func UpdateTickSubject(zone string) string { return UpdatePrefix + zone }
+
 // StatsDBSubject returns stats.db.<shard>.
 func StatsDBSubject(shard string) string { return StatsDBPrefix + shard }
 
