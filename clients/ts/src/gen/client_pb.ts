@@ -13,7 +13,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file client.proto.
  */
 export const file_client: GenFile = /*@__PURE__*/
-  fileDesc("CgxjbGllbnQucHJvdG8SDnJlYWxtc3RyZWFtLnYxIu0CCgxDbGllbnRQYWNrZXQSCwoDc2VxGAEgASgEEiYKBWhlbGxvGAogASgLMhUucmVhbG1zdHJlYW0udjEuSGVsbG9IABIkCgRqb2luGAsgASgLMhQucmVhbG1zdHJlYW0udjEuSm9pbkgAEiYKBWxlYXZlGAwgASgLMhUucmVhbG1zdHJlYW0udjEuTGVhdmVIABIkCgRtb3ZlGA0gASgLMhQucmVhbG1zdHJlYW0udjEuTW92ZUgAEiQKBGNoYXQYDiABKAsyFC5yZWFsbXN0cmVhbS52MS5DaGF0SAASKAoGYXR0YWNrGA8gASgLMhYucmVhbG1zdHJlYW0udjEuQXR0YWNrSAASJAoEcGluZxgQIAEoCzIULnJlYWxtc3RyZWFtLnYxLlBpbmdIABI2Cgp3b3JsZF9pbmZvGBQgASgLMiAucmVhbG1zdHJlYW0udjEuV29ybGRJbmZvUmVxdWVzdEgAQgYKBGJvZHkilwEKBUhlbGxvEg0KBXRva2VuGAEgASgJEgwKBG5hbWUYAiABKAkSFgoOcmVzdW1lX3Nlc3Npb24YAyABKAkSGAoQcHJvdG9jb2xfdmVyc2lvbhgEIAEoDRITCgtjbGllbnRfbmFtZRgFIAEoCRIWCg5jbGllbnRfdmVyc2lvbhgGIAEoCRISCgp3YW50X3dvcmxkGAcgASgIIhIKEFdvcmxkSW5mb1JlcXVlc3QiFAoESm9pbhIMCgR6b25lGAEgASgJIgcKBUxlYXZlIhwKBE1vdmUSCQoBeBgBIAEoAhIJCgF5GAIgASgCIj4KBENoYXQSDAoEdGV4dBgBIAEoCRIoCgVzY29wZRgCIAEoDjIZLnJlYWxtc3RyZWFtLnYxLkNoYXRTY29wZSIbCgZBdHRhY2sSEQoJdGFyZ2V0X2lkGAEgASgJIh4KBFBpbmcSFgoOY2xpZW50X3RpbWVfbnMYASABKAMi+wIKDFNlcnZlclBhY2tldBIPCgdhY2tfc2VxGAEgASgEEioKB3dlbGNvbWUYCiABKAsyFy5yZWFsbXN0cmVhbS52MS5XZWxjb21lSAASIgoDYWNrGAsgASgLMhMucmVhbG1zdHJlYW0udjEuQWNrSAASKAoGdXBkYXRlGAwgASgLMhYucmVhbG1zdHJlYW0udjEuVXBkYXRlSAASJgoFZXJyb3IYDSABKAsyFS5yZWFsbXN0cmVhbS52MS5FcnJvckgAEiQKBGJ1c3kYDiABKAsyFC5yZWFsbXN0cmVhbS52MS5CdXN5SAASJAoEcG9uZxgPIAEoCzIULnJlYWxtc3RyZWFtLnYxLlBvbmdIABIzCgx6b25lX2NoYW5nZWQYECABKAsyGy5yZWFsbXN0cmVhbS52MS5ab25lQ2hhbmdlZEgAEi8KCndvcmxkX2luZm8YFCABKAsyGS5yZWFsbXN0cmVhbS52MS5Xb3JsZEluZm9IAEIGCgRib2R5IkYKC1pvbmVDaGFuZ2VkEgwKBHpvbmUYASABKAkSCQoBeBgCIAEoAhIJCgF5GAMgASgCEhMKC3RyYW5zZmVyX2lkGAQgASgJItICCgdXZWxjb21lEhIKCnNlc3Npb25faWQYASABKAkSEQoJcGxheWVyX2lkGAIgASgJEg0KBXRva2VuGAMgASgJEhAKCGxhc3Rfc2VxGAQgASgEEhYKDnNlcnZlcl90aW1lX25zGAUgASgDEhYKDnNlcnZlcl92ZXJzaW9uGAYgASgJEhgKEHByb3RvY29sX3ZlcnNpb24YByABKA0SJgoGbGltaXRzGAggASgLMhYucmVhbG1zdHJlYW0udjEuTGltaXRzEigKBXdvcmxkGAkgASgLMhkucmVhbG1zdHJlYW0udjEuV29ybGRJbmZvEhsKE3Rva2VuX2V4cGlyZXNfYXRfbnMYCiABKAMSHQoVc2Vzc2lvbl9leHBpcmVzX2F0X25zGAsgASgDEhMKC3BsYXllcl9uYW1lGAwgASgJEhIKCmdhdGV3YXlfaWQYDSABKAkipgEKBkxpbWl0cxIXCg9tYXhfZnJhbWVfYnl0ZXMYASABKA0SFAoMcmF0ZV9wZXJfc2VjGAIgASgBEg0KBWJ1cnN0GAMgASgNEhYKDm1heF9jaGF0X2J5dGVzGAQgASgNEhYKDm1heF9uYW1lX2J5dGVzGAUgASgNEhQKDG1heF9pZF9ieXRlcxgGIAEoDRIYChBoZWxsb190aW1lb3V0X21zGAcgASgDIrIBCglXb3JsZEluZm8SDAoEY29scxgBIAEoDRIMCgRyb3dzGAIgASgNEhEKCXpvbmVfc2l6ZRgDIAEoAhIRCgljZWxsX3NpemUYBCABKAISJwoFem9uZXMYBSADKAsyGC5yZWFsbXN0cmVhbS52MS5ab25lSW5mbxInCglvYnN0YWNsZXMYBiADKAsyFC5yZWFsbXN0cmVhbS52MS5SZWN0EhEKCW1heF9zcGVlZBgHIAEoAiKDAQoIWm9uZUluZm8SCgoCaWQYASABKAkSCwoDY29sGAIgASgNEgsKA3JvdxgDIAEoDRIQCghvcmlnaW5feBgEIAEoAhIQCghvcmlnaW5feRgFIAEoAhItCgpuZWlnaGJvdXJzGAYgAygLMhkucmVhbG1zdHJlYW0udjEuTmVpZ2hib3VyIjEKCU5laWdoYm91chIKCgJkeBgBIAEoBRIKCgJkeRgCIAEoBRIMCgR6b25lGAMgASgJIkIKBFJlY3QSDQoFbWluX3gYASABKAISDQoFbWluX3kYAiABKAISDQoFbWF4X3gYAyABKAISDQoFbWF4X3kYBCABKAIiLAoDQWNrEhIKCnN0cmVhbV9zZXEYASABKAQSEQoJZHVwbGljYXRlGAIgASgIIjkKBlVwZGF0ZRIvCgt6b25lX3VwZGF0ZRgBIAEoCzIaLnJlYWxtc3RyZWFtLnYxLlpvbmVVcGRhdGUiQQoFRXJyb3ISJwoEY29kZRgBIAEoDjIZLnJlYWxtc3RyZWFtLnYxLkVycm9yQ29kZRIPCgdtZXNzYWdlGAIgASgJIh4KBEJ1c3kSFgoOcmV0cnlfYWZ0ZXJfbXMYASABKAUiNgoEUG9uZxIWCg5jbGllbnRfdGltZV9ucxgBIAEoAxIWCg5zZXJ2ZXJfdGltZV9ucxgCIAEoAyLhAQoKWm9uZVVwZGF0ZRIMCgR6b25lGAEgASgJEgwKBGNlbGwYAiABKA0SDAoEdGljaxgDIAEoBBIWCg5zZXJ2ZXJfdGltZV9ucxgEIAEoAxIsCghlbnRpdGllcxgFIAMoCzIaLnJlYWxtc3RyZWFtLnYxLkVudGl0eVZpZXcSJgoEY2hhdBgGIAMoCzIYLnJlYWxtc3RyZWFtLnYxLkNoYXRMaW5lEioKBmNvbWJhdBgHIAMoCzIaLnJlYWxtc3RyZWFtLnYxLkNvbWJhdExpbmUSDwoHcmVtb3ZlZBgIIAMoCSJuCgpFbnRpdHlWaWV3EgoKAmlkGAEgASgJEgwKBG5hbWUYAiABKAkSCQoBeBgDIAEoAhIJCgF5GAQgASgCEgoKAmhwGAUgASgFEgwKBGRlYWQYBiABKAgSFgoObGFzdF9pbnB1dF9zZXEYByABKAQiUAoIQ2hhdExpbmUSDAoEZnJvbRgBIAEoCRIMCgR0ZXh0GAIgASgJEigKBXNjb3BlGAMgASgOMhkucmVhbG1zdHJlYW0udjEuQ2hhdFNjb3BlIk4KCkNvbWJhdExpbmUSEAoIYXR0YWNrZXIYASABKAkSDgoGdGFyZ2V0GAIgASgJEg4KBmRhbWFnZRgDIAEoBRIOCgZraWxsZWQYBCABKAgqNwoJQ2hhdFNjb3BlEhMKD0NIQVRfU0NPUEVfWk9ORRAAEhUKEUNIQVRfU0NPUEVfTkVBUkJZEAEq8QMKCUVycm9yQ29kZRIaChZFUlJPUl9DT0RFX1VOU1BFQ0lGSUVEEAASGAoURVJST1JfQ09ERV9NQUxGT1JNRUQQARIYChRFUlJPUl9DT0RFX1RPT19MQVJHRRACEhsKF0VSUk9SX0NPREVfUkFURV9MSU1JVEVEEAMSHgoaRVJST1JfQ09ERV9VTkFVVEhFTlRJQ0FURUQQBBIbChdFUlJPUl9DT0RFX1VOS05PV05fWk9ORRAFEhoKFkVSUk9SX0NPREVfTk9UX0lOX1pPTkUQBhIWChJFUlJPUl9DT0RFX0lOVkFMSUQQBxIYChRFUlJPUl9DT0RFX1NUQUxFX1NFURAIEhcKE0VSUk9SX0NPREVfSU5URVJOQUwQCRIcChhFUlJPUl9DT0RFX1NIVVRUSU5HX0RPV04QChIcChhFUlJPUl9DT0RFX1NMT1dfQ09OU1VNRVIQCxIXChNFUlJPUl9DT0RFX1JFSkVDVEVEEAwSHgoaRVJST1JfQ09ERV9PVVRDT01FX1VOS05PV04QDRIjCh9FUlJPUl9DT0RFX1VOU1VQUE9SVEVEX1BST1RPQ09MEBQSGQoVRVJST1JfQ09ERV9TRVFfUkVVU0VEEBUSHgoaRVJST1JfQ09ERV9TRVNTSU9OX0VYUElSRUQQFkI3WjVnaXRodWIuY29tL3JlYWxtc3RyZWFtL3JlYWxtc3RyZWFtL2xpYnMvc2NoZW1hO3NjaGVtYWIGcHJvdG8z");
+  fileDesc("CgxjbGllbnQucHJvdG8SDnJlYWxtc3RyZWFtLnYxIu0CCgxDbGllbnRQYWNrZXQSCwoDc2VxGAEgASgEEiYKBWhlbGxvGAogASgLMhUucmVhbG1zdHJlYW0udjEuSGVsbG9IABIkCgRqb2luGAsgASgLMhQucmVhbG1zdHJlYW0udjEuSm9pbkgAEiYKBWxlYXZlGAwgASgLMhUucmVhbG1zdHJlYW0udjEuTGVhdmVIABIkCgRtb3ZlGA0gASgLMhQucmVhbG1zdHJlYW0udjEuTW92ZUgAEiQKBGNoYXQYDiABKAsyFC5yZWFsbXN0cmVhbS52MS5DaGF0SAASKAoGYXR0YWNrGA8gASgLMhYucmVhbG1zdHJlYW0udjEuQXR0YWNrSAASJAoEcGluZxgQIAEoCzIULnJlYWxtc3RyZWFtLnYxLlBpbmdIABI2Cgp3b3JsZF9pbmZvGBQgASgLMiAucmVhbG1zdHJlYW0udjEuV29ybGRJbmZvUmVxdWVzdEgAQgYKBGJvZHkilwEKBUhlbGxvEg0KBXRva2VuGAEgASgJEgwKBG5hbWUYAiABKAkSFgoOcmVzdW1lX3Nlc3Npb24YAyABKAkSGAoQcHJvdG9jb2xfdmVyc2lvbhgEIAEoDRITCgtjbGllbnRfbmFtZRgFIAEoCRIWCg5jbGllbnRfdmVyc2lvbhgGIAEoCRISCgp3YW50X3dvcmxkGAcgASgIIhIKEFdvcmxkSW5mb1JlcXVlc3QiFAoESm9pbhIMCgR6b25lGAEgASgJIgcKBUxlYXZlIhwKBE1vdmUSCQoBeBgBIAEoAhIJCgF5GAIgASgCIj4KBENoYXQSDAoEdGV4dBgBIAEoCRIoCgVzY29wZRgCIAEoDjIZLnJlYWxtc3RyZWFtLnYxLkNoYXRTY29wZSIbCgZBdHRhY2sSEQoJdGFyZ2V0X2lkGAEgASgJIh4KBFBpbmcSFgoOY2xpZW50X3RpbWVfbnMYASABKAMipwMKDFNlcnZlclBhY2tldBIPCgdhY2tfc2VxGAEgASgEEioKB3dlbGNvbWUYCiABKAsyFy5yZWFsbXN0cmVhbS52MS5XZWxjb21lSAASIgoDYWNrGAsgASgLMhMucmVhbG1zdHJlYW0udjEuQWNrSAASKAoGdXBkYXRlGAwgASgLMhYucmVhbG1zdHJlYW0udjEuVXBkYXRlSAASJgoFZXJyb3IYDSABKAsyFS5yZWFsbXN0cmVhbS52MS5FcnJvckgAEiQKBGJ1c3kYDiABKAsyFC5yZWFsbXN0cmVhbS52MS5CdXN5SAASJAoEcG9uZxgPIAEoCzIULnJlYWxtc3RyZWFtLnYxLlBvbmdIABIzCgx6b25lX2NoYW5nZWQYECABKAsyGy5yZWFsbXN0cmVhbS52MS5ab25lQ2hhbmdlZEgAEioKB3VwZGF0ZXMYESABKAsyFy5yZWFsbXN0cmVhbS52MS5VcGRhdGVzSAASLwoKd29ybGRfaW5mbxgUIAEoCzIZLnJlYWxtc3RyZWFtLnYxLldvcmxkSW5mb0gAQgYKBGJvZHkiRgoLWm9uZUNoYW5nZWQSDAoEem9uZRgBIAEoCRIJCgF4GAIgASgCEgkKAXkYAyABKAISEwoLdHJhbnNmZXJfaWQYBCABKAki0gIKB1dlbGNvbWUSEgoKc2Vzc2lvbl9pZBgBIAEoCRIRCglwbGF5ZXJfaWQYAiABKAkSDQoFdG9rZW4YAyABKAkSEAoIbGFzdF9zZXEYBCABKAQSFgoOc2VydmVyX3RpbWVfbnMYBSABKAMSFgoOc2VydmVyX3ZlcnNpb24YBiABKAkSGAoQcHJvdG9jb2xfdmVyc2lvbhgHIAEoDRImCgZsaW1pdHMYCCABKAsyFi5yZWFsbXN0cmVhbS52MS5MaW1pdHMSKAoFd29ybGQYCSABKAsyGS5yZWFsbXN0cmVhbS52MS5Xb3JsZEluZm8SGwoTdG9rZW5fZXhwaXJlc19hdF9ucxgKIAEoAxIdChVzZXNzaW9uX2V4cGlyZXNfYXRfbnMYCyABKAMSEwoLcGxheWVyX25hbWUYDCABKAkSEgoKZ2F0ZXdheV9pZBgNIAEoCSKmAQoGTGltaXRzEhcKD21heF9mcmFtZV9ieXRlcxgBIAEoDRIUCgxyYXRlX3Blcl9zZWMYAiABKAESDQoFYnVyc3QYAyABKA0SFgoObWF4X2NoYXRfYnl0ZXMYBCABKA0SFgoObWF4X25hbWVfYnl0ZXMYBSABKA0SFAoMbWF4X2lkX2J5dGVzGAYgASgNEhgKEGhlbGxvX3RpbWVvdXRfbXMYByABKAMisgEKCVdvcmxkSW5mbxIMCgRjb2xzGAEgASgNEgwKBHJvd3MYAiABKA0SEQoJem9uZV9zaXplGAMgASgCEhEKCWNlbGxfc2l6ZRgEIAEoAhInCgV6b25lcxgFIAMoCzIYLnJlYWxtc3RyZWFtLnYxLlpvbmVJbmZvEicKCW9ic3RhY2xlcxgGIAMoCzIULnJlYWxtc3RyZWFtLnYxLlJlY3QSEQoJbWF4X3NwZWVkGAcgASgCIoMBCghab25lSW5mbxIKCgJpZBgBIAEoCRILCgNjb2wYAiABKA0SCwoDcm93GAMgASgNEhAKCG9yaWdpbl94GAQgASgCEhAKCG9yaWdpbl95GAUgASgCEi0KCm5laWdoYm91cnMYBiADKAsyGS5yZWFsbXN0cmVhbS52MS5OZWlnaGJvdXIiMQoJTmVpZ2hib3VyEgoKAmR4GAEgASgFEgoKAmR5GAIgASgFEgwKBHpvbmUYAyABKAkiQgoEUmVjdBINCgVtaW5feBgBIAEoAhINCgVtaW5feRgCIAEoAhINCgVtYXhfeBgDIAEoAhINCgVtYXhfeRgEIAEoAiIsCgNBY2sSEgoKc3RyZWFtX3NlcRgBIAEoBBIRCglkdXBsaWNhdGUYAiABKAgiOQoGVXBkYXRlEi8KC3pvbmVfdXBkYXRlGAEgASgLMhoucmVhbG1zdHJlYW0udjEuWm9uZVVwZGF0ZSI7CgdVcGRhdGVzEjAKDHpvbmVfdXBkYXRlcxgBIAMoCzIaLnJlYWxtc3RyZWFtLnYxLlpvbmVVcGRhdGUiQQoFRXJyb3ISJwoEY29kZRgBIAEoDjIZLnJlYWxtc3RyZWFtLnYxLkVycm9yQ29kZRIPCgdtZXNzYWdlGAIgASgJIh4KBEJ1c3kSFgoOcmV0cnlfYWZ0ZXJfbXMYASABKAUiNgoEUG9uZxIWCg5jbGllbnRfdGltZV9ucxgBIAEoAxIWCg5zZXJ2ZXJfdGltZV9ucxgCIAEoAyJpCghab25lVGljaxIMCgR6b25lGAEgASgJEgwKBHRpY2sYAiABKAQSFgoOc2VydmVyX3RpbWVfbnMYAyABKAMSKQoFY2VsbHMYBCADKAsyGi5yZWFsbXN0cmVhbS52MS5ab25lVXBkYXRlIuEBCgpab25lVXBkYXRlEgwKBHpvbmUYASABKAkSDAoEY2VsbBgCIAEoDRIMCgR0aWNrGAMgASgEEhYKDnNlcnZlcl90aW1lX25zGAQgASgDEiwKCGVudGl0aWVzGAUgAygLMhoucmVhbG1zdHJlYW0udjEuRW50aXR5VmlldxImCgRjaGF0GAYgAygLMhgucmVhbG1zdHJlYW0udjEuQ2hhdExpbmUSKgoGY29tYmF0GAcgAygLMhoucmVhbG1zdHJlYW0udjEuQ29tYmF0TGluZRIPCgdyZW1vdmVkGAggAygJIm4KCkVudGl0eVZpZXcSCgoCaWQYASABKAkSDAoEbmFtZRgCIAEoCRIJCgF4GAMgASgCEgkKAXkYBCABKAISCgoCaHAYBSABKAUSDAoEZGVhZBgGIAEoCBIWCg5sYXN0X2lucHV0X3NlcRgHIAEoBCJQCghDaGF0TGluZRIMCgRmcm9tGAEgASgJEgwKBHRleHQYAiABKAkSKAoFc2NvcGUYAyABKA4yGS5yZWFsbXN0cmVhbS52MS5DaGF0U2NvcGUiTgoKQ29tYmF0TGluZRIQCghhdHRhY2tlchgBIAEoCRIOCgZ0YXJnZXQYAiABKAkSDgoGZGFtYWdlGAMgASgFEg4KBmtpbGxlZBgEIAEoCCo3CglDaGF0U2NvcGUSEwoPQ0hBVF9TQ09QRV9aT05FEAASFQoRQ0hBVF9TQ09QRV9ORUFSQlkQASrxAwoJRXJyb3JDb2RlEhoKFkVSUk9SX0NPREVfVU5TUEVDSUZJRUQQABIYChRFUlJPUl9DT0RFX01BTEZPUk1FRBABEhgKFEVSUk9SX0NPREVfVE9PX0xBUkdFEAISGwoXRVJST1JfQ09ERV9SQVRFX0xJTUlURUQQAxIeChpFUlJPUl9DT0RFX1VOQVVUSEVOVElDQVRFRBAEEhsKF0VSUk9SX0NPREVfVU5LTk9XTl9aT05FEAUSGgoWRVJST1JfQ09ERV9OT1RfSU5fWk9ORRAGEhYKEkVSUk9SX0NPREVfSU5WQUxJRBAHEhgKFEVSUk9SX0NPREVfU1RBTEVfU0VREAgSFwoTRVJST1JfQ09ERV9JTlRFUk5BTBAJEhwKGEVSUk9SX0NPREVfU0hVVFRJTkdfRE9XThAKEhwKGEVSUk9SX0NPREVfU0xPV19DT05TVU1FUhALEhcKE0VSUk9SX0NPREVfUkVKRUNURUQQDBIeChpFUlJPUl9DT0RFX09VVENPTUVfVU5LTk9XThANEiMKH0VSUk9SX0NPREVfVU5TVVBQT1JURURfUFJPVE9DT0wQFBIZChVFUlJPUl9DT0RFX1NFUV9SRVVTRUQQFRIeChpFUlJPUl9DT0RFX1NFU1NJT05fRVhQSVJFRBAWQjdaNWdpdGh1Yi5jb20vcmVhbG1zdHJlYW0vcmVhbG1zdHJlYW0vbGlicy9zY2hlbWE7c2NoZW1hYgZwcm90bzM");
 
 /**
  * ClientPacket is every packet a client sends. seq is the client's own
@@ -340,6 +340,14 @@ export type ServerPacket = Message<"realmstream.v1.ServerPacket"> & {
      */
     value: ZoneChanged;
     case: "zoneChanged";
+  } | {
+    /**
+     * protocol >= 3: every cell view of one tick in one frame (instead of one Update per cell)
+     *
+     * @generated from field: realmstream.v1.Updates updates = 17;
+     */
+    value: Updates;
+    case: "updates";
   } | {
     /**
      * answers WorldInfoRequest
@@ -751,7 +759,8 @@ export const AckSchema: GenMessage<Ack> = /*@__PURE__*/
   messageDesc(file_client, 17);
 
 /**
- * Update carries world state near the player (area of interest).
+ * Update carries world state near the player (area of interest): one cell.
+ * Sent to clients of protocol versions 1 and 2; version 3 gets Updates.
  *
  * @generated from message realmstream.v1.Update
  */
@@ -768,6 +777,30 @@ export type Update = Message<"realmstream.v1.Update"> & {
  */
 export const UpdateSchema: GenMessage<Update> = /*@__PURE__*/
   messageDesc(file_client, 18);
+
+/**
+ * Updates is every cell view a client is due from one zone tick, merged into
+ * one frame (protocol version 3): the cells of its area of interest that the
+ * world published that tick, each a whole ZoneUpdate (the same message an
+ * Update carries). A frame holds whole cells and stays below 32 KiB unless a
+ * single cell is larger; a tick whose cells exceed that comes in a few
+ * frames. Clients read frames up to 64 KiB (the SDKs' default).
+ *
+ * @generated from message realmstream.v1.Updates
+ */
+export type Updates = Message<"realmstream.v1.Updates"> & {
+  /**
+   * @generated from field: repeated realmstream.v1.ZoneUpdate zone_updates = 1;
+   */
+  zoneUpdates: ZoneUpdate[];
+};
+
+/**
+ * Describes the message realmstream.v1.Updates.
+ * Use `create(UpdatesSchema)` to create a new message.
+ */
+export const UpdatesSchema: GenMessage<Updates> = /*@__PURE__*/
+  messageDesc(file_client, 19);
 
 /**
  * @generated from message realmstream.v1.Error
@@ -789,7 +822,7 @@ export type Error = Message<"realmstream.v1.Error"> & {
  * Use `create(ErrorSchema)` to create a new message.
  */
 export const ErrorSchema: GenMessage<Error> = /*@__PURE__*/
-  messageDesc(file_client, 19);
+  messageDesc(file_client, 20);
 
 /**
  * Busy is backpressure: the command with ack_seq was NOT accepted; resend it later.
@@ -808,7 +841,7 @@ export type Busy = Message<"realmstream.v1.Busy"> & {
  * Use `create(BusySchema)` to create a new message.
  */
 export const BusySchema: GenMessage<Busy> = /*@__PURE__*/
-  messageDesc(file_client, 20);
+  messageDesc(file_client, 21);
 
 /**
  * @generated from message realmstream.v1.Pong
@@ -830,11 +863,50 @@ export type Pong = Message<"realmstream.v1.Pong"> & {
  * Use `create(PongSchema)` to create a new message.
  */
 export const PongSchema: GenMessage<Pong> = /*@__PURE__*/
-  messageDesc(file_client, 21);
+  messageDesc(file_client, 22);
+
+/**
+ * ZoneTick is every cell view of one zone tick in one message, published on
+ * upd.<zone> (core NATS, not persisted): cells are the ZoneUpdates that a
+ * world publishing per cell sends on upd.<zone>.<cell>, in cell order. A tick
+ * too large for one message is split into several ZoneTicks of whole cells.
+ * The gateway accepts both shapes.
+ *
+ * @generated from message realmstream.v1.ZoneTick
+ */
+export type ZoneTick = Message<"realmstream.v1.ZoneTick"> & {
+  /**
+   * @generated from field: string zone = 1;
+   */
+  zone: string;
+
+  /**
+   * @generated from field: uint64 tick = 2;
+   */
+  tick: bigint;
+
+  /**
+   * @generated from field: int64 server_time_ns = 3;
+   */
+  serverTimeNs: bigint;
+
+  /**
+   * @generated from field: repeated realmstream.v1.ZoneUpdate cells = 4;
+   */
+  cells: ZoneUpdate[];
+};
+
+/**
+ * Describes the message realmstream.v1.ZoneTick.
+ * Use `create(ZoneTickSchema)` to create a new message.
+ */
+export const ZoneTickSchema: GenMessage<ZoneTick> = /*@__PURE__*/
+  messageDesc(file_client, 23);
 
 /**
  * ZoneUpdate is the ephemeral view of one cell of a zone, published each tick
- * on upd.<zone>.<cell> (core NATS, not persisted).
+ * on upd.<zone>.<cell> (core NATS, not persisted), or as one cell of a
+ * ZoneTick on upd.<zone>.
  *
  * @generated from message realmstream.v1.ZoneUpdate
  */
@@ -885,7 +957,7 @@ export type ZoneUpdate = Message<"realmstream.v1.ZoneUpdate"> & {
  * Use `create(ZoneUpdateSchema)` to create a new message.
  */
 export const ZoneUpdateSchema: GenMessage<ZoneUpdate> = /*@__PURE__*/
-  messageDesc(file_client, 22);
+  messageDesc(file_client, 24);
 
 /**
  * @generated from message realmstream.v1.EntityView
@@ -934,7 +1006,7 @@ export type EntityView = Message<"realmstream.v1.EntityView"> & {
  * Use `create(EntityViewSchema)` to create a new message.
  */
 export const EntityViewSchema: GenMessage<EntityView> = /*@__PURE__*/
-  messageDesc(file_client, 23);
+  messageDesc(file_client, 25);
 
 /**
  * @generated from message realmstream.v1.ChatLine
@@ -961,7 +1033,7 @@ export type ChatLine = Message<"realmstream.v1.ChatLine"> & {
  * Use `create(ChatLineSchema)` to create a new message.
  */
 export const ChatLineSchema: GenMessage<ChatLine> = /*@__PURE__*/
-  messageDesc(file_client, 24);
+  messageDesc(file_client, 26);
 
 /**
  * @generated from message realmstream.v1.CombatLine
@@ -993,7 +1065,7 @@ export type CombatLine = Message<"realmstream.v1.CombatLine"> & {
  * Use `create(CombatLineSchema)` to create a new message.
  */
 export const CombatLineSchema: GenMessage<CombatLine> = /*@__PURE__*/
-  messageDesc(file_client, 25);
+  messageDesc(file_client, 27);
 
 /**
  * @generated from enum realmstream.v1.ChatScope
