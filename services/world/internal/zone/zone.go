@@ -28,7 +28,6 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.opentelemetry.io/otel"
-	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/protobuf/proto"
 
@@ -159,9 +158,7 @@ type tickState struct {
 	decide  time.Duration // deciding the commands
 	commit  time.Duration // the tick's commit
 	out     bool          // a TransferOut was decided: deliver after the commit
-	// trace is the span context of the tick's first traced command: the
-	// record's traceparent continues it.
-	trace context.Context
+	tr      tickTrace     // the tick's tracing (trace.go)
 }
 
 type ack struct {
@@ -598,7 +595,7 @@ func (r *runner) step(ctx context.Context) error {
 			return err
 		}
 	}
-	r.publishUpdates(now)
+	r.publishUpdates(t, now)
 	if err := r.maybeSnapshot(ctx, false); err != nil {
 		r.log.Warn("snapshot", "err", err)
 	}
@@ -639,10 +636,9 @@ func (r *runner) commit(ctx context.Context, t *tickState) error {
 		return nil
 	}
 	start, before := time.Now(), r.app.records
-	if t.trace != nil {
-		ctx = trace.ContextWithSpanContext(ctx, trace.SpanContextFromContext(t.trace))
-	}
+	ctx, span := r.startCommit(ctx, t)
 	seq, err := r.app.commit(ctx, r.tick, t.evs)
+	endCommit(span, seq, err)
 	t.commit = time.Since(start)
 	r.c.Metrics.record(r.app.records - before)
 	if err != nil {
@@ -720,14 +716,12 @@ func (r *runner) decide(ctx context.Context, t *tickState, m jetstream.Msg, now 
 			}
 		}
 	}
-	if m.Headers().Get(wire.HeaderTraceParent) != "" {
-		sctx, span := r.tracer.Start(telemetry.Extract(ctx, m.Headers()), "world.decide",
-			trace.WithAttributes(attribute.String("zone", r.c.Zone), attribute.String("command_id", cmd.CommandId), attribute.Int64("tick", int64(r.tick))))
-		defer span.End()
-		if t.trace == nil {
-			t.trace = sctx
+	span := r.startDecide(ctx, m, cmd)
+	defer func() {
+		if span != nil {
+			span.End()
 		}
-	}
+	}()
 	var ev *schema.Event
 	if j := cmd.GetJoin(); j != nil && (j.Zone == "" || j.Zone == r.c.Zone) && cmd.PlayerId != "" && r.st.Players[cmd.PlayerId] == nil && !rules.Duplicate(r.st, cmd) {
 		if other := r.where.claim(ctx, cmd.PlayerId); other != "" {
@@ -744,6 +738,7 @@ func (r *runner) decide(ctx context.Context, t *tickState, m jetstream.Msg, now 
 		t.acks = append(t.acks, ack{m: m, id: cmd.CommandId})
 		return
 	}
+	span = r.decided(ctx, t, span, cmd, ev)
 	r.add(t, ev)
 	t.acks = append(t.acks, ack{m: m, id: cmd.CommandId, receivedAt: cmd.ReceivedAtNs})
 	if rej := ev.GetCommandRejected(); rej != nil {
@@ -874,14 +869,21 @@ func (r *runner) deliverPending(ctx context.Context) error {
 	return nil
 }
 
-func (r *runner) publishUpdates(now int64) {
-	for _, u := range r.view.build(r.c.Zone, r.st, r.tick, now) {
+func (r *runner) publishUpdates(t *tickState, now int64) {
+	span := r.startUpdates(t)
+	us := r.view.build(r.c.Zone, r.st, r.tick, now)
+	for _, u := range us {
 		b, err := proto.Marshal(u)
 		if err != nil {
 			continue
 		}
+		if span != nil {
+			r.publishTraced(span, wire.UpdateSubject(r.c.Zone, u.Cell), b)
+			continue
+		}
 		_ = r.c.NC.Publish(wire.UpdateSubject(r.c.Zone, u.Cell), b)
 	}
+	endUpdates(span, len(us))
 }
 
 // snapshotDue says whether a snapshot is due: SnapshotEvery counts the
