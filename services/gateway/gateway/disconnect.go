@@ -6,7 +6,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/protobuf/proto"
 
@@ -67,13 +66,7 @@ func (s *Service) sendDisconnect(c *conn, zone, reason string) {
 	if err != nil {
 		return
 	}
-	m := nats.NewMsg(wire.CommandSubject(zone))
-	m.Data = b
-	m.Header.Set(wire.HeaderMsgID, cmd.CommandId)
-	m.Header.Set(wire.HeaderSession, c.session)
-	m.Header.Set(wire.HeaderPlayer, c.player)
-	m.Header.Set(wire.HeaderZone, zone)
-	m.Header.Set(wire.HeaderSchema, wire.SchemaVersion)
+	m := wire.CommandMsg(wire.CommandHeaders{MsgID: cmd.CommandId, Session: c.session, Player: c.player, Zone: zone}, b)
 	d.wg.Add(1)
 	go func() {
 		defer d.wg.Done()

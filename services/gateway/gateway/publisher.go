@@ -30,7 +30,7 @@ type item struct {
 	seq      uint64
 	msg      nats.Msg
 	buf      []byte
-	vals     [6]string // header values; the header slices point into it
+	hdr      wire.CommandHeaderBuf // header values; the header slices point into it
 	received time.Time
 	span     trace.Span
 	attempts int
@@ -61,17 +61,9 @@ func freeItem(it *item) {
 }
 
 // setHeaders fills the contract's headers without allocating (the map keeps
-// its buckets across reuses; the value slices point into it.vals).
+// its buckets across reuses; the value slices point into it.hdr).
 func (it *item) setHeaders(msgID, session, player, zone, digest string) {
-	h := it.msg.Header
-	clear(h)
-	it.vals = [6]string{msgID, session, player, zone, wire.SchemaVersion, digest}
-	h[wire.HeaderMsgID] = it.vals[0:1:1]
-	h[wire.HeaderSession] = it.vals[1:2:2]
-	h[wire.HeaderPlayer] = it.vals[2:3:3]
-	h[wire.HeaderZone] = it.vals[3:4:4]
-	h[wire.HeaderSchema] = it.vals[4:5:5]
-	h[wire.HeaderCmdDigest] = it.vals[5:6:6]
+	it.hdr.Fill(it.msg.Header, wire.CommandHeaders{MsgID: msgID, Session: session, Player: player, Zone: zone, Digest: digest})
 }
 
 // publisher is the single consumer of the ring. Concurrency contract:

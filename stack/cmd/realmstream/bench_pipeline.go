@@ -192,7 +192,7 @@ func (p *bare) serve(nc net.Conn) {
 		wire.SetCommandBody(&cmd, &pkt)
 		data, _ := proto.Marshal(&cmd)
 		m := &nats.Msg{Subject: wire.CommandSubject(zone), Data: data, Header: nats.Header{}}
-		m.Header.Set(jetstream.MsgIDHeader, cmd.CommandId)
+		wire.SetMsgID(m.Header, cmd.CommandId)
 		f, err := p.js.PublishMsgAsync(m)
 		if err != nil {
 			c.send(&schema.ServerPacket{AckSeq: pkt.Seq, Body: &schema.ServerPacket_Busy{Busy: &schema.Busy{RetryAfterMs: 10}}})
@@ -258,7 +258,7 @@ func (p *bare) appendBatch(batch []jetstream.Msg) {
 			continue
 		}
 		ev := &nats.Msg{Subject: wire.EventSubject(cmd.Zone), Data: m.Data(), Header: nats.Header{}}
-		ev.Header.Set(jetstream.MsgIDHeader, "e:"+cmd.CommandId)
+		wire.SetMsgID(ev.Header, "e:"+cmd.CommandId)
 		f, err := p.js.PublishMsgAsync(ev)
 		if err != nil {
 			_ = m.Nak()

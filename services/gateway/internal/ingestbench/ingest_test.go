@@ -1,4 +1,4 @@
-package ingestbench_test
+package ingestbench
 
 import (
 	"context"
@@ -22,12 +22,11 @@ import (
 	"github.com/realmstream/realmstream/libs/schema"
 	"github.com/realmstream/realmstream/libs/wire"
 	"github.com/realmstream/realmstream/services/gateway/gateway"
-	"github.com/realmstream/realmstream/services/gateway/internal/ingestbench"
 )
 
 func TestPayloadIs64Bytes(t *testing.T) {
 	for _, seq := range []uint64{3, 1000, 1 << 20} {
-		if n := len(ingestbench.Payload(seq)); n < 60 || n > 66 {
+		if n := len(Payload(seq)); n < 60 || n > 66 {
 			t.Fatalf("payload of seq %d is %d bytes", seq, n)
 		}
 	}
@@ -76,8 +75,8 @@ type env struct {
 	url    string
 	js     jetstream.JetStream
 	gw     *gateway.Service
-	bare   *ingestbench.Bare
-	shaped *ingestbench.Bare
+	bare   *Bare
+	shaped *Bare
 }
 
 func setup(b *testing.B, sync natsembed.SyncPolicy, window int) *env {
@@ -121,12 +120,12 @@ func setup(b *testing.B, sync natsembed.SyncPolicy, window int) *env {
 	case err := <-done:
 		b.Fatal(err)
 	}
-	bare, err := ingestbench.StartBare(url, window, false)
+	bare, err := StartBare(url, window, false)
 	if err != nil {
 		b.Fatal(err)
 	}
 	b.Cleanup(bare.Close)
-	shaped, err := ingestbench.StartBare(url, window, true)
+	shaped, err := StartBare(url, window, true)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -170,26 +169,26 @@ func BenchmarkIngest(b *testing.B) {
 		b.Run("sync="+sp.name, func(b *testing.B) {
 			e := setup(b, sp.sync, window)
 			ctx := context.Background()
-			gwc, err := ingestbench.Dial(e.gw.TCPAddr(), clients, true, "z0_0")
+			gwc, err := Dial(e.gw.TCPAddr(), clients, true, "z0_0")
 			if err != nil {
 				b.Fatal(err)
 			}
 			defer gwc.Close()
-			barec, err := ingestbench.Dial(e.bare.Addr(), clients, false, "")
+			barec, err := Dial(e.bare.Addr(), clients, false, "")
 			if err != nil {
 				b.Fatal(err)
 			}
 			defer barec.Close()
-			shapedc, err := ingestbench.Dial(e.shaped.Addr(), clients, false, "")
+			shapedc, err := Dial(e.shaped.Addr(), clients, false, "")
 			if err != nil {
 				b.Fatal(err)
 			}
 			defer shapedc.Close()
 			perClient := max(1, window/clients)
-			var ceil, bare, shaped, gw ingestbench.Result
+			var ceil, bare, shaped, gw Result
 			var ceilCPU, bareCPU, shapedCPU, gwCPU time.Duration
 			only := os.Getenv("INGEST_ONLY") // profile one pipeline: ceiling, bare, shaped or gateway
-			timed := func(cpu *time.Duration, f func() (ingestbench.Result, error)) ingestbench.Result {
+			timed := func(cpu *time.Duration, f func() (Result, error)) Result {
 				c0 := cpuTime()
 				r, err := f()
 				if err != nil {
@@ -198,7 +197,7 @@ func BenchmarkIngest(b *testing.B) {
 				*cpu += cpuTime() - c0
 				return r
 			}
-			add := func(dst *ingestbench.Result, r ingestbench.Result) {
+			add := func(dst *Result, r Result) {
 				dst.Msgs += r.Msgs
 				dst.Elapsed += r.Elapsed
 				dst.Busy += r.Busy
@@ -214,25 +213,25 @@ func BenchmarkIngest(b *testing.B) {
 					func() {
 						if only == "" || only == "ceiling" {
 							e.reset(b)
-							add(&ceil, timed(&ceilCPU, func() (ingestbench.Result, error) { return ingestbench.Ceiling(ctx, e.url, sp.msgs, window) }))
+							add(&ceil, timed(&ceilCPU, func() (Result, error) { return Ceiling(ctx, e.url, sp.msgs, window) }))
 						}
 					},
 					func() {
 						if only == "" || only == "bare" {
 							e.reset(b)
-							add(&bare, timed(&bareCPU, func() (ingestbench.Result, error) { return barec.Run(ctx, sp.msgs, perClient) }))
+							add(&bare, timed(&bareCPU, func() (Result, error) { return barec.Run(ctx, sp.msgs, perClient) }))
 						}
 					},
 					func() {
 						if only == "" || only == "shaped" {
 							e.reset(b)
-							add(&shaped, timed(&shapedCPU, func() (ingestbench.Result, error) { return shapedc.Run(ctx, sp.msgs, perClient) }))
+							add(&shaped, timed(&shapedCPU, func() (Result, error) { return shapedc.Run(ctx, sp.msgs, perClient) }))
 						}
 					},
 					func() {
 						if only == "" || only == "gateway" {
 							e.reset(b)
-							add(&gw, timed(&gwCPU, func() (ingestbench.Result, error) { return gwc.Run(ctx, sp.msgs, perClient) }))
+							add(&gw, timed(&gwCPU, func() (Result, error) { return gwc.Run(ctx, sp.msgs, perClient) }))
 						}
 					},
 				}
@@ -244,7 +243,7 @@ func BenchmarkIngest(b *testing.B) {
 			b.ReportMetric(ceil.MsgsPerSec(), "ceiling_msgs/s")
 			b.ReportMetric(bare.MsgsPerSec(), "bare_msgs/s")
 			b.ReportMetric(gw.MsgsPerSec(), "gateway_msgs/s")
-			perMsg := func(cpu time.Duration, r ingestbench.Result) float64 {
+			perMsg := func(cpu time.Duration, r Result) float64 {
 				if r.Msgs == 0 {
 					return 0
 				}
@@ -282,7 +281,7 @@ func FuzzParseAnswer(f *testing.F) {
 	}
 	f.Add([]byte{0xff})
 	f.Fuzz(func(t *testing.T, b []byte) {
-		seq, _, err := ingestbench.ParseAnswer(b)
+		seq, _, err := ParseAnswer(b)
 		var p schema.ServerPacket
 		if err == nil && proto.Unmarshal(b, &p) == nil && p.AckSeq != seq {
 			t.Fatalf("seq %d, proto says %d", seq, p.AckSeq)

@@ -1,4 +1,5 @@
-// Package ingestbench drives the gateway ingest benchmark: the same N TCP
+// Package ingestbench is the gateway ingest benchmark (tests only: nothing
+// here is built into a binary). This file is its driver: the same N TCP
 // clients with the same ~64-byte packets against (a) the gateway, (b) a bare
 // pipeline (one goroutine per connection reading frames and calling
 // PublishMsgAsync itself: no ring, no validation, no sessions), and (c) the
