@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/realmstream/realmstream/libs/envflag"
+	"github.com/realmstream/realmstream/libs/natsconn"
 	"github.com/realmstream/realmstream/libs/schema"
 	"github.com/realmstream/realmstream/libs/wire"
 	"github.com/realmstream/realmstream/libs/worldmap"
@@ -16,17 +17,18 @@ import (
 // Config configures a gateway. Every field with a flag is filled by
 // RegisterFlags (flag --x-y, env REALM_X_Y); the rest are for embedding.
 type Config struct {
-	NATSURL         string        // --nats-url, default nats://127.0.0.1:4222
-	HTTPAddr        string        // --http-addr, ops server (/healthz, /readyz, /metrics), default :8080
-	TCPAddr         string        // --tcp-addr, length-prefixed frames, default :7000 ("" disables)
-	WSAddr          string        // --ws-addr, WebSocket binary messages, default :7001 ("" disables)
-	TLSCertFile     string        // --tls-cert-file, PEM certificate (chain) of both client listeners; reloaded on change; "" = no TLS
-	TLSKeyFile      string        // --tls-key-file, PEM private key of --tls-cert-file
-	InstanceID      string        // --instance-id, default hostname-pid
-	LogLevel        string        // --log-level (debug|info|warn|error), default info
-	LogFormat       string        // --log-format (json|text), default json
-	ShutdownTimeout time.Duration // --shutdown-timeout, bound on the graceful drain, default 10s
-	OTLPEndpoint    string        // --otlp-endpoint, OTLP/HTTP traces endpoint URL; empty = no export
+	NATSURL         string           // --nats-url, default nats://127.0.0.1:4222
+	NATS            natsconn.Options // --nats-creds, --nats-user/--nats-password, --nats-tls* (libs/natsconn)
+	HTTPAddr        string           // --http-addr, ops server (/healthz, /readyz, /metrics), default :8080
+	TCPAddr         string           // --tcp-addr, length-prefixed frames, default :7000 ("" disables)
+	WSAddr          string           // --ws-addr, WebSocket binary messages, default :7001 ("" disables)
+	TLSCertFile     string           // --tls-cert-file, PEM certificate (chain) of both client listeners; reloaded on change; "" = no TLS
+	TLSKeyFile      string           // --tls-key-file, PEM private key of --tls-cert-file
+	InstanceID      string           // --instance-id, default hostname-pid
+	LogLevel        string           // --log-level (debug|info|warn|error), default info
+	LogFormat       string           // --log-format (json|text), default json
+	ShutdownTimeout time.Duration    // --shutdown-timeout, bound on the graceful drain, default 10s
+	OTLPEndpoint    string           // --otlp-endpoint, OTLP/HTTP traces endpoint URL; empty = no export
 
 	TokenKey string        // --token-key, one HS256 key of tokens (>= 16 bytes), kid "default"; see TokenKeys
 	TokenTTL time.Duration // --token-ttl, life of tokens the gateway issues (login, Welcome), default 24h
@@ -123,6 +125,7 @@ func DefaultConfig() Config {
 // RegisterFlags binds every flag to c; the current values of c are the defaults.
 func (c *Config) RegisterFlags(s *envflag.Set) {
 	s.String(&c.NATSURL, "nats-url", c.NATSURL, "NATS server URL")
+	c.NATS.Register(s)
 	s.String(&c.HTTPAddr, "http-addr", c.HTTPAddr, "ops HTTP address (/healthz, /readyz, /metrics)")
 	s.String(&c.TCPAddr, "tcp-addr", c.TCPAddr, "TCP client listener (length-prefixed frames); empty disables")
 	s.String(&c.WSAddr, "ws-addr", c.WSAddr, "WebSocket client listener (binary messages); empty disables")
@@ -167,6 +170,9 @@ func (c *Config) Validate() error {
 	add := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
 	if c.NATSURL == "" {
 		add("--nats-url is required")
+	}
+	if err := c.NATS.Validate(); err != nil {
+		errs = append(errs, err)
 	}
 	if c.TCPAddr == "" && c.WSAddr == "" {
 		add("at least one of --tcp-addr and --ws-addr is required")

@@ -159,7 +159,7 @@ func (s *Service) Revoke(ctx context.Context, key string) error { return s.deny.
 // ShutdownTimeout), flush client send queues, close. It returns nil after a
 // clean drain.
 func (s *Service) Run(ctx context.Context) error {
-	nc, err := nats.Connect(s.cfg.NATSURL,
+	nc, err := s.cfg.NATS.Connect(s.cfg.NATSURL,
 		nats.Name("gateway-"+s.cfg.InstanceID),
 		nats.MaxReconnects(-1),
 		nats.ReconnectBufSize(64<<20),

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/realmstream/realmstream/libs/envflag"
+	"github.com/realmstream/realmstream/libs/natsconn"
 	"github.com/realmstream/realmstream/libs/wire"
 	"github.com/realmstream/realmstream/libs/worldmap"
 )
@@ -24,6 +25,8 @@ import (
 type Config struct {
 	// NATSURL is the NATS server. Default nats://127.0.0.1:4222.
 	NATSURL string
+	// NATS holds the credentials and TLS of the connection (libs/natsconn).
+	NATS natsconn.Options
 	// HTTPAddr serves /healthz, /readyz, /metrics and the dashboard (/). Default :8083.
 	HTTPAddr string
 	// InstanceID names this instance in heartbeats and alerts. Default hostname-pid.
@@ -107,6 +110,7 @@ func DefaultConfig() Config {
 // the current values as defaults.
 func (c *Config) RegisterFlags(s *envflag.Set) {
 	s.String(&c.NATSURL, "nats-url", c.NATSURL, "NATS server URL")
+	c.NATS.Register(s)
 	s.String(&c.HTTPAddr, "http-addr", c.HTTPAddr, "address of the ops server: /healthz, /readyz, /metrics and the dashboard at /")
 	s.String(&c.InstanceID, "instance-id", c.InstanceID, "instance id in heartbeats and alerts")
 	s.String(&c.LogLevel, "log-level", c.LogLevel, "log level: debug, info, warn, error")
@@ -140,6 +144,9 @@ func (c Config) Validate() error {
 	bad := func(format string, a ...any) { errs = append(errs, fmt.Errorf("monitor: "+format, a...)) }
 	if c.NATSURL == "" {
 		bad("--nats-url is empty")
+	}
+	if err := c.NATS.Validate(); err != nil {
+		errs = append(errs, err)
 	}
 	if c.HTTPAddr == "" {
 		bad("--http-addr is empty")

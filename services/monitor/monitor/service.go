@@ -151,7 +151,7 @@ func (s *Service) ActiveAlerts() []rules.Active { return s.engine.Active() }
 // Run connects, restores state, consumes and evaluates until ctx is
 // cancelled, then drains within cfg.ShutdownTimeout. It returns nil on a clean stop.
 func (s *Service) Run(ctx context.Context) error {
-	nc, err := nats.Connect(s.cfg.NATSURL, nats.Name("realmstream-monitor "+s.cfg.InstanceID), nats.MaxReconnects(-1),
+	nc, err := s.cfg.NATS.Connect(s.cfg.NATSURL, nats.Name("realmstream-monitor "+s.cfg.InstanceID), nats.MaxReconnects(-1),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
 			if err != nil { // nil: our own Close on stop
 				s.log.Warn("nats disconnected", "err", err)

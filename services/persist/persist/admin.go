@@ -29,7 +29,7 @@ type Admin struct {
 // OpenAdmin connects to NATS and the shard map (which must exist: start
 // persist with --pg-urls once first).
 func OpenAdmin(ctx context.Context, cfg Config, log *slog.Logger) (*Admin, error) {
-	nc, err := nats.Connect(cfg.NATSURL, nats.Name("persist-admin"))
+	nc, err := cfg.NATS.Connect(cfg.NATSURL, nats.Name("persist-admin"))
 	if err != nil {
 		return nil, fmt.Errorf("persist admin: connect %s: %w", cfg.NATSURL, err)
 	}

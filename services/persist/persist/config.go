@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/realmstream/realmstream/libs/envflag"
+	"github.com/realmstream/realmstream/libs/natsconn"
 	"github.com/realmstream/realmstream/libs/shard"
 	"github.com/realmstream/realmstream/libs/wire"
 	"github.com/realmstream/realmstream/services/persist/internal/pipeline"
@@ -33,13 +34,14 @@ import (
 // Config configures persist. Zero values are not defaults: start from
 // DefaultConfig.
 type Config struct {
-	NATSURL         string        // --nats-url, default nats://127.0.0.1:4222
-	HTTPAddr        string        // --http-addr (ops: /healthz /readyz /metrics), default :8082
-	InstanceID      string        // --instance-id, default hostname-pid
-	LogLevel        string        // --log-level, default info
-	LogFormat       string        // --log-format json|text, default json
-	ShutdownTimeout time.Duration // --shutdown-timeout, default 10s: bound on finishing the batch in flight
-	OTLPEndpoint    string        // --otlp-endpoint, default "" (no trace export)
+	NATSURL         string           // --nats-url, default nats://127.0.0.1:4222
+	NATS            natsconn.Options // --nats-creds, --nats-user/--nats-password, --nats-tls* (libs/natsconn)
+	HTTPAddr        string           // --http-addr (ops: /healthz /readyz /metrics), default :8082
+	InstanceID      string           // --instance-id, default hostname-pid
+	LogLevel        string           // --log-level, default info
+	LogFormat       string           // --log-format json|text, default json
+	ShutdownTimeout time.Duration    // --shutdown-timeout, default 10s: bound on finishing the batch in flight
+	OTLPEndpoint    string           // --otlp-endpoint, default "" (no trace export)
 
 	// PGURLs are the physical Postgres shards, each "name=url" or just "url"
 	// (named pg0, pg1, ... by position). They seed the shard map the first
@@ -125,6 +127,7 @@ func splitList(s string) []string {
 // RegisterFlags binds every field to --flag / REALM_FLAG.
 func (c *Config) RegisterFlags(s *envflag.Set) {
 	s.String(&c.NATSURL, "nats-url", c.NATSURL, "NATS server URL")
+	c.NATS.Register(s)
 	s.String(&c.HTTPAddr, "http-addr", c.HTTPAddr, "ops HTTP address (/healthz, /readyz, /metrics)")
 	s.String(&c.InstanceID, "instance-id", c.InstanceID, "instance id (heartbeat subject, logs, stats)")
 	s.String(&c.LogLevel, "log-level", c.LogLevel, "log level: debug, info, warn, error")
@@ -155,6 +158,9 @@ func (c Config) Validate() error {
 	var errs []error
 	if c.NATSURL == "" {
 		errs = append(errs, errors.New("--nats-url is required"))
+	}
+	if err := c.NATS.Validate(); err != nil {
+		errs = append(errs, err)
 	}
 	if !wire.ValidToken(c.InstanceID) {
 		errs = append(errs, fmt.Errorf("--instance-id %q: want 1-64 characters of [A-Za-z0-9_-]", c.InstanceID))

@@ -83,7 +83,7 @@ func (s *Service) EventsStored() int64 {
 // (the batch in flight is finished and acked within ShutdownTimeout).
 func (s *Service) Run(ctx context.Context) error {
 	s.start = time.Now()
-	nc, err := nats.Connect(s.cfg.NATSURL, nats.Name("persist "+s.cfg.InstanceID), nats.MaxReconnects(-1),
+	nc, err := s.cfg.NATS.Connect(s.cfg.NATSURL, nats.Name("persist "+s.cfg.InstanceID), nats.MaxReconnects(-1),
 		nats.ReconnectWait(250*time.Millisecond))
 	if err != nil {
 		return fmt.Errorf("persist: connect %s: %w", s.cfg.NATSURL, err)

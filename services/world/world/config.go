@@ -9,6 +9,7 @@ import (
 
 	"github.com/realmstream/realmstream/libs/envflag"
 	"github.com/realmstream/realmstream/libs/lock"
+	"github.com/realmstream/realmstream/libs/natsconn"
 	"github.com/realmstream/realmstream/libs/wire"
 	"github.com/realmstream/realmstream/libs/worldmap"
 )
@@ -16,13 +17,14 @@ import (
 // Config configures a world instance. Every field with a flag is filled by
 // RegisterFlags (flag --x-y, env REALM_X_Y); the rest are for embedding.
 type Config struct {
-	NATSURL         string        // --nats-url, default nats://127.0.0.1:4222
-	HTTPAddr        string        // --http-addr, ops server (/healthz, /readyz, /metrics), default :8081
-	InstanceID      string        // --instance-id, default hostname-pid
-	LogLevel        string        // --log-level (debug|info|warn|error), default info
-	LogFormat       string        // --log-format (json|text), default json
-	ShutdownTimeout time.Duration // --shutdown-timeout, bound on the graceful handover, default 10s
-	OTLPEndpoint    string        // --otlp-endpoint, OTLP/HTTP traces endpoint URL; empty = no export
+	NATSURL         string           // --nats-url, default nats://127.0.0.1:4222
+	NATS            natsconn.Options // --nats-creds, --nats-user/--nats-password, --nats-tls* (libs/natsconn)
+	HTTPAddr        string           // --http-addr, ops server (/healthz, /readyz, /metrics), default :8081
+	InstanceID      string           // --instance-id, default hostname-pid
+	LogLevel        string           // --log-level (debug|info|warn|error), default info
+	LogFormat       string           // --log-format (json|text), default json
+	ShutdownTimeout time.Duration    // --shutdown-timeout, bound on the graceful handover, default 10s
+	OTLPEndpoint    string           // --otlp-endpoint, OTLP/HTTP traces endpoint URL; empty = no export
 
 	// Lock store. Empty RedisAddr and RedisSentinelMaster = the in-process lock
 	// table (one world instance per NATS system: the embedded stack).
@@ -109,6 +111,7 @@ func DefaultConfig() Config {
 // RegisterFlags binds every flag to c; the current values of c are the defaults.
 func (c *Config) RegisterFlags(s *envflag.Set) {
 	s.String(&c.NATSURL, "nats-url", c.NATSURL, "NATS server URL")
+	c.NATS.Register(s)
 	s.String(&c.HTTPAddr, "http-addr", c.HTTPAddr, "ops HTTP address (/healthz, /readyz, /metrics)")
 	s.String(&c.InstanceID, "instance-id", c.InstanceID, "instance id (lease owner, heartbeat subject, logs)")
 	s.String(&c.LogLevel, "log-level", c.LogLevel, "log level: debug, info, warn, error")
@@ -157,6 +160,9 @@ func (c *Config) Validate() error {
 	add := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
 	if c.NATSURL == "" {
 		add("--nats-url is required")
+	}
+	if err := c.NATS.Validate(); err != nil {
+		errs = append(errs, err)
 	}
 	if !wire.ValidToken(c.InstanceID) {
 		add("--instance-id %q: want 1..64 characters of [A-Za-z0-9_-]", c.InstanceID)

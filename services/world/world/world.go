@@ -173,7 +173,7 @@ func (s *Service) Owned() map[string]ZoneStatus {
 // event, final snapshot, lease release) within cfg.ShutdownTimeout and
 // returns nil.
 func (s *Service) Run(ctx context.Context) error {
-	nc, err := nats.Connect(s.cfg.NATSURL, nats.Name("world-"+s.cfg.InstanceID), nats.MaxReconnects(-1),
+	nc, err := s.cfg.NATS.Connect(s.cfg.NATSURL, nats.Name("world-"+s.cfg.InstanceID), nats.MaxReconnects(-1),
 		nats.ReconnectWait(250*time.Millisecond), nats.DrainTimeout(s.cfg.ShutdownTimeout))
 	if err != nil {
 		return fmt.Errorf("world: connect %s: %w", s.cfg.NATSURL, err)
