@@ -38,26 +38,11 @@ type Reader interface {
 // FloorFunc reports persist's acknowledged floor (nil: not served).
 type FloorFunc func(ctx context.Context) (AckFloorReply, error)
 
-// ZoneRangeReply answers persist.query.zone_range: the zone's events in
-// (seq, index) order; More says the page is full (ask again after the last
-// row: after_seq/after_index of it, has_after true).
-type ZoneRangeReply struct {
-	Events []store.EventRow `json:"events"`
-	More   bool             `json:"more"`
-	Error  string           `json:"error,omitempty"`
-}
+// ZoneRangeReply answers persist.query.zone_range (the world decodes the same type).
+type ZoneRangeReply = wire.ZoneRangeReply
 
-// AckFloorReply answers persist.query.ack_floor. AckFloor is the stream
-// sequence up to which every EVT message is acknowledged by persist's
-// durable consumer, so durably stored (acks follow the commit): trimming
-// evt.<zone> below it never removes an event the store lacks.
-type AckFloorReply struct {
-	AckFloor      uint64 `json:"ack_floor"`
-	StreamLastSeq uint64 `json:"stream_last_seq"`
-	NumPending    uint64 `json:"num_pending"`
-	NumAckPending int    `json:"num_ack_pending"`
-	Error         string `json:"error,omitempty"`
-}
+// AckFloorReply answers persist.query.ack_floor (the world's trim decodes the same type).
+type AckFloorReply = wire.AckFloorReply
 
 // PlayerRequest asks for one player.
 type PlayerRequest struct {

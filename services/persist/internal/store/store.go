@@ -136,18 +136,9 @@ func DecodeMessage(seq uint64, subject string, h nats.Header, data []byte, msgTi
 	return out
 }
 
-// EventRow is one stored event.
-type EventRow struct {
-	Seq      uint64 `json:"seq"`
-	Index    uint32 `json:"index"` // position in its message (0 for a legacy message)
-	TSNs     int64  `json:"ts_ns"`
-	Zone     string `json:"zone"`
-	EventID  string `json:"event_id"`
-	PlayerID string `json:"player_id,omitempty"`
-	Type     string `json:"type"`
-	Fence    uint64 `json:"fence"`
-	Payload  []byte `json:"payload"` // schema.Event protobuf (base64 in JSON)
-}
+// EventRow is one stored event: the wire shape of persist's query replies
+// (wire.StoredEvent), so the world decodes the same type persist answers with.
+type EventRow = wire.StoredEvent
 
 // Player is the player read model.
 type Player struct {
@@ -228,15 +219,8 @@ func (e *PartialError) Unwrap() error { return e.Err }
 // [FromSeq, ToSeq] (ToSeq 0 = no upper bound), in log order (seq, index),
 // starting after the position (AfterSeq, AfterIndex) when HasAfter (paging:
 // pass the last row of the previous page), at most Limit rows.
-type SeqRangeQuery struct {
-	Zone       string `json:"zone"`
-	FromSeq    uint64 `json:"from_seq"`
-	ToSeq      uint64 `json:"to_seq"`
-	AfterSeq   uint64 `json:"after_seq,omitempty"`
-	AfterIndex uint32 `json:"after_index,omitempty"`
-	HasAfter   bool   `json:"has_after,omitempty"`
-	Limit      int    `json:"limit"`
-}
+// It is the request of persist.query.zone_range (wire.ZoneRangeRequest).
+type SeqRangeQuery wire.ZoneRangeRequest
 
 // Normalize applies the defaults and bounds of a query: the lower bound
 // becomes the first position to return, as (seq, index).

@@ -23,12 +23,6 @@ type StoreSource struct {
 	Timeout time.Duration // per page; default 10s
 }
 
-type rangeRow struct {
-	Seq     uint64 `json:"seq"`
-	Index   uint32 `json:"index"`
-	Payload []byte `json:"payload"`
-}
-
 // Events calls fn for every stored event of zone with sequence in [from, to]
 // in (seq, index) order. The entries carry no headers (the store keeps the
 // events, not the message envelope).
@@ -37,7 +31,7 @@ func (s StoreSource) Events(ctx context.Context, zone string, from, to uint64, f
 	if timeout == 0 {
 		timeout = 10 * time.Second
 	}
-	req := map[string]any{"zone": zone, "from_seq": from, "to_seq": to, "limit": 1000}
+	req := wire.ZoneRangeRequest{Zone: zone, FromSeq: from, ToSeq: to, Limit: 1000}
 	for {
 		b, _ := json.Marshal(req)
 		rctx, cancel := context.WithTimeout(ctx, timeout)
@@ -46,11 +40,7 @@ func (s StoreSource) Events(ctx context.Context, zone string, from, to uint64, f
 		if err != nil {
 			return fmt.Errorf("history: persist %s: %w (is persist running?)", wire.QueryZoneRange, err)
 		}
-		var rep struct {
-			Events []rangeRow `json:"events"`
-			More   bool       `json:"more"`
-			Error  string     `json:"error"`
-		}
+		var rep wire.ZoneRangeReply
 		if err := json.Unmarshal(m.Data, &rep); err != nil {
 			return fmt.Errorf("history: persist answer: %w", err)
 		}
@@ -70,6 +60,6 @@ func (s StoreSource) Events(ctx context.Context, zone string, from, to uint64, f
 			return nil
 		}
 		last := rep.Events[len(rep.Events)-1]
-		req["after_seq"], req["after_index"], req["has_after"] = last.Seq, last.Index, true
+		req.AfterSeq, req.AfterIndex, req.HasAfter = last.Seq, last.Index, true
 	}
 }

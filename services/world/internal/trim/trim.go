@@ -96,10 +96,7 @@ func (t *Trimmer) PersistFloor(ctx context.Context) (uint64, error) {
 	if err != nil {
 		return 0, fmt.Errorf("%w: %v", ErrNoPersistFloor, err)
 	}
-	var rep struct {
-		AckFloor uint64 `json:"ack_floor"`
-		Error    string `json:"error"`
-	}
+	var rep wire.AckFloorReply
 	if err := json.Unmarshal(m.Data, &rep); err != nil || rep.Error != "" {
 		return 0, fmt.Errorf("%w: answer %q", ErrNoPersistFloor, m.Data)
 	}
