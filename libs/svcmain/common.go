@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/realmstream/realmstream/libs/envflag"
+	"github.com/realmstream/realmstream/libs/natsconn"
 	"github.com/realmstream/realmstream/libs/wire"
 )
 
@@ -25,6 +26,9 @@ const DefaultNATSURL = "nats://127.0.0.1:4222"
 type Common struct {
 	// NATSURL (--nats-url) is the NATS server. Default DefaultNATSURL.
 	NATSURL string
+	// NATS are the credentials and TLS of the connection (--nats-creds,
+	// --nats-user/--nats-password, --nats-tls*: libs/natsconn).
+	NATS natsconn.Options
 	// HTTPAddr (--http-addr) serves /healthz, /readyz, /metrics and pprof.
 	// Default 127.0.0.1:<the service's port>: the ops port is for operators
 	// and binds loopback unless told otherwise (deploy sets ":<port>").
@@ -78,6 +82,7 @@ func DefaultCommon(service string, port int) Common {
 // defaults.
 func (c *Common) RegisterFlags(s *envflag.Set) {
 	s.String(&c.NATSURL, "nats-url", c.NATSURL, "NATS server URL (without it a binary creates no streams; see --create-streams)")
+	c.NATS.Register(s)
 	s.String(&c.HTTPAddr, "http-addr", c.HTTPAddr, "ops HTTP address (/healthz, /readyz, /metrics, /debug/pprof); loopback unless told, e.g. :8080 for every interface")
 	s.String(&c.InstanceID, "instance-id", c.InstanceID, "instance id (heartbeat subject, leases, logs, stats)")
 	s.String(&c.LogLevel, "log-level", c.LogLevel, "log level: debug, info, warn, error")
@@ -98,6 +103,9 @@ func (c *Common) Validate() error {
 	add := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
 	if c.NATSURL == "" {
 		add("--nats-url is required")
+	}
+	if err := c.NATS.Validate(); err != nil {
+		errs = append(errs, err)
 	}
 	if c.HTTPAddr == "" {
 		add("--http-addr is required")

@@ -19,7 +19,7 @@ const ReconnectWait = 250 * time.Millisecond
 // every service uses: named <service>-<instance>, reconnecting forever every
 // ReconnectWait, disconnects and reconnects logged. extra options come last and
 // win (a bigger reconnect buffer, a drain timeout, handlers of the service's
-// own, credentials and TLS).
+// own). Credentials and TLS come from c.NATS (libs/natsconn).
 func Connect(service string, c *Common, log *slog.Logger, extra ...nats.Option) (*nats.Conn, error) {
 	opts := append([]nats.Option{
 		nats.Name(service + "-" + c.InstanceID),
@@ -32,7 +32,7 @@ func Connect(service string, c *Common, log *slog.Logger, extra ...nats.Option) 
 		}),
 		nats.ReconnectHandler(func(nc *nats.Conn) { log.Info("nats reconnected", "url", nc.ConnectedUrl()) }),
 	}, extra...)
-	nc, err := nats.Connect(c.NATSURL, opts...)
+	nc, err := c.NATS.Connect(c.NATSURL, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("%s: connect %s: %w (is NATS running?)", service, c.NATSURL, err)
 	}
