@@ -293,7 +293,9 @@ func (s *Store) writeDB(ctx context.Context, db *DB, p *part) (store.WriteResult
 		// for it again inside every batch (the other shards go on).
 		return store.WriteResult{}, fmt.Errorf("%w (retry in %s)", ErrShardDown, time.Duration(until-time.Now().UnixNano()).Round(time.Millisecond))
 	}
+	span := startTx(ctx, db, p)
 	res, err := s.writeTx(ctx, db, p, false)
+	defer func() { endTx(span, res.Inserted, res.Skipped, err) }()
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) && pgErr.Code == "23505" {
 		// Backstop: a row above the high-water mark already existed (a writer

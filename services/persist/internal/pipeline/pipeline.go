@@ -33,6 +33,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/realmstream/realmstream/libs/wire"
 	"github.com/realmstream/realmstream/services/persist/internal/store"
@@ -67,6 +68,11 @@ type Config struct {
 	// an error makes Run return without acking (tests use it to simulate a
 	// crash between commit and ack).
 	BeforeAck func(recs []store.Record) error
+	// TracerProvider makes the batch and row spans (trace.go); nil = the
+	// global provider. StoreName names the store in them ("postgres",
+	// "pebble").
+	TracerProvider trace.TracerProvider
+	StoreName      string
 }
 
 func (c *Config) defaults() {
@@ -240,6 +246,7 @@ func (p *Pipeline) Run(ctx context.Context) error {
 		dups    = map[uint64][]jetstream.Msg{} // second deliveries of carried messages, acked with them
 		backoff = 50 * time.Millisecond
 		retry   *time.Timer
+		bt      = newBatchTrace(p.cfg.TracerProvider, p.cfg.StoreName)
 	)
 	for {
 		var f *fetched
@@ -283,7 +290,9 @@ func (p *Pipeline) Run(ctx context.Context) error {
 			p.release(carry)
 			p.release(f)
 		}
-		failed, err := p.write(ctx, batch.recs)
+		wctx, retries := bt.begin(ctx, batch), p.Stats.Retries.Load()
+		failed, err := p.write(wctx, batch.recs)
+		bt.end(batch, failed, p.Stats.Retries.Load()-retries, err)
 		if err != nil {
 			return nil // shutdown: what is not acked is redelivered
 		}
