@@ -7,7 +7,8 @@
 // travel, trimming) go through Decode, so both forms read the same.
 //
 // Objects are named <zone>/<last_seq>/<fence>, never overwritten, and those
-// no longer referenced by the bucket's history are deleted after each put.
+// no longer referenced by the bucket's history are deleted after a put that
+// may have left one behind (see collectOnce).
 package snapstore
 
 import (
@@ -16,6 +17,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/protobuf/proto"
@@ -38,6 +40,9 @@ type Store struct {
 	Obj jetstream.ObjectStore
 	// Inline is the size above which a snapshot goes to Obj (default DefaultInline).
 	Inline int
+
+	mu   sync.Mutex
+	left map[string]int // zone -> puts that still collect (absent: no put yet)
 }
 
 // Open returns a Store over kv with the chunk bucket ensured (same replicas).
@@ -55,34 +60,53 @@ func Open(ctx context.Context, js jetstream.JetStream, kv jetstream.KeyValue, re
 
 // Put stores snap as the zone's latest snapshot and returns its size in bytes.
 func (s *Store) Put(ctx context.Context, snap *schema.ZoneSnapshot) (int, error) {
-	b, err := proto.MarshalOptions{Deterministic: true}.Marshal(snap)
+	b, err := Marshal(snap)
 	if err != nil {
 		return 0, err
 	}
+	return len(b), s.PutBytes(ctx, Header(snap), b)
+}
+
+// Marshal encodes a snapshot as Put stores it (deterministic).
+func Marshal(snap *schema.ZoneSnapshot) ([]byte, error) {
+	return proto.MarshalOptions{Deterministic: true}.Marshal(snap)
+}
+
+// Header is the part of a snapshot an index holds: zone, position, fence,
+// tick, event count and time, no state. A zone that writes its snapshots in
+// the background marshals the state in its tick and keeps only this.
+func Header(snap *schema.ZoneSnapshot) *schema.ZoneSnapshot {
+	return &schema.ZoneSnapshot{Zone: snap.Zone, LastSeq: snap.LastSeq, Fence: snap.Fence, Tick: snap.Tick, Events: snap.Events,
+		LastEventNs: snap.LastEventNs}
+}
+
+// PutBytes stores b, the Marshal of a snapshot whose Header is h, as the
+// zone's latest snapshot.
+func (s *Store) PutBytes(ctx context.Context, h *schema.ZoneSnapshot, b []byte) error {
 	inline := s.Inline
 	if inline == 0 {
 		inline = DefaultInline
 	}
 	if len(b) <= inline || s.Obj == nil {
-		if _, err := s.KV.Put(ctx, snap.Zone, b); err != nil {
-			return len(b), fmt.Errorf("snapstore: put %s (%d bytes): %w", snap.Zone, len(b), err)
+		if _, err := s.KV.Put(ctx, h.Zone, b); err != nil {
+			return fmt.Errorf("snapstore: put %s (%d bytes): %w", h.Zone, len(b), err)
 		}
-		return len(b), s.collect(ctx, snap.Zone)
+		return s.collectOnce(ctx, h.Zone, false)
 	}
-	name := snap.Zone + "/" + strconv.FormatUint(snap.LastSeq, 10) + "/" + strconv.FormatUint(snap.Fence, 10)
+	name := h.Zone + "/" + strconv.FormatUint(h.LastSeq, 10) + "/" + strconv.FormatUint(h.Fence, 10)
 	if _, err := s.Obj.PutBytes(ctx, name, b); err != nil {
-		return len(b), fmt.Errorf("snapstore: put object %s (%d bytes): %w", name, len(b), err)
+		return fmt.Errorf("snapstore: put object %s (%d bytes): %w", name, len(b), err)
 	}
-	idx := &schema.ZoneSnapshot{Zone: snap.Zone, LastSeq: snap.LastSeq, Fence: snap.Fence, Tick: snap.Tick, Events: snap.Events,
-		LastEventNs: snap.LastEventNs, Object: name}
+	idx := &schema.ZoneSnapshot{Zone: h.Zone, LastSeq: h.LastSeq, Fence: h.Fence, Tick: h.Tick, Events: h.Events,
+		LastEventNs: h.LastEventNs, Object: name}
 	ib, err := proto.Marshal(idx)
 	if err != nil {
-		return len(b), err
+		return err
 	}
-	if _, err := s.KV.Put(ctx, snap.Zone, ib); err != nil {
-		return len(b), fmt.Errorf("snapstore: put index of %s: %w", name, err)
+	if _, err := s.KV.Put(ctx, h.Zone, ib); err != nil {
+		return fmt.Errorf("snapstore: put index of %s: %w", name, err)
 	}
-	return len(b), s.collect(ctx, snap.Zone)
+	return s.collectOnce(ctx, h.Zone, true)
 }
 
 // Latest returns the zone's latest snapshot (nil, nil when there is none).
@@ -123,6 +147,34 @@ func (s *Store) Decode(ctx context.Context, value []byte) (*schema.ZoneSnapshot,
 	}
 	return full, nil
 }
+
+// collectOnce deletes the objects of zone that no index in the bucket's
+// history names. Listing the history and the objects takes a few JetStream
+// requests, so it runs only while objects can be left over: on the first put
+// of a zone by this Store (leftovers of an earlier owner), after a chunked
+// put, and on the next maxHistory inline puts (an object stays referenced
+// until its index leaves the bucket's history, at most 64 revisions deep).
+func (s *Store) collectOnce(ctx context.Context, zone string, chunked bool) error {
+	s.mu.Lock()
+	if s.left == nil {
+		s.left = map[string]int{}
+	}
+	n, seen := s.left[zone]
+	switch {
+	case chunked || !seen:
+		s.left[zone] = maxHistory
+	case n > 0:
+		s.left[zone] = n - 1
+	}
+	s.mu.Unlock()
+	if seen && n == 0 && !chunked {
+		return nil // no object of this zone can be left
+	}
+	return s.collect(ctx, zone)
+}
+
+// maxHistory is the deepest history a JetStream KV bucket keeps.
+const maxHistory = 64
 
 // collect deletes the zone's objects that no revision in the bucket's
 // history references any more.

@@ -21,7 +21,26 @@ type Metrics struct {
 	ClaimDuration  prometheus.Histogram
 	Quarantined    prometheus.Counter
 	Records        prometheus.Counter
+	TickPhase      *prometheus.HistogramVec
+	phases         [numPhases]prometheus.Observer
 }
+
+// phase is one part of a tick, timed on its own (realm_world_tick_phase_seconds):
+// where a slow tick spends its time.
+type phase int
+
+const (
+	phaseDecide    phase = iota // the inbox, due disconnects, system events
+	phaseCommit                 // the tick record's fenced append, awaited
+	phaseExpose                 // acks and notices
+	phaseWhere                  // the world_players entries of players who left or crossed
+	phaseTransfers              // TransferIn commands sent to other zones
+	phaseUpdates                // AOI view built and published
+	phaseSnapshot               // snapshot taken (written in the background)
+	numPhases
+)
+
+var phaseNames = [numPhases]string{"decide", "commit", "expose", "whereabouts", "transfers", "updates", "snapshot"}
 
 // NewMetrics creates and registers the metrics (reg may be nil).
 func NewMetrics(reg prometheus.Registerer) *Metrics {
@@ -43,9 +62,15 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Buckets: prometheus.ExponentialBuckets(0.001, 2, 14)}),
 		Quarantined: prometheus.NewCounter(prometheus.CounterOpts{Name: "realm_world_quarantined_total", Help: "Undecodable zone log messages skipped by replay (each also raises an alert)."}),
 		Records:     prometheus.NewCounter(prometheus.CounterOpts{Name: "realm_world_tick_records_total", Help: "Tick records committed (one per zone tick with events, more when a tick is split)."}),
+		TickPhase: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "realm_world_tick_phase_seconds",
+			Help:    "Duration of each phase of a zone tick (decide, commit, expose, whereabouts, transfers, updates, snapshot): where a slow tick spends its time.",
+			Buckets: prometheus.ExponentialBuckets(0.00005, 2, 14)}, []string{"phase"}),
+	}
+	for i, n := range phaseNames {
+		m.phases[i] = m.TickPhase.WithLabelValues(n)
 	}
 	if reg != nil {
-		reg.MustRegister(m.TickDuration, m.ApplyLatency, m.CommandLatency, m.Commands, m.Events, m.Claims, m.Takeovers, m.Fenced, m.Snapshots, m.Replayed, m.ClaimDuration, m.Quarantined, m.Records)
+		reg.MustRegister(m.TickDuration, m.ApplyLatency, m.CommandLatency, m.Commands, m.Events, m.Claims, m.Takeovers, m.Fenced, m.Snapshots, m.Replayed, m.ClaimDuration, m.Quarantined, m.Records, m.TickPhase)
 	}
 	return m
 }
@@ -54,6 +79,15 @@ func (m *Metrics) tickDone(d time.Duration) {
 	if m != nil {
 		m.TickDuration.Observe(d.Seconds())
 	}
+}
+
+// lap records the phase that ended now (since *mark) and moves *mark to now.
+func (m *Metrics) lap(p phase, mark *time.Time) {
+	now := time.Now()
+	if m != nil {
+		m.phases[p].Observe(now.Sub(*mark).Seconds())
+	}
+	*mark = now
 }
 
 func (m *Metrics) applied(d time.Duration, receivedAt int64) {

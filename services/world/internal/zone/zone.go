@@ -117,18 +117,23 @@ type Config struct {
 }
 
 type runner struct {
-	c        Config
-	log      *slog.Logger
-	st       *schema.ZoneSnapshot
-	app      *appender
-	view     *view
-	tracer   trace.Tracer
-	tick     uint64
-	snapSeq  uint64
-	snapEvs  uint64 // st.Events at the last snapshot
-	snapAt   time.Time
-	retryAt  time.Time // next attempt to deliver pending transfers
-	takeover bool
+	c       Config
+	log     *slog.Logger
+	st      *schema.ZoneSnapshot
+	app     *appender
+	view    *view
+	tracer  trace.Tracer
+	tick    uint64
+	snapSeq uint64
+	snapEvs uint64 // st.Events at the last snapshot
+	snapAt  time.Time
+	// The snapshot written in the background (maybeSnapshot): at most one.
+	snapBusy  bool
+	snapDone  chan snapResult
+	snapRetry time.Time // after a failed write
+	snapWG    sync.WaitGroup
+	retryAt   time.Time // next attempt to deliver pending transfers
+	takeover  bool
 
 	inbox chan jetstream.Msg
 	// deliveries are TransferDelivered events of transfers whose TransferIn
@@ -183,7 +188,8 @@ func Run(ctx context.Context, c Config) error {
 		c.DisconnectGrace = 15 * time.Second
 	}
 	r := &runner{c: c, log: c.Log.With("zone", c.Zone), view: newView(c.Rules.Map), tracer: otel.Tracer("realmstream/world"),
-		inbox: make(chan jetstream.Msg, 2*c.MaxBatch), delivered: map[string]bool{}, held: map[string]*heldDisconnect{}}
+		inbox: make(chan jetstream.Msg, 2*c.MaxBatch), delivered: map[string]bool{}, held: map[string]*heldDisconnect{},
+		snapDone: make(chan snapResult, 1)}
 	if c.Players != nil {
 		r.where = &whereabouts{kv: c.Players, zone: c.Zone, timeout: c.PublishTimeout}
 	}
@@ -218,6 +224,7 @@ func Run(ctx context.Context, c Config) error {
 	defer func() {
 		stopIntake()
 		wg.Wait()
+		r.snapWG.Wait() // a background snapshot write ends within PublishTimeout
 		if !crashed {
 			r.release() // the next owner gets what this one still holds at once
 		}
@@ -559,6 +566,7 @@ func (r *runner) step(ctx context.Context) error {
 	r.tick++
 	now := start.UnixNano()
 	t := &tickState{}
+	mark := start
 	for n := len(r.inbox); n > 0; n-- {
 		r.decide(ctx, t, <-r.inbox, now)
 	}
@@ -576,7 +584,10 @@ func (r *runner) step(ctx context.Context) error {
 	}
 	r.deliveries = r.deliveries[:0]
 	clear(r.delivered)
-	if err := r.commit(ctx, t); err != nil {
+	r.c.Metrics.lap(phaseDecide, &mark)
+	err := r.commit(ctx, t)
+	r.c.Metrics.lap(phaseCommit, &mark)
+	if err != nil {
 		if !errors.Is(err, ErrCrash) {
 			// The next owner gets this tick's commands at once, not after
 			// the ack wait (behind newer commands of the same sessions).
@@ -589,16 +600,21 @@ func (r *runner) step(ctx context.Context) error {
 	if err := r.expose(t); err != nil {
 		return err
 	}
+	r.c.Metrics.lap(phaseExpose, &mark)
 	r.where.committed(ctx, t.evs)
+	r.c.Metrics.lap(phaseWhere, &mark)
 	if t.out || (len(r.st.PendingTransfers) > 0 && start.After(r.retryAt)) {
 		if err := r.deliverPending(ctx); err != nil {
 			return err
 		}
 	}
+	r.c.Metrics.lap(phaseTransfers, &mark)
 	r.publishUpdates(t, now)
+	r.c.Metrics.lap(phaseUpdates, &mark)
 	if err := r.maybeSnapshot(ctx, false); err != nil {
 		r.log.Warn("snapshot", "err", err)
 	}
+	r.c.Metrics.lap(phaseSnapshot, &mark)
 	r.keepHeld()
 	r.c.Metrics.tickDone(time.Since(start))
 	r.report()
@@ -903,28 +919,84 @@ func (r *runner) maybeSnapshot(ctx context.Context, force bool) error {
 	if r.c.Snapshots == nil && r.c.SnapStore == nil {
 		return nil
 	}
+	r.snapFinished(force)
+	if r.snapBusy || !force && time.Now().Before(r.snapRetry) {
+		return nil
+	}
 	due, err := snapshotDue(r.st.Events, r.st.LastSeq, r.snapEvs, r.snapSeq, r.c.SnapshotEvery, r.c.SnapshotInterval, time.Since(r.snapAt), force)
 	if err != nil || !due {
 		return err
 	}
-	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.c.PublishTimeout)
-	defer cancel()
-	if r.c.SnapStore != nil {
-		if n, err := r.c.SnapStore.Put(pctx, r.st); err != nil {
-			return fmt.Errorf("zone %s: snapshot (%d bytes): %w", r.c.Zone, n, err)
-		}
-		r.snapSeq, r.snapEvs, r.snapAt = r.st.LastSeq, r.st.Events, time.Now()
-		r.c.Metrics.snapshot()
-		return nil
-	}
-	b, err := proto.MarshalOptions{Deterministic: true}.Marshal(r.st)
+	// The state is encoded here, in the tick that owns it; the writes (a KV
+	// put, or chunks and an index) run in the background so that a tick never
+	// waits for them. One snapshot is in flight at a time.
+	b, err := snapstore.Marshal(r.st)
 	if err != nil {
 		return err
 	}
-	if _, err := r.c.Snapshots.Put(pctx, r.c.Zone, b); err != nil {
-		return fmt.Errorf("zone %s: snapshot (%d bytes): %w", r.c.Zone, len(b), err)
+	h := snapstore.Header(r.st)
+	res := snapResult{seq: r.st.LastSeq, events: r.st.Events, bytes: len(b), at: time.Now()}
+	write := func() error {
+		pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.c.PublishTimeout)
+		defer cancel()
+		if r.c.SnapStore != nil {
+			return r.c.SnapStore.PutBytes(pctx, h, b)
+		}
+		_, err := r.c.Snapshots.Put(pctx, r.c.Zone, b)
+		return err
 	}
-	r.snapSeq, r.snapEvs, r.snapAt = r.st.LastSeq, r.st.Events, time.Now()
+	if force {
+		res.err = write()
+		return r.snapStored(res)
+	}
+	r.snapBusy = true
+	r.snapWG.Add(1)
+	go func() {
+		defer r.snapWG.Done()
+		res.err = write()
+		r.snapDone <- res
+	}()
+	return nil
+}
+
+// snapResult is the outcome of one snapshot write.
+type snapResult struct {
+	seq, events uint64
+	bytes       int
+	at          time.Time // when the state was taken
+	err         error
+}
+
+// snapFinished takes the result of the snapshot written in the background,
+// if it is done (wait: until it is).
+func (r *runner) snapFinished(wait bool) {
+	if !r.snapBusy {
+		return
+	}
+	var res snapResult
+	if wait {
+		res = <-r.snapDone
+	} else {
+		select {
+		case res = <-r.snapDone:
+		default:
+			return
+		}
+	}
+	r.snapBusy = false
+	if err := r.snapStored(res); err != nil {
+		r.log.Warn("snapshot", "err", err)
+	}
+}
+
+// snapStored records a written snapshot (or a failed one: the next attempt
+// waits a second).
+func (r *runner) snapStored(res snapResult) error {
+	if res.err != nil {
+		r.snapRetry = time.Now().Add(time.Second)
+		return fmt.Errorf("zone %s: snapshot at seq %d (%d bytes): %w", r.c.Zone, res.seq, res.bytes, res.err)
+	}
+	r.snapSeq, r.snapEvs, r.snapAt = res.seq, res.events, res.at
 	r.c.Metrics.snapshot()
 	return nil
 }
