@@ -108,3 +108,10 @@ func (o Options) NATS() []nats.Option {
 func (o Options) Connect(url string, extra ...nats.Option) (*nats.Conn, error) {
 	return nats.Connect(url, append(o.NATS(), extra...)...)
 }
+
+// FlagNames lists the flags Register defines: a process that runs its own
+// embedded NATS (realmstream run) leaves them out of the settings it adopts.
+func FlagNames() []string {
+	return []string{"nats-creds", "nats-nkey-seed", "nats-user", "nats-password",
+		"nats-tls", "nats-tls-ca", "nats-tls-cert", "nats-tls-key", "nats-tls-server-name"}
+}

@@ -300,6 +300,16 @@ func TestFlagsAndEnv(t *testing.T) {
 	var help strings.Builder
 	fs.SetOutput(&help)
 	fs.PrintDefaults()
+	n := 0
+	fs.VisitAll(func(*flag.Flag) { n++ })
+	if n != len(FlagNames()) {
+		t.Errorf("Register defines %d flags, FlagNames lists %d", n, len(FlagNames()))
+	}
+	for _, name := range FlagNames() {
+		if fs.Lookup(name) == nil {
+			t.Errorf("FlagNames lists %s, Register does not define it", name)
+		}
+	}
 	for _, want := range []string{"REALM_NATS_CREDS", "REALM_NATS_NKEY_SEED", "REALM_NATS_USER", "REALM_NATS_PASSWORD", "REALM_NATS_TLS", "REALM_NATS_TLS_CA", "REALM_NATS_TLS_CERT", "REALM_NATS_TLS_KEY", "REALM_NATS_TLS_SERVER_NAME"} {
 		if !strings.Contains(help.String(), want) {
 			t.Errorf("--help does not name %s", want)
