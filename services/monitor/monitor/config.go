@@ -10,34 +10,24 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
-	"os"
-	"strconv"
 	"strings"
 	"time"
 
 	"github.com/realmstream/realmstream/libs/envflag"
-	"github.com/realmstream/realmstream/libs/natsconn"
+	"github.com/realmstream/realmstream/libs/svcmain"
 	"github.com/realmstream/realmstream/libs/wire"
 	"github.com/realmstream/realmstream/libs/worldmap"
 )
 
 // Config is the monitor's configuration. DefaultConfig documents every default.
 type Config struct {
-	// NATSURL is the NATS server. Default nats://127.0.0.1:4222.
-	NATSURL string
-	// NATS holds the credentials and TLS of the connection (libs/natsconn).
-	NATS natsconn.Options
-	// HTTPAddr serves /healthz, /readyz, /metrics and the dashboard (/). Default :8083.
-	HTTPAddr string
-	// InstanceID names this instance in heartbeats and alerts. Default hostname-pid.
-	InstanceID string
-	// LogLevel (debug|info|warn|error) and LogFormat (json|text) are used by main to build the logger.
-	LogLevel, LogFormat string
-	// ShutdownTimeout bounds the drain on stop (webhook queue, NATS). Default 10s.
-	ShutdownTimeout time.Duration
-	// OTLPEndpoint is accepted for uniformity with the other services; the
+	// Common is the block every service has (svcmain.Common): --nats-url,
+	// NATS credentials, --http-addr (ops server, /metrics and the dashboard
+	// at /; default 127.0.0.1:8083), --instance-id, logs, --shutdown-timeout
+	// (drain of the webhook queue and NATS), --heartbeat, --stream-replicas,
+	// --create-streams. --otlp-endpoint is accepted for uniformity: the
 	// monitor creates no spans of its own.
-	OTLPEndpoint string
+	svcmain.Common
 
 	// RulesPath is the YAML rules file; "" uses the embedded defaults.
 	RulesPath string
@@ -67,56 +57,35 @@ type Config struct {
 	AbsenceAfter time.Duration
 	// HeartbeatTimeout: an instance with no heartbeat for this long is not alive. Default 10s.
 	HeartbeatTimeout time.Duration
-	// HeartbeatInterval is how often the monitor sends its own heartbeat. Default 2s.
-	HeartbeatInterval time.Duration
 	// ForgetAfter drops shards and instances silent this long (their alerts resolve). Default 1h.
 	ForgetAfter time.Duration
 	// Zones are the zones that must have an owner: "" = every zone of the
 	// default world grid (worldmap.Default), "none" = only zones seen in heartbeats,
 	// or a comma-separated list.
 	Zones string
-	// Streams configures wire.EnsureStreams.
-	Streams wire.StreamOptions
 }
 
 // DefaultConfig returns the defaults.
 func DefaultConfig() Config {
-	host, _ := os.Hostname()
-	if host == "" {
-		host = "monitor"
-	}
 	return Config{
-		NATSURL:           "nats://127.0.0.1:4222",
-		HTTPAddr:          ":8083",
-		InstanceID:        host + "-" + strconv.Itoa(os.Getpid()),
-		LogLevel:          "info",
-		LogFormat:         "json",
-		ShutdownTimeout:   10 * time.Second,
-		WebhookAttempts:   5,
-		WebhookTimeout:    5 * time.Second,
-		WebhookBackoff:    500 * time.Millisecond,
-		WebhookQueue:      256,
-		Window:            15 * time.Minute,
-		WindowMaxSamples:  1000,
-		EvalInterval:      5 * time.Second,
-		AbsenceAfter:      45 * time.Second,
-		HeartbeatTimeout:  10 * time.Second,
-		HeartbeatInterval: 2 * time.Second,
-		ForgetAfter:       time.Hour,
+		Common:           svcmain.DefaultCommon(ServiceName, 8083),
+		WebhookAttempts:  5,
+		WebhookTimeout:   5 * time.Second,
+		WebhookBackoff:   500 * time.Millisecond,
+		WebhookQueue:     256,
+		Window:           15 * time.Minute,
+		WindowMaxSamples: 1000,
+		EvalInterval:     5 * time.Second,
+		AbsenceAfter:     45 * time.Second,
+		HeartbeatTimeout: 10 * time.Second,
+		ForgetAfter:      time.Hour,
 	}
 }
 
 // RegisterFlags binds every field to a flag (and its REALM_* variable), with
 // the current values as defaults.
 func (c *Config) RegisterFlags(s *envflag.Set) {
-	s.String(&c.NATSURL, "nats-url", c.NATSURL, "NATS server URL")
-	c.NATS.Register(s)
-	s.String(&c.HTTPAddr, "http-addr", c.HTTPAddr, "address of the ops server: /healthz, /readyz, /metrics and the dashboard at /")
-	s.String(&c.InstanceID, "instance-id", c.InstanceID, "instance id in heartbeats and alerts")
-	s.String(&c.LogLevel, "log-level", c.LogLevel, "log level: debug, info, warn, error")
-	s.String(&c.LogFormat, "log-format", c.LogFormat, "log format: json or text")
-	s.Duration(&c.ShutdownTimeout, "shutdown-timeout", c.ShutdownTimeout, "how long to drain on stop")
-	s.String(&c.OTLPEndpoint, "otlp-endpoint", c.OTLPEndpoint, "OTLP endpoint (accepted for uniformity; the monitor exports no spans)")
+	c.Common.RegisterFlags(s)
 	s.String(&c.RulesPath, "rules", c.RulesPath, "alert rules YAML file; empty = the embedded defaults")
 	s.String(&c.WebhookURL, "webhook-url", c.WebhookURL, "POST every firing/resolved alert as JSON to this URL; empty = no webhook")
 	s.Int(&c.WebhookAttempts, "webhook-attempts", c.WebhookAttempts, "attempts per webhook notification")
@@ -129,36 +98,17 @@ func (c *Config) RegisterFlags(s *envflag.Set) {
 	s.Duration(&c.EvalInterval, "eval-interval", c.EvalInterval, "how often alert rules are evaluated and the dashboard refreshed")
 	s.Duration(&c.AbsenceAfter, "absence-after", c.AbsenceAfter, "a shard silent this long is not reporting (absence alert)")
 	s.Duration(&c.HeartbeatTimeout, "heartbeat-timeout", c.HeartbeatTimeout, "an instance without heartbeat this long is not alive")
-	s.Duration(&c.HeartbeatInterval, "heartbeat-interval", c.HeartbeatInterval, "how often the monitor sends its own heartbeat")
+	s.Duration(&c.Heartbeat, "heartbeat-interval", c.Heartbeat, "old name of --heartbeat")
 	s.Duration(&c.ForgetAfter, "forget-after", c.ForgetAfter, "forget shards and instances silent this long")
 	s.String(&c.Zones, "zones", c.Zones, `zones that must have an owner: empty = the default world grid, "none" = only zones seen in heartbeats, or a comma-separated list`)
-	if c.Streams.Replicas == 0 {
-		c.Streams.Replicas = 1
-	}
-	s.Int(&c.Streams.Replicas, "stream-replicas", c.Streams.Replicas, "replicas of the JetStream streams this service ensures at start (1 on one machine, 3 in a cluster); every service must use the same value")
 }
 
 // Validate checks the configuration.
 func (c Config) Validate() error {
 	var errs []error
 	bad := func(format string, a ...any) { errs = append(errs, fmt.Errorf("monitor: "+format, a...)) }
-	if c.NATSURL == "" {
-		bad("--nats-url is empty")
-	}
-	if err := c.NATS.Validate(); err != nil {
-		errs = append(errs, err)
-	}
-	if c.HTTPAddr == "" {
-		bad("--http-addr is empty")
-	}
-	if c.InstanceID == "" || !wire.ValidToken(c.InstanceID) {
-		bad("--instance-id %q: want 1-64 characters of [A-Za-z0-9_-]", c.InstanceID)
-	}
-	if c.LogFormat != "json" && c.LogFormat != "text" {
-		bad("--log-format %q: want json or text", c.LogFormat)
-	}
-	if c.ShutdownTimeout <= 0 {
-		bad("--shutdown-timeout %v: must be positive", c.ShutdownTimeout)
+	if err := c.Common.Validate(); err != nil {
+		errs = append(errs, fmt.Errorf("monitor: %w", err))
 	}
 	if c.WebhookURL != "" {
 		u, err := url.Parse(c.WebhookURL)
@@ -187,16 +137,13 @@ func (c Config) Validate() error {
 	if c.EvalInterval < 10*time.Millisecond {
 		bad("--eval-interval %v: want >= 10ms", c.EvalInterval)
 	}
-	if c.AbsenceAfter <= 0 || c.HeartbeatTimeout <= 0 || c.HeartbeatInterval <= 0 {
-		bad("--absence-after, --heartbeat-timeout and --heartbeat-interval must be positive")
+	if c.AbsenceAfter <= 0 || c.HeartbeatTimeout <= 0 {
+		bad("--absence-after and --heartbeat-timeout must be positive")
 	}
 	if c.ForgetAfter < c.AbsenceAfter {
 		bad("--forget-after %v must be at least --absence-after %v", c.ForgetAfter, c.AbsenceAfter)
 	}
 	if _, err := c.expectedZones(); err != nil {
-		errs = append(errs, err)
-	}
-	if err := c.Streams.Validate(); err != nil {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)

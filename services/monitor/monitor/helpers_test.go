@@ -75,7 +75,7 @@ func testConfig(t *testing.T, natsURL string) Config {
 	// Generous against a loaded CI machine (the feeder publishes every 100ms).
 	cfg.AbsenceAfter = 3 * time.Second
 	cfg.HeartbeatTimeout = 2 * time.Second
-	cfg.HeartbeatInterval = 200 * time.Millisecond
+	cfg.Heartbeat = 200 * time.Millisecond
 	cfg.Zones = "z0_0,z1_0"
 	cfg.ShutdownTimeout = 5 * time.Second
 	cfg.WebhookBackoff = 20 * time.Millisecond

@@ -19,6 +19,7 @@ import (
 
 	"github.com/realmstream/realmstream/libs/opsserver"
 	"github.com/realmstream/realmstream/libs/schema"
+	"github.com/realmstream/realmstream/libs/svcmain"
 	"github.com/realmstream/realmstream/libs/wire"
 
 	"github.com/realmstream/realmstream/services/monitor/internal/dashboard"
@@ -151,7 +152,7 @@ func (s *Service) ActiveAlerts() []rules.Active { return s.engine.Active() }
 // Run connects, restores state, consumes and evaluates until ctx is
 // cancelled, then drains within cfg.ShutdownTimeout. It returns nil on a clean stop.
 func (s *Service) Run(ctx context.Context) error {
-	nc, err := s.cfg.NATS.Connect(s.cfg.NATSURL, nats.Name("realmstream-monitor "+s.cfg.InstanceID), nats.MaxReconnects(-1),
+	nc, err := svcmain.Connect(ServiceName, &s.cfg.Common, s.log,
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
 			if err != nil { // nil: our own Close on stop
 				s.log.Warn("nats disconnected", "err", err)
@@ -167,7 +168,7 @@ func (s *Service) Run(ctx context.Context) error {
 			}
 		}))
 	if err != nil {
-		return fmt.Errorf("monitor: connect %s: %w (is NATS running?)", s.cfg.NATSURL, err)
+		return err
 	}
 	s.nc = nc
 	s.started = time.Now()
@@ -178,7 +179,7 @@ func (s *Service) Run(ctx context.Context) error {
 	}
 	startCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	if err := wire.EnsureStreams(startCtx, js, s.cfg.Streams); err != nil {
+	if err := s.cfg.EnsureStreams(startCtx, js); err != nil {
 		return fmt.Errorf("monitor: %w", err)
 	}
 	if err := s.openAlertState(startCtx, js); err != nil {
@@ -240,8 +241,8 @@ func (s *Service) Run(ctx context.Context) error {
 	wg.Go(func() { s.lags.Run(ctx, s.zonesSeen, 5*time.Second) })
 	s.evaluate(time.Now())
 	wg.Go(func() { s.loop(ctx, s.cfg.EvalInterval, s.evaluate) })
-	wg.Go(func() { s.loop(ctx, s.cfg.HeartbeatInterval, func(time.Time) { s.sendHeartbeat(true, false) }) })
-	s.sendHeartbeat(true, false)
+	s.sendHeartbeat(true, false) // before ready: the first one must not wait for the loop
+	wg.Go(func() { svcmain.Heartbeats(ctx, s.cfg.Heartbeat, func() { s.sendHeartbeat(true, false) }) })
 	s.ops.SetReady(true)
 	close(s.ready)
 	s.log.Info("monitor ready", "http", s.HTTPAddr(), "rules", len(s.set.Rules), "rules_source", s.set.Source,
@@ -393,11 +394,7 @@ func (s *Service) sendHeartbeat(ready, stopping bool) {
 		Ready: ready, Stopping: stopping, HttpAddr: s.HTTPAddr(),
 		Figures: map[string]float64{"rules": float64(len(s.set.Rules)), "alerts_firing": float64(firing),
 			"uptime_s": time.Since(s.started).Seconds()}}
-	b, err := proto.Marshal(hb)
-	if err != nil {
-		return
-	}
-	_ = s.nc.Publish(wire.HeartbeatSubject(ServiceName, s.cfg.InstanceID), b)
+	_ = svcmain.PublishHeartbeat(s.nc, hb)
 }
 
 // evaluate runs every rule once, announces the transitions and refreshes the dashboard.

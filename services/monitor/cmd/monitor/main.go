@@ -20,9 +20,8 @@ func run(args []string) int {
 			"rules, publishes alerts on alerts.<severity>, serves /metrics and a live dashboard at /.",
 		Version:  version,
 		Register: cfg.RegisterFlags,
-		// The monitor creates no spans of its own: --otlp-endpoint is accepted for uniformity.
-		Logging: func() svcmain.Logging { return svcmain.Logging{Level: cfg.LogLevel, Format: cfg.LogFormat} },
-		New:     func(log *slog.Logger) (svcmain.Service, error) { return monitor.New(cfg, log) },
+		Common:   &cfg.Common, // the monitor creates no spans of its own: --otlp-endpoint is accepted for uniformity
+		New:      func(log *slog.Logger) (svcmain.Service, error) { return monitor.New(cfg, log) },
 	})
 }
 
