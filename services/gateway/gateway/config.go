@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/realmstream/realmstream/libs/envflag"
 	"github.com/realmstream/realmstream/libs/natsconn"
 	"github.com/realmstream/realmstream/libs/schema"
@@ -29,6 +31,14 @@ type Config struct {
 	LogFormat       string           // --log-format (json|text), default json
 	ShutdownTimeout time.Duration    // --shutdown-timeout, bound on the graceful drain, default 10s
 	OTLPEndpoint    string           // --otlp-endpoint, OTLP/HTTP traces endpoint URL; empty = no export
+	// TraceSampleRatio (--trace-sample-ratio, default 0.1) is the share of
+	// client commands traced; the decision is taken here, at the head of the
+	// trace, and the world and persist follow it (parent-based). Refusals are
+	// always traced. Without an endpoint or TracerProvider nothing is.
+	TraceSampleRatio float64
+	// TracerProvider, when set by an embedder, makes the gateway's spans
+	// (and turns tracing on); nil = the global provider, on with OTLPEndpoint.
+	TracerProvider trace.TracerProvider
 
 	TokenKey string        // --token-key, one HS256 key of tokens (>= 16 bytes), kid "default"; see TokenKeys
 	TokenTTL time.Duration // --token-ttl, life of tokens the gateway issues (login, Welcome), default 24h
@@ -119,6 +129,8 @@ func DefaultConfig() Config {
 		SendQueueBytes:  1 << 20,
 		SendQueueAge:    2 * time.Second,
 		Map:             worldmap.Default(),
+
+		TraceSampleRatio: 0.1, // 10% of the commands when tracing is on
 	}
 }
 
@@ -135,7 +147,8 @@ func (c *Config) RegisterFlags(s *envflag.Set) {
 	s.String(&c.LogLevel, "log-level", c.LogLevel, "log level: debug, info, warn, error")
 	s.String(&c.LogFormat, "log-format", c.LogFormat, "log format: json or text")
 	s.Duration(&c.ShutdownTimeout, "shutdown-timeout", c.ShutdownTimeout, "bound on the graceful drain")
-	s.String(&c.OTLPEndpoint, "otlp-endpoint", c.OTLPEndpoint, "OTLP/HTTP trace endpoint URL (e.g. http://otel:4318); empty = no export")
+	s.String(&c.OTLPEndpoint, "otlp-endpoint", c.OTLPEndpoint, "OTLP/HTTP trace endpoint URL (e.g. http://otel:4318); empty = tracing off")
+	s.Float(&c.TraceSampleRatio, "trace-sample-ratio", c.TraceSampleRatio, "share of client commands traced, 0..1 (head sampling here; world and persist follow the command's decision; refusals are always traced, at most 50 spans/s); needs --otlp-endpoint")
 	s.String(&c.TokenKey, "token-key", c.TokenKey, "HMAC key of session tokens (at least 16 bytes); required unless --dev")
 	s.Duration(&c.TokenTTL, "token-ttl", c.TokenTTL, "life of tokens issued by the gateway")
 	s.Bool(&c.Dev, "dev", c.Dev, "dev mode: Hello{name} without a token is issued one (never in production)")
@@ -170,6 +183,9 @@ func (c *Config) Validate() error {
 	add := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
 	if c.NATSURL == "" {
 		add("--nats-url is required")
+	}
+	if !(c.TraceSampleRatio >= 0 && c.TraceSampleRatio <= 1) {
+		add("--trace-sample-ratio %v: want 0..1", c.TraceSampleRatio)
 	}
 	if err := c.NATS.Validate(); err != nil {
 		errs = append(errs, err)

@@ -21,7 +21,6 @@ import (
 	"github.com/coder/websocket"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/protobuf/proto"
 
@@ -44,7 +43,8 @@ type Service struct {
 	ops    *opsserver.Server
 	m      *metrics
 	figs   *telemetry.Figures // heartbeat figures
-	tracer trace.Tracer
+	tr     tracing
+	tracer trace.Tracer // = tr.tracer; goes once conn.go uses tr only
 
 	ring     *mpsc.Ring[*item]
 	pub      *publisher
@@ -105,7 +105,6 @@ func New(cfg Config, log *slog.Logger) (*Service, error) {
 		signer:    signer,
 		limits:    packet.NewLimits(cfg.Map),
 		ops:       opsserver.New(),
-		tracer:    otel.Tracer("github.com/realmstream/realmstream/services/gateway"),
 		ring:      mpsc.New[*item](cfg.RingSize),
 		sessions:  newSessions(4*cfg.MaxConns, cfg.TokenTTL),
 		ready:     make(chan struct{}),
@@ -114,6 +113,10 @@ func New(cfg Config, log *slog.Logger) (*Service, error) {
 		dupSem:    make(chan struct{}, 64),
 		world:     worldInfo(cfg),
 	}
+	if s.tr, err = newTracing(cfg); err != nil {
+		return nil, fmt.Errorf("gateway: %w", err)
+	}
+	s.tracer = s.tr.tracer
 	s.pub = newPublisher(s, s.ring)
 	s.down = newDownstream(s)
 	s.figs = newFigures(s.ops.Registry)

@@ -16,6 +16,7 @@ import (
 
 	"github.com/realmstream/realmstream/libs/mpsc"
 	"github.com/realmstream/realmstream/libs/schema"
+	"github.com/realmstream/realmstream/libs/telemetry"
 	"github.com/realmstream/realmstream/libs/wire"
 )
 
@@ -288,6 +289,7 @@ drain:
 
 // send publishes an item that holds a window slot.
 func (p *publisher) send(it *item) {
+	dequeued(it)
 	for {
 		p.mu.Lock()
 		p.pending[&it.msg] = it
@@ -372,7 +374,7 @@ func (p *publisher) onAck(_ jetstream.JetStream, m *nats.Msg, ack *jetstream.Pub
 	if it == nil {
 		return
 	}
-	p.s.m.pubLatency.Observe(time.Since(it.received).Seconds())
+	telemetry.Observe(p.s.m.pubLatency, time.Since(it.received).Seconds(), it.span.SpanContext())
 	if ack.Duplicate {
 		p.s.m.acksDup.Inc()
 	} else {

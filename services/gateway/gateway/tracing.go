@@ -1,0 +1,133 @@
+package gateway
+
+import (
+	"context"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+	"golang.org/x/time/rate"
+
+	"github.com/realmstream/realmstream/libs/schema"
+	"github.com/realmstream/realmstream/libs/telemetry"
+	"github.com/realmstream/realmstream/libs/wire"
+)
+
+// Tracing at the gateway, the head of every command's trace. The gateway
+// takes the sampling decision (HeadSampler, --trace-sample-ratio) when it
+// accepts a command, before any span exists: a sampled command gets a
+// gateway.command span from the packet's arrival (decode included) through
+// the ring wait (attribute realm.queue_seconds, event "dequeued"), the
+// publish attempts and the PubAck, and its traceparent goes on the command
+// message (the world continues it). An unsampled command gets the no-op
+// span (noSpan) and no header: no allocation, no time lookup. Refusals (an
+// Error or Busy answer) are always traced: a gateway.refused span each,
+// bounded by refusalSpansPerSec so that a flood of bad packets cannot flood
+// the trace pipeline. An update whose message carries a traceparent (the
+// world's world.updates span of a traced tick) gets a gateway.fanout span
+// with the number of clients it was queued to.
+
+// noSpan is the span of an unsampled command: the shared no-op span of the
+// API (SpanFromContext of an empty context), so End and SetAttributes are
+// free and nothing allocates.
+var noSpan = trace.SpanFromContext(context.Background())
+
+const refusalSpansPerSec = 50
+
+type tracing struct {
+	tracer   trace.Tracer
+	head     telemetry.HeadSampler
+	refusals *rate.Limiter
+}
+
+// newTracing sets up the gateway's tracing: off (nothing sampled, no
+// refusal spans) unless an OTLP endpoint is configured or the embedder
+// gives a TracerProvider.
+func newTracing(cfg Config) (tracing, error) {
+	tp := cfg.TracerProvider
+	on := tp != nil || cfg.OTLPEndpoint != ""
+	if tp == nil {
+		tp = otel.GetTracerProvider()
+	}
+	t := tracing{tracer: tp.Tracer("github.com/realmstream/realmstream/services/gateway"), refusals: rate.NewLimiter(0, 0)}
+	if !on {
+		return t, nil
+	}
+	head, err := telemetry.NewHeadSampler(cfg.TraceSampleRatio)
+	if err != nil {
+		return t, err
+	}
+	t.head, t.refusals = head, rate.NewLimiter(refusalSpansPerSec, refusalSpansPerSec)
+	return t, nil
+}
+
+// startCommand starts the span of an accepted command when its trace is
+// sampled and puts its traceparent on msg; otherwise it returns noSpan.
+func (t *tracing) startCommand(received time.Time, cmd *schema.Command, msg *nats.Msg) trace.Span {
+	if !t.head.Sample() {
+		return noSpan
+	}
+	ctx, span := t.tracer.Start(context.Background(), "gateway.command", trace.WithTimestamp(received),
+		trace.WithAttributes(attribute.String("realm.command_id", cmd.CommandId), attribute.String("realm.session", cmd.SessionId),
+			attribute.String("realm.player", cmd.PlayerId), attribute.String("realm.zone", cmd.Zone),
+			attribute.Int64("realm.client_seq", int64(cmd.ClientSeq)), attribute.String("realm.command", commandType(cmd))))
+	telemetry.Inject(ctx, msg.Header)
+	return span
+}
+
+func commandType(cmd *schema.Command) string {
+	switch cmd.Body.(type) {
+	case *schema.Command_Join:
+		return "join"
+	case *schema.Command_Leave:
+		return "leave"
+	case *schema.Command_Move:
+		return "move"
+	case *schema.Command_Chat:
+		return "chat"
+	case *schema.Command_Attack:
+		return "attack"
+	case *schema.Command_Disconnect:
+		return "disconnect"
+	default:
+		return "other"
+	}
+}
+
+// dequeued notes the end of the ring wait of a sampled command (its first
+// publish attempt).
+func dequeued(it *item) {
+	if it.attempts == 0 && it.span.IsRecording() {
+		q := time.Since(it.received).Seconds()
+		it.span.AddEvent("dequeued")
+		it.span.SetAttributes(attribute.Float64("realm.queue_seconds", q))
+	}
+}
+
+// refused records an Error or Busy answer as a span (bounded rate).
+func (t *tracing) refused(c *conn, seq uint64, code schema.ErrorCode, msg string) {
+	if !t.refusals.Allow() {
+		return
+	}
+	_, span := t.tracer.Start(context.Background(), "gateway.refused",
+		trace.WithAttributes(attribute.String("realm.session", c.session), attribute.String("realm.player", c.player),
+			attribute.String("realm.zone", c.currentZone()), attribute.Int64("realm.client_seq", int64(seq)),
+			attribute.String("realm.command_id", wire.CommandID(c.session, seq)), attribute.String("realm.code", code.String())))
+	span.SetStatus(codes.Error, msg)
+	span.End()
+}
+
+// fanout records the queueing of a traced update to its clients.
+func (t *tracing) fanout(m *nats.Msg, zone string, cell int64, clients int, start time.Time) {
+	if len(m.Header) == 0 || m.Header.Get(wire.HeaderTraceParent) == "" {
+		return
+	}
+	_, span := t.tracer.Start(telemetry.Extract(context.Background(), m.Header), "gateway.fanout", trace.WithTimestamp(start),
+		trace.WithAttributes(attribute.String("realm.zone", zone), attribute.String("realm.cell", strconv.FormatInt(cell, 10)),
+			attribute.Int("realm.clients", clients)))
+	span.End()
+}
