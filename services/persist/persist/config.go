@@ -17,14 +17,13 @@ package persist
 import (
 	"errors"
 	"fmt"
-	"os"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/realmstream/realmstream/libs/envflag"
-	"github.com/realmstream/realmstream/libs/natsconn"
 	"github.com/realmstream/realmstream/libs/shard"
+	"github.com/realmstream/realmstream/libs/svcmain"
 	"github.com/realmstream/realmstream/libs/wire"
 	"github.com/realmstream/realmstream/services/persist/internal/pipeline"
 	"github.com/realmstream/realmstream/services/persist/internal/shardmap"
@@ -34,14 +33,12 @@ import (
 // Config configures persist. Zero values are not defaults: start from
 // DefaultConfig.
 type Config struct {
-	NATSURL         string           // --nats-url, default nats://127.0.0.1:4222
-	NATS            natsconn.Options // --nats-creds, --nats-user/--nats-password, --nats-tls* (libs/natsconn)
-	HTTPAddr        string           // --http-addr (ops: /healthz /readyz /metrics), default :8082
-	InstanceID      string           // --instance-id, default hostname-pid
-	LogLevel        string           // --log-level, default info
-	LogFormat       string           // --log-format json|text, default json
-	ShutdownTimeout time.Duration    // --shutdown-timeout, default 10s: bound on finishing the batch in flight
-	OTLPEndpoint    string           // --otlp-endpoint, default "" (no trace export)
+	// Common is the block every service has (svcmain.Common): --nats-url,
+	// NATS credentials, --http-addr (ops, default 127.0.0.1:8082),
+	// --instance-id, logs, --shutdown-timeout (bound on finishing the batch in
+	// flight), --otlp-endpoint, --heartbeat, --stream-replicas (also the
+	// shard map bucket's replicas), --create-streams.
+	svcmain.Common
 
 	// PGURLs are the physical Postgres shards, each "name=url" or just "url"
 	// (named pg0, pg1, ... by position). They seed the shard map the first
@@ -64,9 +61,8 @@ type Config struct {
 	BatchWait time.Duration // max wait to fill a batch, default 100ms
 	AckWait   time.Duration // JetStream redelivery timeout of unacked events, default 5s (held batches are kept alive)
 
-	StatsInterval  time.Duration // DB stats sampling period, default 10s
-	StreamReplicas int           // replicas of the streams persist ensures, default 1
-	QueryTimeout   time.Duration // per-request bound of the query API, default 5s
+	StatsInterval time.Duration // DB stats sampling period, default 10s
+	QueryTimeout  time.Duration // per-request bound of the query API, default 5s
 
 	// testBeforeAck is a test hook (see pipeline.Config.BeforeAck).
 	testBeforeAck func([]store.Record) error
@@ -74,17 +70,8 @@ type Config struct {
 
 // DefaultConfig returns the documented defaults.
 func DefaultConfig() Config {
-	host, _ := os.Hostname()
-	if host == "" {
-		host = "persist"
-	}
 	return Config{
-		NATSURL:           "nats://127.0.0.1:4222",
-		HTTPAddr:          ":8082",
-		InstanceID:        host + "-" + strconv.Itoa(os.Getpid()),
-		LogLevel:          "info",
-		LogFormat:         "json",
-		ShutdownTimeout:   10 * time.Second,
+		Common:            svcmain.DefaultCommon("persist", 8082),
 		PebbleDir:         "data/persist",
 		ShardMapBucket:    shardmap.DefaultBucket,
 		PoolSize:          8,
@@ -94,7 +81,6 @@ func DefaultConfig() Config {
 		BatchWait:         100 * time.Millisecond,
 		AckWait:           pipeline.DefaultAckWait,
 		StatsInterval:     10 * time.Second,
-		StreamReplicas:    1,
 		QueryTimeout:      5 * time.Second,
 	}
 }
@@ -126,14 +112,7 @@ func splitList(s string) []string {
 
 // RegisterFlags binds every field to --flag / REALM_FLAG.
 func (c *Config) RegisterFlags(s *envflag.Set) {
-	s.String(&c.NATSURL, "nats-url", c.NATSURL, "NATS server URL")
-	c.NATS.Register(s)
-	s.String(&c.HTTPAddr, "http-addr", c.HTTPAddr, "ops HTTP address (/healthz, /readyz, /metrics)")
-	s.String(&c.InstanceID, "instance-id", c.InstanceID, "instance id (heartbeat subject, logs, stats)")
-	s.String(&c.LogLevel, "log-level", c.LogLevel, "log level: debug, info, warn, error")
-	s.String(&c.LogFormat, "log-format", c.LogFormat, "log format: json or text")
-	s.Duration(&c.ShutdownTimeout, "shutdown-timeout", c.ShutdownTimeout, "bound on finishing the batch in flight at shutdown")
-	s.String(&c.OTLPEndpoint, "otlp-endpoint", c.OTLPEndpoint, "OTLP/HTTP trace endpoint URL; empty = no export")
+	c.Common.RegisterFlags(s)
 	pg := strings.Join(c.PGURLs, ",")
 	s.String(&pg, "pg-urls", pg, "comma list of Postgres shards, each name=url or url (named pg0, pg1, ...); they seed the shard map; empty = Pebble")
 	c.PGURLs = splitList(pg)
@@ -149,24 +128,14 @@ func (c *Config) RegisterFlags(s *envflag.Set) {
 	s.Duration(&c.BatchWait, "batch-wait", c.BatchWait, "max wait to fill a batch")
 	s.Duration(&c.AckWait, "ack-wait", c.AckWait, "JetStream redelivery timeout of unacknowledged events: how long the batch of a replica that died waits before another replica gets it (batches being written are kept alive with in-progress acks)")
 	s.Duration(&c.StatsInterval, "stats-interval", c.StatsInterval, "DB stats sampling period (stats.db.<shard>)")
-	s.Int(&c.StreamReplicas, "stream-replicas", c.StreamReplicas, "replicas of the JetStream streams (1 on one machine, 3 in a cluster)")
 	s.Duration(&c.QueryTimeout, "query-timeout", c.QueryTimeout, "bound on answering one query request")
 }
 
 // Validate reports the first configuration error in plain words.
 func (c Config) Validate() error {
 	var errs []error
-	if c.NATSURL == "" {
-		errs = append(errs, errors.New("--nats-url is required"))
-	}
-	if err := c.NATS.Validate(); err != nil {
+	if err := c.Common.Validate(); err != nil {
 		errs = append(errs, err)
-	}
-	if !wire.ValidToken(c.InstanceID) {
-		errs = append(errs, fmt.Errorf("--instance-id %q: want 1-64 characters of [A-Za-z0-9_-]", c.InstanceID))
-	}
-	if c.LogFormat != "json" && c.LogFormat != "text" {
-		errs = append(errs, fmt.Errorf("--log-format %q: want json or text", c.LogFormat))
 	}
 	if len(c.PGURLs) == 0 && c.PebbleDir == "" {
 		errs = append(errs, errors.New("--pebble-dir is required when --pg-urls is empty"))
@@ -200,12 +169,6 @@ func (c Config) Validate() error {
 	}
 	if c.StatsInterval < 100*time.Millisecond {
 		errs = append(errs, fmt.Errorf("--stats-interval %v: want >= 100ms", c.StatsInterval))
-	}
-	if c.ShutdownTimeout <= 0 {
-		errs = append(errs, fmt.Errorf("--shutdown-timeout %v: want > 0", c.ShutdownTimeout))
-	}
-	if c.StreamReplicas < 1 || c.StreamReplicas > 5 {
-		errs = append(errs, fmt.Errorf("--stream-replicas %d: want 1..5", c.StreamReplicas))
 	}
 	if c.QueryTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("--query-timeout %v: want > 0", c.QueryTimeout))

@@ -12,11 +12,11 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/realmstream/realmstream/libs/opsserver"
 	"github.com/realmstream/realmstream/libs/schema"
 	"github.com/realmstream/realmstream/libs/shard"
+	"github.com/realmstream/realmstream/libs/svcmain"
 	"github.com/realmstream/realmstream/libs/wire"
 	"github.com/realmstream/realmstream/services/persist/internal/accounts"
 	"github.com/realmstream/realmstream/services/persist/internal/dbmon"
@@ -83,17 +83,16 @@ func (s *Service) EventsStored() int64 {
 // (the batch in flight is finished and acked within ShutdownTimeout).
 func (s *Service) Run(ctx context.Context) error {
 	s.start = time.Now()
-	nc, err := s.cfg.NATS.Connect(s.cfg.NATSURL, nats.Name("persist "+s.cfg.InstanceID), nats.MaxReconnects(-1),
-		nats.ReconnectWait(250*time.Millisecond))
+	nc, err := svcmain.Connect("persist", &s.cfg.Common, s.log)
 	if err != nil {
-		return fmt.Errorf("persist: connect %s: %w", s.cfg.NATSURL, err)
+		return err
 	}
 	defer nc.Close()
 	js, err := jetstream.New(nc)
 	if err != nil {
 		return err
 	}
-	if err := wire.EnsureStreams(ctx, js, wire.StreamOptions{Replicas: s.cfg.StreamReplicas}); err != nil {
+	if err := s.cfg.EnsureStreams(ctx, js); err != nil {
 		return err
 	}
 	if err := s.ops.Listen(s.cfg.HTTPAddr); err != nil {
@@ -141,7 +140,7 @@ func (s *Service) Run(ctx context.Context) error {
 		}
 		partman = func(ctx context.Context) { s.partitionAll(ctx, pg) }
 		watchMap = func(ctx context.Context) {
-			kv, err := shardmap.Open(ctx, js, s.cfg.ShardMapBucket, s.cfg.StreamReplicas)
+			kv, err := shardmap.Open(ctx, js, s.cfg.ShardMapBucket, s.cfg.Streams.Replicas)
 			if err != nil {
 				s.log.Error("shard map watch", "err", err)
 				return
@@ -255,7 +254,7 @@ func (s *Service) Run(ctx context.Context) error {
 // openPostgres bootstraps or loads the shard map, migrates every shard,
 // runs partition maintenance once and records ownership.
 func (s *Service) openPostgres(ctx context.Context, js jetstream.JetStream) (*pgstore.Store, error) {
-	kv, err := shardmap.Open(ctx, js, s.cfg.ShardMapBucket, s.cfg.StreamReplicas)
+	kv, err := shardmap.Open(ctx, js, s.cfg.ShardMapBucket, s.cfg.Streams.Replicas)
 	if err != nil {
 		return nil, err
 	}
@@ -324,23 +323,13 @@ func (s *Service) partitionAll(ctx context.Context, pg *pgstore.Store) {
 }
 
 func (s *Service) heartbeats(ctx context.Context, nc *nats.Conn) {
-	t := time.NewTicker(2 * time.Second)
-	defer t.Stop()
-	for {
-		hb := &schema.Heartbeat{Service: "persist", InstanceId: s.cfg.InstanceID, SentAtNs: time.Now().UnixNano(),
+	svcmain.Heartbeats(ctx, s.cfg.Heartbeat, func() {
+		_ = svcmain.PublishHeartbeat(nc, &schema.Heartbeat{Service: "persist", InstanceId: s.cfg.InstanceID, SentAtNs: time.Now().UnixNano(),
 			Ready: true, HttpAddr: s.ops.Addr(), Figures: map[string]float64{
 				"events_stored": float64(s.EventsStored()),
 				"uptime_s":      time.Since(s.start).Seconds(),
-			}}
-		if b, err := proto.Marshal(hb); err == nil {
-			_ = nc.Publish(wire.HeartbeatSubject("persist", s.cfg.InstanceID), b)
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-	}
+			}})
+	})
 }
 
 func (s *Service) registerMetrics(p *pipeline.Pipeline, mon *dbmon.Monitor, sources func() []dbmon.Source) {

@@ -13,12 +13,10 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"log/slog"
 	"os"
-	"os/signal"
-	"syscall"
+	"strings"
 
 	"github.com/realmstream/realmstream/libs/envflag"
 	"github.com/realmstream/realmstream/libs/svcmain"
@@ -39,99 +37,93 @@ func run(args []string) int {
 			"(--pebble-dir), projects read models, answers persist.query.* and publishes DB stats on stats.db.<shard>.",
 		Version:  version,
 		Register: cfg.RegisterFlags,
-		Logging:  func() svcmain.Logging { return logging(cfg) },
+		Common:   &cfg.Common,
 		New:      func(log *slog.Logger) (svcmain.Service, error) { return persist.New(cfg, log) },
 	})
 }
 
-func logging(cfg persist.Config) svcmain.Logging {
-	return svcmain.Logging{Level: cfg.LogLevel, Format: cfg.LogFormat, OTLPEndpoint: cfg.OTLPEndpoint}
-}
+const shardsUsage = "persist shards <show|add-db|move|rebalance> [flags]\n\n" +
+	"  show                                  print the shard map (version, databases, logical shards each)\n" +
+	"  add-db --name N --url U [--rebalance] migrate a new database, add it to the map, optionally move shards to it\n" +
+	"  move --logical L --to N               move one logical shard online (copy, catch up, block, verify, switch, clean)\n" +
+	"  rebalance                             move logical shards until every database owns an equal share\n\n" +
+	"Moves run while persist replicas keep writing; they pause only briefly for the shard being switched.\n"
 
-func logger(cfg persist.Config) (*slog.Logger, bool) {
-	log, err := svcmain.Logger("persist", version, logging(cfg))
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return nil, false
-	}
-	return log, true
-}
-
+// shards runs one shard-map subcommand through svcmain like the service
+// itself: the same flags, environment, logger, signal handling and exit codes.
 func shards(args []string) int {
-	usage := "Usage: persist shards <show|add-db|move|rebalance> [flags]\n\n" +
-		"  show                                  print the shard map (version, databases, logical shards each)\n" +
-		"  add-db --name N --url U [--rebalance] migrate a new database, add it to the map, optionally move shards to it\n" +
-		"  move --logical L --to N               move one logical shard online (copy, catch up, block, verify, switch, clean)\n" +
-		"  rebalance                             move logical shards until every database owns an equal share\n\n" +
-		"Moves run while persist replicas keep writing; they pause only briefly for the shard being switched.\n\nFlags:\n"
 	if len(args) == 0 {
-		fmt.Fprint(os.Stderr, usage)
-		return 2
+		fmt.Fprint(os.Stderr, "Usage: "+shardsUsage)
+		return svcmain.ExitConfig
 	}
 	sub := args[0]
-	cfg := persist.DefaultConfig()
-	cfg.LogFormat = "text"
-	fs := flag.NewFlagSet("persist shards "+sub, flag.ContinueOnError)
-	fs.Usage = func() { fmt.Fprint(fs.Output(), usage); fs.PrintDefaults() }
-	set := envflag.New(fs)
-	cfg.RegisterFlags(set)
-	var name, url string
-	var logical int
-	var rebalance bool
-	fs.StringVar(&name, "name", "", "add-db: name of the new database (subject token, e.g. pg2); move: see --to")
-	fs.StringVar(&name, "to", "", "move: target database name")
-	fs.StringVar(&url, "url", "", "add-db: postgres:// URL of the new database")
-	fs.IntVar(&logical, "logical", -1, "move: logical shard (0..255)")
-	fs.BoolVar(&rebalance, "rebalance", false, "add-db: rebalance after adding")
 	if sub == "-h" || sub == "--help" || sub == "help" {
-		fs.Usage()
-		return 0
+		sub, args = "", []string{"", "--help"}
 	}
-	if err := set.Parse(args[1:]); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		fmt.Fprintln(os.Stderr, err)
-		return 2
+	switch sub {
+	case "", "show", "add-db", "move", "rebalance":
+	default:
+		fmt.Fprintf(os.Stderr, "unknown subcommand %q\nUsage: %s", sub, shardsUsage)
+		return svcmain.ExitConfig
 	}
+	t := shardsTask{sub: sub, cfg: persist.DefaultConfig(), logical: -1}
+	t.cfg.LogFormat = "text"
+	return svcmain.Run(args[1:], os.Stderr, svcmain.Spec{
+		Name:    strings.TrimSpace("persist shards " + sub),
+		About:   shardsUsage,
+		Version: version,
+		Register: func(s *envflag.Set) {
+			t.cfg.RegisterFlags(s)
+			s.FS.StringVar(&t.name, "name", "", "add-db: name of the new database (subject token, e.g. pg2); move: see --to")
+			s.FS.StringVar(&t.name, "to", "", "move: target database name")
+			s.FS.StringVar(&t.url, "url", "", "add-db: postgres:// URL of the new database")
+			s.FS.IntVar(&t.logical, "logical", -1, "move: logical shard (0..255)")
+			s.FS.BoolVar(&t.rebalance, "rebalance", false, "add-db: rebalance after adding")
+		},
+		Common: &t.cfg.Common,
+		New: func(log *slog.Logger) (svcmain.Service, error) {
+			t.log = log
+			return t, t.validate()
+		},
+	})
+}
+
+// shardsTask is one run of a shards subcommand.
+type shardsTask struct {
+	sub, name, url string
+	logical        int
+	rebalance      bool
+	cfg            persist.Config
+	log            *slog.Logger
+}
+
+func (t shardsTask) validate() error {
 	switch {
-	case sub == "add-db" && (name == "" || url == ""):
-		fmt.Fprintln(os.Stderr, "add-db needs --name and --url")
-		return 2
-	case sub == "move" && (name == "" || logical < 0 || logical > 255):
-		fmt.Fprintln(os.Stderr, "move needs --logical 0..255 and --to <database>")
-		return 2
-	case sub != "show" && sub != "add-db" && sub != "move" && sub != "rebalance":
-		fmt.Fprintf(os.Stderr, "unknown subcommand %q\n%s", sub, usage)
-		return 2
+	case t.sub == "add-db" && (t.name == "" || t.url == ""):
+		return errors.New("add-db needs --name and --url")
+	case t.sub == "move" && (t.name == "" || t.logical < 0 || t.logical > 255):
+		return errors.New("move needs --logical 0..255 and --to <database>")
 	}
-	log, ok := logger(cfg)
-	if !ok {
-		return 2
-	}
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
-	a, err := persist.OpenAdmin(ctx, cfg, log)
+	return nil
+}
+
+func (t shardsTask) Run(ctx context.Context) error {
+	a, err := persist.OpenAdmin(ctx, t.cfg, t.log)
 	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
+		return err
 	}
 	defer a.Close()
-	switch sub {
+	switch t.sub {
 	case "show":
-		err = a.Show(ctx, os.Stdout)
+		return a.Show(ctx, os.Stdout)
 	case "add-db":
-		err = a.AddDB(ctx, name, url, rebalance, os.Stdout)
+		return a.AddDB(ctx, t.name, t.url, t.rebalance, os.Stdout)
 	case "move":
-		err = a.Move(ctx, logical, name, os.Stdout)
+		return a.Move(ctx, t.logical, t.name, os.Stdout)
 	case "rebalance":
-		err = a.Rebalance(ctx, os.Stdout)
+		return a.Rebalance(ctx, os.Stdout)
 	}
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	return 0
+	return nil
 }
 
 // version is stamped at build time: go build -ldflags "-X main.version=<git describe>".
