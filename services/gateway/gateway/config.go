@@ -3,15 +3,13 @@ package gateway
 import (
 	"errors"
 	"fmt"
-	"os"
-	"strconv"
 	"time"
 
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/realmstream/realmstream/libs/envflag"
-	"github.com/realmstream/realmstream/libs/natsconn"
 	"github.com/realmstream/realmstream/libs/schema"
+	"github.com/realmstream/realmstream/libs/svcmain"
 	"github.com/realmstream/realmstream/libs/wire"
 	"github.com/realmstream/realmstream/libs/worldmap"
 )
@@ -19,18 +17,17 @@ import (
 // Config configures a gateway. Every field with a flag is filled by
 // RegisterFlags (flag --x-y, env REALM_X_Y); the rest are for embedding.
 type Config struct {
-	NATSURL         string           // --nats-url, default nats://127.0.0.1:4222
-	NATS            natsconn.Options // --nats-creds, --nats-user/--nats-password, --nats-tls* (libs/natsconn)
-	HTTPAddr        string           // --http-addr, ops server (/healthz, /readyz, /metrics), default :8080
-	TCPAddr         string           // --tcp-addr, length-prefixed frames, default :7000 ("" disables)
-	WSAddr          string           // --ws-addr, WebSocket binary messages, default :7001 ("" disables)
-	TLSCertFile     string           // --tls-cert-file, PEM certificate (chain) of both client listeners; reloaded on change; "" = no TLS
-	TLSKeyFile      string           // --tls-key-file, PEM private key of --tls-cert-file
-	InstanceID      string           // --instance-id, default hostname-pid
-	LogLevel        string           // --log-level (debug|info|warn|error), default info
-	LogFormat       string           // --log-format (json|text), default json
-	ShutdownTimeout time.Duration    // --shutdown-timeout, bound on the graceful drain, default 10s
-	OTLPEndpoint    string           // --otlp-endpoint, OTLP/HTTP traces endpoint URL; empty = no export
+	// Common is the block every service has (svcmain.Common): --nats-url,
+	// NATS credentials, --http-addr (ops, default 127.0.0.1:8080),
+	// --instance-id, logs, --shutdown-timeout (bound on the graceful drain),
+	// --otlp-endpoint (empty = tracing off), --heartbeat, --stream-replicas,
+	// --create-streams.
+	svcmain.Common
+
+	TCPAddr     string // --tcp-addr, length-prefixed frames, default :7000 ("" disables)
+	WSAddr      string // --ws-addr, WebSocket binary messages, default :7001 ("" disables)
+	TLSCertFile string // --tls-cert-file, PEM certificate (chain) of both client listeners; reloaded on change; "" = no TLS
+	TLSKeyFile  string // --tls-key-file, PEM private key of --tls-cert-file
 	// TraceSampleRatio (--trace-sample-ratio, default 0.1) is the share of
 	// client commands traced; the decision is taken here, at the head of the
 	// trace, and the world and persist follow it (parent-based). Refusals are
@@ -69,7 +66,6 @@ type Config struct {
 	PublishTimeout time.Duration // --publish-timeout, wait for one PubAck, default 5s
 	HelloTimeout   time.Duration // --hello-timeout, a connection must say Hello within it, default 10s
 	WriteTimeout   time.Duration // --write-timeout, one socket write, default 5s
-	Heartbeat      time.Duration // --heartbeat, svc.hb.gateway.<instance> interval, default 2s
 	// MaxBadFrames (--max-bad-frames) is how many malformed frames a
 	// connection may send (one more is earned back per second) before it is
 	// closed. Default 10.
@@ -87,8 +83,6 @@ type Config struct {
 	// Obstacles (zone coordinates, the same in every zone) are announced in
 	// WorldInfo; the world's rules are their source (the stack sets them).
 	Obstacles []*schema.Rect
-	// Streams are the stream settings passed to wire.EnsureStreams.
-	Streams wire.StreamOptions
 }
 
 // DevTokenKey is the key used with --dev when no --token-key is set. Never use it in production.
@@ -96,19 +90,10 @@ const DevTokenKey = "realmstream-dev-token-key-not-secret"
 
 // DefaultConfig returns the documented defaults.
 func DefaultConfig() Config {
-	host, _ := os.Hostname()
-	if host == "" {
-		host = "gateway"
-	}
 	return Config{
-		NATSURL:         "nats://127.0.0.1:4222",
-		HTTPAddr:        ":8080",
+		Common:          svcmain.DefaultCommon("gateway", 8080),
 		TCPAddr:         ":7000",
 		WSAddr:          ":7001",
-		InstanceID:      host + "-" + strconv.Itoa(os.Getpid()),
-		LogLevel:        "info",
-		LogFormat:       "json",
-		ShutdownTimeout: 10 * time.Second,
 		TokenTTL:        24 * time.Hour,
 		SessionLifetime: 24 * time.Hour,
 		Login:           true,
@@ -124,7 +109,6 @@ func DefaultConfig() Config {
 		PublishTimeout:  5 * time.Second,
 		HelloTimeout:    10 * time.Second,
 		WriteTimeout:    5 * time.Second,
-		Heartbeat:       2 * time.Second,
 		MaxBadFrames:    10,
 		SendQueueBytes:  1 << 20,
 		SendQueueAge:    2 * time.Second,
@@ -136,18 +120,11 @@ func DefaultConfig() Config {
 
 // RegisterFlags binds every flag to c; the current values of c are the defaults.
 func (c *Config) RegisterFlags(s *envflag.Set) {
-	s.String(&c.NATSURL, "nats-url", c.NATSURL, "NATS server URL")
-	c.NATS.Register(s)
-	s.String(&c.HTTPAddr, "http-addr", c.HTTPAddr, "ops HTTP address (/healthz, /readyz, /metrics)")
+	c.Common.RegisterFlags(s)
 	s.String(&c.TCPAddr, "tcp-addr", c.TCPAddr, "TCP client listener (length-prefixed frames); empty disables")
 	s.String(&c.WSAddr, "ws-addr", c.WSAddr, "WebSocket client listener (binary messages); empty disables")
 	s.String(&c.TLSCertFile, "tls-cert-file", c.TLSCertFile, "PEM certificate of the TCP and WebSocket listeners (TLS, reloaded when the file changes); empty = plaintext")
 	s.String(&c.TLSKeyFile, "tls-key-file", c.TLSKeyFile, "PEM private key of --tls-cert-file")
-	s.String(&c.InstanceID, "instance-id", c.InstanceID, "instance id (heartbeat subject, logs)")
-	s.String(&c.LogLevel, "log-level", c.LogLevel, "log level: debug, info, warn, error")
-	s.String(&c.LogFormat, "log-format", c.LogFormat, "log format: json or text")
-	s.Duration(&c.ShutdownTimeout, "shutdown-timeout", c.ShutdownTimeout, "bound on the graceful drain")
-	s.String(&c.OTLPEndpoint, "otlp-endpoint", c.OTLPEndpoint, "OTLP/HTTP trace endpoint URL (e.g. http://otel:4318); empty = tracing off")
 	s.Float(&c.TraceSampleRatio, "trace-sample-ratio", c.TraceSampleRatio, "share of client commands traced, 0..1 (head sampling here; world and persist follow the command's decision; refusals are always traced, at most 50 spans/s); needs --otlp-endpoint")
 	s.String(&c.TokenKey, "token-key", c.TokenKey, "HMAC key of session tokens (at least 16 bytes); required unless --dev")
 	s.Duration(&c.TokenTTL, "token-ttl", c.TokenTTL, "life of tokens issued by the gateway")
@@ -167,37 +144,26 @@ func (c *Config) RegisterFlags(s *envflag.Set) {
 	s.Duration(&c.PublishTimeout, "publish-timeout", c.PublishTimeout, "wait for one JetStream PubAck")
 	s.Duration(&c.HelloTimeout, "hello-timeout", c.HelloTimeout, "a connection must send Hello within this time")
 	s.Duration(&c.WriteTimeout, "write-timeout", c.WriteTimeout, "timeout of one socket write to a client")
-	s.Duration(&c.Heartbeat, "heartbeat", c.Heartbeat, "heartbeat interval on svc.hb.gateway.<instance>")
 	s.Int(&c.MaxBadFrames, "max-bad-frames", c.MaxBadFrames, "malformed frames a connection may send (one earned back per second) before it is closed")
 	s.Int(&c.SendQueueBytes, "send-queue-bytes", c.SendQueueBytes, "bytes queued for one client before it is disconnected as a slow consumer (SLOW_CONSUMER)")
 	s.Duration(&c.SendQueueAge, "send-queue-age", c.SendQueueAge, "a client whose oldest queued packet waited this long is disconnected as a slow consumer")
-	if c.Streams.Replicas == 0 {
-		c.Streams.Replicas = 1
-	}
-	s.Int(&c.Streams.Replicas, "stream-replicas", c.Streams.Replicas, "replicas of the JetStream streams this service ensures at start (1 on one machine, 3 in a cluster); every service must use the same value")
 }
 
 // Validate checks the configuration and says what is wrong.
 func (c *Config) Validate() error {
 	var errs []error
 	add := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
-	if c.NATSURL == "" {
-		add("--nats-url is required")
+	if err := c.Common.Validate(); err != nil {
+		errs = append(errs, err)
 	}
 	if !(c.TraceSampleRatio >= 0 && c.TraceSampleRatio <= 1) {
 		add("--trace-sample-ratio %v: want 0..1", c.TraceSampleRatio)
-	}
-	if err := c.NATS.Validate(); err != nil {
-		errs = append(errs, err)
 	}
 	if c.TCPAddr == "" && c.WSAddr == "" {
 		add("at least one of --tcp-addr and --ws-addr is required")
 	}
 	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {
 		add("--tls-cert-file and --tls-key-file go together")
-	}
-	if c.InstanceID == "" || !wire.ValidToken(c.InstanceID) {
-		add("--instance-id %q: want 1..64 characters of [A-Za-z0-9_-]", c.InstanceID)
 	}
 	if !c.Dev && len(c.TokenKey) < 16 && c.TokenKeys == "" {
 		add("--token-keys (or --token-key) is required unless --dev")
@@ -207,9 +173,6 @@ func (c *Config) Validate() error {
 	}
 	if c.TokenKey != "" && len(c.TokenKey) < 16 {
 		add("--token-key must be at least 16 bytes")
-	}
-	if c.LogFormat != "json" && c.LogFormat != "text" {
-		add("--log-format %q: want json or text", c.LogFormat)
 	}
 	if c.MaxFrame < 64 || c.MaxFrame > 1<<20 {
 		add("--max-frame %d: want 64..1048576", c.MaxFrame)
@@ -244,17 +207,14 @@ func (c *Config) Validate() error {
 	if c.PublishRetries < 0 {
 		add("--publish-retries must be >= 0")
 	}
-	for name, d := range map[string]time.Duration{"--shutdown-timeout": c.ShutdownTimeout, "--token-ttl": c.TokenTTL, "--session-lifetime": c.SessionLifetime,
-		"--publish-timeout": c.PublishTimeout, "--hello-timeout": c.HelloTimeout, "--write-timeout": c.WriteTimeout, "--heartbeat": c.Heartbeat} {
+	for name, d := range map[string]time.Duration{"--token-ttl": c.TokenTTL, "--session-lifetime": c.SessionLifetime,
+		"--publish-timeout": c.PublishTimeout, "--hello-timeout": c.HelloTimeout, "--write-timeout": c.WriteTimeout} {
 		if d <= 0 {
 			add("%s must be > 0", name)
 		}
 	}
 	if err := c.Map.Validate(); err != nil {
 		add("map: %v", err)
-	}
-	if err := c.Streams.Validate(); err != nil {
-		add("streams: %v", err)
 	}
 	return errors.Join(errs...)
 }

@@ -27,6 +27,7 @@ import (
 	"github.com/realmstream/realmstream/libs/mpsc"
 	"github.com/realmstream/realmstream/libs/opsserver"
 	"github.com/realmstream/realmstream/libs/schema"
+	"github.com/realmstream/realmstream/libs/svcmain"
 	"github.com/realmstream/realmstream/libs/telemetry"
 	"github.com/realmstream/realmstream/libs/wire"
 	"github.com/realmstream/realmstream/services/gateway/internal/auth"
@@ -162,15 +163,9 @@ func (s *Service) Revoke(ctx context.Context, key string) error { return s.deny.
 // ShutdownTimeout), flush client send queues, close. It returns nil after a
 // clean drain.
 func (s *Service) Run(ctx context.Context) error {
-	nc, err := s.cfg.NATS.Connect(s.cfg.NATSURL,
-		nats.Name("gateway-"+s.cfg.InstanceID),
-		nats.MaxReconnects(-1),
-		nats.ReconnectBufSize(64<<20),
-		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) { s.log.Warn("nats disconnected", "err", err) }),
-		nats.ReconnectHandler(func(c *nats.Conn) { s.log.Info("nats reconnected", "url", c.ConnectedUrl()) }),
-	)
+	nc, err := svcmain.Connect("gateway", &s.cfg.Common, s.log, nats.ReconnectBufSize(64<<20))
 	if err != nil {
-		return fmt.Errorf("gateway: connect %s: %w (is NATS running?)", s.cfg.NATSURL, err)
+		return err
 	}
 	defer nc.Close()
 	s.nc = nc
@@ -180,7 +175,7 @@ func (s *Service) Run(ctx context.Context) error {
 	}
 	s.js = js
 	sctx, cancel := context.WithTimeout(ctx, 15*time.Second)
-	err = wire.EnsureStreams(sctx, js, s.cfg.Streams)
+	err = s.cfg.EnsureStreams(sctx, js)
 	if err == nil {
 		err = s.openSessions(sctx, js)
 	}
@@ -410,17 +405,7 @@ func (s *Service) forget(c *conn) {
 }
 
 func (s *Service) heartbeats(ctx context.Context) {
-	t := time.NewTicker(s.cfg.Heartbeat)
-	defer t.Stop()
-	s.publishHeartbeat(true, false)
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			s.publishHeartbeat(!s.draining.Load(), s.draining.Load())
-		}
-	}
+	svcmain.Heartbeats(ctx, s.cfg.Heartbeat, func() { s.publishHeartbeat(!s.draining.Load(), s.draining.Load()) })
 }
 
 func (s *Service) publishHeartbeat(ready, stopping bool) {
@@ -440,11 +425,7 @@ func (s *Service) publishHeartbeat(ready, stopping bool) {
 	for k, v := range s.figs.Sample(time.Now()) {
 		hb.Figures[k] = v
 	}
-	b, err := proto.Marshal(hb)
-	if err != nil {
-		return
-	}
-	if err := s.nc.Publish(wire.HeartbeatSubject("gateway", s.cfg.InstanceID), b); err != nil {
+	if err := svcmain.PublishHeartbeat(s.nc, hb); err != nil {
 		s.log.Debug("heartbeat", "err", err)
 	}
 }

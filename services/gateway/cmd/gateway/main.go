@@ -17,10 +17,8 @@ func main() {
 		About:    "The Realmstream client gateway: TCP and WebSocket clients -> MPSC ring -> JetStream cmd.<zone>.",
 		Version:  version,
 		Register: cfg.RegisterFlags,
-		Logging: func() svcmain.Logging {
-			return svcmain.Logging{Level: cfg.LogLevel, Format: cfg.LogFormat, OTLPEndpoint: cfg.OTLPEndpoint}
-		},
-		New: func(log *slog.Logger) (svcmain.Service, error) { return gateway.New(cfg, log) },
+		Common:   &cfg.Common,
+		New:      func(log *slog.Logger) (svcmain.Service, error) { return gateway.New(cfg, log) },
 	}))
 }
 
