@@ -173,7 +173,10 @@ func (s *Service) Run(ctx context.Context) error {
 	}
 
 	pcfg := pipeline.Config{BatchSize: s.cfg.BatchSize, BatchWait: s.cfg.BatchWait, AckWait: s.cfg.AckWait,
-		WriteTimeout: s.cfg.ShutdownTimeout, BeforeAck: s.cfg.testBeforeAck}
+		WriteTimeout: s.cfg.ShutdownTimeout, BeforeAck: s.cfg.testBeforeAck, StoreName: "pebble"}
+	if len(s.cfg.PGURLs) > 0 {
+		pcfg.StoreName = "postgres"
+	}
 	pipe, err := pipeline.New(ctx, js, pcfg, st, s.log)
 	if err != nil {
 		return err
