@@ -3,28 +3,23 @@ package world
 import (
 	"errors"
 	"fmt"
-	"os"
-	"strconv"
 	"time"
 
 	"github.com/realmstream/realmstream/libs/envflag"
 	"github.com/realmstream/realmstream/libs/lock"
-	"github.com/realmstream/realmstream/libs/natsconn"
-	"github.com/realmstream/realmstream/libs/wire"
+	"github.com/realmstream/realmstream/libs/svcmain"
 	"github.com/realmstream/realmstream/libs/worldmap"
 )
 
 // Config configures a world instance. Every field with a flag is filled by
 // RegisterFlags (flag --x-y, env REALM_X_Y); the rest are for embedding.
 type Config struct {
-	NATSURL         string           // --nats-url, default nats://127.0.0.1:4222
-	NATS            natsconn.Options // --nats-creds, --nats-user/--nats-password, --nats-tls* (libs/natsconn)
-	HTTPAddr        string           // --http-addr, ops server (/healthz, /readyz, /metrics), default :8081
-	InstanceID      string           // --instance-id, default hostname-pid
-	LogLevel        string           // --log-level (debug|info|warn|error), default info
-	LogFormat       string           // --log-format (json|text), default json
-	ShutdownTimeout time.Duration    // --shutdown-timeout, bound on the graceful handover, default 10s
-	OTLPEndpoint    string           // --otlp-endpoint, OTLP/HTTP traces endpoint URL; empty = no export
+	// Common is the block every service has (svcmain.Common): --nats-url,
+	// NATS credentials, --http-addr (ops, default 127.0.0.1:8081),
+	// --instance-id (also the lease owner), logs, --shutdown-timeout (bound on
+	// the graceful handover), --otlp-endpoint, --heartbeat, --stream-replicas,
+	// --create-streams. Streams also carries the EVT guard (--event-max-*).
+	svcmain.Common
 
 	// Lock store. Empty RedisAddr and RedisSentinelMaster = the in-process lock
 	// table (one world instance per NATS system: the embedded stack).
@@ -52,7 +47,6 @@ type Config struct {
 	AckWait          time.Duration // --ack-wait, redelivery delay of unacked commands, default 5s
 	MaxBatch         int           // --max-batch, commands per zone per tick, default 256
 	PublishTimeout   time.Duration // --publish-timeout, one JetStream publish attempt, default 2s
-	Heartbeat        time.Duration // --heartbeat, svc.hb.world.<instance> interval, default 2s
 	DisconnectGrace  time.Duration // --disconnect-grace, a disconnected player's body stays this long for a resume, default 15s
 
 	// Trimming of the zone logs in JetStream (the store keeps the history):
@@ -63,8 +57,6 @@ type Config struct {
 
 	// Map is the world layout. Default worldmap.Default().
 	Map worldmap.Map
-	// Streams are the stream settings passed to wire.EnsureStreams.
-	Streams wire.StreamOptions
 	// LockStore, when set, is used instead of Redis or a private table (e.g.
 	// one lock.Table shared by several instances in one process).
 	LockStore lock.Store
@@ -72,17 +64,8 @@ type Config struct {
 
 // DefaultConfig returns the documented defaults.
 func DefaultConfig() Config {
-	host, _ := os.Hostname()
-	if host == "" || !wire.ValidToken(host) {
-		host = "world"
-	}
 	return Config{
-		NATSURL:           "nats://127.0.0.1:4222",
-		HTTPAddr:          ":8081",
-		InstanceID:        host + "-" + strconv.Itoa(os.Getpid()),
-		LogLevel:          "info",
-		LogFormat:         "json",
-		ShutdownTimeout:   10 * time.Second,
+		Common:            svcmain.DefaultCommon("world", 8081),
 		RedisPoolSize:     16,
 		RedisMinIdle:      2,
 		RedisDialTimeout:  2 * time.Second,
@@ -99,7 +82,6 @@ func DefaultConfig() Config {
 		AckWait:           5 * time.Second,
 		MaxBatch:          256,
 		PublishTimeout:    2 * time.Second,
-		Heartbeat:         2 * time.Second,
 		DisconnectGrace:   15 * time.Second,
 		TrimInterval:      30 * time.Second,
 		TrimKeepAge:       10 * time.Minute,
@@ -110,14 +92,7 @@ func DefaultConfig() Config {
 
 // RegisterFlags binds every flag to c; the current values of c are the defaults.
 func (c *Config) RegisterFlags(s *envflag.Set) {
-	s.String(&c.NATSURL, "nats-url", c.NATSURL, "NATS server URL")
-	c.NATS.Register(s)
-	s.String(&c.HTTPAddr, "http-addr", c.HTTPAddr, "ops HTTP address (/healthz, /readyz, /metrics)")
-	s.String(&c.InstanceID, "instance-id", c.InstanceID, "instance id (lease owner, heartbeat subject, logs)")
-	s.String(&c.LogLevel, "log-level", c.LogLevel, "log level: debug, info, warn, error")
-	s.String(&c.LogFormat, "log-format", c.LogFormat, "log format: json or text")
-	s.Duration(&c.ShutdownTimeout, "shutdown-timeout", c.ShutdownTimeout, "bound on the graceful handover of owned zones")
-	s.String(&c.OTLPEndpoint, "otlp-endpoint", c.OTLPEndpoint, "OTLP/HTTP trace endpoint URL (e.g. http://otel:4318); empty = no export")
+	c.Common.RegisterFlags(s)
 	s.String(&c.RedisAddr, "redis-addr", c.RedisAddr, "Redis host:port for zone leases; empty (and no sentinel) = in-process lock table, one instance only")
 	s.String(&c.RedisSentinelMaster, "redis-sentinel-master", c.RedisSentinelMaster, "Sentinel primary name (go-redis failover client)")
 	s.String(&c.RedisSentinelAddrs, "redis-sentinel-addrs", c.RedisSentinelAddrs, "comma-separated Sentinel host:port addresses")
@@ -141,34 +116,20 @@ func (c *Config) RegisterFlags(s *envflag.Set) {
 	s.Duration(&c.AckWait, "ack-wait", c.AckWait, "redelivery delay of fetched but unacknowledged commands")
 	s.Int(&c.MaxBatch, "max-batch", c.MaxBatch, "commands taken per zone per tick")
 	s.Duration(&c.PublishTimeout, "publish-timeout", c.PublishTimeout, "wait for one JetStream PubAck")
-	s.Duration(&c.Heartbeat, "heartbeat", c.Heartbeat, "heartbeat interval on svc.hb.world.<instance>")
 	s.Duration(&c.DisconnectGrace, "disconnect-grace", c.DisconnectGrace, "how long the body of a player whose connection closed without Leave stays for a resume")
 	s.Duration(&c.TrimInterval, "trim-interval", c.TrimInterval, "how often owned zone logs are trimmed in JetStream below min(snapshot, persist's floor, minimum tail); 0 = never")
 	s.Duration(&c.TrimKeepAge, "trim-keep-age", c.TrimKeepAge, "minimum tail: zone log messages younger than this stay in JetStream")
 	s.Int(&c.TrimKeepRecords, "trim-keep-records", c.TrimKeepRecords, "minimum tail: at least this many messages of each zone log stay in JetStream")
 	s.Duration(&c.Streams.EventMaxAge, "event-max-age", c.Streams.EventMaxAge, "last guard of the EVT stream: its oldest messages go past this age (0 = leave the stream as it is; trimming acts long before)")
 	s.Int64(&c.Streams.EventMaxBytes, "event-max-bytes", c.Streams.EventMaxBytes, "last guard of the EVT stream: its oldest messages go past this size in bytes (0 = leave the stream as it is; trimming acts long before)")
-	if c.Streams.Replicas == 0 {
-		c.Streams.Replicas = 1
-	}
-	s.Int(&c.Streams.Replicas, "stream-replicas", c.Streams.Replicas, "replicas of the JetStream streams this service ensures at start (1 on one machine, 3 in a cluster); every service must use the same value")
 }
 
 // Validate checks the configuration and says what is wrong.
 func (c *Config) Validate() error {
 	var errs []error
 	add := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
-	if c.NATSURL == "" {
-		add("--nats-url is required")
-	}
-	if err := c.NATS.Validate(); err != nil {
+	if err := c.Common.Validate(); err != nil {
 		errs = append(errs, err)
-	}
-	if !wire.ValidToken(c.InstanceID) {
-		add("--instance-id %q: want 1..64 characters of [A-Za-z0-9_-]", c.InstanceID)
-	}
-	if c.LogFormat != "json" && c.LogFormat != "text" {
-		add("--log-format %q: want json or text", c.LogFormat)
 	}
 	if c.RedisSentinelMaster != "" && len(lock.SplitAddrs(c.RedisSentinelAddrs)) == 0 {
 		add("--redis-sentinel-master needs --redis-sentinel-addrs")
@@ -194,8 +155,8 @@ func (c *Config) Validate() error {
 	if c.MaxBatch < 1 {
 		add("--max-batch must be >= 1")
 	}
-	for name, d := range map[string]time.Duration{"--shutdown-timeout": c.ShutdownTimeout, "--rebalance": c.Rebalance, "--tick": c.Tick,
-		"--ack-wait": c.AckWait, "--publish-timeout": c.PublishTimeout, "--heartbeat": c.Heartbeat, "--snapshot-interval": c.SnapshotInterval,
+	for name, d := range map[string]time.Duration{"--rebalance": c.Rebalance, "--tick": c.Tick,
+		"--ack-wait": c.AckWait, "--publish-timeout": c.PublishTimeout, "--snapshot-interval": c.SnapshotInterval,
 		"--redis-dial-timeout": c.RedisDialTimeout, "--redis-read-timeout": c.RedisReadTimeout, "--redis-write-timeout": c.RedisWriteTimeout,
 		"--redis-pool-timeout": c.RedisPoolTimeout} {
 		if d <= 0 {
@@ -207,9 +168,6 @@ func (c *Config) Validate() error {
 	}
 	if err := c.Map.Validate(); err != nil {
 		add("map: %v", err)
-	}
-	if err := c.Streams.Validate(); err != nil {
-		add("streams: %v", err)
 	}
 	return errors.Join(errs...)
 }

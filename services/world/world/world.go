@@ -25,11 +25,11 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/redis/go-redis/v9"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/realmstream/realmstream/libs/lock"
 	"github.com/realmstream/realmstream/libs/opsserver"
 	"github.com/realmstream/realmstream/libs/schema"
+	"github.com/realmstream/realmstream/libs/svcmain"
 	"github.com/realmstream/realmstream/libs/telemetry"
 	"github.com/realmstream/realmstream/libs/wire"
 	"github.com/realmstream/realmstream/services/world/internal/history"
@@ -173,18 +173,17 @@ func (s *Service) Owned() map[string]ZoneStatus {
 // event, final snapshot, lease release) within cfg.ShutdownTimeout and
 // returns nil.
 func (s *Service) Run(ctx context.Context) error {
-	nc, err := s.cfg.NATS.Connect(s.cfg.NATSURL, nats.Name("world-"+s.cfg.InstanceID), nats.MaxReconnects(-1),
-		nats.ReconnectWait(250*time.Millisecond), nats.DrainTimeout(s.cfg.ShutdownTimeout))
+	nc, err := svcmain.Connect("world", &s.cfg.Common, s.log, nats.DrainTimeout(s.cfg.ShutdownTimeout))
 	if err != nil {
-		return fmt.Errorf("world: connect %s: %w", s.cfg.NATSURL, err)
+		return err
 	}
 	s.nc = nc
 	defer nc.Close()
 	if s.js, err = jetstream.New(nc); err != nil {
 		return fmt.Errorf("world: jetstream: %w", err)
 	}
-	if err := ensureStreams(ctx, s.js, s.cfg.Streams); err != nil {
-		return err
+	if err := s.cfg.EnsureStreams(ctx, s.js); err != nil {
+		return fmt.Errorf("world: %w", err)
 	}
 	replicas := max(s.cfg.Streams.Replicas, 1)
 	// File storage: a memory bucket would vanish with a NATS restart.
@@ -658,16 +657,7 @@ func (s *Service) membership(ctx context.Context, ready chan struct{}) {
 }
 
 func (s *Service) heartbeats(ctx context.Context) {
-	t := time.NewTicker(s.cfg.Heartbeat)
-	defer t.Stop()
-	for {
-		s.publishHeartbeat(true, false)
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-	}
+	svcmain.Heartbeats(ctx, s.cfg.Heartbeat, func() { s.publishHeartbeat(true, false) })
 }
 
 func (s *Service) publishHeartbeat(ready, stopping bool) {
@@ -684,8 +674,5 @@ func (s *Service) publishHeartbeat(ready, stopping bool) {
 		hb.Zones = append(hb.Zones, &schema.ZoneOwnership{Zone: z, Fence: st.Fence, LastSeq: st.LastSeq, Players: int32(st.Players)})
 		hb.Players += int64(st.Players)
 	}
-	b, err := proto.Marshal(hb)
-	if err == nil && s.nc != nil {
-		_ = s.nc.Publish(wire.HeartbeatSubject("world", s.cfg.InstanceID), b)
-	}
+	_ = svcmain.PublishHeartbeat(s.nc, hb)
 }

@@ -23,9 +23,7 @@ func main() {
 			"simulates at a fixed tick and appends fenced events to evt.<zone>.",
 		Version:  version,
 		Register: cfg.RegisterFlags,
-		Logging: func() svcmain.Logging {
-			return svcmain.Logging{Level: cfg.LogLevel, Format: cfg.LogFormat, OTLPEndpoint: cfg.OTLPEndpoint}
-		},
+		Common:   &cfg.Common,
 		New: func(log *slog.Logger) (svcmain.Service, error) {
 			redis.SetLogger(redisLog{log}) // go-redis logs through slog, not to bare stderr
 			return world.New(cfg, log)
