@@ -23,6 +23,8 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/realmstream/realmstream/libs/envflag"
+	"github.com/realmstream/realmstream/libs/natsconn"
 	"github.com/realmstream/realmstream/libs/schema"
 	"github.com/realmstream/realmstream/libs/wire"
 	"github.com/realmstream/realmstream/libs/zonelog"
@@ -54,6 +56,7 @@ type admin struct {
 	out     io.Writer
 	json    bool
 	natsURL string
+	natsOpt natsconn.Options // credentials and TLS (libs/natsconn)
 	nc      *nats.Conn
 	js      jetstream.JetStream
 	timeout time.Duration
@@ -70,9 +73,14 @@ func runAdmin(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.StringVar(&a.natsURL, "nats-url", def, "NATS server URL (env REALM_NATS_URL)")
 	fs.BoolVar(&a.json, "json", false, "print JSON instead of tables")
 	fs.DurationVar(&a.timeout, "timeout", 10*time.Second, "bound of each request to the backend")
+	set := envflag.New(fs)
+	a.natsOpt.Register(set)
 	fs.Usage = func() { fmt.Fprint(stderr, adminUsage, "\nFlags:\n"); fs.PrintDefaults() }
-	if err := fs.Parse(args); err != nil {
+	if err := set.Parse(args); err != nil {
 		return err
+	}
+	if err := a.natsOpt.Validate(); err != nil {
+		return fmt.Errorf("admin: %w", err)
 	}
 	rest := fs.Args()
 	if len(rest) == 0 {
@@ -82,7 +90,7 @@ func runAdmin(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if rest[0] == "shards" {
 		return a.shards(ctx, rest[1:], stderr)
 	}
-	nc, err := nats.Connect(a.natsURL, nats.Name("realmstream-admin"), nats.Timeout(a.timeout))
+	nc, err := a.natsOpt.Connect(a.natsURL, nats.Name("realmstream-admin"), nats.Timeout(a.timeout))
 	if err != nil {
 		return fmt.Errorf("admin: connect to %s: %w (is the backend running? set --nats-url)", a.natsURL, err)
 	}
@@ -608,7 +616,7 @@ func (a *admin) shards(ctx context.Context, args []string, stderr io.Writer) err
 	fs := flag.NewFlagSet("realmstream admin shards", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	cfg := persist.DefaultConfig()
-	cfg.NATSURL = a.natsURL
+	cfg.NATSURL, cfg.NATS = a.natsURL, a.natsOpt
 	name := fs.String("name", "", "add-db: the new database's name")
 	url := fs.String("url", "", "add-db: the new database's URL")
 	rebalance := fs.Bool("rebalance", false, "add-db: move logical shards to it at once")

@@ -18,6 +18,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/realmstream/realmstream/libs/envflag"
+	"github.com/realmstream/realmstream/libs/natsconn"
 	"github.com/realmstream/realmstream/libs/natsembed"
 	"github.com/realmstream/realmstream/libs/telemetry"
 	"github.com/realmstream/realmstream/libs/wire"
@@ -97,16 +98,19 @@ func runStack(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	cfg.register(es)
 	// Every gateway setting is a flag of the stack too (with its REALM_* env).
 	gc := gateway.DefaultConfig()
-	adoptFlags(fs, gc.RegisterFlags, stackOwnedGatewayFlags...)
+	// The embedded NATS has no users and no TLS: the connection flags
+	// (libs/natsconn) of the services are not the stack's.
+	noConn := natsconn.FlagNames()
+	adoptFlags(fs, gc.RegisterFlags, append(stackOwnedGatewayFlags, noConn...)...)
 	// World, persist and monitor settings too (--tick, --snapshot-every,
 	// --trim-keep-age, --batch-size, --rules, ...); a name defined already
 	// (by the stack or the gateway) keeps that meaning.
 	wc := world.DefaultConfig()
-	adoptFlags(fs, wc.RegisterFlags, "nats-url", "http-addr", "instance-id", "log-format", "redis-addr", "redis-sentinel-master", "redis-sentinel-addrs")
+	adoptFlags(fs, wc.RegisterFlags, append(noConn, "nats-url", "http-addr", "instance-id", "log-format", "redis-addr", "redis-sentinel-master", "redis-sentinel-addrs")...)
 	pc := persist.DefaultConfig()
-	adoptFlags(fs, pc.RegisterFlags, "nats-url", "http-addr", "instance-id", "log-format", "pg-urls", "pebble-dir")
+	adoptFlags(fs, pc.RegisterFlags, append(noConn, "nats-url", "http-addr", "instance-id", "log-format", "pg-urls", "pebble-dir")...)
 	mc := monitor.DefaultConfig()
-	adoptFlags(fs, mc.RegisterFlags, "nats-url", "http-addr", "instance-id", "log-format")
+	adoptFlags(fs, mc.RegisterFlags, append(noConn, "nats-url", "http-addr", "instance-id", "log-format")...)
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "Usage: realmstream run [flags]\n\nStarts the whole backend in this process: an embedded NATS server with\nJetStream, the gateway, one world instance (in-process lock table), persist\non Pebble and monitor (dashboard on the monitor's ops port).\n\nEvery gateway flag (--max-frame, --rate, --burst, --token-ttl, --send-queue-bytes,\n...) applies to the embedded gateway, with its REALM_* variable.\n\nFlags:\n")
 		fs.PrintDefaults()
