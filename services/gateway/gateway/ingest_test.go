@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"go.opentelemetry.io/otel"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 
@@ -297,10 +296,7 @@ func TestBusyNeverSilentDrop(t *testing.T) {
 func TestTraceContextFromPacketToAck(t *testing.T) {
 	rec := tracetest.NewSpanRecorder()
 	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
-	prev := otel.GetTracerProvider()
-	otel.SetTracerProvider(tp)
-	defer otel.SetTracerProvider(prev)
-	h := start(t, nil)
+	h := start(t, func(c *Config) { c.TracerProvider, c.TraceSampleRatio = tp, 1 })
 	h.login("tcp", "tracy", "z0_2")
 	msgs := h.streamMsgs()
 	if len(msgs) != 1 || msgs[0].Header.Get(wire.HeaderTraceParent) == "" {

@@ -205,6 +205,7 @@ func (p *publisher) publishAcquired(batch []*item) {
 	}
 	p.mu.Unlock()
 	for _, it := range batch {
+		dequeued(it) // before the publish: its ack may free it
 		if _, err := p.s.js.PublishMsgAsync(&it.msg); err != nil {
 			p.mu.Lock()
 			delete(p.pending, &it.msg)
@@ -289,7 +290,6 @@ drain:
 
 // send publishes an item that holds a window slot.
 func (p *publisher) send(it *item) {
-	dequeued(it)
 	for {
 		p.mu.Lock()
 		p.pending[&it.msg] = it
