@@ -9,6 +9,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
+
+	"github.com/realmstream/realmstream/libs/tlsfiles"
 )
 
 // Lua scripts. KEYS[1] is the lease key, KEYS[2] the fence counter.
@@ -107,6 +109,9 @@ type RedisConfig struct {
 	// SENTINEL get-master-addr-by-name answers NOAUTH.
 	SentinelPassword string
 	DB               int
+	// TLS to the servers and the Sentinels (CA, client certificate); the
+	// zero value is plaintext.
+	TLS tlsfiles.Files
 
 	PoolSize     int           // max connections; default 10 per CPU (go-redis)
 	MinIdleConns int           // kept open; default 2
@@ -130,6 +135,9 @@ func (c RedisConfig) Validate() error {
 		return errors.New("lock: redis: pool size, min idle and retries must not be negative")
 	case c.DialTimeout < 0 || c.ReadTimeout < 0 || c.WriteTimeout < 0 || c.PoolTimeout < 0:
 		return errors.New("lock: redis: timeouts must not be negative")
+	}
+	if err := c.TLS.Validate(); err != nil {
+		return fmt.Errorf("lock: redis: %w", err)
 	}
 	return nil
 }
@@ -163,6 +171,10 @@ func NewRedisClient(c RedisConfig) (redis.UniversalClient, error) {
 		return nil, err
 	}
 	c = c.withDefaults()
+	tc, err := c.TLS.Config()
+	if err != nil {
+		return nil, fmt.Errorf("lock: redis: %w", err)
+	}
 	if c.SentinelMaster != "" {
 		return redis.NewFailoverClient(&redis.FailoverOptions{
 			MasterName: c.SentinelMaster, SentinelAddrs: c.SentinelAddrs,
@@ -171,6 +183,7 @@ func NewRedisClient(c RedisConfig) (redis.UniversalClient, error) {
 			PoolSize: c.PoolSize, MinIdleConns: c.MinIdleConns,
 			DialTimeout: c.DialTimeout, ReadTimeout: c.ReadTimeout, WriteTimeout: c.WriteTimeout,
 			PoolTimeout: c.PoolTimeout, MaxRetries: c.MaxRetries,
+			TLSConfig: tc,
 		}), nil
 	}
 	return redis.NewClient(&redis.Options{
@@ -178,6 +191,7 @@ func NewRedisClient(c RedisConfig) (redis.UniversalClient, error) {
 		PoolSize: c.PoolSize, MinIdleConns: c.MinIdleConns,
 		DialTimeout: c.DialTimeout, ReadTimeout: c.ReadTimeout, WriteTimeout: c.WriteTimeout,
 		PoolTimeout: c.PoolTimeout, MaxRetries: c.MaxRetries,
+		TLSConfig: tc,
 	}), nil
 }
 
