@@ -26,12 +26,15 @@ import (
 )
 
 // ProtocolVersion is the wire protocol this SDK speaks (Hello.protocol_version).
-const ProtocolVersion = 2
+// Version 3: a zone tick's cell views arrive merged in one Updates packet per
+// tick (ZoneUpdates reads both shapes); send Hello.protocol_version 2 to get
+// one Update packet per cell.
+const ProtocolVersion = 3
 
 // ClientName and ClientVersion identify this SDK in Hello (logged by the gateway).
 const (
 	ClientName    = "realmstream-go"
-	ClientVersion = "0.2.0"
+	ClientVersion = "0.3.0"
 )
 
 // ErrClosed is returned by Send after the connection closed.
@@ -80,6 +83,21 @@ func resendCode(c schema.ErrorCode) bool {
 		return true
 	}
 	return false
+}
+
+// ZoneUpdates returns the cell views a server packet carries: every cell of
+// an Updates packet (protocol 3: one per zone tick) or the one cell of an
+// Update packet (protocols 1 and 2); nil for any other packet.
+func ZoneUpdates(p *schema.ServerPacket) []*schema.ZoneUpdate {
+	switch b := p.GetBody().(type) {
+	case *schema.ServerPacket_Updates:
+		return b.Updates.GetZoneUpdates()
+	case *schema.ServerPacket_Update:
+		if u := b.Update.GetZoneUpdate(); u != nil {
+			return []*schema.ZoneUpdate{u}
+		}
+	}
+	return nil
 }
 
 // Options configure a connection.

@@ -144,3 +144,20 @@ func TestResendSameSeq(t *testing.T) {
 		}
 	}
 }
+
+func TestZoneUpdates(t *testing.T) {
+	a := &schema.ZoneUpdate{Zone: "z0_0", Cell: 1}
+	b := &schema.ZoneUpdate{Zone: "z0_0", Cell: 2}
+	merged := &schema.ServerPacket{Body: &schema.ServerPacket_Updates{Updates: &schema.Updates{ZoneUpdates: []*schema.ZoneUpdate{a, b}}}}
+	one := &schema.ServerPacket{Body: &schema.ServerPacket_Update{Update: &schema.Update{ZoneUpdate: a}}}
+	ack := &schema.ServerPacket{AckSeq: 3, Body: &schema.ServerPacket_Ack{Ack: &schema.Ack{}}}
+	if got := ZoneUpdates(merged); len(got) != 2 || got[0] != a || got[1] != b {
+		t.Fatalf("Updates: %v", got)
+	}
+	if got := ZoneUpdates(one); len(got) != 1 || got[0] != a {
+		t.Fatalf("Update: %v", got)
+	}
+	if got := ZoneUpdates(ack); got != nil {
+		t.Fatalf("Ack: %v", got)
+	}
+}

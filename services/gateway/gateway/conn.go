@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -13,15 +14,13 @@ import (
 
 	"github.com/coder/websocket"
 	"github.com/nats-io/nats.go"
-	"go.opentelemetry.io/otel/attribute"
-	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/codes"
 	"golang.org/x/time/rate"
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/realmstream/realmstream/libs/mpsc"
 	"github.com/realmstream/realmstream/libs/schema"
-	"github.com/realmstream/realmstream/libs/telemetry"
 	"github.com/realmstream/realmstream/libs/wire"
 	"github.com/realmstream/realmstream/services/gateway/internal/packet"
 )
@@ -36,6 +35,9 @@ var errTooLarge = errors.New("packet too large")
 type transport interface {
 	readPacket() ([]byte, error) // valid until the next call
 	writePackets(payloads [][]byte) error
+	// writeFrames writes payloads, then framed: packets already framed as
+	// on TCP (4-byte big-endian length + packet), in one socket write.
+	writeFrames(payloads [][]byte, framed []byte) error
 	setWriteTimeout(d time.Duration) // writer goroutine only
 	boundWrite(d time.Duration)      // any goroutine: the write under way fails after d
 	close()
@@ -63,13 +65,22 @@ func (t *tcpTransport) readPacket() ([]byte, error) {
 	return b, err
 }
 
-func (t *tcpTransport) writePackets(ps [][]byte) error {
-	t.wbuf = t.wbuf[:0]
-	for _, p := range ps {
-		t.wbuf = wire.AppendFrame(t.wbuf, p)
+func (t *tcpTransport) writePackets(ps [][]byte) error { return t.writeFrames(ps, nil) }
+
+// writeFrames frames ps into the write buffer and appends framed; framed
+// alone (a tick's update frames and nothing else) is written as it is.
+func (t *tcpTransport) writeFrames(ps [][]byte, framed []byte) error {
+	out := framed
+	if len(ps) > 0 {
+		t.wbuf = t.wbuf[:0]
+		for _, p := range ps {
+			t.wbuf = wire.AppendFrame(t.wbuf, p)
+		}
+		t.wbuf = append(t.wbuf, framed...)
+		out = t.wbuf
 	}
 	_ = t.c.SetWriteDeadline(time.Now().Add(t.timeout))
-	_, err := t.c.Write(t.wbuf)
+	_, err := t.c.Write(out)
 	if cap(t.wbuf) > 256<<10 {
 		t.wbuf = nil // do not keep a burst's buffer forever
 	}
@@ -144,6 +155,33 @@ func (t *wsTransport) writePackets(ps [][]byte) error {
 	return nil
 }
 
+// writeFrames sends ps, then each frame of framed, as one binary message
+// each (a WebSocket message is its own frame: no length prefix).
+func (t *wsTransport) writeFrames(ps [][]byte, framed []byte) error {
+	ctx, cancel := context.WithTimeout(t.ctx, t.timeout)
+	defer cancel()
+	for _, p := range ps {
+		if err := t.c.Write(ctx, websocket.MessageBinary, p); err != nil {
+			return err
+		}
+	}
+	for len(framed) >= wire.FrameHeaderSize {
+		n := int(binary.BigEndian.Uint32(framed))
+		framed = framed[wire.FrameHeaderSize:]
+		if n > len(framed) {
+			return errTruncatedFrames
+		}
+		if err := t.c.Write(ctx, websocket.MessageBinary, framed[:n]); err != nil {
+			return err
+		}
+		framed = framed[n:]
+	}
+	return nil
+}
+
+// errTruncatedFrames would mean a bug in the update fan-out's framing.
+var errTruncatedFrames = errors.New("gateway: truncated update frames")
+
 func (t *wsTransport) setWriteTimeout(d time.Duration) { t.timeout = d }
 
 // boundWrite does nothing on a WebSocket (its writes are bounded by a
@@ -207,8 +245,21 @@ type conn struct {
 	resend      resendSet     // seqs <= lastSeq that may be sent again (see resend.go)
 	ses         connSession   // the shared session state (session.go)
 
-	zone atomic.Pointer[string] // current zone; nil before Join
-	cell atomic.Int64           // AOI centre cell, -1 unknown
+	zone     atomic.Pointer[string] // current zone; nil before Join
+	cell     atomic.Int64           // AOI centre cell, -1 unknown
+	protocol atomic.Uint32          // the protocol version chosen at Hello (0 before)
+
+	// Update frames (downstream.go): the fan-out appends a tick's frames for
+	// this client, already framed, to ubuf (under umu, after accounting
+	// their bytes like a sendq packet) and kicks the writer, which swaps
+	// ubuf out and writes it with whatever else is queued: one write per
+	// tick, however many cells. A writer that falls behind finds several
+	// ticks there and writes them at once; the byte and age bounds of
+	// sendq.go apply to them.
+	umu     sync.Mutex
+	ubuf    []byte
+	uframes int           // frames in ubuf
+	ukick   chan struct{} // capacity 1: "ubuf has frames"
 
 	pkt      schema.ClientPacket // reader's reusable decode target
 	cmd      schema.Command      // reader's reusable command (marshalled before reuse)
@@ -228,6 +279,7 @@ func newConn(s *Service, tr transport) *conn {
 		limiter:  rate.NewLimiter(rate.Limit(s.cfg.Rate), s.cfg.Burst),
 		bad:      rate.NewLimiter(badFrameRefill, s.cfg.MaxBadFrames),
 		slowCh:   make(chan struct{}),
+		ukick:    make(chan struct{}, 1),
 	}
 	c.cell.Store(-1)
 	c.progress.Store(time.Now().UnixNano())
@@ -275,19 +327,33 @@ const writeBatch = 256
 func (c *conn) writeLoop() {
 	defer c.kill()
 	batch := make([][]byte, 0, writeBatch)
+	var ups []byte // update frames taken from ubuf (swapped with it, so both buffers are reused)
+	// unwritten is true when write refused a batch because the client is
+	// a slow consumer: nothing of it reached the socket, so the stream is
+	// at a frame boundary.
+	unwritten := false
 	write := func() bool {
-		n := 0
+		if c.slow.Load() {
+			unwritten = len(batch) > 0 || c.hasUpdates()
+			return false
+		}
+		ups = c.takeUpdates(ups)
+		if len(batch) == 0 && len(ups) == 0 {
+			return true
+		}
+		n := len(ups)
 		for _, b := range batch {
 			n += len(b)
 		}
-		if c.slow.Load() {
-			return false
-		}
-		err := c.tr.writePackets(batch)
+		// Counted before the write: whoever has read these bytes sees them counted.
 		c.s.m.bytesOut.Add(float64(n))
 		c.s.m.writes.Inc()
+		err := c.tr.writeFrames(batch, ups)
 		c.wrote()
 		batch = batch[:0]
+		if cap(ups) > 256<<10 {
+			ups = nil // do not keep a burst's buffer forever
+		}
 		return err == nil
 	}
 	// failed ends the writer after a failed write: a slow consumer whose
@@ -295,7 +361,7 @@ func (c *conn) writeLoop() {
 	// the SLOW_CONSUMER notice.
 	failed := func() {
 		if c.slow.Load() {
-			if len(batch) > 0 { // not written: the stream is at a frame boundary
+			if unwritten {
 				c.sendSlowNotice()
 			}
 			return
@@ -319,6 +385,12 @@ func (c *conn) writeLoop() {
 				failed()
 				return
 			}
+		case <-c.ukick:
+			batch = c.more(batch)
+			if !write() {
+				failed()
+				return
+			}
 		case <-c.slowCh:
 			c.sendSlowNotice()
 			return
@@ -337,7 +409,7 @@ func (c *conn) writeLoop() {
 						return
 					}
 				default:
-					if len(batch) > 0 && !write() {
+					if !write() {
 						return
 					}
 					c.tr.closeGracefully(lingerTime, c.readDone)
@@ -393,6 +465,7 @@ func (c *conn) reply(p *schema.ServerPacket) {
 // replyError answers the reader's packet seq with an Error.
 func (c *conn) replyError(seq uint64, code schema.ErrorCode, msg string) {
 	c.s.m.errorCode(code)
+	c.s.tr.refused(c, seq, code, msg)
 	c.reply(errPacket(seq, code, msg))
 }
 
@@ -437,6 +510,7 @@ func errPacket(seq uint64, code schema.ErrorCode, msg string) *schema.ServerPack
 
 func (c *conn) sendError(seq uint64, code schema.ErrorCode, msg string) {
 	c.s.m.errorCode(code)
+	c.s.tr.refused(c, seq, code, msg)
 	c.send(errPacket(seq, code, msg))
 }
 
@@ -452,6 +526,7 @@ func (c *conn) replyBusyFor(seq uint64, resend bool) {
 
 func (c *conn) replyBusy(seq uint64) {
 	c.s.m.busy.Inc()
+	c.s.tr.refused(c, seq, schema.ErrorCode_ERROR_CODE_UNSPECIFIED, "busy")
 	c.reply(&schema.ServerPacket{AckSeq: seq, Body: &schema.ServerPacket_Busy{Busy: &schema.Busy{RetryAfterMs: 50}}})
 }
 
@@ -655,17 +730,14 @@ func (c *conn) handle(b []byte) {
 	it.setHeaders(cmd.CommandId, c.session, c.player, zone, digestHeader(digest))
 	it.verified = verified || (resend && resendKey != 0)
 	it.msg.Subject, it.msg.Data = c.subject, it.buf
-	ctx, span := c.s.tracer.Start(context.Background(), "gateway.command", trace.WithTimestamp(received))
-	if span.IsRecording() {
-		span.SetAttributes(attribute.String("realm.command_id", cmd.CommandId), attribute.String("realm.zone", zone))
-		telemetry.Inject(ctx, it.msg.Header)
-	}
+	span := c.s.tr.startCommand(received, cmd, &it.msg)
 	it.span = span
 	c.outstanding.Add(1) // before TryEnqueue: the ack may come back at once
 	switch err := c.s.ring.TryEnqueue(it); {
 	case err == nil:
 	case errors.Is(err, mpsc.ErrFull):
 		c.outstanding.Add(-1)
+		span.SetStatus(codes.Error, "busy")
 		span.End()
 		freeItem(it)
 		c.replyBusyFor(seq, resend)

@@ -3,40 +3,86 @@ package gateway
 import (
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/realmstream/realmstream/libs/schema"
 	"github.com/realmstream/realmstream/libs/wire"
+	"github.com/realmstream/realmstream/services/gateway/internal/packet"
 )
 
-// downstream fans zone updates out to clients. One core NATS subscription to
-// upd.<zone>.* per zone that has at least one client here, shared by those
-// clients; each update of cell k goes only to the clients whose area of
-// interest (the 3x3 cells around their last known position) contains k.
+// downstream fans zone updates out to clients: per client, everything due
+// from one zone tick (the views of the cells in its area of interest, the 3x3
+// cells around its last known position) goes out as ONE frame, protocol
+// version 3's Updates, or (versions 1 and 2) one Update frame per cell, and
+// either way in one socket write (conn.sendFrames).
 //
-// Lock: mu guards zones and every zoneSub's maps, and is the only writer of
-// conn.zone and conn.cell (which are read atomically elsewhere). Nothing
-// blocks under mu: sends to clients happen after it is released.
+// Per zone with at least one client here, two core NATS subscriptions
+// shared by those clients: upd.<zone>.* (the world publishes one ZoneUpdate
+// per cell; the cells of one tick are merged until the tick number changes
+// or the subscription has nothing more pending) and upd.<zone> (one ZoneTick
+// per tick carrying every cell; each message is flushed whole). The world
+// may publish either shape; see docs/gateway.md "Downstream".
+//
+// Updates are never unmarshalled: packet.ScanZoneUpdate reads the cell, the
+// tick and the positions of this gateway's players, and the client frames
+// wrap the world's bytes as they are.
+//
+// Locks, in order: zoneSub.fan (the tick under assembly; the two
+// subscriptions have a goroutine each), then downstream.mu (zones and every
+// zoneSub's maps; the only writer of conn.zone and conn.cell, which are read
+// atomically elsewhere), then conn.umu (sendFrames). Nothing blocks under
+// mu: frames are built and queued after it is released.
 type downstream struct {
 	s     *Service
 	mu    sync.Mutex
 	zones map[string]*zoneSub
+	near  [][]uint32 // cell -> worldmap.NearCells(cell): the cells whose updates a client there receives
 }
 
 type zoneSub struct {
+	d       *downstream
 	zone    string
-	sub     *nats.Subscription
+	subs    []*nats.Subscription
 	members map[*conn]struct{}
-	byCell  map[uint32]map[*conn]struct{} // cell -> clients whose AOI contains it
-	players map[string]*conn              // player id -> client, to learn positions from EntityViews
+	players map[string]*conn // player id -> client, to learn positions from EntityViews
+
+	fan sync.Mutex // guards asm
+	asm tickAsm
 }
 
+// tickAsm holds the cells received for the tick being assembled.
+type tickAsm struct {
+	tick    uint64
+	cells   [][]byte // cell -> its ZoneUpdate this tick (nil: none)
+	order   []uint32 // cells set in cells
+	legacy  [][]byte // cell -> its framed Update packet (protocols 1, 2), built on demand
+	built   []bool   // legacy[cell] is this flush's
+	targets []target
+	due     [][]byte // one client's cells
+	frame   []byte   // one client's frames
+}
+
+type target struct {
+	c    *conn
+	cell uint32
+}
+
+// maxUpdatesFrame bounds a merged Updates packet: cells are added to a frame
+// while it stays below this (a single larger cell goes alone). Clients must
+// read frames of twice this (the SDKs read 64 KiB).
+const maxUpdatesFrame = 32 << 10
+
 func newDownstream(s *Service) *downstream {
-	return &downstream{s: s, zones: map[string]*zoneSub{}}
+	d := &downstream{s: s, zones: map[string]*zoneSub{}}
+	d.near = make([][]uint32, s.cfg.Map.CellCount())
+	for k := range d.near {
+		d.near[k] = s.cfg.Map.NearCells(nil, uint32(k))
+	}
+	return d
 }
 
 // join moves c into zone (leaving its current zone), with AOI centre cell
@@ -52,22 +98,30 @@ func (d *downstream) join(c *conn, zone string, cell int64) {
 	d.leaveLocked(c)
 	zs := d.zones[zone]
 	if zs == nil {
-		zs = &zoneSub{zone: zone, members: map[*conn]struct{}{}, byCell: map[uint32]map[*conn]struct{}{}, players: map[string]*conn{}}
-		sub, err := d.s.nc.Subscribe(wire.UpdateZoneWildcard(zone), func(m *nats.Msg) { d.onUpdate(zs, m) })
-		if err != nil {
-			d.s.log.Error("subscribe zone updates", "zone", zone, "err", err)
+		n := len(d.near)
+		zs = &zoneSub{d: d, zone: zone, members: map[*conn]struct{}{}, players: map[string]*conn{},
+			asm: tickAsm{cells: make([][]byte, n), legacy: make([][]byte, n), built: make([]bool, n)}}
+		for _, sub := range []struct {
+			subject string
+			cb      nats.MsgHandler
+		}{
+			{wire.UpdateZoneWildcard(zone), zs.onCell},
+			{wire.UpdateTickSubject(zone), zs.onTick},
+		} {
+			s, err := d.s.nc.Subscribe(sub.subject, sub.cb)
+			if err != nil {
+				d.s.log.Error("subscribe zone updates", "subject", sub.subject, "err", err)
+				continue
+			}
+			zs.subs = append(zs.subs, s)
 		}
-		zs.sub = sub
 		d.zones[zone] = zs
 	}
 	zs.members[c] = struct{}{}
 	zs.players[c.player] = c
 	z := zone
 	c.zone.Store(&z)
-	c.cell.Store(-1)
-	if cell >= 0 {
-		d.indexLocked(zs, c, cell)
-	}
+	c.cell.Store(cell)
 }
 
 func (d *downstream) leave(c *conn) {
@@ -79,18 +133,18 @@ func (d *downstream) leave(c *conn) {
 func (d *downstream) leaveLocked(c *conn) {
 	zone := c.currentZone()
 	c.zone.Store(nil)
+	c.cell.Store(-1)
 	zs := d.zones[zone]
 	if zs == nil {
 		return
 	}
-	d.unindexLocked(zs, c)
 	delete(zs.members, c)
 	if zs.players[c.player] == c {
 		delete(zs.players, c.player)
 	}
 	if len(zs.members) == 0 {
-		if zs.sub != nil {
-			_ = zs.sub.Unsubscribe()
+		for _, s := range zs.subs {
+			_ = s.Unsubscribe()
 		}
 		delete(d.zones, zone)
 	}
@@ -105,78 +159,173 @@ func (d *downstream) setCell(c *conn, cell int64) {
 	defer d.mu.Unlock()
 	if zs := d.zones[c.currentZone()]; zs != nil {
 		if _, ok := zs.members[c]; ok {
-			d.indexLocked(zs, c, cell)
+			c.cell.Store(cell)
 		}
 	}
 }
 
-func (d *downstream) unindexLocked(zs *zoneSub, c *conn) {
-	old := c.cell.Load()
-	if old < 0 {
+// Entity learns where one of our players stands from its own EntityView
+// (packet.EntityVisitor; d.mu held).
+func (zs *zoneSub) Entity(id []byte, x, y float32) {
+	c := zs.players[string(id)]
+	if c == nil {
 		return
 	}
-	for _, k := range d.s.cfg.Map.NearCells(nil, uint32(old)) {
-		if set := zs.byCell[k]; set != nil {
-			delete(set, c)
-			if len(set) == 0 {
-				delete(zs.byCell, k)
-			}
-		}
+	if m := zs.d.s.cfg.Map; m.InBounds(x, y) {
+		c.cell.Store(int64(m.CellOf(x, y)))
 	}
-	c.cell.Store(-1)
 }
 
-func (d *downstream) indexLocked(zs *zoneSub, c *conn, cell int64) {
-	if c.cell.Load() == cell {
-		return
+// onCell takes one cell's ZoneUpdate (upd.<zone>.<cell>; the subscription's
+// goroutine). The tick's cells are merged: a flush comes before a cell of
+// another tick (or a second copy of a cell) and as soon as nothing more is
+// pending on the subscription, so a burst of one tick's cells is one frame
+// per client and a lone cell waits for nothing.
+func (zs *zoneSub) onCell(m *nats.Msg) {
+	zs.fan.Lock()
+	defer zs.fan.Unlock()
+	zs.add(m.Data)
+	// nats.go counts the message being delivered as pending until its
+	// callback returns: 1 means nothing else waits.
+	if n, _, err := m.Sub.Pending(); err != nil || n <= 1 {
+		zs.flush()
 	}
-	d.unindexLocked(zs, c)
-	for _, k := range d.s.cfg.Map.NearCells(nil, uint32(cell)) {
-		set := zs.byCell[k]
-		if set == nil {
-			set = map[*conn]struct{}{}
-			zs.byCell[k] = set
-		}
-		set[c] = struct{}{}
-	}
-	c.cell.Store(cell)
 }
 
-// onUpdate runs on the zone subscription's goroutine: decode once, learn the
-// positions of our own players from their EntityViews, then queue one encoded
-// packet to every client whose AOI holds the cell.
-func (d *downstream) onUpdate(zs *zoneSub, m *nats.Msg) {
-	var u schema.ZoneUpdate
-	if err := proto.Unmarshal(m.Data, &u); err != nil {
-		d.s.log.Warn("bad zone update", "subject", m.Subject, "err", err)
+// onTick takes one ZoneTick (upd.<zone>): all its cells, then one flush.
+func (zs *zoneSub) onTick(m *nats.Msg) {
+	zs.fan.Lock()
+	defer zs.fan.Unlock()
+	if _, err := packet.ScanZoneTick(m.Data, func(zu []byte) error { zs.add(zu); return nil }); err != nil {
+		zs.d.s.log.Warn("bad zone tick", "subject", m.Subject, "err", err)
+	}
+	zs.flush()
+}
+
+// add puts one cell's update into the tick under assembly, flushing the
+// tick before it first when it belongs to another tick (or repeats a cell),
+// and learns our players' positions from it (fan held). b must stay
+// unchanged until the flush (NATS gives each message its own buffer).
+func (zs *zoneSub) add(b []byte) {
+	d, a := zs.d, &zs.asm
+	cell, tick, err := packet.PeekZoneUpdate(b)
+	if err == nil && int(cell) >= len(a.cells) {
+		err = errCellOutOfRange
+	}
+	if err != nil {
+		d.s.log.Warn("bad zone update", "zone", zs.zone, "cell", cell, "err", err)
 		return
 	}
-	var targets []*conn
+	if len(a.order) > 0 && (tick != a.tick || a.cells[cell] != nil) {
+		zs.flush()
+	}
+	d.mu.Lock()
+	_, _, err = packet.ScanZoneUpdate(b, zs)
+	d.mu.Unlock()
+	if err != nil {
+		d.s.log.Warn("bad zone update", "zone", zs.zone, "cell", cell, "err", err)
+		return
+	}
+	a.tick = tick
+	a.cells[cell] = b
+	a.order = append(a.order, cell)
+}
+
+var errCellOutOfRange = errors.New("cell outside the zone's grid")
+
+// flush sends every client of the zone the cells of the assembled tick that
+// lie in its area of interest (fan held).
+func (zs *zoneSub) flush() {
+	a := &zs.asm
+	if len(a.order) == 0 {
+		return
+	}
+	d := zs.d
 	d.mu.Lock()
 	if d.zones[zs.zone] != zs { // unsubscribed meanwhile
 		d.mu.Unlock()
+		a.reset()
 		return
 	}
-	for _, e := range u.Entities {
-		if c := zs.players[e.Id]; c != nil && d.s.cfg.Map.InBounds(e.X, e.Y) {
-			d.indexLocked(zs, c, int64(d.s.cfg.Map.CellOf(e.X, e.Y)))
+	a.targets = a.targets[:0]
+	for c := range zs.members {
+		if cell := c.cell.Load(); cell >= 0 && int(cell) < len(d.near) {
+			a.targets = append(a.targets, target{c, uint32(cell)})
 		}
 	}
-	for c := range zs.byCell[u.Cell] {
-		targets = append(targets, c)
-	}
 	d.mu.Unlock()
-	if len(targets) == 0 {
-		return
+	now := time.Now().UnixNano()
+	cells, frames := 0, 0
+	for _, t := range a.targets {
+		due := a.due[:0]
+		for _, k := range d.near[t.cell] {
+			if b := a.cells[k]; b != nil {
+				due = append(due, b)
+			}
+		}
+		a.due = due
+		if len(due) == 0 {
+			continue
+		}
+		var n int
+		if t.c.protocol.Load() >= 3 {
+			a.frame, n = appendMerged(a.frame[:0], due)
+		} else {
+			a.frame, n = a.frame[:0], len(due)
+			for _, k := range d.near[t.cell] {
+				if a.cells[k] != nil {
+					a.frame = append(a.frame, a.legacyFrame(k)...)
+				}
+			}
+		}
+		t.c.sendFrames(a.frame, n, now)
+		cells += len(due)
+		frames += n
 	}
-	b, err := proto.Marshal(&schema.ServerPacket{Body: &schema.ServerPacket_Update{Update: &schema.Update{ZoneUpdate: &u}}})
-	if err != nil {
-		return
+	d.s.m.updates.Add(float64(cells))
+	d.s.m.updateFrames.Add(float64(frames))
+	if cap(a.frame) > 256<<10 {
+		a.frame = nil
 	}
-	for _, c := range targets {
-		c.sendBytes(b)
+	a.reset()
+}
+
+// appendMerged appends the Updates frames carrying cells: one, or a few when
+// they exceed maxUpdatesFrame. It returns the number of frames.
+func appendMerged(dst []byte, cells [][]byte) ([]byte, int) {
+	frames := 0
+	for len(cells) > 0 {
+		i, inner := 0, 0
+		for i < len(cells) {
+			e := packet.UpdatesEntrySize(len(cells[i]))
+			if i > 0 && packet.UpdatesSize(inner+e) > maxUpdatesFrame {
+				break
+			}
+			inner += e
+			i++
+		}
+		dst = packet.AppendUpdatesFrame(dst, cells[:i])
+		cells = cells[i:]
+		frames++
 	}
-	d.s.m.updates.Add(float64(len(targets)))
+	return dst, frames
+}
+
+// legacyFrame returns cell k's framed Update packet, built once per flush.
+func (a *tickAsm) legacyFrame(k uint32) []byte {
+	if !a.built[k] {
+		a.legacy[k] = packet.AppendUpdateFrame(a.legacy[k][:0], a.cells[k])
+		a.built[k] = true
+	}
+	return a.legacy[k]
+}
+
+func (a *tickAsm) reset() {
+	for _, k := range a.order {
+		a.cells[k] = nil
+		a.built[k] = false
+	}
+	a.order = a.order[:0]
 }
 
 // subscribedZones lists the zones with a live subscription (tests, heartbeat).

@@ -97,3 +97,52 @@ func (c *conn) sendSlowNotice() {
 	c.tr.setWriteTimeout(slowNoticeWait)
 	_ = c.tr.writePackets([][]byte{b})
 }
+
+// sendFrames queues frames, n update frames for the client (framed as on
+// TCP: 4-byte length + packet; copied). Like send it never blocks and
+// accounts the bytes and the frames against the client's bounds (frames
+// count as packets of sendq): past them the client is a slow consumer. The
+// writer is woken once however many ticks pile up.
+func (c *conn) sendFrames(frames []byte, n int, now int64) {
+	select {
+	case <-c.dead:
+		return
+	default:
+	}
+	if !c.queue(len(frames), now) {
+		return
+	}
+	c.umu.Lock()
+	if c.uframes+n > c.s.cfg.SendQueue {
+		c.umu.Unlock()
+		c.unqueue(len(frames))
+		c.slowConsumer("send queue full", c.queued.Load())
+		return
+	}
+	c.ubuf = append(c.ubuf, frames...)
+	c.uframes += n
+	c.umu.Unlock()
+	select {
+	case c.ukick <- struct{}{}:
+	default: // already kicked: the writer takes everything in ubuf
+	}
+}
+
+// takeUpdates swaps the queued update frames out for the writer: it returns
+// them and keeps spare (emptied) as the next buffer to fill, so the two
+// buffers are reused tick after tick.
+func (c *conn) takeUpdates(spare []byte) []byte {
+	c.umu.Lock()
+	out := c.ubuf
+	c.ubuf, c.uframes = spare[:0], 0
+	c.umu.Unlock()
+	c.unqueue(len(out))
+	return out
+}
+
+// hasUpdates says whether update frames wait in ubuf.
+func (c *conn) hasUpdates() bool {
+	c.umu.Lock()
+	defer c.umu.Unlock()
+	return len(c.ubuf) > 0
+}

@@ -25,11 +25,13 @@ import (
 // Protocol versions this gateway serves. Version 1 is the protocol before
 // versioning (Hello.protocol_version absent); version 2 adds the handshake
 // fields, WorldInfo and the error codes UNSUPPORTED_PROTOCOL, SEQ_REUSED and
-// SESSION_EXPIRED. Both are served: nothing in version 2 changes the
-// meaning of a version 1 packet.
+// SESSION_EXPIRED; version 3 sends each client one Updates frame per zone
+// tick (every cell of its area of interest) instead of one Update per cell.
+// All are served: nothing in a later version changes the meaning of an
+// earlier version's packet.
 const (
 	MinProtocol = 1
-	MaxProtocol = 2
+	MaxProtocol = 3
 )
 
 // storeTimeout bounds one call to the session or deny-list bucket.
@@ -107,6 +109,7 @@ func (c *conn) hello(seq uint64, h *schema.Hello) {
 			fmt.Sprintf("protocol version %d is not supported: this gateway (%s) serves versions %d..%d", h.ProtocolVersion, c.s.cfg.Version, MinProtocol, MaxProtocol))
 		return
 	}
+	c.protocol.Store(ver) // before the first join: the fan-out picks the frame shape by it
 	now := time.Now()
 	var claims auth.Claims
 	switch {

@@ -342,7 +342,7 @@ func TestHandshakeVersions(t *testing.T) {
 	ctx := context.Background()
 	_, err := h.dial("tcp").Hello(ctx, &schema.Hello{Name: "x", ProtocolVersion: 99})
 	expectCode(t, err, schema.ErrorCode_ERROR_CODE_UNSUPPORTED_PROTOCOL)
-	if se := err.(*client.ServerError); !bytes.Contains([]byte(se.Msg), []byte("1..2")) {
+	if se := err.(*client.ServerError); !bytes.Contains([]byte(se.Msg), []byte("1..3")) {
 		t.Fatalf("message %q does not name the supported versions", se.Msg)
 	}
 	c := h.dial("ws")

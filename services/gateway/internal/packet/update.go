@@ -83,6 +83,38 @@ func ScanZoneUpdate(b []byte, v EntityVisitor) (cell uint32, tick uint64, err er
 	return cell, tick, nil
 }
 
+// PeekZoneUpdate reads the cell and tick of an encoded schema.ZoneUpdate
+// without looking into its entity views: a walk over the top-level fields
+// only, nested messages skipped by their length.
+func PeekZoneUpdate(b []byte) (cell uint32, tick uint64, err error) {
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return 0, 0, ErrBadUpdate
+		}
+		b = b[n:]
+		if (num == fZUCell || num == fZUTick) && typ == protowire.VarintType {
+			x, n := protowire.ConsumeVarint(b)
+			if n < 0 {
+				return 0, 0, ErrBadUpdate
+			}
+			b = b[n:]
+			if num == fZUCell {
+				cell = uint32(x)
+			} else {
+				tick = x
+			}
+			continue
+		}
+		n = protowire.ConsumeFieldValue(num, typ, b)
+		if n < 0 {
+			return 0, 0, ErrBadUpdate
+		}
+		b = b[n:]
+	}
+	return cell, tick, nil
+}
+
 func scanEntity(b []byte, v EntityVisitor) error {
 	var id []byte
 	var x, y float32

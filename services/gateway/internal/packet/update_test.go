@@ -48,6 +48,9 @@ func TestUpdateCodec(t *testing.T) {
 		if err != nil || cell != u.Cell || tick != u.Tick || len(s.ids) != len(u.Entities) {
 			t.Fatalf("scan cell %d: got cell %d tick %d %d entities, err %v", u.Cell, cell, tick, len(s.ids), err)
 		}
+		if pc, pt, err := PeekZoneUpdate(b); err != nil || pc != u.Cell || pt != u.Tick {
+			t.Fatalf("peek cell %d: got cell %d tick %d, err %v", u.Cell, pc, pt, err)
+		}
 		for i, e := range u.Entities {
 			if s.ids[i] != e.Id || s.x[i] != e.X || s.y[i] != e.Y {
 				t.Fatalf("entity %d: got %s %v %v, want %s %v %v", i, s.ids[i], s.x[i], s.y[i], e.Id, e.X, e.Y)
@@ -136,12 +139,19 @@ func FuzzScanZoneUpdate(f *testing.F) {
 	f.Fuzz(func(t *testing.T, b []byte) {
 		var s seen
 		cell, tick, err := ScanZoneUpdate(b, &s)
+		pc, pt, perr := PeekZoneUpdate(b)
+		if err == nil && perr != nil {
+			t.Fatalf("%x: scan accepts, peek fails: %v", b, perr)
+		}
 		var u schema.ZoneUpdate
 		if perr := proto.Unmarshal(b, &u); perr != nil {
 			return
 		}
 		if err != nil {
 			t.Fatalf("proto accepts %x, scan fails: %v", b, err)
+		}
+		if pc != u.Cell || pt != u.Tick {
+			t.Fatalf("%x: peek cell %d tick %d; proto %d %d", b, pc, pt, u.Cell, u.Tick)
 		}
 		if cell != u.Cell || tick != u.Tick || len(s.ids) != len(u.Entities) {
 			t.Fatalf("%x: scan cell %d tick %d %d entities; proto %d %d %d", b, cell, tick, len(s.ids), u.Cell, u.Tick, len(u.Entities))
