@@ -48,6 +48,7 @@ type Config struct {
 	MaxBatch         int           // --max-batch, commands per zone per tick, default 256
 	PublishTimeout   time.Duration // --publish-timeout, one JetStream publish attempt, default 2s
 	DisconnectGrace  time.Duration // --disconnect-grace, a disconnected player's body stays this long for a resume, default 15s
+	UpdateShape      string        // --update-shape: "tick" (one ZoneTick per zone tick on upd.<zone>) or "cell" (one ZoneUpdate per cell), default "tick"
 
 	// Trimming of the zone logs in JetStream (the store keeps the history):
 	// below min(latest snapshot, persist's acknowledged floor, minimum tail).
@@ -83,6 +84,7 @@ func DefaultConfig() Config {
 		MaxBatch:          256,
 		PublishTimeout:    2 * time.Second,
 		DisconnectGrace:   15 * time.Second,
+		UpdateShape:       "cell", // "tick" once every gateway reads upd.<zone>
 		TrimInterval:      30 * time.Second,
 		TrimKeepAge:       10 * time.Minute,
 		TrimKeepRecords:   1000,
@@ -117,6 +119,7 @@ func (c *Config) RegisterFlags(s *envflag.Set) {
 	s.Int(&c.MaxBatch, "max-batch", c.MaxBatch, "commands taken per zone per tick")
 	s.Duration(&c.PublishTimeout, "publish-timeout", c.PublishTimeout, "wait for one JetStream PubAck")
 	s.Duration(&c.DisconnectGrace, "disconnect-grace", c.DisconnectGrace, "how long the body of a player whose connection closed without Leave stays for a resume")
+	s.String(&c.UpdateShape, "update-shape", c.UpdateShape, "how the AOI view goes to the gateways: tick (one message per zone tick on upd.<zone>, carrying the changed cells) or cell (one message per cell on upd.<zone>.<cell>, for gateways older than client protocol 3; upgrade the gateways first, then switch)")
 	s.Duration(&c.TrimInterval, "trim-interval", c.TrimInterval, "how often owned zone logs are trimmed in JetStream below min(snapshot, persist's floor, minimum tail); 0 = never")
 	s.Duration(&c.TrimKeepAge, "trim-keep-age", c.TrimKeepAge, "minimum tail: zone log messages younger than this stay in JetStream")
 	s.Int(&c.TrimKeepRecords, "trim-keep-records", c.TrimKeepRecords, "minimum tail: at least this many messages of each zone log stay in JetStream")
@@ -154,6 +157,9 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxBatch < 1 {
 		add("--max-batch must be >= 1")
+	}
+	if c.UpdateShape != "tick" && c.UpdateShape != "cell" {
+		add("--update-shape %q: want tick or cell", c.UpdateShape)
 	}
 	for name, d := range map[string]time.Duration{"--rebalance": c.Rebalance, "--tick": c.Tick,
 		"--ack-wait": c.AckWait, "--publish-timeout": c.PublishTimeout, "--snapshot-interval": c.SnapshotInterval,

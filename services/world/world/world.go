@@ -532,7 +532,7 @@ func (s *Service) start(z string, lease *lock.Lease) {
 	cfg := zone.Config{
 		Zone: z, Instance: s.cfg.InstanceID, NC: s.nc, JS: s.js, Snapshots: s.snaps, SnapStore: s.chunks, Below: history.StoreSource{NC: s.nc}, Players: s.players, Rules: s.rules, Lease: lease,
 		Tick: s.cfg.Tick, SnapshotEvery: s.cfg.SnapshotEvery, SnapshotInterval: s.cfg.SnapshotInterval, AckWait: s.cfg.AckWait,
-		MaxBatch: s.cfg.MaxBatch, PublishTimeout: s.cfg.PublishTimeout, DisconnectGrace: s.cfg.DisconnectGrace, Log: s.log, Metrics: s.zm,
+		MaxBatch: s.cfg.MaxBatch, PublishTimeout: s.cfg.PublishTimeout, DisconnectGrace: s.cfg.DisconnectGrace, UpdatesPerCell: s.cfg.UpdateShape == "cell", Log: s.log, Metrics: s.zm,
 		OnStatus: func(st zone.Status) {
 			s.mu.Lock()
 			s.status[z] = st

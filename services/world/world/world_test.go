@@ -9,13 +9,17 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"go.opentelemetry.io/otel"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/realmstream/realmstream/libs/lock"
 	"github.com/realmstream/realmstream/libs/natstest"
 	"github.com/realmstream/realmstream/libs/schema"
+	"github.com/realmstream/realmstream/libs/telemetry"
 	"github.com/realmstream/realmstream/libs/waitfor"
 	"github.com/realmstream/realmstream/libs/wire"
+	"github.com/realmstream/realmstream/libs/zonelog"
 )
 
 // TestEmbeddedSingleInstance runs the world as the one-machine stack does:
@@ -25,10 +29,11 @@ import (
 func TestEmbeddedSingleInstance(t *testing.T) {
 	srv, nc, js := natstest.StartWithStreams(t)
 	cfg := testConfig(t, srv.URL, "", "solo")
+	cfg.UpdateShape = "tick"
 	zones := cfg.Map.Zones()
 
 	updates := make(chan *nats.Msg, 4096)
-	updSub, err := nc.ChanSubscribe("upd.z1_1.*", updates)
+	updSub, err := nc.ChanSubscribe(wire.UpdateTickSubject("z1_1"), updates)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -51,6 +56,11 @@ func TestEmbeddedSingleInstance(t *testing.T) {
 	waitApplied(t, js, zones, []string{"s1:1", "s1:2", "s1:3"}, 10*time.Second)
 
 	// Trace context: the event continues the span of the command's sender.
+	// The world traces with a real SDK provider here (restored afterwards).
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSampler(sdktrace.ParentBased(sdktrace.NeverSample())))
+	prev := otel.GetTracerProvider()
+	otel.SetTracerProvider(tp)
+	t.Cleanup(func() { otel.SetTracerProvider(prev); _ = tp.Shutdown(context.Background()) })
 	const traceID = "4bf92f3577b34da6a3ce929d0e0e4736"
 	tc := &schema.Command{CommandId: "s2:1", SessionId: "s2", ClientSeq: 1, PlayerId: "bob", Zone: "z1_1", Body: join("z1_1").Body}
 	tb, _ := proto.Marshal(tc)
@@ -70,8 +80,24 @@ func TestEmbeddedSingleInstance(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if tp := last.Header.Get(wire.HeaderTraceParent); !strings.Contains(tp, traceID) {
-		t.Fatalf("event traceparent %q does not continue trace %s", tp, traceID)
+	// The event of the traced command carries the span context of its
+	// world.decide span, in the command's trace (the record itself is the
+	// tick's commit, which only links to its commands).
+	ents, err := zonelog.Decode(last.Sequence, last.Header, last.Data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, e := range ents {
+		if e.Event.GetCommandId() == "s2:1" {
+			found = true
+			if sc := telemetry.DecodeSpanContext(e.Event.GetTraceContext()); sc.TraceID().String() != traceID {
+				t.Fatalf("event of s2:1 has trace context %v, not in trace %s", sc, traceID)
+			}
+		}
+	}
+	if !found {
+		t.Fatalf("the last record of z1_1 has no event of s2:1: %d events", len(ents))
 	}
 
 	// The player shows up in the update of its cell, with its last input seq.
@@ -79,13 +105,15 @@ func TestEmbeddedSingleInstance(t *testing.T) {
 		for {
 			select {
 			case m := <-updates:
-				var u schema.ZoneUpdate
-				if err := proto.Unmarshal(m.Data, &u); err != nil {
+				var zt schema.ZoneTick
+				if err := proto.Unmarshal(m.Data, &zt); err != nil {
 					return err
 				}
-				for _, e := range u.Entities {
-					if e.Id == "alice" && e.LastInputSeq == 3 && m.Subject == wire.UpdateSubject("z1_1", u.Cell) {
-						return nil
+				for _, u := range zt.Cells {
+					for _, e := range u.Entities {
+						if e.Id == "alice" && e.LastInputSeq == 3 && zt.Zone == "z1_1" && u.Zone == "z1_1" {
+							return nil
+						}
 					}
 				}
 			default:

@@ -1,6 +1,7 @@
 package zone
 
 import (
+	"math"
 	"sort"
 
 	"github.com/realmstream/realmstream/libs/schema"
@@ -17,11 +18,20 @@ import (
 //   - zone chat: a "perfect cover" of cells, where every 3x3 window of the
 //     grid (clipped at the edges) holds exactly one cover cell.
 //
+// Only cells that changed since the previous tick are published: a cell whose
+// entities (id, name, position, hp, dead, last input) are the same as last
+// tick, with no line and no removal, is left out, and clients keep what they
+// have of it. Every KeyframeTicks ticks each occupied cell goes out whole
+// anyway, so that a client that just subscribed (a join, a resume on another
+// gateway) has the whole area of interest within that time.
+//
 // A view is owned by the zone goroutine.
 type view struct {
 	m      worldmap.Map
 	n      int               // cells per side
 	last   map[string]uint32 // entity id -> cell it was published in last tick
+	fp     []uint64          // cell -> fingerprint of its entities last tick
+	ticks  uint64            // builds so far (keyframe counter)
 	mark   []bool            // scratch: cells to publish this tick
 	cover  []uint32
 	chat   map[uint32][]*schema.ChatLine
@@ -31,7 +41,7 @@ type view struct {
 
 func newView(m worldmap.Map) *view {
 	n := m.CellsPerSide()
-	v := &view{m: m, n: n, last: map[string]uint32{}, mark: make([]bool, m.CellCount()), chat: map[uint32][]*schema.ChatLine{},
+	v := &view{m: m, n: n, last: map[string]uint32{}, mark: make([]bool, m.CellCount()), fp: make([]uint64, m.CellCount()), chat: map[uint32][]*schema.ChatLine{},
 		combat: map[uint32][]*schema.CombatLine{}, cur: map[uint32][]*schema.EntityView{}}
 	axis := coverAxis(n)
 	for _, y := range axis {
@@ -82,13 +92,21 @@ func (v *view) note(s *schema.ZoneSnapshot, ev *schema.Event) {
 	}
 }
 
-// build returns the updates of this tick, in cell order, and resets the lines.
+// KeyframeTicks is how often (in ticks) every occupied cell is published
+// whether it changed or not: 20 ticks = 1 s at the default 50 ms tick.
+const KeyframeTicks = 20
+
+// build returns the updates of this tick (the changed cells, or every
+// occupied cell on a keyframe), in cell order, and resets the lines.
 func (v *view) build(zone string, s *schema.ZoneSnapshot, tick uint64, now int64) []*schema.ZoneUpdate {
 	clear(v.cur)
 	removed := map[uint32][]string{}
+	fp := make([]uint64, len(v.fp))
 	for id, p := range s.Players {
 		c := v.m.CellOf(p.X, p.Y)
-		v.cur[c] = append(v.cur[c], &schema.EntityView{Id: p.PlayerId, Name: p.Name, X: p.X, Y: p.Y, Hp: p.Hp, Dead: p.Dead, LastInputSeq: p.LastInputSeq})
+		e := &schema.EntityView{Id: p.PlayerId, Name: p.Name, X: p.X, Y: p.Y, Hp: p.Hp, Dead: p.Dead, LastInputSeq: p.LastInputSeq}
+		v.cur[c] = append(v.cur[c], e)
+		fp[c] += entityHash(e) // order-free: the map's order changes every tick
 		if old, ok := v.last[id]; ok && old != c {
 			removed[old] = append(removed[old], id)
 		}
@@ -102,13 +120,16 @@ func (v *view) build(zone string, s *schema.ZoneSnapshot, tick uint64, now int64
 			}
 		}
 	}
+	keyframe := v.ticks%KeyframeTicks == 0
+	v.ticks++
 	mark := v.mark
 	for i := range mark {
 		mark[i] = false
 	}
 	for c := range v.cur {
-		mark[c] = true
+		mark[c] = keyframe || fp[c] != v.fp[c]
 	}
+	v.fp = fp
 	for c := range removed {
 		mark[c] = true
 	}
@@ -132,4 +153,28 @@ func (v *view) build(zone string, s *schema.ZoneSnapshot, tick uint64, now int64
 	clear(v.chat)
 	clear(v.combat)
 	return out
+}
+
+// entityHash is a 64-bit FNV-1a of what a client sees of an entity.
+func entityHash(e *schema.EntityView) uint64 {
+	const prime = 1099511628211
+	h := uint64(14695981039346656037)
+	for i := 0; i < len(e.Id); i++ {
+		h = (h ^ uint64(e.Id[i])) * prime
+	}
+	h = (h ^ 0xff) * prime
+	for i := 0; i < len(e.Name); i++ {
+		h = (h ^ uint64(e.Name[i])) * prime
+	}
+	dead := uint64(0)
+	if e.Dead {
+		dead = 1
+	}
+	for _, w := range [...]uint64{uint64(math.Float32bits(e.X)), uint64(math.Float32bits(e.Y)), uint64(uint32(e.Hp)), dead, e.LastInputSeq} {
+		for i := 0; i < 8; i++ {
+			h = (h ^ (w & 0xff)) * prime
+			w >>= 8
+		}
+	}
+	return h
 }

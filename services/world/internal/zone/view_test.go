@@ -61,3 +61,54 @@ func TestViewUpdates(t *testing.T) {
 		t.Fatalf("updates after move %v", got)
 	}
 }
+
+// TestViewSendsChangedCells: after the first (keyframe) build, a cell goes
+// out only when something a client sees in it changed (a move, hp, a line, a
+// removal); every KeyframeTicks builds all occupied cells go out again.
+func TestViewSendsChangedCells(t *testing.T) {
+	m := worldmap.Default()
+	v := newView(m)
+	s := rules.NewState("z")
+	s.Players["a"] = &schema.PlayerState{PlayerId: "a", Name: "A", X: 50, Y: 50, Hp: 100}
+	s.Players["b"] = &schema.PlayerState{PlayerId: "b", Name: "B", X: 950, Y: 950, Hp: 100}
+	s.Players["c"] = &schema.PlayerState{PlayerId: "c", Name: "C", X: 960, Y: 960, Hp: 100}
+	cells := func(tick uint64) map[uint32]int {
+		out := map[uint32]int{}
+		for _, u := range v.build("z", s, tick, 0) {
+			out[u.Cell] = len(u.Entities)
+		}
+		return out
+	}
+	if got := cells(1); len(got) != 2 || got[0] != 1 || got[99] != 2 {
+		t.Fatalf("first build (keyframe): %v, want cells 0 and 99", got)
+	}
+	if got := cells(2); len(got) != 0 {
+		t.Fatalf("nothing changed, yet cells %v went out", got)
+	}
+	s.Players["c"].Hp = 90 // a hit in cell 99: the whole cell goes out
+	if got := cells(3); len(got) != 1 || got[99] != 2 {
+		t.Fatalf("after a hp change: %v, want cell 99 with both entities", got)
+	}
+	s.Players["a"].X = 55 // a move inside cell 0
+	if got := cells(4); len(got) != 1 || got[0] != 1 {
+		t.Fatalf("after a move: %v, want cell 0", got)
+	}
+	v.note(s, &schema.Event{PlayerId: "b", Body: &schema.Event_ChatSent{ChatSent: &schema.ChatSent{Text: "hi", Scope: schema.ChatScope_CHAT_SCOPE_NEARBY, X: 950, Y: 950}}})
+	if got := cells(5); len(got) != 1 || got[99] != 2 {
+		t.Fatalf("after a chat line: %v, want cell 99", got)
+	}
+	delete(s.Players, "a") // gone: cell 0 says so once
+	us := v.build("z", s, 6, 0)
+	if len(us) != 1 || us[0].Cell != 0 || len(us[0].Removed) != 1 {
+		t.Fatalf("after a leave: %v", us)
+	}
+	tick := uint64(7)
+	for ; v.ticks%KeyframeTicks != 0; tick++ {
+		if got := cells(tick); len(got) != 0 {
+			t.Fatalf("tick %d, nothing changed: %v", tick, got)
+		}
+	}
+	if got := cells(tick); len(got) != 1 || got[99] != 2 {
+		t.Fatalf("keyframe: %v, want the occupied cell 99", got)
+	}
+}

@@ -104,9 +104,13 @@ type Config struct {
 	// DisconnectGrace is how long the body of a player whose connection
 	// closed without Leave stays for a resume; default 15s.
 	DisconnectGrace time.Duration
-	Log             *slog.Logger
-	Metrics         *Metrics
-	OnStatus        func(Status)
+	// UpdatesPerCell publishes the AOI view as one ZoneUpdate per cell on
+	// upd.<zone>.<cell>, for gateways that do not read upd.<zone> yet (older
+	// than protocol 3); the default is one ZoneTick per tick on upd.<zone>.
+	UpdatesPerCell bool
+	Log            *slog.Logger
+	Metrics        *Metrics
+	OnStatus       func(Status)
 	// BeforeAppend is a test hook run before every commit with each event id
 	// of the record (e.g. to pause the zone between its lease check and its
 	// write, like a GC pause), before each TransferIn publish with
@@ -885,21 +889,47 @@ func (r *runner) deliverPending(ctx context.Context) error {
 	return nil
 }
 
+// publishUpdates sends the tick's AOI view: one schema.ZoneTick on
+// upd.<zone> carrying every changed cell (split into several of whole cells
+// above the max payload), or, with Config.UpdatesPerCell, one ZoneUpdate per
+// cell on upd.<zone>.<cell> as before protocol 3.
 func (r *runner) publishUpdates(t *tickState, now int64) {
 	span := r.startUpdates(t)
 	us := r.view.build(r.c.Zone, r.st, r.tick, now)
-	for _, u := range us {
-		b, err := proto.Marshal(u)
-		if err != nil {
-			continue
-		}
+	send := func(subject string, b []byte) {
 		if span != nil {
-			r.publishTraced(span, wire.UpdateSubject(r.c.Zone, u.Cell), b)
-			continue
+			r.publishTraced(span, subject, b)
+			return
 		}
-		_ = r.c.NC.Publish(wire.UpdateSubject(r.c.Zone, u.Cell), b)
+		_ = r.c.NC.Publish(subject, b)
 	}
-	endUpdates(span, len(us))
+	if r.c.UpdatesPerCell {
+		for _, u := range us {
+			if b, err := proto.Marshal(u); err == nil {
+				send(wire.UpdateSubject(r.c.Zone, u.Cell), b)
+			}
+		}
+		endUpdates(span, len(us))
+		return
+	}
+	limit, cells := r.app.maxBytes, len(us)
+	for len(us) > 0 {
+		n, size := 0, 0
+		for n < len(us) {
+			cs := proto.Size(us[n]) + 8 // the cell's tag and length
+			if n > 0 && size+cs > limit {
+				break
+			}
+			size += cs
+			n++
+		}
+		zt := &schema.ZoneTick{Zone: r.c.Zone, Tick: r.tick, ServerTimeNs: now, Cells: us[:n]}
+		if b, err := proto.Marshal(zt); err == nil {
+			send(wire.UpdateTickSubject(r.c.Zone), b)
+		}
+		us = us[n:]
+	}
+	endUpdates(span, cells)
 }
 
 // snapshotDue says whether a snapshot is due: SnapshotEvery counts the
