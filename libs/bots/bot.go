@@ -25,6 +25,11 @@ const (
 	stLeft // Leave sent: re-join at rejoinAt
 )
 
+// protocolVersion is the wire protocol the bots speak: 3, so that a zone
+// tick's cell views arrive in one Updates frame (wirefast.go reads both
+// shapes).
+const protocolVersion = 3
+
 type kind uint8
 
 const (
@@ -397,6 +402,7 @@ func (b *bot) connect(ctx context.Context) (transport, error) {
 		b.hello.Name = b.name
 	}
 	b.hello.ClientName = "realmstream-bots"
+	b.hello.ProtocolVersion = protocolVersion
 	b.pkt.Body = &b.bHello
 	b.seq++
 	helloSeq := b.seq
@@ -727,11 +733,12 @@ func (b *bot) onFrame(p []byte) {
 		b.mu.Lock()
 		b.onAckLocked(ackSeq, ss, dup, now)
 		b.mu.Unlock()
-	case fServerUpdate:
+	case fServerUpdate, fServerUpdates:
 		b.mu.Lock()
 		b.cnt.updates++
 		b.now = now
-		_ = scanUpdate(body, b, &b.ent)
+		n, _ := scanUpdate(body, b, &b.ent)
+		b.cnt.cells += int64(n)
 		b.mu.Unlock()
 	default:
 		if err := proto.Unmarshal(p, &b.rp); err != nil {

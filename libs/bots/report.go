@@ -13,7 +13,7 @@ import (
 // cache line between bots); the swarm adds them up when asked.
 type counters struct {
 	sent, acked, dups, busy, rejected, tooFast, errors, unanswered int64
-	updates, moves, chats, attacks, joins, leaves, rejoins         int64
+	updates, cells, moves, chats, attacks, joins, leaves, rejoins  int64
 	connects, connectFail, disconnects, resumes, resumesElsewhere  int64
 	crossings, outcomeUnknown, resent, seqRewinds                  int64
 }
@@ -28,6 +28,7 @@ func (c *counters) add(o *counters) {
 	c.errors += o.errors
 	c.unanswered += o.unanswered
 	c.updates += o.updates
+	c.cells += o.cells
 	c.moves += o.moves
 	c.chats += o.chats
 	c.attacks += o.attacks
@@ -88,17 +89,20 @@ type Report struct {
 	Unanswered     int64 `json:"unanswered"`
 	OutcomeUnknown int64 `json:"outcome_unknown"` // OUTCOME_UNKNOWN answers (resent with the same seq)
 	Resent         int64 `json:"resent"`
-	Updates        int64 `json:"updates"`
-	Moves          int64 `json:"moves"`
-	Chats          int64 `json:"chats"`
-	Attacks        int64 `json:"attacks"`
-	Joins          int64 `json:"joins"`
-	Leaves         int64 `json:"leaves"`
-	Rejoins        int64 `json:"rejoins"`
-	Connects       int64 `json:"connects"`
-	ConnFail       int64 `json:"connect_failures"`
-	Disconnects    int64 `json:"disconnects"`
-	Resumes        int64 `json:"resumes"`
+	// Updates are update frames received; UpdateCells the cell views in
+	// them (protocol 3 merges a zone tick's cells into one frame).
+	Updates     int64 `json:"updates"`
+	UpdateCells int64 `json:"update_cells"`
+	Moves       int64 `json:"moves"`
+	Chats       int64 `json:"chats"`
+	Attacks     int64 `json:"attacks"`
+	Joins       int64 `json:"joins"`
+	Leaves      int64 `json:"leaves"`
+	Rejoins     int64 `json:"rejoins"`
+	Connects    int64 `json:"connects"`
+	ConnFail    int64 `json:"connect_failures"`
+	Disconnects int64 `json:"disconnects"`
+	Resumes     int64 `json:"resumes"`
 	// ResumesElsewhere are resumes (deliberate or after a lost connection)
 	// served by another gateway than the session's previous one.
 	ResumesElsewhere int64 `json:"resumes_elsewhere"`
@@ -111,6 +115,7 @@ type Report struct {
 	SentPerSec    float64 `json:"sent_per_s"`
 	AckedPerSec   float64 `json:"acked_per_s"`
 	UpdatesPerSec float64 `json:"updates_per_s"`
+	CellsPerSec   float64 `json:"update_cells_per_s"`
 
 	InputToUpdate Latency           `json:"input_to_update"`
 	SendToAck     Latency           `json:"send_to_ack"`
@@ -136,7 +141,7 @@ func (s *Swarm) Report() *Report {
 		Bots: len(s.bots), Gateways: len(s.cfg.Gateways), MoveRate: s.cfg.MoveRate, DurationSec: dur,
 		Connected: int(s.everOnline.Load()),
 		Sent:      c.sent, Acked: c.acked, Duplicates: c.dups, Busy: c.busy, Rejected: c.rejected, TooFast: c.tooFast,
-		Errors: c.errors, Unanswered: c.unanswered, OutcomeUnknown: c.outcomeUnknown, Resent: c.resent, Updates: c.updates,
+		Errors: c.errors, Unanswered: c.unanswered, OutcomeUnknown: c.outcomeUnknown, Resent: c.resent, Updates: c.updates, UpdateCells: c.cells,
 		Moves: c.moves, Chats: c.chats, Attacks: c.attacks, Joins: c.joins, Leaves: c.leaves, Rejoins: c.rejoins,
 		Connects: c.connects, ConnFail: c.connectFail + s.connectFail.Load(), Disconnects: c.disconnects,
 		Resumes: c.resumes, ResumesElsewhere: c.resumesElsewhere, Crossings: c.crossings, SeqRewinds: c.seqRewinds,
@@ -154,6 +159,7 @@ func (s *Swarm) Report() *Report {
 	r.SentPerSec = float64(r.Sent) / dur
 	r.AckedPerSec = float64(r.Acked) / dur
 	r.UpdatesPerSec = float64(r.Updates) / dur
+	r.CellsPerSec = float64(r.UpdateCells) / dur
 	s.exMu.Lock()
 	if len(s.example) > 0 {
 		r.ErrorExamples = make(map[string]string, len(s.example))
@@ -180,8 +186,8 @@ func (r *Report) Print(w io.Writer) {
 		r.Bots, r.Connected, r.WSBots, r.Crossers, r.Gateways, r.MoveRate, r.DurationSec)
 	fmt.Fprintf(w, "commands: sent %d (%.0f/s), acked %d (%.0f/s, %d duplicate), busy %d, errors %d, rejected by world %d (too fast %d), unanswered %d, outcome unknown %d\n",
 		r.Sent, r.SentPerSec, r.Acked, r.AckedPerSec, r.Duplicates, r.Busy, r.Errors, r.Rejected, r.TooFast, r.Unanswered, r.OutcomeUnknown)
-	fmt.Fprintf(w, "  moves %d, chats %d, attacks %d, joins %d, leaves %d, re-joins %d; updates %d (%.0f/s)\n",
-		r.Moves, r.Chats, r.Attacks, r.Joins, r.Leaves, r.Rejoins, r.Updates, r.UpdatesPerSec)
+	fmt.Fprintf(w, "  moves %d, chats %d, attacks %d, joins %d, leaves %d, re-joins %d; update frames %d (%.0f/s) carrying %d cell views (%.0f/s)\n",
+		r.Moves, r.Chats, r.Attacks, r.Joins, r.Leaves, r.Rejoins, r.Updates, r.UpdatesPerSec, r.UpdateCells, r.CellsPerSec)
 	fmt.Fprintf(w, "sessions: connects %d, connect failures %d, lost connections %d, deliberate resumes %d, resumes on another gateway %d, zone crossings %d\n",
 		r.Connects, r.ConnFail, r.Disconnects, r.Resumes, r.ResumesElsewhere, r.Crossings)
 	pl := func(name string, l Latency) {

@@ -13,10 +13,11 @@ import (
 const (
 	fServerAckSeq  = 1
 	fServerAck     = 11
-	fServerUpdate  = 12
+	fServerUpdate  = 12 // Update: one cell (protocols 1, 2)
+	fServerUpdates = 17 // Updates: a zone tick's cells (protocol 3)
 	fAckStreamSeq  = 1
 	fAckDuplicate  = 2
-	fUpdateZone    = 1 // Update.zone_update
+	fUpdateZone    = 1 // Update.zone_update and (repeated) Updates.zone_updates
 	fZUZone        = 1
 	fZUEntities    = 5
 	fEntityID      = 1
@@ -98,39 +99,42 @@ type entity struct {
 	lastSeq uint64
 }
 
-// scanUpdate calls vis for each entity of each ZoneUpdate in an Update body
-// (zone and e.id alias the frame); e is the caller's scratch, so that nothing
-// escapes to the heap.
-func scanUpdate(b []byte, vis visitor, e *entity) error {
+// scanUpdate calls vis for each entity of each ZoneUpdate in an Update or
+// Updates body (the same field number: one cell, or a tick's cells) and
+// returns how many cells it saw (zone and e.id alias the frame); e is the
+// caller's scratch, so that nothing escapes to the heap.
+func scanUpdate(b []byte, vis visitor, e *entity) (cells int, err error) {
 	for len(b) > 0 {
 		num, typ, n := protowire.ConsumeTag(b)
 		if n < 0 {
-			return errBadPacket
+			return cells, errBadPacket
 		}
 		b = b[n:]
 		if num == fUpdateZone && typ == protowire.BytesType {
 			zu, n := protowire.ConsumeBytes(b)
 			if n < 0 {
-				return errBadPacket
+				return cells, errBadPacket
 			}
 			b = b[n:]
 			if err := scanZoneUpdate(zu, vis, e); err != nil {
-				return err
+				return cells, err
 			}
+			cells++
 			continue
 		}
 		n = protowire.ConsumeFieldValue(num, typ, b)
 		if n < 0 {
-			return errBadPacket
+			return cells, errBadPacket
 		}
 		b = b[n:]
 	}
-	return nil
+	return cells, nil
 }
 
 func scanZoneUpdate(b []byte, vis visitor, e *entity) error {
-	// zone (field 1) comes first in the encoding Go produces; an encoder
-	// that puts it later is still read correctly, at the cost of a second pass.
+	// The zone (field 1) first: a walk over the top-level fields (nested
+	// messages skipped by their length); the last one wins, as in
+	// proto.Unmarshal.
 	var zone []byte
 	rest := b
 	for len(rest) > 0 {
@@ -144,8 +148,8 @@ func scanZoneUpdate(b []byte, vis visitor, e *entity) error {
 			if n < 0 {
 				return errBadPacket
 			}
-			zone = v
-			break
+			zone, rest = v, rest[n:]
+			continue
 		}
 		n = protowire.ConsumeFieldValue(num, typ, rest)
 		if n < 0 {
