@@ -43,9 +43,10 @@ func split(n, p, i int) int {
 	return s
 }
 
-// startProducers starts p goroutines that each call enq for their share of
-// n items once go is closed.
-func startProducers(n, p int, enq func()) (release func(), wait func()) {
+// startProducers starts p goroutines that each call the function mk
+// returned to it (mk runs once per goroutine, before the gate, so that a
+// producer can take a handle) for their share of n items once released.
+func startProducers(n, p int, mk func() func()) (release func(), wait func()) {
 	var ready, done sync.WaitGroup
 	gate := make(chan struct{})
 	for i := 0; i < p; i++ {
@@ -53,6 +54,7 @@ func startProducers(n, p int, enq func()) (release func(), wait func()) {
 		done.Add(1)
 		go func(k int) {
 			defer done.Done()
+			enq := mk()
 			ready.Done()
 			<-gate
 			for ; k > 0; k-- {
@@ -64,14 +66,25 @@ func startProducers(n, p int, enq func()) (release func(), wait func()) {
 	return func() { close(gate) }, done.Wait
 }
 
-func runRing[T any](n, p int, v T) time.Duration {
+// shared is the mk of startProducers for a queue without handles.
+func shared(enq func()) func() func() { return func() func() { return enq } }
+
+// runShared is the ring's shared lane (Ring.Enqueue, every producer CASes
+// the same tail): the ring of issue 2, kept as the before of issue 12.
+func runShared[T any](n, p int, v T) time.Duration {
 	r := New[T](benchCapacity)
 	ctx := context.Background()
-	release, wait := startProducers(n, p, func() {
+	release, wait := startProducers(n, p, shared(func() {
 		if err := r.Enqueue(ctx, v); err != nil {
 			panic(err)
 		}
-	})
+	}))
+	return drainRing(r, n, release, wait)
+}
+
+// drainRing is the consumer loop of the ring runners.
+func drainRing[T any](r *Ring[T], n int, release, wait func()) time.Duration {
+	ctx := context.Background()
 	buf := make([]T, benchBatch)
 	start := time.Now()
 	release()
@@ -90,9 +103,26 @@ func runRing[T any](n, p int, v T) time.Duration {
 	return d
 }
 
+// runRing is the ring as the gateway uses it: one producer lane per
+// producer (Ring.Producer), p lanes of benchCapacity/p slots, the same total
+// capacity as the other queues.
+func runRing[T any](n, p int, v T) time.Duration {
+	r := NewLanes[T](2, p, benchCapacity/p)
+	ctx := context.Background()
+	release, wait := startProducers(n, p, func() func() {
+		h := r.Producer()
+		return func() {
+			if err := h.Enqueue(ctx, v); err != nil {
+				panic(err)
+			}
+		}
+	})
+	return drainRing(r, n, release, wait)
+}
+
 func runChan[T any](n, p int, v T) time.Duration {
 	ch := make(chan T, benchCapacity)
-	release, wait := startProducers(n, p, func() { ch <- v })
+	release, wait := startProducers(n, p, shared(func() { ch <- v }))
 	buf := make([]T, benchBatch)
 	start := time.Now()
 	release()
@@ -175,7 +205,7 @@ func (m *mutexRing[T]) dequeueBatch(out []T) int {
 
 func runMutex[T any](n, p int, v T) time.Duration {
 	m := newMutexRing[T](benchCapacity)
-	release, wait := startProducers(n, p, func() { m.enqueue(v) })
+	release, wait := startProducers(n, p, shared(func() { m.enqueue(v) }))
 	buf := make([]T, benchBatch)
 	start := time.Now()
 	release()
@@ -203,13 +233,15 @@ const (
 	implRing = iota
 	implMutex
 	implChan
+	implShared
 )
 
 func impls[T any]() []impl[T] {
 	return []impl[T]{
-		implRing:  {"ring", runRing[T]},
-		implMutex: {"mutex", runMutex[T]},
-		implChan:  {"chan", runChan[T]},
+		implRing:   {"ring", runRing[T]},
+		implMutex:  {"mutex", runMutex[T]},
+		implChan:   {"chan", runChan[T]},
+		implShared: {"shared", runShared[T]},
 	}
 }
 
@@ -249,6 +281,7 @@ func benchInterleaved[T any](b *testing.B, all []impl[T], own, p int, v T) {
 	b.ReportMetric(float64(b.N)/d[own].Seconds(), "items/s")
 	b.ReportMetric(d[implChan].Seconds()/d[own].Seconds(), "x_vs_chan")
 	b.ReportMetric(d[implMutex].Seconds()/d[own].Seconds(), "x_vs_mutex")
+	b.ReportMetric(d[implShared].Seconds()/d[own].Seconds(), "x_vs_shared")
 	if cpu > 0 {
 		b.ReportMetric(float64(cpu.Nanoseconds())/float64(b.N), "cpu-ns/item")
 	}

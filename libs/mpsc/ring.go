@@ -132,16 +132,20 @@ const closedBit = uint64(1) << 63
 // every platform.
 const maxCapacity = 1 << 30
 
-// Spin budgets before parking. The consumer polls its next slot a few dozen
-// times (a fraction of a microsecond) and then parks: on a 2-core machine a
-// consumer that spins longer, or yields in a loop, takes the processor from
-// the producers it waits for, and parking early lets items accumulate into
-// large batches (measured in docs/bench/mpsc.md). A blocked producer yields
-// (runtime.Gosched) a few times before parking, so that the consumer can run
-// and make room.
+// Spin budgets before parking. The consumer polls the lanes a few dozen
+// times (a fraction of a microsecond), then yields the processor a few times
+// (runtime.Gosched: a producer that the last batch woke, or that is ready to
+// publish, runs meanwhile), and only then parks: a park costs a channel
+// receive plus the producer's wake-up, about the time of several yields, and
+// an early park made the consumer park ~15 times per 1000 items when lanes
+// are small (docs/bench/mpsc.md). It never spins long: on a 2-core machine a
+// spinning consumer takes the processor from the producers it waits for. A
+// blocked producer yields a few times before parking, so that the consumer
+// can run and make room.
 const (
-	consumerSpins = 64
-	producerSpins = 16
+	consumerSpins  = 64
+	consumerYields = 8
+	producerSpins  = 16
 )
 
 // Ring is a bounded lock-free MPSC queue of T. Any number of goroutines may
@@ -162,6 +166,7 @@ type Ring[T any] struct {
 	clear bool          // T holds pointers: zero dequeued slots for the GC
 	wake  chan struct{} // consumer wake-up, capacity 1
 	pwake chan struct{} // producer wake-up tokens (zero-size elements, no buffer memory)
+	lanes []lane[T]     // producer lanes (lane.go); nil for a ring from New
 	_     [cacheLine]byte
 
 	// tail is the next position producers claim, with closedBit.
@@ -171,7 +176,11 @@ type Ring[T any] struct {
 	// head is the next position the consumer reads. Only the consumer
 	// writes it; Len reads it.
 	head atomic.Uint64
-	_    [cacheLine - 8]byte
+	// cursor is the lane DequeueBatch starts at (0: the shared lane, k:
+	// lanes[k-1]): the one after the last lane that gave items. Consumer
+	// only.
+	cursor int
+	_      [cacheLine - 16]byte
 
 	// sleeping is 1 while the consumer is armed to park. Producers read it
 	// after every publish; it is written only when the consumer parks.
@@ -182,6 +191,9 @@ type Ring[T any] struct {
 	_        [cacheLine - 8]byte
 
 	pmu sync.Mutex // serialises producer registration against wake-all
+
+	lmu  sync.Mutex // guards free
+	free []int      // indexes of unowned lanes (Producer takes, Release gives back)
 
 	stats struct {
 		full          atomic.Uint64
@@ -217,22 +229,62 @@ func New[T any](capacity int) *Ring[T] {
 	return r
 }
 
-// Cap returns the capacity (a power of two).
-func (r *Ring[T]) Cap() int { return len(r.seqs) }
+// NewLanes returns a ring with a shared lane of capacity (as New) and
+// lanes producer lanes of laneCapacity each (rounded up to a power of two, at
+// least 2), which Producer hands out one per handle. It panics on a capacity
+// outside [1, 1<<30] or a negative lanes.
+func NewLanes[T any](capacity, lanes, laneCapacity int) *Ring[T] {
+	if lanes < 0 || laneCapacity < 1 || laneCapacity > maxCapacity {
+		panic("mpsc: lanes must be >= 0 and laneCapacity in [1, 1<<30]")
+	}
+	r := New[T](capacity)
+	c := 2
+	for c < laneCapacity {
+		c <<= 1
+	}
+	r.lanes = make([]lane[T], lanes)
+	r.free = make([]int, 0, lanes)
+	for k := lanes - 1; k >= 0; k-- {
+		r.lanes[k].vals = make([]T, c)
+		r.lanes[k].mask = uint64(c - 1)
+		r.lanes[k].wake = make(chan struct{}, 1)
+		r.free = append(r.free, k) // lane 0 is handed out first
+	}
+	return r
+}
+
+// Cap returns the capacity: the shared lane's (a power of two) plus every
+// producer lane's.
+func (r *Ring[T]) Cap() int {
+	c := len(r.seqs)
+	for k := range r.lanes {
+		c += len(r.lanes[k].vals)
+	}
+	return c
+}
 
 // Len returns the number of claimed, not yet dequeued positions, clamped to
 // [0, Cap]. It includes items claimed but not yet published, and is a
 // snapshot: meant for metrics (queue depth), not for decisions.
 func (r *Ring[T]) Len() int {
-	h := r.head.Load()
-	t := r.tail.Load() &^ closedBit
+	n := clampLen(r.head.Load(), r.tail.Load(), len(r.seqs))
+	for k := range r.lanes {
+		l := &r.lanes[k]
+		n += clampLen(l.head.Load(), l.tail.Load(), len(l.vals))
+	}
+	return n
+}
+
+// clampLen is tail - head (closedBit removed) clamped to [0, c].
+func clampLen(h, t uint64, c int) int {
+	t &^= closedBit
 	if t <= h {
 		return 0
 	}
-	if n := t - h; n < uint64(len(r.seqs)) {
+	if n := t - h; n < uint64(c) {
 		return int(n)
 	}
-	return len(r.seqs)
+	return c
 }
 
 // Closed reports whether Close has been called.
@@ -297,29 +349,40 @@ func (r *Ring[T]) Enqueue(ctx context.Context, v T) error {
 	if err := r.tryEnqueue(&v); err != ErrFull {
 		return err
 	}
-	return r.enqueueSlow(ctx, &v)
+	return r.enqueueSlow(ctx, &v, nil)
 }
 
-// enqueueSlow is Enqueue on a full ring: yield a little, then park.
-func (r *Ring[T]) enqueueSlow(ctx context.Context, v *T) (err error) {
+// try is the non-blocking enqueue of the shared lane (p == nil) or of p's
+// lane. Both load the lane's head from memory before they report ErrFull.
+// (A switch, not a func value: v would escape through a func value.)
+func (r *Ring[T]) try(p *Producer[T], v *T) error {
+	if p == nil {
+		return r.tryEnqueue(v)
+	}
+	return p.tryEnqueue(v)
+}
+
+// enqueueSlow is Enqueue on a full lane (the shared one if p is nil, else
+// p's): yield a little, then park.
+func (r *Ring[T]) enqueueSlow(ctx context.Context, v *T, p *Producer[T]) (err error) {
 	r.stats.full.Add(1)
 	start := time.Now()
 	defer func() { r.stats.waitNanos.Add(uint64(time.Since(start))) }()
 	for i := 0; i < producerSpins; i++ {
 		runtime.Gosched()
-		if err = r.tryEnqueue(v); err != ErrFull {
+		if err = r.try(p, v); err != ErrFull {
 			return err
 		}
 	}
 	done := ctx.Done()
 	for {
-		// Register, then re-check (tryEnqueue loads head): pairs with the
+		// Register, then re-check (try loads head): pairs with the
 		// consumer's "store head, then load pwaiting" in DequeueBatch and
 		// wakeProducers.
 		r.pmu.Lock()
 		r.pwaiting.Add(1)
 		r.pmu.Unlock()
-		if err = r.tryEnqueue(v); err != ErrFull {
+		if err = r.try(p, v); err != ErrFull {
 			r.unregisterProducer()
 			return err
 		}
@@ -331,7 +394,7 @@ func (r *Ring[T]) enqueueSlow(ctx context.Context, v *T) (err error) {
 			r.unregisterProducer()
 			return ctx.Err()
 		}
-		if err = r.tryEnqueue(v); err != ErrFull {
+		if err = r.try(p, v); err != ErrFull {
 			return err
 		}
 	}
@@ -372,6 +435,42 @@ func (r *Ring[T]) wakeProducers() {
 // slots are zeroed when T holds pointers. Only the single consumer may call
 // it.
 func (r *Ring[T]) DequeueBatch(buf []T) int {
+	var n int
+	if len(r.lanes) == 0 {
+		n = r.drainShared(buf)
+	} else {
+		// Visit the shared lane (0) and the producer lanes (1..) at most
+		// once, round-robin: the next call starts after the last lane that
+		// gave items, so a lane that fills every batch cannot starve the
+		// others.
+		m, c := len(r.lanes)+1, r.cursor
+		for k := 0; k < m && n < len(buf); k++ {
+			j := c + k
+			if j >= m {
+				j -= m
+			}
+			var got int
+			if j == 0 {
+				got = r.drainShared(buf[n:])
+			} else {
+				got = r.lanes[j-1].drain(buf[n:], r.clear)
+			}
+			if got > 0 {
+				n += got
+				if r.cursor = j + 1; r.cursor == m {
+					r.cursor = 0
+				}
+			}
+		}
+	}
+	if n > 0 {
+		r.wakeProducers()
+	}
+	return n
+}
+
+// drainShared is DequeueBatch of the shared lane.
+func (r *Ring[T]) drainShared(buf []T) int {
 	seqs, vals, mask, clear := r.seqs, r.vals, r.mask, r.clear
 	h := r.head.Load()
 	n := 0
@@ -391,22 +490,37 @@ func (r *Ring[T]) DequeueBatch(buf []T) int {
 	if n > 0 {
 		// One release for the whole batch: frees n slots at once.
 		r.head.Store(h + uint64(n))
-		r.wakeProducers()
 	}
 	return n
 }
 
-// ready reports whether the consumer's next position is published.
+// ready reports whether some lane's next position is published.
 func (r *Ring[T]) ready() bool {
 	h := r.head.Load()
-	return int32(r.seqs[h&r.mask].Load()-uint32(h+1)) >= 0
+	if int32(r.seqs[h&r.mask].Load()-uint32(h+1)) >= 0 {
+		return true
+	}
+	for k := range r.lanes {
+		if r.lanes[k].ready() {
+			return true
+		}
+	}
+	return false
 }
 
-// drained reports whether the ring is closed and every accepted position has
-// been dequeued.
+// drained reports whether the ring is closed and every accepted position of
+// every lane has been dequeued.
 func (r *Ring[T]) drained() bool {
 	t := r.tail.Load()
-	return t&closedBit != 0 && r.head.Load() == t&^closedBit
+	if t&closedBit == 0 || r.head.Load() != t&^closedBit {
+		return false
+	}
+	for k := range r.lanes {
+		if !r.lanes[k].drained() {
+			return false
+		}
+	}
+	return true
 }
 
 // Wait blocks the consumer until an item can be dequeued (nil), ctx is done
@@ -421,6 +535,15 @@ func (r *Ring[T]) Wait(ctx context.Context) error {
 	// Poll only the head slot while spinning: loading tail (for drained)
 	// would pull the producers' hottest line on every iteration.
 	for i := 0; i < consumerSpins; i++ {
+		if r.ready() {
+			return nil
+		}
+	}
+	// Then yield: a producer the last batch woke (it is runnable, most
+	// likely on this P's run queue) publishes while we are off the
+	// processor, which costs a fraction of a park and its wake-up.
+	for i := 0; i < consumerYields; i++ {
+		runtime.Gosched()
 		if r.ready() {
 			return nil
 		}
@@ -463,8 +586,17 @@ func (r *Ring[T]) Wait(ctx context.Context) error {
 // stay in the ring; the consumer drains them and then Wait returns ErrClosed.
 // Close is idempotent and safe to call concurrently with everything.
 func (r *Ring[T]) Close() {
-	if r.tail.Or(closedBit)&closedBit != 0 {
+	again := r.tail.Or(closedBit)&closedBit != 0
+	// Every call closes every lane before it returns (a second Close may
+	// overtake the first), but only the first wakes the parked goroutines.
+	for k := range r.lanes {
+		r.lanes[k].tail.Or(closedBit)
+	}
+	if again {
 		return
+	}
+	for k := range r.lanes {
+		r.lanes[k].wakeOwner() // set closedBit, then load waiting
 	}
 	if r.sleeping.CompareAndSwap(1, 0) {
 		select {
