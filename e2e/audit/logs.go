@@ -6,9 +6,7 @@ import (
 	"sort"
 	"strings"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/realmstream/realmstream/libs/schema"
@@ -168,7 +166,7 @@ func ReadEvents(ctx context.Context, js jetstream.JetStream) (map[string]*ZoneLo
 		es, err := zonelog.Decode(m.Seq, m.Header, m.Data)
 		var raws [][]byte
 		if err == nil {
-			raws, err = eventBytes(m.Header, m.Data)
+			raws, err = zonelog.EventBytes(m.Header, m.Data)
 		}
 		if err == nil && len(raws) != len(es) {
 			err = fmt.Errorf("%d events decoded, %d event payloads", len(es), len(raws))
@@ -186,35 +184,6 @@ func ReadEvents(ctx context.Context, js jetstream.JetStream) (map[string]*ZoneLo
 		return nil
 	})
 	return logs, n, vs, err
-}
-
-// eventBytes returns the bytes of each event of a message as committed:
-// the events field (8) of a tick record walked in order, or the whole data
-// of a legacy message.
-func eventBytes(h nats.Header, data []byte) ([][]byte, error) {
-	if h.Get(wire.HeaderSchema) != wire.SchemaTickRecord {
-		return [][]byte{data}, nil
-	}
-	var out [][]byte
-	for b := data; len(b) > 0; {
-		num, typ, n := protowire.ConsumeTag(b)
-		if n < 0 {
-			return nil, protowire.ParseError(n)
-		}
-		b = b[n:]
-		if num == 8 && typ == protowire.BytesType {
-			v, m := protowire.ConsumeBytes(b)
-			if m < 0 {
-				return nil, protowire.ParseError(m)
-			}
-			out = append(out, v)
-			n = m
-		} else if n = protowire.ConsumeFieldValue(num, typ, b); n < 0 {
-			return nil, protowire.ParseError(n)
-		}
-		b = b[n:]
-	}
-	return out, nil
 }
 
 // EventType names the body of an event ("player_moved", ...): wire.EventType.

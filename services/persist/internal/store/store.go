@@ -14,11 +14,11 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
-	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/realmstream/realmstream/libs/schema"
 	"github.com/realmstream/realmstream/libs/wire"
+	"github.com/realmstream/realmstream/libs/zonelog"
 )
 
 // Record is one event row as persist stores it: one event of an EVT
@@ -73,12 +73,6 @@ func fill(r *Record, ev *schema.Event) {
 	r.Type = wire.EventType(ev)
 }
 
-// Field numbers of schema.TickRecord that DecodeMessage reads.
-const (
-	tickRecordCommittedAt = 7
-	tickRecordEvents      = 8
-)
-
 // DecodeMessage turns one EVT message into its Records: the events of a tick
 // record (header Realm-Schema = wire.SchemaTickRecord) in order, each with
 // the exact bytes of its schema.Event as payload, or the one Record of a
@@ -92,34 +86,11 @@ func DecodeMessage(seq uint64, subject string, h nats.Header, data []byte, msgTi
 	}
 	zone := strings.TrimPrefix(subject, wire.EventPrefix)
 	raw := []Record{{Seq: seq, Zone: zone, TSNs: msgTime.UnixNano(), Payload: data, Type: "invalid"}}
-	// Walk the record's wire format so that each row's payload is the
-	// event's bytes exactly as committed (no re-encoding).
-	var evs [][]byte
-	var committed int64
-	for b := data; len(b) > 0; {
-		num, typ, n := protowire.ConsumeTag(b)
-		if n < 0 {
-			return raw
-		}
-		b = b[n:]
-		switch {
-		case num == tickRecordEvents && typ == protowire.BytesType:
-			var v []byte
-			v, n = protowire.ConsumeBytes(b)
-			if n >= 0 {
-				evs = append(evs, v)
-			}
-		case num == tickRecordCommittedAt && typ == protowire.VarintType:
-			var v uint64
-			v, n = protowire.ConsumeVarint(b)
-			committed = int64(v)
-		default:
-			n = protowire.ConsumeFieldValue(num, typ, b)
-		}
-		if n < 0 {
-			return raw
-		}
-		b = b[n:]
+	// Each row's payload is the event's bytes exactly as committed (no
+	// re-encoding): zonelog.RecordEvents walks the record's wire format.
+	evs, committed, err := zonelog.RecordEvents(data)
+	if err != nil {
+		return raw
 	}
 	if committed == 0 {
 		committed = msgTime.UnixNano()
