@@ -3,8 +3,14 @@
 package natsembed
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
+	"net"
+	"net/url"
+	"path/filepath"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -69,6 +75,14 @@ func (c Config) Validate() error {
 
 // Start starts the server and waits until it accepts connections.
 func Start(c Config) (*server.Server, error) {
+	opts, err := c.options()
+	if err != nil {
+		return nil, err
+	}
+	return start(opts)
+}
+
+func (c Config) options() (*server.Options, error) {
 	if err := c.Validate(); err != nil {
 		return nil, err
 	}
@@ -102,6 +116,10 @@ func Start(c Config) (*server.Server, error) {
 		d, _ := time.ParseDuration(string(c.Sync))
 		opts.SyncInterval = d
 	}
+	return opts, nil
+}
+
+func start(opts *server.Options) (*server.Server, error) {
 	s, err := server.NewServer(opts)
 	if err != nil {
 		return nil, fmt.Errorf("natsembed: %w", err)
@@ -112,4 +130,105 @@ func Start(c Config) (*server.Server, error) {
 		return nil, fmt.Errorf("natsembed: server on %s:%d not ready within 10s (port in use?)", opts.Host, opts.Port)
 	}
 	return s, nil
+}
+
+// StartCluster starts n servers routed to each other in one JetStream
+// cluster inside this process (n = 3 gives replicated R3 streams on one
+// machine: every append goes through a Raft quorum, as in production). Node
+// i listens for clients on c.Port+i (free ports when c.Port is -1), for
+// routes on a free loopback port, and keeps its store in c.StoreDir/node-i.
+// It returns once the cluster has a JetStream meta leader; Shutdown stops it.
+func StartCluster(c Config, n int) (*Cluster, error) {
+	if n < 1 {
+		return nil, fmt.Errorf("natsembed: a cluster of %d servers: want >= 1", n)
+	}
+	if n == 1 {
+		s, err := Start(c)
+		if err != nil {
+			return nil, err
+		}
+		return &Cluster{Servers: []*server.Server{s}}, nil
+	}
+	routePorts := make([]int, n)
+	var routes []*url.URL
+	for i := range routePorts {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, fmt.Errorf("natsembed: a route port: %w", err)
+		}
+		routePorts[i] = l.Addr().(*net.TCPAddr).Port
+		l.Close()
+		routes = append(routes, &url.URL{Scheme: "nats", Host: "127.0.0.1:" + strconv.Itoa(routePorts[i])})
+	}
+	cl := &Cluster{}
+	for i := 0; i < n; i++ {
+		nc := c
+		nc.StoreDir = filepath.Join(c.StoreDir, "node-"+strconv.Itoa(i))
+		nc.ServerName = fmt.Sprintf("%s-%d", cmp.Or(c.ServerName, "realmstream-embedded"), i)
+		if c.Port > 0 {
+			nc.Port = c.Port + i
+		} else if c.Port == 0 {
+			nc.Port = 4222 + i
+		}
+		opts, err := nc.options()
+		if err != nil {
+			cl.Shutdown()
+			return nil, err
+		}
+		opts.Cluster = server.ClusterOpts{Name: cmp.Or(c.ServerName, "realmstream-embedded"), Host: "127.0.0.1", Port: routePorts[i]}
+		opts.Routes = routes
+		s, err := start(opts)
+		if err != nil {
+			cl.Shutdown()
+			return nil, fmt.Errorf("natsembed: cluster node %d: %w", i, err)
+		}
+		cl.Servers = append(cl.Servers, s)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for !cl.ready() {
+		if time.Now().After(deadline) {
+			cl.Shutdown()
+			return nil, errors.New("natsembed: the cluster elected no JetStream meta leader within 30s")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return cl, nil
+}
+
+// Cluster is the servers of StartCluster.
+type Cluster struct {
+	Servers []*server.Server
+}
+
+// URL lists every server's client URL, comma-separated (nats.Connect takes
+// the list and fails over between them).
+func (c *Cluster) URL() string {
+	urls := make([]string, len(c.Servers))
+	for i, s := range c.Servers {
+		urls[i] = s.ClientURL()
+	}
+	return strings.Join(urls, ",")
+}
+
+// Shutdown stops every server and waits for them.
+func (c *Cluster) Shutdown() {
+	for _, s := range c.Servers {
+		s.Shutdown()
+	}
+	for _, s := range c.Servers {
+		s.WaitForShutdown()
+	}
+}
+
+func (c *Cluster) ready() bool {
+	leader := false
+	for _, s := range c.Servers {
+		if !s.JetStreamIsCurrent() {
+			return false
+		}
+		if s.JetStreamIsLeader() {
+			leader = true
+		}
+	}
+	return leader
 }

@@ -34,6 +34,7 @@ type stackConfig struct {
 	DataDir      string        // --data-dir: NATS and Pebble data, default ./data
 	NATSPort     int           // --nats-port: embedded NATS client port, default 4222 (-1 = any free port)
 	NATSSync     string        // --nats-sync: JetStream fsync policy: default | always | <duration>
+	NATSCluster  int           // --nats-cluster: embedded NATS servers (1, or 3 for an R3 cluster in this process)
 	TCPAddr      string        // --tcp-addr: gateway TCP, default :7000
 	WSAddr       string        // --ws-addr: gateway WebSocket, default :7001
 	HTTPBase     int           // --http-base: first ops port (gateway; world +1, persist +2, monitor +3), default 8080
@@ -48,6 +49,7 @@ func (c *stackConfig) register(s *envflag.Set) {
 	s.String(&c.DataDir, "data-dir", "./data", "directory for the embedded NATS store and the Pebble database")
 	s.Int(&c.NATSPort, "nats-port", 4222, "client port of the embedded NATS server (-1 picks a free port)")
 	s.String(&c.NATSSync, "nats-sync", "default", "JetStream fsync policy: default (every 2m, ack before fsync), always (fsync before each ack) or a duration")
+	s.Int(&c.NATSCluster, "nats-cluster", 1, "embedded NATS servers: 1, or 3 for a JetStream cluster in this process with every stream and bucket replicated 3 times (R3: each append through a Raft quorum, as in production); client ports --nats-port, +1, +2")
 	s.String(&c.TCPAddr, "tcp-addr", ":7000", "gateway TCP listen address (length-prefixed protobuf frames)")
 	s.String(&c.WSAddr, "ws-addr", ":7001", "gateway WebSocket listen address (binary messages)")
 	s.Int(&c.HTTPBase, "http-base", 8080, "ops HTTP port of the gateway; world, persist and monitor use the next three (monitor serves the dashboard), the browser demo the fifth (/play/)")
@@ -73,6 +75,9 @@ func (c *stackConfig) validate() error {
 	}
 	if _, err := natsembed.ParseSync(c.NATSSync); err != nil {
 		return err
+	}
+	if c.NATSCluster != 1 && c.NATSCluster != 3 {
+		return fmt.Errorf("--nats-cluster %d: want 1 or 3", c.NATSCluster)
 	}
 	return nil
 }
@@ -143,13 +148,14 @@ func runStack(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			l.Close()
 		}
 	}
-	ns, err := natsembed.Start(natsembed.Config{Port: cfg.NATSPort, StoreDir: natsDir, Sync: natsembed.SyncPolicy(cfg.NATSSync)})
+	ns, err := natsembed.StartCluster(natsembed.Config{Port: cfg.NATSPort, StoreDir: natsDir, Sync: natsembed.SyncPolicy(cfg.NATSSync)}, cfg.NATSCluster)
 	if err != nil {
 		return err
 	}
-	defer func() { ns.Shutdown(); ns.WaitForShutdown() }()
-	natsURL := ns.ClientURL()
-	log.Info("embedded NATS with JetStream started", "url", natsURL, "store", natsDir, "sync", cfg.NATSSync)
+	defer ns.Shutdown()
+	natsURL := ns.URL()
+	replicas := cfg.NATSCluster
+	log.Info("embedded NATS with JetStream started", "url", natsURL, "store", natsDir, "sync", cfg.NATSSync, "servers", cfg.NATSCluster, "replicas", replicas)
 
 	nc, err := nats.Connect(natsURL, nats.Name("realmstream-stack"))
 	if err != nil {
@@ -160,9 +166,10 @@ func runStack(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
-	if err := wire.EnsureStreams(ctx, js, wire.StreamOptions{}); err != nil {
+	if err := wire.EnsureStreams(ctx, js, wire.StreamOptions{Replicas: replicas}); err != nil {
 		return err
 	}
+	wc.Streams.Replicas, pc.Streams.Replicas, mc.Streams.Replicas, gc.Streams.Replicas = replicas, replicas, replicas, replicas
 
 	port := func(off int) string { return "127.0.0.1:" + strconv.Itoa(cfg.HTTPBase+off) }
 
