@@ -77,12 +77,14 @@ type Service struct {
 	rc         redis.UniversalClient
 	// store is the lock store as the locker sees it (health-recording);
 	// health says whether it answers. While it does not, out is set: this
-	// instance has left the membership (memberMu orders the membership put
-	// against leaving) and only the controller probes the store (lastProbe).
+	// instance has left the membership and only the controller probes the
+	// store (lastProbe). No lock is held across a membership call (a slow
+	// KV must not stall the controller): out is set before the delete, and
+	// a put re-reads it after it lands and deletes what it wrote when out
+	// was set meanwhile (putMember), so an entry never outlives a leave.
 	store     lock.Store
 	health    *lockHealth
 	out       atomic.Bool
-	memberMu  sync.Mutex
 	lastProbe time.Time // controller goroutine only
 
 	mu       sync.Mutex
@@ -475,12 +477,7 @@ func (s *Service) checkEligible(ctx context.Context) {
 		if !s.health.unhealthy(renew, s.cfg.LeaseTTL) {
 			return
 		}
-		s.memberMu.Lock()
-		s.out.Store(true)
-		dctx, cancel := context.WithTimeout(ctx, s.cfg.PublishTimeout)
-		err := s.members.Delete(dctx, s.cfg.InstanceID)
-		cancel()
-		s.memberMu.Unlock()
+		err := s.leaveMembership(ctx)
 		s.lastProbe = time.Now()
 		s.log.Warn("lock store does not answer: left the membership until it does", "delete_err", err)
 		return
@@ -496,23 +493,36 @@ func (s *Service) checkEligible(ctx context.Context) {
 	if err != nil && !errors.Is(err, lock.ErrNotHeld) {
 		return
 	}
-	s.memberMu.Lock()
 	s.out.Store(false)
-	s.memberMu.Unlock()
 	s.putMember(ctx)
 	s.log.Info("lock store answers again: rejoined the membership")
 }
 
-// putMember puts this instance's membership entry, unless it is out.
+// leaveMembership marks this instance out and deletes its membership entry.
+// out is set first: a put in flight sees it when it lands (putMember).
+func (s *Service) leaveMembership(ctx context.Context) error {
+	s.out.Store(true)
+	dctx, cancel := context.WithTimeout(ctx, s.cfg.PublishTimeout)
+	defer cancel()
+	return s.members.Delete(dctx, s.cfg.InstanceID)
+}
+
+// putMember puts this instance's membership entry, unless it is out. It
+// holds no lock across the put: if the instance left while the put was in
+// flight (out set after the check above), the entry it wrote may have landed
+// after the leave's delete, so it deletes it again; a put that lands before
+// the leave's delete is removed by that delete.
 func (s *Service) putMember(ctx context.Context) {
-	s.memberMu.Lock()
-	defer s.memberMu.Unlock()
 	if s.out.Load() {
 		return
 	}
 	pctx, cancel := context.WithTimeout(ctx, s.cfg.PublishTimeout)
 	defer cancel()
 	_, err := s.members.Put(pctx, s.cfg.InstanceID, []byte(s.cfg.InstanceID))
+	if err == nil && s.out.Load() {
+		_ = s.members.Delete(pctx, s.cfg.InstanceID)
+		return
+	}
 	if err != nil && ctx.Err() == nil {
 		s.log.Warn("membership heartbeat", "err", err)
 		if errors.Is(err, jetstream.ErrNoStreamResponse) || errors.Is(err, jetstream.ErrStreamNotFound) || errors.Is(err, jetstream.ErrBucketNotFound) {
