@@ -4,6 +4,9 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/realmstream/realmstream/libs/telemetry"
 )
 
 // Metrics of the zones of one world instance. A nil *Metrics records nothing.
@@ -90,14 +93,14 @@ func (m *Metrics) lap(p phase, mark *time.Time) {
 	*mark = now
 }
 
-func (m *Metrics) applied(d time.Duration, receivedAt int64) {
+func (m *Metrics) applied(d time.Duration, receivedAt int64, sc trace.SpanContext) {
 	if m == nil {
 		return
 	}
-	m.ApplyLatency.Observe(d.Seconds())
+	telemetry.Observe(m.ApplyLatency, d.Seconds(), sc) // a sampled command's trace is the exemplar
 	if receivedAt > 0 {
 		if l := time.Since(time.Unix(0, receivedAt)); l > 0 {
-			m.CommandLatency.Observe(l.Seconds())
+			telemetry.Observe(m.CommandLatency, l.Seconds(), sc)
 		}
 	}
 }

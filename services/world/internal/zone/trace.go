@@ -81,6 +81,14 @@ func (r *runner) decided(ctx context.Context, t *tickState, span trace.Span, cmd
 	return span
 }
 
+// spanContext is span's context, or the empty one for no span.
+func spanContext(span trace.Span) trace.SpanContext {
+	if span == nil {
+		return trace.SpanContext{}
+	}
+	return span.SpanContext()
+}
+
 // startCommit starts the world.commit span of a tick that decided sampled
 // commands (ctx then carries it: the record's traceparent); otherwise it
 // returns ctx and nil.

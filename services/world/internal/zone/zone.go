@@ -174,6 +174,7 @@ type ack struct {
 	m          jetstream.Msg
 	id         string
 	receivedAt int64
+	trace      trace.SpanContext // the command's world.decide span when sampled: the latency exemplar
 }
 
 type notice struct {
@@ -684,7 +685,7 @@ func (r *runner) expose(t *tickState) error {
 		}
 		_ = a.m.Ack()
 		if a.receivedAt != 0 {
-			r.c.Metrics.applied(per, a.receivedAt)
+			r.c.Metrics.applied(per, a.receivedAt, a.trace)
 		}
 	}
 	for _, res := range t.results {
@@ -760,7 +761,7 @@ func (r *runner) decide(ctx context.Context, t *tickState, m jetstream.Msg, now 
 	}
 	span = r.decided(ctx, t, span, cmd, ev)
 	r.add(t, ev)
-	t.acks = append(t.acks, ack{m: m, id: cmd.CommandId, receivedAt: cmd.ReceivedAtNs})
+	t.acks = append(t.acks, ack{m: m, id: cmd.CommandId, receivedAt: cmd.ReceivedAtNs, trace: spanContext(span)})
 	if rej := ev.GetCommandRejected(); rej != nil {
 		t.results = append(t.results, "rejected")
 		t.notices = append(t.notices, notice{cmd.SessionId, &schema.SessionNotice{SessionId: cmd.SessionId, PlayerId: cmd.PlayerId,
