@@ -46,7 +46,9 @@ func New() *Server {
 		_, _ = w.Write([]byte("ok\n"))
 	})
 	s.Mux.HandleFunc("GET /readyz", s.readyz)
-	s.Mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	// OpenMetrics when the scraper asks for it (Prometheus does): the only
+	// format that carries the histograms' exemplars (trace ids).
+	s.Mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg, EnableOpenMetrics: true}))
 	s.Mux.HandleFunc("GET /debug/pprof/", pprof.Index)
 	s.Mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
 	s.Mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
