@@ -85,6 +85,12 @@ func newDownstream(s *Service) *downstream {
 	return d
 }
 
+func (d *downstream) newZoneSub(zone string) *zoneSub {
+	n := len(d.near)
+	return &zoneSub{d: d, zone: zone, members: map[*conn]struct{}{}, players: map[string]*conn{},
+		asm: tickAsm{cells: make([][]byte, n), legacy: make([][]byte, n), built: make([]bool, n)}}
+}
+
 // join moves c into zone (leaving its current zone), with AOI centre cell
 // (-1: unknown until its own entity shows up in an update or it moves).
 func (d *downstream) join(c *conn, zone string, cell int64) {
@@ -98,9 +104,7 @@ func (d *downstream) join(c *conn, zone string, cell int64) {
 	d.leaveLocked(c)
 	zs := d.zones[zone]
 	if zs == nil {
-		n := len(d.near)
-		zs = &zoneSub{d: d, zone: zone, members: map[*conn]struct{}{}, players: map[string]*conn{},
-			asm: tickAsm{cells: make([][]byte, n), legacy: make([][]byte, n), built: make([]bool, n)}}
+		zs = d.newZoneSub(zone)
 		for _, sub := range []struct {
 			subject string
 			cb      nats.MsgHandler
