@@ -84,7 +84,7 @@ func DefaultConfig() Config {
 		MaxBatch:          256,
 		PublishTimeout:    2 * time.Second,
 		DisconnectGrace:   15 * time.Second,
-		UpdateShape:       "cell", // "tick" once every gateway reads upd.<zone>
+		UpdateShape:       "tick",
 		TrimInterval:      30 * time.Second,
 		TrimKeepAge:       10 * time.Minute,
 		TrimKeepRecords:   1000,
