@@ -25,8 +25,13 @@ import {
 } from "./errors.js";
 import { resolveWebSocket, toBytes, type SocketLike, type WebSocketCtor } from "./socket.js";
 
-/** PROTOCOL_VERSION is the wire protocol this SDK speaks (Hello.protocol_version; docs/clients.md). */
-export const PROTOCOL_VERSION = 2;
+/**
+ * PROTOCOL_VERSION is the wire protocol this SDK speaks (Hello.protocol_version; docs/clients.md).
+ * Version 3: the gateway sends one Updates frame per zone tick carrying every cell view of the
+ * player's area of interest; the SDK emits one "update" event per cell, as with version 2's
+ * one Update frame per cell.
+ */
+export const PROTOCOL_VERSION = 3;
 /** SDK_NAME and SDK_VERSION are sent in Hello (client_name, client_version). */
 export const SDK_NAME = "realmstream-ts";
 export const SDK_VERSION = "0.1.0";
@@ -511,10 +516,11 @@ export class RealmClient {
       }
       case "update": {
         const u = body.value.zoneUpdate;
-        if (!u) return;
-        const me = this.playerId;
-        for (const e of u.entities) if (e.id === me) this.self = e;
-        this.emit({ type: "update", update: u });
+        if (u) this.onZoneUpdate(u);
+        return;
+      }
+      case "updates": {
+        for (const u of body.value.zoneUpdates) this.onZoneUpdate(u);
         return;
       }
       case "zoneChanged": {
@@ -525,6 +531,12 @@ export class RealmClient {
       default:
         return; // a packet type newer than this SDK: ignore (protobuf rules)
     }
+  }
+
+  private onZoneUpdate(u: ZoneUpdate): void {
+    const me = this.playerId;
+    for (const e of u.entities) if (e.id === me) this.self = e;
+    this.emit({ type: "update", update: u });
   }
 
   private remember(seq: bigint, kind: CommandKind): void {

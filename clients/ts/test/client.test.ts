@@ -52,6 +52,9 @@ describe("RealmClient against a real stack", () => {
     assert.ok(c.sessionId, "session id");
     assert.ok(c.playerId, "player id");
     assert.ok(c.welcome?.token, "resume token");
+    // Protocol 3: each zone tick's cells arrive in one Updates frame, emitted one "update" per cell.
+    assert.equal(c.welcome?.protocolVersion, 3);
+    assert.equal(PROTOCOL_VERSION, 3);
 
     const updates: ZoneUpdate[] = [];
     c.on("update", (ev) => updates.push(ev.update));
