@@ -132,6 +132,13 @@ func runStack(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	log := telemetry.NewLogger("realmstream", "text", level).With("version", version)
 	svcLog := func(name string) *slog.Logger { return telemetry.NewLogger(name, "text", level) }
+	// Tracing (--otlp-endpoint, --trace-sample-ratio): one provider for the
+	// four services of the process, set before any of them starts.
+	stopTracing, err := telemetry.StartTracing(ctx, "realmstream", gc.OTLPEndpoint)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = stopTracing(context.WithoutCancel(ctx)) }()
 
 	natsDir := filepath.Join(cfg.DataDir, "nats")
 	if err := os.MkdirAll(natsDir, 0o755); err != nil {

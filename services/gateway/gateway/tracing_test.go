@@ -1,0 +1,121 @@
+package gateway
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+
+	"github.com/realmstream/realmstream/libs/schema"
+	"github.com/realmstream/realmstream/libs/telemetry"
+	"github.com/realmstream/realmstream/libs/waitfor"
+	"github.com/realmstream/realmstream/libs/wire"
+)
+
+func recorder() (*tracetest.SpanRecorder, *sdktrace.TracerProvider) {
+	rec := tracetest.NewSpanRecorder()
+	return rec, sdktrace.NewTracerProvider(sdktrace.WithSampler(telemetry.Sampler()), sdktrace.WithSpanProcessor(rec))
+}
+
+func ended(rec *tracetest.SpanRecorder, name string) []sdktrace.ReadOnlySpan {
+	var out []sdktrace.ReadOnlySpan
+	for _, s := range rec.Ended() {
+		if s.Name() == name {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+func attrs(s sdktrace.ReadOnlySpan) map[string]string {
+	m := map[string]string{}
+	for _, kv := range s.Attributes() {
+		m[string(kv.Key)] = kv.Value.Emit()
+	}
+	return m
+}
+
+// TestCommandSpanAttributes: a sampled command's span names the session,
+// zone, command id and client seq, and records the ring wait.
+func TestCommandSpanAttributes(t *testing.T) {
+	rec, tp := recorder()
+	h := start(t, func(c *Config) { c.TracerProvider, c.TraceSampleRatio = tp, 1 })
+	_, w := h.login("tcp", "spanny", "z0_1")
+	id := wire.CommandID(w.SessionId, 2)
+	waitfor.True(t, 5*time.Second, func() error {
+		for _, s := range ended(rec, "gateway.command") {
+			a := attrs(s)
+			if a["realm.command_id"] != id {
+				continue
+			}
+			if a["realm.session"] != w.SessionId || a["realm.zone"] != "z0_1" || a["realm.client_seq"] != "2" || a["realm.command"] != "join" ||
+				a["realm.queue_seconds"] == "" || a["realm.stream_seq"] == "" {
+				return fmt.Errorf("span attributes %v", a)
+			}
+			return nil
+		}
+		return fmt.Errorf("no gateway.command span of %s", id)
+	})
+}
+
+// TestUnsampledCommandsCarryNoTrace: at ratio 0 no command gets a span or a
+// traceparent, but a refusal is still traced.
+func TestUnsampledCommandsCarryNoTrace(t *testing.T) {
+	rec, tp := recorder()
+	h := start(t, func(c *Config) { c.TracerProvider, c.TraceSampleRatio = tp, 0 })
+	c, _ := h.login("tcp", "quiet", "z0_2")
+	msgs := h.streamMsgs()
+	if len(msgs) != 1 || msgs[0].Header.Get(wire.HeaderTraceParent) != "" {
+		t.Fatalf("unsampled command headers %v", msgs[0].Header)
+	}
+	if n := len(ended(rec, "gateway.command")); n != 0 {
+		t.Fatalf("%d gateway.command spans at ratio 0", n)
+	}
+	seq, err := c.Send(context.Background(), &schema.ClientPacket{Body: &schema.ClientPacket_Join{Join: &schema.Join{Zone: "no such zone!"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := next(t, c, 5*time.Second); p.GetError() == nil || p.AckSeq != seq {
+		t.Fatalf("got %v, want an Error for seq %d", p, seq)
+	}
+	waitfor.True(t, 5*time.Second, func() error {
+		for _, s := range ended(rec, "gateway.refused") {
+			if a := attrs(s); a["realm.client_seq"] == fmt.Sprint(seq) && a["realm.code"] != "" {
+				return nil
+			}
+		}
+		return fmt.Errorf("no gateway.refused span of seq %d: %d spans", seq, len(rec.Ended()))
+	})
+}
+
+// TestUnsampledCommandAllocatesNothing: the head decision and the no-op
+// span of an unsampled command cost no allocation.
+func TestUnsampledCommandAllocatesNothing(t *testing.T) {
+	_, tp := recorder()
+	tr, err := newTracing(Config{TracerProvider: tp, TraceSampleRatio: 0})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := &schema.Command{CommandId: "s:1", SessionId: "s", Zone: "z0_0", ClientSeq: 1}
+	msg := &nats.Msg{Header: nats.Header{}}
+	now := time.Now()
+	it := &item{}
+	if a := testing.AllocsPerRun(1000, func() {
+		it.span = tr.startCommand(now, cmd, msg)
+		dequeued(it)
+		it.span.End()
+	}); a != 0 {
+		t.Fatalf("an unsampled command allocates %v times", a)
+	}
+	if len(msg.Header) != 0 {
+		t.Fatalf("unsampled command got headers %v", msg.Header)
+	}
+	off, _ := newTracing(Config{TraceSampleRatio: 1}) // no endpoint, no provider: off
+	if off.head.Sample() || off.refusals.Allow() {
+		t.Fatal("tracing without an endpoint or provider is on")
+	}
+}
