@@ -251,6 +251,8 @@ func standIn(k string, v EnvValue, svc string) string {
 		})
 	case strings.Contains(v.External, "token-key"):
 		return "stand-in-token-key-0123456789abcdef0123456789"
+	case strings.HasPrefix(v.External, "secret nats-auth/"):
+		return "stand-in-nats-" + strings.TrimPrefix(v.External, "secret nats-auth/")
 	case strings.Contains(v.External, "redis-auth/password"):
 		return "stand-in-redis-password"
 	case strings.Contains(v.External, "webhook-url"):
@@ -279,6 +281,7 @@ func firstLines(s string, n int) string {
 // standing in for the deployment's: the stack's addresses are rewritten to them.
 type localDeps struct {
 	nats, redis, sentinel, otlp string
+	secure                      *secureNATS // TLS + users (staging, prod), or nil
 	redisPassword               string
 	pg                          [2]string
 	listen                      map[string]string // "gateway:7000" -> the local address it listens on
@@ -289,10 +292,15 @@ type localDeps struct {
 // startDeps starts the servers; the Redis password and Sentinel master name
 // are taken from the configuration under test, so a Sentinel setup (staging,
 // prod) is exercised for real: world asks the Sentinel for the primary.
-func startDeps(t *testing.T, redisPassword, sentinelMaster string) *localDeps {
+func startDeps(t *testing.T, redisPassword, sentinelMaster string, natsUsers map[string]string, natsTLS bool) *localDeps {
 	t.Helper()
 	d := &localDeps{listen: map[string]string{}}
-	d.nats = natstest.Start(t).URL
+	if natsTLS || len(natsUsers) > 0 {
+		d.secure = startSecureNATS(t, natsUsers)
+		d.nats = d.secure.url
+	} else {
+		d.nats = natstest.Start(t).URL
+	}
 	// A private redis-server rather than the shared one on :6379: the world
 	// instances take zone leases under fixed keys (realm:lock:...), which
 	// would collide with other packages' tests running at the same time.
@@ -333,6 +341,9 @@ func (d *localDeps) localize(t *testing.T, name, k, v string) string {
 		addr := "127.0.0.1:" + opsPort(t)
 		d.listen[name+":"+port] = addr // what clients of this container (bots) reach
 		return addr
+	}
+	if strings.HasPrefix(v, "/etc/realm/nats-ca/") && d.secure != nil {
+		return d.secure.pki.CA // the Secret volume nats-ca, as mounted
 	}
 	if k == "REALM_STREAM_REPLICAS" {
 		// Replication is the NATS cluster's property (3 servers in staging
@@ -534,7 +545,8 @@ func runStack(t *testing.T, sources []configSource, replicas map[string]int) {
 			master = v.Value
 		}
 	}
-	d := startDeps(t, password, master)
+	natsUsers, natsTLS := natsAuthOf(sources)
+	d := startDeps(t, password, master, natsUsers, natsTLS)
 	d.redisPassword = password
 	var procs []*proc
 	var clients []configSource
@@ -573,6 +585,7 @@ func runStack(t *testing.T, sources []configSource, replicas map[string]int) {
 		ran[src.svc] = true
 	}
 	d.checkUsed(t, ran)
+	d.checkSecureConnections(t, natsUsers)
 	for _, src := range clients {
 		d.runBots(t, src)
 		if ran["persist"] && ran["world"] && ran["gateway"] {
@@ -732,7 +745,7 @@ func (d *localDeps) checkUsed(t *testing.T, ran map[string]bool) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	_, js := natstest.Connect(t, d.nats)
+	js := d.connectNATS(t)
 	for _, name := range []string{wire.StreamCommands, wire.StreamEvents} {
 		if _, err := js.Stream(ctx, name); err != nil {
 			t.Errorf("NATS: stream %s: %v", name, err)

@@ -24,7 +24,7 @@ var Autoscaled = map[string]bool{"gateway": true, "world": true}
 // ExternalSecrets are the secrets staging and prod expect to be made outside
 // git (docs/deploy.md); a reference to any other absent secret is an error.
 // <cluster>-app secrets of CloudNativePG clusters in the overlay are allowed too.
-var ExternalSecrets = map[string]bool{"gateway-secrets": true, "monitor-secrets": true, "redis-auth": true}
+var ExternalSecrets = map[string]bool{"gateway-secrets": true, "monitor-secrets": true, "redis-auth": true, "nats-auth": true, "nats-ca": true, "pg-backup-s3": true}
 
 // Check is one policy over a rendered overlay (a small kube-score): Run
 // returns one message per violation.
@@ -589,6 +589,7 @@ func checkConfigRefs(objs Objects) []string {
 	for _, o := range objs {
 		if o.Kind == "Cluster" && o.Custom != nil {
 			clusters[o.Name+"-app"] = true
+			clusters[o.Name+"-ca"] = true // the cluster's CA (ca.crt), for sslmode=verify-full
 		}
 	}
 	secretOK := func(name string) bool {
@@ -623,6 +624,9 @@ func checkConfigRefs(objs Objects) []string {
 		for _, v := range w.spec.Volumes {
 			if v.ConfigMap != nil {
 				out = append(out, cmRef(objs, w.id, v.ConfigMap.Name)...)
+			}
+			if v.Secret != nil && !secretOK(v.Secret.SecretName) {
+				out = append(out, fmt.Sprintf("%s: volume %s: Secret %s is neither in the manifests nor a documented external secret", w.id, v.Name, v.Secret.SecretName))
 			}
 		}
 	}

@@ -186,13 +186,14 @@ grep -q '^kind: Deployment$' "$work/apply.yaml" || die "nothing to deploy: no De
 
 # required_secrets lists the Secrets the selected pods read (env secretKeyRef
 # without optional: true, envFrom secretRef, secret volumes) that neither this
-# render generates nor a CNPG Cluster of the render creates (<cluster>-app).
+# render generates nor a CNPG Cluster of the render creates (<cluster>-app,
+# <cluster>-ca).
 required_secrets() {
 	awk '
 		/^---$/ { kind = ""; next }
 		/^kind: / { kind = $2 }
 		/^  name: / && kind == "Secret" { made[$2] = 1 }
-		/^  name: / && kind == "Cluster" { made[$2 "-app"] = 1; made[$2 "-superuser"] = 1 }
+		/^  name: / && kind == "Cluster" { made[$2 "-app"] = 1; made[$2 "-superuser"] = 1; made[$2 "-ca"] = 1 }
 		/secretKeyRef:|secretRef:/ { ref = 1; ind = match($0, /[^ ]/); name = ""; opt = 0; next }
 		/secretName: / { need[$2] = 1 }
 		ref {
