@@ -8,6 +8,7 @@ import (
 	"github.com/realmstream/realmstream/libs/envflag"
 	"github.com/realmstream/realmstream/libs/lock"
 	"github.com/realmstream/realmstream/libs/svcmain"
+	"github.com/realmstream/realmstream/libs/tlsfiles"
 	"github.com/realmstream/realmstream/libs/worldmap"
 )
 
@@ -23,20 +24,21 @@ type Config struct {
 
 	// Lock store. Empty RedisAddr and RedisSentinelMaster = the in-process lock
 	// table (one world instance per NATS system: the embedded stack).
-	RedisAddr           string        // --redis-addr, host:port of a single Redis; default "" (in-process table)
-	RedisSentinelMaster string        // --redis-sentinel-master, Sentinel primary name (use with --redis-sentinel-addrs)
-	RedisSentinelAddrs  string        // --redis-sentinel-addrs, comma-separated Sentinel host:port list
-	RedisPassword       string        // --redis-password
-	RedisSentinelPass   string        // --redis-sentinel-password, AUTH of the Sentinels (Bitnami: the Redis password)
-	RedisDB             int           // --redis-db, default 0
-	RedisPoolSize       int           // --redis-pool-size, max connections, default 16
-	RedisMinIdle        int           // --redis-min-idle, idle connections kept open, default 2
-	RedisDialTimeout    time.Duration // --redis-dial-timeout, default 2s
-	RedisReadTimeout    time.Duration // --redis-read-timeout, default 500ms
-	RedisWriteTimeout   time.Duration // --redis-write-timeout, default 500ms
-	RedisPoolTimeout    time.Duration // --redis-pool-timeout, wait for a free connection, default 1s
-	RedisMaxRetries     int           // --redis-max-retries, default 1
-	LockPrefix          string        // --lock-prefix, Redis key prefix of zone leases, default realm:lock:
+	RedisAddr           string         // --redis-addr, host:port of a single Redis; default "" (in-process table)
+	RedisSentinelMaster string         // --redis-sentinel-master, Sentinel primary name (use with --redis-sentinel-addrs)
+	RedisSentinelAddrs  string         // --redis-sentinel-addrs, comma-separated Sentinel host:port list
+	RedisPassword       string         // --redis-password
+	RedisSentinelPass   string         // --redis-sentinel-password, AUTH of the Sentinels (Bitnami: the Redis password)
+	RedisTLS            tlsfiles.Files // --redis-tls, --redis-tls-ca/-cert/-key/-server-name (libs/tlsfiles): Redis and Sentinels
+	RedisDB             int            // --redis-db, default 0
+	RedisPoolSize       int            // --redis-pool-size, max connections, default 16
+	RedisMinIdle        int            // --redis-min-idle, idle connections kept open, default 2
+	RedisDialTimeout    time.Duration  // --redis-dial-timeout, default 2s
+	RedisReadTimeout    time.Duration  // --redis-read-timeout, default 500ms
+	RedisWriteTimeout   time.Duration  // --redis-write-timeout, default 500ms
+	RedisPoolTimeout    time.Duration  // --redis-pool-timeout, wait for a free connection, default 1s
+	RedisMaxRetries     int            // --redis-max-retries, default 1
+	LockPrefix          string         // --lock-prefix, Redis key prefix of zone leases, default realm:lock:
 
 	LeaseTTL         time.Duration // --lease-ttl, zone lease TTL (renewed every TTL/3), default 5s
 	MemberTTL        time.Duration // --member-ttl, an instance without heartbeat for this long is gone; default max(1s, lease TTL/4), at most the lease TTL
@@ -100,6 +102,7 @@ func (c *Config) RegisterFlags(s *envflag.Set) {
 	s.String(&c.RedisSentinelAddrs, "redis-sentinel-addrs", c.RedisSentinelAddrs, "comma-separated Sentinel host:port addresses")
 	s.String(&c.RedisPassword, "redis-password", c.RedisPassword, "Redis password")
 	s.String(&c.RedisSentinelPass, "redis-sentinel-password", c.RedisSentinelPass, "password of the Sentinels (requirepass in sentinel.conf); empty = Sentinels without AUTH")
+	c.RedisTLS.Register(s, "redis", "Redis and its Sentinels")
 	s.Int(&c.RedisDB, "redis-db", c.RedisDB, "Redis database number")
 	s.Int(&c.RedisPoolSize, "redis-pool-size", c.RedisPoolSize, "Redis connection pool size")
 	s.Int(&c.RedisMinIdle, "redis-min-idle", c.RedisMinIdle, "idle Redis connections kept open")
@@ -175,6 +178,9 @@ func (c *Config) Validate() error {
 	if err := c.Map.Validate(); err != nil {
 		add("map: %v", err)
 	}
+	if err := c.RedisTLS.Validate(); err != nil {
+		add("--redis-tls*: %v", err)
+	}
 	return errors.Join(errs...)
 }
 
@@ -192,8 +198,8 @@ func (c *Config) memberTTL() time.Duration {
 func (c *Config) redisConfig() lock.RedisConfig {
 	return lock.RedisConfig{
 		Addr: c.RedisAddr, SentinelMaster: c.RedisSentinelMaster, SentinelAddrs: lock.SplitAddrs(c.RedisSentinelAddrs),
-		SentinelPassword: c.RedisSentinelPass,
-		Password:         c.RedisPassword, DB: c.RedisDB, PoolSize: c.RedisPoolSize, MinIdleConns: c.RedisMinIdle,
+		SentinelPassword: c.RedisSentinelPass, TLS: c.RedisTLS,
+		Password: c.RedisPassword, DB: c.RedisDB, PoolSize: c.RedisPoolSize, MinIdleConns: c.RedisMinIdle,
 		DialTimeout: c.RedisDialTimeout, ReadTimeout: c.RedisReadTimeout, WriteTimeout: c.RedisWriteTimeout,
 		PoolTimeout: c.RedisPoolTimeout, MaxRetries: c.RedisMaxRetries,
 	}
