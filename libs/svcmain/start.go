@@ -18,6 +18,8 @@ type Running struct {
 	cancel context.CancelFunc
 	done   chan struct{}
 	err    error
+	// unexpected: Run returned before Stop (or the timeout) cancelled it.
+	unexpected bool
 }
 
 // Start runs svc in the background, on a context of its own that Stop
@@ -30,6 +32,7 @@ func Start(ctx context.Context, name string, svc Readier, timeout time.Duration)
 	go func() {
 		defer close(r.done)
 		r.err = svc.Run(sctx)
+		r.unexpected = sctx.Err() == nil
 	}()
 	t := time.NewTimer(timeout)
 	defer t.Stop()
@@ -58,6 +61,17 @@ func (r *Running) Err() error {
 		return r.err
 	default:
 		return nil
+	}
+}
+
+// Unexpected reports (after Done) whether Run returned on its own, not
+// because Stop cancelled it: a service that died.
+func (r *Running) Unexpected() bool {
+	select {
+	case <-r.done:
+		return r.unexpected
+	default:
+		return false
 	}
 }
 

@@ -10,6 +10,7 @@ import (
 
 type readySvc struct {
 	ready   chan struct{}
+	dead    chan struct{}
 	failNow error
 	stopErr error
 	noReady bool
@@ -24,9 +25,22 @@ func (s *readySvc) Run(ctx context.Context) error {
 	if !s.noReady {
 		close(s.ready)
 	}
-	<-ctx.Done()
+	select {
+	case <-ctx.Done():
+	case <-s.deadCh():
+	}
 	return s.stopErr
 }
+
+func (s *readySvc) deadCh() chan struct{} {
+	if s.dead == nil {
+		return nil // a nil channel never fires
+	}
+	return s.dead
+}
+
+// die makes Run return on its own.
+func (s *readySvc) die() { close(s.dead) }
 
 func TestStart(t *testing.T) {
 	ctx := context.Background()
@@ -43,8 +57,18 @@ func TestStart(t *testing.T) {
 	if err := r.Stop(5 * time.Second); err == nil || err.Error() != "drained badly" {
 		t.Errorf("Stop: %v, want Run's error", err)
 	}
-	if r.Err() == nil {
-		t.Error("Err after Done is nil")
+	if r.Err() == nil || r.Unexpected() {
+		t.Errorf("after Stop: Err %v, Unexpected %v", r.Err(), r.Unexpected())
+	}
+	dies := &readySvc{ready: make(chan struct{}), dead: make(chan struct{}), stopErr: errors.New("lost NATS")}
+	r, err = Start(ctx, "dies", dies, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dies.die()
+	<-r.Done()
+	if !r.Unexpected() {
+		t.Error("a service that returned on its own is not Unexpected")
 	}
 
 	_, err = Start(ctx, "broken", &readySvc{ready: make(chan struct{}), failNow: errors.New("no NATS")}, 5*time.Second)
