@@ -42,7 +42,7 @@ type Store struct {
 	Inline int
 
 	mu   sync.Mutex
-	left map[string]int // zone -> puts that still collect (absent: no put yet)
+	left map[string]bool // zone -> objects of it may be left (absent: no put yet)
 }
 
 // Open returns a Store over kv with the chunk bucket ensured (same replicas).
@@ -150,41 +150,37 @@ func (s *Store) Decode(ctx context.Context, value []byte) (*schema.ZoneSnapshot,
 
 // collectOnce deletes the objects of zone that no index in the bucket's
 // history names. Listing the history and the objects takes a few JetStream
-// requests, so it runs only while objects can be left over: on the first put
-// of a zone by this Store (leftovers of an earlier owner), after a chunked
-// put, and on the next maxHistory inline puts (an object stays referenced
-// until its index leaves the bucket's history, at most 64 revisions deep).
+// requests, so it runs only while objects of the zone are left: on the first
+// put of a zone by this Store (leftovers of an earlier owner), then after each
+// put as long as an object remains (one stays referenced until its index
+// leaves the bucket's history, at most 64 revisions deep).
 func (s *Store) collectOnce(ctx context.Context, zone string, chunked bool) error {
 	s.mu.Lock()
 	if s.left == nil {
-		s.left = map[string]int{}
+		s.left = map[string]bool{}
 	}
-	n, seen := s.left[zone]
-	switch {
-	case chunked || !seen:
-		s.left[zone] = maxHistory
-	case n > 0:
-		s.left[zone] = n - 1
-	}
+	left, seen := s.left[zone]
 	s.mu.Unlock()
-	if seen && n == 0 && !chunked {
-		return nil // no object of this zone can be left
+	if seen && !left && !chunked {
+		return nil // no object of this zone is left
 	}
-	return s.collect(ctx, zone)
+	n := s.collect(ctx, zone)
+	s.mu.Lock()
+	s.left[zone] = n != 0 // objects left, or unknown (-1): look again next time
+	s.mu.Unlock()
+	return nil
 }
 
-// maxHistory is the deepest history a JetStream KV bucket keeps.
-const maxHistory = 64
-
 // collect deletes the zone's objects that no revision in the bucket's
-// history references any more.
-func (s *Store) collect(ctx context.Context, zone string) error {
+// history references any more and returns how many of its objects are left
+// (-1: unknown, the listing failed).
+func (s *Store) collect(ctx context.Context, zone string) (left int) {
 	if s.Obj == nil {
-		return nil
+		return 0
 	}
 	revs, err := s.KV.History(ctx, zone)
 	if err != nil {
-		return nil // nothing to compare with: keep everything
+		return -1 // nothing to compare with: keep everything
 	}
 	keep := map[string]bool{}
 	for _, e := range revs {
@@ -195,15 +191,18 @@ func (s *Store) collect(ctx context.Context, zone string) error {
 	}
 	objs, err := s.Obj.List(ctx)
 	if errors.Is(err, jetstream.ErrNoObjectsFound) {
-		return nil
+		return 0
 	}
 	if err != nil {
-		return nil
+		return -1
 	}
 	for _, o := range objs {
-		if strings.HasPrefix(o.Name, zone+"/") && !keep[o.Name] {
-			_ = s.Obj.Delete(ctx, o.Name)
+		if !strings.HasPrefix(o.Name, zone+"/") {
+			continue
+		}
+		if keep[o.Name] || s.Obj.Delete(ctx, o.Name) != nil {
+			left++
 		}
 	}
-	return nil
+	return left
 }
