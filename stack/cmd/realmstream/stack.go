@@ -20,6 +20,7 @@ import (
 	"github.com/realmstream/realmstream/libs/envflag"
 	"github.com/realmstream/realmstream/libs/natsconn"
 	"github.com/realmstream/realmstream/libs/natsembed"
+	"github.com/realmstream/realmstream/libs/svcmain"
 	"github.com/realmstream/realmstream/libs/telemetry"
 	"github.com/realmstream/realmstream/libs/wire"
 	"github.com/realmstream/realmstream/services/gateway/gateway"
@@ -80,19 +81,6 @@ func (c *stackConfig) validate() error {
 		return fmt.Errorf("--nats-cluster %d: want 1 or 3", c.NATSCluster)
 	}
 	return nil
-}
-
-// service is what the stack needs of each service.
-type service interface {
-	Run(ctx context.Context) error
-	Ready() <-chan struct{}
-}
-
-// running is one started service.
-type running struct {
-	name   string
-	cancel context.CancelFunc
-	done   chan error
 }
 
 func runStack(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -204,28 +192,22 @@ func runStack(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	// into JetStream before the world hands its zones over.
 	type build struct {
 		name string
-		new  func() (service, error)
+		new  func() (svcmain.Readier, error)
 	}
 	builds := []build{
-		{"persist", func() (service, error) { return persist.New(pc, svcLog("persist")) }},
-		{"world", func() (service, error) { return world.New(wc, svcLog("world")) }},
-		{"monitor", func() (service, error) { return monitor.New(mc, svcLog("monitor")) }},
-		{"gateway", func() (service, error) { return gateway.New(gc, svcLog("gateway")) }},
+		{"persist", func() (svcmain.Readier, error) { return persist.New(pc, svcLog("persist")) }},
+		{"world", func() (svcmain.Readier, error) { return world.New(wc, svcLog("world")) }},
+		{"monitor", func() (svcmain.Readier, error) { return monitor.New(mc, svcLog("monitor")) }},
+		{"gateway", func() (svcmain.Readier, error) { return gateway.New(gc, svcLog("gateway")) }},
 	}
-	var started []*running
+	var started []*svcmain.Running
 	stopAll := func() {
 		for i := len(started) - 1; i >= 0; i-- {
 			r := started[i]
-			r.cancel()
-			select {
-			case err := <-r.done:
-				if err != nil {
-					log.Error("service stopped with an error", "service", r.name, "err", err)
-				} else {
-					log.Info("service stopped", "service", r.name)
-				}
-			case <-time.After(cfg.ShutdownWait + 5*time.Second):
-				log.Error("service did not stop in time", "service", r.name)
+			if err := r.Stop(cfg.ShutdownWait + 5*time.Second); err != nil {
+				log.Error("service stopped with an error", "service", r.Name, "err", err)
+			} else {
+				log.Info("service stopped", "service", r.Name)
 			}
 		}
 	}
@@ -236,26 +218,21 @@ func runStack(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		if err != nil {
 			return fmt.Errorf("%s: %w", b.name, err)
 		}
-		sctx, cancel := context.WithCancel(context.Background())
-		r := &running{name: b.name, cancel: cancel, done: make(chan error, 1)}
+		r, err := svcmain.Start(ctx, b.name, svc, 60*time.Second)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+		started = append(started, r)
+		log.Info("service ready", "service", b.name)
 		go func() {
-			err := svc.Run(sctx)
-			r.done <- err
-			if sctx.Err() == nil {
-				failed <- fmt.Sprintf("%s stopped unexpectedly: %v", r.name, err)
+			<-r.Done()
+			if r.Unexpected() {
+				failed <- fmt.Sprintf("%s stopped unexpectedly: %v", r.Name, r.Err())
 			}
 		}()
-		started = append(started, r)
-		select {
-		case <-svc.Ready():
-			log.Info("service ready", "service", b.name)
-		case msg := <-failed:
-			return fmt.Errorf("%s", msg)
-		case <-time.After(60 * time.Second):
-			return fmt.Errorf("%s not ready after 60s", b.name)
-		case <-ctx.Done():
-			return nil
-		}
 	}
 
 	gwAddr := cfg.TCPAddr
