@@ -345,6 +345,11 @@ func (d *localDeps) localize(t *testing.T, name, k, v string) string {
 	if strings.HasPrefix(v, "/etc/realm/nats-ca/") && d.secure != nil {
 		return d.secure.pki.CA // the Secret volume nats-ca, as mounted
 	}
+	if strings.HasPrefix(k, "REALM_REDIS_TLS") {
+		// The local Redis and Sentinel speak plaintext; TLS to Redis is
+		// tested against a TLS-only redis-server in libs/lock (TestRedisTLS).
+		return ""
+	}
 	if k == "REALM_STREAM_REPLICAS" {
 		// Replication is the NATS cluster's property (3 servers in staging
 		// and prod); the one local server holds one copy.

@@ -24,7 +24,7 @@ var Autoscaled = map[string]bool{"gateway": true, "world": true}
 // ExternalSecrets are the secrets staging and prod expect to be made outside
 // git (docs/deploy.md); a reference to any other absent secret is an error.
 // <cluster>-app secrets of CloudNativePG clusters in the overlay are allowed too.
-var ExternalSecrets = map[string]bool{"gateway-secrets": true, "monitor-secrets": true, "redis-auth": true, "nats-auth": true, "nats-ca": true, "pg-backup-s3": true}
+var ExternalSecrets = map[string]bool{"gateway-secrets": true, "monitor-secrets": true, "redis-auth": true, "nats-auth": true, "nats-ca": true, "redis-ca": true, "pg-backup-s3": true}
 
 // Check is one policy over a rendered overlay (a small kube-score): Run
 // returns one message per violation.

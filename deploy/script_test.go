@@ -141,7 +141,7 @@ func TestDeployRollsBack(t *testing.T) {
 		t.Fatalf("exit %d, want 1\n%s\n%s", r.code, r.out, r.err)
 	}
 	want := []string{
-		"get secret/gateway-secrets", "get secret/nats-auth", "get secret/nats-ca", "get secret/redis-auth",
+		"get secret/gateway-secrets", "get secret/nats-auth", "get secret/nats-ca", "get secret/redis-auth", "get secret/redis-ca",
 		"docker build", "docker push", "docker build", "docker push", "docker build", "docker push", "docker build", "docker push",
 		"kubectl get", "kubectl get",
 		"apply apply.yaml",
