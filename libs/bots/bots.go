@@ -111,7 +111,7 @@ type Config struct {
 	Record io.Writer
 }
 
-func (c *Config) defaults() error {
+func (c *Config) withDefaults() error {
 	if len(c.Gateways) == 0 {
 		return errors.New("bots: no gateway address")
 	}
@@ -199,7 +199,7 @@ type Swarm struct {
 
 // New prepares a swarm (nothing connects before Run).
 func New(cfg Config) (*Swarm, error) {
-	if err := cfg.defaults(); err != nil {
+	if err := cfg.withDefaults(); err != nil {
 		return nil, err
 	}
 	s := &Swarm{cfg: cfg, example: map[string]string{}, period: time.Duration(float64(time.Second) / cfg.MoveRate)}

@@ -75,7 +75,7 @@ type Config struct {
 	StoreName      string
 }
 
-func (c *Config) defaults() {
+func (c Config) withDefaults() Config {
 	if c.BatchSize <= 0 {
 		c.BatchSize = 1000
 	}
@@ -94,6 +94,7 @@ func (c *Config) defaults() {
 	if c.MaxCarry <= 0 {
 		c.MaxCarry = 4 * c.BatchSize
 	}
+	return c
 }
 
 // DefaultAckWait bounds how long the messages of a replica that died
@@ -124,7 +125,7 @@ type Pipeline struct {
 
 // ConsumerConfig is the durable consumer persist uses.
 func ConsumerConfig(c Config) jetstream.ConsumerConfig {
-	c.defaults()
+	c = c.withDefaults()
 	return jetstream.ConsumerConfig{
 		Durable:       wire.DurablePersist,
 		Description:   "persist: EVT -> storage",
@@ -139,7 +140,7 @@ func ConsumerConfig(c Config) jetstream.ConsumerConfig {
 
 // New creates or updates the durable consumer and returns the pipeline.
 func New(ctx context.Context, js jetstream.JetStream, cfg Config, w Writer, log *slog.Logger) (*Pipeline, error) {
-	cfg.defaults()
+	cfg = cfg.withDefaults()
 	cons, err := js.CreateOrUpdateConsumer(ctx, wire.StreamEvents, ConsumerConfig(cfg))
 	if err != nil {
 		return nil, fmt.Errorf("pipeline: consumer %s: %w", wire.DurablePersist, err)

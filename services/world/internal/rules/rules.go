@@ -72,11 +72,11 @@ func DefaultObstacles() []Rect {
 // Default returns the default rules on the default map.
 func Default() Config {
 	c := Config{Map: worldmap.Default()}
-	c.fill()
+	c = c.withDefaults()
 	return c
 }
 
-func (c *Config) fill() {
+func (c Config) withDefaults() Config {
 	if c.Map.Cols == 0 {
 		c.Map = worldmap.Default()
 	}
@@ -119,11 +119,12 @@ func (c *Config) fill() {
 	if c.IdleTimeout == 0 {
 		c.IdleTimeout = 10 * time.Minute
 	}
+	return c
 }
 
 // New returns c with defaults filled in, or an error.
 func New(c Config) (*Config, error) {
-	c.fill()
+	c = c.withDefaults()
 	if err := c.Map.Validate(); err != nil {
 		return nil, err
 	}
