@@ -23,6 +23,9 @@ const (
 	fZUCell        = 2
 	fZUTick        = 3
 	fZUEntities    = 5
+	fZUChat        = 6
+	fZUCombat      = 7
+	fZURemoved     = 8
 	fEntityID      = 1
 	fEntityX       = 3
 	fEntityY       = 4
@@ -191,6 +194,31 @@ func ScanZoneTick(b []byte, cell func(zu []byte) error) (tick uint64, err error)
 		}
 	}
 	return tick, nil
+}
+
+// AppendCellState appends the state part of an encoded schema.ZoneUpdate:
+// every field but its lines and removals (chat, combat, removed: events of
+// the tick that carried them, not state), so that the cell can be shown to a
+// client that starts seeing it later. entities says whether it holds any
+// entity view (a cell without one has no state to show).
+func AppendCellState(dst, zu []byte) (out []byte, entities bool, err error) {
+	b := zu
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return dst, false, ErrBadUpdate
+		}
+		m := protowire.ConsumeFieldValue(num, typ, b[n:])
+		if m < 0 {
+			return dst, false, ErrBadUpdate
+		}
+		if lines := num == fZUChat || num == fZUCombat || num == fZURemoved; !lines || typ != protowire.BytesType {
+			dst = append(dst, b[:n+m]...)
+			entities = entities || num == fZUEntities && typ == protowire.BytesType
+		}
+		b = b[n+m:]
+	}
+	return dst, entities, nil
 }
 
 // FrameHeader is the size of the TCP frame header (4-byte big-endian

@@ -107,6 +107,27 @@ func TestUpdateCodec(t *testing.T) {
 	}
 }
 
+func TestAppendCellState(t *testing.T) {
+	u := sampleCell(12, 3)
+	b, _ := proto.Marshal(u)
+	st, ents, err := AppendCellState([]byte("x"), b)
+	if err != nil || !ents || string(st[:1]) != "x" {
+		t.Fatal(ents, err)
+	}
+	var got schema.ZoneUpdate
+	if err := proto.Unmarshal(st[1:], &got); err != nil {
+		t.Fatal(err)
+	}
+	u.Chat, u.Combat, u.Removed = nil, nil, nil
+	if !proto.Equal(&got, u) {
+		t.Fatalf("state %v, want %v", &got, u)
+	}
+	b, _ = proto.Marshal(&schema.ZoneUpdate{Zone: "z", Cell: 3, Removed: []string{"gone"}})
+	if _, ents, err := AppendCellState(nil, b); err != nil || ents {
+		t.Fatalf("a cell with removals only: entities %v, err %v", ents, err)
+	}
+}
+
 func unframe(t *testing.T, f []byte) []byte {
 	t.Helper()
 	if len(f) < FrameHeader || int(binary.BigEndian.Uint32(f)) != len(f)-FrameHeader {
@@ -152,6 +173,15 @@ func FuzzScanZoneUpdate(f *testing.F) {
 		}
 		if pc != u.Cell || pt != u.Tick {
 			t.Fatalf("%x: peek cell %d tick %d; proto %d %d", b, pc, pt, u.Cell, u.Tick)
+		}
+		st, ents, err := AppendCellState(nil, b)
+		var su schema.ZoneUpdate
+		if err != nil || proto.Unmarshal(st, &su) != nil {
+			t.Fatalf("%x: cell state %x does not decode: %v", b, st, err)
+		}
+		u.Chat, u.Combat, u.Removed = nil, nil, nil
+		if !proto.Equal(&su, &u) || ents != (len(u.Entities) > 0) {
+			t.Fatalf("%x: cell state differs (entities %v)", b, ents)
 		}
 		if cell != u.Cell || tick != u.Tick || len(s.ids) != len(u.Entities) {
 			t.Fatalf("%x: scan cell %d tick %d %d entities; proto %d %d %d", b, cell, tick, len(s.ids), u.Cell, u.Tick, len(u.Entities))
