@@ -97,8 +97,10 @@ type Config struct {
 	// AckWait of the zone's durable command consumer: how long a delivered
 	// but unacknowledged command waits before redelivery (to the next owner).
 	AckWait time.Duration
-	// MaxBatch sizes the intake: the pull consumer keeps up to MaxBatch
-	// commands buffered and the inbox holds 2*MaxBatch (a tick takes them all).
+	// MaxBatch sizes the intake: the pull consumer keeps up to 2*MaxBatch
+	// commands buffered (pull requests of that size, renewed at half), the
+	// inbox holds 2*MaxBatch (a tick takes them all), and at most 8*MaxBatch
+	// are delivered and not yet acked (the consumer's MaxAckPending).
 	MaxBatch       int
 	PublishTimeout time.Duration // one JetStream publish attempt
 	// DisconnectGrace is how long the body of a player whose connection
@@ -277,13 +279,15 @@ func maxRecordBytes(nc *nats.Conn, st jetstream.Stream) int {
 }
 
 // intake streams the zone's commands into the inbox between ticks: the pull
-// consumer keeps up to MaxBatch messages buffered, the inbox holds 2*MaxBatch,
+// consumer keeps up to 2*MaxBatch messages buffered (under load a pull
+// request's round trip is slow: a small window caps the zone's intake, 128
+// commands per round trip before), the inbox holds 2*MaxBatch,
 // and a full inbox blocks the intake (backpressure: the commands wait in the
 // stream). A closed iterator (consumer deleted, connection closed) is
 // recreated until ctx ends.
 func (r *runner) intake(ctx context.Context, cons jetstream.Consumer) {
 	for ctx.Err() == nil {
-		it, err := cons.Messages(jetstream.PullMaxMessages(r.c.MaxBatch), jetstream.PullExpiry(5*time.Second))
+		it, err := cons.Messages(jetstream.PullMaxMessages(2*r.c.MaxBatch), jetstream.PullExpiry(5*time.Second))
 		if err != nil {
 			r.log.Warn("command intake", "err", err)
 			if !sleepCtx(ctx, 250*time.Millisecond) {
@@ -363,7 +367,7 @@ func (r *runner) consumer(ctx context.Context) (jetstream.Consumer, error) {
 		FilterSubject: wire.CommandSubject(r.c.Zone),
 		AckPolicy:     jetstream.AckExplicitPolicy,
 		AckWait:       r.c.AckWait,
-		MaxAckPending: 4 * r.c.MaxBatch,
+		MaxAckPending: 8 * r.c.MaxBatch,
 		DeliverPolicy: jetstream.DeliverAllPolicy,
 	}
 	cons, err := r.c.JS.Consumer(ctx, wire.StreamCommands, cfg.Durable)
