@@ -42,7 +42,8 @@ type Common struct {
 	// ShutdownTimeout (--shutdown-timeout) bounds the graceful drain. Default 10s.
 	ShutdownTimeout time.Duration
 	// OTLPEndpoint (--otlp-endpoint) is the OTLP/HTTP trace endpoint URL;
-	// "" records spans without exporting them.
+	// "" turns tracing off. Sampling is decided per command at the gateway
+	// (--trace-sample-ratio); the other services follow it.
 	OTLPEndpoint string
 	// Heartbeat (--heartbeat) is the period of svc.hb.<service>.<instance>. Default 2s.
 	Heartbeat time.Duration
@@ -88,7 +89,7 @@ func (c *Common) RegisterFlags(s *envflag.Set) {
 	s.String(&c.LogLevel, "log-level", c.LogLevel, "log level: debug, info, warn, error")
 	s.String(&c.LogFormat, "log-format", c.LogFormat, "log format: json or text")
 	s.Duration(&c.ShutdownTimeout, "shutdown-timeout", c.ShutdownTimeout, "bound on the graceful drain at stop")
-	s.String(&c.OTLPEndpoint, "otlp-endpoint", c.OTLPEndpoint, "OTLP/HTTP trace endpoint URL (e.g. http://otel:4318); empty = no export")
+	s.String(&c.OTLPEndpoint, "otlp-endpoint", c.OTLPEndpoint, "OTLP/HTTP trace endpoint URL (e.g. http://otel:4318); empty = tracing off. Sampling is parent-based: a command is traced when the gateway sampled it (its --trace-sample-ratio); refusals and write errors are always traced")
 	s.Duration(&c.Heartbeat, "heartbeat", c.Heartbeat, "heartbeat interval on svc.hb.<service>.<instance>")
 	s.Bool(&c.CreateStreams, "create-streams", c.CreateStreams, "create or update the JetStream streams at start (false: only check they exist); a binary without --nats-url creates none unless this is given")
 	if c.Streams.Replicas == 0 {

@@ -33,7 +33,7 @@ type Service interface {
 // Logging is the part of a service's configuration Run reads after parsing.
 type Logging struct {
 	Level, Format string // --log-level, --log-format
-	OTLPEndpoint  string // --otlp-endpoint ("" = traces recorded, not exported)
+	OTLPEndpoint  string // --otlp-endpoint ("" = tracing off)
 }
 
 // Spec describes one service binary.
