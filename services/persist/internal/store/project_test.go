@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/realmstream/realmstream/libs/golden"
 	"github.com/realmstream/realmstream/libs/schema"
 	"github.com/realmstream/realmstream/libs/wire"
 )
@@ -32,30 +33,9 @@ var update = flag.Bool("update", false, "rewrite the golden files in testdata")
 //
 // Lines need not be in log order (Project sorts); "#" starts a comment.
 func TestProjectGolden(t *testing.T) {
-	scripts, err := filepath.Glob(filepath.Join("testdata", "project", "*.txt"))
-	if err != nil || len(scripts) == 0 {
-		t.Fatalf("no scripts: %v", err)
-	}
-	for _, script := range scripts {
-		t.Run(strings.TrimSuffix(filepath.Base(script), ".txt"), func(t *testing.T) {
-			recs := readProjectScript(t, script)
-			got := renderProjection(recs)
-			golden := strings.TrimSuffix(script, ".txt") + ".golden"
-			if *update {
-				if err := os.WriteFile(golden, []byte(got), 0o644); err != nil {
-					t.Fatal(err)
-				}
-				return
-			}
-			want, err := os.ReadFile(golden)
-			if err != nil {
-				t.Fatalf("%v (run go test -update to create it)", err)
-			}
-			if got != string(want) {
-				t.Errorf("projection differs from %s (go test -update to accept):\n--- got\n%s", golden, got)
-			}
-		})
-	}
+	golden.Scripts(t, filepath.Join("testdata", "project", "*.txt"), *update, func(t *testing.T, path string) string {
+		return renderProjection(readProjectScript(t, path))
+	})
 }
 
 func readProjectScript(t *testing.T, path string) []Record {
