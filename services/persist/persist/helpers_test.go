@@ -16,6 +16,8 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/realmstream/realmstream/libs/natstest"
+	"github.com/realmstream/realmstream/libs/svcmain"
+	"github.com/realmstream/realmstream/libs/svcmain/svctest"
 	"github.com/realmstream/realmstream/libs/waitfor"
 	"github.com/realmstream/realmstream/libs/wire"
 	"github.com/realmstream/realmstream/services/persist/internal/storetest"
@@ -39,12 +41,10 @@ func testConfig(natsURL string) Config {
 	return c
 }
 
-// running is a started service.
+// running is a started service (svcmain.Start: the one start-and-wait-for-Ready).
 type running struct {
-	once   sync.Once
-	svc    *Service
-	cancel context.CancelFunc
-	done   chan error
+	svc *Service
+	run *svcmain.Running
 }
 
 func start(t *testing.T, cfg Config) *running {
@@ -53,29 +53,17 @@ func start(t *testing.T, cfg Config) *running {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	r := &running{svc: svc, cancel: cancel, done: make(chan error, 1)}
-	go func() { r.done <- svc.Run(ctx) }()
-	select {
-	case <-svc.Ready():
-	case err := <-r.done:
-		t.Fatalf("persist stopped before ready: %v", err)
-	case <-time.After(60 * time.Second):
-		t.Fatal("persist not ready in 60s")
+	run, err := svcmain.Start(context.Background(), "persist", svc, svctest.ReadyTimeout)
+	if err != nil {
+		t.Fatal(err)
 	}
+	r := &running{svc: svc, run: run}
 	t.Cleanup(r.stop)
 	return r
 }
 
-func (r *running) stop() {
-	r.once.Do(func() {
-		r.cancel()
-		select {
-		case <-r.done:
-		case <-time.After(30 * time.Second):
-		}
-	})
-}
+// stop stops the service (again: a no-op); its drain error is not the test's.
+func (r *running) stop() { _ = r.run.Stop(svctest.StopTimeout) }
 
 // publisher publishes schema.Event messages as the world does (Nats-Msg-Id =
 // event_id) and remembers what the stream accepted.
