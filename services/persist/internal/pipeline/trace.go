@@ -31,9 +31,15 @@ type batchTrace struct {
 	tracer trace.Tracer
 	store  string
 	links  telemetry.Links
-	rows   []int // indexes into the batch's records of the traced events
+	rows   []tracedRow
 	start  time.Time
 	span   trace.Span
+}
+
+// tracedRow is a record of the batch whose event carries a sampled trace.
+type tracedRow struct {
+	i  int // index into the batch's records
+	sc trace.SpanContext
 }
 
 func newBatchTrace(tp trace.TracerProvider, storeName string) *batchTrace {
@@ -61,8 +67,8 @@ func (bt *batchTrace) begin(ctx context.Context, f *fetched) context.Context {
 		r := &f.recs[i]
 		if tc := r.Event.GetTraceContext(); len(tc) != 0 {
 			if sc := telemetry.DecodeSpanContext(tc); sc.IsSampled() {
-				bt.links.Add(sc, attribute.String("realm.command_id", r.Event.GetCommandId()), attribute.String("realm.row_key", rowKey(r)))
-				bt.rows = append(bt.rows, i)
+				bt.links.Add(sc, attribute.String("realm.command_id", r.Event.GetCommandId()))
+				bt.rows = append(bt.rows, tracedRow{i, sc})
 			}
 		}
 	}
@@ -94,18 +100,19 @@ func (bt *batchTrace) end(f *fetched, failed map[uint64]bool, retries int64, err
 	}
 	now := time.Now()
 	batch := bt.span.SpanContext()
-	for _, i := range bt.rows {
-		r := &f.recs[i]
+	// The row spans carry what names the row (store, key = zone/seq/index,
+	// logical shard), its event and its command: few attributes, because at
+	// ratio 1 this is one span per stored event.
+	for _, tr := range bt.rows {
+		r := &f.recs[tr.i]
 		if err != nil || failed[r.Seq] {
 			continue
 		}
-		sc := telemetry.DecodeSpanContext(r.Event.GetTraceContext())
-		_, row := bt.tracer.Start(trace.ContextWithRemoteSpanContext(context.Background(), sc), "persist.row",
+		_, row := bt.tracer.Start(trace.ContextWithRemoteSpanContext(context.Background(), tr.sc), "persist.row",
 			trace.WithTimestamp(bt.start), trace.WithLinks(trace.Link{SpanContext: batch}),
 			trace.WithAttributes(attribute.String("realm.store", bt.store), attribute.String("realm.command_id", r.Event.GetCommandId()),
 				attribute.String("realm.event_id", r.EventID), attribute.String("realm.row_key", rowKey(r)),
-				attribute.String("realm.zone", r.Zone), attribute.Int("realm.logical_shard", shard.Of(r.Zone)), attribute.Int64("realm.stream_seq", int64(r.Seq)),
-				attribute.Int64("realm.event_index", int64(r.Index)), attribute.String("realm.event_type", r.Type)))
+				attribute.Int("realm.logical_shard", shard.Of(r.Zone)), attribute.String("realm.event_type", r.Type)))
 		row.End(trace.WithTimestamp(now))
 	}
 	bt.span.SetAttributes(attribute.Int("realm.not_stored", len(failed)), attribute.Int64("realm.retries", retries))

@@ -1,0 +1,181 @@
+package pipeline
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
+
+	"github.com/realmstream/realmstream/libs/natstest"
+	"github.com/realmstream/realmstream/libs/pgtest"
+	"github.com/realmstream/realmstream/libs/schema"
+	"github.com/realmstream/realmstream/libs/shard"
+	"github.com/realmstream/realmstream/libs/telemetry"
+	"github.com/realmstream/realmstream/libs/wire"
+	"github.com/realmstream/realmstream/services/persist/internal/pgstore"
+	"github.com/realmstream/realmstream/services/persist/internal/storetest"
+)
+
+// BenchmarkTracing is the cost of tracing at the persist benchmark's shape
+// (BenchmarkPipelines: 200k events, tick records of 25, batches of 1000
+// messages, two Postgres shards, exactly-once, read models), each mode on
+// its own NATS server and fresh databases:
+//
+//	off       no provider (the global no-op), no trace context in events: tracing off
+//	ratio=0.1 every 10th event carries a sampled trace context; spans exported
+//	          over OTLP/HTTP to an in-process receiver (the real exporter)
+//	ratio=1   every event carries one: a persist.row span per event, the worst case
+//
+// It reports events/s of each mode and mode/off (the budget: the
+// cost at the deployed ratio within 5%), and spans/s the receiver got.
+func BenchmarkTracing(b *testing.B) {
+	for _, mode := range []struct {
+		name  string
+		every int // every n-th event carries a trace context; 0 = none
+	}{{"off", 0}, {"ratio=0.1", 10}, {"ratio=1", 1}} {
+		b.Run(mode.name, func(b *testing.B) {
+			ctx := context.Background()
+			var tp trace.TracerProvider = noop.NewTracerProvider()
+			var bytes atomic.Int64
+			var shutdown func(context.Context) error
+			if mode.every > 0 {
+				// The collector is another process in a deployment: the
+				// receiver here counts the export requests and discards them
+				// undecoded, so that only the service's side is measured.
+				exports := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+					n, _ := io.Copy(io.Discard, r.Body)
+					bytes.Add(n)
+					w.Header().Set("Content-Type", "application/x-protobuf")
+				}))
+				defer exports.Close()
+				exp, err := telemetry.NewExporter(ctx, exports.URL)
+				if err != nil {
+					b.Fatal(err)
+				}
+				p, stop := telemetry.Setup("persist-bench", exp)
+				tp, shutdown = p, stop
+			}
+			var total time.Duration
+			for i := 0; i < b.N; i++ {
+				b.StopTimer()
+				srv := natstest.Start(b)
+				_, js := natstest.Connect(b, srv.URL)
+				if err := wire.EnsureStreams(ctx, js, wire.StreamOptions{}); err != nil {
+					b.Fatal(err)
+				}
+				publishTraced(b, js, mode.every)
+				pg := benchStore(b)
+				b.StartTimer()
+				t0 := time.Now()
+				runPipelineWith(b, js, pg, Config{BatchSize: benchBatch, BatchWait: 50 * time.Millisecond, TracerProvider: tp, StoreName: "postgres"})
+				total += time.Since(t0)
+				b.StopTimer()
+				pg.Close()
+				srv.Shutdown()
+				b.StartTimer()
+			}
+			b.ReportMetric(float64(benchEvents*b.N)/total.Seconds(), "ev/s")
+			if shutdown != nil {
+				_ = shutdown(ctx)
+				b.ReportMetric(float64(bytes.Load())/total.Seconds()/1e6, "export-MB/s")
+			}
+			b.ReportMetric(0, "ns/op")
+		})
+	}
+}
+
+// publishTraced publishes the benchmark's events as tick records, every
+// n-th event with a sampled trace context (none for n = 0), and each record
+// holding one with a traceparent as the world's commit span would.
+func publishTraced(b *testing.B, js jetstream.JetStream, every int) {
+	ctx := context.Background()
+	msgs := 0
+	for n := 1; n <= benchEvents; n += benchPerRecord {
+		zone := benchZones[msgs%len(benchZones)]
+		var evs []*schema.Event
+		traced := false
+		for i := n; i < n+benchPerRecord && i <= benchEvents; i++ {
+			ev := benchEvent(i)
+			ev.Zone, ev.CommandId = zone, fmt.Sprintf("s%d:%d", i%200, i)
+			if every > 0 && i%every == 0 {
+				ev.TraceContext = telemetry.EncodeSpanContext(trace.NewSpanContext(trace.SpanContextConfig{
+					TraceID: trace.TraceID{1, byte(i), byte(i >> 8), byte(i >> 16)}, SpanID: trace.SpanID{2, byte(i), byte(i >> 8)}, TraceFlags: trace.FlagsSampled}))
+				traced = true
+			}
+			evs = append(evs, ev)
+		}
+		h, data := storetest.TickMsg(1, uint64(msgs), evs...)
+		if traced {
+			telemetry.Inject(trace.ContextWithSpanContext(ctx, trace.NewSpanContext(trace.SpanContextConfig{
+				TraceID: trace.TraceID{3, byte(msgs), byte(msgs >> 8)}, SpanID: trace.SpanID{4, byte(msgs)}, TraceFlags: trace.FlagsSampled})), h)
+		}
+		if _, err := js.PublishMsgAsync(&nats.Msg{Subject: wire.EventSubject(zone), Data: data, Header: h}, jetstream.WithStallWait(10*time.Second)); err != nil {
+			b.Fatal(err)
+		}
+		msgs++
+	}
+	select {
+	case <-js.PublishAsyncComplete():
+	case <-time.After(60 * time.Second):
+		b.Fatal("publish did not complete")
+	}
+}
+
+// benchStore is a two-shard Postgres store on fresh databases, migrated.
+func benchStore(b *testing.B) *pgstore.Store {
+	ctx := context.Background()
+	var dbs []shard.DB
+	for i := range 2 {
+		dbs = append(dbs, shard.DB{Name: fmt.Sprintf("pg%d", i), URL: pgtest.NewDatabase(b)})
+	}
+	m, _ := shard.Even(dbs)
+	pg, err := pgstore.Open(ctx, pgstore.StaticMap{M: m}, pgstore.Options{}, quiet())
+	if err != nil {
+		b.Fatal(err)
+	}
+	pm := &pgstore.Partman{Premake: 3, Log: quiet(), Now: func() time.Time { return storetest.Base }}
+	for _, d := range pg.DBs() {
+		if err := pgstore.Migrate(ctx, d.Pool, quiet()); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := pm.Run(ctx, d.Pool); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if err := pg.SeedOwnership(ctx); err != nil {
+		b.Fatal(err)
+	}
+	return pg
+}
+
+func runPipelineWith(b *testing.B, js jetstream.JetStream, w Writer, cfg Config) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	p, err := New(ctx, js, cfg, w, quiet())
+	if err != nil {
+		b.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- p.Run(ctx) }()
+	deadline := time.Now().Add(5 * time.Minute)
+	for p.Stats.Inserted.Load() < benchEvents { // Events counts redelivered messages again
+		if time.Now().After(deadline) {
+			b.Fatalf("pipeline stuck at %d", p.Stats.Events.Load())
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	if p.Stats.Inserted.Load() > benchEvents {
+		b.Fatalf("inserted %d", p.Stats.Inserted.Load())
+	}
+	cancel()
+	<-done
+}
