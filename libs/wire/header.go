@@ -10,39 +10,44 @@ import (
 // (TestOnlyWireSetsContractHeaders fails on any other): what a message on
 // cmd.<zone> or evt.<zone> carries is decided here, once.
 
-// CommandHeaders are the headers of a command on cmd.<zone>: a client's
-// command (gateway), a Disconnect (gateway) or a TransferIn (world).
+// CommandHeaders describe a command on cmd.<zone>: a client's command
+// (gateway), a Disconnect (gateway) or a TransferIn (world).
+//
+// A command message carries only Nats-Msg-Id, Realm-Schema and (client
+// commands) Realm-Cmd-Digest (issue 12 #4). Session, player and zone are
+// fields of the schema.Command body, which every reader decodes; as headers
+// they were three quarters of the header bytes (about three times the
+// payload) and ~15% of the gateway's CPU with no reader. Messages written
+// before that still carry Realm-Session, Realm-Player and Realm-Zone; no
+// reader needs them, so old and new messages read alike.
 type CommandHeaders struct {
 	MsgID   string // Nats-Msg-Id: <session>:<seq>, or the disconnect / transfer id
-	Session string // Realm-Session
-	Player  string // Realm-Player
-	Zone    string // Realm-Zone
+	Session string // in the body only (no header)
+	Player  string // in the body only (no header)
+	Zone    string // the subject's zone (cmd.<zone>); in the body, no header
 	Digest  string // Realm-Cmd-Digest (client commands: the digest of the command); "" = none
 }
 
 // CommandHeaderBuf is reusable storage of a command's header values: Fill
 // writes the headers into a reused map without allocating (the gateway's
 // publisher keeps one per pooled message).
-type CommandHeaderBuf struct{ vals [6]string }
+type CommandHeaderBuf struct{ vals [3]string }
 
 // Fill replaces the contents of h with the headers of c; h's value slices
 // point into b until the next Fill.
 func (b *CommandHeaderBuf) Fill(h nats.Header, c CommandHeaders) {
 	clear(h)
-	b.vals = [6]string{c.MsgID, c.Session, c.Player, c.Zone, SchemaVersion, c.Digest}
+	b.vals = [3]string{c.MsgID, SchemaVersion, c.Digest}
 	h[HeaderMsgID] = b.vals[0:1:1]
-	h[HeaderSession] = b.vals[1:2:2]
-	h[HeaderPlayer] = b.vals[2:3:3]
-	h[HeaderZone] = b.vals[3:4:4]
-	h[HeaderSchema] = b.vals[4:5:5]
+	h[HeaderSchema] = b.vals[1:2:2]
 	if c.Digest != "" {
-		h[HeaderCmdDigest] = b.vals[5:6:6]
+		h[HeaderCmdDigest] = b.vals[2:3:3]
 	}
 }
 
 // CommandMsg returns a message to cmd.<zone of c> with c's headers and data.
 func CommandMsg(c CommandHeaders, data []byte) *nats.Msg {
-	m := &nats.Msg{Subject: CommandSubject(c.Zone), Data: data, Header: make(nats.Header, 6)}
+	m := &nats.Msg{Subject: CommandSubject(c.Zone), Data: data, Header: make(nats.Header, 3)}
 	new(CommandHeaderBuf).Fill(m.Header, c)
 	return m
 }

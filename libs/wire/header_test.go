@@ -9,7 +9,8 @@ import (
 func TestCommandHeaders(t *testing.T) {
 	c := CommandHeaders{MsgID: "s:1", Session: "s", Player: "p", Zone: "z0_0", Digest: "ff"}
 	m := CommandMsg(c, []byte("x"))
-	want := map[string]string{HeaderMsgID: "s:1", HeaderSession: "s", HeaderPlayer: "p", HeaderZone: "z0_0", HeaderSchema: SchemaVersion, HeaderCmdDigest: "ff"}
+	// Session, player and zone live in the Command body only (issue 12 #4).
+	want := map[string]string{HeaderMsgID: "s:1", HeaderSchema: SchemaVersion, HeaderCmdDigest: "ff"}
 	if m.Subject != CommandSubject("z0_0") || len(m.Header) != len(want) {
 		t.Fatalf("msg %q %v", m.Subject, m.Header)
 	}
@@ -19,13 +20,19 @@ func TestCommandHeaders(t *testing.T) {
 		}
 	}
 	c.Digest = ""
-	if m := CommandMsg(c, nil); m.Header.Get(HeaderCmdDigest) != "" || len(m.Header) != 5 {
+	if m := CommandMsg(c, nil); m.Header.Get(HeaderCmdDigest) != "" || len(m.Header) != 2 {
 		t.Errorf("no digest: %v", m.Header)
 	}
 	// The gateway's publisher reuses one map and one buffer per pooled
 	// message: Fill must not allocate.
 	var buf CommandHeaderBuf
 	h := make(nats.Header, 8)
+	// A reused map that held a message of the old shape keeps none of it.
+	h[HeaderSession], h[HeaderPlayer], h[HeaderZone] = []string{"old"}, []string{"old"}, []string{"old"}
+	buf.Fill(h, c)
+	if len(h) != 2 || h.Get(HeaderSession) != "" || h.Get(HeaderZone) != "" {
+		t.Errorf("Fill over an old-shape map: %v", h)
+	}
 	if n := testing.AllocsPerRun(100, func() { buf.Fill(h, c) }); n != 0 {
 		t.Errorf("Fill: %v allocs", n)
 	}

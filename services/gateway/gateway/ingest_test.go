@@ -54,13 +54,15 @@ func TestCommandsReachStream(t *testing.T) {
 			for i, m := range msgs {
 				seq := uint64(i + 2) // hello was seq 1
 				wantID := wire.CommandID(w.SessionId, seq)
+				// Session, player and zone travel in the body only (issue 12 #4):
+				// the headers are the msg id, the schema and the digest.
 				if m.Subject != "cmd.z1_1" || m.Header.Get(wire.HeaderMsgID) != wantID ||
-					m.Header.Get(wire.HeaderSession) != w.SessionId || m.Header.Get(wire.HeaderPlayer) != "p-ann" ||
-					m.Header.Get(wire.HeaderZone) != "z1_1" {
+					m.Header.Get(wire.HeaderSchema) != wire.SchemaVersion || m.Header.Get(wire.HeaderCmdDigest) == "" ||
+					m.Header.Get(wire.HeaderSession) != "" || m.Header.Get(wire.HeaderPlayer) != "" || m.Header.Get(wire.HeaderZone) != "" {
 					t.Fatalf("msg %d: subject %s headers %v, want id %s", i, m.Subject, m.Header, wantID)
 				}
 				cmd := decodeCommand(t, m.Data)
-				if cmd.CommandId != wantID || cmd.PlayerId != "p-ann" || cmd.Zone != "z1_1" || cmd.ClientSeq != seq || cmd.ReceivedAtNs == 0 || cmd.PlayerName != "ann" {
+				if cmd.CommandId != wantID || cmd.SessionId != w.SessionId || cmd.PlayerId != "p-ann" || cmd.Zone != "z1_1" || cmd.ClientSeq != seq || cmd.ReceivedAtNs == 0 || cmd.PlayerName != "ann" {
 					t.Fatalf("command %d: %+v", i, cmd)
 				}
 			}

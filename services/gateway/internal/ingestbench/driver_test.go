@@ -217,8 +217,11 @@ func (b *Bare) serve(c net.Conn) {
 			session := "s0123456789abcdef01234567" + conn
 			data, _ := proto.Marshal(&schema.Command{CommandId: id, SessionId: session, PlayerId: "p-bench" + conn, PlayerName: "bench" + conn,
 				Zone: "z0_0", ClientSeq: seq, ReceivedAtNs: time.Now().UnixNano(), Body: &schema.Command_Chat{Chat: &schema.Chat{Text: string(f)}}})
-			m = &nats.Msg{Subject: "cmd.bare", Data: data, Header: nats.Header{nats.MsgIdHdr: []string{id}, wire.HeaderSession: []string{session},
-				wire.HeaderPlayer: []string{"p-bench" + conn}, wire.HeaderZone: []string{"z0_0"}, wire.HeaderSchema: []string{wire.SchemaVersion}}}
+			// The gateway's message shape (libs/wire CommandHeaderBuf): msg id,
+			// schema and the command digest; session, player and zone are in
+			// the body only (issue 12 #4).
+			m = &nats.Msg{Subject: "cmd.bare", Data: data, Header: nats.Header{nats.MsgIdHdr: []string{id},
+				wire.HeaderSchema: []string{wire.SchemaVersion}, wire.HeaderCmdDigest: []string{"0123456789abcdef"}}}
 		} else {
 			m = &nats.Msg{Subject: "cmd.bare", Data: append([]byte(nil), f...), Header: nats.Header{nats.MsgIdHdr: []string{id}}}
 		}
