@@ -245,9 +245,10 @@ type conn struct {
 	resend      resendSet     // seqs <= lastSeq that may be sent again (see resend.go)
 	ses         connSession   // the shared session state (session.go)
 
-	zone     atomic.Pointer[string] // current zone; nil before Join
-	cell     atomic.Int64           // AOI centre cell, -1 unknown
-	protocol atomic.Uint32          // the protocol version chosen at Hello (0 before)
+	zone     atomic.Pointer[string]  // current zone; nil before Join
+	cell     atomic.Int64            // AOI centre cell, -1 unknown
+	protocol atomic.Uint32           // the protocol version chosen at Hello (0 before)
+	aoi      atomic.Pointer[aoiMark] // the area of interest shown in full (downstream.go); nil after a join
 
 	// Update frames (downstream.go): the fan-out appends a tick's frames for
 	// this client, already framed, to ubuf (under umu, after accounting

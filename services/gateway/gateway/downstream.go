@@ -4,6 +4,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"slices"
 	"sync"
 	"time"
 
@@ -50,8 +51,27 @@ type zoneSub struct {
 	members map[*conn]struct{}
 	players map[string]*conn // player id -> client, to learn positions from EntityViews
 
-	fan sync.Mutex // guards asm
-	asm tickAsm
+	fan   sync.Mutex // guards asm and state
+	asm   tickAsm
+	state [][]byte // cell -> its latest state (packet.AppendCellState; empty: no entity), for clients that start seeing it
+}
+
+// aoiMark records which area of interest a client has been shown in full:
+// the cell it stood in, in which zone's fan-out. A flush that finds the
+// client elsewhere sends it, besides the tick's cells, the state of every
+// cell that came into its view (the world sends only the cells that changed,
+// so an unchanged cell would otherwise appear only with its next keyframe).
+type aoiMark struct {
+	zs   *zoneSub
+	cell uint32
+}
+
+// dueCell is one cell of a client's frame: the tick's update of it, or
+// (cached) the state of a cell that just came into its view.
+type dueCell struct {
+	k      uint32
+	b      []byte
+	cached bool
 }
 
 // tickAsm holds the cells received for the tick being assembled.
@@ -62,7 +82,8 @@ type tickAsm struct {
 	legacy  [][]byte // cell -> its framed Update packet (protocols 1, 2), built on demand
 	built   []bool   // legacy[cell] is this flush's
 	targets []target
-	due     [][]byte // one client's cells
+	due     []dueCell
+	cells1  [][]byte // one client's cells
 	frame   []byte   // one client's frames
 }
 
@@ -87,7 +108,7 @@ func newDownstream(s *Service) *downstream {
 
 func (d *downstream) newZoneSub(zone string) *zoneSub {
 	n := len(d.near)
-	return &zoneSub{d: d, zone: zone, members: map[*conn]struct{}{}, players: map[string]*conn{},
+	return &zoneSub{d: d, zone: zone, members: map[*conn]struct{}{}, players: map[string]*conn{}, state: make([][]byte, n),
 		asm: tickAsm{cells: make([][]byte, n), legacy: make([][]byte, n), built: make([]bool, n)}}
 }
 
@@ -126,6 +147,7 @@ func (d *downstream) join(c *conn, zone string, cell int64) {
 	z := zone
 	c.zone.Store(&z)
 	c.cell.Store(cell)
+	c.aoi.Store(nil) // nothing of this zone shown yet
 }
 
 func (d *downstream) leave(c *conn) {
@@ -261,29 +283,29 @@ func (zs *zoneSub) flush() {
 	now := time.Now().UnixNano()
 	cells, frames := 0, 0
 	for _, t := range a.targets {
-		due := a.due[:0]
-		for _, k := range d.near[t.cell] {
-			if b := a.cells[k]; b != nil {
-				due = append(due, b)
-			}
-		}
-		a.due = due
-		if len(due) == 0 {
+		a.due = zs.dueCells(a.due[:0], t)
+		if len(a.due) == 0 {
 			continue
 		}
 		var n int
 		if t.c.protocol.Load() >= 3 {
-			a.frame, n = appendMerged(a.frame[:0], due)
+			a.cells1 = a.cells1[:0]
+			for _, dc := range a.due {
+				a.cells1 = append(a.cells1, dc.b)
+			}
+			a.frame, n = appendMerged(a.frame[:0], a.cells1)
 		} else {
-			a.frame, n = a.frame[:0], len(due)
-			for _, k := range d.near[t.cell] {
-				if a.cells[k] != nil {
-					a.frame = append(a.frame, a.legacyFrame(k)...)
+			a.frame, n = a.frame[:0], len(a.due)
+			for _, dc := range a.due {
+				if dc.cached {
+					a.frame = packet.AppendUpdateFrame(a.frame, dc.b)
+				} else {
+					a.frame = append(a.frame, a.legacyFrame(dc.k)...)
 				}
 			}
 		}
 		t.c.sendFrames(a.frame, n, now)
-		cells += len(due)
+		cells += len(a.due)
 		frames += n
 	}
 	d.s.m.updates.Add(float64(cells))
@@ -291,7 +313,39 @@ func (zs *zoneSub) flush() {
 	if cap(a.frame) > 256<<10 {
 		a.frame = nil
 	}
+	for _, k := range a.order {
+		st, ents, err := packet.AppendCellState(zs.state[k][:0], a.cells[k])
+		if err != nil || !ents {
+			st = st[:0]
+		}
+		zs.state[k] = st
+	}
 	a.reset()
+}
+
+// dueCells appends the cells client t is due in this flush, in cell order:
+// the tick's cells in its area of interest and, when its area of interest
+// moved since it was last shown whole, the cached state of the cells that
+// came into view and are not in the tick (fan held).
+func (zs *zoneSub) dueCells(due []dueCell, t target) []dueCell {
+	a, near := &zs.asm, zs.d.near
+	mark := t.c.aoi.Load()
+	moved := mark == nil || mark.zs != zs || mark.cell != t.cell
+	var seen []uint32 // cells already shown whole
+	if moved && mark != nil && mark.zs == zs {
+		seen = near[mark.cell]
+	}
+	for _, k := range near[t.cell] {
+		if b := a.cells[k]; b != nil {
+			due = append(due, dueCell{k: k, b: b})
+		} else if moved && len(zs.state[k]) > 0 && !slices.Contains(seen, k) {
+			due = append(due, dueCell{k: k, b: zs.state[k], cached: true})
+		}
+	}
+	if moved {
+		t.c.aoi.Store(&aoiMark{zs: zs, cell: t.cell})
+	}
+	return due
 }
 
 // appendMerged appends the Updates frames carrying cells: one, or a few when

@@ -201,3 +201,39 @@ func waitSubscribed(t *testing.T, h *harness, zone string) {
 		t.Fatal(err)
 	}
 }
+
+// TestNewlyVisibleCellsFromCache: the world sends only the cells that
+// changed, so a client that moves (or joins) is sent the last state of each
+// cell that comes into its view, without the lines (chat, combat, removals)
+// that state arrived with, in its next frame.
+func TestNewlyVisibleCellsFromCache(t *testing.T) {
+	h := start(t, nil)
+	const zone = "z0_2"
+	c := fanoutClient(t, h, "tcp", "mover", zone, 3) // at cell 55
+	waitSubscribed(t, h, zone)
+	zero := &schema.ZoneUpdate{Zone: zone, Cell: 0, Tick: 1, Entities: []*schema.EntityView{{Id: "npc-idle", X: 10, Y: 10}},
+		Chat: []*schema.ChatLine{{From: "npc-idle", Text: "said once"}}, Removed: []string{"gone"}}
+	publishTick(t, h, &schema.ZoneTick{Zone: zone, Tick: 1, Cells: []*schema.ZoneUpdate{zero, tickCells(zone, 1, 55)[0]}})
+	if _, cells := frameCells(t, c, 1); fmt.Sprint(cells[0]) != "[55]" {
+		t.Fatalf("tick 1: cells %v, want [55]", cells[0])
+	}
+	// Walk to cell 1 (x 150): cell 0 comes into view, unchanged since tick 1.
+	seq, _ := c.Move(context.Background(), 150, 50)
+	if p := next(t, c, 5*time.Second); p.AckSeq != seq {
+		t.Fatalf("move: %v", p)
+	}
+	publishTick(t, h, &schema.ZoneTick{Zone: zone, Tick: 2, Cells: tickCells(zone, 2, 2)})
+	p := next(t, c, 5*time.Second)
+	us := client.ZoneUpdates(p)
+	if len(us) != 2 || us[0].Cell != 0 || us[1].Cell != 2 {
+		t.Fatalf("tick 2: got %v, want the state of cell 0 and the update of cell 2", p)
+	}
+	if got := us[0]; len(got.Entities) != 1 || got.Entities[0].Id != "npc-idle" || len(got.Chat) != 0 || len(got.Removed) != 0 {
+		t.Fatalf("cell 0 from the cache: %v, want its entity and no lines", got)
+	}
+	// Seen once: the next tick brings only what it carries.
+	publishTick(t, h, &schema.ZoneTick{Zone: zone, Tick: 3, Cells: tickCells(zone, 3, 1)})
+	if _, cells := frameCells(t, c, 1); fmt.Sprint(cells[0]) != "[1]" {
+		t.Fatalf("tick 3: cells %v, want [1]", cells[0])
+	}
+}
