@@ -194,6 +194,10 @@ func TestChecksCatchBrokenFixtures(t *testing.T) {
 			spec.TopologySpreadConstraints, spec.Affinity = nil, nil
 			return o
 		},
+		"secret-rotation": func(o Objects) Objects {
+			delete(dep(o, "gateway").Annotations, "reloader.stakater.com/auto")
+			return o
+		},
 		"ports-match-config": func(o Objects) Objects {
 			dep(o, "persist").Spec.Template.Spec.Containers[0].Ports[0].ContainerPort = 8080
 			return o

@@ -19,7 +19,7 @@ import (
 var Services = []string{"gateway", "world", "persist", "monitor"}
 
 // Autoscaled are the services whose replica count an HPA owns.
-var Autoscaled = map[string]bool{"gateway": true, "world": true}
+var Autoscaled = map[string]bool{"gateway": true} // world: fixed replicas (zone moves are costly; issue 17 #6)
 
 // ExternalSecrets are the secrets staging and prod expect to be made outside
 // git (docs/deploy.md); a reference to any other absent secret is an error.
@@ -43,7 +43,7 @@ var Checks = []Check{
 	{"writable-tmp", "a read-only root fs comes with an emptyDir at /tmp", checkTmp},
 	{"image-tags", "images carry an explicit tag or digest, never latest", checkImages},
 	{"pdb", "a policy/v1 PodDisruptionBudget with maxUnavailable 1 selects each Deployment's pods", checkPDB},
-	{"hpa", "gateway and world have an autoscaling/v2 HPA (min >= 2, slow scale-down) and no replicas field of their own", checkHPA},
+	{"hpa", "gateway has an autoscaling/v2 HPA (min >= 2, slow scale-down) and no replicas field of its own; world has fixed replicas >= 2 and no HPA", checkHPA},
 	{"graceful-shutdown", "preStop sleep >= 5s and a grace period >= preStop + REALM_SHUTDOWN_TIMEOUT + 10s", checkShutdown},
 	{"services", "each Service selects pods and targets ports they declare", checkServices},
 	{"network-policy", "a default-deny policy plus a policy of its own for each Deployment", checkNetworkPolicies},
@@ -51,6 +51,7 @@ var Checks = []Check{
 	{"config-refs", "referenced ConfigMaps exist and are generated (hash suffix); referenced Secrets exist or are documented external ones", checkConfigRefs},
 	{"spread", "gateway and world pods spread over nodes", checkSpread},
 	{"namespace", "every namespaced object has the overlay's namespace, which the overlay creates with Pod Security restricted enforced", checkNamespace},
+	{"secret-rotation", "a Deployment that reads a Secret carries reloader.stakater.com/auto, so rotating the Secret restarts its pods", checkSecretRotation},
 	{"ports-match-config", "the container ports (and the Prometheus annotation) are the ports the service is configured to listen on", checkPortsMatchConfig},
 }
 
@@ -405,6 +406,14 @@ func checkPDB(objs Objects) []string {
 
 func checkHPA(objs Objects) []string {
 	var out []string
+	// world: fixed replicas, no HPA: each scale event moves zones, and CPU is
+	// not relieved by moving them (issue 17 #6).
+	if objs.Get("HorizontalPodAutoscaler", "world") != nil {
+		out = append(out, "HorizontalPodAutoscaler/world: world runs fixed replicas (zone moves on every scale event)")
+	}
+	if d, _ := objs.Get("Deployment", "world").(*appsv1.Deployment); d != nil && (d.Spec.Replicas == nil || *d.Spec.Replicas < 2) {
+		out = append(out, "Deployment/world: want fixed replicas >= 2")
+	}
 	hpas := OfKind[*autoscalingv2.HorizontalPodAutoscaler](objs)
 	target := map[string]*autoscalingv2.HorizontalPodAutoscaler{}
 	for _, h := range hpas {
@@ -647,7 +656,7 @@ func cmRef(objs Objects, where, name string) []string {
 
 func checkSpread(objs Objects) []string {
 	var out []string
-	for name := range Autoscaled {
+	for _, name := range []string{"gateway", "world"} {
 		d, _ := objs.Get("Deployment", name).(*appsv1.Deployment)
 		if d == nil {
 			continue
@@ -700,6 +709,29 @@ func checkNamespace(objs Objects) []string {
 			if v := nsObj.Labels["pod-security.kubernetes.io/"+k]; v != "restricted" {
 				out = append(out, fmt.Sprintf("Namespace/%s: pod-security.kubernetes.io/%s is %q, want restricted", ns, k, v))
 			}
+		}
+	}
+	return out
+}
+
+func checkSecretRotation(objs Objects) []string {
+	var out []string
+	for _, d := range objs.Deployments() {
+		spec := d.Spec.Template.Spec
+		reads := false
+		for _, v := range spec.Volumes {
+			reads = reads || v.Secret != nil
+		}
+		for _, c := range spec.Containers {
+			for _, ef := range c.EnvFrom {
+				reads = reads || ef.SecretRef != nil
+			}
+			for _, e := range c.Env {
+				reads = reads || (e.ValueFrom != nil && e.ValueFrom.SecretKeyRef != nil)
+			}
+		}
+		if reads && d.Annotations["reloader.stakater.com/auto"] != "true" {
+			out = append(out, fmt.Sprintf("Deployment/%s reads Secrets but has no reloader.stakater.com/auto: a rotated Secret would not restart it", d.Name))
 		}
 	}
 	return out
