@@ -20,6 +20,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/realmstream/realmstream/libs/schema"
+	"github.com/realmstream/realmstream/libs/svcmain"
 	"github.com/realmstream/realmstream/libs/wire"
 
 	"github.com/realmstream/realmstream/services/monitor/internal/notify"
@@ -83,9 +84,9 @@ func testConfig(t *testing.T, natsURL string) Config {
 }
 
 type running struct {
-	svc    *Service
-	cancel context.CancelFunc
-	done   chan error
+	svc     *Service
+	run     *svcmain.Running
+	stopped bool
 }
 
 // start runs a monitor until the test ends (or stop is called).
@@ -96,34 +97,23 @@ func start(t *testing.T, cfg Config) *running {
 	if err != nil {
 		t.Fatalf("monitor.New: %v", err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	r := &running{svc: svc, cancel: cancel, done: make(chan error, 1)}
-	go func() { r.done <- svc.Run(ctx) }()
-	select {
-	case <-svc.Ready():
-	case err := <-r.done:
-		t.Fatalf("monitor stopped before ready: %v", err)
-	case <-time.After(20 * time.Second):
-		t.Fatal("monitor not ready after 20s")
+	run, err := svcmain.Start(context.Background(), "monitor", svc, 20*time.Second)
+	if err != nil {
+		t.Fatal(err)
 	}
+	r := &running{svc: svc, run: run}
 	t.Cleanup(func() { r.stop(t) })
 	return r
 }
 
 func (r *running) stop(t *testing.T) {
 	t.Helper()
-	if r.cancel == nil {
+	if r.stopped {
 		return
 	}
-	r.cancel()
-	r.cancel = nil
-	select {
-	case err := <-r.done:
-		if err != nil {
-			t.Errorf("monitor Run: %v", err)
-		}
-	case <-time.After(15 * time.Second):
-		t.Error("monitor did not stop within 15s")
+	r.stopped = true
+	if err := r.run.Stop(15 * time.Second); err != nil {
+		t.Errorf("monitor Run: %v", err)
 	}
 }
 
