@@ -137,14 +137,35 @@ func checkHeaders(fset *token.FileSet, f *ast.File, wireConsts map[string]bool) 
 					}
 				}
 			}
-		case *ast.KeyValueExpr:
-			if key, ok := isKey(n.Key); ok {
-				add(n, "Header literal", key)
+		case *ast.CompositeLit:
+			// Only header literals (nats.Header{...}, http.Header{...}): a
+			// map of other things may have keys like "nats-auth".
+			if !isHeaderType(n.Type) {
+				return true
+			}
+			for _, el := range n.Elts {
+				if kv, ok := el.(*ast.KeyValueExpr); ok {
+					if key, ok := isKey(kv.Key); ok {
+						add(kv, "Header literal", key)
+					}
+				}
 			}
 		}
 		return true
 	})
 	return out
+}
+
+// isHeaderType reports whether a composite literal's type is a header map
+// (X.Header or a local Header type).
+func isHeaderType(e ast.Expr) bool {
+	switch t := e.(type) {
+	case *ast.SelectorExpr:
+		return t.Sel.Name == "Header"
+	case *ast.Ident:
+		return t.Name == "Header"
+	}
+	return false
 }
 
 // repoRoot is the checkout's root (the folder of go.work), or "".

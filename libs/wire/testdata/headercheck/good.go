@@ -14,6 +14,8 @@ func use(m *nats.Msg, r *http.Request) string {
 	new(wire.CommandHeaderBuf).Fill(m.Header, wire.CommandHeaders{MsgID: "s:1"})
 	r.Header.Set("Content-Type", "application/json")
 	m.Header.Set(wire.HeaderTraceParent, "00-...") // W3C trace context, not the contract's
+	secrets := map[string]string{"nats-auth": "x", "Realm-Zone": "not a header map"}
+	_ = secrets
 	_, ok := m.Header[wire.HeaderZone]
 	if ok {
 		return m.Header.Get(wire.HeaderMsgID)
