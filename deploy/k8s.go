@@ -30,8 +30,10 @@ func (o Object) ID() string { return o.Kind + "/" + o.Name }
 // CustomKinds are the custom resources an overlay may contain: they are
 // decoded into maps (k8s.io/api has no type for them) and checked by name.
 var CustomKinds = map[string]bool{
-	"postgresql.cnpg.io/v1/Cluster":         true, // CloudNativePG (staging, prod)
-	"postgresql.cnpg.io/v1/ScheduledBackup": true, // CloudNativePG nightly base backups
+	"postgresql.cnpg.io/v1/Cluster":           true, // CloudNativePG (staging, prod)
+	"postgresql.cnpg.io/v1/ScheduledBackup":   true, // CloudNativePG nightly base backups
+	"monitoring.coreos.com/v1/PodMonitor":     true, // kube-prometheus-stack scrape config
+	"monitoring.coreos.com/v1/PrometheusRule": true, // kube-prometheus-stack alerting rules
 }
 
 // newTyped returns an empty typed object for a group/version/kind, or nil.
