@@ -34,5 +34,6 @@ func adoptFlags(fs *flag.FlagSet, register func(*envflag.Set), skip ...string) [
 	return adopted
 }
 
-// stackOwnedGatewayFlags are the gateway settings the stack sets itself.
-var stackOwnedGatewayFlags = []string{"nats-url", "http-addr", "instance-id", "log-format", "dev", "stream-replicas"}
+// stackOwnedGatewayFlags are the gateway settings the stack sets itself
+// (create-streams too: the stack creates the streams before any service).
+var stackOwnedGatewayFlags = []string{"nats-url", "http-addr", "instance-id", "log-format", "dev", "stream-replicas", "create-streams"}

@@ -99,11 +99,11 @@ func runStack(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	// --trim-keep-age, --batch-size, --rules, ...); a name defined already
 	// (by the stack or the gateway) keeps that meaning.
 	wc := world.DefaultConfig()
-	adoptFlags(fs, wc.RegisterFlags, append(noConn, "nats-url", "http-addr", "instance-id", "log-format", "redis-addr", "redis-sentinel-master", "redis-sentinel-addrs")...)
+	adoptFlags(fs, wc.RegisterFlags, append(noConn, "nats-url", "http-addr", "instance-id", "log-format", "create-streams", "redis-addr", "redis-sentinel-master", "redis-sentinel-addrs")...)
 	pc := persist.DefaultConfig()
-	adoptFlags(fs, pc.RegisterFlags, append(noConn, "nats-url", "http-addr", "instance-id", "log-format", "pg-urls", "pebble-dir")...)
+	adoptFlags(fs, pc.RegisterFlags, append(noConn, "nats-url", "http-addr", "instance-id", "log-format", "create-streams", "pg-urls", "pebble-dir")...)
 	mc := monitor.DefaultConfig()
-	adoptFlags(fs, mc.RegisterFlags, append(noConn, "nats-url", "http-addr", "instance-id", "log-format")...)
+	adoptFlags(fs, mc.RegisterFlags, append(noConn, "nats-url", "http-addr", "instance-id", "log-format", "create-streams")...)
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "Usage: realmstream run [flags]\n\nStarts the whole backend in this process: an embedded NATS server with\nJetStream, the gateway, one world instance (in-process lock table), persist\non Pebble and monitor (dashboard on the monitor's ops port).\n\nEvery gateway flag (--max-frame, --rate, --burst, --token-ttl, --send-queue-bytes,\n...) applies to the embedded gateway, with its REALM_* variable.\n\nFlags:\n")
 		fs.PrintDefaults()
