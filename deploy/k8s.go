@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"sort"
 
+	monitoringv1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	corev1 "k8s.io/api/core/v1"
@@ -113,6 +114,27 @@ func DecodeObject(y []byte) (Object, error) {
 	if CustomKinds[meta.APIVersion+"/"+meta.Kind] {
 		if err := yaml.UnmarshalStrict(y, &o.Custom); err != nil {
 			return Object{}, err
+		}
+		// The Prometheus operator's Go types are served by the module proxy:
+		// its custom resources are decoded strictly as well (a misspelt field
+		// fails). CloudNativePG's module is refused (403): its resources are
+		// decoded into the transcribed types of cnpg.go.
+		var typed any
+		switch meta.Kind {
+		case "PodMonitor":
+			typed = &monitoringv1.PodMonitor{}
+		case "PrometheusRule":
+			typed = &monitoringv1.PrometheusRule{}
+		case "Cluster":
+			typed = &cnpgCluster{}
+		case "ScheduledBackup":
+			typed = &cnpgScheduledBackup{}
+		}
+		if typed != nil {
+			if err := yaml.UnmarshalStrict(y, typed); err != nil {
+				return Object{}, fmt.Errorf("strict decode of %s %s: %w", meta.APIVersion, meta.Kind, err)
+			}
+			o.Typed = typed
 		}
 		return o, nil
 	}

@@ -2,7 +2,10 @@ package deploy
 
 import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"os"
+	"path/filepath"
 	"reflect"
+	"strings"
 	"testing"
 
 	"sigs.k8s.io/yaml"
@@ -79,4 +82,47 @@ func selectsYAML(t *testing.T, sel []byte, l map[string]string) bool {
 		t.Fatal(err)
 	}
 	return selects(&s, l)
+}
+
+// TestMonitoringDecodeRejectsTypos: the operator's types catch a misspelt field.
+func TestMonitoringDecodeRejectsTypos(t *testing.T) {
+	for _, y := range []string{
+		"apiVersion: monitoring.coreos.com/v1\nkind: PodMonitor\nmetadata: {name: x}\nspec:\n  podMetricEndpoints: [{port: ops}]\n  selector: {}\n",
+		"apiVersion: monitoring.coreos.com/v1\nkind: PrometheusRule\nmetadata: {name: x}\nspec:\n  groups: [{name: g, rules: [{alert: A, expresion: up == 0}]}]\n",
+	} {
+		if _, err := DecodeObject([]byte(y)); err == nil {
+			t.Errorf("accepted a misspelt field:\n%s", y)
+		}
+	}
+}
+
+// TestCNPGDecodeRejectsTypos: the two CNPG misspellings the static tests
+// once let through (and a misplaced field) fail the overlay's decoding.
+func TestCNPGDecodeRejectsTypos(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join(repoRoot, "deploy/k8s/overlays/prod/postgres.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	docs := strings.Split(string(b), "\n---\n")
+	if _, err := DecodeObject([]byte(docs[0])); err != nil {
+		t.Fatalf("the real Cluster does not decode: %v", err)
+	}
+	for from, to := range map[string]string{
+		"enablePodMonitor:": "enablePodMonitoring:",
+		"retentionPolicy:":  "retentionPolicies:",
+		"destinationPath:":  "destinationPth:",
+		"  instances: 3":    "  instance: 3",
+	} {
+		y := strings.Replace(docs[0], from, to, 1)
+		if y == docs[0] {
+			t.Fatalf("fixture %q not in postgres.yaml", from)
+		}
+		if _, err := DecodeObject([]byte(y)); err == nil {
+			t.Errorf("misspelt CNPG field %q accepted", to)
+		}
+	}
+	sb := docs[len(docs)-1]
+	if _, err := DecodeObject([]byte(strings.Replace(sb, "schedule:", "schedul:", 1))); err == nil {
+		t.Error("misspelt ScheduledBackup field accepted")
+	}
 }
