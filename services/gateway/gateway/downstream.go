@@ -208,6 +208,7 @@ func (zs *zoneSub) Entity(id []byte, x, y float32) {
 // pending on the subscription, so a burst of one tick's cells is one frame
 // per client and a lone cell waits for nothing.
 func (zs *zoneSub) onCell(m *nats.Msg) {
+	defer zs.d.s.tr.fanout(m, zs.zone, time.Now()) // a traced tick's update (tracing.go), after the unlock
 	zs.fan.Lock()
 	defer zs.fan.Unlock()
 	zs.add(m.Data)
@@ -220,6 +221,7 @@ func (zs *zoneSub) onCell(m *nats.Msg) {
 
 // onTick takes one ZoneTick (upd.<zone>): all its cells, then one flush.
 func (zs *zoneSub) onTick(m *nats.Msg) {
+	defer zs.d.s.tr.fanout(m, zs.zone, time.Now()) // a traced tick's update (tracing.go), after the unlock
 	zs.fan.Lock()
 	defer zs.fan.Unlock()
 	if _, err := packet.ScanZoneTick(m.Data, func(zu []byte) error { zs.add(zu); return nil }); err != nil {

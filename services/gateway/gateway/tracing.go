@@ -2,7 +2,6 @@ package gateway
 
 import (
 	"context"
-	"strconv"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -121,13 +120,14 @@ func (t *tracing) refused(c *conn, seq uint64, code schema.ErrorCode, msg string
 	span.End()
 }
 
-// fanout records the queueing of a traced update to its clients.
-func (t *tracing) fanout(m *nats.Msg, zone string, cell int64, clients int, start time.Time) {
+// fanout records the fan-out of a traced update message (from start: the
+// frames queued to every client whose area holds its cells); untraced
+// messages cost a header length check.
+func (t *tracing) fanout(m *nats.Msg, zone string, start time.Time) {
 	if len(m.Header) == 0 || m.Header.Get(wire.HeaderTraceParent) == "" {
 		return
 	}
 	_, span := t.tracer.Start(telemetry.Extract(context.Background(), m.Header), "gateway.fanout", trace.WithTimestamp(start),
-		trace.WithAttributes(attribute.String("realm.zone", zone), attribute.String("realm.cell", strconv.FormatInt(cell, 10)),
-			attribute.Int("realm.clients", clients)))
+		trace.WithAttributes(attribute.String("realm.zone", zone), attribute.String("realm.subject", m.Subject), attribute.Int("realm.bytes", len(m.Data))))
 	span.End()
 }

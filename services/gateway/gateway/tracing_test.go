@@ -9,6 +9,8 @@ import (
 	"github.com/nats-io/nats.go"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	"go.opentelemetry.io/otel/trace"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/realmstream/realmstream/libs/schema"
 	"github.com/realmstream/realmstream/libs/telemetry"
@@ -118,4 +120,31 @@ func TestUnsampledCommandAllocatesNothing(t *testing.T) {
 	if off.head.Sample() || off.refusals.Allow() {
 		t.Fatal("tracing without an endpoint or provider is on")
 	}
+}
+
+// TestFanoutSpan: an update message with a traceparent (a traced tick's,
+// world.updates) gets a gateway.fanout span in that trace; one without gets
+// none.
+func TestFanoutSpan(t *testing.T) {
+	rec, tp := recorder()
+	h := start(t, func(c *Config) { c.TracerProvider, c.TraceSampleRatio = tp, 0 })
+	h.login("tcp", "fan", "z0_0")
+	b, err := proto.Marshal(&schema.ZoneUpdate{Zone: "z0_0", Cell: 0, Tick: 7, Entities: []*schema.EntityView{{Id: "p-x", X: 1, Y: 1}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc := trace.NewSpanContext(trace.SpanContextConfig{TraceID: trace.TraceID{0xfa, 1}, SpanID: trace.SpanID{0xfa}, TraceFlags: trace.FlagsSampled})
+	m := &nats.Msg{Subject: wire.UpdateSubject("z0_0", 0), Data: b, Header: nats.Header{}}
+	telemetry.Inject(trace.ContextWithSpanContext(context.Background(), sc), m.Header)
+	waitfor.True(t, 5*time.Second, func() error {
+		if err := h.nc.PublishMsg(m); err != nil {
+			return err
+		}
+		for _, s := range ended(rec, "gateway.fanout") {
+			if s.SpanContext().TraceID() == sc.TraceID() && s.Parent().SpanID() == sc.SpanID() {
+				return nil
+			}
+		}
+		return fmt.Errorf("no gateway.fanout span in trace %s", sc.TraceID())
+	})
 }
