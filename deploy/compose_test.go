@@ -34,7 +34,7 @@ var composeRealm = map[string]string{
 
 func TestComposeStack(t *testing.T) {
 	p := loadCompose(t, "bots")
-	want := []string{"bots", "gateway", "grafana", "healthcheck-tools", "jaeger", "monitor", "nats", "nats-exporter", "otel-collector",
+	want := []string{"alertmanager", "bots", "gateway", "grafana", "healthcheck-tools", "jaeger", "monitor", "nats", "nats-exporter", "otel-collector",
 		"persist", "pg-shard0", "pg-shard1", "prometheus", "redis", "world-1", "world-2"}
 	if got := SortedNames(p); !slices.Equal(got, want) {
 		t.Fatalf("services %v, want %v", got, want)
