@@ -24,10 +24,7 @@ import (
 // headerExceptions are files that still set contract headers by hand, each
 // with the reason it is not fixed yet. An entry that no longer violates fails
 // the check, so the list only shrinks.
-var headerExceptions = map[string]string{
-	"services/world/internal/zone/log.go":  "tick record headers: to use wire.TickRecordHeaders; zone/ is being optimised by another engineer (issue 13 hand-over)",
-	"services/world/internal/zone/zone.go": "TransferIn headers: to use wire.CommandMsg; zone/ is being optimised by another engineer (issue 13 hand-over)",
-}
+var headerExceptions = map[string]string{}
 
 type headerViolation struct {
 	pos  token.Position

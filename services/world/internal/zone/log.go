@@ -115,13 +115,7 @@ func (a *appender) publish(ctx context.Context, rec *schema.TickRecord) (uint64,
 	id := rec.RecordId
 	m := nats.NewMsg(a.subject)
 	m.Data = data
-	m.Header.Set(wire.HeaderMsgID, id)
-	m.Header.Set(wire.HeaderExpectedLastSubjSeq, strconv.FormatUint(a.lastSeq, 10))
-	m.Header.Set(wire.HeaderFence, strconv.FormatUint(a.fence, 10))
-	m.Header.Set(wire.HeaderZone, a.zone)
-	m.Header.Set(wire.HeaderEventType, wire.EventTypeTick)
-	m.Header.Set(wire.HeaderSchema, wire.SchemaTickRecord)
-	m.Header.Set(wire.HeaderInstance, a.instance)
+	wire.TickRecordHeaders{MsgID: id, LastSeq: a.lastSeq, Fence: a.fence, Zone: a.zone, Instance: a.instance}.Set(m.Header)
 	telemetry.Inject(ctx, m.Header)
 	if a.valid != nil && !a.valid() {
 		return 0, ErrLeaseEnded

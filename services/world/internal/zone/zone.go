@@ -868,13 +868,7 @@ func (r *runner) deliverPending(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		m := nats.NewMsg(wire.CommandSubject(t.ToZone))
-		m.Data = data
-		m.Header.Set(wire.HeaderMsgID, t.TransferId)
-		m.Header.Set(wire.HeaderZone, t.ToZone)
-		m.Header.Set(wire.HeaderSession, p.GetSessionId())
-		m.Header.Set(wire.HeaderPlayer, p.GetPlayerId())
-		m.Header.Set(wire.HeaderSchema, wire.SchemaVersion)
+		m := wire.CommandMsg(wire.CommandHeaders{MsgID: t.TransferId, Session: p.GetSessionId(), Player: p.GetPlayerId(), Zone: t.ToZone}, data)
 		telemetry.Inject(ctx, m.Header)
 		if err := r.hook("send:" + t.TransferId); err != nil {
 			return err
