@@ -15,10 +15,17 @@ import (
 // (not from this process's environment, so the result does not depend on who
 // runs it), and consistency checks (every referenced service, volume and
 // network exists). Profiles are enabled as given.
-func LoadCompose(ctx context.Context, root string, profiles ...string) (*types.Project, error) {
+//
+// secrets is the file scripts/dev-secrets.sh writes (compose's second
+// --env-file); "" loads .env alone.
+func LoadCompose(ctx context.Context, root, secrets string, profiles ...string) (*types.Project, error) {
+	files := []string{filepath.Join(root, ".env")}
+	if secrets != "" {
+		files = append(files, secrets)
+	}
 	opts, err := cli.NewProjectOptions([]string{filepath.Join(root, "compose.yml")},
 		cli.WithWorkingDirectory(root),
-		cli.WithEnvFiles(),
+		cli.WithEnvFiles(files...),
 		cli.WithDotEnv,
 		cli.WithProfiles(profiles),
 		cli.WithConsistency(true),

@@ -2,6 +2,8 @@ package deploy
 
 import (
 	"context"
+	"os/exec"
+	"regexp"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/realmstream/realmstream/libs/pgtest"
@@ -124,5 +126,49 @@ func TestPgInitScriptRuns(t *testing.T) {
 	var n int
 	if err := conn.QueryRow(ctx, "SELECT count(*) FROM pg_extension WHERE extname = 'pg_stat_statements'").Scan(&n); err != nil || n != 1 {
 		t.Fatalf("pg_stat_statements not created: %d %v", n, err)
+	}
+}
+
+// devSecrets runs scripts/dev-secrets.sh as a developer does and returns the
+// file it wrote.
+func devSecrets(t *testing.T) string {
+	t.Helper()
+	out := filepath.Join(t.TempDir(), ".env.secrets")
+	cmd := exec.Command("bash", filepath.Join(repoRoot, "scripts/dev-secrets.sh"), out)
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("dev-secrets.sh: %v\n%s", err, b)
+	}
+	return out
+}
+
+// TestNoCommittedDevPasswords: the committed .env holds no secret; compose
+// refuses to start without the generated file, and the generated secrets are
+// random and long enough (the token key at least 32 bytes).
+func TestNoCommittedDevPasswords(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join(repoRoot, ".env"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		k, v, ok := strings.Cut(strings.TrimSpace(l), "=")
+		if ok && !strings.HasPrefix(k, "#") && v != "" && regexp.MustCompile(`PASSWORD|TOKEN_KEY|SECRET`).MatchString(k) {
+			t.Errorf(".env commits a secret: %s", k)
+		}
+	}
+	ctx := context.Background()
+	if _, err := LoadCompose(ctx, repoRoot, ""); err == nil || !strings.Contains(err.Error(), "dev-secrets.sh") {
+		t.Errorf("compose loads without the secrets file (err %v)", err)
+	}
+	a, b2 := devSecrets(t), devSecrets(t)
+	x, _ := os.ReadFile(a)
+	y, _ := os.ReadFile(b2)
+	if string(x) == string(y) {
+		t.Error("dev-secrets.sh wrote the same secrets twice")
+	}
+	if m := regexp.MustCompile(`GATEWAY_TOKEN_KEY=([0-9a-f]+)`).FindSubmatch(x); m == nil || len(m[1]) < 64 {
+		t.Errorf("token key shorter than 32 bytes: %q", m)
+	}
+	if fi, err := os.Stat(a); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("secrets file mode %v, want 0600", fi.Mode().Perm())
 	}
 }

@@ -19,7 +19,7 @@ func loadCompose(t *testing.T, profiles ...string) *types.Project {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	p, err := LoadCompose(ctx, repoRoot, profiles...)
+	p, err := LoadCompose(ctx, repoRoot, devSecrets(t), profiles...)
 	if err != nil {
 		t.Fatalf("compose-go: %v", err)
 	}
