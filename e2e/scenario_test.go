@@ -489,49 +489,66 @@ func runStack(t testing.TB, opts runOptions) *runResult {
 	}
 	res.AckedDiffers = differs
 	res.Violations = append(res.Violations, cvs...)
-	// Read the log; if it grew meanwhile (a late system event), wait for
-	// quiet and read again, so that the read models describe this log.
-	var logs map[string]*audit.ZoneLog
-	for try := 0; ; try++ {
-		var err error
-		logs, _, vs, err = audit.ReadEvents(actx, st.JS())
-		if err != nil {
-			t.Fatal(err)
+	// Read the log; if it grew meanwhile (a late system event: an idle
+	// removal, a respawn), wait for quiet and read again, so that the log,
+	// Postgres and the read models all describe the same prefix. The check
+	// is repeated after the read models were read too: a removal that lands
+	// between the log read and the read-model read would otherwise make the
+	// two disagree about a log neither is wrong about.
+	for round := 0; ; round++ {
+		var logs map[string]*audit.ZoneLog
+		var rvs []audit.Violation
+		for try := 0; ; try++ {
+			var err error
+			logs, _, vs, err = audit.ReadEvents(actx, st.JS())
+			if err != nil {
+				t.Fatal(err)
+			}
+			last, err := lastEventSeq(actx, st.JS())
+			if err != nil || last <= audit.LastSeq(logs) || try == 3 {
+				if err == nil && last > audit.LastSeq(logs) {
+					t.Logf("audit: the log still grows (read up to %d, now %d); comparing the prefix", audit.LastSeq(logs), last)
+				}
+				break
+			}
+			t.Logf("audit: the log grew from %d to %d while reading; reading again", audit.LastSeq(logs), last)
+			_ = waitQuiet(actx, st.JS(), 4*time.Second, 30*time.Second)
+			if !opts.NoPersist {
+				if last, err := lastEventSeq(actx, st.JS()); err == nil {
+					_, _ = sc.waitPersisted(actx, last, 60*time.Second)
+				}
+			}
+		}
+		rvs = append(rvs, vs...)
+		lf, applied, vs := audit.CheckLogs(logs)
+		res.Logs = lf
+		rvs = append(rvs, vs...)
+		res.Unapplied, vs = audit.CheckApplied(cl, applied)
+		rvs = append(rvs, vs...)
+		if !opts.NoPersist {
+			pf, vs, err := audit.CheckPostgres(actx, st.PGURLs, logs, 60*time.Second)
+			if err != nil {
+				t.Errorf("postgres audit: %v", err)
+			}
+			res.PG = pf
+			rvs = append(rvs, vs...)
+			mf, vs, err := audit.CheckReadModels(actx, st.PGURLs, logs)
+			if err != nil {
+				t.Errorf("read model audit: %v", err)
+			}
+			res.Models = mf
+			rvs = append(rvs, vs...)
 		}
 		last, err := lastEventSeq(actx, st.JS())
-		if err != nil || last <= audit.LastSeq(logs) || try == 3 {
-			if err == nil && last > audit.LastSeq(logs) {
-				t.Logf("audit: the log still grows (read up to %d, now %d); comparing the prefix", audit.LastSeq(logs), last)
-			}
+		if len(rvs) == 0 || err != nil || last <= audit.LastSeq(logs) || round == 2 {
+			res.Violations = append(res.Violations, rvs...)
 			break
 		}
-		t.Logf("audit: the log grew from %d to %d while reading; reading again", audit.LastSeq(logs), last)
+		t.Logf("audit: the log grew from %d to %d during the checks (%d findings on the old prefix); checking again", audit.LastSeq(logs), last, len(rvs))
 		_ = waitQuiet(actx, st.JS(), 4*time.Second, 30*time.Second)
 		if !opts.NoPersist {
-			if last, err := lastEventSeq(actx, st.JS()); err == nil {
-				_, _ = sc.waitPersisted(actx, last, 60*time.Second)
-			}
+			_, _ = sc.waitPersisted(actx, last, 60*time.Second)
 		}
-	}
-	res.Violations = append(res.Violations, vs...)
-	lf, applied, vs := audit.CheckLogs(logs)
-	res.Logs = lf
-	res.Violations = append(res.Violations, vs...)
-	res.Unapplied, vs = audit.CheckApplied(cl, applied)
-	res.Violations = append(res.Violations, vs...)
-	if !opts.NoPersist {
-		pf, vs, err := audit.CheckPostgres(actx, st.PGURLs, logs, 60*time.Second)
-		if err != nil {
-			t.Errorf("postgres audit: %v", err)
-		}
-		res.PG = pf
-		res.Violations = append(res.Violations, vs...)
-		mf, vs, err := audit.CheckReadModels(actx, st.PGURLs, logs)
-		if err != nil {
-			t.Errorf("read model audit: %v", err)
-		}
-		res.Models = mf
-		res.Violations = append(res.Violations, vs...)
 	}
 	st.CheckNoCrashes(t)
 	t.Logf("audit done after %v", time.Since(t0).Round(time.Millisecond))
@@ -543,7 +560,7 @@ func runStack(t testing.TB, opts runOptions) *runResult {
 		}
 	}
 	t.Logf("audit: commands %+v", res.Commands)
-	t.Logf("audit: logs %d zones, %d events, %d claims, %d commands applied; by type %v", lf.Zones, lf.Events, lf.Claims, lf.Applied, lf.ByType)
+	t.Logf("audit: logs %d zones, %d events, %d claims, %d commands applied; by type %v", res.Logs.Zones, res.Logs.Events, res.Logs.Claims, res.Logs.Applied, res.Logs.ByType)
 	t.Logf("audit: postgres %+v; read models %+v", res.PG, res.Models)
 	t.Logf("events/s end to end: %.0f; %s", res.EventsPerSec, res.Tracker)
 	return res
