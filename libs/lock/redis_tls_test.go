@@ -27,7 +27,7 @@ func startTLSRedis(t *testing.T, pki *certtest.PKI, password string) string {
 		"--tls-cert-file", pki.ServerCert, "--tls-key-file", pki.ServerKey, "--tls-ca-cert-file", pki.CA,
 		"--tls-auth-clients", "yes", "--requirepass", password, "--save", "", "--appendonly", "no", "--dir", t.TempDir())
 	if err := cmd.Start(); err != nil {
-		t.Skipf("redis-server: %v", err)
+		t.Fatalf("start redis-server (installed by scripts/test-env.sh): %v", err)
 	}
 	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
 	addr := "127.0.0.1:" + port
