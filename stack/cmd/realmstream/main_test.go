@@ -78,28 +78,8 @@ func freeBase(t *testing.T) int {
 // stack in one process, bots playing against it, traffic acknowledged and
 // updates flowing back, the dashboard served, and a clean stop.
 func TestRunStackWithBots(t *testing.T) {
-	ports := freePorts(t, 2)
 	base := freeBase(t)
-	out := &syncBuffer{}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	done := make(chan error, 1)
-	args := []string{"--data-dir", t.TempDir(), "--nats-port", "-1",
-		"--tcp-addr", fmt.Sprintf("127.0.0.1:%d", ports[0]), "--ws-addr", fmt.Sprintf("127.0.0.1:%d", ports[1]),
-		"--http-base", strconv.Itoa(base), "--bots", "10", "--bots-duration", "6s", "--log-level", "warn"}
-	go func() { done <- runStack(ctx, args, out, io.Discard) }()
-
-	waitfor.True(t, 90*time.Second, func() error {
-		select {
-		case err := <-done:
-			t.Fatalf("stack stopped early: %v\n%s", err, out.String())
-		default:
-		}
-		if !regexp.MustCompile(`summary: 10/10 bots connected`).MatchString(out.String()) {
-			return fmt.Errorf("no summary yet:\n%s", tail(out.String()))
-		}
-		return nil
-	})
+	out, stop := startStackWithBots(t, 10, "--nats-port", "-1", "--http-base", strconv.Itoa(base))
 	s := out.String()
 	m := regexp.MustCompile(`acked (\d+) .*updates (\d+)`).FindStringSubmatch(s)
 	if m == nil {
@@ -118,14 +98,46 @@ func TestRunStackWithBots(t *testing.T) {
 	if resp.StatusCode != http.StatusOK {
 		t.Fatalf("dashboard status %d", resp.StatusCode)
 	}
-	cancel()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("stack stop: %v", err)
+	stop()
+}
+
+// startStackWithBots runs `realmstream run` in this process with bots bots
+// playing for 6 s (plus args), waits for the bots' summary and returns the
+// output and a stop that cancels the stack and checks it stops cleanly.
+func startStackWithBots(t *testing.T, bots int, args ...string) (*syncBuffer, func()) {
+	t.Helper()
+	ports := freePorts(t, 2)
+	out := &syncBuffer{}
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	done := make(chan error, 1)
+	args = append([]string{"--data-dir", t.TempDir(),
+		"--tcp-addr", fmt.Sprintf("127.0.0.1:%d", ports[0]), "--ws-addr", fmt.Sprintf("127.0.0.1:%d", ports[1]),
+		"--bots", strconv.Itoa(bots), "--bots-duration", "6s", "--log-level", "warn"}, args...)
+	go func() { done <- runStack(ctx, args, out, io.Discard) }()
+	summary := regexp.MustCompile(fmt.Sprintf(`summary: %d/%d bots connected`, bots, bots))
+	waitfor.True(t, 120*time.Second, func() error {
+		select {
+		case err := <-done:
+			t.Fatalf("stack stopped early: %v\n%s", err, out.String())
+		default:
 		}
-	case <-time.After(60 * time.Second):
-		t.Fatal("stack did not stop within 60s of cancel")
+		if !summary.MatchString(out.String()) {
+			return fmt.Errorf("no summary yet:\n%s", tail(out.String()))
+		}
+		return nil
+	})
+	return out, func() {
+		t.Helper()
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatalf("stack stop: %v", err)
+			}
+		case <-time.After(60 * time.Second):
+			t.Fatal("stack did not stop within 60s of cancel")
+		}
 	}
 }
 
