@@ -31,6 +31,7 @@ type view struct {
 	n      int               // cells per side
 	last   map[string]uint32 // entity id -> cell it was published in last tick
 	fp     []uint64          // cell -> fingerprint of its entities last tick
+	fpNext []uint64          // scratch: this tick's fingerprints (swapped with fp)
 	ticks  uint64            // builds so far (keyframe counter)
 	mark   []bool            // scratch: cells to publish this tick
 	cover  []uint32
@@ -101,7 +102,11 @@ const KeyframeTicks = 20
 func (v *view) build(zone string, s *schema.ZoneSnapshot, tick uint64, now int64) []*schema.ZoneUpdate {
 	clear(v.cur)
 	removed := map[uint32][]string{}
-	fp := make([]uint64, len(v.fp))
+	fp := v.fpNext
+	if len(fp) != len(v.fp) {
+		fp = make([]uint64, len(v.fp))
+	}
+	clear(fp)
 	for id, p := range s.Players {
 		c := v.m.CellOf(p.X, p.Y)
 		e := &schema.EntityView{Id: p.PlayerId, Name: p.Name, X: p.X, Y: p.Y, Hp: p.Hp, Dead: p.Dead, LastInputSeq: p.LastInputSeq}
@@ -129,7 +134,7 @@ func (v *view) build(zone string, s *schema.ZoneSnapshot, tick uint64, now int64
 	for c := range v.cur {
 		mark[c] = keyframe || fp[c] != v.fp[c]
 	}
-	v.fp = fp
+	v.fp, v.fpNext = fp, v.fp
 	for c := range removed {
 		mark[c] = true
 	}

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"testing"
 
+	"google.golang.org/protobuf/proto"
+
 	"github.com/realmstream/realmstream/libs/schema"
 	"github.com/realmstream/realmstream/libs/worldmap"
 	"github.com/realmstream/realmstream/services/world/internal/rules"
@@ -110,5 +112,39 @@ func TestViewSendsChangedCells(t *testing.T) {
 	}
 	if got := cells(tick); len(got) != 1 || got[99] != 2 {
 		t.Fatalf("keyframe: %v, want the occupied cell 99", got)
+	}
+}
+
+// TestZoneTickSplitsByPayload: a tick above the record limit goes out as
+// several ZoneTicks of whole cells, every cell exactly once, each within the
+// limit.
+func TestZoneTickSplitsByPayload(t *testing.T) {
+	r := &runner{c: Config{Zone: "z"}, app: &appender{maxBytes: 300}, tick: 7}
+	var us []*schema.ZoneUpdate
+	for c := uint32(0); c < 20; c++ {
+		us = append(us, &schema.ZoneUpdate{Zone: "z", Cell: c, Entities: []*schema.EntityView{{Id: fmt.Sprintf("player-%02d-with-a-name", c)}}})
+	}
+	var seen []uint32
+	msgs := 0
+	r.publishTicks(us, 1, func(subject string, b []byte) {
+		msgs++
+		if len(b) > 300 {
+			t.Errorf("a ZoneTick of %d bytes, limit 300", len(b))
+		}
+		var zt schema.ZoneTick
+		if err := proto.Unmarshal(b, &zt); err != nil || zt.Tick != 7 || subject != "upd.z" {
+			t.Fatalf("tick %d on %s: %v", zt.Tick, subject, err)
+		}
+		for _, u := range zt.Cells {
+			seen = append(seen, u.Cell)
+		}
+	})
+	if msgs < 2 || len(seen) != 20 {
+		t.Fatalf("%d messages carrying %d cells, want several carrying 20", msgs, len(seen))
+	}
+	for i, c := range seen {
+		if c != uint32(i) {
+			t.Fatalf("cells %v: not each once in order", seen)
+		}
 	}
 }

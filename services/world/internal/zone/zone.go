@@ -911,24 +911,24 @@ func (r *runner) publishUpdates(t *tickState, now int64) {
 		endUpdates(span, len(us))
 		return
 	}
-	limit, cells := r.app.maxBytes, len(us)
-	for len(us) > 0 {
-		n, size := 0, 0
-		for n < len(us) {
-			cs := proto.Size(us[n]) + 8 // the cell's tag and length
-			if n > 0 && size+cs > limit {
-				break
-			}
-			size += cs
-			n++
-		}
-		zt := &schema.ZoneTick{Zone: r.c.Zone, Tick: r.tick, ServerTimeNs: now, Cells: us[:n]}
-		if b, err := proto.Marshal(zt); err == nil {
-			send(wire.UpdateTickSubject(r.c.Zone), b)
-		}
-		us = us[n:]
-	}
+	cells := len(us)
+	r.publishTicks(us, now, send)
 	endUpdates(span, cells)
+}
+
+// publishTicks sends us as one ZoneTick, or, above the record limit, as
+// several of whole cells (halves, until each fits or holds one cell).
+func (r *runner) publishTicks(us []*schema.ZoneUpdate, now int64, send func(string, []byte)) {
+	b, err := proto.Marshal(&schema.ZoneTick{Zone: r.c.Zone, Tick: r.tick, ServerTimeNs: now, Cells: us})
+	if err != nil {
+		return
+	}
+	if len(b) <= r.app.maxBytes || len(us) == 1 {
+		send(wire.UpdateTickSubject(r.c.Zone), b)
+		return
+	}
+	r.publishTicks(us[:len(us)/2], now, send)
+	r.publishTicks(us[len(us)/2:], now, send)
 }
 
 // snapshotDue says whether a snapshot is due: SnapshotEvery counts the
