@@ -183,14 +183,12 @@ func repoRoot() string {
 	}
 }
 
-// TestOnlyWireSetsContractHeaders is the check over the whole tree.
-func TestOnlyWireSetsContractHeaders(t *testing.T) {
-	root := repoRoot()
-	if root == "" {
-		t.Skip("not in a checkout (no go.work above libs/wire)")
-	}
-	consts := contractHeaderConsts(t)
-	violating := map[string][]headerViolation{}
+// walkProductionGo parses every production Go file of the tree under root
+// (outside libs/wire; test files, generated code and test helper packages
+// such as natstest and storetest left out) and calls fn with its path
+// relative to root.
+func walkProductionGo(t *testing.T, root string, fn func(rel string, fset *token.FileSet, f *ast.File)) {
+	t.Helper()
 	files := 0
 	err := filepath.WalkDir(root, func(path string, d os.DirEntry, err error) error {
 		if err != nil {
@@ -215,9 +213,7 @@ func TestOnlyWireSetsContractHeaders(t *testing.T) {
 			return err
 		}
 		files++
-		if v := checkHeaders(fset, f, consts); len(v) > 0 {
-			violating[rel] = v
-		}
+		fn(rel, fset, f)
 		return nil
 	})
 	if err != nil {
@@ -226,6 +222,21 @@ func TestOnlyWireSetsContractHeaders(t *testing.T) {
 	if files < 50 {
 		t.Fatalf("only %d Go files under %s: the walk missed the tree", files, root)
 	}
+}
+
+// TestOnlyWireSetsContractHeaders is the check over the whole tree.
+func TestOnlyWireSetsContractHeaders(t *testing.T) {
+	root := repoRoot()
+	if root == "" {
+		t.Skip("not in a checkout (no go.work above libs/wire)")
+	}
+	consts := contractHeaderConsts(t)
+	violating := map[string][]headerViolation{}
+	walkProductionGo(t, root, func(rel string, fset *token.FileSet, f *ast.File) {
+		if v := checkHeaders(fset, f, consts); len(v) > 0 {
+			violating[rel] = v
+		}
+	})
 	var names []string
 	for name := range violating {
 		names = append(names, name)

@@ -526,7 +526,7 @@ func (s *Service) putMember(ctx context.Context) {
 	if err != nil && ctx.Err() == nil {
 		s.log.Warn("membership heartbeat", "err", err)
 		if errors.Is(err, jetstream.ErrNoStreamResponse) || errors.Is(err, jetstream.ErrStreamNotFound) || errors.Is(err, jetstream.ErrBucketNotFound) {
-			if _, cerr := s.js.CreateOrUpdateKeyValue(pctx, s.membersCfg); cerr != nil {
+			if _, cerr := wire.EnsureKeyValue(pctx, s.js, s.membersCfg); cerr != nil {
 				s.log.Warn("recreate members bucket", "err", cerr)
 			}
 		}

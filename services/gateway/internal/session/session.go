@@ -219,7 +219,7 @@ type Store struct {
 
 // Open creates or updates the sessions bucket (TTL lifetime) and returns it.
 func Open(ctx context.Context, js jetstream.JetStream, lifetime time.Duration, replicas int) (*Store, error) {
-	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+	kv, err := wire.EnsureKeyValue(ctx, js, jetstream.KeyValueConfig{
 		Bucket:      wire.KVSessions,
 		Description: "client sessions shared by every gateway (resume state)",
 		TTL:         lifetime,
@@ -266,7 +266,7 @@ type DenyList struct{ kv jetstream.KeyValue }
 // OpenDenyList creates or updates the deny list bucket (entries live ttl,
 // at least the longest token life) and returns it.
 func OpenDenyList(ctx context.Context, js jetstream.JetStream, ttl time.Duration, replicas int) (*DenyList, error) {
-	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+	kv, err := wire.EnsureKeyValue(ctx, js, jetstream.KeyValueConfig{
 		Bucket:      wire.KVRevoked,
 		Description: "revoked players (player.<id>: RFC 3339 time), sessions (session.<id>) and tokens (token.<jti>)",
 		TTL:         ttl,
