@@ -1060,18 +1060,22 @@ func (x *ZoneOwnership) GetPlayers() int32 {
 }
 
 type Alert struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Rule          string                 `protobuf:"bytes,1,opt,name=rule,proto3" json:"rule,omitempty"`
-	Severity      Severity               `protobuf:"varint,2,opt,name=severity,proto3,enum=realmstream.v1.Severity" json:"severity,omitempty"`
-	State         string                 `protobuf:"bytes,3,opt,name=state,proto3" json:"state,omitempty"` // "firing" or "resolved"
-	Message       string                 `protobuf:"bytes,4,opt,name=message,proto3" json:"message,omitempty"`
-	Labels        map[string]string      `protobuf:"bytes,5,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
-	Value         float64                `protobuf:"fixed64,6,opt,name=value,proto3" json:"value,omitempty"`
-	SinceNs       int64                  `protobuf:"varint,7,opt,name=since_ns,json=sinceNs,proto3" json:"since_ns,omitempty"`
-	AtNs          int64                  `protobuf:"varint,8,opt,name=at_ns,json=atNs,proto3" json:"at_ns,omitempty"`
-	Target        string                 `protobuf:"bytes,9,opt,name=target,proto3" json:"target,omitempty"`  // what the rule was evaluated on: "shard=pg0", "zone=z1_1", "service=world/w1", "global"
-	Source        string                 `protobuf:"bytes,10,opt,name=source,proto3" json:"source,omitempty"` // instance id of the monitor that evaluated the rule
-	Expr          string                 `protobuf:"bytes,11,opt,name=expr,proto3" json:"expr,omitempty"`     // the rule's expression, for the reader of the alert
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Rule     string                 `protobuf:"bytes,1,opt,name=rule,proto3" json:"rule,omitempty"`
+	Severity Severity               `protobuf:"varint,2,opt,name=severity,proto3,enum=realmstream.v1.Severity" json:"severity,omitempty"`
+	State    string                 `protobuf:"bytes,3,opt,name=state,proto3" json:"state,omitempty"` // "firing" or "resolved"
+	Message  string                 `protobuf:"bytes,4,opt,name=message,proto3" json:"message,omitempty"`
+	Labels   map[string]string      `protobuf:"bytes,5,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	Value    float64                `protobuf:"fixed64,6,opt,name=value,proto3" json:"value,omitempty"`
+	SinceNs  int64                  `protobuf:"varint,7,opt,name=since_ns,json=sinceNs,proto3" json:"since_ns,omitempty"`
+	AtNs     int64                  `protobuf:"varint,8,opt,name=at_ns,json=atNs,proto3" json:"at_ns,omitempty"`
+	Target   string                 `protobuf:"bytes,9,opt,name=target,proto3" json:"target,omitempty"`  // what the rule was evaluated on: "shard=pg0", "zone=z1_1", "service=world/w1", "global"
+	Source   string                 `protobuf:"bytes,10,opt,name=source,proto3" json:"source,omitempty"` // instance id of the monitor that evaluated the rule
+	Expr     string                 `protobuf:"bytes,11,opt,name=expr,proto3" json:"expr,omitempty"`     // the rule's expression, for the reader of the alert
+	// repeat: a still-firing alert announced again (every --alert-repeat), so a
+	// subscriber that was away (reconnecting, started late) learns what fires.
+	// A consumer that counts transitions skips repeats.
+	Repeat        bool `protobuf:"varint,12,opt,name=repeat,proto3" json:"repeat,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1181,6 +1185,13 @@ func (x *Alert) GetExpr() string {
 		return x.Expr
 	}
 	return ""
+}
+
+func (x *Alert) GetRepeat() bool {
+	if x != nil {
+		return x.Repeat
+	}
+	return false
 }
 
 var File_ops_proto protoreflect.FileDescriptor
@@ -1313,7 +1324,7 @@ const file_ops_proto_rawDesc = "" +
 	"\x04zone\x18\x01 \x01(\tR\x04zone\x12\x14\n" +
 	"\x05fence\x18\x02 \x01(\x04R\x05fence\x12\x19\n" +
 	"\blast_seq\x18\x03 \x01(\x04R\alastSeq\x12\x18\n" +
-	"\aplayers\x18\x04 \x01(\x05R\aplayers\"\x81\x03\n" +
+	"\aplayers\x18\x04 \x01(\x05R\aplayers\"\x99\x03\n" +
 	"\x05Alert\x12\x12\n" +
 	"\x04rule\x18\x01 \x01(\tR\x04rule\x124\n" +
 	"\bseverity\x18\x02 \x01(\x0e2\x18.realmstream.v1.SeverityR\bseverity\x12\x14\n" +
@@ -1326,7 +1337,8 @@ const file_ops_proto_rawDesc = "" +
 	"\x06target\x18\t \x01(\tR\x06target\x12\x16\n" +
 	"\x06source\x18\n" +
 	" \x01(\tR\x06source\x12\x12\n" +
-	"\x04expr\x18\v \x01(\tR\x04expr\x1a9\n" +
+	"\x04expr\x18\v \x01(\tR\x04expr\x12\x16\n" +
+	"\x06repeat\x18\f \x01(\bR\x06repeat\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01*d\n" +

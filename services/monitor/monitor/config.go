@@ -52,6 +52,11 @@ type Config struct {
 	WindowMaxSamples int
 	// EvalInterval is how often the rules are evaluated (and the dashboard updated). Default 5s.
 	EvalInterval time.Duration
+	// AlertRepeat: every firing alert is published again on alerts.<severity>
+	// this often, marked repeat (the webhook is not called again). Alerts are
+	// core NATS messages: a subscriber that was reconnecting or started late
+	// when an alert fired learns of it within AlertRepeat. 0 = never. Default 1m.
+	AlertRepeat time.Duration
 	// AbsenceAfter: a shard with no DB stats event for this long is "not reporting".
 	// Default 45s (three samples at persist's default 15s interval).
 	AbsenceAfter time.Duration
@@ -76,6 +81,7 @@ func DefaultConfig() Config {
 		Window:           15 * time.Minute,
 		WindowMaxSamples: 1000,
 		EvalInterval:     5 * time.Second,
+		AlertRepeat:      time.Minute,
 		AbsenceAfter:     45 * time.Second,
 		HeartbeatTimeout: 10 * time.Second,
 		ForgetAfter:      time.Hour,
@@ -96,6 +102,7 @@ func (c *Config) RegisterFlags(s *envflag.Set) {
 	s.Duration(&c.Window, "window", c.Window, "history of DB stats kept per shard (and reloaded from the stream at start)")
 	s.Int(&c.WindowMaxSamples, "window-max-samples", c.WindowMaxSamples, "samples kept per shard at most")
 	s.Duration(&c.EvalInterval, "eval-interval", c.EvalInterval, "how often alert rules are evaluated and the dashboard refreshed")
+	s.Duration(&c.AlertRepeat, "alert-repeat", c.AlertRepeat, "publish every firing alert again this often, marked repeat, for subscribers that missed it (0 = never; the webhook is not called again)")
 	s.Duration(&c.AbsenceAfter, "absence-after", c.AbsenceAfter, "a shard silent this long is not reporting (absence alert)")
 	s.Duration(&c.HeartbeatTimeout, "heartbeat-timeout", c.HeartbeatTimeout, "an instance without heartbeat this long is not alive")
 	s.Duration(&c.Heartbeat, "heartbeat-interval", c.Heartbeat, "old name of --heartbeat")
@@ -136,6 +143,9 @@ func (c Config) Validate() error {
 	}
 	if c.EvalInterval < 10*time.Millisecond {
 		bad("--eval-interval %v: want >= 10ms", c.EvalInterval)
+	}
+	if c.AlertRepeat != 0 && c.AlertRepeat < c.EvalInterval {
+		bad("--alert-repeat %v: want 0 (never) or at least --eval-interval %v", c.AlertRepeat, c.EvalInterval)
 	}
 	if c.AbsenceAfter <= 0 || c.HeartbeatTimeout <= 0 {
 		bad("--absence-after and --heartbeat-timeout must be positive")

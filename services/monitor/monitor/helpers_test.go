@@ -205,14 +205,21 @@ func collectAlerts(t *testing.T, nc *nats.Conn) *alertLog {
 	return l
 }
 
-// find returns the alerts with rule, target and state, with their subjects.
+// find returns the transitions (repeats left out) with rule, target and
+// state, with their subjects.
 func (l *alertLog) find(rule, target, state string) ([]*schema.Alert, []string) {
+	return l.match(rule, target, state, false)
+}
+
+// match returns the alerts with rule, target and state, repeats too when
+// repeats is set, with their subjects.
+func (l *alertLog) match(rule, target, state string, repeats bool) ([]*schema.Alert, []string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	var out []*schema.Alert
 	var subj []string
 	for i, a := range l.alerts {
-		if a.GetRule() == rule && a.GetTarget() == target && a.GetState() == state {
+		if a.GetRule() == rule && a.GetTarget() == target && a.GetState() == state && (repeats || !a.GetRepeat()) {
 			out = append(out, a)
 			subj = append(subj, l.subj[i])
 		}
@@ -225,6 +232,17 @@ func (l *alertLog) has(rule, target, state string) error {
 		return nil
 	}
 	return fmt.Errorf("no %s alert %s on %s yet", state, rule, target)
+}
+
+// hasRepeat reports a repeat of a firing alert (rule, target).
+func (l *alertLog) hasRepeat(rule, target string) error {
+	a, _ := l.match(rule, target, "firing", true)
+	for _, x := range a {
+		if x.GetRepeat() {
+			return nil
+		}
+	}
+	return fmt.Errorf("no repeat of firing alert %s on %s yet", rule, target)
 }
 
 // hook is a webhook receiver (the user's endpoint). It answers 500 to the

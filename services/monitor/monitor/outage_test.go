@@ -1,6 +1,7 @@
 package monitor
 
 import (
+	"errors"
 	"net"
 	"testing"
 	"time"
@@ -19,6 +20,11 @@ import (
 // raises nats_interrupted with the embedded default rules, published on
 // alerts.critical once NATS is back; a persist heartbeat whose uptime went
 // back (kill -9 healed by the restart policy) raises instance_restarted.
+// Alerts are core NATS messages: the test's own subscriber reconnects after
+// the outage too, and may come back after the monitor announced; the repeat
+// of firing alerts (--alert-repeat) is what it then hears, as a real
+// subscriber would. A subscriber that starts after an alert fired hears its
+// repeat.
 func TestNATSOutageAlerts(t *testing.T) {
 	dir := t.TempDir()
 	srv := natstest.StartDir(t, dir, -1)
@@ -32,6 +38,7 @@ func TestNATSOutageAlerts(t *testing.T) {
 	cfg := testConfig(t, url)
 	cfg.RulesPath = "" // the embedded defaults, as deployed
 	cfg.HeartbeatTimeout = 10 * time.Second
+	cfg.AlertRepeat = time.Second
 	start(t, cfg)
 
 	// kill -9 of persist: heartbeats every 500 ms, then, after the restart,
@@ -65,6 +72,10 @@ func TestNATSOutageAlerts(t *testing.T) {
 	waitfor.True(t, 30*time.Second, func() error {
 		return alerts.has("instance_restarted", "instance=persist/persist-0", "firing")
 	})
+	// A subscriber that starts now hears the firing alert repeated.
+	nc2, _ := natstest.Connect(t, url)
+	late := collectAlerts(t, nc2)
+	waitfor.True(t, 10*time.Second, func() error { return late.hasRepeat("instance_restarted", "instance=persist/persist-0") })
 	close(stop)
 	<-done
 	if alerts.has("instance_lost", "instance=persist/persist-0", "firing") == nil {
@@ -77,8 +88,13 @@ func TestNATSOutageAlerts(t *testing.T) {
 	srv.WaitForShutdown()
 	time.Sleep(3 * time.Second) // the outage under test
 	natstest.StartDir(t, dir, port)
-	waitfor.True(t, 20*time.Second, func() error { return alerts.has("nats_interrupted", "global", "firing") })
-	a, subj := alerts.find("nats_interrupted", "global", "firing")
+	waitfor.True(t, 20*time.Second, func() error {
+		if a, _ := alerts.match("nats_interrupted", "global", "firing", true); len(a) > 0 {
+			return nil
+		}
+		return errors.New("no firing alert nats_interrupted on global yet (nor a repeat of it)")
+	})
+	a, subj := alerts.match("nats_interrupted", "global", "firing", true)
 	t.Logf("%s: %s", subj[0], a[0].GetMessage())
 	if subj[0] != "alerts.critical" {
 		t.Errorf("published on %s, want alerts.critical", subj[0])

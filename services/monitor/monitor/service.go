@@ -241,6 +241,9 @@ func (s *Service) Run(ctx context.Context) error {
 	wg.Go(func() { s.lags.Run(ctx, s.zonesSeen, 5*time.Second) })
 	s.evaluate(time.Now())
 	wg.Go(func() { s.loop(ctx, s.cfg.EvalInterval, s.evaluate) })
+	if s.cfg.AlertRepeat > 0 {
+		wg.Go(func() { s.loop(ctx, s.cfg.AlertRepeat, s.repeatFiring) })
+	}
 	s.sendHeartbeat(true, false) // before ready: the first one must not wait for the loop
 	wg.Go(func() { svcmain.Heartbeats(ctx, s.cfg.Heartbeat, func() { s.sendHeartbeat(true, false) }) })
 	s.ops.SetReady(true)
@@ -441,6 +444,41 @@ func (s *Service) zonesSeen() []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+// repeatFiring publishes every firing alert again on alerts.<severity>,
+// marked repeat. Alerts are core NATS messages, delivered only to
+// subscribers connected at that moment; this is how one that was away learns
+// what fires. The webhook and the alert-state bucket hear transitions only.
+func (s *Service) repeatFiring(now time.Time) {
+	for _, a := range s.engine.Active() {
+		if a.State != rules.StateFiring {
+			continue
+		}
+		r := s.rule(a.Rule)
+		if r == nil {
+			continue
+		}
+		b, err := proto.Marshal(&schema.Alert{Rule: r.Name, Severity: r.Severity, State: rules.StateFiring, Message: a.Message,
+			Labels: a.Labels, Value: a.Value, SinceNs: a.Since.UnixNano(), AtNs: now.UnixNano(), Target: a.Target,
+			Source: s.cfg.InstanceID, Expr: r.Expr, Repeat: true})
+		if err != nil || s.nc == nil {
+			continue
+		}
+		if err := s.nc.Publish(wire.AlertSubject(r.SevName), b); err != nil {
+			s.logOnce("repeat|"+r.Name, "publish repeated alert", "rule", r.Name, "err", err)
+		}
+	}
+}
+
+// rule returns the rule named name, or nil.
+func (s *Service) rule(name string) *rules.Rule {
+	for _, r := range s.set.Rules {
+		if r.Name == name {
+			return r
+		}
+	}
+	return nil
 }
 
 // announce publishes one transition on alerts.<severity>, logs it, records it
