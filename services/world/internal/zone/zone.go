@@ -240,9 +240,23 @@ func Run(ctx context.Context, c Config) error {
 		return err
 	}
 	r.report()
+	leaseDone := c.Lease.Context().Done()
+	// The zone ticks at its own phase of the tick period, so that the zones
+	// of a process (claimed at the same moment at start) do not all decide,
+	// commit and send updates at the same instant: aligned, their bursts
+	// queued behind each other on the shared cores and in the gateways'
+	// fan-out.
+	if w := time.Until(nextTick(time.Now(), c.Tick, tickPhase(c.Zone, c.Tick))); w > 0 {
+		ph := time.NewTimer(w)
+		select {
+		case <-ctx.Done():
+		case <-leaseDone:
+		case <-ph.C:
+		}
+		ph.Stop()
+	}
 	t := time.NewTicker(c.Tick)
 	defer t.Stop()
-	leaseDone := c.Lease.Context().Done()
 	for {
 		select {
 		case <-ctx.Done():
@@ -262,6 +276,32 @@ func Run(ctx context.Context, c Config) error {
 			return err
 		}
 	}
+}
+
+// tickPhase is zone's offset within the tick period: a hash of its name
+// (FNV-1a, then a 32-bit finalizer so that names that differ in one
+// character land far apart), scaled to [0, tick).
+func tickPhase(zone string, tick time.Duration) time.Duration {
+	h := uint32(2166136261)
+	for i := 0; i < len(zone); i++ {
+		h = (h ^ uint32(zone[i])) * 16777619
+	}
+	h ^= h >> 16
+	h *= 0x85ebca6b
+	h ^= h >> 13
+	h *= 0xc2b2ae35
+	h ^= h >> 16
+	return time.Duration(uint64(h) * uint64(tick) >> 32)
+}
+
+// nextTick is the first instant at or after now that is phase past a
+// multiple of tick on the wall clock.
+func nextTick(now time.Time, tick, phase time.Duration) time.Time {
+	next := now.Truncate(tick).Add(phase)
+	if next.Before(now) {
+		next = next.Add(tick)
+	}
+	return next
 }
 
 // maxRecordBytes is the largest tick record the zone writes: the smaller of
