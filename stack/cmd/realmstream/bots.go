@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime/pprof"
 	"strings"
 	"time"
 
@@ -34,6 +35,7 @@ type botOptions struct {
 	JSONPath        string
 	RecordPath      string
 	Quiet           bool
+	CPUProfile      string
 }
 
 const botsUsage = `Usage: realmstream bots [flags]
@@ -73,6 +75,7 @@ func (o *botOptions) register(es *envflag.Set) {
 	es.String(&o.JSONPath, "json", "", "write the final report as JSON to this file ('-' = stdout)")
 	es.String(&o.RecordPath, "record", "", "write every command sent and every answer as JSON lines to this file")
 	es.Bool(&o.Quiet, "quiet", false, "no progress lines")
+	es.String(&o.CPUProfile, "cpuprofile", "", "write a CPU profile of the bots (go tool pprof) to this file")
 }
 
 func runBots(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -173,9 +176,22 @@ func swarm(ctx context.Context, o botOptions, stdout io.Writer) error {
 		return err
 	}
 	fmt.Fprintf(stdout, "bots: %d to %s at %g moves/s\n", o.Count, o.Addr, cfg.MoveRate)
+	if o.CPUProfile != "" {
+		f, err := os.Create(o.CPUProfile)
+		if err != nil {
+			return fmt.Errorf("--cpuprofile: %w", err)
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return fmt.Errorf("--cpuprofile: %w", err)
+		}
+	}
 	cpu0 := processCPU()
 	rep := sw.Run(ctx)
 	cpu := processCPU() - cpu0
+	if o.CPUProfile != "" {
+		pprof.StopCPUProfile()
+	}
 	if rep.Sent == 0 && rep.ConnFail > 0 {
 		return fmt.Errorf("no bot could connect to %s (%d attempts failed; is the stack running?)", o.Addr, rep.ConnFail)
 	}
