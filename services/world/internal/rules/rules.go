@@ -267,23 +267,40 @@ func markSeen(s *schema.ZoneSnapshot, session string, seq uint64) {
 	s.SessionWindow[session] = b
 }
 
-// markThrough records every seq up to seq of session as applied (a player
-// arriving by transfer: its earlier commands were for the source zone).
+// markThrough records the arrival of a player of session by transfer, seq
+// being the client seq of the command that took it across (its
+// last_input_seq). The seqs after the highest one this zone saw of the
+// session, up to seq, were sent to the source zone: they are marked applied
+// here, so that a resend of one of them to this zone is a duplicate. The
+// seqs at or below that highest keep what this zone knows of them: a
+// command sent here while the player was here before, and not decided yet
+// (a redelivery after the ack wait of a crashed or stale owner, behind the
+// newer commands that took the player away and back), is still new here.
+// Before, every seq up to seq was marked, and such a redelivery was acked as
+// a duplicate without any event: a stored command lost (the e2e fault run's
+// command-not-applied after a world crash, TestTransferKeepsOwnSeqs).
 func markThrough(s *schema.ZoneSnapshot, session string, seq uint64) {
-	if seq > s.Sessions[session] {
-		s.Sessions[session] = seq
+	high := s.Sessions[session]
+	if seq <= high {
+		markSeen(s, session, seq)
+		return
 	}
-	delete(s.SessionMasks, session)
-	if high := s.Sessions[session]; high > 0 {
-		if s.SessionWindow == nil {
-			s.SessionWindow = map[string][]byte{}
-		}
-		b := make([]byte, window/8)
-		for i := range b {
-			b[i] = 0xff
-		}
-		s.SessionWindow[session] = b
+	b := bits(s, session)
+	if b == nil {
+		b = make([]byte, window/8)
 	}
+	// Bit k is seq-1-k: bits 0..d-1 are seq-1 down to high (the previous
+	// high, applied here, and the source zone's seqs after it).
+	d := seq - high
+	shift(b, d)
+	for k := uint64(0); k < d && k < window; k++ {
+		b[k/8] |= 1 << (k % 8)
+	}
+	s.Sessions[session] = seq
+	if s.SessionWindow == nil {
+		s.SessionWindow = map[string][]byte{}
+	}
+	s.SessionWindow[session] = b
 }
 
 // Decide validates cmd against s at time now (ns) and returns the one event

@@ -76,3 +76,44 @@ func TestShift(t *testing.T) {
 		}
 	}
 }
+
+// TestTransferKeepsOwnSeqs: a player arriving by transfer with last input
+// seq 40 had seqs 1..20 in this zone (applied but 15, still to come back
+// after a crash) and 21..40 in the source zone. The source's seqs are
+// duplicates here; seq 15 is new (before the fix the transfer marked every
+// seq up to 40 as applied, and seq 15 was acked without an event).
+func TestTransferKeepsOwnSeqs(t *testing.T) {
+	s := NewState("z")
+	for q := uint64(1); q <= 20; q++ {
+		if q != 15 {
+			markSeen(s, "s", q)
+		}
+	}
+	markThrough(s, "s", 40)
+	if seen(s, "s", 15) {
+		t.Fatal("seq 15, sent here and not yet decided, taken as applied after the transfer")
+	}
+	for q := uint64(1); q <= 41; q++ {
+		if want := q != 15 && q != 41; seen(s, "s", q) != want {
+			t.Fatalf("seq %d seen %v after the transfer, want %v", q, !want, want)
+		}
+	}
+	// A session this zone never saw: everything up to the transfer's seq
+	// was the source's.
+	markThrough(s, "u", 7)
+	for q := uint64(1); q <= 8; q++ {
+		if want := q != 8; seen(s, "u", q) != want {
+			t.Fatalf("new session: seq %d seen %v, want %v", q, !want, want)
+		}
+	}
+	// A transfer seq at or below what this zone saw marks that seq only.
+	markThrough(s, "s", 30)
+	if !seen(s, "s", 30) || seen(s, "s", 15) {
+		t.Fatal("transfer below the session's high: want seq 30 marked and seq 15 still new")
+	}
+	// Far ahead: beyond the window everything counts as applied anyway.
+	markThrough(s, "s", 5000)
+	if !seen(s, "s", 4999) || !seen(s, "s", 3000) {
+		t.Fatal("seqs before a far transfer not marked")
+	}
+}

@@ -323,3 +323,120 @@ func TestJoinWhileInAnotherZone(t *testing.T) {
 		t.Fatalf("p in z0_0: %v, in z1_1: %v", st0.Players["p"] != nil, st1.Players["p"] != nil)
 	}
 }
+
+// TestRedeliveryAfterRoundTrip (issue 10, the e2e flake "command-not-applied"
+// after a world crash): a command delivered to an owner that dies comes back
+// after the ack wait, behind newer commands of its session. When those newer
+// ones took the player across the border and a transfer brought it back
+// (TransferIn with a later client seq), the returning command must still be
+// decided. Before the fix the TransferAccepted marked every seq of the
+// session up to the transfer's as applied, so the redelivery was taken for a
+// duplicate and acked without an event: lost.
+func TestRedeliveryAfterRoundTrip(t *testing.T) {
+	e := newEnv(t)
+	const z, west = "z1_1", "z0_1"
+	a := e.start(e.config(z))
+	ctx := context.Background()
+	// The player stands at the west border of z1_1 (arrived by transfer).
+	in := &schema.Command{CommandId: "t-1", Body: &schema.Command_TransferIn{TransferIn: &schema.TransferIn{TransferId: "t-1", FromZone: "none",
+		Player: &schema.PlayerState{PlayerId: "p", Name: "p", SessionId: "s", LastInputSeq: 1, X: 5, Y: 500, Hp: 100, MaxHp: 100}}}}
+	publishCmd(t, e.js, z, in)
+	e.waitApplied(z, "t-1")
+	a.crash(t)
+
+	// Seq 2 was delivered to the owner that died: fetched from the zone's
+	// durable and never acked (kept in progress until the round trip is
+	// done, so that it comes back only after it).
+	e.send(z, "s", 2, "p", chatCmd("sent before the crash"), time.Now())
+	cons, err := e.js.Consumer(ctx, wire.StreamCommands, wire.DurableWorldZone(z))
+	if err != nil {
+		t.Fatal(err)
+	}
+	batch, err := cons.Fetch(1, jetstream.FetchMaxWait(5*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var held jetstream.Msg
+	for m := range batch.Messages() {
+		held = m
+	}
+	if held == nil || held.Headers().Get(wire.HeaderMsgID) != "s:2" {
+		t.Fatalf("the dead owner's delivery of s:2 not reproduced: %v (%v)", held, batch.Error())
+	}
+	stopHold := make(chan struct{})
+	holding := make(chan struct{})
+	go func() {
+		defer close(holding)
+		tk := time.NewTicker(200 * time.Millisecond)
+		defer tk.Stop()
+		for {
+			select {
+			case <-stopHold:
+				return
+			case <-tk.C:
+				_ = held.InProgress()
+			}
+		}
+	}()
+
+	// The next owner takes the newer commands first: seq 3 walks west
+	// across the border (TransferOut), and the player comes back from z0_1
+	// at seq 5 (the neighbour's TransferIn).
+	e.start(e.config(z))
+	e.send(z, "s", 3, "p", moveCmd(-3, 500), time.Now())
+	e.waitApplied(z, "s:3")
+	back := rules.TransferID(west, z, "s:5")
+	in = &schema.Command{CommandId: back, Body: &schema.Command_TransferIn{TransferIn: &schema.TransferIn{TransferId: back, FromZone: west,
+		Player: &schema.PlayerState{PlayerId: "p", Name: "p", SessionId: "s", LastInputSeq: 5, X: 3, Y: 500, Hp: 100, MaxHp: 100}}}}
+	publishCmd(t, e.js, z, in)
+	e.waitApplied(z, back)
+	close(stopHold)
+	<-holding
+
+	// Seq 2 comes back after the ack wait and is acked: it must have caused
+	// its event.
+	waitfor.True(t, 15*time.Second, func() error {
+		if n := e.pendingAcks(z); n != 0 {
+			return fmt.Errorf("%d commands not acked", n)
+		}
+		return nil
+	})
+	var ev *schema.Event
+	for _, en := range e.log(z) {
+		if en.Event.CommandId == "s:2" {
+			ev = en.Event
+		}
+	}
+	if ev == nil {
+		t.Fatal("s:2, redelivered after the round trip, was acked without an event (taken for a duplicate)")
+	}
+	if ev.GetChatSent() == nil {
+		t.Fatalf("s:2 caused %s, want its chat", rules.FormatEvent(ev))
+	}
+	// And a resend of a command the player sent in z0_1 (seq 4) is still a
+	// duplicate here: the seqs between the zone's own and the transfer's
+	// belong to the source zone.
+	e.send(z, "s", 4, "p", chatCmd("sent in z0_1, resent here"), time.Now())
+	e.send(z, "s", 6, "p", chatCmd("after"), time.Now())
+	l := e.waitApplied(z, "s:6")
+	for _, en := range l {
+		if en.Event.CommandId == "s:4" {
+			t.Fatalf("s:4 (a seq of the source zone) decided again here: %s", rules.FormatEvent(en.Event))
+		}
+	}
+}
+
+// publishCmd publishes cmd to cmd.<zone> under its command id.
+func publishCmd(t *testing.T, js jetstream.JetStream, z string, cmd *schema.Command) {
+	t.Helper()
+	b, err := proto.Marshal(cmd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := nats.NewMsg(wire.CommandSubject(z))
+	m.Data = b
+	m.Header.Set(wire.HeaderMsgID, cmd.CommandId)
+	if _, err := js.PublishMsg(context.Background(), m); err != nil {
+		t.Fatal(err)
+	}
+}
