@@ -525,6 +525,12 @@ func runStack(t testing.TB, opts runOptions) *runResult {
 		rvs = append(rvs, vs...)
 		res.Unapplied, vs = audit.CheckApplied(cl, applied)
 		rvs = append(rvs, vs...)
+		for i, id := range audit.Unapplied(cl, applied) {
+			if i == 5 {
+				break
+			}
+			t.Logf("audit: not applied: %s", audit.Explain(cl, logs, id))
+		}
 		if !opts.NoPersist {
 			pf, vs, err := audit.CheckPostgres(actx, st.PGURLs, logs, 60*time.Second)
 			if err != nil {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/protobuf/proto"
@@ -42,11 +43,40 @@ type CommandLog struct {
 	// ends with the session's player still in the zone (any later command of
 	// the session, a resume elsewhere, cancels it).
 	Optional map[string]bool
+	// Meta of each command id (its first copy): what Explain prints.
+	Meta map[string]CommandMeta
+}
+
+// CommandMeta is what the audit keeps of a stored command besides its id.
+type CommandMeta struct {
+	Kind   string // join, move, chat, ...
+	Player string
+	At     time.Time // stored at
+}
+
+func commandKind(c *schema.Command) string {
+	switch c.Body.(type) {
+	case *schema.Command_Join:
+		return "join"
+	case *schema.Command_Leave:
+		return "leave"
+	case *schema.Command_Move:
+		return "move"
+	case *schema.Command_Chat:
+		return "chat"
+	case *schema.Command_Attack:
+		return "attack"
+	case *schema.Command_TransferIn:
+		return "transfer_in"
+	case *schema.Command_Disconnect:
+		return "disconnect"
+	}
+	return "unknown"
 }
 
 // ReadCommands reads the whole CMD stream.
 func ReadCommands(ctx context.Context, js jetstream.JetStream) (*CommandLog, []Violation, error) {
-	cl := &CommandLog{ByID: map[string][]uint64{}, Zone: map[string]string{}, Optional: map[string]bool{}}
+	cl := &CommandLog{ByID: map[string][]uint64{}, Zone: map[string]string{}, Optional: map[string]bool{}, Meta: map[string]CommandMeta{}}
 	var vs []Violation
 	n, err := ReadStream(ctx, js, wire.StreamCommands, func(m StreamMsg) error {
 		id := m.Header.Get(wire.HeaderMsgID)
@@ -63,6 +93,9 @@ func ReadCommands(ctx context.Context, js jetstream.JetStream) (*CommandLog, []V
 			}
 			if c.GetDisconnect() != nil {
 				cl.Optional[id] = true
+			}
+			if _, ok := cl.Meta[id]; !ok && id != "" {
+				cl.Meta[id] = CommandMeta{Kind: commandKind(&c), Player: c.PlayerId, At: m.Time}
 			}
 			if c.Zone != "" && c.Zone != zone {
 				vs = append(vs, Violation{"cmd-zone", fmt.Sprintf("CMD seq %d: subject zone %q, body zone %q", m.Seq, zone, c.Zone)})
@@ -255,23 +288,91 @@ func CheckLogs(logs map[string]*ZoneLog) (LogFindings, map[string]bool, []Violat
 func CheckApplied(cl *CommandLog, applied map[string]bool) (map[string]int, []Violation) {
 	missing := map[string]int{}
 	var vs []Violation
-	ids := make([]string, 0, len(cl.ByID))
-	for id := range cl.ByID {
-		ids = append(ids, id)
-	}
-	sort.Strings(ids)
-	n := 0
-	for _, id := range ids {
-		if !applied[id] && !cl.Optional[id] {
-			missing[cl.Zone[id]]++
-			n++
-			if n <= 20 {
-				vs = append(vs, Violation{"command-not-applied", fmt.Sprintf("%s (cmd.%s, CMD seq %v) caused no event", id, cl.Zone[id], cl.ByID[id])})
-			}
+	ids := Unapplied(cl, applied)
+	for n, id := range ids {
+		missing[cl.Zone[id]]++
+		if n < 20 {
+			vs = append(vs, Violation{"command-not-applied", fmt.Sprintf("%s (%s, cmd.%s, CMD seq %v) caused no event", id, cl.Meta[id].Kind, cl.Zone[id], cl.ByID[id])})
 		}
 	}
-	if n > 20 {
-		vs = append(vs, Violation{"command-not-applied", fmt.Sprintf("... %d commands in CMD caused no event in all", n)})
+	if len(ids) > 20 {
+		vs = append(vs, Violation{"command-not-applied", fmt.Sprintf("... %d commands in CMD caused no event in all", len(ids))})
 	}
 	return missing, vs
+}
+
+// Unapplied returns the ids of the commands stored in CMD that caused no
+// event (and need one: a Disconnect may end without), sorted.
+func Unapplied(cl *CommandLog, applied map[string]bool) []string {
+	var ids []string
+	for id := range cl.ByID {
+		if !applied[id] && !cl.Optional[id] {
+			ids = append(ids, id)
+		}
+	}
+	sort.Strings(ids)
+	return ids
+}
+
+// Explain describes, for a command that caused no event, what the logs hold
+// around it: the command (kind, player, zone, when it was stored), every
+// event of its session in any zone whose client seq is within 10 of its own,
+// every transfer of the session's player (out and in, with the last input
+// seq a TransferAccepted carries), and the claims of its zone within 15 s of
+// it, in time order. The fault run prints it with a command-not-applied, so
+// that one failure in CI names the path that lost the command.
+func Explain(cl *CommandLog, logs map[string]*ZoneLog, id string) string {
+	var b strings.Builder
+	meta := cl.Meta[id]
+	zone := cl.Zone[id]
+	fmt.Fprintf(&b, "%s: %s of player %s in cmd.%s at CMD seq %v, stored %s", id, meta.Kind, meta.Player, zone, cl.ByID[id], meta.At.UTC().Format("15:04:05.000"))
+	session, seq, err := wire.ParseCommandID(id)
+	if err != nil {
+		return b.String()
+	}
+	type line struct {
+		at   int64
+		text string
+	}
+	var lines []line
+	for z, zl := range logs {
+		for _, le := range zl.Events {
+			ev := le.Event
+			var note string
+			switch {
+			case ev.GetOwnershipClaimed() != nil && z == zone && !meta.At.IsZero() &&
+				time.Duration(abs(ev.TimestampNs-meta.At.UnixNano())) < 15*time.Second:
+				note = fmt.Sprintf("claimed by %s, fence %d", ev.GetOwnershipClaimed().InstanceId, ev.GetOwnershipClaimed().Fence)
+			case ev.GetTransferAccepted().GetPlayer().GetSessionId() == session:
+				note = fmt.Sprintf("transfer_accepted %s, last_input_seq %d", ev.CommandId, ev.GetTransferAccepted().GetPlayer().GetLastInputSeq())
+			case ev.GetTransferOut() != nil && ev.GetTransferOut().GetPlayer().GetSessionId() == session:
+				note = fmt.Sprintf("transfer_out %s to %s", ev.CommandId, ev.GetTransferOut().ToZone)
+			default:
+				s, q, err := wire.ParseCommandID(ev.CommandId)
+				if err != nil || s != session || q+10 < seq || q > seq+10 {
+					continue
+				}
+				note = fmt.Sprintf("%s %s", EventType(ev), ev.CommandId)
+			}
+			lines = append(lines, line{ev.TimestampNs, fmt.Sprintf("%s %s EVT %d: %s", time.Unix(0, ev.TimestampNs).UTC().Format("15:04:05.000"), z, le.Seq, note)})
+		}
+	}
+	if at := meta.At.UnixNano(); len(lines) > 60 && !meta.At.IsZero() {
+		// The 60 nearest in time to the command.
+		sort.Slice(lines, func(i, j int) bool { return abs(lines[i].at-at) < abs(lines[j].at-at) })
+		lines = lines[:60]
+	}
+	sort.Slice(lines, func(i, j int) bool { return lines[i].at < lines[j].at })
+	for _, l := range lines {
+		b.WriteString("\n    ")
+		b.WriteString(l.text)
+	}
+	return b.String()
+}
+
+func abs(v int64) int64 {
+	if v < 0 {
+		return -v
+	}
+	return v
 }
