@@ -84,3 +84,10 @@ func (l *Links) Reset() {
 	clear(l.links)
 	l.links, l.dropped = l.links[:0], 0
 }
+
+// Full says whether l holds MaxLinks links: what is added then is only
+// counted, so callers may skip decoding it and call Drop.
+func (l *Links) Full() bool { return len(l.links) >= MaxLinks }
+
+// Drop counts a link that was not added (l is full).
+func (l *Links) Drop() { l.dropped++ }
