@@ -192,7 +192,16 @@ func (a *appender) stored(seq uint64) (uint64, error) {
 }
 
 // resolve reads the zone log's last message: its sequence and whether it is
-// the record id of this owner.
+// this owner's record id.
+//
+// Ours means the record id, the fence and the instance. Record ids are
+// (zone, fence, tick, part), and two owners can hold the same fence: when
+// the lock store lost its counter, concurrent claimants both compute
+// max(lease fence, previous + 1) from the same log end, and their ticks
+// count from the same log too. Then the other's record carries our id and
+// our fence; only the instance tells it apart. Without it, a lost publish
+// resolved as stored a record of the other owner, and the commands of that
+// tick were acked without events (TestAmbiguousAppendNotOursWithTheSameFence).
 func (a *appender) resolve(ctx context.Context, id string) (uint64, bool, error) {
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), a.timeout)
 	defer cancel()
@@ -203,7 +212,13 @@ func (a *appender) resolve(ctx context.Context, id string) (uint64, bool, error)
 	if err != nil {
 		return 0, false, err
 	}
-	return last.Sequence, last.Header.Get(wire.HeaderMsgID) == id && last.Header.Get(wire.HeaderFence) == strconv.FormatUint(a.fence, 10), nil
+	return last.Sequence, last.Header.Get(wire.HeaderMsgID) == id && a.ours(last.Header), nil
+}
+
+// ours reports whether a stored record's headers carry this owner's fence
+// and instance.
+func (a *appender) ours(h nats.Header) bool {
+	return h.Get(wire.HeaderFence) == strconv.FormatUint(a.fence, 10) && h.Get(wire.HeaderInstance) == a.instance
 }
 
 func (a *appender) storedIsOurs(ctx context.Context, seq uint64) (bool, error) {
@@ -213,5 +228,5 @@ func (a *appender) storedIsOurs(ctx context.Context, seq uint64) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	return m.Header.Get(wire.HeaderFence) == strconv.FormatUint(a.fence, 10) && m.Header.Get(wire.HeaderInstance) == a.instance, nil
+	return a.ours(m.Header), nil
 }

@@ -232,3 +232,69 @@ func TestConcurrentAppendsOneWins(t *testing.T) {
 		t.Fatalf("%d events stored, want 7", n)
 	}
 }
+
+// lostPublish is a JetStream whose next PublishMsg on subject fails as a
+// lost request does (the reconnect after a NATS restart, a timeout): the
+// message never reaches the server and the caller cannot tell.
+type lostPublish struct {
+	jetstream.JetStream
+	subject string
+	lose    atomic.Int32
+}
+
+func (l *lostPublish) PublishMsg(ctx context.Context, m *nats.Msg, opts ...jetstream.PublishOpt) (*jetstream.PubAck, error) {
+	if m.Subject == l.subject && l.lose.Add(-1) >= 0 {
+		return nil, nats.ErrTimeout
+	}
+	return l.JetStream.PublishMsg(ctx, m, opts...)
+}
+
+// TestAmbiguousAppendNotOursWithTheSameFence (the e2e fault run, NATS
+// restart after a Redis restart): Redis lost its fence counter, and the NATS
+// outage made two instances take the same zone over at once; both claimed
+// with fence max(lease fence, previous + 1), the same, from the same log
+// end, so their records had the same record id. The second's publish was
+// lost and resolving it read the first's record: its record id and fence,
+// taken for its own (the instance was not compared). Both then ran the zone
+// with fence 5, each acking the commands of ticks that, resolved the same
+// way, were the other's: the world log of run 3 (world-1 and world-2 both
+// "zone claimed zone=z2_2 fence=5 last_seq=8727") and 60 commands of z2_2
+// acked without an event. The record of another instance is never ours.
+func TestAmbiguousAppendNotOursWithTheSameFence(t *testing.T) {
+	_, _, js := natstest.StartWithStreams(t)
+	ctx := context.Background()
+	prev := testAppender(t, js, "z", 4)
+	if _, err := one(ctx, prev, 1, claimEv("z/claim/4/world-3", 4)); err != nil {
+		t.Fatal(err)
+	}
+	lost := &lostPublish{JetStream: js, subject: wire.EventSubject("z")}
+	a, b := testAppender(t, js, "z", 5), testAppender(t, lost, "z", 5)
+	a.instance, b.instance = "world-1", "world-2"
+	a.lastSeq, b.lastSeq = prev.lastSeq, prev.lastSeq
+	// Both claim at tick 1 of fence 5: the same record id.
+	if _, err := one(ctx, a, 1, claimEv("z/claim/5/world-1", 5)); err != nil {
+		t.Fatal(err)
+	}
+	lost.lose.Store(1)
+	seq, err := one(ctx, b, 1, claimEv("z/claim/5/world-2", 5))
+	if !errors.Is(err, ErrFenced) {
+		t.Fatalf("world-2's lost claim resolved as stored at seq %d (%v): it is world-1's record; want ErrFenced", seq, err)
+	}
+	// A lost tick whose record id another owner of the same fence used.
+	b.lastSeq = a.lastSeq
+	if _, err := one(ctx, a, 2, chatEv("z/c/s:1", "s:1")); err != nil {
+		t.Fatal(err)
+	}
+	lost.lose.Store(1)
+	if seq, err := one(ctx, b, 2, chatEv("z/c/s:2", "s:2")); !errors.Is(err, ErrFenced) {
+		t.Fatalf("world-2's lost tick resolved as stored at seq %d (%v): want ErrFenced (its commands would be acked without events)", seq, err)
+	}
+	// A Duplicate answer naming the other owner's record of the same id is
+	// a refusal too (it was before: that path compared the instance).
+	if _, err := one(ctx, a, 3, chatEv("z/c/s:3", "s:3")); err != nil {
+		t.Fatal(err)
+	}
+	if seq, err := one(ctx, b, 3, chatEv("z/c/s:4", "s:4")); !errors.Is(err, ErrFenced) {
+		t.Fatalf("world-2's tick after world-1's of the same id: stored at seq %d (%v), want ErrFenced", seq, err)
+	}
+}
