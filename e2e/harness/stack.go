@@ -38,7 +38,9 @@ type StackConfig struct {
 	Args map[string][]string
 	// Env adds environment per service.
 	Env map[string][]string
-	// LogDir keeps the service logs ("" = a temp dir of the test).
+	// LogDir keeps the service logs ("" = a temp dir of the test). A LogDir
+	// given also keeps the JetStream store (LogDir/nats): after a failed
+	// audit the streams can be read again (nats-server -js -sd LogDir/nats).
 	LogDir string
 	// LogLevel of the services [info].
 	LogLevel string
@@ -164,6 +166,7 @@ func StartStack(t testing.TB, cfg StackConfig) *Stack {
 	if cfg.LogLevel == "" {
 		cfg.LogLevel = "info"
 	}
+	keepStore := cfg.LogDir != ""
 	if cfg.LogDir == "" {
 		cfg.LogDir = filepath.Join(t.TempDir(), "logs")
 	}
@@ -203,6 +206,12 @@ func StartStack(t testing.TB, cfg StackConfig) *Stack {
 
 	// Servers.
 	s.natsDir = t.TempDir()
+	if keepStore {
+		s.natsDir = filepath.Join(cfg.LogDir, "nats")
+		if err := os.MkdirAll(s.natsDir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
 	ns := natstest.StartDir(t, s.natsDir, -1)
 	u, _ := url.Parse(ns.ClientURL())
 	s.natsPort, _ = strconv.Atoi(u.Port())
