@@ -1,18 +1,13 @@
 package gateway
 
 import (
-	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
-	"io"
-	"net"
 	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/coder/websocket"
 	"github.com/nats-io/nats.go"
 	"go.opentelemetry.io/otel/codes"
 	"golang.org/x/time/rate"
@@ -22,199 +17,19 @@ import (
 	"github.com/realmstream/realmstream/libs/mpsc"
 	"github.com/realmstream/realmstream/libs/schema"
 	"github.com/realmstream/realmstream/libs/wire"
+	"github.com/realmstream/realmstream/services/gateway/internal/fanout"
+	"github.com/realmstream/realmstream/services/gateway/internal/ingest"
 	"github.com/realmstream/realmstream/services/gateway/internal/packet"
+	"github.com/realmstream/realmstream/services/gateway/internal/transport"
 )
-
-// errTooLarge is returned by a transport for a packet above the max frame.
-var errTooLarge = errors.New("packet too large")
-
-// transport is one client socket: TCP with length-prefixed frames or a
-// WebSocket with binary messages. readPacket is called by the reader
-// goroutine only; writePackets by the writer goroutine only (and once by
-// closeWith after the writer stopped writing).
-type transport interface {
-	readPacket() ([]byte, error) // valid until the next call
-	writePackets(payloads [][]byte) error
-	// writeFrames writes payloads, then framed: packets already framed as
-	// on TCP (4-byte big-endian length + packet), in one socket write.
-	writeFrames(payloads [][]byte, framed []byte) error
-	setWriteTimeout(d time.Duration) // writer goroutine only
-	boundWrite(d time.Duration)      // any goroutine: the write under way fails after d
-	close()
-	// closeGracefully ends the connection after everything written so far
-	// has been delivered, waiting at most linger (or until readerDone).
-	closeGracefully(linger time.Duration, readerDone <-chan struct{})
-	// discard reads and drops input until the socket fails (after a fatal
-	// packet, while closeGracefully lingers).
-	discard()
-	name() string
-}
-
-type tcpTransport struct {
-	c       net.Conn
-	fr      *wire.FrameReader
-	wbuf    []byte
-	timeout time.Duration
-}
-
-func (t *tcpTransport) readPacket() ([]byte, error) {
-	b, err := t.fr.Next()
-	if errors.Is(err, wire.ErrFrameTooLarge) {
-		return nil, errTooLarge
-	}
-	return b, err
-}
-
-func (t *tcpTransport) writePackets(ps [][]byte) error { return t.writeFrames(ps, nil) }
-
-// writeFrames frames ps into the write buffer and appends framed; framed
-// alone (a tick's update frames and nothing else) is written as it is.
-func (t *tcpTransport) writeFrames(ps [][]byte, framed []byte) error {
-	out := framed
-	if len(ps) > 0 {
-		t.wbuf = t.wbuf[:0]
-		for _, p := range ps {
-			t.wbuf = wire.AppendFrame(t.wbuf, p)
-		}
-		t.wbuf = append(t.wbuf, framed...)
-		out = t.wbuf
-	}
-	_ = t.c.SetWriteDeadline(time.Now().Add(t.timeout))
-	_, err := t.c.Write(out)
-	if cap(t.wbuf) > 256<<10 {
-		t.wbuf = nil // do not keep a burst's buffer forever
-	}
-	return err
-}
-
-func (t *tcpTransport) setWriteTimeout(d time.Duration) { t.timeout = d }
-func (t *tcpTransport) boundWrite(d time.Duration)      { _ = t.c.SetWriteDeadline(time.Now().Add(d)) }
-
-func (t *tcpTransport) close()   { _ = t.c.Close() }
-func (t *tcpTransport) discard() { _, _ = io.Copy(io.Discard, t.c) }
-
-// closeGracefully half-closes (FIN after our last byte) and lets the reader
-// drain what the client still sends until it closes or linger passes. Closing
-// with unread input would make the kernel send a reset, and a reset can
-// destroy answers the client has not read yet.
-func (t *tcpTransport) closeGracefully(linger time.Duration, readerDone <-chan struct{}) {
-	if tc, ok := t.c.(*net.TCPConn); ok {
-		_ = tc.CloseWrite()
-	}
-	_ = t.c.SetReadDeadline(time.Now().Add(linger))
-	select {
-	case <-readerDone:
-	case <-time.After(linger):
-	}
-	_ = t.c.Close()
-}
-func (t *tcpTransport) name() string { return "tcp" }
-
-type wsTransport struct {
-	c       *websocket.Conn
-	ctx     context.Context
-	buf     []byte // max+1 bytes: a full buffer means the message was too large
-	timeout time.Duration
-}
-
-func (t *wsTransport) readPacket() ([]byte, error) {
-	typ, r, err := t.c.Reader(t.ctx)
-	if err != nil {
-		return nil, err
-	}
-	n := 0
-	for {
-		m, err := r.Read(t.buf[n:])
-		n += m
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			return nil, err
-		}
-		if n == len(t.buf) {
-			return nil, errTooLarge
-		}
-	}
-	if typ != websocket.MessageBinary {
-		return nil, errTextMessage
-	}
-	return t.buf[:n], nil
-}
-
-var errTextMessage = errors.New("text message")
-
-func (t *wsTransport) writePackets(ps [][]byte) error {
-	ctx, cancel := context.WithTimeout(t.ctx, t.timeout)
-	defer cancel()
-	for _, p := range ps {
-		if err := t.c.Write(ctx, websocket.MessageBinary, p); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// writeFrames sends ps, then each frame of framed, as one binary message
-// each (a WebSocket message is its own frame: no length prefix).
-func (t *wsTransport) writeFrames(ps [][]byte, framed []byte) error {
-	ctx, cancel := context.WithTimeout(t.ctx, t.timeout)
-	defer cancel()
-	for _, p := range ps {
-		if err := t.c.Write(ctx, websocket.MessageBinary, p); err != nil {
-			return err
-		}
-	}
-	for len(framed) >= wire.FrameHeaderSize {
-		n := int(binary.BigEndian.Uint32(framed))
-		framed = framed[wire.FrameHeaderSize:]
-		if n > len(framed) {
-			return errTruncatedFrames
-		}
-		if err := t.c.Write(ctx, websocket.MessageBinary, framed[:n]); err != nil {
-			return err
-		}
-		framed = framed[n:]
-	}
-	return nil
-}
-
-// errTruncatedFrames would mean a bug in the update fan-out's framing.
-var errTruncatedFrames = errors.New("gateway: truncated update frames")
-
-func (t *wsTransport) setWriteTimeout(d time.Duration) { t.timeout = d }
-
-// boundWrite does nothing on a WebSocket (its writes are bounded by a
-// context made per write); the slow consumer's kill timer closes it.
-func (t *wsTransport) boundWrite(time.Duration) {}
-
-func (t *wsTransport) close() { _ = t.c.CloseNow() }
-
-// discard does nothing on a WebSocket: after an oversized message the
-// stream is mid-message, and the close handshake (closeGracefully) already
-// orders our last messages before the close frame.
-func (t *wsTransport) discard() {}
-
-// closeGracefully runs the WebSocket close handshake: the client reads every
-// message before our close frame.
-func (t *wsTransport) closeGracefully(linger time.Duration, _ <-chan struct{}) {
-	done := make(chan struct{})
-	go func() { _ = t.c.Close(websocket.StatusGoingAway, "closing"); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(linger):
-		_ = t.c.CloseNow()
-	}
-}
-func (t *wsTransport) name() string { return "ws" }
 
 // conn is one client connection. Goroutines: the reader (readLoop) owns the
 // session state fields marked "reader"; the writer (writeLoop) owns the
-// socket's write side; anyone may call send (non-blocking). zone and cell are
-// written under Service.down.mu and read atomically.
+// socket's write side; anyone may call send (non-blocking). down (zone,
+// area of interest) is the fan-out's (internal/fanout).
 type conn struct {
 	s  *Service
-	tr transport
+	tr transport.Conn
 
 	sendq    chan []byte   // acks, updates, notices (async producers); overflow = slow consumer
 	replyq   chan []byte   // the reader's own answers; the reader blocks when it is full
@@ -245,12 +60,9 @@ type conn struct {
 	resend      resendSet     // seqs <= lastSeq that may be sent again (see resend.go)
 	ses         connSession   // the shared session state (session.go)
 
-	zone     atomic.Pointer[string]  // current zone; nil before Join
-	cell     atomic.Int64            // AOI centre cell, -1 unknown
-	protocol atomic.Uint32           // the protocol version chosen at Hello (0 before)
-	aoi      atomic.Pointer[aoiMark] // the area of interest shown in full (downstream.go); nil after a join
+	down fanout.Member // zone, area of interest, protocol (the fan-out's; joined by Service.down)
 
-	// Update frames (downstream.go): the fan-out appends a tick's frames for
+	// Update frames (SendFrames): the fan-out appends a tick's frames for
 	// this client, already framed, to ubuf (under umu, after accounting
 	// their bytes like a sendq packet) and kicks the writer, which swaps
 	// ubuf out and writes it with whatever else is queued: one write per
@@ -268,7 +80,7 @@ type conn struct {
 	subjZone string
 }
 
-func newConn(s *Service, tr transport) *conn {
+func newConn(s *Service, tr transport.Conn) *conn {
 	c := &conn{
 		s:        s,
 		tr:       tr,
@@ -282,16 +94,21 @@ func newConn(s *Service, tr transport) *conn {
 		slowCh:   make(chan struct{}),
 		ukick:    make(chan struct{}, 1),
 	}
-	c.cell.Store(-1)
+	c.down.Init(c)
 	c.progress.Store(time.Now().UnixNano())
 	return c
 }
 
-func (c *conn) currentZone() string {
-	if z := c.zone.Load(); z != nil {
-		return *z
+func (c *conn) currentZone() string { return c.down.Zone() }
+
+// Closed says whether the socket is closed (fanout.Sink).
+func (c *conn) Closed() bool {
+	select {
+	case <-c.dead:
+		return true
+	default:
+		return false
 	}
-	return ""
 }
 
 // serve runs the connection until the socket closes.
@@ -312,7 +129,7 @@ func (c *conn) close() { c.finished.Do(func() { close(c.finish) }) }
 // kill closes the socket now (idempotent).
 func (c *conn) kill() {
 	c.deadOnce.Do(func() {
-		c.tr.close()
+		c.tr.Close()
 		close(c.dead)
 	})
 }
@@ -349,7 +166,7 @@ func (c *conn) writeLoop() {
 		// Counted before the write: whoever has read these bytes sees them counted.
 		c.s.m.bytesOut.Add(float64(n))
 		c.s.m.writes.Inc()
-		err := c.tr.writeFrames(batch, ups)
+		err := c.tr.WriteFrames(batch, ups)
 		c.wrote()
 		batch = batch[:0]
 		if cap(ups) > 256<<10 {
@@ -413,7 +230,7 @@ func (c *conn) writeLoop() {
 					if !write() {
 						return
 					}
-					c.tr.closeGracefully(lingerTime, c.readDone)
+					c.tr.CloseGracefully(lingerTime, c.readDone)
 					return
 				}
 			}
@@ -537,6 +354,29 @@ func (c *conn) sendAck(seq, streamSeq uint64, dup bool) {
 	c.sendBytes(appendAck(make([]byte, 0, 24), seq, streamSeq, dup))
 }
 
+// Acked answers a stored command (ingest.Client; the ack goroutine).
+func (c *conn) Acked(seq, streamSeq uint64, dup bool) {
+	c.outstanding.Add(-1)
+	c.sendAck(seq, streamSeq, dup)
+}
+
+// CheckDuplicate answers a command JetStream called a duplicate that the
+// reader had not verified (ingest.Client; session.go's onDuplicate).
+func (c *conn) CheckDuplicate(seq, streamSeq uint64, digest string) {
+	c.outstanding.Add(-1)
+	c.onDuplicate(seq, streamSeq, digest)
+}
+
+// Failed answers a command that was not stored or whose outcome is unknown
+// (ingest.Client): its seq may be resent with the same command (resend.go).
+func (c *conn) Failed(seq, key uint64, code schema.ErrorCode, msg string) {
+	c.outstanding.Add(-1)
+	c.resend.add(seq, key)
+	c.sendError(seq, code, msg)
+}
+
+var marshalCmd = proto.MarshalOptions{}
+
 // appendAck encodes ServerPacket{ack_seq: seq, ack: Ack{stream_seq, duplicate}}.
 func appendAck(b []byte, seq, streamSeq uint64, dup bool) []byte {
 	var body [12]byte
@@ -569,16 +409,16 @@ func (c *conn) readLoop() {
 	})
 	defer helloBy.Stop()
 	for {
-		b, err := c.tr.readPacket()
+		b, err := c.tr.ReadPacket()
 		if err != nil {
 			switch {
-			case errors.Is(err, errTooLarge):
+			case errors.Is(err, transport.ErrTooLarge):
 				c.replyError(0, schema.ErrorCode_ERROR_CODE_TOO_LARGE, fmt.Sprintf("packet exceeds %d bytes; closing", c.s.cfg.MaxFrame))
 				c.s.m.dropped.WithLabelValues("too_large").Inc()
 				c.close()
-				c.tr.discard()
+				c.tr.Discard()
 				return
-			case errors.Is(err, wire.ErrEmptyFrame), errors.Is(err, errTextMessage):
+			case errors.Is(err, wire.ErrEmptyFrame), errors.Is(err, transport.ErrTextMessage):
 				if c.limited(0) {
 					continue
 				}
@@ -703,7 +543,7 @@ func (c *conn) handle(b []byte) {
 		c.replyError(seq, schema.ErrorCode_ERROR_CODE_SHUTTING_DOWN, "gateway is shutting down; reconnect")
 		return
 	}
-	if c.s.pub.inflight.Load() >= int64(c.s.cfg.MaxPending) {
+	if c.s.pub.Inflight() >= int64(c.s.cfg.MaxPending) {
 		c.replyBusyFor(seq, resend)
 		return
 	}
@@ -713,40 +553,40 @@ func (c *conn) handle(b []byte) {
 	cmd.SessionId, cmd.PlayerId, cmd.PlayerName = c.session, c.player, c.name
 	cmd.Zone, cmd.ClientSeq, cmd.ReceivedAtNs = zone, seq, received.UnixNano()
 	wire.SetCommandBody(cmd, p)
-	if resend && resendKey != 0 && resendKey != commandKey(cmd) {
+	if resend && resendKey != 0 && resendKey != ingest.CommandKey(cmd) {
 		c.replyError(seq, schema.ErrorCode_ERROR_CODE_SEQ_REUSED, fmt.Sprintf("seq %d was used for a different command; resend that command or use a seq above %d", seq, last))
 		return
 	}
-	it := newItem()
+	it := ingest.NewItem()
 	var err error
-	if it.buf, err = marshalCmd.MarshalAppend(it.buf[:0], cmd); err != nil {
-		freeItem(it)
+	if it.Buf, err = marshalCmd.MarshalAppend(it.Buf[:0], cmd); err != nil {
+		it.Free()
 		c.replyError(seq, schema.ErrorCode_ERROR_CODE_INTERNAL, "encode command")
 		return
 	}
 	if zone != c.subjZone {
 		c.subjZone, c.subject = zone, wire.CommandSubject(zone)
 	}
-	it.c, it.seq, it.received = c, seq, received
-	it.setHeaders(cmd.CommandId, c.session, c.player, zone, digestHeader(digest))
-	it.verified = verified || (resend && resendKey != 0)
-	it.msg.Subject, it.msg.Data = c.subject, it.buf
-	span := c.s.tr.startCommand(received, cmd, &it.msg)
-	it.span = span
+	it.Client, it.Seq, it.Received = c, seq, received
+	it.SetHeaders(cmd.CommandId, c.session, c.player, zone, digestHeader(digest))
+	it.Verified = verified || (resend && resendKey != 0)
+	it.Msg.Subject, it.Msg.Data = c.subject, it.Buf
+	span := c.s.tr.startCommand(received, cmd, &it.Msg)
+	it.Span = span
 	c.outstanding.Add(1) // before TryEnqueue: the ack may come back at once
-	switch err := c.s.ring.TryEnqueue(it); {
+	switch err := c.s.pub.Enqueue(it); {
 	case err == nil:
 	case errors.Is(err, mpsc.ErrFull):
 		c.outstanding.Add(-1)
 		span.SetStatus(codes.Error, "busy")
 		span.End()
-		freeItem(it)
+		it.Free()
 		c.replyBusyFor(seq, resend)
 		return
 	default: // closed: draining
 		c.outstanding.Add(-1)
 		span.End()
-		freeItem(it)
+		it.Free()
 		c.replyError(seq, schema.ErrorCode_ERROR_CODE_SHUTTING_DOWN, "gateway is shutting down; reconnect")
 		return
 	}
@@ -757,7 +597,7 @@ func (c *conn) handle(b []byte) {
 	} else if seq > last {
 		c.lastSeq.Store(seq) // a resumed session's resend (seq <= resumedTo) never lowers it
 	}
-	if c.s.ring.Len() >= c.s.cfg.BatchSize {
+	if c.s.pub.Len() >= c.s.cfg.BatchSize {
 		// The publisher is behind: let it run instead of reading more. With
 		// more runnable readers than cores, the one consumer otherwise gets
 		// a 1/N share of the CPU and becomes the bottleneck.
@@ -768,13 +608,13 @@ func (c *conn) handle(b []byte) {
 	switch body := p.Body.(type) {
 	case *schema.ClientPacket_Join:
 		if zone != c.currentZone() {
-			c.s.down.join(c, zone, -1)
+			c.s.down.Join(&c.down, c.player, zone, -1)
 		}
 	case *schema.ClientPacket_Leave:
-		c.s.down.leave(c)
+		c.s.down.Leave(&c.down)
 	case *schema.ClientPacket_Move:
 		if mz := c.s.cfg.Map; mz.InBounds(body.Move.X, body.Move.Y) {
-			c.s.down.setCell(c, int64(mz.CellOf(body.Move.X, body.Move.Y)))
+			c.s.down.SetCell(&c.down, int64(mz.CellOf(body.Move.X, body.Move.Y)))
 		}
 	}
 }
@@ -797,7 +637,7 @@ func (c *conn) onNotice(m *nats.Msg) {
 		if c.s.cfg.Map.InBounds(zc.X, zc.Y) {
 			cell = int64(c.s.cfg.Map.CellOf(zc.X, zc.Y))
 		}
-		c.s.down.join(c, zc.Zone, cell)
+		c.s.down.Join(&c.down, c.player, zc.Zone, cell)
 		c.send(&schema.ServerPacket{Body: &schema.ServerPacket_ZoneChanged{ZoneChanged: zc}})
 	}
 }

@@ -51,7 +51,7 @@ func TestAOIForwardsOnlyNearCells(t *testing.T) {
 		t.Fatalf("move: %v", p)
 	}
 	waitfor.True(t, 5*time.Second, func() error {
-		if c := h.gw.down.subscribedZones(); len(c) != 1 || c[0] != "z0_1" {
+		if c := h.gw.down.SubscribedZones(); len(c) != 1 || c[0] != "z0_1" {
 			return fmt.Errorf("subscribed zones %v", c)
 		}
 		return nil
@@ -119,7 +119,7 @@ func TestSessionNotices(t *testing.T) {
 	}
 	// Updates of the new zone near (5,10) arrive; the old zone is unsubscribed.
 	waitfor.True(t, 5*time.Second, func() error {
-		if z := h.gw.down.subscribedZones(); len(z) != 1 || z[0] != "z1_0" {
+		if z := h.gw.down.SubscribedZones(); len(z) != 1 || z[0] != "z1_0" {
 			return fmt.Errorf("subscribed zones %v", z)
 		}
 		return nil
@@ -183,7 +183,7 @@ func TestSlowClientDisconnectedFastKeepsReceiving(t *testing.T) {
 		}
 	}()
 	waitfor.True(t, 5*time.Second, func() error {
-		if z := h.gw.down.subscribedZones(); len(z) != 1 {
+		if z := h.gw.down.SubscribedZones(); len(z) != 1 {
 			return errors.New("not subscribed")
 		}
 		if slowConn.Seq() < 3 {

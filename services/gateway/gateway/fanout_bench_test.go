@@ -11,12 +11,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/realmstream/realmstream/libs/schema"
-	"github.com/realmstream/realmstream/libs/wire"
 	"github.com/realmstream/realmstream/libs/worldmap"
+	"github.com/realmstream/realmstream/services/gateway/internal/transport"
 )
 
 // BenchmarkFanout: one zone tick's updates fanned out to the zone's clients
@@ -62,9 +63,7 @@ func benchFanout(b *testing.B, players int, path string) {
 	}
 	const zone = "z1_1"
 	m := cfg.Map
-	zs := s.down.newZoneSub(zone)
-	s.down.zones[zone] = zs
-	base := perCellBaseline{d: s.down, zs: zs, byCell: map[uint32]map[*conn]struct{}{}}
+	base := perCellBaseline{m: m, updates: s.m.updates, players: map[string]*conn{}, byCell: map[uint32]map[*conn]struct{}{}}
 
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -87,11 +86,11 @@ func benchFanout(b *testing.B, players int, path string) {
 		}
 		readers.Add(1)
 		go func() { defer readers.Done(); _, _ = io.Copy(io.Discard, cli) }()
-		c := newConn(s, &tcpTransport{c: srv, fr: wire.NewFrameReader(srv, 0), timeout: 5 * time.Second})
+		c := newConn(s, transport.NewTCP(srv, 0, 5*time.Second))
 		c.player = fmt.Sprintf("p-bot-%04d", i)
-		c.protocol.Store(3)
+		c.down.SetProtocol(3)
 		if path == "merged-v2" {
-			c.protocol.Store(2)
+			c.down.SetProtocol(2)
 		}
 		go c.writeLoop()
 		conns = append(conns, c)
@@ -102,10 +101,10 @@ func benchFanout(b *testing.B, players int, path string) {
 		}
 		views = append(views, &schema.EntityView{Id: c.player, Name: fmt.Sprintf("bot-%04d", i), X: x, Y: y, Hp: 100, LastInputSeq: uint64(1000 + i)})
 		cell := m.CellOf(x, y)
-		zs.members[c], zs.players[c.player] = struct{}{}, c
-		z := zone
-		c.zone.Store(&z)
-		c.cell.Store(int64(cell))
+		// Joined without subscriptions (s has no NATS connection: the
+		// subscribe fails and is logged to io.Discard); ticks come from Deliver.
+		s.down.Join(&c.down, c.player, zone, int64(cell))
+		base.players[c.player] = c
 		for _, k := range m.NearCells(nil, cell) {
 			if base.byCell[k] == nil {
 				base.byCell[k] = map[*conn]struct{}{}
@@ -135,19 +134,12 @@ func benchFanout(b *testing.B, players int, path string) {
 	b.ResetTimer()
 	for i := range b.N {
 		tick := ticks[i%len(ticks)]
-		for _, cell := range tick {
-			if path == "percell" {
+		if path == "percell" {
+			for _, cell := range tick {
 				base.onUpdate(cell)
-			} else {
-				zs.fan.Lock()
-				zs.add(cell)
-				zs.fan.Unlock()
 			}
-		}
-		if path != "percell" {
-			zs.fan.Lock()
-			zs.flush()
-			zs.fan.Unlock()
+		} else {
+			s.down.Deliver(zone, tick)
 		}
 		for d := 20 * time.Microsecond; !drained(); d = min(2*d, time.Millisecond) {
 			time.Sleep(d) // few wake-ups: their CPU is in both paths' figures
@@ -194,10 +186,12 @@ func worldTicks(m worldmap.Map, zone string, views []*schema.EntityView, n int) 
 // clients whose AOI holds the cell, marshal one Update packet and queue it
 // to each of them.
 type perCellBaseline struct {
-	d      *downstream
-	zs     *zoneSub
-	byCell map[uint32]map[*conn]struct{}
-	frames float64
+	m       worldmap.Map
+	updates prometheus.Counter
+	mu      sync.Mutex // as the fan-out's lock of its zones
+	players map[string]*conn
+	byCell  map[uint32]map[*conn]struct{}
+	frames  float64
 }
 
 func (p *perCellBaseline) onUpdate(data []byte) {
@@ -206,18 +200,17 @@ func (p *perCellBaseline) onUpdate(data []byte) {
 		return
 	}
 	var targets []*conn
-	d := p.d
-	d.mu.Lock()
+	p.mu.Lock()
 	for _, e := range u.Entities {
-		if c := p.zs.players[e.Id]; c != nil && d.s.cfg.Map.InBounds(e.X, e.Y) {
+		if c := p.players[e.Id]; c != nil && p.m.InBounds(e.X, e.Y) {
 			// (indexLocked: the cell did not change, an early return)
-			_ = int64(d.s.cfg.Map.CellOf(e.X, e.Y)) == c.cell.Load()
+			_ = int64(p.m.CellOf(e.X, e.Y)) == c.down.Cell()
 		}
 	}
 	for c := range p.byCell[u.Cell] {
 		targets = append(targets, c)
 	}
-	d.mu.Unlock()
+	p.mu.Unlock()
 	if len(targets) == 0 {
 		return
 	}
@@ -228,7 +221,7 @@ func (p *perCellBaseline) onUpdate(data []byte) {
 	for _, c := range targets {
 		c.sendBytes(b)
 	}
-	d.s.m.updates.Add(float64(len(targets)))
+	p.updates.Add(float64(len(targets)))
 	p.frames += float64(len(targets))
 }
 

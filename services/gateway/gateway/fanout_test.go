@@ -14,6 +14,7 @@ import (
 	"github.com/realmstream/realmstream/libs/schema"
 	"github.com/realmstream/realmstream/libs/waitfor"
 	"github.com/realmstream/realmstream/libs/wire"
+	"github.com/realmstream/realmstream/services/gateway/internal/fanout"
 )
 
 // fanoutClient logs in with protocol version ver, joins zone and stands at
@@ -172,8 +173,8 @@ func TestBigTickSplitsFrames(t *testing.T) {
 	frames := 0
 	for len(got) < len(near) {
 		p := next(t, c, 5*time.Second)
-		if size := proto.Size(p); size > maxUpdatesFrame {
-			t.Fatalf("frame of %d bytes, bound %d", size, maxUpdatesFrame)
+		if size := proto.Size(p); size > fanout.MaxUpdatesFrame {
+			t.Fatalf("frame of %d bytes, bound %d", size, fanout.MaxUpdatesFrame)
 		}
 		frames++
 		for _, u := range client.ZoneUpdates(p) {
@@ -191,7 +192,7 @@ func TestBigTickSplitsFrames(t *testing.T) {
 func waitSubscribed(t *testing.T, h *harness, zone string) {
 	t.Helper()
 	waitfor.True(t, 5*time.Second, func() error {
-		if z := h.gw.down.subscribedZones(); len(z) != 1 || z[0] != zone {
+		if z := h.gw.down.SubscribedZones(); len(z) != 1 || z[0] != zone {
 			return fmt.Errorf("subscribed zones %v", z)
 		}
 		return nil

@@ -21,18 +21,19 @@ import (
 	"github.com/coder/websocket"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/protobuf/proto"
 
-	"github.com/realmstream/realmstream/libs/mpsc"
 	"github.com/realmstream/realmstream/libs/opsserver"
 	"github.com/realmstream/realmstream/libs/schema"
 	"github.com/realmstream/realmstream/libs/svcmain"
 	"github.com/realmstream/realmstream/libs/telemetry"
 	"github.com/realmstream/realmstream/libs/wire"
 	"github.com/realmstream/realmstream/services/gateway/internal/auth"
+	"github.com/realmstream/realmstream/services/gateway/internal/fanout"
+	"github.com/realmstream/realmstream/services/gateway/internal/ingest"
 	"github.com/realmstream/realmstream/services/gateway/internal/packet"
 	"github.com/realmstream/realmstream/services/gateway/internal/session"
+	"github.com/realmstream/realmstream/services/gateway/internal/transport"
 )
 
 // Service is one gateway instance.
@@ -45,13 +46,10 @@ type Service struct {
 	m      *metrics
 	figs   *telemetry.Figures // heartbeat figures
 	tr     tracing
-	tracer trace.Tracer // = tr.tracer; goes once conn.go uses tr only
 
-	ring     *mpsc.Ring[*item]
-	pub      *publisher
-	down     *downstream
-	sessions *sessions
-	disc     disconnector // Disconnect commands of closed connections (disconnect.go)
+	pub  *ingest.Publisher
+	down *fanout.Fanout
+	disc disconnector // Disconnect commands of closed connections (disconnect.go)
 
 	// Shared session state (session.go), set by Run.
 	store     *session.Store
@@ -106,8 +104,6 @@ func New(cfg Config, log *slog.Logger) (*Service, error) {
 		signer:    signer,
 		limits:    packet.NewLimits(cfg.Map),
 		ops:       opsserver.New(),
-		ring:      mpsc.New[*item](cfg.RingSize),
-		sessions:  newSessions(4*cfg.MaxConns, cfg.TokenTTL),
 		ready:     make(chan struct{}),
 		conns:     map[*conn]struct{}{},
 		dupWindow: dupWindow,
@@ -117,11 +113,14 @@ func New(cfg Config, log *slog.Logger) (*Service, error) {
 	if s.tr, err = newTracing(cfg); err != nil {
 		return nil, fmt.Errorf("gateway: %w", err)
 	}
-	s.tracer = s.tr.tracer
-	s.pub = newPublisher(s, s.ring)
-	s.down = newDownstream(s)
+	s.m = newMetrics(s.ops.Registry, func() float64 { return float64(s.pub.Len()) }, func() float64 { return float64(s.pub.Inflight()) })
+	s.pub = ingest.New(ingest.Config{RingSize: cfg.RingSize, MaxPending: cfg.MaxPending, BatchSize: cfg.BatchSize,
+		PublishRetries: cfg.PublishRetries, PublishTimeout: cfg.PublishTimeout}, s.m.ingest(), log)
+	subscribe := func(subject string, cb nats.MsgHandler) (*nats.Subscription, error) {
+		return s.nc.Subscribe(subject, cb)
+	} // s.nc: set by Run, before any client joins
+	s.down = fanout.New(subscribe, cfg.Map, fanout.Metrics{Updates: s.m.updates, UpdateFrames: s.m.updateFrames}, &s.tr, log)
 	s.figs = newFigures(s.ops.Registry)
-	s.m = newMetrics(s.ops.Registry, func() float64 { return float64(s.ring.Len()) }, func() float64 { return float64(s.pub.inflight.Load()) })
 	return s, nil
 }
 
@@ -169,7 +168,7 @@ func (s *Service) Run(ctx context.Context) error {
 	}
 	defer nc.Close()
 	s.nc = nc
-	js, err := jetstream.New(nc, s.pub.jsOptions()...)
+	js, err := jetstream.New(nc, s.pub.JetStreamOptions()...)
 	if err != nil {
 		return fmt.Errorf("gateway: jetstream: %w", err)
 	}
@@ -198,13 +197,13 @@ func (s *Service) Run(ctx context.Context) error {
 		return fmt.Errorf("gateway: ops listener %s: %w", s.cfg.HTTPAddr, err)
 	}
 	if s.cfg.TCPAddr != "" {
-		if s.tcpLn, err = s.listenClient(s.cfg.TCPAddr); err != nil {
+		if s.tcpLn, err = transport.Listen(s.cfg.TCPAddr, s.cfg.TLSCertFile, s.cfg.TLSKeyFile, s.log); err != nil {
 			_ = s.ops.Shutdown(context.Background())
 			return fmt.Errorf("gateway: tcp listener %s: %w", s.cfg.TCPAddr, err)
 		}
 	}
 	if s.cfg.WSAddr != "" {
-		if s.wsLn, err = s.listenClient(s.cfg.WSAddr); err != nil {
+		if s.wsLn, err = transport.Listen(s.cfg.WSAddr, s.cfg.TLSCertFile, s.cfg.TLSKeyFile, s.log); err != nil {
 			s.closeListeners()
 			_ = s.ops.Shutdown(context.Background())
 			return fmt.Errorf("gateway: websocket listener %s: %w", s.cfg.WSAddr, err)
@@ -213,7 +212,7 @@ func (s *Service) Run(ctx context.Context) error {
 
 	drainDeadline := make(chan struct{})
 	pubDone := make(chan struct{})
-	go func() { defer close(pubDone); s.pub.run(drainDeadline) }()
+	go func() { defer close(pubDone); s.pub.Run(js, drainDeadline) }()
 
 	var acceptWG sync.WaitGroup
 	if s.tcpLn != nil {
@@ -250,9 +249,9 @@ func (s *Service) Run(ctx context.Context) error {
 	// 2: flush the ring: readers that raced past the draining check get
 	// ErrClosed from TryEnqueue and answer SHUTTING_DOWN; everything accepted
 	// is published, 3: and acked (or the deadline passes).
-	s.ring.Close()
+	s.pub.Close()
 	<-pubDone
-	lost := s.pub.lost.Load()
+	lost := s.pub.Lost()
 	// 4: flush every client's queued answers, then close the connections.
 	s.mu.Lock()
 	for c := range s.conns {
@@ -318,7 +317,7 @@ func (s *Service) acceptTCP() {
 		if tc, ok := nc.(*net.TCPConn); ok {
 			_ = tc.SetNoDelay(true)
 		}
-		tr := &tcpTransport{c: nc, fr: wire.NewFrameReader(nc, s.cfg.MaxFrame), timeout: s.cfg.WriteTimeout}
+		tr := transport.NewTCP(nc, s.cfg.MaxFrame, s.cfg.WriteTimeout)
 		if !s.admit(tr) {
 			continue
 		}
@@ -342,28 +341,28 @@ func (s *Service) serveWS(w http.ResponseWriter, r *http.Request) {
 	ws.SetReadLimit(int64(s.cfg.MaxFrame) + 1)
 	// The connection's context must outlive this handler's request.
 	ctx, cancel := context.WithCancel(context.Background())
-	tr := &wsTransport{c: ws, ctx: ctx, buf: make([]byte, s.cfg.MaxFrame+1), timeout: s.cfg.WriteTimeout}
+	tr := transport.NewWebSocket(ctx, ws, s.cfg.MaxFrame, s.cfg.WriteTimeout)
 	done := make(chan struct{})
 	s.admitWS(tr, done)
 	<-done
 	cancel()
 }
 
-func (s *Service) admit(tr transport) bool {
+func (s *Service) admit(tr transport.Conn) bool {
 	return s.admitWS(tr, nil)
 }
 
 // admitWS registers a connection and starts serving it; done (if not nil) is
 // closed when it ends.
-func (s *Service) admitWS(tr transport, done chan struct{}) bool {
+func (s *Service) admitWS(tr transport.Conn, done chan struct{}) bool {
 	s.mu.Lock()
 	if s.draining.Load() || len(s.conns) >= s.cfg.MaxConns {
 		s.mu.Unlock()
 		// Refuse with Busy, off the accept loop (the write may wait).
 		go func() {
 			b, _ := proto.Marshal(&schema.ServerPacket{Body: &schema.ServerPacket_Busy{Busy: &schema.Busy{RetryAfterMs: 1000}}})
-			_ = tr.writePackets([][]byte{b})
-			tr.closeGracefully(lingerTime, nil)
+			_ = tr.WritePackets([][]byte{b})
+			tr.CloseGracefully(lingerTime, nil)
 			if done != nil {
 				close(done)
 			}
@@ -376,7 +375,7 @@ func (s *Service) admitWS(tr transport, done chan struct{}) bool {
 	s.connWG.Add(1)
 	s.mu.Unlock()
 	s.nconns.Add(1)
-	s.m.conns.WithLabelValues(tr.name()).Inc()
+	s.m.conns.WithLabelValues(tr.Name()).Inc()
 	go func() {
 		defer s.connWG.Done()
 		if done != nil {
@@ -396,12 +395,12 @@ func (s *Service) forget(c *conn) {
 		c.closeSession() // before leave: the record keeps the zone
 	}
 	s.sendDisconnect(c, c.currentZone(), "connection closed")
-	s.down.leave(c)
+	s.down.Leave(&c.down)
 	s.mu.Lock()
 	delete(s.conns, c)
 	s.mu.Unlock()
 	s.nconns.Add(-1)
-	s.m.conns.WithLabelValues(c.tr.name()).Dec()
+	s.m.conns.WithLabelValues(c.tr.Name()).Dec()
 }
 
 func (s *Service) heartbeats(ctx context.Context) {
@@ -418,8 +417,8 @@ func (s *Service) publishHeartbeat(ready, stopping bool) {
 		HttpAddr:    s.HTTPAddr(),
 		Connections: s.nconns.Load(),
 		Figures: map[string]float64{
-			"ring_depth":    float64(s.ring.Len()),
-			"inflight_acks": float64(s.pub.inflight.Load()),
+			"ring_depth":    float64(s.pub.Len()),
+			"inflight_acks": float64(s.pub.Inflight()),
 		},
 	}
 	for k, v := range s.figs.Sample(time.Now()) {

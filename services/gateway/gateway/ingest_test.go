@@ -212,7 +212,7 @@ func TestResumeResendIsNotDoubleCounted(t *testing.T) {
 			t.Fatalf("resumed session %s, want %s", w2.SessionId, w.SessionId)
 		}
 		waitfor.True(t, 5*time.Second, func() error {
-			if len(h.gw.down.subscribedZones()) != 1 {
+			if len(h.gw.down.SubscribedZones()) != 1 {
 				return errors.New("zone not restored")
 			}
 			return nil

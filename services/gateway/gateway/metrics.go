@@ -4,6 +4,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/realmstream/realmstream/libs/schema"
+	"github.com/realmstream/realmstream/services/gateway/internal/ingest"
 )
 
 // metrics are the gateway's Prometheus series (registered on the ops server).
@@ -62,6 +63,11 @@ func newMetrics(reg prometheus.Registerer, ringDepth, inflight func() float64) *
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "realm_gateway_inflight_acks", Help: "JetStream publishes awaiting their PubAck."}, inflight),
 	)
 	return m
+}
+
+// ingest is the publisher's share of the series.
+func (m *metrics) ingest() ingest.Metrics {
+	return ingest.Metrics{Batch: m.batch, Retries: m.retries, Latency: m.pubLatency, AcksDup: m.acksDup, AcksFresh: m.acksFresh}
 }
 
 func (m *metrics) errorCode(c schema.ErrorCode) {

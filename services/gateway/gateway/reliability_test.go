@@ -132,7 +132,7 @@ func TestPublisherRecoversFromAckStall(t *testing.T) {
 		}
 		if u := r.unanswered(); len(u) > 0 {
 			t.Fatalf("client %d: %d of %d commands never answered (e.g. seq %d); inflight %d ring %d",
-				i, len(u), len(r.sent), u[0], h.gw.pub.inflight.Load(), h.gw.ring.Len())
+				i, len(u), len(r.sent), u[0], h.gw.pub.Inflight(), h.gw.pub.Len())
 		}
 	}
 	// New commands are accepted and acked after the stall: each client has
@@ -434,7 +434,7 @@ func TestSlowConsumerClosedWithinSeconds(t *testing.T) {
 		h.gw.mu.Lock()
 		defer h.gw.mu.Unlock()
 		for c := range h.gw.conns {
-			if c.cell.Load() >= 0 && c.player == "p-mute" { // cell (atomic) is set after player
+			if c.down.Cell() >= 0 && c.player == "p-mute" { // cell (atomic) is set after player
 				mute = c
 				return nil
 			}

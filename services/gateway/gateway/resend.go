@@ -1,14 +1,7 @@
 package gateway
 
 import (
-	"errors"
-	"hash/fnv"
 	"sync"
-
-	"github.com/nats-io/nats.go/jetstream"
-	"google.golang.org/protobuf/proto"
-
-	"github.com/realmstream/realmstream/libs/schema"
 )
 
 // resendSlots bounds the seqs a connection remembers as resendable.
@@ -67,36 +60,4 @@ func (r *resendSet) remove(seq uint64) {
 			r.ents[i] = resendEnt{}
 		}
 	}
-}
-
-var keyMarshal = proto.MarshalOptions{Deterministic: true}
-
-// commandKey hashes what a client chose in a command (its body); never 0.
-func commandKey(cmd *schema.Command) uint64 {
-	b, _ := keyMarshal.Marshal(&schema.Command{Body: cmd.Body})
-	h := fnv.New64a()
-	_, _ = h.Write(b)
-	return h.Sum64() | 1
-}
-
-// itemKey is commandKey of an item's encoded command (failure paths only).
-func itemKey(it *item) uint64 {
-	var cmd schema.Command
-	if err := proto.Unmarshal(it.buf, &cmd); err != nil {
-		return 1
-	}
-	return commandKey(&cmd)
-}
-
-// ambiguousPublishErr says whether a failed publish attempt may nevertheless
-// have stored the message: a timeout, a lost connection or an unreadable
-// answer may; an answer of the stream (an API error) or no stream at all
-// (no responders) means it was not stored.
-func ambiguousPublishErr(err error) bool {
-	var apiErr *jetstream.APIError
-	switch {
-	case errors.As(err, &apiErr), errors.Is(err, jetstream.ErrNoStreamResponse):
-		return false
-	}
-	return true
 }

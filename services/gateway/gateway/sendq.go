@@ -86,7 +86,7 @@ func (c *conn) slowConsumer(why string, queued int64) {
 	// at all fails it (no notice: its stream may be mid-frame, and nothing
 	// could reach it anyway). The socket is closed after slowKillAfter
 	// whatever happens.
-	c.tr.boundWrite(slowKillAfter / 2)
+	c.tr.BoundWrite(slowKillAfter / 2)
 	time.AfterFunc(slowKillAfter, c.kill)
 }
 
@@ -94,16 +94,16 @@ func (c *conn) slowConsumer(why string, queued int64) {
 // at a frame boundary: the SLOW_CONSUMER notice, with a short deadline.
 func (c *conn) sendSlowNotice() {
 	b, _ := proto.Marshal(errPacket(0, schema.ErrorCode_ERROR_CODE_SLOW_CONSUMER, "you do not read fast enough (send queue over its byte or age limit); disconnected"))
-	c.tr.setWriteTimeout(slowNoticeWait)
-	_ = c.tr.writePackets([][]byte{b})
+	c.tr.SetWriteTimeout(slowNoticeWait)
+	_ = c.tr.WritePackets([][]byte{b})
 }
 
-// sendFrames queues frames, n update frames for the client (framed as on
+// SendFrames queues frames, n update frames for the client (framed as on
 // TCP: 4-byte length + packet; copied). Like send it never blocks and
 // accounts the bytes and the frames against the client's bounds (frames
 // count as packets of sendq): past them the client is a slow consumer. The
 // writer is woken once however many ticks pile up.
-func (c *conn) sendFrames(frames []byte, n int, now int64) {
+func (c *conn) SendFrames(frames []byte, n int, now int64) {
 	select {
 	case <-c.dead:
 		return

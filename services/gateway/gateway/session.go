@@ -6,6 +6,8 @@ package gateway
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"runtime/debug"
@@ -109,7 +111,7 @@ func (c *conn) hello(seq uint64, h *schema.Hello) {
 			fmt.Sprintf("protocol version %d is not supported: this gateway (%s) serves versions %d..%d", h.ProtocolVersion, c.s.cfg.Version, MinProtocol, MaxProtocol))
 		return
 	}
-	c.protocol.Store(ver) // before the first join: the fan-out picks the frame shape by it
+	c.down.SetProtocol(ver) // before the first join: the fan-out picks the frame shape by it
 	now := time.Now()
 	var claims auth.Claims
 	switch {
@@ -224,9 +226,9 @@ func (c *conn) hello(seq uint64, h *schema.Hello) {
 	}
 	c.reply(&schema.ServerPacket{AckSeq: seq, Body: &schema.ServerPacket_Welcome{Welcome: w}})
 	if rec.Zone != "" {
-		c.s.down.join(c, rec.Zone, -1)
+		c.s.down.Join(&c.down, c.player, rec.Zone, -1)
 	}
-	c.s.log.Debug("session opened", "session", sid, "player", claims.Player, "transport", c.tr.name(),
+	c.s.log.Debug("session opened", "session", sid, "player", claims.Player, "transport", c.tr.Name(),
 		"resumed", h.ResumeSession != "", "last_seq", cs.resumedTo, "protocol", ver, "client", h.ClientName, "client_version", h.ClientVersion)
 }
 
@@ -389,6 +391,13 @@ func (c *conn) onDuplicate(seq, streamSeq uint64, digest string) {
 			c.sendAck(seq, streamSeq, true)
 		}
 	}()
+}
+
+// newSessionID returns a random, subject-safe session id.
+func newSessionID() string {
+	var b [12]byte
+	_, _ = rand.Read(b[:])
+	return "s" + hex.EncodeToString(b[:])
 }
 
 func digestHeader(d uint64) string { return strconv.FormatUint(d, 16) }

@@ -150,7 +150,7 @@ func TestResumeOnAnotherGateway(t *testing.T) {
 		t.Fatalf("stream grew by %d, want 1", after-before)
 	}
 	// The zone came back on gw2 too.
-	if z := gw2.down.subscribedZones(); len(z) != 1 {
+	if z := gw2.down.SubscribedZones(); len(z) != 1 {
 		t.Fatalf("gw2 zones %v, want the session's zone", z)
 	}
 }

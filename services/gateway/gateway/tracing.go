@@ -97,16 +97,6 @@ func commandType(cmd *schema.Command) string {
 	}
 }
 
-// dequeued notes the end of the ring wait of a sampled command (its first
-// publish attempt).
-func dequeued(it *item) {
-	if it.attempts == 0 && it.span.IsRecording() {
-		q := time.Since(it.received).Seconds()
-		it.span.AddEvent("dequeued")
-		it.span.SetAttributes(attribute.Float64("realm.queue_seconds", q))
-	}
-}
-
 // refused records an Error or Busy answer as a span (bounded rate).
 func (t *tracing) refused(c *conn, seq uint64, code schema.ErrorCode, msg string) {
 	if !t.refusals.Allow() {
@@ -120,10 +110,10 @@ func (t *tracing) refused(c *conn, seq uint64, code schema.ErrorCode, msg string
 	span.End()
 }
 
-// fanout records the fan-out of a traced update message (from start: the
+// Fanout records the fan-out of a traced update message (from start: the
 // frames queued to every client whose area holds its cells); untraced
 // messages cost a header length check.
-func (t *tracing) fanout(m *nats.Msg, zone string, start time.Time) {
+func (t *tracing) Fanout(m *nats.Msg, zone string, start time.Time) {
 	if len(m.Header) == 0 || m.Header.Get(wire.HeaderTraceParent) == "" {
 		return
 	}

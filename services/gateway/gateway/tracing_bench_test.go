@@ -10,6 +10,7 @@ import (
 
 	"github.com/realmstream/realmstream/libs/schema"
 	"github.com/realmstream/realmstream/libs/telemetry"
+	"github.com/realmstream/realmstream/services/gateway/internal/ingest"
 )
 
 // BenchmarkCommandSpan is the gateway's tracing cost per command: the head
@@ -31,13 +32,13 @@ func BenchmarkCommandSpan(b *testing.B) {
 			cmd := &schema.Command{CommandId: "s0123456789:42", SessionId: "s0123456789", PlayerId: "p-x", Zone: "z0_0", ClientSeq: 42,
 				Body: &schema.Command_Move{Move: &schema.Move{X: 1, Y: 2}}}
 			msg := &nats.Msg{Header: nats.Header{}}
-			it := &item{}
+			it := &ingest.Item{}
 			b.ReportAllocs()
 			for b.Loop() {
-				it.received = time.Now()
-				it.span = tr.startCommand(it.received, cmd, msg)
-				dequeued(it)
-				it.span.End()
+				it.Received = time.Now()
+				it.Span = tr.startCommand(it.Received, cmd, msg)
+				it.Dequeued()
+				it.Span.End()
 			}
 		})
 	}

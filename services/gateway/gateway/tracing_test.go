@@ -16,6 +16,7 @@ import (
 	"github.com/realmstream/realmstream/libs/telemetry"
 	"github.com/realmstream/realmstream/libs/waitfor"
 	"github.com/realmstream/realmstream/libs/wire"
+	"github.com/realmstream/realmstream/services/gateway/internal/ingest"
 )
 
 func recorder() (*tracetest.SpanRecorder, *sdktrace.TracerProvider) {
@@ -105,11 +106,11 @@ func TestUnsampledCommandAllocatesNothing(t *testing.T) {
 	cmd := &schema.Command{CommandId: "s:1", SessionId: "s", Zone: "z0_0", ClientSeq: 1}
 	msg := &nats.Msg{Header: nats.Header{}}
 	now := time.Now()
-	it := &item{}
+	it := &ingest.Item{}
 	if a := testing.AllocsPerRun(1000, func() {
-		it.span = tr.startCommand(now, cmd, msg)
-		dequeued(it)
-		it.span.End()
+		it.Span = tr.startCommand(now, cmd, msg)
+		it.Dequeued()
+		it.Span.End()
 	}); a != 0 {
 		t.Fatalf("an unsampled command allocates %v times", a)
 	}

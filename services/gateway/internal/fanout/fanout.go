@@ -1,25 +1,110 @@
-package gateway
+// Package fanout sends the world's zone updates to the gateway's clients:
+// per zone with members, the update subscriptions; per client (a Member),
+// its area of interest and the frames of each tick, built from the world's
+// bytes without unmarshalling them and queued to the client's Sink in one
+// call per tick. It knows nothing of sockets, sessions or commands.
+package fanout
 
 import (
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
+	"log/slog"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/realmstream/realmstream/libs/schema"
 	"github.com/realmstream/realmstream/libs/wire"
+	"github.com/realmstream/realmstream/libs/worldmap"
 	"github.com/realmstream/realmstream/services/gateway/internal/packet"
 )
 
-// downstream fans zone updates out to clients: per client, everything due
+// Subscribe opens a core NATS subscription (nats.Conn.Subscribe).
+type Subscribe func(subject string, cb nats.MsgHandler) (*nats.Subscription, error)
+
+// Sink is a client's outgoing queue, as the fan-out needs it.
+type Sink interface {
+	// SendFrames queues frames: n update frames, framed as on TCP (4-byte
+	// length + packet), copied before it returns. It never blocks (a
+	// client that cannot take them is a slow consumer) and may take a
+	// lock of the sink's own (a leaf below Fanout's).
+	SendFrames(frames []byte, n int, now int64)
+	// Closed says whether the client's connection is closed.
+	Closed() bool
+}
+
+// Tracer records the fan-out of a traced update message (from start, after
+// the frames are queued); untraced messages must cost next to nothing.
+type Tracer interface {
+	Fanout(m *nats.Msg, zone string, start time.Time)
+}
+
+// Metrics are the fan-out's series (registered by the gateway).
+type Metrics struct {
+	Updates      prometheus.Counter // cell views queued to clients
+	UpdateFrames prometheus.Counter // update frames queued to clients
+}
+
+// Member is one client's downstream state: its zone, its area of interest
+// and the protocol that picks its frame shape. The gateway's connection
+// holds one (Init) and passes it to Join, Leave and SetCell. zone and cell
+// are written under Fanout.mu only and read atomically anywhere.
+type Member struct {
+	sink     Sink
+	player   string                  // set by Join (under Fanout.mu)
+	zone     atomic.Pointer[string]  // current zone; nil before Join
+	cell     atomic.Int64            // AOI centre cell, -1 unknown
+	protocol atomic.Uint32           // the client's protocol version (0 before Hello)
+	aoi      atomic.Pointer[aoiMark] // the area of interest shown in full; nil after a join
+}
+
+// Init makes c the Member of sink, in no zone.
+func (c *Member) Init(sink Sink) {
+	c.sink = sink
+	c.cell.Store(-1)
+}
+
+// Zone is c's current zone ("" before a join or after a leave).
+func (c *Member) Zone() string {
+	if z := c.zone.Load(); z != nil {
+		return *z
+	}
+	return ""
+}
+
+// Cell is c's AOI centre cell (-1: unknown).
+func (c *Member) Cell() int64 { return c.cell.Load() }
+
+// SetProtocol records the client's protocol version (at Hello, before its
+// first join): version 3 gets one Updates frame per tick, 1 and 2 one
+// Update frame per cell.
+func (c *Member) SetProtocol(v uint32) { c.protocol.Store(v) }
+
+// Deliver fans out one tick's cell updates of zone (each a ZoneUpdate) as a
+// ZoneTick on upd.<zone> would be: all of them, then one flush. For
+// benchmarks that drive the fan-out without NATS.
+func (d *Fanout) Deliver(zone string, cells [][]byte) {
+	d.mu.Lock()
+	zs := d.zones[zone]
+	d.mu.Unlock()
+	if zs == nil {
+		return
+	}
+	zs.fan.Lock()
+	defer zs.fan.Unlock()
+	for _, b := range cells {
+		zs.add(b)
+	}
+	zs.flush()
+}
+
+// Fanout fans zone updates out to clients: per client, everything due
 // from one zone tick (the views of the cells in its area of interest, the 3x3
 // cells around its last known position) goes out as ONE frame, protocol
 // version 3's Updates, or (versions 1 and 2) one Update frame per cell, and
-// either way in one socket write (conn.sendFrames).
+// either way in one socket write (Sink.SendFrames).
 //
 // Per zone with at least one client here, two core NATS subscriptions
 // shared by those clients: upd.<zone>.* (the world publishes one ZoneUpdate
@@ -33,23 +118,31 @@ import (
 // wrap the world's bytes as they are.
 //
 // Locks, in order: zoneSub.fan (the tick under assembly; the two
-// subscriptions have a goroutine each), then downstream.mu (zones and every
-// zoneSub's maps; the only writer of conn.zone and conn.cell, which are read
-// atomically elsewhere), then conn.umu (sendFrames). Nothing blocks under
-// mu: frames are built and queued after it is released.
-type downstream struct {
-	s     *Service
+// subscriptions have a goroutine each), then Fanout.mu (zones and every
+// zoneSub's maps; the only writer of Member.zone and Member.cell, which are
+// read atomically elsewhere), then whatever Sink.SendFrames takes (the
+// gateway's conn.umu). Nothing blocks under mu: frames are built and queued
+// after it is released. Subscribe and Unsubscribe are called under mu:
+// nats.go does not wait for a running callback, so a callback waiting on mu
+// under zoneSub.fan cannot deadlock them.
+type Fanout struct {
+	subscribe Subscribe
+	grid      worldmap.Map
+	m         Metrics
+	tr        Tracer
+	log       *slog.Logger
+
 	mu    sync.Mutex
 	zones map[string]*zoneSub
 	near  [][]uint32 // cell -> worldmap.NearCells(cell): the cells whose updates a client there receives
 }
 
 type zoneSub struct {
-	d       *downstream
+	d       *Fanout
 	zone    string
 	subs    []*nats.Subscription
-	members map[*conn]struct{}
-	players map[string]*conn // player id -> client, to learn positions from EntityViews
+	members map[*Member]struct{}
+	players map[string]*Member // player id -> client, to learn positions from EntityViews
 
 	fan   sync.Mutex // guards asm and state
 	asm   tickAsm
@@ -88,39 +181,42 @@ type tickAsm struct {
 }
 
 type target struct {
-	c    *conn
+	c    *Member
 	cell uint32
 }
 
-// maxUpdatesFrame bounds a merged Updates packet: cells are added to a frame
+// MaxUpdatesFrame bounds a merged Updates packet: cells are added to a frame
 // while it stays below this (a single larger cell goes alone). Clients must
 // read frames of twice this (the SDKs read 64 KiB).
-const maxUpdatesFrame = 32 << 10
+const MaxUpdatesFrame = 32 << 10
 
-func newDownstream(s *Service) *downstream {
-	d := &downstream{s: s, zones: map[string]*zoneSub{}}
-	d.near = make([][]uint32, s.cfg.Map.CellCount())
+// New returns the fan-out of the zones of m: subscribe opens the update
+// subscriptions of a zone when its first member joins (the gateway's NATS
+// connection; it may be called only once clients join).
+func New(subscribe Subscribe, m worldmap.Map, met Metrics, tr Tracer, log *slog.Logger) *Fanout {
+	d := &Fanout{subscribe: subscribe, grid: m, m: met, tr: tr, log: log, zones: map[string]*zoneSub{}}
+	d.near = make([][]uint32, m.CellCount())
 	for k := range d.near {
-		d.near[k] = s.cfg.Map.NearCells(nil, uint32(k))
+		d.near[k] = m.NearCells(nil, uint32(k))
 	}
 	return d
 }
 
-func (d *downstream) newZoneSub(zone string) *zoneSub {
+func (d *Fanout) newZoneSub(zone string) *zoneSub {
 	n := len(d.near)
-	return &zoneSub{d: d, zone: zone, members: map[*conn]struct{}{}, players: map[string]*conn{}, state: make([][]byte, n),
+	return &zoneSub{d: d, zone: zone, members: map[*Member]struct{}{}, players: map[string]*Member{}, state: make([][]byte, n),
 		asm: tickAsm{cells: make([][]byte, n), legacy: make([][]byte, n), built: make([]bool, n)}}
 }
 
-// join moves c into zone (leaving its current zone), with AOI centre cell
-// (-1: unknown until its own entity shows up in an update or it moves).
-func (d *downstream) join(c *conn, zone string, cell int64) {
+// Join moves c, the client of player, into zone (leaving its current zone),
+// with AOI centre cell (-1: unknown until its own entity shows up in an
+// update or it moves). A closed client (Sink.Closed) is not added: a late
+// session notice for a closed connection, whose Leave has run or will run.
+func (d *Fanout) Join(c *Member, player, zone string, cell int64) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	select {
-	case <-c.dead: // a late session notice for a closed connection: forget has run or will run leave
+	if c.sink.Closed() {
 		return
-	default:
 	}
 	d.leaveLocked(c)
 	zs := d.zones[zone]
@@ -133,31 +229,34 @@ func (d *downstream) join(c *conn, zone string, cell int64) {
 			{wire.UpdateZoneWildcard(zone), zs.onCell},
 			{wire.UpdateTickSubject(zone), zs.onTick},
 		} {
-			s, err := d.s.nc.Subscribe(sub.subject, sub.cb)
+			s, err := d.subscribe(sub.subject, sub.cb)
 			if err != nil {
-				d.s.log.Error("subscribe zone updates", "subject", sub.subject, "err", err)
+				d.log.Error("subscribe zone updates", "subject", sub.subject, "err", err)
 				continue
 			}
 			zs.subs = append(zs.subs, s)
 		}
 		d.zones[zone] = zs
 	}
+	c.player = player
 	zs.members[c] = struct{}{}
-	zs.players[c.player] = c
+	zs.players[player] = c
 	z := zone
 	c.zone.Store(&z)
 	c.cell.Store(cell)
 	c.aoi.Store(nil) // nothing of this zone shown yet
 }
 
-func (d *downstream) leave(c *conn) {
+// Leave takes c out of its zone (if any); the zone's subscriptions end with
+// its last member.
+func (d *Fanout) Leave(c *Member) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.leaveLocked(c)
 }
 
-func (d *downstream) leaveLocked(c *conn) {
-	zone := c.currentZone()
+func (d *Fanout) leaveLocked(c *Member) {
+	zone := c.Zone()
 	c.zone.Store(nil)
 	c.cell.Store(-1)
 	zs := d.zones[zone]
@@ -176,14 +275,14 @@ func (d *downstream) leaveLocked(c *conn) {
 	}
 }
 
-// setCell records c's position cell; cheap when the cell did not change.
-func (d *downstream) setCell(c *conn, cell int64) {
+// SetCell records c's position cell; cheap when the cell did not change.
+func (d *Fanout) SetCell(c *Member, cell int64) {
 	if c.cell.Load() == cell {
 		return
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if zs := d.zones[c.currentZone()]; zs != nil {
+	if zs := d.zones[c.Zone()]; zs != nil {
 		if _, ok := zs.members[c]; ok {
 			c.cell.Store(cell)
 		}
@@ -197,7 +296,7 @@ func (zs *zoneSub) Entity(id []byte, x, y float32) {
 	if c == nil {
 		return
 	}
-	if m := zs.d.s.cfg.Map; m.InBounds(x, y) {
+	if m := zs.d.grid; m.InBounds(x, y) {
 		c.cell.Store(int64(m.CellOf(x, y)))
 	}
 }
@@ -208,7 +307,7 @@ func (zs *zoneSub) Entity(id []byte, x, y float32) {
 // pending on the subscription, so a burst of one tick's cells is one frame
 // per client and a lone cell waits for nothing.
 func (zs *zoneSub) onCell(m *nats.Msg) {
-	defer zs.d.s.tr.fanout(m, zs.zone, time.Now()) // a traced tick's update (tracing.go), after the unlock
+	defer zs.d.tr.Fanout(m, zs.zone, time.Now()) // a traced tick's update, after the unlock
 	zs.fan.Lock()
 	defer zs.fan.Unlock()
 	zs.add(m.Data)
@@ -221,11 +320,11 @@ func (zs *zoneSub) onCell(m *nats.Msg) {
 
 // onTick takes one ZoneTick (upd.<zone>): all its cells, then one flush.
 func (zs *zoneSub) onTick(m *nats.Msg) {
-	defer zs.d.s.tr.fanout(m, zs.zone, time.Now()) // a traced tick's update (tracing.go), after the unlock
+	defer zs.d.tr.Fanout(m, zs.zone, time.Now()) // a traced tick's update, after the unlock
 	zs.fan.Lock()
 	defer zs.fan.Unlock()
 	if _, err := packet.ScanZoneTick(m.Data, func(zu []byte) error { zs.add(zu); return nil }); err != nil {
-		zs.d.s.log.Warn("bad zone tick", "subject", m.Subject, "err", err)
+		zs.d.log.Warn("bad zone tick", "subject", m.Subject, "err", err)
 	}
 	zs.flush()
 }
@@ -241,7 +340,7 @@ func (zs *zoneSub) add(b []byte) {
 		err = errCellOutOfRange
 	}
 	if err != nil {
-		d.s.log.Warn("bad zone update", "zone", zs.zone, "cell", cell, "err", err)
+		d.log.Warn("bad zone update", "zone", zs.zone, "cell", cell, "err", err)
 		return
 	}
 	if len(a.order) > 0 && (tick != a.tick || a.cells[cell] != nil) {
@@ -251,7 +350,7 @@ func (zs *zoneSub) add(b []byte) {
 	_, _, err = packet.ScanZoneUpdate(b, zs)
 	d.mu.Unlock()
 	if err != nil {
-		d.s.log.Warn("bad zone update", "zone", zs.zone, "cell", cell, "err", err)
+		d.log.Warn("bad zone update", "zone", zs.zone, "cell", cell, "err", err)
 		return
 	}
 	a.tick = tick
@@ -306,12 +405,12 @@ func (zs *zoneSub) flush() {
 				}
 			}
 		}
-		t.c.sendFrames(a.frame, n, now)
+		t.c.sink.SendFrames(a.frame, n, now)
 		cells += len(a.due)
 		frames += n
 	}
-	d.s.m.updates.Add(float64(cells))
-	d.s.m.updateFrames.Add(float64(frames))
+	d.m.Updates.Add(float64(cells))
+	d.m.UpdateFrames.Add(float64(frames))
 	if cap(a.frame) > 256<<10 {
 		a.frame = nil
 	}
@@ -351,14 +450,14 @@ func (zs *zoneSub) dueCells(due []dueCell, t target) []dueCell {
 }
 
 // appendMerged appends the Updates frames carrying cells: one, or a few when
-// they exceed maxUpdatesFrame. It returns the number of frames.
+// they exceed MaxUpdatesFrame. It returns the number of frames.
 func appendMerged(dst []byte, cells [][]byte) ([]byte, int) {
 	frames := 0
 	for len(cells) > 0 {
 		i, inner := 0, 0
 		for i < len(cells) {
 			e := packet.UpdatesEntrySize(len(cells[i]))
-			if i > 0 && packet.UpdatesSize(inner+e) > maxUpdatesFrame {
+			if i > 0 && packet.UpdatesSize(inner+e) > MaxUpdatesFrame {
 				break
 			}
 			inner += e
@@ -388,8 +487,8 @@ func (a *tickAsm) reset() {
 	a.order = a.order[:0]
 }
 
-// subscribedZones lists the zones with a live subscription (tests, heartbeat).
-func (d *downstream) subscribedZones() []string {
+// SubscribedZones lists the zones with a live subscription (tests).
+func (d *Fanout) SubscribedZones() []string {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	out := make([]string, 0, len(d.zones))
@@ -397,80 +496,4 @@ func (d *downstream) subscribedZones() []string {
 		out = append(out, z)
 	}
 	return out
-}
-
-// sessions remembers, per session id, the live connection and what a resumed
-// connection needs (highest accepted seq, zone). Bounded: records of closed
-// sessions expire after ttl and the table holds at most max of them.
-type sessions struct {
-	mu   sync.Mutex
-	recs map[string]*sessionRec
-	max  int
-	ttl  time.Duration
-}
-
-type sessionRec struct {
-	live    *conn
-	lastSeq uint64
-	zone    string
-	closed  time.Time
-}
-
-func newSessions(max int, ttl time.Duration) *sessions {
-	return &sessions{recs: map[string]*sessionRec{}, max: max, ttl: ttl}
-}
-
-// attach binds c to its session; an older live connection of the same
-// session is closed (the session moved to c).
-func (s *sessions) attach(id string, c *conn) (lastSeq uint64, zone string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	r := s.recs[id]
-	if r == nil {
-		r = &sessionRec{}
-		s.recs[id] = r
-	}
-	if old := r.live; old != nil && old != c {
-		r.lastSeq = max(r.lastSeq, old.lastSeq.Load())
-		if z := old.currentZone(); z != "" {
-			r.zone = z
-		}
-		old.sendError(0, schema.ErrorCode_ERROR_CODE_UNAUTHENTICATED, "session resumed on another connection")
-		old.close()
-	}
-	r.live = c
-	return r.lastSeq, r.zone
-}
-
-// detach records what a resume needs when c closes.
-func (s *sessions) detach(id string, c *conn, zone string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	r := s.recs[id]
-	if r == nil || r.live != c {
-		return
-	}
-	r.live = nil
-	r.lastSeq = max(r.lastSeq, c.lastSeq.Load())
-	r.zone = zone
-	r.closed = time.Now()
-	if len(s.recs) > s.max {
-		s.evictLocked()
-	}
-}
-
-func (s *sessions) evictLocked() {
-	now := time.Now()
-	for id, r := range s.recs {
-		if r.live == nil && (now.Sub(r.closed) > s.ttl || len(s.recs) > s.max) {
-			delete(s.recs, id)
-		}
-	}
-}
-
-// newSessionID returns a random, subject-safe session id.
-func newSessionID() string {
-	var b [12]byte
-	_, _ = rand.Read(b[:])
-	return "s" + hex.EncodeToString(b[:])
 }

@@ -1,8 +1,9 @@
-package gateway
+package ingest
 
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -11,8 +12,6 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
-	"go.opentelemetry.io/otel/trace"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/realmstream/realmstream/libs/mpsc"
 	"github.com/realmstream/realmstream/libs/schema"
@@ -20,54 +19,7 @@ import (
 	"github.com/realmstream/realmstream/libs/wire"
 )
 
-// item is one accepted command on its way to JetStream. The reader that
-// accepted it builds msg completely (payload, subject, headers with the
-// Nats-Msg-Id); after TryEnqueue succeeds the item belongs to the publisher
-// and, once published, to the ack callbacks, which return it to the pool
-// when its outcome is final (nats.go drops its reference to msg when the
-// publish is acked, failed or timed out).
-type item struct {
-	c        *conn
-	seq      uint64
-	msg      nats.Msg
-	buf      []byte
-	hdr      wire.CommandHeaderBuf // header values; the header slices point into it
-	received time.Time
-	span     trace.Span
-	attempts int
-	// ambiguous: some failed attempt may have stored the message (a
-	// timeout, a lost connection): giving up answers OUTCOME_UNKNOWN, not
-	// "not stored".
-	ambiguous bool
-	lastErr   error // the failure that sent it to retryq
-	// verified: the reader checked this command against the one its seq was
-	// first used for (a resend); a Duplicate answer needs no second check.
-	verified bool
-}
-
-var itemPool = sync.Pool{New: func() any { return &item{msg: nats.Msg{Header: make(nats.Header, 8)}} }}
-
-var marshalCmd = proto.MarshalOptions{}
-
-func newItem() *item { return itemPool.Get().(*item) }
-
-// freeItem returns it to the pool; nothing may use it afterwards.
-func freeItem(it *item) {
-	it.c, it.span, it.attempts, it.ambiguous, it.lastErr, it.verified = nil, nil, 0, false, nil, false
-	it.msg.Data, it.msg.Subject = nil, ""
-	if cap(it.buf) > 4096 {
-		it.buf = nil
-	}
-	itemPool.Put(it)
-}
-
-// setHeaders fills the contract's headers without allocating (the map keeps
-// its buckets across reuses; the value slices point into it.hdr).
-func (it *item) setHeaders(msgID, session, player, zone, digest string) {
-	it.hdr.Fill(it.msg.Header, wire.CommandHeaders{MsgID: msgID, Session: session, Player: player, Zone: zone, Digest: digest})
-}
-
-// publisher is the single consumer of the ring. Concurrency contract:
+// Publisher is the single consumer of the ring. Concurrency contract:
 //   - run is the ONE goroutine that calls DequeueBatch/Wait and PublishMsgAsync
 //     (retries included: they come back to it through retryq). Wherever run
 //     blocks (ring Wait, acquire, the drain loop) it also serves retryq: an
@@ -86,13 +38,16 @@ func (it *item) setHeaders(msgID, session, player, zone, digest string) {
 //     run needs n slots it stores n in need and parks on space; the ack side
 //     wakes it once n slots are free, not on every ack (a wake-up per ack
 //     would ping-pong two goroutines per message when the window is full).
-type publisher struct {
-	s      *Service
-	ring   *mpsc.Ring[*item]
-	retryq chan *item
+type Publisher struct {
+	cfg    Config
+	m      Metrics
+	log    *slog.Logger
+	js     AsyncPublisher // set by Run
+	ring   *mpsc.Ring[*Item]
+	retryq chan *Item
 
 	mu      sync.Mutex
-	pending map[*nats.Msg]*item
+	pending map[*nats.Msg]*Item
 
 	inflight atomic.Int64
 	need     atomic.Int64  // slots run waits for; 0 when it does not wait
@@ -102,35 +57,38 @@ type publisher struct {
 	deadline <-chan struct{}
 }
 
-func newPublisher(s *Service, ring *mpsc.Ring[*item]) *publisher {
-	return &publisher{
-		s:       s,
-		ring:    ring,
+func New(cfg Config, m Metrics, log *slog.Logger) *Publisher {
+	return &Publisher{
+		cfg:     cfg,
+		m:       m,
+		log:     log,
+		ring:    mpsc.New[*Item](cfg.RingSize),
 		space:   make(chan struct{}, 1),
-		retryq:  make(chan *item, s.cfg.MaxPending),
-		pending: make(map[*nats.Msg]*item, s.cfg.MaxPending),
+		retryq:  make(chan *Item, cfg.MaxPending),
+		pending: make(map[*nats.Msg]*Item, cfg.MaxPending),
 		idle:    make(chan struct{}, 1),
 	}
 }
 
-// jsOptions are the JetStream options the publisher needs: its callbacks, a
+// JetStreamOptions are the JetStream options the publisher needs: its callbacks, a
 // publish timeout so every future resolves, and nats.go's own pending limit
 // set above our window so it never stalls the publisher.
-func (p *publisher) jsOptions() []jetstream.JetStreamOpt {
+func (p *Publisher) JetStreamOptions() []jetstream.JetStreamOpt {
 	return []jetstream.JetStreamOpt{
 		jetstream.WithPublishAsyncAckHandler(p.onAck),
 		jetstream.WithPublishAsyncErrHandler(p.onErr),
-		jetstream.WithPublishAsyncMaxPending(p.s.cfg.MaxPending + 64),
-		jetstream.WithPublishAsyncTimeout(p.s.cfg.PublishTimeout),
+		jetstream.WithPublishAsyncMaxPending(p.cfg.MaxPending + 64),
+		jetstream.WithPublishAsyncTimeout(p.cfg.PublishTimeout),
 	}
 }
 
-// run drains the ring until it is closed and empty, then waits (until
-// drainDeadline is done) for every outstanding ack. It returns when nothing is
-// in flight or the deadline passed.
-func (p *publisher) run(drainDeadline <-chan struct{}) {
-	p.deadline = drainDeadline
-	buf := make([]*item, p.s.cfg.BatchSize)
+// Run publishes on js (made with JetStreamOptions) what the readers
+// enqueue: it drains the ring until it is closed (Close) and empty, then
+// waits (until drainDeadline is done) for every outstanding ack. It returns
+// when nothing is in flight or the deadline passed.
+func (p *Publisher) Run(js AsyncPublisher, drainDeadline <-chan struct{}) {
+	p.js, p.deadline = js, drainDeadline
+	buf := make([]*Item, p.cfg.BatchSize)
 	bg := context.Background()
 	for {
 		p.takeRetries()
@@ -141,7 +99,7 @@ func (p *publisher) run(drainDeadline <-chan struct{}) {
 			}
 			continue
 		}
-		p.s.m.batch.Observe(float64(n))
+		p.m.Batch.Observe(float64(n))
 		p.publishBatch(buf[:n])
 		clear(buf[:n])
 	}
@@ -155,14 +113,14 @@ func (p *publisher) run(drainDeadline <-chan struct{}) {
 		case <-drainDeadline:
 			n := p.inflight.Load()
 			p.lost.Add(n)
-			p.s.log.Error("drain deadline passed with publishes unacknowledged; their clients are told the outcome is unknown", "inflight", n)
+			p.log.Error("drain deadline passed with publishes unacknowledged; their clients are told the outcome is unknown", "inflight", n)
 			p.abandonInflight()
 			return
 		}
 	}
 }
 
-func (p *publisher) takeRetries() {
+func (p *Publisher) takeRetries() {
 	for {
 		select {
 		case it := <-p.retryq:
@@ -176,7 +134,7 @@ func (p *publisher) takeRetries() {
 // publishBatch takes window slots for the batch (blocking while MaxPending
 // publishes are unanswered: readers meanwhile answer Busy), registers it in
 // pending under one lock, then publishes it. nil items are wake-ups.
-func (p *publisher) publishBatch(batch []*item) {
+func (p *Publisher) publishBatch(batch []*Item) {
 	k := 0
 	for _, it := range batch {
 		if it != nil {
@@ -186,7 +144,7 @@ func (p *publisher) publishBatch(batch []*item) {
 	}
 	batch = batch[:k]
 	for len(batch) > 0 {
-		n := min(len(batch), p.s.cfg.MaxPending)
+		n := min(len(batch), p.cfg.MaxPending)
 		if !p.acquire(n) {
 			for _, it := range batch {
 				p.abandon(it)
@@ -198,17 +156,17 @@ func (p *publisher) publishBatch(batch []*item) {
 	}
 }
 
-func (p *publisher) publishAcquired(batch []*item) {
+func (p *Publisher) publishAcquired(batch []*Item) {
 	p.mu.Lock()
 	for _, it := range batch {
-		p.pending[&it.msg] = it
+		p.pending[&it.Msg] = it
 	}
 	p.mu.Unlock()
 	for _, it := range batch {
-		dequeued(it) // before the publish: its ack may free it
-		if _, err := p.s.js.PublishMsgAsync(&it.msg); err != nil {
+		it.Dequeued() // before the publish: its ack may free it
+		if _, err := p.js.PublishMsgAsync(&it.Msg); err != nil {
 			p.mu.Lock()
-			delete(p.pending, &it.msg)
+			delete(p.pending, &it.Msg)
 			p.mu.Unlock()
 			if p.shouldRetry(it, err) {
 				time.Sleep(20 * time.Millisecond)
@@ -220,8 +178,8 @@ func (p *publisher) publishAcquired(batch []*item) {
 
 // acquire takes n (<= MaxPending) window slots, republishing retries while
 // it waits (issue 10 #2). It returns false if the drain deadline passes first.
-func (p *publisher) acquire(n int) bool {
-	limit, want := int64(p.s.cfg.MaxPending), int64(n)
+func (p *Publisher) acquire(n int) bool {
+	limit, want := int64(p.cfg.MaxPending), int64(n)
 	for {
 		if p.inflight.Load()+want <= limit { // only run increments: no lost race
 			p.inflight.Add(want)
@@ -250,21 +208,19 @@ func (p *publisher) acquire(n int) bool {
 
 // abandon answers an accepted item that can no longer be published (the
 // drain deadline passed): its client is told it was not stored.
-func (p *publisher) abandon(it *item) {
+func (p *Publisher) abandon(it *Item) {
 	p.lost.Add(1)
-	it.span.End()
-	it.c.outstanding.Add(-1)
-	it.c.resend.add(it.seq, itemKey(it))
-	it.c.sendError(it.seq, schema.ErrorCode_ERROR_CODE_SHUTTING_DOWN, "not stored before the shutdown deadline; resend it with the same seq")
-	freeItem(it)
+	it.Span.End()
+	it.Client.Failed(it.Seq, it.Key(), schema.ErrorCode_ERROR_CODE_SHUTTING_DOWN, "not stored before the shutdown deadline; resend it with the same seq")
+	it.Free()
 }
 
 // abandonInflight answers every published, unanswered item when the drain
 // deadline has passed: each was published at least once, so its outcome is
 // unknown. Later callbacks for them find nothing in pending.
-func (p *publisher) abandonInflight() {
+func (p *Publisher) abandonInflight() {
 	p.mu.Lock()
-	items := make([]*item, 0, len(p.pending))
+	items := make([]*Item, 0, len(p.pending))
 	for m, it := range p.pending {
 		items = append(items, it)
 		delete(p.pending, m)
@@ -280,26 +236,24 @@ drain:
 		}
 	}
 	for _, it := range items {
-		it.span.End()
-		it.c.outstanding.Add(-1)
-		it.c.resend.add(it.seq, itemKey(it))
-		it.c.sendError(it.seq, schema.ErrorCode_ERROR_CODE_OUTCOME_UNKNOWN, "no answer from JetStream before the shutdown deadline; resend it with the same seq")
-		// Not freed: nats.go may still hold &it.msg until its timeout fires.
+		it.Span.End()
+		it.Client.Failed(it.Seq, it.Key(), schema.ErrorCode_ERROR_CODE_OUTCOME_UNKNOWN, "no answer from JetStream before the shutdown deadline; resend it with the same seq")
+		// Not freed: nats.go may still hold &it.Msg until its timeout fires.
 	}
 }
 
 // send publishes an item that holds a window slot.
-func (p *publisher) send(it *item) {
+func (p *Publisher) send(it *Item) {
 	for {
 		p.mu.Lock()
-		p.pending[&it.msg] = it
+		p.pending[&it.Msg] = it
 		p.mu.Unlock()
-		_, err := p.s.js.PublishMsgAsync(&it.msg)
+		_, err := p.js.PublishMsgAsync(&it.Msg)
 		if err == nil {
 			return
 		}
 		p.mu.Lock()
-		delete(p.pending, &it.msg)
+		delete(p.pending, &it.Msg)
 		p.mu.Unlock()
 		if !p.shouldRetry(it, err) {
 			return
@@ -312,7 +266,7 @@ func (p *publisher) send(it *item) {
 // up on it (run only). No backoff here: the failure already took a publish
 // timeout or a server answer, and a sleep per item would serialise a burst of
 // timeouts into a long stall.
-func (p *publisher) republish(it *item) {
+func (p *Publisher) republish(it *Item) {
 	if p.shouldRetry(it, it.lastErr) {
 		p.send(it)
 	}
@@ -322,32 +276,30 @@ func (p *publisher) republish(it *item) {
 // client and frees the slot: OUTCOME_UNKNOWN if some attempt may have stored
 // the command, INTERNAL (not stored) otherwise. Either way the client may
 // resend with the same seq (issue 10 #4), which is deduplicated.
-func (p *publisher) shouldRetry(it *item, err error) bool {
+func (p *Publisher) shouldRetry(it *Item, err error) bool {
 	it.attempts++
-	if it.attempts <= p.s.cfg.PublishRetries {
-		p.s.m.retries.Inc()
-		p.s.log.Warn("publish failed; retrying with the same msg id", "err", err, "msg_id", it.msg.Header.Get(nats.MsgIdHdr), "attempt", it.attempts)
+	if it.attempts <= p.cfg.PublishRetries {
+		p.m.Retries.Inc()
+		p.log.Warn("publish failed; retrying with the same msg id", "err", err, "msg_id", it.Msg.Header.Get(nats.MsgIdHdr), "attempt", it.attempts)
 		return true
 	}
-	p.s.log.Error("publish failed; giving up", "err", err, "msg_id", it.msg.Header.Get(nats.MsgIdHdr), "attempts", it.attempts)
-	it.span.RecordError(err)
-	it.span.SetStatus(codes.Error, "publish failed")
-	it.span.End()
-	it.c.outstanding.Add(-1)
-	it.c.resend.add(it.seq, itemKey(it))
+	p.log.Error("publish failed; giving up", "err", err, "msg_id", it.Msg.Header.Get(nats.MsgIdHdr), "attempts", it.attempts)
+	it.Span.RecordError(err)
+	it.Span.SetStatus(codes.Error, "publish failed")
+	it.Span.End()
 	if it.ambiguous {
-		it.c.sendError(it.seq, schema.ErrorCode_ERROR_CODE_OUTCOME_UNKNOWN, "no answer from JetStream: the command may or may not be stored; resend it with the same seq")
+		it.Client.Failed(it.Seq, it.Key(), schema.ErrorCode_ERROR_CODE_OUTCOME_UNKNOWN, "no answer from JetStream: the command may or may not be stored; resend it with the same seq")
 	} else {
-		it.c.sendError(it.seq, schema.ErrorCode_ERROR_CODE_INTERNAL, "the command was not stored ("+err.Error()+"); resend it with the same seq")
+		it.Client.Failed(it.Seq, it.Key(), schema.ErrorCode_ERROR_CODE_INTERNAL, "the command was not stored ("+err.Error()+"); resend it with the same seq")
 	}
-	freeItem(it)
+	it.Free()
 	p.release()
 	return false
 }
 
-func (p *publisher) release() {
+func (p *Publisher) release() {
 	v := p.inflight.Add(-1)
-	if n := p.need.Load(); n > 0 && v+n <= int64(p.s.cfg.MaxPending) && p.need.CompareAndSwap(n, 0) {
+	if n := p.need.Load(); n > 0 && v+n <= int64(p.cfg.MaxPending) && p.need.CompareAndSwap(n, 0) {
 		select {
 		case p.space <- struct{}{}:
 		default:
@@ -361,7 +313,7 @@ func (p *publisher) release() {
 	}
 }
 
-func (p *publisher) take(m *nats.Msg) *item {
+func (p *Publisher) take(m *nats.Msg) *Item {
 	p.mu.Lock()
 	it := p.pending[m]
 	delete(p.pending, m)
@@ -369,32 +321,31 @@ func (p *publisher) take(m *nats.Msg) *item {
 	return it
 }
 
-func (p *publisher) onAck(_ jetstream.JetStream, m *nats.Msg, ack *jetstream.PubAck) {
+func (p *Publisher) onAck(_ jetstream.JetStream, m *nats.Msg, ack *jetstream.PubAck) {
 	it := p.take(m)
 	if it == nil {
 		return
 	}
-	telemetry.Observe(p.s.m.pubLatency, time.Since(it.received).Seconds(), it.span.SpanContext())
+	telemetry.Observe(p.m.Latency, time.Since(it.Received).Seconds(), it.Span.SpanContext())
 	if ack.Duplicate {
-		p.s.m.acksDup.Inc()
+		p.m.AcksDup.Inc()
 	} else {
-		p.s.m.acksFresh.Inc()
+		p.m.AcksFresh.Inc()
 	}
-	if it.span.IsRecording() { // the attributes' variadic slice is a heap allocation per ack
-		it.span.SetAttributes(attribute.Int64("realm.stream_seq", int64(ack.Sequence)), attribute.Bool("realm.duplicate", ack.Duplicate))
+	if it.Span.IsRecording() { // the attributes' variadic slice is a heap allocation per ack
+		it.Span.SetAttributes(attribute.Int64("realm.stream_seq", int64(ack.Sequence)), attribute.Bool("realm.duplicate", ack.Duplicate))
 	}
-	it.span.End()
-	it.c.outstanding.Add(-1)
-	if ack.Duplicate && !it.verified {
-		it.c.onDuplicate(it.seq, ack.Sequence, it.msg.Header.Get(wire.HeaderCmdDigest)) // a resend or a reused seq? (session.go)
+	it.Span.End()
+	if ack.Duplicate && !it.Verified {
+		it.Client.CheckDuplicate(it.Seq, ack.Sequence, it.Msg.Header.Get(wire.HeaderCmdDigest)) // a resend or a reused seq?
 	} else {
-		it.c.sendAck(it.seq, ack.Sequence, ack.Duplicate)
+		it.Client.Acked(it.Seq, ack.Sequence, ack.Duplicate)
 	}
-	freeItem(it)
+	it.Free()
 	p.release()
 }
 
-func (p *publisher) onErr(_ jetstream.JetStream, m *nats.Msg, err error) {
+func (p *Publisher) onErr(_ jetstream.JetStream, m *nats.Msg, err error) {
 	it := p.take(m)
 	if it == nil {
 		return
