@@ -714,6 +714,7 @@ func (r *runner) commit(ctx context.Context, t *tickState) error {
 		return fmt.Errorf("zone %s: %w", r.c.Zone, err)
 	}
 	r.st.LastSeq = seq
+	r.log.Debug("tick committed", "seq", seq, "fence", r.app.fence, "tick", r.tick, "events", len(t.evs), "acks", len(t.acks))
 	return nil
 }
 
@@ -801,6 +802,17 @@ func (r *runner) decide(ctx context.Context, t *tickState, m jetstream.Msg, now 
 	if ev == nil {
 		t.results = append(t.results, "duplicate")
 		t.acks = append(t.acks, ack{m: m, id: cmd.CommandId})
+		if r.log.Enabled(ctx, slog.LevelDebug) {
+			// What the audit needs when a command caused no event: who took
+			// it for a duplicate, and the session's state then.
+			var sseq uint64
+			var delivered uint64
+			if md, err := m.Metadata(); err == nil {
+				sseq, delivered = md.Sequence.Stream, md.NumDelivered
+			}
+			r.log.Debug("duplicate command acked without an event", "cmd", cmd.CommandId, "cmd_seq", sseq, "delivered", delivered,
+				"session_high", r.st.Sessions[cmd.SessionId], "fence", r.app.fence, "tick", r.tick)
+		}
 		return
 	}
 	span = r.decided(ctx, t, span, cmd, ev)
