@@ -26,6 +26,12 @@ type Metrics struct {
 	Records        prometheus.Counter
 	TickPhase      *prometheus.HistogramVec
 	phases         [numPhases]prometheus.Observer
+	// RefusalSpansDropped counts the refusals of untraced commands that got
+	// no world.decide span because the process's refusal span budget
+	// (refusalSpans, telemetry.DefaultRootSpansPerSec, shared by the zones)
+	// was spent (trace.go).
+	RefusalSpansDropped prometheus.Counter
+	refusalSpans        *telemetry.SpanLimit
 }
 
 // phase is one part of a tick, timed on its own (realm_world_tick_phase_seconds):
@@ -68,12 +74,15 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		TickPhase: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "realm_world_tick_phase_seconds",
 			Help:    "Duration of each phase of a zone tick (decide, commit, expose, whereabouts, transfers, updates, snapshot): where a slow tick spends its time.",
 			Buckets: prometheus.ExponentialBuckets(0.00005, 2, 14)}, []string{"phase"}),
+		RefusalSpansDropped: prometheus.NewCounter(prometheus.CounterOpts{Name: "realm_world_refusal_spans_dropped_total",
+			Help: "Refused untraced commands not traced because the refusal spans exceeded their rate (a flood of refusals)."}),
 	}
+	m.refusalSpans = telemetry.NewSpanLimit(telemetry.DefaultRootSpansPerSec, m.RefusalSpansDropped.Inc)
 	for i, n := range phaseNames {
 		m.phases[i] = m.TickPhase.WithLabelValues(n)
 	}
 	if reg != nil {
-		reg.MustRegister(m.TickDuration, m.ApplyLatency, m.CommandLatency, m.Commands, m.Events, m.Claims, m.Takeovers, m.Fenced, m.Snapshots, m.Replayed, m.ClaimDuration, m.Quarantined, m.Records, m.TickPhase)
+		reg.MustRegister(m.TickDuration, m.ApplyLatency, m.CommandLatency, m.Commands, m.Events, m.Claims, m.Takeovers, m.Fenced, m.Snapshots, m.Replayed, m.ClaimDuration, m.Quarantined, m.Records, m.TickPhase, m.RefusalSpansDropped)
 	}
 	return m
 }

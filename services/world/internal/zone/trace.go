@@ -29,7 +29,13 @@ import (
 // allocates nothing for tracing.
 //
 // A command refused by the rules whose trace was not sampled still gets a
-// world.decide span (a root, always sampled): refusals are always traced.
+// world.decide span (a root, always sampled): refusals are always traced,
+// within the process's budget (Metrics.refusalSpans, a token bucket of
+// telemetry.DefaultRootSpansPerSec shared by the zones), so that a flood of
+// refused commands cannot flood the collector; the refusals beyond it are
+// counted (realm_world_refusal_spans_dropped_total) and leave no trace
+// (their events carry no trace context, so persist adds no row span). A
+// world without Metrics (tests) traces every refusal.
 type tickTrace struct {
 	links  telemetry.Links
 	commit trace.SpanContext // the world.commit span, when the tick was traced
@@ -61,14 +67,20 @@ func (r *runner) decided(ctx context.Context, t *tickState, span trace.Span, cmd
 		return nil
 	}
 	if span == nil {
-		_, span = r.tracer.Start(ctx, "world.decide", trace.WithNewRoot(),
-			trace.WithAttributes(attribute.String("realm.zone", r.c.Zone), attribute.String("realm.command_id", cmd.CommandId),
-				attribute.String("realm.session", cmd.SessionId), attribute.Int64("realm.client_seq", int64(cmd.ClientSeq)),
-				attribute.Int64("realm.tick", int64(r.tick))))
+		// The span is started bare first: with tracing off it does not
+		// record, and then takes no token and counts no drop. Over the
+		// budget it is left unended, so it is never exported.
+		_, span = r.tracer.Start(ctx, "world.decide", trace.WithNewRoot())
 		if !span.IsRecording() {
 			span.End()
 			return nil
 		}
+		if !r.c.Metrics.allowRefusalSpan() {
+			return nil
+		}
+		span.SetAttributes(attribute.String("realm.zone", r.c.Zone), attribute.String("realm.command_id", cmd.CommandId),
+			attribute.String("realm.session", cmd.SessionId), attribute.Int64("realm.client_seq", int64(cmd.ClientSeq)),
+			attribute.Int64("realm.tick", int64(r.tick)))
 	}
 	span.SetAttributes(attribute.String("realm.event_id", ev.EventId), attribute.String("realm.event_type", wire.EventType(ev)))
 	if rej != nil {
@@ -79,6 +91,15 @@ func (r *runner) decided(ctx context.Context, t *tickState, span trace.Span, cmd
 	ev.TraceContext = telemetry.EncodeSpanContext(sc)
 	t.tr.links.Add(sc, attribute.String("realm.command_id", cmd.CommandId), attribute.String("realm.event_id", ev.EventId))
 	return span
+}
+
+// allowRefusalSpan takes a token of the refusal span budget (always, for
+// nil Metrics).
+func (m *Metrics) allowRefusalSpan() bool {
+	if m == nil {
+		return true
+	}
+	return m.refusalSpans.Allow()
 }
 
 // spanContext is span's context, or the empty one for no span.
