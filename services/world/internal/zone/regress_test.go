@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"sync"
 	"testing"
 	"time"
 
@@ -12,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/realmstream/realmstream/libs/lock"
 	"github.com/realmstream/realmstream/libs/natstest"
 	"github.com/realmstream/realmstream/libs/schema"
 	"github.com/realmstream/realmstream/libs/waitfor"
@@ -335,18 +337,27 @@ func TestJoinWhileInAnotherZone(t *testing.T) {
 func TestRedeliveryAfterRoundTrip(t *testing.T) {
 	e := newEnv(t)
 	const z, west = "z1_1", "z0_1"
-	a := e.start(e.config(z))
+	// Leases and the ack wait long enough that a loaded machine does not
+	// end them: the test is about the order of the redelivery.
+	locks, err := lock.New(lock.NewTable(), lock.Options{TTL: 10 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.locks = locks
+	cfg := e.config(z)
+	cfg.AckWait = 3 * time.Second
+	a := e.start(cfg)
 	ctx := context.Background()
 	// The player stands at the west border of z1_1 (arrived by transfer).
 	in := &schema.Command{CommandId: "t-1", Body: &schema.Command_TransferIn{TransferIn: &schema.TransferIn{TransferId: "t-1", FromZone: "none",
 		Player: &schema.PlayerState{PlayerId: "p", Name: "p", SessionId: "s", LastInputSeq: 1, X: 5, Y: 500, Hp: 100, MaxHp: 100}}}}
 	publishCmd(t, e.js, z, in)
 	e.waitApplied(z, "t-1")
-	a.crash(t)
+	a.stop(t)
 
-	// Seq 2 was delivered to the owner that died: fetched from the zone's
-	// durable and never acked (kept in progress until the round trip is
-	// done, so that it comes back only after it).
+	// Seq 2 was delivered to an owner that died (this test plays it):
+	// fetched from the zone's durable and never acked, kept in progress
+	// until the round trip is done, so that it comes back only after it.
 	e.send(z, "s", 2, "p", chatCmd("sent before the crash"), time.Now())
 	cons, err := e.js.Consumer(ctx, wire.StreamCommands, wire.DurableWorldZone(z))
 	if err != nil {
@@ -367,7 +378,7 @@ func TestRedeliveryAfterRoundTrip(t *testing.T) {
 	holding := make(chan struct{})
 	go func() {
 		defer close(holding)
-		tk := time.NewTicker(200 * time.Millisecond)
+		tk := time.NewTicker(100 * time.Millisecond)
 		defer tk.Stop()
 		for {
 			select {
@@ -382,7 +393,7 @@ func TestRedeliveryAfterRoundTrip(t *testing.T) {
 	// The next owner takes the newer commands first: seq 3 walks west
 	// across the border (TransferOut), and the player comes back from z0_1
 	// at seq 5 (the neighbour's TransferIn).
-	e.start(e.config(z))
+	e.start(cfg)
 	e.send(z, "s", 3, "p", moveCmd(-3, 500), time.Now())
 	e.waitApplied(z, "s:3")
 	back := rules.TransferID(west, z, "s:5")
@@ -438,5 +449,125 @@ func publishCmd(t *testing.T, js jetstream.JetStream, z string, cmd *schema.Comm
 	m.Header.Set(wire.HeaderMsgID, cmd.CommandId)
 	if _, err := js.PublishMsg(context.Background(), m); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// sharedLease is a lease both test owners hold at once (what two instances
+// that took a zone over at the same time believe): a fence of the lock
+// store's at or below the log's, valid until the test ends.
+type sharedLease struct {
+	fence uint64
+	ctx   context.Context
+}
+
+func (l sharedLease) Fence() uint64            { return l.fence }
+func (l sharedLease) Valid() bool              { return l.ctx.Err() == nil }
+func (l sharedLease) Context() context.Context { return l.ctx }
+
+// gatedClaim holds a zone's first append (its claim) until gate says go,
+// and then either sends it or loses it (as a publish lost in a reconnect).
+type gatedClaim struct {
+	jetstream.JetStream
+	subject string
+	once    sync.Once
+	reached chan struct{} // closed when the claim is about to be sent
+	gate    chan struct{} // closed to let it go
+	lose    bool
+	sent    chan struct{} // closed after it was sent (or lost)
+}
+
+func (g *gatedClaim) PublishMsg(ctx context.Context, m *nats.Msg, opts ...jetstream.PublishOpt) (*jetstream.PubAck, error) {
+	first := false
+	if m.Subject == g.subject {
+		g.once.Do(func() { first = true })
+	}
+	if !first {
+		return g.JetStream.PublishMsg(ctx, m, opts...)
+	}
+	close(g.reached)
+	<-g.gate
+	defer close(g.sent)
+	if g.lose {
+		return nil, nats.ErrTimeout
+	}
+	return g.JetStream.PublishMsg(ctx, m, opts...)
+}
+
+// TestTwoOwnersClaimTheSameFence (e2e loop run 3): two instances take the
+// zone over at once with lock-store fences at or below the log's (Redis lost
+// its counter), so both claim max(lease fence, previous + 1) = 2 from the
+// same log end: the same record id. world-1's claim is stored; world-2's is
+// lost and resolved from the log's last message. Before the fix world-2
+// took world-1's claim for its own and both ran the zone with fence 2; now
+// world-2's claim is refused, it claims again with fence 3, world-1 steps
+// down at its next commit, and every command is applied once.
+func TestTwoOwnersClaimTheSameFence(t *testing.T) {
+	e := newEnv(t)
+	const z = "z1_1"
+	first := e.start(e.config(z))
+	e.send(z, "s", 1, "p", joinCmd(z), time.Now())
+	e.waitApplied(z, "s:1")
+	first.stop(t) // the log's last claim has fence 1
+
+	lctx, lcancel := context.WithCancel(context.Background())
+	defer lcancel()
+	run := func(instance string, g *gatedClaim) *running {
+		cfg := e.config(z)
+		cfg.Instance, cfg.JS = instance, g
+		ctx, cancel := context.WithCancelCause(context.Background())
+		r := &running{cancel: cancel, done: make(chan error, 1), m: NewMetrics(nil)}
+		cfg.Lease, cfg.Metrics = sharedLease{fence: 1, ctx: lctx}, r.m
+		cfg.OnStatus = func(s Status) { r.mu.Lock(); r.st = s; r.mu.Unlock() }
+		go func() { r.done <- Run(ctx, cfg) }()
+		t.Cleanup(func() { r.stop(t) })
+		return r
+	}
+	newGate := func(lose bool) *gatedClaim {
+		return &gatedClaim{JetStream: e.js, subject: wire.EventSubject(z), reached: make(chan struct{}), gate: make(chan struct{}), lose: lose, sent: make(chan struct{})}
+	}
+	g1, g2 := newGate(false), newGate(true)
+	w1 := run("world-1", g1)
+	w2 := run("world-2", g2)
+	// Both have read the log's end and are about to claim; world-1's claim
+	// goes first, then world-2's is lost.
+	for _, g := range []*gatedClaim{g1, g2} {
+		select {
+		case <-g.reached:
+		case <-time.After(15 * time.Second):
+			t.Fatal("an owner never reached its claim")
+		}
+	}
+	close(g1.gate)
+	<-g1.sent
+	close(g2.gate)
+
+	waitfor.True(t, 10*time.Second, func() error {
+		if f := w2.status().Fence; f != 3 {
+			return fmt.Errorf("world-2 runs with fence %d (world-1 %d): want 3, a claim after world-1's", f, w1.status().Fence)
+		}
+		return nil
+	})
+	// Commands go to whichever owner pulls them; world-1 steps down at its
+	// first commit and hands back what it took.
+	var ids []string
+	for q := uint64(2); q <= 21; q++ {
+		e.send(z, "s", q, "p", chatCmd("after the double claim"), time.Now())
+		ids = append(ids, wire.CommandID("s", q))
+	}
+	e.waitApplied(z, ids...)
+	waitfor.True(t, 15*time.Second, func() error {
+		if n := e.pendingAcks(z); n != 0 {
+			return fmt.Errorf("%d commands not acked", n)
+		}
+		return nil
+	})
+	var fences []uint64
+	for _, en := range e.log(z) { // Check: linear, fences grow, no command twice
+		if c := en.Event.GetOwnershipClaimed(); c != nil {
+			fences = append(fences, c.Fence)
+		}
+	}
+	if fmt.Sprint(fences) != "[1 2 3]" {
+		t.Fatalf("claims with fences %v, want [1 2 3]", fences)
 	}
 }
