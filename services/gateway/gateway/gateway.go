@@ -49,7 +49,7 @@ type Service struct {
 
 	pub  *ingest.Publisher
 	down *fanout.Fanout
-	disc disconnector // Disconnect commands of closed connections (disconnect.go)
+	disc *ingest.Disconnects // Disconnect commands of closed connections (disconnect.go)
 
 	// Shared session state (session.go), set by Run.
 	store     *session.Store
@@ -119,6 +119,7 @@ func New(cfg Config, log *slog.Logger) (*Service, error) {
 	subscribe := func(subject string, cb nats.MsgHandler) (*nats.Subscription, error) {
 		return s.nc.Subscribe(subject, cb)
 	} // s.nc: set by Run, before any client joins
+	s.disc = &ingest.Disconnects{Retries: cfg.PublishRetries, Timeout: cfg.PublishTimeout, Sent: s.m.disconnects, Log: log}
 	s.down = fanout.New(subscribe, cfg.Map, fanout.Metrics{Updates: s.m.updates, UpdateFrames: s.m.updateFrames}, &s.tr, log)
 	s.figs = newFigures(s.ops.Registry)
 	return s, nil
@@ -270,7 +271,7 @@ func (s *Service) Run(ctx context.Context) error {
 		s.mu.Unlock()
 		<-connsDone
 	}
-	s.disc.wait(drainDeadline)
+	s.disc.Wait(drainDeadline)
 	hbStop()
 	<-hbDone
 	s.publishHeartbeat(false, true)

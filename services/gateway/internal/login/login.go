@@ -1,4 +1,8 @@
-package gateway
+// Package login is the gateway's reference login endpoint, POST /v1/session
+// (docs/clients.md): it finds or creates the account of a device or custom id
+// through persist (request/reply on wire.AccountsAuthenticate), checks the
+// deny list and answers a signed token. It knows nothing of connections.
+package login
 
 import (
 	"context"
@@ -6,19 +10,19 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"time"
 
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/realmstream/realmstream/libs/wire"
 	"github.com/realmstream/realmstream/services/gateway/internal/auth"
 	"github.com/realmstream/realmstream/services/gateway/internal/session"
 )
 
-// LoginPath is the reference login endpoint on the WebSocket listener.
-const LoginPath = "/v1/session"
+// Path is the endpoint on the WebSocket listener.
+const Path = "/v1/session"
 
 // maxLoginBody bounds a login request.
 const maxLoginBody = 4096
@@ -26,16 +30,16 @@ const maxLoginBody = 4096
 // loginTimeout bounds the account lookup in persist.
 const loginTimeout = 3 * time.Second
 
-// LoginRequest is the body of POST /v1/session (docs/clients.md).
-type LoginRequest struct {
+// Request is the body of POST /v1/session (docs/clients.md).
+type Request struct {
 	DeviceID string `json:"device_id,omitempty"`
 	CustomID string `json:"custom_id,omitempty"`
 	Create   *bool  `json:"create,omitempty"` // default true
 	Name     string `json:"name,omitempty"`
 }
 
-// LoginResponse answers a successful login.
-type LoginResponse struct {
+// Response answers a successful login.
+type Response struct {
 	Token         string `json:"token"`
 	PlayerID      string `json:"player_id"`
 	Name          string `json:"name"`
@@ -44,39 +48,36 @@ type LoginResponse struct {
 	ExpiresAtUnix int64  `json:"expires_at_unix"`
 }
 
-// LoginError is the body of a failed login.
-type LoginError struct {
+// Error is the body of a failed login.
+type Error struct {
 	Error struct {
 		Code    string `json:"code"`
 		Message string `json:"message"`
 	} `json:"error"`
 }
 
-// openSessions opens the shared session table and the deny list.
-func (s *Service) openSessions(ctx context.Context, js jetstream.JetStream) error {
-	var err error
-	if s.store, err = session.Open(ctx, js, s.cfg.SessionLifetime, s.cfg.Streams.Replicas); err != nil {
-		return err
-	}
-	// A revocation must outlive every token it refuses.
-	if s.deny, err = session.OpenDenyList(ctx, js, max(s.cfg.TokenTTL, s.cfg.SessionLifetime), s.cfg.Streams.Replicas); err != nil {
-		return err
-	}
-	if s.cmdStream, err = js.Stream(ctx, wire.StreamCommands); err != nil {
-		return fmt.Errorf("stream %s: %w", wire.StreamCommands, err)
-	}
-	return nil
+// Requester asks the account store (nats.Conn).
+type Requester interface {
+	RequestWithContext(ctx context.Context, subj string, data []byte) (*nats.Msg, error)
 }
 
-// wsHandler serves WebSocket upgrades on every path and, when enabled, the
-// login endpoint.
-func (s *Service) wsHandler() http.Handler {
-	mux := http.NewServeMux()
-	if s.cfg.Login {
-		mux.HandleFunc(LoginPath, s.serveLogin)
-	}
-	mux.HandleFunc("/", s.serveWS)
-	return mux
+// DenyList refuses revoked players (session.DenyList).
+type DenyList interface {
+	Check(ctx context.Context, player string, iat time.Time, jti, sid string) error
+}
+
+// Signer issues tokens (auth.Signer).
+type Signer interface {
+	Issue(c auth.Claims) (string, error)
+}
+
+// Handler serves the endpoint. Its fields are set before it serves.
+type Handler struct {
+	Accounts Requester
+	Deny     DenyList
+	Signer   Signer
+	TokenTTL time.Duration // life of the tokens it issues
+	Log      *slog.Logger
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
@@ -86,14 +87,14 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 }
 
 func loginError(w http.ResponseWriter, status int, code, msg string) {
-	var e LoginError
+	var e Error
 	e.Error.Code, e.Error.Message = code, msg
 	writeJSON(w, status, e)
 }
 
-// serveLogin is POST /v1/session: find or create the account of a device or
+// ServeHTTP is POST /v1/session: find or create the account of a device or
 // custom id through persist (wire.AccountsAuthenticate) and return a token.
-func (s *Service) serveLogin(w http.ResponseWriter, r *http.Request) {
+func (s *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// No cookies or ambient credentials are involved: any origin may call it.
 	h := w.Header()
 	h.Set("Access-Control-Allow-Origin", "*")
@@ -118,7 +119,7 @@ func (s *Service) serveLogin(w http.ResponseWriter, r *http.Request) {
 		loginError(w, http.StatusBadRequest, "invalid_argument", "cannot read the body")
 		return
 	}
-	var req LoginRequest
+	var req Request
 	if err := json.Unmarshal(body, &req); err != nil {
 		loginError(w, http.StatusBadRequest, "invalid_argument", "body is not JSON: "+err.Error())
 		return
@@ -136,13 +137,13 @@ func (s *Service) serveLogin(w http.ResponseWriter, r *http.Request) {
 	b, _ := json.Marshal(areq)
 	ctx, cancel := context.WithTimeout(r.Context(), loginTimeout)
 	defer cancel()
-	m, err := s.nc.RequestWithContext(ctx, wire.AccountsAuthenticate, b)
+	m, err := s.Accounts.RequestWithContext(ctx, wire.AccountsAuthenticate, b)
 	if err != nil {
 		msg := "the account store did not answer; retry"
 		if errors.Is(err, nats.ErrNoResponders) {
 			msg = "no account store is running (persist); retry later"
 		}
-		s.log.Warn("login: account store", "err", err)
+		s.Log.Warn("login: account store", "err", err)
 		loginError(w, http.StatusServiceUnavailable, "unavailable", msg)
 		return
 	}
@@ -160,12 +161,12 @@ func (s *Service) serveLogin(w http.ResponseWriter, r *http.Request) {
 		loginError(w, http.StatusNotFound, rep.Code, rep.Error)
 		return
 	default:
-		s.log.Warn("login: account store", "code", rep.Code, "err", rep.Error)
+		s.Log.Warn("login: account store", "code", rep.Code, "err", rep.Error)
 		loginError(w, http.StatusServiceUnavailable, "unavailable", "the account store failed; retry")
 		return
 	}
 	now := time.Now()
-	if err := s.deny.Check(ctx, rep.PlayerID, now, "", ""); err != nil {
+	if err := s.Deny.Check(ctx, rep.PlayerID, now, "", ""); err != nil {
 		if errors.Is(err, session.ErrRevoked) {
 			loginError(w, http.StatusForbidden, "revoked", "this account's tokens are revoked")
 			return
@@ -173,8 +174,8 @@ func (s *Service) serveLogin(w http.ResponseWriter, r *http.Request) {
 		loginError(w, http.StatusServiceUnavailable, "unavailable", "cannot check the deny list; retry")
 		return
 	}
-	exp := now.Add(s.cfg.TokenTTL)
-	tok, err := s.signer.Issue(auth.Claims{Player: rep.PlayerID, Name: rep.Name, IssuedAt: now, Expiry: exp})
+	exp := now.Add(s.TokenTTL)
+	tok, err := s.Signer.Issue(auth.Claims{Player: rep.PlayerID, Name: rep.Name, IssuedAt: now, Expiry: exp})
 	if err != nil {
 		loginError(w, http.StatusServiceUnavailable, "unavailable", "cannot sign the token")
 		return
@@ -183,6 +184,6 @@ func (s *Service) serveLogin(w http.ResponseWriter, r *http.Request) {
 	if rep.Created {
 		status = http.StatusCreated
 	}
-	writeJSON(w, status, LoginResponse{Token: tok, PlayerID: rep.PlayerID, Name: rep.Name, Created: rep.Created,
+	writeJSON(w, status, Response{Token: tok, PlayerID: rep.PlayerID, Name: rep.Name, Created: rep.Created,
 		ExpiresAt: exp.UTC().Format(time.RFC3339), ExpiresAtUnix: exp.Unix()})
 }
