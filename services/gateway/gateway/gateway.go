@@ -1,10 +1,16 @@
 // Package gateway is the Realmstream client gateway: TCP and WebSocket
-// listeners, session handshake with HMAC tokens, per-connection rate limits
+// listeners, session handshake with signed tokens, per-connection rate limits
 // and validation, a lock-free MPSC ring feeding ONE JetStream publisher on
 // cmd.<zone>, and the downstream fan-out of zone updates (area of interest)
 // and session notices through bounded per-client send queues.
 //
-// See docs/gateway.md for the design, guarantees and failure modes.
+// This package is Config, New and Run (what the stack composes) and the
+// client connection that ties the parts together: its reader, session and
+// writer. The parts are internal, each with a narrow dependency on the
+// connection: internal/transport (the socket), internal/ingest (the ring,
+// the publisher and its ingest.Client answers), internal/fanout (updates to
+// a fanout.Member's fanout.Sink) and internal/login. See docs/gateway.md for
+// the design, the lock order, guarantees and failure modes.
 package gateway
 
 import (
