@@ -247,6 +247,51 @@ func (s *Store) Get(ctx context.Context, id string) (Record, error) {
 	return Unmarshal(e.Value())
 }
 
+// ErrMoved: the record was written by another connection since this one
+// read or wrote it (a later resume owns the session); nothing was written.
+var ErrMoved = errors.New("session: the record changed since it was read (another connection owns the session)")
+
+// GetRev returns the record of session id and its revision, for Update.
+func (s *Store) GetRev(ctx context.Context, id string) (Record, uint64, error) {
+	e, err := s.kv.Get(ctx, id)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return Record{}, 0, ErrNotFound
+	}
+	if err != nil {
+		return Record{}, 0, fmt.Errorf("session: get %s: %w", id, err)
+	}
+	r, err := Unmarshal(e.Value())
+	return r, e.Revision(), err
+}
+
+// Update writes the record of session id only if its revision is still rev
+// (0: only if there is none), and returns the new revision. A connection's
+// writes are conditional on its own last write, so a late write of a
+// connection the session has left (its close, delayed on a loaded
+// gateway) cannot overwrite the record of the connection that resumed it:
+// that stale record would give the next resume a last_seq below seqs
+// already acknowledged. It returns ErrMoved when another write came first.
+func (s *Store) Update(ctx context.Context, id string, r Record, rev uint64) (uint64, error) {
+	r.WrittenAt = time.Now()
+	b, err := r.Marshal()
+	if err != nil {
+		return 0, err
+	}
+	var n uint64
+	if rev == 0 {
+		n, err = s.kv.Create(ctx, id, b)
+	} else {
+		n, err = s.kv.Update(ctx, id, b, rev)
+	}
+	switch {
+	case err == nil:
+		return n, nil
+	case errors.Is(err, jetstream.ErrKeyExists), errors.Is(err, jetstream.ErrKeyRevisionMismatch):
+		return 0, fmt.Errorf("session %s: %w", id, ErrMoved)
+	}
+	return 0, fmt.Errorf("session: update %s: %w", id, err)
+}
+
 // Put writes the record of session id (WrittenAt is set to now).
 func (s *Store) Put(ctx context.Context, id string, r Record) error {
 	r.WrittenAt = time.Now()

@@ -141,3 +141,44 @@ func FuzzDigest(f *testing.F) {
 	f.Add([]byte{8, 1, 0x6a, 0})
 	f.Fuzz(func(t *testing.T, b []byte) { _ = Digest(b) })
 }
+
+// TestUpdateRefusesAStaleWriter: writes conditional on the writer's last
+// revision. A connection that read or wrote revision r cannot overwrite the
+// record once another connection wrote after r (ErrMoved, nothing written);
+// Create refuses an existing record.
+func TestUpdateRefusesAStaleWriter(t *testing.T) {
+	srv := natstest.Start(t)
+	_, js := natstest.Connect(t, srv.URL)
+	st, err := Open(t.Context(), js, time.Hour, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := t.Context()
+	revA, err := st.Update(ctx, "s1", Record{Player: "p", LastSeq: 10, Open: true, Gateway: "gw-a"}, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.Update(ctx, "s1", Record{Player: "p"}, 0); !errors.Is(err, ErrMoved) {
+		t.Fatalf("create over an existing record: %v, want ErrMoved", err)
+	}
+	// Connection B resumes: reads (rev A) and writes its reservation.
+	_, rev, err := st.GetRev(ctx, "s1")
+	if err != nil || rev != revA {
+		t.Fatalf("GetRev: rev %d, %v; want %d", rev, err, revA)
+	}
+	revB, err := st.Update(ctx, "s1", Record{Player: "p", LastSeq: 1034, RecentTo: 10, Open: true, Gateway: "gw-b"}, rev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A's close arrives late, conditional on A's own revision: refused.
+	if _, err := st.Update(ctx, "s1", Record{Player: "p", LastSeq: 12}, revA); !errors.Is(err, ErrMoved) {
+		t.Fatalf("stale write: %v, want ErrMoved", err)
+	}
+	got, rev, err := st.GetRev(ctx, "s1")
+	if err != nil || rev != revB || got.Gateway != "gw-b" || got.LastSeq != 1034 {
+		t.Fatalf("record after the stale write: %+v rev %d (%v), want B's at rev %d", got, rev, err, revB)
+	}
+	if _, err := st.Update(ctx, "s1", Record{Player: "p", LastSeq: 40}, revB); err != nil {
+		t.Fatalf("B's own next write: %v", err)
+	}
+}
