@@ -48,6 +48,30 @@ type appender struct {
 	records  int // records committed
 }
 
+// claim makes this owner's fence max(leaseFence, prev + 1), prev being the
+// fence of the log's latest claim, and commits OwnershipClaimed{instance,
+// fence, prev} as the record of tick at the log's end (lastSeq): the fence
+// grows in the log even when the lock store lost its counter (Redis
+// restart). The fence is the appender's to set, here only; every record it
+// writes after carries it. Two claimants can compute the same fence (lease
+// fences at or below the log's, the same end read): only one claim is
+// stored, and the other's records are told apart by the instance (ours).
+// The claim's event is returned so the caller can apply it.
+func (a *appender) claim(ctx context.Context, tick, prev, leaseFence uint64) (*schema.Event, uint64, error) {
+	a.fence = max(leaseFence, prev+1)
+	ev := &schema.Event{EventId: a.zone + "/claim/" + strconv.FormatUint(a.fence, 10) + "/" + a.instance, TimestampNs: time.Now().UnixNano(), Tick: tick,
+		Body: &schema.Event_OwnershipClaimed{OwnershipClaimed: &schema.OwnershipClaimed{InstanceId: a.instance, Fence: a.fence, PreviousFence: prev}}}
+	seq, err := a.commit(ctx, tick, []*schema.Event{ev})
+	return ev, seq, err
+}
+
+// releaseEvent is this owner's OwnershipReleased, the last event of a
+// graceful handover (committed with the handover's tick).
+func (a *appender) releaseEvent() *schema.Event {
+	return &schema.Event{EventId: a.zone + "/release/" + strconv.FormatUint(a.fence, 10) + "/" + a.instance, TimestampNs: time.Now().UnixNano(),
+		Body: &schema.Event_OwnershipReleased{OwnershipReleased: &schema.OwnershipReleased{InstanceId: a.instance, Fence: a.fence}}}
+}
+
 // wrongLastSeq reports a refused expected sequence: 10071 on a single server,
 // 10164 (JSErrCodeStreamWrongLastSequenceConstant) from a replicated stream.
 func wrongLastSeq(err error) bool {

@@ -566,20 +566,15 @@ func (r *runner) quarantine(seq uint64, h nats.Header, err error) {
 	}
 }
 
-// claim commits OwnershipClaimed with the log's end as expected sequence: the
-// first write of this owner, which makes every later commit of an older owner
-// fail. The fence is max(lease fence, previous fence + 1): it grows even when
-// the lock store lost its counter (Redis restart).
+// claim has the appender claim the zone at the log's end (appender.claim:
+// the first write of this owner, which makes every later commit of an older
+// owner fail), then applies the claim. A refused claim (someone appended
+// since the end was read) is retried after catching up, three times.
 func (r *runner) claim(ctx context.Context) error {
 	for attempt := 0; attempt < 3; attempt++ {
 		prev := r.st.Fence
-		r.app.fence = max(r.c.Lease.Fence(), prev+1)
 		lastReleased := r.lastWasRelease(ctx)
-		ev := &schema.Event{
-			EventId: r.c.Zone + "/claim/" + strconv.FormatUint(r.app.fence, 10) + "/" + r.c.Instance, TimestampNs: time.Now().UnixNano(), Tick: r.tick,
-			Body: &schema.Event_OwnershipClaimed{OwnershipClaimed: &schema.OwnershipClaimed{InstanceId: r.c.Instance, Fence: r.app.fence, PreviousFence: prev}},
-		}
-		seq, err := r.app.commit(ctx, r.tick, []*schema.Event{ev})
+		ev, seq, err := r.app.claim(ctx, r.tick, prev, r.c.Lease.Fence())
 		if err == nil {
 			r.c.Rules.Apply(r.st, ev, seq)
 			r.c.Metrics.event(wire.EventType(ev))
@@ -1097,9 +1092,7 @@ func (r *runner) handover(ctx context.Context) error {
 			r.add(t, ev)
 		}
 		r.deliveries = nil
-		ev := &schema.Event{EventId: r.c.Zone + "/release/" + strconv.FormatUint(r.app.fence, 10) + "/" + r.c.Instance, TimestampNs: time.Now().UnixNano(),
-			Body: &schema.Event_OwnershipReleased{OwnershipReleased: &schema.OwnershipReleased{InstanceId: r.c.Instance, Fence: r.app.fence}}}
-		r.add(t, ev)
+		r.add(t, r.app.releaseEvent())
 		if err := r.commit(ctx, t); err != nil {
 			return err
 		}
