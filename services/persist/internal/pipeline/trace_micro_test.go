@@ -79,6 +79,7 @@ func cpuTime() time.Duration {
 //
 //	off        the no-op provider (tracing off)
 //	unsampled  a real provider, no event or record carries a trace context
+//	ratio=0.01 every 100th event sampled (prod's ratio)
 //	ratio=0.1  every 10th event sampled, every record traced (as in BenchmarkTracing)
 //	ratio=1    every event sampled
 func BenchmarkBatchTrace(b *testing.B) {
@@ -86,7 +87,7 @@ func BenchmarkBatchTrace(b *testing.B) {
 		name  string
 		sdk   bool
 		every int
-	}{{"off", false, 0}, {"unsampled", true, 0}, {"ratio=0.1", true, 10}, {"ratio=1", true, 1}} {
+	}{{"off", false, 0}, {"unsampled", true, 0}, {"ratio=0.01", true, 100}, {"ratio=0.1", true, 10}, {"ratio=1", true, 1}} {
 		b.Run(mode.name, func(b *testing.B) {
 			ctx := context.Background()
 			var tp trace.TracerProvider = noop.NewTracerProvider()
