@@ -81,6 +81,7 @@ type connSession struct {
 	mu        sync.Mutex
 	rec       session.Record // the shared record as this connection last wrote it
 	reserved  uint64         // LastSeq written in the shared record (an upper bound)
+	rev       uint64         // revision of the shared record as this connection last read or wrote it
 	ring      session.Ring   // recent accepted commands (seeded from a resumed record)
 	resumedTo uint64         // seqs at or below it belong to earlier connections
 	maxOK     uint64         // highest seq acceptSeq let through (it may not be enqueued yet)
@@ -146,6 +147,7 @@ func (c *conn) hello(seq uint64, h *schema.Hello) {
 	life := c.s.cfg.SessionLifetime
 	var sid string
 	var rec session.Record
+	var rev uint64 // the record's revision when read (0: a new session, created)
 	if h.ResumeSession == "" {
 		sid = newSessionID()
 		rec = session.Record{Player: claims.Player, Name: claims.Name, Start: now, Gateway: c.s.cfg.InstanceID}
@@ -159,10 +161,11 @@ func (c *conn) hello(seq uint64, h *schema.Hello) {
 			fail(schema.ErrorCode_ERROR_CODE_SESSION_EXPIRED, "session_expired", "the session's lifetime is over; log in again")
 			return
 		}
-		r, ok := c.resumeRecord(ctx, seq, sid)
+		r, rrev, ok := c.resumeRecord(ctx, seq, sid)
 		if !ok {
 			return
 		}
+		rev = rrev
 		if r.Player != claims.Player {
 			fail(schema.ErrorCode_ERROR_CODE_UNAUTHENTICATED, "unauthenticated", "the session belongs to another player")
 			return
@@ -185,11 +188,23 @@ func (c *conn) hello(seq uint64, h *schema.Hello) {
 	rec.Open = true
 	cs.rec = rec
 	cs.mu.Unlock()
-	if err := c.s.store.Put(ctx, sid, rec); err != nil {
+	// Conditional on the revision read: a connection that wrote the record
+	// in between (another resume, or the close of the connection the
+	// session left, delayed) makes this resume fail rather than lose that
+	// write.
+	nrev, err := c.s.store.Update(ctx, sid, rec, rev)
+	if err != nil {
 		c.s.log.Warn("session record", "session", sid, "err", err)
+		if errors.Is(err, session.ErrMoved) {
+			fail(schema.ErrorCode_ERROR_CODE_INTERNAL, "session_moved", "the session changed while resuming (another connection wrote it); resume again")
+			return
+		}
 		fail(schema.ErrorCode_ERROR_CODE_INTERNAL, "session_store", "cannot store the session; retry")
 		return
 	}
+	cs.mu.Lock()
+	cs.rev = nrev
+	cs.mu.Unlock()
 	claims.Session, claims.SessionStart = sid, rec.Start
 	claims.IssuedAt, claims.ID = now, ""
 	claims.Expiry = minTime(now.Add(c.s.cfg.TokenTTL), end)
@@ -236,20 +251,20 @@ func (c *conn) hello(seq uint64, h *schema.Hello) {
 // hand it over, then reads the shared record. A record still marked open
 // after that belongs to a connection whose gateway is gone (crashed): the
 // seqs it may have used after its last write become the unknown range.
-func (c *conn) resumeRecord(ctx context.Context, seq uint64, sid string) (session.Record, bool) {
+func (c *conn) resumeRecord(ctx context.Context, seq uint64, sid string) (session.Record, uint64, bool) {
 	_, err := c.s.nc.Request(takeoverSubject(sid), []byte(c.s.cfg.InstanceID), takeoverTimeout)
 	handedOver := err == nil
-	rec, err := c.s.store.Get(ctx, sid)
+	rec, rev, err := c.s.store.GetRev(ctx, sid)
 	if errors.Is(err, session.ErrNotFound) {
 		c.replyError(seq, schema.ErrorCode_ERROR_CODE_SESSION_EXPIRED, "no such session (expired or never opened); log in again")
 		c.close()
-		return rec, false
+		return rec, 0, false
 	}
 	if err != nil {
 		c.s.log.Warn("session record", "session", sid, "err", err)
 		c.replyError(seq, schema.ErrorCode_ERROR_CODE_INTERNAL, "cannot read the session; retry")
 		c.close()
-		return rec, false
+		return rec, 0, false
 	}
 	if rec.Open && !handedOver && rec.LastSeq > rec.RecentTo {
 		// Seqs in (RecentTo, LastSeq] may have been accepted after the
@@ -258,7 +273,7 @@ func (c *conn) resumeRecord(ctx context.Context, seq uint64, sid string) (sessio
 		rec.WidenUnknown(rec.RecentTo, rec.WrittenAt, c.s.dupWindow)
 		c.s.log.Info("resuming a session whose gateway is gone", "session", sid, "gateway", rec.Gateway, "last_seq_bound", rec.LastSeq)
 	}
-	return rec, true
+	return rec, rev, true
 }
 
 // onTakeover hands the session to a new connection (NATS goroutine): stop
@@ -294,11 +309,22 @@ func (c *conn) writeFinal(handOff bool) {
 	rec.Open = false
 	rec.Gateway = ""
 	rec.Zone = c.currentZone()
+	rev := cs.rev
 	cs.mu.Unlock()
 	ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
 	defer cancel()
-	if err := c.s.store.Put(ctx, c.session, rec); err != nil {
+	nrev, err := c.s.store.Update(ctx, c.session, rec, rev)
+	switch {
+	case errors.Is(err, session.ErrMoved):
+		// Another connection resumed the session and wrote the record
+		// since: this late close must not take it back.
+		c.s.log.Debug("final session record not written: the session moved on", "session", c.session)
+	case err != nil:
 		c.s.log.Warn("final session record", "session", c.session, "err", err)
+	default:
+		cs.mu.Lock()
+		cs.rev = nrev
+		cs.mu.Unlock()
 	}
 }
 
@@ -350,14 +376,22 @@ func (c *conn) acceptSeq(seq uint64, pkt []byte) (digest uint64, verified, ok bo
 		rec.Recent = cs.ring.Entries()
 		rec.Zone = c.currentZone()
 		ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
-		err := c.s.store.Put(ctx, c.session, rec)
+		nrev, err := c.s.store.Update(ctx, c.session, rec, cs.rev)
 		cancel()
+		if errors.Is(err, session.ErrMoved) {
+			// Another connection resumed the session (its hand-over request
+			// did not reach this one): this one accepts nothing more.
+			cs.handedOff = true
+			c.replyError(seq, schema.ErrorCode_ERROR_CODE_UNAUTHENTICATED, "session resumed on another connection")
+			go c.close()
+			return 0, false, false
+		}
 		if err != nil {
 			c.s.log.Warn("session reservation", "session", c.session, "err", err)
 			c.replyBusy(seq)
 			return 0, false, false
 		}
-		cs.reserved, cs.rec = rec.LastSeq, rec
+		cs.reserved, cs.rec, cs.rev = rec.LastSeq, rec, nrev
 	}
 	cs.maxOK = max(cs.maxOK, seq)
 	return digest, false, true
