@@ -37,7 +37,9 @@ func TestEnqueueAllocatesNothing(t *testing.T) {
 	for range 10 {
 		one()
 	}
-	if a := testing.AllocsPerRun(1000, one); a != 0 {
+	// Under -race the path still runs (above and here), but sync.Pool drops
+	// items on purpose, so only a normal build can count allocations.
+	if a := testing.AllocsPerRun(1000, one); a != 0 && !raceEnabled {
 		t.Fatalf("an enqueued command allocates %v times", a)
 	}
 	if got := p.Len(); got != 0 {
