@@ -367,7 +367,7 @@ func runStack(t testing.TB, opts runOptions) *runResult {
 	}
 	t0 := time.Now()
 	st := harness.StartStack(t, harness.StackConfig{Gateways: 2, Worlds: 3, Persists: 2, Shards: 2, Monitor: true, LogDir: logDir,
-		NoPersist: opts.NoPersist, Args: extraArgs()})
+		NoPersist: opts.NoPersist, Args: extraArgs(opts.Faults)})
 	t.Logf("stack up in %v; service logs in %s", time.Since(t0).Round(time.Millisecond), st.LogDir())
 	// Wait until every zone is owned (the worlds claim at start) before the
 	// bots come.
@@ -530,6 +530,9 @@ func runStack(t testing.TB, opts runOptions) *runResult {
 				break
 			}
 			t.Logf("audit: not applied: %s", audit.Explain(cl, logs, id))
+			for _, l := range worldLogLines(st.LogDir(), id) {
+				t.Logf("audit:   %s", l)
+			}
 		}
 		if !opts.NoPersist {
 			pf, vs, err := audit.CheckPostgres(actx, st.PGURLs, logs, 60*time.Second)
@@ -595,12 +598,38 @@ func waitZonesOwned(st *harness.Stack, limit time.Duration) error {
 }
 
 // extraArgs reads E2E_<SERVICE>_ARGS (space-separated flags added to every
-// process of that service), e.g. E2E_WORLD_ARGS="--tick 20ms".
-func extraArgs() map[string][]string {
+// process of that service), e.g. E2E_WORLD_ARGS="--tick 20ms". In a run with
+// faults the worlds log at debug level unless told otherwise (a later
+// --log-level wins): each committed tick and each command acked as a
+// duplicate, what it takes to trace a command-not-applied of one CI run to
+// the owner that acked it (about 1.5 MB of log per world per run).
+func extraArgs(faults bool) map[string][]string {
 	out := map[string][]string{}
+	if faults {
+		out["world"] = []string{"--log-level", "debug"}
+	}
 	for _, svc := range []string{"gateway", "world", "persist", "monitor"} {
 		if v := os.Getenv("E2E_" + strings.ToUpper(svc) + "_ARGS"); v != "" {
-			out[svc] = strings.Fields(v)
+			out[svc] = append(out[svc], strings.Fields(v)...)
+		}
+	}
+	return out
+}
+
+// worldLogLines returns the lines of the world logs in dir that name the
+// command id (cmd=<id>), each prefixed with its file.
+func worldLogLines(dir, id string) []string {
+	files, _ := filepath.Glob(filepath.Join(dir, "world-*.log"))
+	var out []string
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			continue
+		}
+		for _, l := range strings.Split(string(b), "\n") {
+			if strings.Contains(l, "cmd="+id+" ") {
+				out = append(out, filepath.Base(f)+": "+l)
+			}
 		}
 	}
 	return out
