@@ -40,8 +40,13 @@ const (
 const storeTimeout = 3 * time.Second
 
 // takeoverTimeout bounds the wait for a session's previous connection to
-// hand it over (it answers in a round trip unless its gateway is gone).
-const takeoverTimeout = time.Second
+// hand it over. It answers after writing its final record (a KV put), and
+// a gateway that is gone answers at once (no responders), so the wait is
+// long only for a live but loaded gateway: 1 s timed out under -race at
+// load 10-15, and a resume that times out must treat the session as
+// crashed (last_seq the reservation bound, resends checked against
+// JetStream) instead of getting the exact record.
+const takeoverTimeout = storeTimeout
 
 // dupMargin is kept off the JetStream duplicate window when deciding that a
 // seq may still be deduplicated there.
