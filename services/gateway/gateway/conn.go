@@ -73,6 +73,10 @@ type conn struct {
 	ubuf    []byte
 	uframes int           // frames in ubuf
 	ukick   chan struct{} // capacity 1: "ubuf has frames"
+	// Acks held for the client's next write (ackhold.go), under umu.
+	held    [][]byte
+	heldAt  int64 // unix ns: when the oldest held ack was queued
+	heldReg bool  // on the ack flusher's list
 
 	pkt      schema.ClientPacket // reader's reusable decode target
 	cmd      schema.Command      // reader's reusable command (marshalled before reuse)
@@ -156,6 +160,7 @@ func (c *conn) writeLoop() {
 			return false
 		}
 		ups = c.takeUpdates(ups)
+		batch = c.takeAcks(batch)
 		if len(batch) == 0 && len(ups) == 0 {
 			return true
 		}
@@ -351,7 +356,12 @@ func (c *conn) replyBusy(seq uint64) {
 // sendAck queues an Ack. It is the hottest answer, so it is encoded by hand
 // (TestAckEncoding checks it against proto.Marshal).
 func (c *conn) sendAck(seq, streamSeq uint64, dup bool) {
-	c.sendBytes(appendAck(make([]byte, 0, 24), seq, streamSeq, dup))
+	b := appendAck(make([]byte, 0, 24), seq, streamSeq, dup)
+	if c.s.cfg.AckHold > 0 {
+		c.holdAck(b)
+		return
+	}
+	c.sendBytes(b)
 }
 
 // Acked answers a stored command (ingest.Client; the ack goroutine).

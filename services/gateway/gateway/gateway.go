@@ -53,6 +53,10 @@ type Service struct {
 	figs   *telemetry.Figures // heartbeat figures
 	tr     tracing
 
+	// Connections with held acks (ackhold.go), for the flusher.
+	ackMu   sync.Mutex
+	ackHeld []*conn
+
 	pub  *ingest.Publisher
 	down *fanout.Fanout
 	disc *ingest.Disconnects // Disconnect commands of closed connections (disconnect.go)
@@ -234,6 +238,9 @@ func (s *Service) Run(ctx context.Context) error {
 	hbDone := make(chan struct{})
 	hbCtx, hbStop := context.WithCancel(context.Background())
 	go func() { defer close(hbDone); s.heartbeats(hbCtx) }()
+	if s.cfg.AckHold > 0 {
+		go s.flushHeldAcks(hbCtx, s.cfg.AckHold) // until the connections have drained
+	}
 
 	s.ops.SetReady(true)
 	close(s.ready)

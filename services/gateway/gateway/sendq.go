@@ -144,5 +144,5 @@ func (c *conn) takeUpdates(spare []byte) []byte {
 func (c *conn) hasUpdates() bool {
 	c.umu.Lock()
 	defer c.umu.Unlock()
-	return len(c.ubuf) > 0
+	return len(c.ubuf) > 0 || len(c.held) > 0
 }
