@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -26,7 +27,8 @@ import (
 // span (noSpan) and no header: no allocation, no time lookup. Refusals (an
 // Error or Busy answer) are always traced: a gateway.refused span each,
 // bounded by refusalSpansPerSec so that a flood of bad packets cannot flood
-// the trace pipeline. An update whose message carries a traceparent (the
+// the trace pipeline (the refusals beyond it are counted:
+// refusalSpansDropped). An update whose message carries a traceparent (the
 // world's world.updates span of a traced tick) gets a gateway.fanout span
 // with the number of clients it was queued to.
 
@@ -40,7 +42,12 @@ const refusalSpansPerSec = 50
 type tracing struct {
 	tracer   trace.Tracer
 	head     telemetry.HeadSampler
+	on       bool
 	refusals *rate.Limiter
+	// refusalsDropped counts the refusals left untraced because they came
+	// faster than refusalSpansPerSec while tracing was on (a pointer: the
+	// struct is copied by value); refusalSpansDropped reads it.
+	refusalsDropped *atomic.Int64
 }
 
 // newTracing sets up the gateway's tracing: off (nothing sampled, no
@@ -52,10 +59,12 @@ func newTracing(cfg Config) (tracing, error) {
 	if tp == nil {
 		tp = otel.GetTracerProvider()
 	}
-	t := tracing{tracer: tp.Tracer("github.com/realmstream/realmstream/services/gateway"), refusals: rate.NewLimiter(0, 0)}
+	t := tracing{tracer: tp.Tracer("github.com/realmstream/realmstream/services/gateway"), refusals: rate.NewLimiter(0, 0),
+		refusalsDropped: new(atomic.Int64)}
 	if !on {
 		return t, nil
 	}
+	t.on = true
 	head, err := telemetry.NewHeadSampler(cfg.TraceSampleRatio)
 	if err != nil {
 		return t, err
@@ -97,9 +106,13 @@ func commandType(cmd *schema.Command) string {
 	}
 }
 
-// refused records an Error or Busy answer as a span (bounded rate).
+// refused records an Error or Busy answer as a span (bounded rate; the
+// refusals beyond it are counted).
 func (t *tracing) refused(c *conn, seq uint64, code schema.ErrorCode, msg string) {
 	if !t.refusals.Allow() {
+		if t.on {
+			t.refusalsDropped.Add(1)
+		}
 		return
 	}
 	_, span := t.tracer.Start(context.Background(), "gateway.refused",
@@ -109,6 +122,10 @@ func (t *tracing) refused(c *conn, seq uint64, code schema.ErrorCode, msg string
 	span.SetStatus(codes.Error, msg)
 	span.End()
 }
+
+// refusalSpansDropped is the number of refusals not traced because of the
+// rate bound (for a metric: realm_gateway_refusal_spans_dropped_total).
+func (t *tracing) refusalSpansDropped() int64 { return t.refusalsDropped.Load() }
 
 // Fanout records the fan-out of a traced update message (from start: the
 // frames queued to every client whose area holds its cells); untraced
