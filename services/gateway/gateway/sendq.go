@@ -80,6 +80,7 @@ func (c *conn) slowConsumer(why string, queued int64) {
 	c.s.m.errorCode(schema.ErrorCode_ERROR_CODE_SLOW_CONSUMER)
 	c.s.log.Warn("slow consumer disconnected", "session", c.session, "why", why, "queued_bytes", queued, "queued_packets", len(c.sendq)+len(c.replyq))
 	close(c.slowCh)
+	c.kick()
 	// A write blocked on a client that does not read holds the writer until
 	// the write timeout: bound it to half the kill time. A client that reads
 	// slowly completes it and then gets the notice; one that does not read
