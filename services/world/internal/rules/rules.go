@@ -174,13 +174,33 @@ func Duplicate(s *schema.ZoneSnapshot, cmd *schema.Command) bool {
 // window is how far behind the highest applied seq of a session a command
 // may arrive (redelivery reorders: a stale or crashed owner's commands come
 // back after the ack wait, behind newer ones) and still be recognised as new.
-// At 10 commands/s that is 100 s of a session's commands.
-const window = 1024
+// It must exceed the largest jump of a session's seqs: a session resumed
+// from a crashed gateway's record (or when the old connection does not hand
+// over in time) continues above the reserved bound, up to the gateway's
+// session.ReserveAhead = 1024 seqs above the last one it accepted. A command
+// of that session delivered to a zone owner that died comes back after the
+// ack wait behind the jump; with a window of 1024 it fell out of it and was
+// taken for applied: acked with no event (e2e fault run 32, 2 Dec: s:129
+// redelivered when the session's high was 1165; TestSeqJumpOfAResume). 4096
+// holds a jump and 3072 seqs of reorder (5 minutes at 10 commands/s), at 512
+// bytes per session in the state.
+const window = 4096
 
 // bits returns the session's window bitmap (bit k = seq high-1-k applied),
-// upgrading a 64-deep mask of an older snapshot on first use.
+// upgrading on first use a 64-deep mask of an older snapshot, and a shorter
+// window (1024 before) to this one: the seqs beyond the old depth were
+// treated as applied, and stay so.
 func bits(s *schema.ZoneSnapshot, session string) []byte {
 	if b, ok := s.SessionWindow[session]; ok {
+		if len(b) < window/8 {
+			nb := make([]byte, window/8)
+			copy(nb, b)
+			for i := len(b); i < len(nb); i++ {
+				nb[i] = 0xff
+			}
+			s.SessionWindow[session] = nb
+			b = nb
+		}
 		return b
 	}
 	m, ok := s.SessionMasks[session]

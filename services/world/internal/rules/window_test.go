@@ -36,11 +36,52 @@ func TestLateRedeliveryIsApplied(t *testing.T) {
 		}
 	}
 	// Past the window a seq counts as applied (documented bound).
-	for q := uint64(1001); q <= 3000; q++ {
+	for q := uint64(1001); q <= 2*window; q++ {
 		apply(q)
 	}
-	if !seen(s, "s", 3000-window-1) {
+	if !seen(s, "s", window-1) {
 		t.Fatal("a seq more than the window behind is not treated as applied")
+	}
+}
+
+// TestSeqJumpOfAResume (e2e fault run 32 on the fixed code, 2 Dec): a
+// session resumed from a crashed gateway's record continues above the
+// reserved bound, up to 1024 (the gateway's session.ReserveAhead) above its
+// last seq: here from 139 to 1128. Seqs 129 and 131 were delivered to a zone
+// owner that died and come back after the jump; they are new. Before (a
+// window of 1024) they were taken for applied, and acked with no event.
+func TestSeqJumpOfAResume(t *testing.T) {
+	s := NewState("z")
+	for q := uint64(1); q <= 139; q++ {
+		if q != 129 && q != 131 {
+			markSeen(s, "s", q)
+		}
+	}
+	for q := uint64(1128); q <= 1165; q++ {
+		markSeen(s, "s", q)
+	}
+	for q := uint64(1); q <= 1165; q++ {
+		want := q <= 139 && q != 129 && q != 131 || q >= 1128
+		if seen(s, "s", q) != want {
+			t.Fatalf("seq %d seen %v after the jump, want %v", q, !want, want)
+		}
+	}
+}
+
+// TestShortWindowUpgrades: a state written with the 1024-deep window keeps
+// its marks, and the seqs beyond its depth, which it treated as applied,
+// stay applied.
+func TestShortWindowUpgrades(t *testing.T) {
+	s := NewState("z")
+	s.Sessions["s"] = 5000
+	b := make([]byte, 1024/8)
+	b[0] = 0b10 // seq 4998 applied (bit 1), 4999 not
+	s.SessionWindow = map[string][]byte{"s": b}
+	if seen(s, "s", 4999) || !seen(s, "s", 4998) || seen(s, "s", 5000-1-5) {
+		t.Fatal("old window marks not honoured")
+	}
+	if !seen(s, "s", 5000-1-1024) || !seen(s, "s", 5000-1-3000) {
+		t.Fatal("seqs beyond the old window's depth no longer taken as applied")
 	}
 }
 
