@@ -69,3 +69,12 @@ func TestHeldAckFlushedWithoutUpdates(t *testing.T) {
 		t.Fatalf("Ack after %v, before the hold of 100ms: it was not held", since)
 	}
 }
+
+// TestRefusalSpanDropsExported: the gateway's count of refusals beyond the
+// span budget is a series of its /metrics registry.
+func TestRefusalSpanDropsExported(t *testing.T) {
+	h := start(t, nil)
+	if n, err := testutil.GatherAndCount(h.gw.ops.Registry, "realm_gateway_refusal_spans_dropped_total"); err != nil || n != 1 {
+		t.Fatalf("realm_gateway_refusal_spans_dropped_total: %d series, %v; want 1", n, err)
+	}
+}

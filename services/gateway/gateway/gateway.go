@@ -27,6 +27,7 @@ import (
 	"github.com/coder/websocket"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/realmstream/realmstream/libs/opsserver"
@@ -132,6 +133,9 @@ func New(cfg Config, log *slog.Logger) (*Service, error) {
 	s.disc = &ingest.Disconnects{Retries: cfg.PublishRetries, Timeout: cfg.PublishTimeout, Sent: s.m.disconnects, Log: log}
 	s.down = fanout.New(subscribe, cfg.Map, fanout.Metrics{Updates: s.m.updates, UpdateFrames: s.m.updateFrames}, &s.tr, log)
 	s.figs = newFigures(s.ops.Registry)
+	s.ops.Registry.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "realm_gateway_refusal_spans_dropped_total",
+		Help: "Refusals of untraced commands not traced because the per-process span budget (50/s) was spent."},
+		func() float64 { return float64(s.tr.refusalSpansDropped()) }))
 	return s, nil
 }
 
