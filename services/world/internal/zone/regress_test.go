@@ -571,3 +571,84 @@ func TestTwoOwnersClaimTheSameFence(t *testing.T) {
 		t.Fatalf("claims with fences %v, want [1 2 3]", fences)
 	}
 }
+
+// TestRedeliveryAfterSeqJump (e2e run 32): a session resumed from a crashed
+// gateway's record continues up to 1024 seqs higher (the gateway's
+// session.ReserveAhead). A command of it delivered to an owner that died
+// comes back after the ack wait behind that jump and must still cause its
+// event; with the 1024-deep dedupe window it was taken for applied.
+func TestRedeliveryAfterSeqJump(t *testing.T) {
+	e := newEnv(t)
+	const z = "z1_1"
+	locks, err := lock.New(lock.NewTable(), lock.Options{TTL: 10 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.locks = locks
+	cfg := e.config(z)
+	cfg.AckWait = 3 * time.Second
+	a := e.start(cfg)
+	ctx := context.Background()
+	e.send(z, "s", 1, "p", joinCmd(z), time.Now())
+	e.waitApplied(z, "s:1")
+	a.stop(t)
+
+	// Seq 2 was delivered to an owner that died (this test plays it).
+	e.send(z, "s", 2, "p", chatCmd("sent before the crash"), time.Now())
+	cons, err := e.js.Consumer(ctx, wire.StreamCommands, wire.DurableWorldZone(z))
+	if err != nil {
+		t.Fatal(err)
+	}
+	batch, err := cons.Fetch(1, jetstream.FetchMaxWait(5*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var held jetstream.Msg
+	for m := range batch.Messages() {
+		held = m
+	}
+	if held == nil || held.Headers().Get(wire.HeaderMsgID) != "s:2" {
+		t.Fatalf("the dead owner's delivery of s:2 not reproduced: %v (%v)", held, batch.Error())
+	}
+	stopHold, holding := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(holding)
+		tk := time.NewTicker(100 * time.Millisecond)
+		defer tk.Stop()
+		for {
+			select {
+			case <-stopHold:
+				return
+			case <-tk.C:
+				_ = held.InProgress()
+			}
+		}
+	}()
+	// The session resumes through a crashed gateway's record: its next
+	// seqs are above the reserved bound.
+	e.start(cfg)
+	var ids []string
+	for q := uint64(1030); q <= 1040; q++ {
+		e.send(z, "s", q, "p", chatCmd("after the resume"), time.Now())
+		ids = append(ids, wire.CommandID("s", q))
+	}
+	e.waitApplied(z, ids...)
+	close(stopHold)
+	<-holding
+
+	waitfor.True(t, 15*time.Second, func() error {
+		if n := e.pendingAcks(z); n != 0 {
+			return fmt.Errorf("%d commands not acked", n)
+		}
+		return nil
+	})
+	var ev *schema.Event
+	for _, en := range e.log(z) {
+		if en.Event.CommandId == "s:2" {
+			ev = en.Event
+		}
+	}
+	if ev == nil {
+		t.Fatal("s:2, redelivered after the session's seqs jumped 1028, was acked without an event (taken for applied)")
+	}
+}
