@@ -188,7 +188,7 @@ func StartCluster(c Config, n int) (*Cluster, error) {
 	for !cl.ready() {
 		if time.Now().After(deadline) {
 			cl.Shutdown()
-			return nil, errors.New("natsembed: the cluster elected no JetStream meta leader within 30s")
+			return nil, errors.New("natsembed: the cluster did not elect a JetStream meta leader that sees every node within 30s")
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
@@ -220,6 +220,9 @@ func (c *Cluster) Shutdown() {
 	}
 }
 
+// ready: every node is current with the meta leader, and the leader sees
+// every node online with JetStream (a leader elected before it has heard
+// from all peers refuses an R3 stream: "no suitable peers for placement").
 func (c *Cluster) ready() bool {
 	leader := false
 	for _, s := range c.Servers {
@@ -227,7 +230,7 @@ func (c *Cluster) ready() bool {
 			return false
 		}
 		if s.JetStreamIsLeader() {
-			leader = true
+			leader = len(s.JetStreamClusterPeers()) >= len(c.Servers)
 		}
 	}
 	return leader

@@ -76,16 +76,19 @@ func StartCluster(t testing.TB, n int) *Cluster {
 			return c
 		}
 		if time.Now().After(deadline) {
-			t.Fatal("natstest: the cluster elected no JetStream meta leader within 20s")
+			t.Fatal("natstest: the cluster did not elect a JetStream meta leader that sees every node within 20s")
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
 }
 
+// hasMetaLeader: a meta leader that sees every node online with JetStream
+// (elected before it heard from all peers, it refuses an R3 stream: "no
+// suitable peers for placement, peer offline"; CI's TestR3Commits once).
 func hasMetaLeader(ss []*server.Server) bool {
 	for _, s := range ss {
 		if s.JetStreamIsLeader() {
-			return true
+			return len(s.JetStreamClusterPeers()) >= len(ss)
 		}
 	}
 	return false

@@ -32,10 +32,13 @@ func checkZ(t *testing.T, js jetstream.JetStream) []zonelog.Entry {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	l, err := zonelog.Read(ctx, js, "z")
-	if err != nil {
-		t.Fatal(err)
-	}
+	// Read again on an error: right after a stream leader change (R3), the
+	// read's consumer may have no leader yet ("no responders").
+	var l []zonelog.Entry
+	waitfor.True(t, 15*time.Second, func() (err error) {
+		l, err = zonelog.Read(ctx, js, "z")
+		return err
+	})
 	if _, vs := zonelog.Check(map[string][]zonelog.Entry{"z": l}); len(vs) > 0 {
 		t.Fatalf("violations: %v", vs)
 	}
