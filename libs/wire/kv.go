@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -23,6 +24,15 @@ func EnsureKeyValue(ctx context.Context, js jetstream.JetStream, cfg jetstream.K
 	if cfg.Replicas < 0 || cfg.Replicas > 5 {
 		return nil, fmt.Errorf("wire: bucket %s: replicas %d: want 1..5", cfg.Bucket, cfg.Replicas)
 	}
+	// One creation at a time in this process: when two creates of one bucket
+	// race, nats.go's CreateKeyValue answers the loser with an UpdateStream
+	// of the (identical) config, and a stream update while another instance
+	// creates a consumer on it is nats-server 2.15.2's UpdateConfig /
+	// ConsumerStore data race (CI's -race run: two world instances starting
+	// together in TestExactlyOnce). Instances in separate processes can
+	// still race; that happens only at their first start on a new server.
+	createMu.Lock()
+	defer createMu.Unlock()
 	kv, err := js.KeyValue(ctx, cfg.Bucket)
 	if errors.Is(err, jetstream.ErrBucketNotFound) {
 		create := cfg
@@ -57,6 +67,9 @@ func EnsureKeyValue(ctx context.Context, js jetstream.JetStream, cfg jetstream.K
 	}
 	return kv, nil
 }
+
+// createMu serializes EnsureKeyValue within the process.
+var createMu sync.Mutex
 
 func sameKVSettings(have, want jetstream.KeyValueConfig) bool {
 	history := max(want.History, 1)

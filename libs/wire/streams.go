@@ -155,8 +155,19 @@ func EnsureStreams(ctx context.Context, js jetstream.JetStream, o StreamOptions)
 }
 
 // SameStreamSettings reports whether have already has the contract settings of want.
+// A limit of 0 in a request is "unlimited", which the server stores as -1:
+// compared raw, a stream created with MaxBytes 0 differed from itself, and
+// every start of every service rewrote CMD and STATS (and so tripped
+// nats-server 2.15.2's UpdateConfig/ConsumerStore data race under the
+// consumers of the instances already running).
 func SameStreamSettings(have, want jetstream.StreamConfig) bool {
+	unlimited := func(v int64) int64 {
+		if v <= 0 {
+			return -1
+		}
+		return v
+	}
 	return slices.Equal(have.Subjects, want.Subjects) && have.MaxAge == want.MaxAge && have.Duplicates == want.Duplicates &&
 		have.Replicas == want.Replicas && have.Storage == want.Storage && have.Discard == want.Discard && have.Retention == want.Retention &&
-		have.MaxBytes == want.MaxBytes
+		unlimited(have.MaxBytes) == unlimited(want.MaxBytes)
 }
