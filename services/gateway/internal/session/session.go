@@ -38,8 +38,9 @@ import (
 )
 
 // ReserveAhead is how many seqs above the one being accepted a gateway
-// reserves in the record at once.
-const ReserveAhead = 1024
+// reserves in the record at once (wire.SessionSeqReserve: the worlds'
+// dedupe window is sized by it).
+const ReserveAhead = wire.SessionSeqReserve
 
 // RecentMax is how many recent commands a record remembers for resends.
 const RecentMax = 256

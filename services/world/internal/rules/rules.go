@@ -183,8 +183,8 @@ func Duplicate(s *schema.ZoneSnapshot, cmd *schema.Command) bool {
 // taken for applied: acked with no event (e2e fault run 32, 2 Dec: s:129
 // redelivered when the session's high was 1165; TestSeqJumpOfAResume). 4096
 // holds a jump and 3072 seqs of reorder (5 minutes at 10 commands/s), at 512
-// bytes per session in the state.
-const window = 4096
+// bytes per session in the state. The contract is in libs/wire (seqs.go).
+const window = wire.SessionSeqWindow
 
 // bits returns the session's window bitmap (bit k = seq high-1-k applied),
 // upgrading on first use a 64-deep mask of an older snapshot, and a shorter
