@@ -46,7 +46,13 @@ const storeTimeout = 3 * time.Second
 // load 10-15, and a resume that times out must treat the session as
 // crashed (last_seq the reservation bound, resends checked against
 // JetStream) instead of getting the exact record.
-const takeoverTimeout = storeTimeout
+const takeoverTimeout = 2 * time.Second
+
+// helloTimeout bounds the store calls and the hand-over of one Hello: the
+// deny-list check, the hand-over wait, the record's read and its write.
+// One storeTimeout for all of them let a slow hand-over leave no time for
+// the read ("cannot read the session; retry" in CI's TestSessionLifetime).
+const helloTimeout = takeoverTimeout + 2*storeTimeout
 
 // dupMargin is kept off the JetStream duplicate window when deciding that a
 // seq may still be deduplicated there.
@@ -137,7 +143,7 @@ func (c *conn) hello(seq uint64, h *schema.Hello) {
 	if claims.Name == "" {
 		claims.Name = h.Name
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), helloTimeout)
 	defer cancel()
 	if c.s.deny != nil {
 		if err := c.s.deny.Check(ctx, claims.Player, claims.IssuedAt, claims.ID, h.ResumeSession); err != nil {
