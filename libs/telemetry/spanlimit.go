@@ -1,9 +1,10 @@
 package telemetry
 
 import (
-	"sync"
 	"sync/atomic"
 	"time"
+
+	"golang.org/x/time/rate"
 )
 
 // DefaultRootSpansPerSec is the default rate of the spans a process starts
@@ -12,17 +13,14 @@ import (
 // commands (a broken or hostile client) cannot flood the collector.
 const DefaultRootSpansPerSec = 100
 
-// SpanLimit is a token bucket for the always-sampled spans of one process:
-// Allow takes a token (at most perSec a second, bursts up to perSec) and
+// SpanLimit bounds the always-sampled spans of one process: a token bucket
+// (golang.org/x/time/rate, perSec a second, bursts up to perSec) that
 // counts what it refuses, so an operator sees how many refusals went
 // untraced (Dropped, and the onDrop callback, e.g. a Prometheus counter).
 // It is safe for concurrent use (the zones of a world share one); a nil
 // *SpanLimit allows everything.
 type SpanLimit struct {
-	mu      sync.Mutex
-	perSec  float64
-	tokens  float64
-	last    time.Time
+	lim     *rate.Limiter
 	now     func() time.Time
 	onDrop  func()
 	dropped atomic.Int64
@@ -38,7 +36,7 @@ func newSpanLimit(perSec int, onDrop func(), now func() time.Time) *SpanLimit {
 	if perSec <= 0 {
 		perSec = DefaultRootSpansPerSec
 	}
-	return &SpanLimit{perSec: float64(perSec), tokens: float64(perSec), last: now(), now: now, onDrop: onDrop}
+	return &SpanLimit{lim: rate.NewLimiter(rate.Limit(perSec), perSec), now: now, onDrop: onDrop}
 }
 
 // Allow says whether one more span may be started now, and counts it as
@@ -47,24 +45,14 @@ func (l *SpanLimit) Allow() bool {
 	if l == nil {
 		return true
 	}
-	l.mu.Lock()
-	now := l.now()
-	if d := now.Sub(l.last); d > 0 {
-		l.tokens = min(l.perSec, l.tokens+d.Seconds()*l.perSec)
-		l.last = now
+	if l.lim.AllowN(l.now(), 1) {
+		return true
 	}
-	ok := l.tokens >= 1
-	if ok {
-		l.tokens--
+	l.dropped.Add(1)
+	if l.onDrop != nil {
+		l.onDrop()
 	}
-	l.mu.Unlock()
-	if !ok {
-		l.dropped.Add(1)
-		if l.onDrop != nil {
-			l.onDrop()
-		}
-	}
-	return ok
+	return false
 }
 
 // Dropped is the number of spans Allow refused.

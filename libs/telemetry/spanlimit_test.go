@@ -36,8 +36,8 @@ func TestSpanLimit(t *testing.T) {
 	if !unlimited.Allow() || unlimited.Dropped() != 0 {
 		t.Fatal("a nil SpanLimit limits")
 	}
-	if d := NewSpanLimit(0, nil); d.perSec != DefaultRootSpansPerSec {
-		t.Fatalf("default rate %v", d.perSec)
+	if d := NewSpanLimit(0, nil); d.lim.Limit() != DefaultRootSpansPerSec {
+		t.Fatalf("default rate %v", d.lim.Limit())
 	}
 }
 

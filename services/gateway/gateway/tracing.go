@@ -2,7 +2,6 @@ package gateway
 
 import (
 	"context"
-	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -10,7 +9,6 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
-	"golang.org/x/time/rate"
 
 	"github.com/realmstream/realmstream/libs/schema"
 	"github.com/realmstream/realmstream/libs/telemetry"
@@ -40,14 +38,12 @@ var noSpan = trace.SpanFromContext(context.Background())
 const refusalSpansPerSec = 50
 
 type tracing struct {
-	tracer   trace.Tracer
-	head     telemetry.HeadSampler
-	on       bool
-	refusals *rate.Limiter
-	// refusalsDropped counts the refusals left untraced because they came
-	// faster than refusalSpansPerSec while tracing was on (a pointer: the
-	// struct is copied by value); refusalSpansDropped reads it.
-	refusalsDropped *atomic.Int64
+	tracer trace.Tracer
+	head   telemetry.HeadSampler
+	on     bool
+	// refusals bounds the refusal spans (refusalSpansPerSec) and counts the
+	// ones beyond it; nil while tracing is off.
+	refusals *telemetry.SpanLimit
 }
 
 // newTracing sets up the gateway's tracing: off (nothing sampled, no
@@ -59,8 +55,7 @@ func newTracing(cfg Config) (tracing, error) {
 	if tp == nil {
 		tp = otel.GetTracerProvider()
 	}
-	t := tracing{tracer: tp.Tracer("github.com/realmstream/realmstream/services/gateway"), refusals: rate.NewLimiter(0, 0),
-		refusalsDropped: new(atomic.Int64)}
+	t := tracing{tracer: tp.Tracer("github.com/realmstream/realmstream/services/gateway")}
 	if !on {
 		return t, nil
 	}
@@ -69,7 +64,7 @@ func newTracing(cfg Config) (tracing, error) {
 	if err != nil {
 		return t, err
 	}
-	t.head, t.refusals = head, rate.NewLimiter(refusalSpansPerSec, refusalSpansPerSec)
+	t.head, t.refusals = head, telemetry.NewSpanLimit(refusalSpansPerSec, nil)
 	return t, nil
 }
 
@@ -109,10 +104,7 @@ func commandType(cmd *schema.Command) string {
 // refused records an Error or Busy answer as a span (bounded rate; the
 // refusals beyond it are counted).
 func (t *tracing) refused(c *conn, seq uint64, code schema.ErrorCode, msg string) {
-	if !t.refusals.Allow() {
-		if t.on {
-			t.refusalsDropped.Add(1)
-		}
+	if !t.allowRefusal() {
 		return
 	}
 	_, span := t.tracer.Start(context.Background(), "gateway.refused",
@@ -125,7 +117,11 @@ func (t *tracing) refused(c *conn, seq uint64, code schema.ErrorCode, msg string
 
 // refusalSpansDropped is the number of refusals not traced because of the
 // rate bound (for a metric: realm_gateway_refusal_spans_dropped_total).
-func (t *tracing) refusalSpansDropped() int64 { return t.refusalsDropped.Load() }
+func (t *tracing) refusalSpansDropped() int64 { return t.refusals.Dropped() }
+
+// allowRefusal takes a token of the refusal span budget (never while
+// tracing is off: no span, nothing counted).
+func (t *tracing) allowRefusal() bool { return t.on && t.refusals.Allow() }
 
 // Fanout records the fan-out of a traced update message (from start: the
 // frames queued to every client whose area holds its cells); untraced

@@ -3,9 +3,8 @@ package gateway
 import (
 	"testing"
 
-	"golang.org/x/time/rate"
-
 	"github.com/realmstream/realmstream/libs/schema"
+	"github.com/realmstream/realmstream/libs/telemetry"
 )
 
 // TestRefusalSpansDroppedAreCounted: once the refusal span budget of a
@@ -17,11 +16,15 @@ func TestRefusalSpansDroppedAreCounted(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tr.refusals = rate.NewLimiter(0, 0) // the budget spent, and no refill during the test
+	tr.refusals = telemetry.NewSpanLimit(1, nil) // one token a second: no refill during the test
+	for tr.refusals.Dropped() == 0 {             // spend the budget
+		tr.refusals.Allow()
+	}
+	spent := tr.refusals.Dropped()
 	for range 200 {
 		tr.refused(nil, 1, schema.ErrorCode_ERROR_CODE_RATE_LIMITED, "flood") // returns before reading the connection
 	}
-	if d := tr.refusalSpansDropped(); d != 200 || len(rec.Ended()) != 0 {
+	if d := tr.refusalSpansDropped() - spent; d != 200 || len(rec.Ended()) != 0 {
 		t.Fatalf("%d refusals counted as dropped, %d spans, want 200 and none", d, len(rec.Ended()))
 	}
 	off, _ := newTracing(Config{TraceSampleRatio: 1})

@@ -118,7 +118,7 @@ func TestUnsampledCommandAllocatesNothing(t *testing.T) {
 		t.Fatalf("unsampled command got headers %v", msg.Header)
 	}
 	off, _ := newTracing(Config{TraceSampleRatio: 1}) // no endpoint, no provider: off
-	if off.head.Sample() || off.refusals.Allow() {
+	if off.head.Sample() || off.allowRefusal() {
 		t.Fatal("tracing without an endpoint or provider is on")
 	}
 }
