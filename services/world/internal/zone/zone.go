@@ -709,7 +709,9 @@ func (r *runner) commit(ctx context.Context, t *tickState) error {
 		return fmt.Errorf("zone %s: %w", r.c.Zone, err)
 	}
 	r.st.LastSeq = seq
-	r.log.Debug("tick committed", "seq", seq, "fence", r.app.fence, "tick", r.tick, "events", len(t.evs), "acks", len(t.acks))
+	if r.log.Enabled(ctx, slog.LevelDebug) { // every tick: no argument boxing unless logged
+		r.log.Debug("tick committed", "seq", seq, "fence", r.app.fence, "tick", r.tick, "events", len(t.evs), "acks", len(t.acks))
+	}
 	return nil
 }
 
