@@ -54,26 +54,6 @@ type CommandMeta struct {
 	At     time.Time // stored at
 }
 
-func commandKind(c *schema.Command) string {
-	switch c.Body.(type) {
-	case *schema.Command_Join:
-		return "join"
-	case *schema.Command_Leave:
-		return "leave"
-	case *schema.Command_Move:
-		return "move"
-	case *schema.Command_Chat:
-		return "chat"
-	case *schema.Command_Attack:
-		return "attack"
-	case *schema.Command_TransferIn:
-		return "transfer_in"
-	case *schema.Command_Disconnect:
-		return "disconnect"
-	}
-	return "unknown"
-}
-
 // ReadCommands reads the whole CMD stream.
 func ReadCommands(ctx context.Context, js jetstream.JetStream) (*CommandLog, []Violation, error) {
 	cl := &CommandLog{ByID: map[string][]uint64{}, Zone: map[string]string{}, Optional: map[string]bool{}, Meta: map[string]CommandMeta{}}
@@ -95,7 +75,7 @@ func ReadCommands(ctx context.Context, js jetstream.JetStream) (*CommandLog, []V
 				cl.Optional[id] = true
 			}
 			if _, ok := cl.Meta[id]; !ok && id != "" {
-				cl.Meta[id] = CommandMeta{Kind: commandKind(&c), Player: c.PlayerId, At: m.Time}
+				cl.Meta[id] = CommandMeta{Kind: wire.CommandType(&c), Player: c.PlayerId, At: m.Time}
 			}
 			if c.Zone != "" && c.Zone != zone {
 				vs = append(vs, Violation{"cmd-zone", fmt.Sprintf("CMD seq %d: subject zone %q, body zone %q", m.Seq, zone, c.Zone)})

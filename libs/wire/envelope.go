@@ -59,6 +59,27 @@ func EventType(ev *schema.Event) string {
 	return "unknown"
 }
 
+var (
+	cmdBodyOnce  sync.Once
+	cmdBodyOneof protoreflect.OneofDescriptor
+)
+
+// CommandType is the one name of a command's type: its body field name
+// ("join", "move", "transfer_in", ...), or "unknown" when the body is empty.
+// The gateway's command spans and the audit use it.
+func CommandType(cmd *schema.Command) string {
+	cmdBodyOnce.Do(func() {
+		cmdBodyOneof = (&schema.Command{}).ProtoReflect().Descriptor().Oneofs().ByName("body")
+	})
+	if cmd == nil {
+		return "unknown"
+	}
+	if fd := cmd.ProtoReflect().WhichOneof(cmdBodyOneof); fd != nil {
+		return string(fd.Name())
+	}
+	return "unknown"
+}
+
 // SetCommandBody gives cmd the body of the client packet p (join, leave,
 // move, chat, attack): the one mapping of client packets to commands, used by
 // the gateway and the bare pipeline it is measured against. It reports false

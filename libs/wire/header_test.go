@@ -4,6 +4,8 @@ import (
 	"testing"
 
 	"github.com/nats-io/nats.go"
+
+	"github.com/realmstream/realmstream/libs/schema"
 )
 
 func TestCommandHeaders(t *testing.T) {
@@ -52,5 +54,27 @@ func TestTickRecordHeaders(t *testing.T) {
 	SetMsgID(h, "id")
 	if h.Get(HeaderExpectedLastSubjSeq) != "7" || h.Get(HeaderMsgID) != "id" {
 		t.Errorf("setters: %v", h)
+	}
+}
+
+// TestCommandType: every command body has its field name, an empty one
+// "unknown" (the gateway's spans and the audit share the names).
+func TestCommandType(t *testing.T) {
+	for want, cmd := range map[string]*schema.Command{
+		"join":        {Body: &schema.Command_Join{Join: &schema.Join{}}},
+		"leave":       {Body: &schema.Command_Leave{Leave: &schema.Leave{}}},
+		"move":        {Body: &schema.Command_Move{Move: &schema.Move{}}},
+		"chat":        {Body: &schema.Command_Chat{Chat: &schema.Chat{}}},
+		"attack":      {Body: &schema.Command_Attack{Attack: &schema.Attack{}}},
+		"transfer_in": {Body: &schema.Command_TransferIn{TransferIn: &schema.TransferIn{}}},
+		"disconnect":  {Body: &schema.Command_Disconnect{Disconnect: &schema.Disconnect{}}},
+		"unknown":     {},
+	} {
+		if got := CommandType(cmd); got != want {
+			t.Errorf("CommandType(%v) = %q, want %q", cmd, got, want)
+		}
+	}
+	if got := CommandType(nil); got != "unknown" {
+		t.Errorf("CommandType(nil) = %q", got)
 	}
 }

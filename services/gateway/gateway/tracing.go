@@ -77,28 +77,9 @@ func (t *tracing) startCommand(received time.Time, cmd *schema.Command, msg *nat
 	ctx, span := t.tracer.Start(context.Background(), "gateway.command", trace.WithTimestamp(received),
 		trace.WithAttributes(attribute.String("realm.command_id", cmd.CommandId), attribute.String("realm.session", cmd.SessionId),
 			attribute.String("realm.player", cmd.PlayerId), attribute.String("realm.zone", cmd.Zone),
-			attribute.Int64("realm.client_seq", int64(cmd.ClientSeq)), attribute.String("realm.command", commandType(cmd))))
+			attribute.Int64("realm.client_seq", int64(cmd.ClientSeq)), attribute.String("realm.command", wire.CommandType(cmd))))
 	telemetry.Inject(ctx, msg.Header)
 	return span
-}
-
-func commandType(cmd *schema.Command) string {
-	switch cmd.Body.(type) {
-	case *schema.Command_Join:
-		return "join"
-	case *schema.Command_Leave:
-		return "leave"
-	case *schema.Command_Move:
-		return "move"
-	case *schema.Command_Chat:
-		return "chat"
-	case *schema.Command_Attack:
-		return "attack"
-	case *schema.Command_Disconnect:
-		return "disconnect"
-	default:
-		return "other"
-	}
 }
 
 // refused records an Error or Busy answer as a span (bounded rate; the
