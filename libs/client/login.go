@@ -8,26 +8,16 @@ import (
 	"io"
 	"net/http"
 	"strings"
+
+	"github.com/realmstream/realmstream/libs/wire"
 )
 
 // LoginRequest is the body of the gateway's POST /v1/session: exactly one of
 // DeviceID and CustomID (docs/clients.md).
-type LoginRequest struct {
-	DeviceID string `json:"device_id,omitempty"`
-	CustomID string `json:"custom_id,omitempty"`
-	Create   *bool  `json:"create,omitempty"` // nil: true
-	Name     string `json:"name,omitempty"`
-}
+type LoginRequest = wire.LoginRequest
 
 // LoginResponse is a successful login: send Token in Hello.token.
-type LoginResponse struct {
-	Token         string `json:"token"`
-	PlayerID      string `json:"player_id"`
-	Name          string `json:"name"`
-	Created       bool   `json:"created"`
-	ExpiresAt     string `json:"expires_at"`
-	ExpiresAtUnix int64  `json:"expires_at_unix"`
-}
+type LoginResponse = wire.LoginResponse
 
 // LoginError is a refused login: the HTTP status and the endpoint's code
 // (invalid_argument, not_found, revoked, unavailable, ...).
@@ -57,7 +47,7 @@ func Login(ctx context.Context, base string, req LoginRequest) (*LoginResponse, 
 	if err != nil {
 		return nil, err
 	}
-	hr, err := http.NewRequestWithContext(ctx, http.MethodPost, base+"/v1/session", bytes.NewReader(body))
+	hr, err := http.NewRequestWithContext(ctx, http.MethodPost, base+wire.LoginPath, bytes.NewReader(body))
 	if err != nil {
 		return nil, fmt.Errorf("client: login: %w", err)
 	}
@@ -72,9 +62,7 @@ func Login(ctx context.Context, base string, req LoginRequest) (*LoginResponse, 
 		return nil, fmt.Errorf("client: login: %w", err)
 	}
 	if resp.StatusCode/100 != 2 {
-		var e struct {
-			Error struct{ Code, Message string } `json:"error"`
-		}
+		var e wire.LoginErrorBody
 		_ = json.Unmarshal(b, &e)
 		return nil, &LoginError{Status: resp.StatusCode, Code: e.Error.Code, Message: e.Error.Message}
 	}

@@ -22,7 +22,7 @@ import (
 )
 
 // Path is the endpoint on the WebSocket listener.
-const Path = "/v1/session"
+const Path = wire.LoginPath
 
 // maxLoginBody bounds a login request.
 const maxLoginBody = 4096
@@ -30,31 +30,15 @@ const maxLoginBody = 4096
 // loginTimeout bounds the account lookup in persist.
 const loginTimeout = 3 * time.Second
 
-// Request is the body of POST /v1/session (docs/clients.md).
-type Request struct {
-	DeviceID string `json:"device_id,omitempty"`
-	CustomID string `json:"custom_id,omitempty"`
-	Create   *bool  `json:"create,omitempty"` // default true
-	Name     string `json:"name,omitempty"`
-}
+// Request is the body of POST /v1/session (docs/clients.md; the JSON is
+// libs/wire's, shared with libs/client).
+type Request = wire.LoginRequest
 
 // Response answers a successful login.
-type Response struct {
-	Token         string `json:"token"`
-	PlayerID      string `json:"player_id"`
-	Name          string `json:"name"`
-	Created       bool   `json:"created"`
-	ExpiresAt     string `json:"expires_at"`
-	ExpiresAtUnix int64  `json:"expires_at_unix"`
-}
+type Response = wire.LoginResponse
 
 // Error is the body of a failed login.
-type Error struct {
-	Error struct {
-		Code    string `json:"code"`
-		Message string `json:"message"`
-	} `json:"error"`
-}
+type Error = wire.LoginErrorBody
 
 // Requester asks the account store (nats.Conn).
 type Requester interface {
