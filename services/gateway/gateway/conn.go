@@ -105,6 +105,15 @@ func newConn(s *Service, tr transport.Conn) *conn {
 
 func (c *conn) currentZone() string { return c.down.Zone() }
 
+// Session, Player and Zone name the connection in its refusal spans
+// (tracing.Client), read only when such a span is made. Session and Player
+// are the reader's, set at Hello: a refusal from another goroutine (an ack
+// callback after Hello, the Hello timer before it) reads them as it always
+// did, only when tracing is on and the span budget allows.
+func (c *conn) Session() string { return c.session }
+func (c *conn) Player() string  { return c.player }
+func (c *conn) Zone() string    { return c.currentZone() }
+
 // Closed says whether the socket is closed (fanout.Sink).
 func (c *conn) Closed() bool {
 	select {
@@ -296,7 +305,7 @@ func (c *conn) reply(p *schema.ServerPacket) {
 // replyError answers the reader's packet seq with an Error.
 func (c *conn) replyError(seq uint64, code schema.ErrorCode, msg string) {
 	c.s.m.errorCode(code)
-	c.s.tr.refused(c, seq, code, msg)
+	c.s.tr.Refused(c, seq, code, msg)
 	c.reply(errPacket(seq, code, msg))
 }
 
@@ -342,7 +351,7 @@ func errPacket(seq uint64, code schema.ErrorCode, msg string) *schema.ServerPack
 
 func (c *conn) sendError(seq uint64, code schema.ErrorCode, msg string) {
 	c.s.m.errorCode(code)
-	c.s.tr.refused(c, seq, code, msg)
+	c.s.tr.Refused(c, seq, code, msg)
 	c.send(errPacket(seq, code, msg))
 }
 
@@ -358,7 +367,7 @@ func (c *conn) replyBusyFor(seq uint64, resend bool) {
 
 func (c *conn) replyBusy(seq uint64) {
 	c.s.m.busy.Inc()
-	c.s.tr.refused(c, seq, schema.ErrorCode_ERROR_CODE_UNSPECIFIED, "busy")
+	c.s.tr.Refused(c, seq, schema.ErrorCode_ERROR_CODE_UNSPECIFIED, "busy")
 	c.reply(&schema.ServerPacket{AckSeq: seq, Body: &schema.ServerPacket_Busy{Busy: &schema.Busy{RetryAfterMs: 50}}})
 }
 
@@ -590,7 +599,7 @@ func (c *conn) handle(b []byte) {
 	it.SetHeaders(cmd.CommandId, c.session, c.player, zone, digestHeader(digest))
 	it.Verified = verified || (resend && resendKey != 0)
 	it.Msg.Subject, it.Msg.Data = c.subject, it.Buf
-	span := c.s.tr.startCommand(received, cmd, &it.Msg)
+	span := c.s.tr.StartCommand(received, cmd, &it.Msg)
 	it.Span = span
 	c.outstanding.Add(1) // before TryEnqueue: the ack may come back at once
 	switch err := c.s.pub.Enqueue(it); {

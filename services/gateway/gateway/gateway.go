@@ -40,6 +40,7 @@ import (
 	"github.com/realmstream/realmstream/services/gateway/internal/ingest"
 	"github.com/realmstream/realmstream/services/gateway/internal/packet"
 	"github.com/realmstream/realmstream/services/gateway/internal/session"
+	"github.com/realmstream/realmstream/services/gateway/internal/tracing"
 	"github.com/realmstream/realmstream/services/gateway/internal/transport"
 )
 
@@ -52,7 +53,7 @@ type Service struct {
 	ops    *opsserver.Server
 	m      *metrics
 	figs   *telemetry.Figures // heartbeat figures
-	tr     tracing
+	tr     *tracing.Tracing
 
 	// Connections with held acks (ackhold.go), for the flusher.
 	ackMu   sync.Mutex
@@ -131,12 +132,18 @@ func New(cfg Config, log *slog.Logger) (*Service, error) {
 		return s.nc.Subscribe(subject, cb)
 	} // s.nc: set by Run, before any client joins
 	s.disc = &ingest.Disconnects{Retries: cfg.PublishRetries, Timeout: cfg.PublishTimeout, Sent: s.m.disconnects, Log: log}
-	s.down = fanout.New(subscribe, cfg.Map, fanout.Metrics{Updates: s.m.updates, UpdateFrames: s.m.updateFrames}, &s.tr, log)
+	s.down = fanout.New(subscribe, cfg.Map, fanout.Metrics{Updates: s.m.updates, UpdateFrames: s.m.updateFrames}, s.tr, log)
 	s.figs = newFigures(s.ops.Registry)
 	s.ops.Registry.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "realm_gateway_refusal_spans_dropped_total",
 		Help: "Refusals of untraced commands not traced because the per-process span budget (50/s) was spent."},
-		func() float64 { return float64(s.tr.refusalSpansDropped()) }))
+		func() float64 { return float64(s.tr.RefusalSpansDropped()) }))
 	return s, nil
+}
+
+// newTracing sets up the gateway's spans (internal/tracing): off unless an
+// OTLP endpoint is configured or the embedder gives a TracerProvider.
+func newTracing(cfg Config) (*tracing.Tracing, error) {
+	return tracing.New(tracing.Config{TracerProvider: cfg.TracerProvider, OTLPEndpoint: cfg.OTLPEndpoint, SampleRatio: cfg.TraceSampleRatio})
 }
 
 // Ready is closed once the gateway accepts clients.

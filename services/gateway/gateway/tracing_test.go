@@ -16,7 +16,6 @@ import (
 	"github.com/realmstream/realmstream/libs/telemetry"
 	"github.com/realmstream/realmstream/libs/waitfor"
 	"github.com/realmstream/realmstream/libs/wire"
-	"github.com/realmstream/realmstream/services/gateway/internal/ingest"
 )
 
 func recorder() (*tracetest.SpanRecorder, *sdktrace.TracerProvider) {
@@ -93,34 +92,6 @@ func TestUnsampledCommandsCarryNoTrace(t *testing.T) {
 		}
 		return fmt.Errorf("no gateway.refused span of seq %d: %d spans", seq, len(rec.Ended()))
 	})
-}
-
-// TestUnsampledCommandAllocatesNothing: the head decision and the no-op
-// span of an unsampled command cost no allocation.
-func TestUnsampledCommandAllocatesNothing(t *testing.T) {
-	_, tp := recorder()
-	tr, err := newTracing(Config{TracerProvider: tp, TraceSampleRatio: 0})
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := &schema.Command{CommandId: "s:1", SessionId: "s", Zone: "z0_0", ClientSeq: 1}
-	msg := &nats.Msg{Header: nats.Header{}}
-	now := time.Now()
-	it := &ingest.Item{}
-	if a := testing.AllocsPerRun(1000, func() {
-		it.Span = tr.startCommand(now, cmd, msg)
-		it.Dequeued()
-		it.Span.End()
-	}); a != 0 {
-		t.Fatalf("an unsampled command allocates %v times", a)
-	}
-	if len(msg.Header) != 0 {
-		t.Fatalf("unsampled command got headers %v", msg.Header)
-	}
-	off, _ := newTracing(Config{TraceSampleRatio: 1}) // no endpoint, no provider: off
-	if off.head.Sample() || off.allowRefusal() {
-		t.Fatal("tracing without an endpoint or provider is on")
-	}
 }
 
 // TestFanoutSpan: an update message with a traceparent (a traced tick's,
