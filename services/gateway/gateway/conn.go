@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -20,33 +19,23 @@ import (
 	"github.com/realmstream/realmstream/services/gateway/internal/fanout"
 	"github.com/realmstream/realmstream/services/gateway/internal/ingest"
 	"github.com/realmstream/realmstream/services/gateway/internal/packet"
+	"github.com/realmstream/realmstream/services/gateway/internal/sendq"
 	"github.com/realmstream/realmstream/services/gateway/internal/transport"
 )
 
 // conn is one client connection. Goroutines: the reader (readLoop) owns the
-// session state fields marked "reader"; the writer (writeLoop) owns the
-// socket's write side; anyone may call send (non-blocking). down (zone,
+// session state fields marked "reader"; the writer (q.Run, internal/sendq)
+// owns the socket's write side; anyone may call send (non-blocking). down (zone,
 // area of interest) is the fan-out's (internal/fanout).
 type conn struct {
 	s  *Service
 	tr transport.Conn
 
-	sendq    chan []byte   // acks, updates, notices (async producers); overflow = slow consumer
-	replyq   chan []byte   // the reader's own answers; the reader blocks when it is full
-	finish   chan struct{} // closed: the writer flushes sendq and closes the socket
-	finished sync.Once
-	dead     chan struct{} // closed when the socket is closed
+	q        *sendq.Queue  // the outgoing side: queues, writer, slow-consumer bounds, held acks (internal/sendq)
 	readDone chan struct{} // closed when the reader goroutine ended
-	deadOnce sync.Once
 
 	limiter *rate.Limiter
 	bad     *rate.Limiter // malformed frames; empty: the connection is closed (issue 10 #7)
-
-	// Slow consumer detection (sendq.go).
-	queued   atomic.Int64  // bytes queued in sendq/replyq or being written
-	progress atomic.Int64  // unix ns: last completed write, or first packet into an empty queue
-	slow     atomic.Bool   // set once: disconnecting as a slow consumer
-	slowCh   chan struct{} // closed when slow is set: the writer sends the notice and stops
 
 	// Session (set once by the reader at Hello, read-only afterwards; authed
 	// is atomic because NATS callbacks check it).
@@ -62,22 +51,6 @@ type conn struct {
 
 	down fanout.Member // zone, area of interest, protocol (the fan-out's; joined by Service.down)
 
-	// Update frames (SendFrames): the fan-out appends a tick's frames for
-	// this client, already framed, to ubuf (under umu, after accounting
-	// their bytes like a sendq packet) and kicks the writer, which swaps
-	// ubuf out and writes it with whatever else is queued: one write per
-	// tick, however many cells. A writer that falls behind finds several
-	// ticks there and writes them at once; the byte and age bounds of
-	// sendq.go apply to them.
-	umu     sync.Mutex
-	ubuf    []byte
-	uframes int           // frames in ubuf
-	ukick   chan struct{} // capacity 1: "ubuf has frames"
-	// Acks held for the client's next write (ackhold.go), under umu.
-	held    [][]byte
-	heldAt  int64 // unix ns: when the oldest held ack was queued
-	heldReg bool  // on the ack flusher's list
-
 	pkt      schema.ClientPacket // reader's reusable decode target
 	cmd      schema.Command      // reader's reusable command (marshalled before reuse)
 	subject  string              // reader: cmd.<subjZone>, cached
@@ -88,18 +61,13 @@ func newConn(s *Service, tr transport.Conn) *conn {
 	c := &conn{
 		s:        s,
 		tr:       tr,
-		sendq:    make(chan []byte, s.cfg.SendQueue),
-		replyq:   make(chan []byte, s.cfg.SendQueue),
-		finish:   make(chan struct{}),
-		dead:     make(chan struct{}),
 		readDone: make(chan struct{}),
 		limiter:  rate.NewLimiter(rate.Limit(s.cfg.Rate), s.cfg.Burst),
 		bad:      rate.NewLimiter(badFrameRefill, s.cfg.MaxBadFrames),
-		slowCh:   make(chan struct{}),
-		ukick:    make(chan struct{}, 1),
 	}
-	c.down.Init(c)
-	c.progress.Store(time.Now().UnixNano())
+	c.q = sendq.New(tr, sendq.Config{Packets: s.cfg.SendQueue, Bytes: s.cfg.SendQueueBytes, Age: s.cfg.SendQueueAge, AckHold: s.cfg.AckHold},
+		s.sq, s.log, c, c.readDone, &s.acks)
+	c.down.Init(c.q)
 	return c
 }
 
@@ -114,176 +82,24 @@ func (c *conn) Session() string { return c.session }
 func (c *conn) Player() string  { return c.player }
 func (c *conn) Zone() string    { return c.currentZone() }
 
-// Closed says whether the socket is closed (fanout.Sink).
-func (c *conn) Closed() bool {
-	select {
-	case <-c.dead:
-		return true
-	default:
-		return false
-	}
-}
+// Outstanding is the number of accepted commands not yet answered
+// (sendq.Owner: the writer waits a moment for their acks).
+func (c *conn) Outstanding() int64 { return c.outstanding.Load() }
 
 // serve runs the connection until the socket closes.
 func (c *conn) serve() {
-	go c.writeLoop()
+	go c.q.Run()
 	c.readLoop()
 	close(c.readDone)
 	// Reader done (EOF, error, or a fatal packet): let the writer flush what
 	// is queued, then close.
 	c.close()
-	<-c.dead
+	<-c.q.Dead()
 	c.s.forget(c)
 }
 
 // close asks the writer to flush and close the socket (idempotent).
-func (c *conn) close() {
-	c.finished.Do(func() {
-		close(c.finish)
-		c.kick()
-	})
-}
-
-// kick wakes the writer (non-blocking; ukick holds one wake-up). Whoever
-// queues for the writer, closes finish, dead or slowCh kicks it after.
-func (c *conn) kick() {
-	select {
-	case c.ukick <- struct{}{}:
-	default:
-	}
-}
-
-// kill closes the socket now (idempotent).
-func (c *conn) kill() {
-	c.deadOnce.Do(func() {
-		c.tr.Close()
-		close(c.dead)
-		c.kick()
-	})
-}
-
-// lingerTime bounds the graceful close of one connection.
-const lingerTime = 2 * time.Second
-
-// writeBatch is the most packets one socket write carries: everything queued
-// for the client when the writer wakes, up to this many (writes coalesced per
-// connection: one syscall for many frames).
-const writeBatch = 256
-
-func (c *conn) writeLoop() {
-	defer c.kill()
-	batch := make([][]byte, 0, writeBatch)
-	var ups []byte // update frames taken from ubuf (swapped with it, so both buffers are reused)
-	// unwritten is true when write refused a batch because the client is
-	// a slow consumer: nothing of it reached the socket, so the stream is
-	// at a frame boundary.
-	unwritten := false
-	write := func() bool {
-		if c.slow.Load() {
-			unwritten = len(batch) > 0 || c.hasUpdates()
-			return false
-		}
-		ups = c.takeUpdates(ups)
-		batch = c.takeAcks(batch)
-		if len(batch) == 0 && len(ups) == 0 {
-			return true
-		}
-		n := len(ups)
-		for _, b := range batch {
-			n += len(b)
-		}
-		// Counted before the write: whoever has read these bytes sees them counted.
-		c.s.m.bytesOut.Add(float64(n))
-		c.s.m.writes.Inc()
-		err := c.tr.WriteFrames(batch, ups)
-		c.wrote()
-		batch = batch[:0]
-		if cap(ups) > 256<<10 {
-			ups = nil // do not keep a burst's buffer forever
-		}
-		return err == nil
-	}
-	// failed ends the writer after a failed write: a slow consumer whose
-	// stream is still at a frame boundary (its batch was not written) gets
-	// the SLOW_CONSUMER notice.
-	failed := func() {
-		if c.slow.Load() {
-			if unwritten {
-				c.sendSlowNotice()
-			}
-			return
-		}
-		c.s.m.dropped.WithLabelValues("write_error").Inc()
-	}
-	// One channel wakes the writer for everything (ukick, see kick): a
-	// receive on one channel costs a fraction of a select over six, and the
-	// writer wakes ~20 times a second per client (one update frame a tick).
-	for {
-		<-c.ukick
-		select {
-		case <-c.dead:
-			return
-		case <-c.slowCh:
-			c.sendSlowNotice()
-			return
-		case <-c.finish:
-			for {
-				select {
-				case b := <-c.sendq:
-					c.unqueue(len(b))
-					batch = append(batch, b)
-					if len(batch) == cap(batch) && !write() {
-						return
-					}
-				case b := <-c.replyq:
-					batch = append(batch, b)
-					if len(batch) == cap(batch) && !write() {
-						return
-					}
-				default:
-					if !write() {
-						return
-					}
-					c.tr.CloseGracefully(lingerTime, c.readDone)
-					return
-				}
-			}
-		default:
-		}
-		batch = c.more(batch)
-		if !write() {
-			failed()
-			return
-		}
-		if len(c.sendq) > 0 || len(c.replyq) > 0 {
-			c.kick() // the batch was full: go on without waiting
-		}
-	}
-}
-
-// more adds whatever else is queued, up to the batch capacity. When the
-// client has commands in flight whose acks are about to arrive, it yields
-// once so they can join this write: fewer, larger writes at the cost of one
-// scheduler round.
-func (c *conn) more(batch [][]byte) [][]byte {
-	yielded := false
-	for len(batch) < cap(batch) {
-		select {
-		case b := <-c.sendq:
-			c.unqueue(len(b))
-			batch = append(batch, b)
-		case b := <-c.replyq:
-			batch = append(batch, b)
-		default:
-			if yielded || c.outstanding.Load() == 0 || c.s.cfg.AckHold > 0 {
-				return batch // (held acks join the write anyway: ackhold.go)
-			}
-			yielded = true
-			runtime.Gosched()
-		}
-	}
-	return batch
-}
+func (c *conn) close() { c.q.Finish() }
 
 // reply queues the reader's answer to one of its packets. It blocks while the
 // client does not read its answers: that stops the reader, so TCP flow
@@ -295,11 +111,7 @@ func (c *conn) reply(p *schema.ServerPacket) {
 		c.s.log.Error("marshal server packet", "err", err)
 		return
 	}
-	select {
-	case c.replyq <- b:
-		c.kick()
-	case <-c.dead:
-	}
+	c.q.Reply(b)
 }
 
 // replyError answers the reader's packet seq with an Error.
@@ -321,29 +133,7 @@ func (c *conn) send(p *schema.ServerPacket) {
 	c.sendBytes(b)
 }
 
-func (c *conn) sendBytes(b []byte) {
-	c.sendBytesAt(b, time.Now().UnixNano())
-}
-
-// sendBytesAt queues b; now is the caller's clock (the fan-out reads it once
-// per batch).
-func (c *conn) sendBytesAt(b []byte, now int64) {
-	select {
-	case <-c.dead:
-		return
-	default:
-	}
-	if !c.queue(len(b), now) {
-		return
-	}
-	select {
-	case c.sendq <- b:
-		c.kick()
-	default:
-		c.unqueue(len(b))
-		c.slowConsumer("send queue full", c.queued.Load())
-	}
-}
+func (c *conn) sendBytes(b []byte) { c.q.Send(b) }
 
 func errPacket(seq uint64, code schema.ErrorCode, msg string) *schema.ServerPacket {
 	return &schema.ServerPacket{AckSeq: seq, Body: &schema.ServerPacket_Error{Error: &schema.Error{Code: code, Message: msg}}}
@@ -374,12 +164,7 @@ func (c *conn) replyBusy(seq uint64) {
 // sendAck queues an Ack. It is the hottest answer, so it is encoded by hand
 // (TestAckEncoding checks it against proto.Marshal).
 func (c *conn) sendAck(seq, streamSeq uint64, dup bool) {
-	b := appendAck(make([]byte, 0, 24), seq, streamSeq, dup)
-	if c.s.cfg.AckHold > 0 {
-		c.holdAck(b)
-		return
-	}
-	c.sendBytes(b)
+	c.q.SendAck(appendAck(make([]byte, 0, 24), seq, streamSeq, dup))
 }
 
 // Acked answers a stored command (ingest.Client; the ack goroutine).
@@ -459,9 +244,9 @@ func (c *conn) readLoop() {
 		}
 		c.s.m.bytesIn.Add(float64(len(b)))
 		select {
-		case <-c.finish:
+		case <-c.q.Finishing():
 			continue // closing: discard until the client closes (see closeGracefully)
-		case <-c.dead:
+		case <-c.q.Dead():
 			return
 		default:
 		}

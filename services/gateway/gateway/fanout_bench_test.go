@@ -92,7 +92,7 @@ func benchFanout(b *testing.B, players int, path string) {
 		if path == "merged-v2" {
 			c.down.SetProtocol(2)
 		}
-		go c.writeLoop()
+		go c.q.Run()
 		conns = append(conns, c)
 		// Placement as libs/bots' waypoints: 2 in 5 in the middle 24%.
 		x, y := size*0.05+rng.Float32()*size*0.9, size*0.05+rng.Float32()*size*0.9
@@ -114,7 +114,7 @@ func benchFanout(b *testing.B, players int, path string) {
 	}
 	defer func() {
 		for _, c := range conns {
-			c.kill()
+			c.q.Kill()
 		}
 		readers.Wait()
 	}()
@@ -122,7 +122,7 @@ func benchFanout(b *testing.B, players int, path string) {
 
 	drained := func() bool {
 		for _, c := range conns {
-			if c.queued.Load() != 0 || len(c.sendq) != 0 {
+			if bytes, packets := c.q.Pending(); bytes != 0 || packets != 0 {
 				return false
 			}
 		}

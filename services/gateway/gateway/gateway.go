@@ -39,6 +39,7 @@ import (
 	"github.com/realmstream/realmstream/services/gateway/internal/fanout"
 	"github.com/realmstream/realmstream/services/gateway/internal/ingest"
 	"github.com/realmstream/realmstream/services/gateway/internal/packet"
+	"github.com/realmstream/realmstream/services/gateway/internal/sendq"
 	"github.com/realmstream/realmstream/services/gateway/internal/session"
 	"github.com/realmstream/realmstream/services/gateway/internal/tracing"
 	"github.com/realmstream/realmstream/services/gateway/internal/transport"
@@ -55,9 +56,8 @@ type Service struct {
 	figs   *telemetry.Figures // heartbeat figures
 	tr     *tracing.Tracing
 
-	// Connections with held acks (ackhold.go), for the flusher.
-	ackMu   sync.Mutex
-	ackHeld []*conn
+	sq   *sendq.Metrics // the connections' outgoing series
+	acks sendq.Flusher  // connections with held acks (--ack-hold)
 
 	pub  *ingest.Publisher
 	down *fanout.Fanout
@@ -126,6 +126,7 @@ func New(cfg Config, log *slog.Logger) (*Service, error) {
 		return nil, fmt.Errorf("gateway: %w", err)
 	}
 	s.m = newMetrics(s.ops.Registry, func() float64 { return float64(s.pub.Len()) }, func() float64 { return float64(s.pub.Inflight()) })
+	s.sq = s.m.sendq()
 	s.pub = ingest.New(ingest.Config{RingSize: cfg.RingSize, MaxPending: cfg.MaxPending, BatchSize: cfg.BatchSize,
 		PublishRetries: cfg.PublishRetries, PublishTimeout: cfg.PublishTimeout}, s.m.ingest(), log)
 	subscribe := func(subject string, cb nats.MsgHandler) (*nats.Subscription, error) {
@@ -250,7 +251,7 @@ func (s *Service) Run(ctx context.Context) error {
 	hbCtx, hbStop := context.WithCancel(context.Background())
 	go func() { defer close(hbDone); s.heartbeats(hbCtx) }()
 	if s.cfg.AckHold > 0 {
-		go s.flushHeldAcks(hbCtx, s.cfg.AckHold) // until the connections have drained
+		go s.acks.Run(hbCtx, s.cfg.AckHold) // until the connections have drained
 	}
 
 	s.ops.SetReady(true)
@@ -290,7 +291,7 @@ func (s *Service) Run(ctx context.Context) error {
 	case <-drainDeadline:
 		s.mu.Lock()
 		for c := range s.conns {
-			c.kill()
+			c.q.Kill()
 		}
 		s.mu.Unlock()
 		<-connsDone
@@ -387,7 +388,7 @@ func (s *Service) admitWS(tr transport.Conn, done chan struct{}) bool {
 		go func() {
 			b, _ := proto.Marshal(&schema.ServerPacket{Body: &schema.ServerPacket_Busy{Busy: &schema.Busy{RetryAfterMs: 1000}}})
 			_ = tr.WritePackets([][]byte{b})
-			tr.CloseGracefully(lingerTime, nil)
+			tr.CloseGracefully(sendq.LingerTime, nil)
 			if done != nil {
 				close(done)
 			}

@@ -220,3 +220,9 @@ func kind(p *schema.ServerPacket) string {
 		return fmt.Sprintf("%T", b)
 	}
 }
+
+// queuedBytes is what waits in c's send queue, in bytes.
+func queuedBytes(c *conn) int64 {
+	b, _ := c.q.Pending()
+	return b
+}

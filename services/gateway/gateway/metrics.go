@@ -5,6 +5,7 @@ import (
 
 	"github.com/realmstream/realmstream/libs/schema"
 	"github.com/realmstream/realmstream/services/gateway/internal/ingest"
+	"github.com/realmstream/realmstream/services/gateway/internal/sendq"
 )
 
 // metrics are the gateway's Prometheus series (registered on the ops server).
@@ -68,6 +69,11 @@ func newMetrics(reg prometheus.Registerer, ringDepth, inflight func() float64) *
 // ingest is the publisher's share of the series.
 func (m *metrics) ingest() ingest.Metrics {
 	return ingest.Metrics{Batch: m.batch, Retries: m.retries, Latency: m.pubLatency, AcksDup: m.acksDup, AcksFresh: m.acksFresh}
+}
+
+// sendq is the connections' outgoing share of the series.
+func (m *metrics) sendq() *sendq.Metrics {
+	return &sendq.Metrics{BytesOut: m.bytesOut, Writes: m.writes, Dropped: m.dropped, Slow: m.slow, SlowCode: m.codes[schema.ErrorCode_ERROR_CODE_SLOW_CONSUMER]}
 }
 
 func (m *metrics) errorCode(c schema.ErrorCode) {

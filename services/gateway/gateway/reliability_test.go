@@ -458,13 +458,13 @@ func TestSlowConsumerClosedWithinSeconds(t *testing.T) {
 	var peak, sent int64
 	for h.gw.Connections() > 1 {
 		if time.Since(start) > 60*time.Second {
-			t.Fatalf("the client that never reads is still connected after %v (%d updates, %d bytes queued)", time.Since(start), sent, mute.queued.Load())
+			t.Fatalf("the client that never reads is still connected after %v (%d updates, %d bytes queued)", time.Since(start), sent, queuedBytes(mute))
 		}
 		if err := h.nc.Publish(wire.UpdateSubject(big.Zone, big.Cell), payload); err != nil {
 			t.Fatal(err)
 		}
 		sent++
-		q := mute.queued.Load()
+		q := queuedBytes(mute)
 		peak = max(peak, q)
 		if q > 64<<10 && backlogAt.IsZero() {
 			backlogAt = time.Now()

@@ -121,7 +121,7 @@ func (d *Fanout) Deliver(zone string, cells [][]byte) {
 // subscriptions have a goroutine each), then Fanout.mu (zones and every
 // zoneSub's maps; the only writer of Member.zone and Member.cell, which are
 // read atomically elsewhere), then whatever Sink.SendFrames takes (the
-// gateway's conn.umu). Nothing blocks under mu: frames are built and queued
+// gateway's sendq.Queue.umu). Nothing blocks under mu: frames are built and queued
 // after it is released. Subscribe and Unsubscribe are called under mu:
 // nats.go does not wait for a running callback, so a callback waiting on mu
 // under zoneSub.fan cannot deadlock them.
