@@ -21,6 +21,7 @@ import (
 	"github.com/realmstream/realmstream/libs/waitfor"
 	"github.com/realmstream/realmstream/libs/wire"
 	"github.com/realmstream/realmstream/libs/zonelog"
+	"github.com/realmstream/realmstream/services/world/internal/ownership"
 	"github.com/realmstream/realmstream/services/world/internal/rules"
 	"github.com/realmstream/realmstream/services/world/internal/zone"
 )
@@ -313,7 +314,7 @@ func waitBalanced(t *testing.T, timeout time.Duration, insts ...*inst) map[strin
 	waitfor.True(t, timeout, func() error {
 		got = owners(insts...)
 		for _, z := range insts[0].svc.cfg.Map.Zones() {
-			if want := Owner(z, ids); got[z] != want {
+			if want := ownership.Owner(z, ids); got[z] != want {
 				return fmt.Errorf("zone %s owned by %q, want %s", z, got[z], want)
 			}
 		}

@@ -12,6 +12,7 @@ import (
 	"github.com/realmstream/realmstream/libs/natstest"
 	"github.com/realmstream/realmstream/libs/redistest"
 	"github.com/realmstream/realmstream/libs/waitfor"
+	"github.com/realmstream/realmstream/services/world/internal/ownership"
 )
 
 // cutProxy forwards TCP to target until cut: then it closes every
@@ -104,7 +105,7 @@ func TestLockStoreCut(t *testing.T) {
 	for _, id := range []string{"a", "c", "d", "e"} {
 		n := 0
 		for _, z := range zones {
-			if Owner(z, []string{id, "b"}) == id {
+			if ownership.Owner(z, []string{id, "b"}) == id {
 				n++
 			}
 		}
@@ -151,7 +152,7 @@ func TestLockStoreCut(t *testing.T) {
 	if elapsed > bound+500*time.Millisecond {
 		t.Errorf("takeover took %v, more than TTL + one renew interval (%v) + 500ms slack", elapsed, bound)
 	}
-	if !a.svc.out.Load() {
+	if a.svc.ctrl.Eligible() {
 		t.Errorf("%s still in the membership while cut from Redis", victimID)
 	}
 	// Play goes on in every zone during the cut.

@@ -56,7 +56,7 @@ func TestNATSRestart(t *testing.T) {
 	// Both still see each other (their membership watches survived or were renewed).
 	waitfor.True(t, 10*time.Second, func() error {
 		for _, in := range []*inst{a, b} {
-			if m := in.svc.liveMembers(); len(m) != 2 {
+			if m := in.svc.ctrl.LiveMembers(); len(m) != 2 {
 				return fmt.Errorf("%s sees members %v", in.svc.cfg.InstanceID, m)
 			}
 		}

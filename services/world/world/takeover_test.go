@@ -10,6 +10,7 @@ import (
 	"github.com/realmstream/realmstream/libs/natstest"
 	"github.com/realmstream/realmstream/libs/redistest"
 	"github.com/realmstream/realmstream/libs/waitfor"
+	"github.com/realmstream/realmstream/services/world/internal/ownership"
 )
 
 // TestCrashTakeoverUnder2s: with the production lease TTL (5s), rebalance
@@ -103,7 +104,7 @@ func TestReadyOnceZonesClaimed(t *testing.T) {
 	// Ready now: every zone assigned to b is claimed by b.
 	owned := b.svc.Owned()
 	for _, z := range base.Map.Zones() {
-		if Owner(z, []string{"a", "b"}) != "b" {
+		if ownership.Owner(z, []string{"a", "b"}) != "b" {
 			continue
 		}
 		if st, ok := owned[z]; !ok || st.Fence == 0 {

@@ -1,4 +1,4 @@
-package world
+package ownership
 
 import (
 	"context"
@@ -38,11 +38,12 @@ func (m *slowMembers) Delete(ctx context.Context, key string, _ ...jetstream.KVD
 // controller, when the lock store stops answering) must not wait behind a
 // membership put that hangs, and the put landing after the leave must not
 // leave an entry behind. Before, putMember held memberMu across the put and
-// the controller blocked on it for up to --publish-timeout.
+// the controller blocked on it for up to --publish-timeout (the controller
+// holds no mutex across a network call).
 func TestLeaveDoesNotWaitForAMembershipPut(t *testing.T) {
 	m := &slowMembers{entered: make(chan struct{}), release: make(chan struct{})}
-	s := &Service{cfg: DefaultConfig(), members: m}
-	s.cfg.InstanceID = "w-1"
+	s := New(Config{Instance: "w-1", LeaseTTL: 5 * time.Second, MemberTTL: 1250 * time.Millisecond, PublishTimeout: 2 * time.Second}, nil)
+	s.members = m
 	putDone := make(chan struct{})
 	go func() { defer close(putDone); s.putMember(context.Background()) }()
 	<-m.entered

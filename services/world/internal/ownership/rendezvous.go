@@ -1,10 +1,6 @@
-package world
+package ownership
 
-import (
-	"hash/fnv"
-
-	"github.com/prometheus/client_golang/prometheus"
-)
+import "hash/fnv"
 
 // Owner returns the instance that should own zone among members: the one
 // with the highest hash of (zone, instance) (rendezvous hashing). When one
@@ -33,8 +29,4 @@ func mix(x uint64) uint64 {
 	x *= 0x94d049bb133111eb
 	x ^= x >> 31
 	return x
-}
-
-func newGauge(reg prometheus.Registerer, name, help string, f func() float64) {
-	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, f))
 }
