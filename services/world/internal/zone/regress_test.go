@@ -270,12 +270,7 @@ func TestDisconnectGrace(t *testing.T) {
 	if r.status().Players != 1 {
 		t.Fatalf("zone reports %d players", r.status().Players)
 	}
-	waitfor.True(t, 5*time.Second, func() error {
-		if n := e.pendingAcks(z); n != 0 {
-			return fmt.Errorf("%d commands not acked", n)
-		}
-		return nil
-	})
+	e.waitAcked(z, 5*time.Second)
 }
 
 // TestJoinWhileInAnotherZone (issue 10 #5): a player is in exactly one
@@ -339,15 +334,10 @@ func TestRedeliveryAfterRoundTrip(t *testing.T) {
 	const z, west = "z1_1", "z0_1"
 	// Leases and the ack wait long enough that a loaded machine does not
 	// end them: the test is about the order of the redelivery.
-	locks, err := lock.New(lock.NewTable(), lock.Options{TTL: 10 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.locks = locks
+	e.longLeases()
 	cfg := e.config(z)
 	cfg.AckWait = 3 * time.Second
 	a := e.start(cfg)
-	ctx := context.Background()
 	// The player stands at the west border of z1_1 (arrived by transfer).
 	in := &schema.Command{CommandId: "t-1", Body: &schema.Command_TransferIn{TransferIn: &schema.TransferIn{TransferId: "t-1", FromZone: "none",
 		Player: &schema.PlayerState{PlayerId: "p", Name: "p", SessionId: "s", LastInputSeq: 1, X: 5, Y: 500, Hp: 100, MaxHp: 100}}}}
@@ -359,36 +349,7 @@ func TestRedeliveryAfterRoundTrip(t *testing.T) {
 	// fetched from the zone's durable and never acked, kept in progress
 	// until the round trip is done, so that it comes back only after it.
 	e.send(z, "s", 2, "p", chatCmd("sent before the crash"), time.Now())
-	cons, err := e.js.Consumer(ctx, wire.StreamCommands, wire.DurableWorldZone(z))
-	if err != nil {
-		t.Fatal(err)
-	}
-	batch, err := cons.Fetch(1, jetstream.FetchMaxWait(5*time.Second))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var held jetstream.Msg
-	for m := range batch.Messages() {
-		held = m
-	}
-	if held == nil || held.Headers().Get(wire.HeaderMsgID) != "s:2" {
-		t.Fatalf("the dead owner's delivery of s:2 not reproduced: %v (%v)", held, batch.Error())
-	}
-	stopHold := make(chan struct{})
-	holding := make(chan struct{})
-	go func() {
-		defer close(holding)
-		tk := time.NewTicker(100 * time.Millisecond)
-		defer tk.Stop()
-		for {
-			select {
-			case <-stopHold:
-				return
-			case <-tk.C:
-				_ = held.InProgress()
-			}
-		}
-	}()
+	release := e.holdDelivery(z, "s:2")
 
 	// The next owner takes the newer commands first: seq 3 walks west
 	// across the border (TransferOut), and the player comes back from z0_1
@@ -401,23 +362,12 @@ func TestRedeliveryAfterRoundTrip(t *testing.T) {
 		Player: &schema.PlayerState{PlayerId: "p", Name: "p", SessionId: "s", LastInputSeq: 5, X: 3, Y: 500, Hp: 100, MaxHp: 100}}}}
 	publishCmd(t, e.js, z, in)
 	e.waitApplied(z, back)
-	close(stopHold)
-	<-holding
+	release()
 
 	// Seq 2 comes back after the ack wait and is acked: it must have caused
 	// its event.
-	waitfor.True(t, 15*time.Second, func() error {
-		if n := e.pendingAcks(z); n != 0 {
-			return fmt.Errorf("%d commands not acked", n)
-		}
-		return nil
-	})
-	var ev *schema.Event
-	for _, en := range e.log(z) {
-		if en.Event.CommandId == "s:2" {
-			ev = en.Event
-		}
-	}
+	e.waitAcked(z, 15*time.Second)
+	ev := e.eventOf(z, "s:2")
 	if ev == nil {
 		t.Fatal("s:2, redelivered after the round trip, was acked without an event (taken for a duplicate)")
 	}
@@ -555,12 +505,7 @@ func TestTwoOwnersClaimTheSameFence(t *testing.T) {
 		ids = append(ids, wire.CommandID("s", q))
 	}
 	e.waitApplied(z, ids...)
-	waitfor.True(t, 15*time.Second, func() error {
-		if n := e.pendingAcks(z); n != 0 {
-			return fmt.Errorf("%d commands not acked", n)
-		}
-		return nil
-	})
+	e.waitAcked(z, 15*time.Second)
 	var fences []uint64
 	for _, en := range e.log(z) { // Check: linear, fences grow, no command twice
 		if c := en.Event.GetOwnershipClaimed(); c != nil {
@@ -580,35 +525,66 @@ func TestTwoOwnersClaimTheSameFence(t *testing.T) {
 func TestRedeliveryAfterSeqJump(t *testing.T) {
 	e := newEnv(t)
 	const z = "z1_1"
-	locks, err := lock.New(lock.NewTable(), lock.Options{TTL: 10 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.locks = locks
+	e.longLeases()
 	cfg := e.config(z)
 	cfg.AckWait = 3 * time.Second
 	a := e.start(cfg)
-	ctx := context.Background()
 	e.send(z, "s", 1, "p", joinCmd(z), time.Now())
 	e.waitApplied(z, "s:1")
 	a.stop(t)
 
 	// Seq 2 was delivered to an owner that died (this test plays it).
 	e.send(z, "s", 2, "p", chatCmd("sent before the crash"), time.Now())
-	cons, err := e.js.Consumer(ctx, wire.StreamCommands, wire.DurableWorldZone(z))
+	release := e.holdDelivery(z, "s:2")
+	// The session resumes through a crashed gateway's record: its next
+	// seqs are above the reserved bound.
+	e.start(cfg)
+	var ids []string
+	for q := uint64(1030); q <= 1040; q++ {
+		e.send(z, "s", q, "p", chatCmd("after the resume"), time.Now())
+		ids = append(ids, wire.CommandID("s", q))
+	}
+	e.waitApplied(z, ids...)
+	release()
+
+	e.waitAcked(z, 15*time.Second)
+	ev := e.eventOf(z, "s:2")
+	if ev == nil {
+		t.Fatal("s:2, redelivered after the session's seqs jumped 1028, was acked without an event (taken for applied)")
+	}
+}
+
+// longLeases gives the env's owners 10 s leases: long enough that a loaded
+// machine does not end them in a test about the order of redeliveries.
+func (e *env) longLeases() {
+	e.t.Helper()
+	locks, err := lock.New(lock.NewTable(), lock.Options{TTL: 10 * time.Second})
 	if err != nil {
-		t.Fatal(err)
+		e.t.Fatal(err)
+	}
+	e.locks = locks
+}
+
+// holdDelivery plays an owner that died holding a command: it fetches the
+// next delivery of zone z's durable (it must be msgID) and keeps it in
+// progress, never acked, until release is called; after the ack wait it is
+// delivered again.
+func (e *env) holdDelivery(z, msgID string) (release func()) {
+	e.t.Helper()
+	cons, err := e.js.Consumer(context.Background(), wire.StreamCommands, wire.DurableWorldZone(z))
+	if err != nil {
+		e.t.Fatal(err)
 	}
 	batch, err := cons.Fetch(1, jetstream.FetchMaxWait(5*time.Second))
 	if err != nil {
-		t.Fatal(err)
+		e.t.Fatal(err)
 	}
 	var held jetstream.Msg
 	for m := range batch.Messages() {
 		held = m
 	}
-	if held == nil || held.Headers().Get(wire.HeaderMsgID) != "s:2" {
-		t.Fatalf("the dead owner's delivery of s:2 not reproduced: %v (%v)", held, batch.Error())
+	if held == nil || held.Headers().Get(wire.HeaderMsgID) != msgID {
+		e.t.Fatalf("the dead owner's delivery of %s not reproduced: %v (%v)", msgID, held, batch.Error())
 	}
 	stopHold, holding := make(chan struct{}), make(chan struct{})
 	go func() {
@@ -624,31 +600,31 @@ func TestRedeliveryAfterSeqJump(t *testing.T) {
 			}
 		}
 	}()
-	// The session resumes through a crashed gateway's record: its next
-	// seqs are above the reserved bound.
-	e.start(cfg)
-	var ids []string
-	for q := uint64(1030); q <= 1040; q++ {
-		e.send(z, "s", q, "p", chatCmd("after the resume"), time.Now())
-		ids = append(ids, wire.CommandID("s", q))
+	return func() {
+		close(stopHold)
+		<-holding
 	}
-	e.waitApplied(z, ids...)
-	close(stopHold)
-	<-holding
+}
 
-	waitfor.True(t, 15*time.Second, func() error {
+// waitAcked waits up to within until zone z's durable has no command
+// delivered and not acked.
+func (e *env) waitAcked(z string, within time.Duration) {
+	e.t.Helper()
+	waitfor.True(e.t, within, func() error {
 		if n := e.pendingAcks(z); n != 0 {
 			return fmt.Errorf("%d commands not acked", n)
 		}
 		return nil
 	})
+}
+
+// eventOf is the last event of zone z's log caused by commandID (nil: none).
+func (e *env) eventOf(z, commandID string) *schema.Event {
 	var ev *schema.Event
 	for _, en := range e.log(z) {
-		if en.Event.CommandId == "s:2" {
+		if en.Event.CommandId == commandID {
 			ev = en.Event
 		}
 	}
-	if ev == nil {
-		t.Fatal("s:2, redelivered after the session's seqs jumped 1028, was acked without an event (taken for applied)")
-	}
+	return ev
 }
