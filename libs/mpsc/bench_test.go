@@ -2,6 +2,7 @@ package mpsc
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"sync"
 	"testing"
@@ -255,6 +256,10 @@ func impls[T any]() []impl[T] {
 // got, CPU time per item measures the work).
 func benchInterleaved[T any](b *testing.B, all []impl[T], own, p int, v T) {
 	b.ReportAllocs()
+	if *benchOnly != "" {
+		benchAlone(b, all[own], p, v)
+		return
+	}
 	d := make([]time.Duration, len(all))
 	var cpu time.Duration
 	b.ResetTimer()
@@ -285,6 +290,25 @@ func benchInterleaved[T any](b *testing.B, all []impl[T], own, p int, v T) {
 	if cpu > 0 {
 		b.ReportMetric(float64(cpu.Nanoseconds())/float64(b.N), "cpu-ns/item")
 	}
+}
+
+// benchOnly runs one implementation alone (no interleaving, no ratios):
+// for profiles, which the other implementations' rounds would otherwise
+// dominate.
+var benchOnly = flag.String("mpsc.only", "", "BenchmarkQueue: run only the impl of this name, alone (for -cpuprofile and perf)")
+
+// benchAlone is benchInterleaved without the other implementations.
+func benchAlone[T any](b *testing.B, own impl[T], p int, v T) {
+	if own.name != *benchOnly {
+		b.Skip("-mpsc.only")
+	}
+	c0, _ := processCPU()
+	b.ResetTimer()
+	d := own.run(b.N, p, v)
+	b.StopTimer()
+	c1, _ := processCPU()
+	b.ReportMetric(float64(b.N)/d.Seconds(), "items/s")
+	b.ReportMetric(float64((c1-c0).Nanoseconds())/float64(b.N), "cpu-ns/item")
 }
 
 func benchCase[T any](b *testing.B, p int, v T) {

@@ -132,21 +132,38 @@ const closedBit = uint64(1) << 63
 // every platform.
 const maxCapacity = 1 << 30
 
-// Spin budgets before parking. The consumer polls the lanes a few dozen
-// times (a fraction of a microsecond), then yields the processor a few times
-// (runtime.Gosched: a producer that the last batch woke, or that is ready to
-// publish, runs meanwhile), and only then parks: a park costs a channel
-// receive plus the producer's wake-up, about the time of several yields, and
-// an early park made the consumer park ~15 times per 1000 items when lanes
-// are small (docs/bench/mpsc.md). It never spins long: on a 2-core machine a
-// spinning consumer takes the processor from the producers it waits for. A
-// blocked producer yields a few times before parking, so that the consumer
-// can run and make room.
+// Spin budgets before parking. The consumer polls the lanes a few times,
+// then yields the processor a few times (runtime.Gosched: a producer that
+// the last batch woke, or that is ready to publish, runs meanwhile), and
+// only then parks: a park costs a channel receive plus the producer's
+// wake-up, about the time of several yields, and an early park made the
+// consumer park ~15 times per 1000 items when lanes are small
+// (docs/bench/mpsc.md). It never spins long: on a 2-core machine a spinning
+// consumer takes the processor from the producers it waits for, and every
+// poll of a lane pulls the line its producer writes next (8 polls measured
+// faster than 64 at 4 and 16 producers, docs/mpsc.md). A blocked producer
+// yields a few times before parking, so that the consumer can run and make
+// room.
 const (
-	consumerSpins  = 64
+	consumerSpins  = 8
 	consumerYields = 8
 	producerSpins  = 16
 )
+
+// Gathering (docs/mpsc.md, "Third round"). A drain that filled less than
+// half of the caller's buffer means the consumer is chasing producers that
+// run on the other processor, taking each item as soon as it is published:
+// then every item moves its value line and its lane's tail line between the
+// cores twice (~50 ns each here), and the ring ran at a third of the
+// mutex ring's speed. So the next DequeueBatch after such a small drain
+// first yields once (producers waiting for a processor run and fill their
+// lanes) and then lets gatherWindow pass since the small drain, polling no
+// shared line, so that it takes a batch, not an item. The caller's own work
+// between the two calls counts towards the window: a publisher that spends
+// more than gatherWindow on a batch never waits. The protocol (claim,
+// publish, head, parking) is unchanged; this only delays the consumer's
+// next read.
+const gatherWindow = 2 * time.Microsecond
 
 // Ring is a bounded lock-free MPSC queue of T. Any number of goroutines may
 // call TryEnqueue, Enqueue, Close, Len, Cap and Stats concurrently; exactly one
@@ -180,7 +197,11 @@ type Ring[T any] struct {
 	// lanes[k-1]): the one after the last lane that gave items. Consumer
 	// only.
 	cursor int
-	_      [cacheLine - 16]byte
+	// gatherAt is when the last DequeueBatch drained a small batch (zero:
+	// it did not). Consumer only.
+	gatherAt time.Time
+	spun     uint64 // spinDelay's results, so its loop is not optimised away
+	_        [cacheLine - 48]byte
 
 	// sleeping is 1 while the consumer is armed to park. Producers read it
 	// after every publish; it is written only when the consumer parks.
@@ -435,6 +456,9 @@ func (r *Ring[T]) wakeProducers() {
 // slots are zeroed when T holds pointers. Only the single consumer may call
 // it.
 func (r *Ring[T]) DequeueBatch(buf []T) int {
+	if !r.gatherAt.IsZero() {
+		r.gather()
+	}
 	var n int
 	if len(r.lanes) == 0 {
 		n = r.drainShared(buf)
@@ -466,7 +490,32 @@ func (r *Ring[T]) DequeueBatch(buf []T) int {
 	if n > 0 {
 		r.wakeProducers()
 	}
+	if n > 0 && n < len(buf)/2 {
+		r.gatherAt = time.Now()
+	}
 	return n
+}
+
+// gather waits before the drain that follows a small one: one yield, then
+// until gatherWindow has passed since it (see gatherWindow).
+func (r *Ring[T]) gather() {
+	at := r.gatherAt
+	r.gatherAt = time.Time{}
+	runtime.Gosched()
+	for time.Since(at) < gatherWindow {
+		r.spun += spinDelay()
+	}
+}
+
+// spinDelay burns a few dozen nanoseconds without touching memory.
+//
+//go:noinline
+func spinDelay() uint64 {
+	x := uint64(1)
+	for i := range uint64(32) {
+		x = x*31 + i
+	}
+	return x
 }
 
 // drainShared is DequeueBatch of the shared lane.

@@ -511,3 +511,38 @@ func TestHasPointers(t *testing.T) {
 }
 
 func (r *Ring[T]) clears() bool { return r.clear }
+
+// TestGatherAfterSmallDrain: the drain after a small one waits (yield, then
+// until gatherWindow has passed since the small drain) but is bounded and
+// still returns what was published; a full drain arms no wait, and the
+// caller's time between the two calls counts towards the window.
+func TestGatherAfterSmallDrain(t *testing.T) {
+	r := New[int](64)
+	buf := make([]int, 8)
+	if err := r.TryEnqueue(1); err != nil {
+		t.Fatal(err)
+	}
+	if n := r.DequeueBatch(buf); n != 1 || r.gatherAt.IsZero() {
+		t.Fatalf("small drain: n=%d gatherAt=%v, want 1 and armed", n, r.gatherAt)
+	}
+	if err := r.TryEnqueue(2); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	n := r.DequeueBatch(buf)
+	if d := time.Since(start); n != 1 || buf[0] != 2 || d > 100*time.Millisecond {
+		t.Fatalf("drain after a small one: n=%d item=%d in %v, want 1 item 2, promptly", n, buf[0], d)
+	}
+	for i := range 8 {
+		if err := r.TryEnqueue(i); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r.gatherAt = time.Time{}
+	if n := r.DequeueBatch(buf); n != 8 || !r.gatherAt.IsZero() {
+		t.Fatalf("full drain: n=%d gatherAt=%v, want 8 and not armed", n, r.gatherAt)
+	}
+	if n := r.DequeueBatch(buf); n != 0 || !r.gatherAt.IsZero() {
+		t.Fatalf("empty drain: n=%d gatherAt=%v, want 0 and not armed", n, r.gatherAt)
+	}
+}
