@@ -46,12 +46,16 @@ func (o StreamOptions) Validate() error {
 	return nil
 }
 
+// DefaultDuplicateWindow is the duplicate window of the command stream when
+// StreamOptions.DuplicateWindow is 0.
+const DefaultDuplicateWindow = 2 * time.Minute
+
 func (o StreamOptions) withDefaults() StreamOptions {
 	if o.Replicas == 0 {
 		o.Replicas = 1
 	}
 	if o.DuplicateWindow == 0 {
-		o.DuplicateWindow = 2 * time.Minute
+		o.DuplicateWindow = DefaultDuplicateWindow
 	}
 	if o.CommandMaxAge == 0 {
 		o.CommandMaxAge = 24 * time.Hour

@@ -108,7 +108,7 @@ func New(cfg Config, log *slog.Logger) (*Service, error) {
 	}
 	dupWindow := cfg.Streams.DuplicateWindow
 	if dupWindow == 0 {
-		dupWindow = 2 * time.Minute // wire.StreamOptions' default
+		dupWindow = wire.DefaultDuplicateWindow
 	}
 	s := &Service{
 		cfg:       cfg,

@@ -458,17 +458,9 @@ func minTime(a, b time.Time) time.Time {
 func (s *Service) clientLimits() *schema.Limits {
 	return &schema.Limits{
 		MaxFrameBytes: uint32(s.cfg.MaxFrame), RatePerSec: s.cfg.Rate, Burst: uint32(s.cfg.Burst),
-		MaxChatBytes: uint32(orDefault(s.limits.MaxChat, 256)), MaxNameBytes: uint32(orDefault(s.limits.MaxName, 32)), MaxIdBytes: 64,
+		MaxChatBytes: uint32(s.limits.MaxChat), MaxNameBytes: uint32(s.limits.MaxName), MaxIdBytes: wire.MaxIDBytes, // s.limits: packet.NewLimits, filled
 		HelloTimeoutMs: s.cfg.HelloTimeout.Milliseconds(),
 	}
-}
-
-// orDefault mirrors packet.Limits' defaults for a zero limit.
-func orDefault(v, d int) int {
-	if v <= 0 {
-		return d
-	}
-	return v
 }
 
 // worldInfo describes cfg.Map.
