@@ -8,6 +8,11 @@
 #
 #   libs/mpsc/bench.sh [OUTDIR]        # default OUTDIR: /tmp/bench-mpsc; ~5 min
 #   MPSC_ONLY=1 libs/mpsc/bench.sh     # only the queue benchmark (~2-3 min)
+#   BENCH_WRAP="flock /work/team/bench.lock /work/team/inbench.sh" libs/mpsc/bench.sh
+#                                      # the team machine: the timed runs under the lock
+#
+# Both test binaries are built first (go test -c), so only the runs are
+# under BENCH_WRAP, never the compiler.
 #
 # Every sub-benchmark moves a fixed number of items (-benchtime Nx: no
 # calibration runs, so the time is predictable) through every
@@ -19,12 +24,21 @@ items=${MPSC_ITEMS:-2000000}
 mkdir -p "$out"
 cd "$root"
 benchstat() { go run golang.org/x/perf/cmd/benchstat@v0.0.0-20260908200009-22c9c6c9d4da "$@"; }
+read -r -a wrap <<<"${BENCH_WRAP:-}"
+# timed LABEL CMD...: CMD under BENCH_WRAP, with the load average written to
+# load.txt once the lock is held (so the figure's load is the run's).
+timed() {
+	local label=$1
+	shift
+	"${wrap[@]}" bash -c 'f=$1; shift; echo "$0 start: $(uptime)" | tee -a "$f" >&2; "$@"; rc=$?; echo "$0 end:   $(uptime)" | tee -a "$f" >&2; exit $rc' \
+		"$label" "$out/load.txt" "$@"
+}
 
 go test -c -o "$out/mpsc.test" ./libs/mpsc/
-echo "queue start: $(uptime)" | tee "$out/load.txt"
-(cd libs/mpsc && "$out/mpsc.test" -test.run '^$' -test.bench BenchmarkQueue -test.benchmem \
+[ -n "${MPSC_ONLY:-}" ] || (cd services/gateway && go test -c -o "$out/ingestbench.test" ./internal/ingestbench/)
+echo "machine: $(nproc) vCPU $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2), $(go version)" | tee "$out/load.txt"
+(cd libs/mpsc && timed queue "$out/mpsc.test" -test.run '^$' -test.bench BenchmarkQueue -test.benchmem \
 	-test.count 10 -test.benchtime "${items}x") | tee "$out/queue.txt"
-echo "queue end:   $(uptime)" | tee -a "$out/load.txt"
 # items/s, cpu-ns/item and p-values: ring (first column) vs mutex vs chan vs shared.
 benchstat -col /impl "$out/queue.txt" | tee "$out/queue-benchstat.txt"
 # The interleaved ratios of the ring's own rows (targets at 4 producers:
@@ -36,10 +50,8 @@ awk '/impl=ring/ { for (i = 3; i < NF; i++) if ($(i+1) ~ /^x_vs_/) { k = $1 " " 
 	"$out/queue.txt" | sed 's/^BenchmarkQueue\///' | sort | tee "$out/queue-medians.txt"
 
 if [ -z "${MPSC_ONLY:-}" ]; then
-	echo "ingest start: $(uptime)" | tee -a "$out/load.txt"
-	(cd services/gateway && INGEST_MSGS=${INGEST_MSGS:-100000} INGEST_MSGS_ALWAYS=5000 \
-		go test -run '^$' -bench BenchmarkIngest -benchtime 3x ./internal/ingestbench/) | tee "$out/ingest.txt"
-	echo "ingest end:   $(uptime)" | tee -a "$out/load.txt"
+	(cd services/gateway/internal/ingestbench && INGEST_MSGS=${INGEST_MSGS:-100000} INGEST_MSGS_ALWAYS=5000 \
+		timed ingest "$out/ingestbench.test" -test.run '^$' -test.bench BenchmarkIngest -test.benchtime 3x) | tee "$out/ingest.txt"
 fi
 cat "$out/load.txt"
 echo "results in $out"

@@ -107,6 +107,12 @@ func setup(b *testing.B, sync natsembed.SyncPolicy, window int) *env {
 	cfg.RingSize = 16384
 	cfg.SendQueue = 8192
 	cfg.MaxFrame = 4096
+	// No update frames flow here for a held Ack to ride, so a held Ack only
+	// waits (--ack-hold, 50 ms by default): with a bounded window per client
+	// that caps the gateway at window/hold, while the bare pipelines answer
+	// at once. Measure the ingest path with acks written at once, like them;
+	// INGEST_ACK_HOLD_MS sets the gateway's default hold back for a run.
+	cfg.AckHold = time.Duration(envInt("INGEST_ACK_HOLD_MS", 0)) * time.Millisecond
 	gw, err := gateway.New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		b.Fatal(err)
