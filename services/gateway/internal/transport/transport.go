@@ -12,6 +12,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"syscall"
 	"time"
 
 	"github.com/coder/websocket"
@@ -69,6 +70,7 @@ func Listen(addr, certFile, keyFile string, log *slog.Logger) (net.Listener, err
 // TCP is a client on a TCP socket: 4-byte big-endian length + packet.
 type TCP struct {
 	c       net.Conn
+	raw     syscall.RawConn // plain TCP only: TryWrite
 	fr      *wire.FrameReader
 	wbuf    []byte
 	timeout time.Duration
@@ -77,8 +79,14 @@ type TCP struct {
 // NewTCP wraps c; packets above maxFrame are ErrTooLarge, and each write
 // fails after writeTimeout.
 func NewTCP(c net.Conn, maxFrame int, writeTimeout time.Duration) *TCP {
-	return &TCP{c: c, fr: wire.NewFrameReader(c, maxFrame), timeout: writeTimeout}
+	return &TCP{c: c, raw: rawOf(c), fr: wire.NewFrameReader(c, maxFrame), timeout: writeTimeout}
 }
+
+// CanTry says whether TryWrite works on this socket (plain TCP on a unix
+// system; not TLS): then a tick's update frames can be written by the
+// fan-out itself when the socket takes them, instead of waking the
+// connection's writer goroutine for each.
+func (t *TCP) CanTry() bool { return t.raw != nil }
 
 func (t *TCP) ReadPacket() ([]byte, error) {
 	b, err := t.fr.Next()
