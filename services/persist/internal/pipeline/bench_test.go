@@ -13,12 +13,9 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/realmstream/realmstream/libs/natstest"
-	"github.com/realmstream/realmstream/libs/pgtest"
 	"github.com/realmstream/realmstream/libs/schema"
-	"github.com/realmstream/realmstream/libs/shard"
 	"github.com/realmstream/realmstream/libs/wire"
 	"github.com/realmstream/realmstream/services/persist/internal/pebblestore"
-	"github.com/realmstream/realmstream/services/persist/internal/pgstore"
 	"github.com/realmstream/realmstream/services/persist/internal/store"
 	"github.com/realmstream/realmstream/services/persist/internal/storetest"
 )
@@ -58,29 +55,8 @@ func BenchmarkPipelines(b *testing.B) {
 		b.Fatal(err)
 	}
 	recs := publishBench(b, js)
-	urls := []string{pgtest.NewDatabase(b), pgtest.NewDatabase(b)}
-	var dbs []shard.DB
-	for i, u := range urls {
-		dbs = append(dbs, shard.DB{Name: fmt.Sprintf("pg%d", i), URL: u})
-	}
-	m, _ := shard.Even(dbs)
-	pg, err := pgstore.Open(ctx, pgstore.StaticMap{M: m}, pgstore.Options{}, quiet())
-	if err != nil {
-		b.Fatal(err)
-	}
+	pg := benchStore(b)
 	defer pg.Close()
-	pm := &pgstore.Partman{Premake: 3, Log: quiet(), Now: func() time.Time { return storetest.Base }}
-	for _, d := range pg.DBs() {
-		if err := pgstore.Migrate(ctx, d.Pool, quiet()); err != nil {
-			b.Fatal(err)
-		}
-		if _, err := pm.Run(ctx, d.Pool); err != nil {
-			b.Fatal(err)
-		}
-	}
-	if err := pg.SeedOwnership(ctx); err != nil {
-		b.Fatal(err)
-	}
 	pool0 := pg.DBs()[0].Pool
 	reset := func() {
 		for _, d := range pg.DBs() {

@@ -127,27 +127,9 @@ func runTraced(b *testing.B, tp trace.TracerProvider, every int) (wall, cpu time
 // n-th event with a sampled trace context (none for n = 0), and each record
 // holding one with a traceparent as the world's commit span would.
 func publishTraced(b *testing.B, js jetstream.JetStream, every int) {
-	ctx := context.Background()
 	msgs := 0
 	for n := 1; n <= benchEvents; n += benchPerRecord {
-		zone := benchZones[msgs%len(benchZones)]
-		var evs []*schema.Event
-		traced := false
-		for i := n; i < n+benchPerRecord && i <= benchEvents; i++ {
-			ev := benchEvent(i)
-			ev.Zone, ev.CommandId = zone, fmt.Sprintf("s%d:%d", i%200, i)
-			if every > 0 && i%every == 0 {
-				ev.TraceContext = telemetry.EncodeSpanContext(trace.NewSpanContext(trace.SpanContextConfig{
-					TraceID: trace.TraceID{1, byte(i), byte(i >> 8), byte(i >> 16)}, SpanID: trace.SpanID{2, byte(i), byte(i >> 8)}, TraceFlags: trace.FlagsSampled}))
-				traced = true
-			}
-			evs = append(evs, ev)
-		}
-		h, data := storetest.TickMsg(1, uint64(msgs), evs...)
-		if traced {
-			telemetry.Inject(trace.ContextWithSpanContext(ctx, trace.NewSpanContext(trace.SpanContextConfig{
-				TraceID: trace.TraceID{3, byte(msgs), byte(msgs >> 8)}, SpanID: trace.SpanID{4, byte(msgs)}, TraceFlags: trace.FlagsSampled})), h)
-		}
+		zone, h, data := tracedRecord(msgs, n, min(n+benchPerRecord-1, benchEvents), every)
 		if _, err := js.PublishMsgAsync(&nats.Msg{Subject: wire.EventSubject(zone), Data: data, Header: h}, jetstream.WithStallWait(10*time.Second)); err != nil {
 			b.Fatal(err)
 		}
@@ -158,6 +140,32 @@ func publishTraced(b *testing.B, js jetstream.JetStream, every int) {
 	case <-time.After(60 * time.Second):
 		b.Fatal("publish did not complete")
 	}
+}
+
+// tracedRecord is tick record m of the benchmarks' shape: events first to
+// last (benchEvent, in zone benchZones[m]), every n-th with a sampled trace
+// context (none for every = 0), and the record's own traceparent, as the
+// world's commit span puts it, when one of its events is traced.
+func tracedRecord(m, first, last, every int) (zone string, h nats.Header, data []byte) {
+	zone = benchZones[m%len(benchZones)]
+	var evs []*schema.Event
+	traced := false
+	for i := first; i <= last; i++ {
+		ev := benchEvent(i)
+		ev.Zone, ev.CommandId = zone, fmt.Sprintf("s%d:%d", i%200, i)
+		if every > 0 && i%every == 0 {
+			ev.TraceContext = telemetry.EncodeSpanContext(trace.NewSpanContext(trace.SpanContextConfig{
+				TraceID: trace.TraceID{1, byte(i), byte(i >> 8), byte(i >> 16)}, SpanID: trace.SpanID{2, byte(i), byte(i >> 8)}, TraceFlags: trace.FlagsSampled}))
+			traced = true
+		}
+		evs = append(evs, ev)
+	}
+	h, data = storetest.TickMsg(1, uint64(m), evs...)
+	if traced {
+		telemetry.Inject(trace.ContextWithSpanContext(context.Background(), trace.NewSpanContext(trace.SpanContextConfig{
+			TraceID: trace.TraceID{3, byte(m), byte(m >> 8)}, SpanID: trace.SpanID{4, byte(m)}, TraceFlags: trace.FlagsSampled})), h)
+	}
+	return zone, h, data
 }
 
 // benchStore is a two-shard Postgres store on fresh databases, migrated.

@@ -2,7 +2,6 @@ package pipeline
 
 import (
 	"context"
-	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -16,7 +15,6 @@ import (
 	"go.opentelemetry.io/otel/trace"
 	"go.opentelemetry.io/otel/trace/noop"
 
-	"github.com/realmstream/realmstream/libs/schema"
 	"github.com/realmstream/realmstream/libs/telemetry"
 	"github.com/realmstream/realmstream/libs/wire"
 	"github.com/realmstream/realmstream/services/persist/internal/store"
@@ -37,27 +35,9 @@ func (m headerMsg) Headers() nats.Header { return m.h }
 // a traceparent.
 func tracedBatch(every int) *fetched {
 	f := &fetched{}
-	ctx := context.Background()
 	for m := 0; m < benchBatch; m++ {
-		zone := benchZones[m%len(benchZones)]
-		var evs []*schema.Event
-		traced := false
-		for j := 0; j < benchPerRecord; j++ {
-			i := m*benchPerRecord + j + 1
-			ev := benchEvent(i)
-			ev.Zone, ev.CommandId = zone, fmt.Sprintf("s%d:%d", i%200, i)
-			if every > 0 && i%every == 0 {
-				ev.TraceContext = telemetry.EncodeSpanContext(trace.NewSpanContext(trace.SpanContextConfig{
-					TraceID: trace.TraceID{1, byte(i), byte(i >> 8), byte(i >> 16)}, SpanID: trace.SpanID{2, byte(i), byte(i >> 8)}, TraceFlags: trace.FlagsSampled}))
-				traced = true
-			}
-			evs = append(evs, ev)
-		}
-		h, data := storetest.TickMsg(1, uint64(m), evs...)
-		if traced {
-			telemetry.Inject(trace.ContextWithSpanContext(ctx, trace.NewSpanContext(trace.SpanContextConfig{
-				TraceID: trace.TraceID{3, byte(m), byte(m >> 8)}, SpanID: trace.SpanID{4, byte(m)}, TraceFlags: trace.FlagsSampled})), h)
-		}
+		first := m*benchPerRecord + 1
+		zone, h, data := tracedRecord(m, first, first+benchPerRecord-1, every)
 		seq := uint64(m + 1)
 		f.add(headerMsg{h: h}, seq, store.DecodeMessage(seq, wire.EventSubject(zone), h, data, storetest.Base))
 	}
