@@ -68,6 +68,7 @@ func newConn(s *Service, tr transport.Conn) *conn {
 	c.q = sendq.New(tr, sendq.Config{Packets: s.cfg.SendQueue, Bytes: s.cfg.SendQueueBytes, Age: s.cfg.SendQueueAge, AckHold: s.cfg.AckHold},
 		s.sq, s.log, c, c.readDone, &s.acks)
 	c.down.Init(c.q)
+	c.ses.Init(s.store, c, s.log, s.dupWindow)
 	return c
 }
 
@@ -339,7 +340,7 @@ func (c *conn) handle(b []byte) {
 	}
 	last := c.lastSeq.Load()
 	resendKey, resend := uint64(0), false
-	if seq <= last && seq > c.ses.resumedTo {
+	if seq <= last && seq > c.ses.ResumedTo() {
 		if resendKey, resend = c.resend.lookup(seq); !resend {
 			c.replyError(seq, schema.ErrorCode_ERROR_CODE_STALE_SEQ, fmt.Sprintf("seq %d is not above %d", seq, last))
 			return

@@ -7,9 +7,7 @@ func (s *Service) sendDisconnect(c *conn, zone, reason string) {
 	if zone == "" || c.session == "" || !c.authed.Load() {
 		return
 	}
-	c.ses.mu.Lock()
-	handedOff := c.ses.handedOff
-	c.ses.mu.Unlock()
+	handedOff := c.ses.HandedOff()
 	if handedOff {
 		return // resumed elsewhere: the session lives on
 	}

@@ -66,7 +66,7 @@ func TestLateCloseDoesNotRewindSession(t *testing.T) {
 	for i := range 3 {
 		send(move(float32(50 + i)))
 	}
-	a.writeFinal(false) // A's close, late
+	a.ses.WriteFinal(false) // A's close, late
 	// B's gateway is gone: its connection does not answer the hand-over.
 	b := sessionConn(t, gw2, w.SessionId)
 	_ = b.ses.takeSub.Unsubscribe()

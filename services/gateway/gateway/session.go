@@ -12,7 +12,6 @@ import (
 	"fmt"
 	"runtime/debug"
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -37,7 +36,7 @@ const (
 )
 
 // storeTimeout bounds one call to the session or deny-list bucket.
-const storeTimeout = 3 * time.Second
+const storeTimeout = session.StoreTimeout
 
 // takeoverTimeout bounds the wait for a session's previous connection to
 // hand it over. It answers after writing its final record (a KV put), and
@@ -53,10 +52,6 @@ const takeoverTimeout = 2 * time.Second
 // One storeTimeout for all of them let a slow hand-over leave no time for
 // the read ("cannot read the session; retry" in CI's TestSessionLifetime).
 const helloTimeout = takeoverTimeout + 2*storeTimeout
-
-// dupMargin is kept off the JetStream duplicate window when deciding that a
-// seq may still be deduplicated there.
-const dupMargin = 10 * time.Second
 
 // keys returns the token key ring of c.
 func (c *Config) keys() ([]auth.Key, error) {
@@ -85,21 +80,23 @@ func buildVersion() string {
 	return "dev"
 }
 
-// connSession is the session state of one connection, guarded by mu: the
-// reader accepts commands under it and a hand-over snapshots under it, so
-// the record written at hand-over covers every accepted seq.
+// connSession is the session state of one connection: its share of the
+// shared record (session.Conn: seqs, reservation, hand-over, final record)
+// and what the reader set up for it at Hello.
 type connSession struct {
-	mu        sync.Mutex
-	rec       session.Record // the shared record as this connection last wrote it
-	reserved  uint64         // LastSeq written in the shared record (an upper bound)
-	rev       uint64         // revision of the shared record as this connection last read or wrote it
-	ring      session.Ring   // recent accepted commands (seeded from a resumed record)
-	resumedTo uint64         // seqs at or below it belong to earlier connections
-	maxOK     uint64         // highest seq acceptSeq let through (it may not be enqueued yet)
-	handedOff bool           // the session moved to another connection: accept nothing
-	endTimer  *time.Timer    // fires at the session's absolute end
-	takeSub   *nats.Subscription
+	session.Conn
+	endTimer *time.Timer // fires at the session's absolute end
+	takeSub  *nats.Subscription
 }
+
+// LastSeq, Refuse, Busy and Close are what the session state reads of the
+// connection and how it answers (session.Owner; called under its lock).
+func (c *conn) LastSeq() uint64 { return c.lastSeq.Load() }
+func (c *conn) Refuse(seq uint64, code schema.ErrorCode, msg string) {
+	c.replyError(seq, code, msg)
+}
+func (c *conn) Busy(seq uint64) { c.replyBusy(seq) }
+func (c *conn) Close()          { c.close() }
 
 func takeoverSubject(sid string) string { return wire.SessionPrefix + sid + ".takeover" }
 
@@ -190,21 +187,11 @@ func (c *conn) hello(seq uint64, h *schema.Hello) {
 	}
 	end := rec.Start.Add(life)
 	cs := &c.ses
-	cs.mu.Lock()
-	cs.ring.Seed(rec.Recent)
-	cs.resumedTo = rec.LastSeq
-	cs.reserved = rec.LastSeq + session.ReserveAhead
-	rec.LastSeq = cs.reserved
-	rec.RecentTo = cs.resumedTo
-	rec.Open = true
-	cs.rec = rec
-	cs.mu.Unlock()
 	// Conditional on the revision read: a connection that wrote the record
 	// in between (another resume, or the close of the connection the
 	// session left, delayed) makes this resume fail rather than lose that
 	// write.
-	nrev, err := c.s.store.Update(ctx, sid, rec, rev)
-	if err != nil {
+	if err := cs.Open(ctx, sid, rec, rev); err != nil {
 		c.s.log.Warn("session record", "session", sid, "err", err)
 		if errors.Is(err, session.ErrMoved) {
 			fail(schema.ErrorCode_ERROR_CODE_INTERNAL, "session_moved", "the session changed while resuming (another connection wrote it); resume again")
@@ -213,9 +200,6 @@ func (c *conn) hello(seq uint64, h *schema.Hello) {
 		fail(schema.ErrorCode_ERROR_CODE_INTERNAL, "session_store", "cannot store the session; retry")
 		return
 	}
-	cs.mu.Lock()
-	cs.rev = nrev
-	cs.mu.Unlock()
 	claims.Session, claims.SessionStart = sid, rec.Start
 	claims.IssuedAt, claims.ID = now, ""
 	claims.Expiry = minTime(now.Add(c.s.cfg.TokenTTL), end)
@@ -243,7 +227,7 @@ func (c *conn) hello(seq uint64, h *schema.Hello) {
 	})
 	c.authed.Store(true)
 	w := &schema.Welcome{
-		SessionId: sid, PlayerId: claims.Player, PlayerName: claims.Name, Token: tok, LastSeq: cs.resumedTo,
+		SessionId: sid, PlayerId: claims.Player, PlayerName: claims.Name, Token: tok, LastSeq: cs.ResumedTo(),
 		ServerTimeNs: now.UnixNano(), ServerVersion: c.s.cfg.Version, ProtocolVersion: ver, Limits: c.s.clientLimits(),
 		TokenExpiresAtNs: claims.Expiry.UnixNano(), SessionExpiresAtNs: end.UnixNano(), GatewayId: c.s.cfg.InstanceID,
 	}
@@ -255,7 +239,7 @@ func (c *conn) hello(seq uint64, h *schema.Hello) {
 		c.s.down.Join(&c.down, c.player, rec.Zone, -1)
 	}
 	c.s.log.Debug("session opened", "session", sid, "player", claims.Player, "transport", c.tr.Name(),
-		"resumed", h.ResumeSession != "", "last_seq", cs.resumedTo, "protocol", ver, "client", h.ClientName, "client_version", h.ClientVersion)
+		"resumed", h.ResumeSession != "", "last_seq", cs.ResumedTo(), "protocol", ver, "client", h.ClientName, "client_version", h.ClientVersion)
 }
 
 // resumeRecord asks the session's current connection (on any gateway) to
@@ -290,53 +274,10 @@ func (c *conn) resumeRecord(ctx context.Context, seq uint64, sid string) (sessio
 // onTakeover hands the session to a new connection (NATS goroutine): stop
 // accepting, write the exact record, answer, close.
 func (c *conn) onTakeover(m *nats.Msg) {
-	c.writeFinal(true)
+	c.ses.WriteFinal(true)
 	_ = m.Respond([]byte("ok"))
 	c.sendError(0, schema.ErrorCode_ERROR_CODE_UNAUTHENTICATED, "session resumed on another connection")
 	c.close()
-}
-
-// writeFinal writes the exact record of this connection's session (at close
-// or hand-over) unless the session already moved on.
-func (c *conn) writeFinal(handOff bool) {
-	cs := &c.ses
-	cs.mu.Lock()
-	if cs.handedOff || c.session == "" {
-		cs.mu.Unlock()
-		return
-	}
-	cs.handedOff = handOff || cs.handedOff
-	rec := cs.rec
-	exact := max(c.lastSeq.Load(), cs.resumedTo)
-	rec.LastSeq = max(exact, cs.maxOK)
-	rec.RecentTo = exact
-	if rec.LastSeq > exact {
-		// The reader let a seq through that it has not recorded yet (it is
-		// being enqueued as we hand over): the next connection checks a
-		// resend of it against JetStream, like after a crash.
-		rec.WidenUnknown(exact, time.Now(), c.s.dupWindow)
-	}
-	rec.Recent = cs.ring.Entries()
-	rec.Open = false
-	rec.Gateway = ""
-	rec.Zone = c.currentZone()
-	rev := cs.rev
-	cs.mu.Unlock()
-	ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
-	defer cancel()
-	nrev, err := c.s.store.Update(ctx, c.session, rec, rev)
-	switch {
-	case errors.Is(err, session.ErrMoved):
-		// Another connection resumed the session and wrote the record
-		// since: this late close must not take it back.
-		c.s.log.Debug("final session record not written: the session moved on", "session", c.session)
-	case err != nil:
-		c.s.log.Warn("final session record", "session", c.session, "err", err)
-	default:
-		cs.mu.Lock()
-		cs.rev = nrev
-		cs.mu.Unlock()
-	}
 }
 
 // closeSession runs once when the connection has closed.
@@ -348,73 +289,26 @@ func (c *conn) closeSession() {
 	if cs.takeSub != nil {
 		_ = cs.takeSub.Unsubscribe()
 	}
-	c.writeFinal(false)
+	cs.WriteFinal(false)
 }
 
-// accept decides, under the session lock, whether the command seq with
-// packet bytes pkt may be accepted, and answers it when not. It reserves
-// seqs in the shared record before accepting one above the reservation.
-// verified: seq is a resend whose command matched the recorded one. On ok
-// the caller calls acceptedSeq(seq, digest) once the command is enqueued.
+// acceptSeq decides whether the command seq with packet bytes pkt may be
+// accepted, and answers it when not (session.Conn.Accept, under the session
+// lock). verified: seq is a resend whose command matched the recorded one.
+// On ok the caller calls acceptedSeq(seq, digest) once the command is
+// enqueued.
 func (c *conn) acceptSeq(seq uint64, pkt []byte) (digest uint64, verified, ok bool) {
-	cs := &c.ses
 	digest = session.Digest(pkt)
-	cs.mu.Lock()
-	defer cs.mu.Unlock()
-	if cs.handedOff {
-		c.replyError(seq, schema.ErrorCode_ERROR_CODE_UNAUTHENTICATED, "session resumed on another connection")
+	verified, ok = c.ses.Accept(seq, digest)
+	if !ok {
 		return 0, false, false
 	}
-	if seq <= cs.resumedTo {
-		if d, found := cs.ring.Lookup(seq); found {
-			if d != digest {
-				c.replyError(seq, schema.ErrorCode_ERROR_CODE_SEQ_REUSED, fmt.Sprintf("seq %d was already used in this session for a different command; use seqs above %d", seq, cs.resumedTo))
-				return 0, false, false
-			}
-			return digest, true, true // a resend: JetStream or the world deduplicates it
-		}
-		r := &cs.rec
-		if seq > r.UnknownFrom && seq <= r.UnknownTo && time.Since(r.UnknownAt) < c.s.dupWindow-dupMargin {
-			return digest, false, true // after a crash: JetStream's duplicate check decides (onDuplicate)
-		}
-		c.replyError(seq, schema.ErrorCode_ERROR_CODE_STALE_SEQ, fmt.Sprintf("seq %d was used in this session before and cannot be resent now; use seqs above %d", seq, cs.resumedTo))
-		return 0, false, false
-	}
-	if seq > cs.reserved {
-		rec := cs.rec
-		rec.LastSeq = seq + session.ReserveAhead
-		rec.RecentTo = max(c.lastSeq.Load(), cs.resumedTo)
-		rec.Recent = cs.ring.Entries()
-		rec.Zone = c.currentZone()
-		ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
-		nrev, err := c.s.store.Update(ctx, c.session, rec, cs.rev)
-		cancel()
-		if errors.Is(err, session.ErrMoved) {
-			// Another connection resumed the session (its hand-over request
-			// did not reach this one): this one accepts nothing more.
-			cs.handedOff = true
-			c.replyError(seq, schema.ErrorCode_ERROR_CODE_UNAUTHENTICATED, "session resumed on another connection")
-			go c.close()
-			return 0, false, false
-		}
-		if err != nil {
-			c.s.log.Warn("session reservation", "session", c.session, "err", err)
-			c.replyBusy(seq)
-			return 0, false, false
-		}
-		cs.reserved, cs.rec, cs.rev = rec.LastSeq, rec, nrev
-	}
-	cs.maxOK = max(cs.maxOK, seq)
-	return digest, false, true
+	return digest, verified, true
 }
 
 // acceptedSeq records an accepted command (called by the reader after the
 // enqueue succeeded).
-func (c *conn) acceptedSeq(seq, digest uint64) {
-	c.ses.mu.Lock()
-	c.ses.ring.Add(seq, digest)
-	c.ses.mu.Unlock()
-}
+func (c *conn) acceptedSeq(seq, digest uint64) { c.ses.Accepted(seq, digest) }
 
 // onDuplicate answers a command JetStream called a duplicate: an Ack
 // duplicate when the stored command has the same digest, SEQ_REUSED when it
