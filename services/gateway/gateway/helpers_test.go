@@ -17,6 +17,7 @@ import (
 	"github.com/realmstream/realmstream/libs/client"
 	"github.com/realmstream/realmstream/libs/natstest"
 	"github.com/realmstream/realmstream/libs/schema"
+	"github.com/realmstream/realmstream/libs/svcmain"
 	"github.com/realmstream/realmstream/libs/wire"
 )
 
@@ -36,18 +37,33 @@ func testLogger() *slog.Logger {
 	return slog.New(slog.NewTextHandler(io.Discard, nil))
 }
 
+// testConfig is a dev-mode gateway on loopback ports against natsURL.
+func testConfig(natsURL, id string) Config {
+	cfg := DefaultConfig()
+	cfg.NATSURL = natsURL
+	cfg.HTTPAddr, cfg.TCPAddr, cfg.WSAddr = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
+	cfg.InstanceID = id
+	cfg.Dev = true
+	cfg.TokenKey = "test-key-0123456789abcdef"
+	return cfg
+}
+
+// startService starts gw the way the stack does (svcmain.Start) and fails
+// the test when it is not ready within 15 s.
+func startService(t testing.TB, name string, gw *Service) *svcmain.Running {
+	t.Helper()
+	r, err := svcmain.Start(context.Background(), name, gw, 15*time.Second)
+	if err != nil {
+		t.Fatalf("gateway did not start: %v", err)
+	}
+	return r
+}
+
 // start runs a gateway in dev mode against a fresh embedded JetStream server.
 func start(t testing.TB, mut func(*Config)) *harness {
 	t.Helper()
 	srv, nc, js := natstest.StartWithStreams(t)
-	cfg := DefaultConfig()
-	cfg.NATSURL = srv.URL
-	cfg.HTTPAddr = "127.0.0.1:0"
-	cfg.TCPAddr = "127.0.0.1:0"
-	cfg.WSAddr = "127.0.0.1:0"
-	cfg.InstanceID = "test"
-	cfg.Dev = true
-	cfg.TokenKey = "test-key-0123456789abcdef"
+	cfg := testConfig(srv.URL, "test")
 	cfg.ShutdownTimeout = 10 * time.Second
 	if mut != nil {
 		mut(&cfg)
@@ -56,30 +72,16 @@ func start(t testing.TB, mut func(*Config)) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	errc := make(chan error, 1)
-	go func() { errc <- gw.Run(ctx) }()
-	select {
-	case <-gw.Ready():
-	case err := <-errc:
-		t.Fatalf("gateway did not start: %v", err)
-	case <-time.After(15 * time.Second):
-		t.Fatal("gateway not ready after 15s")
-	}
+	r := startService(t, "gateway", gw)
 	h := &harness{t: t, srv: srv, nc: nc, js: js, gw: gw}
-	var stopped bool
-	var runErr error
 	h.stop = func() error {
-		if !stopped {
-			stopped = true
-			cancel()
-			select {
-			case runErr = <-errc:
-			case <-time.After(30 * time.Second):
-				t.Fatal("gateway Run did not return 30s after cancel")
-			}
+		err := r.Stop(30 * time.Second)
+		select {
+		case <-r.Done():
+		default:
+			t.Fatal("gateway Run did not return 30s after cancel")
 		}
-		return runErr
+		return err
 	}
 	t.Cleanup(func() { _ = h.stop() })
 	return h

@@ -20,12 +20,7 @@ import (
 // streams, same session buckets), stopped at the end of the test.
 func startGateway(t *testing.T, h *harness, id string, mut func(*Config)) *Service {
 	t.Helper()
-	cfg := DefaultConfig()
-	cfg.NATSURL = h.srv.URL
-	cfg.HTTPAddr, cfg.TCPAddr, cfg.WSAddr = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
-	cfg.InstanceID = id
-	cfg.Dev = true
-	cfg.TokenKey = "test-key-0123456789abcdef"
+	cfg := testConfig(h.srv.URL, id)
 	if mut != nil {
 		mut(&cfg)
 	}
@@ -33,17 +28,8 @@ func startGateway(t *testing.T, h *harness, id string, mut func(*Config)) *Servi
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	errc := make(chan error, 1)
-	go func() { errc <- gw.Run(ctx) }()
-	select {
-	case <-gw.Ready():
-	case err := <-errc:
-		t.Fatalf("gateway %s did not start: %v", id, err)
-	case <-time.After(15 * time.Second):
-		t.Fatalf("gateway %s not ready", id)
-	}
-	t.Cleanup(func() { cancel(); <-errc })
+	r := startService(t, "gateway "+id, gw)
+	t.Cleanup(func() { _ = r.Stop(time.Hour) })
 	return gw
 }
 
