@@ -15,7 +15,7 @@ type Readier interface {
 // Running is a service started by Start.
 type Running struct {
 	Name   string
-	cancel context.CancelFunc
+	cancel context.CancelCauseFunc
 	done   chan struct{}
 	err    error
 	// unexpected: Run returned before Stop (or the timeout) cancelled it.
@@ -27,7 +27,7 @@ type Running struct {
 // timeout passes (the service is stopped then) or when ctx is done. It is the
 // one way the stack and the tests start a service.
 func Start(ctx context.Context, name string, svc Readier, timeout time.Duration) (*Running, error) {
-	sctx, cancel := context.WithCancel(context.Background())
+	sctx, cancel := context.WithCancelCause(context.Background())
 	r := &Running{Name: name, cancel: cancel, done: make(chan struct{})}
 	go func() {
 		defer close(r.done)
@@ -40,7 +40,7 @@ func Start(ctx context.Context, name string, svc Readier, timeout time.Duration)
 	case <-svc.Ready():
 		return r, nil
 	case <-r.done:
-		cancel()
+		cancel(nil)
 		return nil, fmt.Errorf("%s stopped before it was ready: %v", name, r.err)
 	case <-t.C:
 		_ = r.Stop(timeout)
@@ -77,8 +77,13 @@ func (r *Running) Unexpected() bool {
 
 // Stop cancels the service and waits up to timeout for Run to return; it
 // returns Run's error, or says the service did not stop in time.
-func (r *Running) Stop(timeout time.Duration) error {
-	r.cancel()
+func (r *Running) Stop(timeout time.Duration) error { return r.StopCause(nil, timeout) }
+
+// StopCause is Stop with cause as the cancel cause of the service's context
+// (context.Cause; nil is context.Canceled): a test simulates a crash that
+// way (the world stops without handing its zones over on zone.ErrCrash).
+func (r *Running) StopCause(cause error, timeout time.Duration) error {
+	r.cancel(cause)
 	t := time.NewTimer(timeout)
 	defer t.Stop()
 	select {

@@ -18,6 +18,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/realmstream/realmstream/libs/schema"
+	"github.com/realmstream/realmstream/libs/svcmain"
 	"github.com/realmstream/realmstream/libs/waitfor"
 	"github.com/realmstream/realmstream/libs/wire"
 	"github.com/realmstream/realmstream/libs/zonelog"
@@ -49,8 +50,7 @@ func testConfig(t *testing.T, natsURL, redisAddr, id string) Config {
 type inst struct {
 	t       *testing.T
 	svc     *Service
-	cancel  context.CancelCauseFunc
-	done    chan error
+	run     *svcmain.Running
 	paused  atomic.Bool
 	stopped bool
 }
@@ -69,20 +69,14 @@ func startInst(t *testing.T, cfg Config, setup ...func(*Service, *inst)) *inst {
 	if err != nil {
 		t.Fatal(err)
 	}
-	in := &inst{t: t, svc: svc, done: make(chan error, 1)}
+	in := &inst{t: t, svc: svc}
 	svc.hooks.paused = &in.paused
 	for _, f := range setup {
 		f(svc, in)
 	}
-	ctx, cancel := context.WithCancelCause(context.Background())
-	in.cancel = cancel
-	go func() { in.done <- svc.Run(ctx) }()
-	select {
-	case <-svc.Ready():
-	case err := <-in.done:
-		t.Fatalf("instance %s: %v", cfg.InstanceID, err)
-	case <-time.After(10 * time.Second):
-		t.Fatalf("instance %s not ready", cfg.InstanceID)
+	// Started as the stack starts a service (svcmain.Start).
+	if in.run, err = svcmain.Start(context.Background(), "instance "+cfg.InstanceID, svc, 10*time.Second); err != nil {
+		t.Fatal(err)
 	}
 	t.Cleanup(func() { in.stop() })
 	return in
@@ -94,24 +88,18 @@ func (in *inst) stop() {
 		return
 	}
 	in.stopped = true
-	in.cancel(context.Canceled)
-	select {
-	case err := <-in.done:
-		if err != nil {
-			in.t.Errorf("instance %s: %v", in.svc.cfg.InstanceID, err)
-		}
-	case <-time.After(15 * time.Second):
-		in.t.Errorf("instance %s did not stop", in.svc.cfg.InstanceID)
+	if err := in.run.StopCause(context.Canceled, 15*time.Second); err != nil {
+		in.t.Errorf("instance %s: %v", in.svc.cfg.InstanceID, err)
 	}
 }
 
 // crash stops the instance as if the process died: no release, no snapshot.
 func (in *inst) crash() {
 	in.stopped = true
-	in.cancel(zone.ErrCrash)
+	_ = in.run.StopCause(zone.ErrCrash, 15*time.Second)
 	select {
-	case <-in.done:
-	case <-time.After(15 * time.Second):
+	case <-in.run.Done():
+	default:
 		in.t.Errorf("instance %s did not crash", in.svc.cfg.InstanceID)
 	}
 }
