@@ -73,6 +73,7 @@ type Service struct {
 
 	nc      *nats.Conn
 	js      jetstream.JetStream
+	ajs     jetstream.JetStream // the zones' tick records: a connection of their own (zone.Config.AppendJS)
 	snaps   jetstream.KeyValue
 	chunks  *snapstore.Store // snapshots of any size over snaps (large ones chunked in an object store)
 	players jetstream.KeyValue
@@ -150,6 +151,14 @@ func (s *Service) Run(ctx context.Context) error {
 	s.nc = nc
 	defer nc.Close()
 	if s.js, err = jetstream.New(nc); err != nil {
+		return fmt.Errorf("world: jetstream: %w", err)
+	}
+	anc, err := svcmain.Connect("world-append", &s.cfg.Common, s.log)
+	if err != nil {
+		return err
+	}
+	defer anc.Close()
+	if s.ajs, err = jetstream.New(anc); err != nil {
 		return fmt.Errorf("world: jetstream: %w", err)
 	}
 	if err := s.cfg.EnsureStreams(ctx, s.js); err != nil {
@@ -328,7 +337,7 @@ func (s *Service) paused() bool { return s.hooks.paused != nil && s.hooks.paused
 // (ownership.RunZone).
 func (s *Service) runZone(ctx context.Context, z string, lease *lock.Lease, onStatus func(zone.Status)) error {
 	return zone.Run(ctx, zone.Config{
-		Zone: z, Instance: s.cfg.InstanceID, NC: s.nc, JS: s.js, Snapshots: s.snaps, SnapStore: s.chunks, Below: history.StoreSource{NC: s.nc}, Players: s.players, Rules: s.rules, Lease: lease,
+		Zone: z, Instance: s.cfg.InstanceID, NC: s.nc, JS: s.js, AppendJS: s.ajs, Snapshots: s.snaps, SnapStore: s.chunks, Below: history.StoreSource{NC: s.nc}, Players: s.players, Rules: s.rules, Lease: lease,
 		Tick: s.cfg.Tick, SnapshotEvery: s.cfg.SnapshotEvery, SnapshotInterval: s.cfg.SnapshotInterval, AckWait: s.cfg.AckWait,
 		MaxBatch: s.cfg.MaxBatch, PublishTimeout: s.cfg.PublishTimeout, DisconnectGrace: s.cfg.DisconnectGrace, UpdatesPerCell: s.cfg.UpdateShape == "cell", Log: s.log, Metrics: s.zm,
 		OnStatus:     onStatus,

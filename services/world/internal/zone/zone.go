@@ -75,6 +75,11 @@ type Config struct {
 	Instance string
 	NC       *nats.Conn
 	JS       jetstream.JetStream
+	// AppendJS, when set, is what the tick records are published on: a
+	// connection of their own, so that a commit's answer does not queue
+	// behind the commands delivered to the zones and their acks on JS's
+	// connection. nil: JS.
+	AppendJS jetstream.JetStream
 	// SnapStore, when set, stores and loads the snapshots (chunked when a
 	// zone outgrows one KV value); otherwise Snapshots is used directly.
 	SnapStore *snapstore.Store
@@ -204,7 +209,11 @@ func Run(ctx context.Context, c Config) error {
 	if err != nil {
 		return fmt.Errorf("zone %s: events stream: %w", c.Zone, err)
 	}
-	r.app = &appender{js: c.JS, stream: stream, zone: c.Zone, subject: wire.EventSubject(c.Zone), instance: c.Instance,
+	ajs := c.AppendJS
+	if ajs == nil {
+		ajs = c.JS
+	}
+	r.app = &appender{js: ajs, stream: stream, zone: c.Zone, subject: wire.EventSubject(c.Zone), instance: c.Instance,
 		timeout: c.PublishTimeout, valid: c.Lease.Valid, maxBytes: maxRecordBytes(c.NC, stream)}
 	if c.BeforeAppend != nil {
 		r.app.before = func(id string) error { return c.BeforeAppend(c.Zone, id) }
