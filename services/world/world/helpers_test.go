@@ -324,3 +324,17 @@ func sendRaw(t *testing.T, js jetstream.JetStream, zoneID, id string, cmd *schem
 		t.Fatalf("send %s: %v", id, err)
 	}
 }
+
+// joinEach joins one player (session s<i>, player ps<i>) into each zone and
+// waits until every join is applied; it returns the joins' command ids.
+func joinEach(t *testing.T, js jetstream.JetStream, zones []string) []string {
+	t.Helper()
+	var ids []string
+	for i, z := range zones {
+		s := fmt.Sprintf("s%d", i)
+		send(t, js, z, s, 1, "p"+s, join(z))
+		ids = append(ids, s+":1")
+	}
+	waitApplied(t, js, zones, ids, 10*time.Second)
+	return ids
+}

@@ -126,13 +126,7 @@ func TestLockStoreCut(t *testing.T) {
 			victimZones = append(victimZones, z)
 		}
 	}
-	var ids []string
-	for i, z := range zones {
-		s := fmt.Sprintf("s%d", i)
-		send(t, js, z, s, 1, "p"+s, join(z))
-		ids = append(ids, s+":1")
-	}
-	waitApplied(t, js, zones, ids, 10*time.Second)
+	ids := joinEach(t, js, zones)
 
 	cut := time.Now()
 	p.setCut(true)

@@ -22,13 +22,7 @@ func TestRedisRestart(t *testing.T) {
 	zones := base.Map.Zones()
 	a, b := startInst(t, mk("a")), startInst(t, mk("b"))
 	waitBalanced(t, 15*time.Second, a, b)
-	var ids []string
-	for i, z := range zones {
-		s := fmt.Sprintf("s%d", i)
-		send(t, js, z, s, 1, "p"+s, join(z))
-		ids = append(ids, s+":1")
-	}
-	waitApplied(t, js, zones, ids, 10*time.Second)
+	ids := joinEach(t, js, zones)
 
 	rs.Kill()
 	// Without Redis no lease can be renewed: every zone stops within the TTL.
