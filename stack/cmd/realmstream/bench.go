@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -236,11 +237,15 @@ type stepResult struct {
 	BotsCPUPerCmdUs   float64 `json:"bots_cpu_per_cmd_us"`
 	BotsCores         float64 `json:"bots_cores"`
 	// From the world's /metrics (stack only).
-	ApplyPerCmdUs float64          `json:"world_apply_per_cmd_us,omitempty"`
-	TickP99Ms     float64          `json:"tick_p99_ms,omitempty"`
-	TicksPerSec   float64          `json:"ticks_per_s,omitempty"`
-	MetricsError  string           `json:"metrics_error,omitempty"`
-	LoadBefore    string           `json:"load_before"`
+	ApplyPerCmdUs float64 `json:"world_apply_per_cmd_us,omitempty"`
+	TickP99Ms     float64 `json:"tick_p99_ms,omitempty"`
+	TicksPerSec   float64 `json:"ticks_per_s,omitempty"`
+	MetricsError  string  `json:"metrics_error,omitempty"`
+	LoadBefore    string  `json:"load_before"`
+	// CalibrationMs is the time of a fixed CPU-bound job (calibrate) just
+	// before the step: the machine's speed then. On a VM whose speed drifts,
+	// compare steps and runs only at similar calibrations.
+	CalibrationMs float64          `json:"calibration_ms"`
 	LoadAfter     string           `json:"load_after"`
 	ErrorCodes    map[string]int64 `json:"error_codes,omitempty"`
 	RejectReasons map[string]int64 `json:"reject_reasons,omitempty"`
@@ -257,13 +262,13 @@ func (r *stepResult) line() string {
 			s += fmt.Sprintf(", world apply %.1fµs/cmd, tick p99 %.1fms (%.0f ticks/s)", r.ApplyPerCmdUs, r.TickP99Ms, r.TicksPerSec)
 		}
 	}
-	return s + fmt.Sprintf("; load %s -> %s", r.LoadBefore, r.LoadAfter)
+	return s + fmt.Sprintf("; load %s -> %s, calibration %.1fms", r.LoadBefore, r.LoadAfter, r.CalibrationMs)
 }
 
 func (rep *capacityReport) print(w io.Writer) {
 	fmt.Fprintf(w, "\ncapacity at %g moves/s per bot, %.0fs measured per step; %s\n", rep.MoveRate, rep.DurationS, rep.Machine.String())
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "bots\tcmds/s acked\tin->upd p50\tp99\tack p99\tbusy\terrors\ttoo fast\tlost\tstack µs/cmd\tbots µs/cmd\tapply µs/cmd\ttick p99\tbare cmds/s\tbare p99\tratio\tload\t")
+	fmt.Fprintln(tw, "bots\tcmds/s acked\tin->upd p50\tp99\tack p99\tbusy\terrors\ttoo fast\tlost\tstack µs/cmd\tbots µs/cmd\tapply µs/cmd\ttick p99\tbare cmds/s\tbare p99\tratio\tload\tcal ms\t")
 	for _, s := range rep.Steps {
 		r := s.Stack
 		bare, bareP99, ratio := "-", "-", "-"
@@ -276,12 +281,12 @@ func (rep *capacityReport) print(w io.Writer) {
 		if r.MetricsError == "" {
 			apply, tick = fmt.Sprintf("%.1f", r.ApplyPerCmdUs), fmt.Sprintf("%.1fms", r.TickP99Ms)
 		}
-		fmt.Fprintf(tw, "%d\t%.0f\t%.1fms\t%.1fms\t%.1fms\t%d\t%d\t%d\t%d\t%.1f\t%.1f\t%s\t%s\t%s\t%s\t%s\t%s\t\n",
+		fmt.Fprintf(tw, "%d\t%.0f\t%.1fms\t%.1fms\t%.1fms\t%d\t%d\t%d\t%d\t%.1f\t%.1f\t%s\t%s\t%s\t%s\t%s\t%s\t%.1f\t\n",
 			s.Bots, r.AckedPerSec, r.InputToUpdate.P50, r.InputToUpdate.P99, r.SendToAck.P99, r.Busy, r.Errors, r.TooFast, r.Lost,
-			r.ServerCPUPerCmdUs, r.BotsCPUPerCmdUs, apply, tick, bare, bareP99, ratio, r.LoadAfter)
+			r.ServerCPUPerCmdUs, r.BotsCPUPerCmdUs, apply, tick, bare, bareP99, ratio, r.LoadAfter, r.CalibrationMs)
 	}
 	_ = tw.Flush()
-	fmt.Fprintln(w, "stack/bots µs/cmd: process CPU time (user+system) per acked command; lost: commands never answered; ratio: stack cmds/s / bare pipeline cmds/s, same bots, same run")
+	fmt.Fprintln(w, "stack/bots µs/cmd: process CPU time (user+system) per acked command; lost: commands never answered; ratio: stack cmds/s / bare pipeline cmds/s, same bots, same run; cal ms: a fixed CPU-bound job timed before the step (the machine's speed then: lower is faster)")
 }
 
 // step starts a stack or a bare pipeline (or uses --tcp), runs n bots,
@@ -349,7 +354,7 @@ func (o *benchOptions) step(ctx context.Context, kind string, n int, dir string,
 		<-done
 		return nil, ctx.Err()
 	}
-	res := &stepResult{Kind: kind, Bots: n, LoadBefore: loadAvg()}
+	res := &stepResult{Kind: kind, Bots: n, LoadBefore: loadAvg(), CalibrationMs: float64(calibrate()) / 1e6}
 	if c := sw.Connected(); c < n {
 		fmt.Fprintf(stdout, "  %s %d: only %d of %d bots connected after the ramp-up; measuring anyway\n", kind, n, c, n)
 	}
@@ -709,4 +714,18 @@ func loadAvg() string {
 		return "?"
 	}
 	return strings.Fields(string(b))[0]
+}
+
+// calibrate times a fixed CPU-bound job on one core: SHA-256 over 16 MiB,
+// the mean of 5 (about 50 ms on the 2-core machine of docs/benchmarks.md).
+// The same binary on the same machine gives the same time unless the
+// machine's speed changed (a VM's neighbours, frequency scaling).
+func calibrate() time.Duration {
+	buf := make([]byte, 16<<20)
+	start := time.Now()
+	for i := range 5 {
+		buf[0] = byte(i)
+		_ = sha256.Sum256(buf)
+	}
+	return time.Since(start) / 5
 }

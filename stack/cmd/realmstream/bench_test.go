@@ -63,6 +63,9 @@ func TestBenchCapacitySmoke(t *testing.T) {
 	if st.ServerCPUPerCmdUs <= 0 || st.BotsCPUPerCmdUs <= 0 {
 		t.Fatalf("CPU per command: stack %v bots %v", st.ServerCPUPerCmdUs, st.BotsCPUPerCmdUs)
 	}
+	if st.CalibrationMs <= 0 || bare.CalibrationMs <= 0 || !strings.Contains(out.String(), "cal ms") {
+		t.Fatalf("no calibration: stack %v bare %v", st.CalibrationMs, bare.CalibrationMs)
+	}
 }
 
 func TestBenchBadFlags(t *testing.T) {
