@@ -120,7 +120,7 @@ func New(cfg Config, log *slog.Logger) (*Service, error) {
 		conns:     map[*conn]struct{}{},
 		dupWindow: dupWindow,
 		dupSem:    make(chan struct{}, 64),
-		world:     worldInfo(cfg),
+		world:     packet.WorldInfo(cfg.Map, cfg.Obstacles),
 	}
 	if s.tr, err = newTracing(cfg); err != nil {
 		return nil, fmt.Errorf("gateway: %w", err)

@@ -6,8 +6,6 @@ package gateway
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"runtime/debug"
@@ -18,7 +16,6 @@ import (
 
 	"github.com/realmstream/realmstream/libs/schema"
 	"github.com/realmstream/realmstream/libs/wire"
-	"github.com/realmstream/realmstream/libs/worldmap"
 	"github.com/realmstream/realmstream/services/gateway/internal/auth"
 	"github.com/realmstream/realmstream/services/gateway/internal/session"
 )
@@ -157,7 +154,7 @@ func (c *conn) hello(seq uint64, h *schema.Hello) {
 	var rec session.Record
 	var rev uint64 // the record's revision when read (0: a new session, created)
 	if h.ResumeSession == "" {
-		sid = newSessionID()
+		sid = session.NewID()
 		rec = session.Record{Player: claims.Player, Name: claims.Name, Start: now, Gateway: c.s.cfg.InstanceID}
 	} else {
 		if claims.Session != h.ResumeSession {
@@ -332,13 +329,6 @@ func (c *conn) onDuplicate(seq, streamSeq uint64, digest string) {
 	}()
 }
 
-// newSessionID returns a random, subject-safe session id.
-func newSessionID() string {
-	var b [12]byte
-	_, _ = rand.Read(b[:])
-	return "s" + hex.EncodeToString(b[:])
-}
-
 func digestHeader(d uint64) string { return strconv.FormatUint(d, 16) }
 
 func minTime(a, b time.Time) time.Time {
@@ -355,28 +345,6 @@ func (s *Service) clientLimits() *schema.Limits {
 		MaxChatBytes: uint32(s.limits.MaxChat), MaxNameBytes: uint32(s.limits.MaxName), MaxIdBytes: wire.MaxIDBytes, // s.limits: packet.NewLimits, filled
 		HelloTimeoutMs: s.cfg.HelloTimeout.Milliseconds(),
 	}
-}
-
-// worldInfo describes cfg.Map.
-func worldInfo(cfg Config) *schema.WorldInfo {
-	m := cfg.Map
-	w := &schema.WorldInfo{Cols: uint32(m.Cols), Rows: uint32(m.Rows), ZoneSize: m.ZoneSize, CellSize: m.CellSize, Obstacles: cfg.Obstacles}
-	if w.Obstacles == nil { // the world's default rules stand on the same list
-		for _, o := range worldmap.DefaultObstacles() {
-			w.Obstacles = append(w.Obstacles, &schema.Rect{MinX: o.X0, MinY: o.Y0, MaxX: o.X1, MaxY: o.Y1})
-		}
-	}
-	for _, id := range m.Zones() {
-		col, row, _ := m.ParseZone(id)
-		z := &schema.ZoneInfo{Id: id, Col: uint32(col), Row: uint32(row), OriginX: float32(col) * m.ZoneSize, OriginY: float32(row) * m.ZoneSize}
-		for _, d := range [][2]int{{-1, 0}, {1, 0}, {0, -1}, {0, 1}, {-1, -1}, {1, -1}, {-1, 1}, {1, 1}} {
-			if n, ok := m.Neighbour(id, d[0], d[1]); ok {
-				z.Neighbours = append(z.Neighbours, &schema.Neighbour{Dx: int32(d[0]), Dy: int32(d[1]), Zone: n})
-			}
-		}
-		w.Zones = append(w.Zones, z)
-	}
-	return w
 }
 
 // replyWorld answers a WorldInfoRequest.

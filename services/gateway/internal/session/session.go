@@ -24,7 +24,9 @@ package session
 
 import (
 	"context"
+	"crypto/rand"
 	"encoding/binary"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -216,6 +218,13 @@ func (g *Ring) Seed(es []Entry) {
 type Store struct {
 	kv       jetstream.KeyValue
 	lifetime time.Duration
+}
+
+// NewID returns a random, subject-safe session id.
+func NewID() string {
+	var b [12]byte
+	_, _ = rand.Read(b[:])
+	return "s" + hex.EncodeToString(b[:])
 }
 
 // Open creates or updates the sessions bucket (TTL lifetime) and returns it.

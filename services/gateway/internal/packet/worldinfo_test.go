@@ -1,4 +1,4 @@
-package gateway
+package packet
 
 import (
 	"testing"
@@ -9,7 +9,7 @@ import (
 // TestWorldInfoHasObstacles: the world description a client gets names the
 // obstacles the world's rules stand on (one list, libs/worldmap).
 func TestWorldInfoHasObstacles(t *testing.T) {
-	w := worldInfo(DefaultConfig())
+	w := WorldInfo(worldmap.Default(), nil)
 	want := worldmap.DefaultObstacles()
 	if len(w.Obstacles) != len(want) || len(want) == 0 {
 		t.Fatalf("WorldInfo has %d obstacles, the rules %d", len(w.Obstacles), len(want))
