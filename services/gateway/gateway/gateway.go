@@ -37,6 +37,7 @@ import (
 	"github.com/realmstream/realmstream/libs/wire"
 	"github.com/realmstream/realmstream/services/gateway/internal/auth"
 	"github.com/realmstream/realmstream/services/gateway/internal/fanout"
+	"github.com/realmstream/realmstream/services/gateway/internal/handshake"
 	"github.com/realmstream/realmstream/services/gateway/internal/ingest"
 	"github.com/realmstream/realmstream/services/gateway/internal/packet"
 	"github.com/realmstream/realmstream/services/gateway/internal/sendq"
@@ -66,9 +67,10 @@ type Service struct {
 	// Shared session state (session.go), set by Run.
 	store     *session.Store
 	deny      *session.DenyList
-	cmdStream jetstream.Stream // reads a duplicate's stored command
-	dupWindow time.Duration    // JetStream's duplicate window of CMD
-	dupSem    chan struct{}    // bounds concurrent duplicate checks
+	hs        *handshake.Handshake // what a Hello is checked against
+	cmdStream jetstream.Stream     // reads a duplicate's stored command
+	dupWindow time.Duration        // JetStream's duplicate window of CMD
+	dupSem    chan struct{}        // bounds concurrent duplicate checks
 	world     *schema.WorldInfo
 
 	nc *nats.Conn

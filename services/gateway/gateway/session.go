@@ -1,8 +1,9 @@
 package gateway
 
-// The session half of a connection: Hello (versions, tokens, revocation,
-// resume on any gateway), the shared session record (internal/session), the
-// resend rules of a resumed session, and the world description.
+// The session half of a connection: Hello (decided by internal/handshake:
+// versions, tokens, revocation, resume on any gateway; answered and opened
+// here), the connection's share of the shared session record
+// (internal/session), the hand-over and the duplicate check.
 
 import (
 	"context"
@@ -17,32 +18,22 @@ import (
 	"github.com/realmstream/realmstream/libs/schema"
 	"github.com/realmstream/realmstream/libs/wire"
 	"github.com/realmstream/realmstream/services/gateway/internal/auth"
+	"github.com/realmstream/realmstream/services/gateway/internal/handshake"
 	"github.com/realmstream/realmstream/services/gateway/internal/session"
 )
 
-// Protocol versions this gateway serves. Version 1 is the protocol before
-// versioning (Hello.protocol_version absent); version 2 adds the handshake
-// fields, WorldInfo and the error codes UNSUPPORTED_PROTOCOL, SEQ_REUSED and
-// SESSION_EXPIRED; version 3 sends each client one Updates frame per zone
-// tick (every cell of its area of interest) instead of one Update per cell.
-// All are served: nothing in a later version changes the meaning of an
-// earlier version's packet.
+// Protocol versions this gateway serves (internal/handshake).
 const (
-	MinProtocol = 1
-	MaxProtocol = 3
+	MinProtocol = handshake.MinProtocol
+	MaxProtocol = handshake.MaxProtocol
 )
 
 // storeTimeout bounds one call to the session or deny-list bucket.
 const storeTimeout = session.StoreTimeout
 
 // takeoverTimeout bounds the wait for a session's previous connection to
-// hand it over. It answers after writing its final record (a KV put), and
-// a gateway that is gone answers at once (no responders), so the wait is
-// long only for a live but loaded gateway: 1 s timed out under -race at
-// load 10-15, and a resume that times out must treat the session as
-// crashed (last_seq the reservation bound, resends checked against
-// JetStream) instead of getting the exact record.
-const takeoverTimeout = 2 * time.Second
+// hand it over (handshake.TakeoverTimeout).
+const takeoverTimeout = handshake.TakeoverTimeout
 
 // helloTimeout bounds the store calls and the hand-over of one Hello: the
 // deny-list check, the hand-over wait, the record's read and its write.
@@ -95,9 +86,8 @@ func (c *conn) Refuse(seq uint64, code schema.ErrorCode, msg string) {
 func (c *conn) Busy(seq uint64) { c.replyBusy(seq) }
 func (c *conn) Close()          { c.close() }
 
-func takeoverSubject(sid string) string { return wire.SessionPrefix + sid + ".takeover" }
-
-// hello authenticates the connection and opens or resumes its session.
+// hello authenticates the connection and opens or resumes its session
+// (internal/handshake decides; the connection answers and opens).
 func (c *conn) hello(seq uint64, h *schema.Hello) {
 	if c.authed.Load() {
 		c.replyError(seq, schema.ErrorCode_ERROR_CODE_INVALID, "already said Hello")
@@ -105,83 +95,33 @@ func (c *conn) hello(seq uint64, h *schema.Hello) {
 	}
 	fail := func(code schema.ErrorCode, reason, msg string) {
 		c.replyError(seq, code, msg)
-		c.s.m.dropped.WithLabelValues(reason).Inc()
+		if reason != "" {
+			c.s.m.dropped.WithLabelValues(reason).Inc()
+		}
 		c.close()
 	}
-	ver := h.ProtocolVersion
-	if ver == 0 {
-		ver = 1
-	}
-	if ver < MinProtocol || ver > MaxProtocol {
-		fail(schema.ErrorCode_ERROR_CODE_UNSUPPORTED_PROTOCOL, "unsupported_protocol",
-			fmt.Sprintf("protocol version %d is not supported: this gateway (%s) serves versions %d..%d", h.ProtocolVersion, c.s.cfg.Version, MinProtocol, MaxProtocol))
+	refused := func(r *handshake.Refusal) { fail(r.Code, r.Reason, r.Msg) }
+	hs := c.s.hs
+	ver, r := hs.Protocol(h)
+	if r != nil {
+		refused(r)
 		return
 	}
 	c.down.SetProtocol(ver) // before the first join: the fan-out picks the frame shape by it
 	now := time.Now()
-	var claims auth.Claims
-	switch {
-	case h.Token != "":
-		cl, err := c.s.signer.Verify(h.Token, now)
-		if err != nil {
-			fail(schema.ErrorCode_ERROR_CODE_UNAUTHENTICATED, "unauthenticated", "bad token: "+err.Error())
-			return
-		}
-		claims = cl
-	case c.s.cfg.Dev:
-		claims = auth.Claims{Player: "p-" + h.Name, Name: h.Name, IssuedAt: now}
-	default:
-		fail(schema.ErrorCode_ERROR_CODE_UNAUTHENTICATED, "unauthenticated", "a token is required (POST /v1/session gives one; docs/clients.md)")
-		return
-	}
-	if claims.Name == "" {
-		claims.Name = h.Name
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), helloTimeout)
 	defer cancel()
-	if c.s.deny != nil {
-		if err := c.s.deny.Check(ctx, claims.Player, claims.IssuedAt, claims.ID, h.ResumeSession); err != nil {
-			if errors.Is(err, session.ErrRevoked) {
-				fail(schema.ErrorCode_ERROR_CODE_UNAUTHENTICATED, "revoked", "token revoked: "+err.Error())
-			} else {
-				fail(schema.ErrorCode_ERROR_CODE_INTERNAL, "deny_list", "cannot check the deny list; retry")
-			}
-			return
-		}
+	claims, r := hs.Authenticate(ctx, h, now)
+	if r != nil {
+		refused(r)
+		return
+	}
+	sid, rec, rev, r := hs.Session(ctx, h, claims, now)
+	if r != nil {
+		refused(r)
+		return
 	}
 	life := c.s.cfg.SessionLifetime
-	var sid string
-	var rec session.Record
-	var rev uint64 // the record's revision when read (0: a new session, created)
-	if h.ResumeSession == "" {
-		sid = session.NewID()
-		rec = session.Record{Player: claims.Player, Name: claims.Name, Start: now, Gateway: c.s.cfg.InstanceID}
-	} else {
-		if claims.Session != h.ResumeSession {
-			fail(schema.ErrorCode_ERROR_CODE_UNAUTHENTICATED, "unauthenticated", "the token is not bound to the session to resume")
-			return
-		}
-		sid = h.ResumeSession
-		if !claims.SessionStart.IsZero() && !now.Before(claims.SessionStart.Add(life)) {
-			fail(schema.ErrorCode_ERROR_CODE_SESSION_EXPIRED, "session_expired", "the session's lifetime is over; log in again")
-			return
-		}
-		r, rrev, ok := c.resumeRecord(ctx, seq, sid)
-		if !ok {
-			return
-		}
-		rev = rrev
-		if r.Player != claims.Player {
-			fail(schema.ErrorCode_ERROR_CODE_UNAUTHENTICATED, "unauthenticated", "the session belongs to another player")
-			return
-		}
-		if !now.Before(r.Start.Add(life)) {
-			fail(schema.ErrorCode_ERROR_CODE_SESSION_EXPIRED, "session_expired", "the session's lifetime is over; log in again")
-			return
-		}
-		rec = r
-		rec.Gateway = c.s.cfg.InstanceID
-	}
 	end := rec.Start.Add(life)
 	cs := &c.ses
 	// Conditional on the revision read: a connection that wrote the record
@@ -208,7 +148,7 @@ func (c *conn) hello(seq uint64, h *schema.Hello) {
 	c.session, c.player, c.name = sid, claims.Player, claims.Name
 	sub, err := c.s.nc.Subscribe(wire.SessionSubject(sid), c.onNotice)
 	if err == nil {
-		cs.takeSub, err = c.s.nc.Subscribe(takeoverSubject(sid), c.onTakeover)
+		cs.takeSub, err = c.s.nc.Subscribe(handshake.TakeoverSubject(sid), c.onTakeover)
 	}
 	if err != nil {
 		if sub != nil {
@@ -237,35 +177,6 @@ func (c *conn) hello(seq uint64, h *schema.Hello) {
 	}
 	c.s.log.Debug("session opened", "session", sid, "player", claims.Player, "transport", c.tr.Name(),
 		"resumed", h.ResumeSession != "", "last_seq", cs.ResumedTo(), "protocol", ver, "client", h.ClientName, "client_version", h.ClientVersion)
-}
-
-// resumeRecord asks the session's current connection (on any gateway) to
-// hand it over, then reads the shared record. A record still marked open
-// after that belongs to a connection whose gateway is gone (crashed): the
-// seqs it may have used after its last write become the unknown range.
-func (c *conn) resumeRecord(ctx context.Context, seq uint64, sid string) (session.Record, uint64, bool) {
-	_, err := c.s.nc.Request(takeoverSubject(sid), []byte(c.s.cfg.InstanceID), takeoverTimeout)
-	handedOver := err == nil
-	rec, rev, err := c.s.store.GetRev(ctx, sid)
-	if errors.Is(err, session.ErrNotFound) {
-		c.replyError(seq, schema.ErrorCode_ERROR_CODE_SESSION_EXPIRED, "no such session (expired or never opened); log in again")
-		c.close()
-		return rec, 0, false
-	}
-	if err != nil {
-		c.s.log.Warn("session record", "session", sid, "err", err)
-		c.replyError(seq, schema.ErrorCode_ERROR_CODE_INTERNAL, "cannot read the session; retry")
-		c.close()
-		return rec, 0, false
-	}
-	if rec.Open && !handedOver && rec.LastSeq > rec.RecentTo {
-		// Seqs in (RecentTo, LastSeq] may have been accepted after the
-		// record was written; only JetStream's duplicate check (within its
-		// window of the write) can still tell a resend from a reuse.
-		rec.WidenUnknown(rec.RecentTo, rec.WrittenAt, c.s.dupWindow)
-		c.s.log.Info("resuming a session whose gateway is gone", "session", sid, "gateway", rec.Gateway, "last_seq_bound", rec.LastSeq)
-	}
-	return rec, rev, true
 }
 
 // onTakeover hands the session to a new connection (NATS goroutine): stop

@@ -8,6 +8,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/realmstream/realmstream/libs/wire"
+	"github.com/realmstream/realmstream/services/gateway/internal/handshake"
 	"github.com/realmstream/realmstream/services/gateway/internal/login"
 	"github.com/realmstream/realmstream/services/gateway/internal/session"
 )
@@ -36,6 +37,11 @@ func (s *Service) openSessions(ctx context.Context, js jetstream.JetStream) erro
 	}
 	if s.cmdStream, err = js.Stream(ctx, wire.StreamCommands); err != nil {
 		return fmt.Errorf("stream %s: %w", wire.StreamCommands, err)
+	}
+	s.hs = &handshake.Handshake{Signer: s.signer, Records: s.store, NC: s.nc, Version: s.cfg.Version, Instance: s.cfg.InstanceID,
+		Dev: s.cfg.Dev, Lifetime: s.cfg.SessionLifetime, DupWindow: s.dupWindow, Log: s.log}
+	if s.deny != nil {
+		s.hs.Deny = s.deny
 	}
 	return nil
 }
