@@ -12,11 +12,14 @@ import (
 // Benchmark matrix (QUEUE-9, issues 2 and 12): the ring against a mutex ring
 // with batch drain and a buffered channel of the same capacity, for 1, 4 and
 // 16 producers and pointer-sized and 64-byte items. One op = one item moved
-// from a producer to the consumer. Every sub-benchmark runs all three
+// from a producer to the consumer. Every sub-benchmark runs all the
 // implementations on the same number of items in interleaved rounds (the
 // timer runs only for its own) and reports items/s plus the ratios
-// x_vs_chan and x_vs_mutex, so a ratio never compares numbers from different
-// moments of a shared machine. See docs/bench/mpsc.md.
+// x_vs_chan, x_vs_mutex, x_vs_shared and x_vs_mutexbatch, so a ratio never
+// compares numbers from different moments of a shared machine. ringbatch and
+// mutexbatch are the ring and the mutex ring with producer batching
+// (benchProducerBatch items per call: Producer.EnqueueBatch, one lock per
+// batch): compare them with each other. See docs/bench/mpsc.md.
 //
 // Run: libs/mpsc/bench.sh (benchstat over 10 runs), or
 // go test -run '^$' -bench BenchmarkQueue -benchmem -count 10 ./libs/mpsc/
@@ -121,6 +124,66 @@ func runRing[T any](n, p int, v T) time.Duration {
 	return drainRing(r, n, release, wait)
 }
 
+// benchProducerBatch is the batch of the producer-batching rows: the
+// packets of one socket read, say.
+const benchProducerBatch = 8
+
+// startBatchProducers is startProducers for producers that hand over up to
+// benchProducerBatch items per call.
+func startBatchProducers(n, p int, mk func() func(k int)) (release func(), wait func()) {
+	var ready, done sync.WaitGroup
+	gate := make(chan struct{})
+	for i := 0; i < p; i++ {
+		ready.Add(1)
+		done.Add(1)
+		go func(k int) {
+			defer done.Done()
+			enq := mk()
+			ready.Done()
+			<-gate
+			for k > 0 {
+				b := min(k, benchProducerBatch)
+				enq(b)
+				k -= b
+			}
+		}(split(n, p, i))
+	}
+	ready.Wait()
+	return func() { close(gate) }, done.Wait
+}
+
+// runRingBatch is runRing with producer batching (Producer.EnqueueBatch).
+func runRingBatch[T any](n, p int, v T) time.Duration {
+	r := NewLanes[T](2, p, benchCapacity/p)
+	ctx := context.Background()
+	release, wait := startBatchProducers(n, p, func() func(int) {
+		h := r.Producer()
+		vs := make([]T, benchProducerBatch)
+		for i := range vs {
+			vs[i] = v
+		}
+		return func(k int) {
+			if _, err := h.EnqueueBatch(ctx, vs[:k]); err != nil {
+				panic(err)
+			}
+		}
+	})
+	return drainRing(r, n, release, wait)
+}
+
+// runMutexBatch is runMutex with producer batching: one lock per batch.
+func runMutexBatch[T any](n, p int, v T) time.Duration {
+	m := newMutexRing[T](benchCapacity)
+	release, wait := startBatchProducers(n, p, func() func(int) {
+		vs := make([]T, benchProducerBatch)
+		for i := range vs {
+			vs[i] = v
+		}
+		return func(k int) { m.enqueueBatch(vs[:k]) }
+	})
+	return drainMutex(m, n, release, wait)
+}
+
 func runChan[T any](n, p int, v T) time.Duration {
 	ch := make(chan T, benchCapacity)
 	release, wait := startProducers(n, p, shared(func() { ch <- v }))
@@ -181,6 +244,24 @@ func (m *mutexRing[T]) enqueue(v T) {
 	m.mu.Unlock()
 }
 
+// enqueueBatch appends all of vs (len(vs) <= capacity) under one lock.
+func (m *mutexRing[T]) enqueueBatch(vs []T) {
+	m.mu.Lock()
+	for m.n+len(vs) > len(m.buf) {
+		m.prodWaiting++
+		m.notFull.Wait()
+		m.prodWaiting--
+	}
+	for _, v := range vs {
+		m.buf[(m.head+m.n)&m.mask] = v
+		m.n++
+	}
+	if m.consWaiting {
+		m.notEmpty.Signal()
+	}
+	m.mu.Unlock()
+}
+
 func (m *mutexRing[T]) dequeueBatch(out []T) int {
 	var zero T
 	m.mu.Lock()
@@ -207,6 +288,11 @@ func (m *mutexRing[T]) dequeueBatch(out []T) int {
 func runMutex[T any](n, p int, v T) time.Duration {
 	m := newMutexRing[T](benchCapacity)
 	release, wait := startProducers(n, p, shared(func() { m.enqueue(v) }))
+	return drainMutex(m, n, release, wait)
+}
+
+// drainMutex is the consumer loop of the mutex ring runners.
+func drainMutex[T any](m *mutexRing[T], n int, release, wait func()) time.Duration {
 	buf := make([]T, benchBatch)
 	start := time.Now()
 	release()
@@ -235,14 +321,18 @@ const (
 	implMutex
 	implChan
 	implShared
+	implRingBatch
+	implMutexBatch
 )
 
 func impls[T any]() []impl[T] {
 	return []impl[T]{
-		implRing:   {"ring", runRing[T]},
-		implMutex:  {"mutex", runMutex[T]},
-		implChan:   {"chan", runChan[T]},
-		implShared: {"shared", runShared[T]},
+		implRing:       {"ring", runRing[T]},
+		implMutex:      {"mutex", runMutex[T]},
+		implChan:       {"chan", runChan[T]},
+		implShared:     {"shared", runShared[T]},
+		implRingBatch:  {"ringbatch", runRingBatch[T]},
+		implMutexBatch: {"mutexbatch", runMutexBatch[T]},
 	}
 }
 
@@ -287,6 +377,7 @@ func benchInterleaved[T any](b *testing.B, all []impl[T], own, p int, v T) {
 	b.ReportMetric(d[implChan].Seconds()/d[own].Seconds(), "x_vs_chan")
 	b.ReportMetric(d[implMutex].Seconds()/d[own].Seconds(), "x_vs_mutex")
 	b.ReportMetric(d[implShared].Seconds()/d[own].Seconds(), "x_vs_shared")
+	b.ReportMetric(d[implMutexBatch].Seconds()/d[own].Seconds(), "x_vs_mutexbatch")
 	if cpu > 0 {
 		b.ReportMetric(float64(cpu.Nanoseconds())/float64(b.N), "cpu-ns/item")
 	}
