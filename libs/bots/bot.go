@@ -796,6 +796,14 @@ func (b *bot) entity(zone []byte, e *entity) {
 		n++
 	}
 	b.moves.pop(n)
+	if b.dead && !e.dead {
+		// Respawned: the world put us at a spawn point. Moves from before
+		// the death are no position to fall back to (a refusal of the first
+		// move from the spawn point would put the bot back where it died,
+		// and its next moves would be refused as too fast).
+		b.hist = b.hist[:0]
+		b.resync = true
+	}
 	b.dead = e.dead
 	b.located = true
 	if (b.resync || e.lastSeq >= b.lastMove) && !b.crossing {
