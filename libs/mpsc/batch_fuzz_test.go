@@ -66,26 +66,7 @@ func FuzzBatchOps(f *testing.F) {
 				n, err := r.TryEnqueueBatch(fill(k))
 				batch(i, 0, k, n, err, ErrFull)
 			case 2: // DequeueBatch of arg%21 slots
-				k := arg % (len(buf) + 1)
-				n := r.DequeueBatch(buf[:k])
-				var want []uint64
-				start := cursor
-				for j := 0; j < 2 && len(want) < k; j++ {
-					l := (start + j) % 2
-					if take := min(len(q[l]), k-len(want)); take > 0 {
-						want = append(want, q[l][:take]...)
-						q[l] = q[l][take:]
-						cursor = (l + 1) % 2
-					}
-				}
-				if n != len(want) {
-					t.Fatalf("op %d DequeueBatch(%d) = %d %v, want %d (%v)", i, k, n, buf[:n], len(want), want)
-				}
-				for j := range want {
-					if buf[j] != want[j] {
-						t.Fatalf("op %d item %d = %d, want %d", i, j, buf[j], want[j])
-					}
-				}
+				checkDequeue(t, i, r, buf[:arg%(len(buf)+1)], q, &cursor)
 			case 3:
 				r.Close()
 				closed = true

@@ -92,26 +92,7 @@ func FuzzLaneOps(f *testing.F) {
 				h.released = true
 			case 3: // DequeueBatch of arg%21 slots
 				k := arg % (len(buf) + 1)
-				n := r.DequeueBatch(buf[:k])
-				var want []uint64
-				m, start := lanes+1, cursor
-				for j := 0; j < m && len(want) < k; j++ {
-					l := (start + j) % m
-					take := min(len(q[l]), k-len(want))
-					if take > 0 {
-						want = append(want, q[l][:take]...)
-						q[l] = q[l][take:]
-						cursor = (l + 1) % m
-					}
-				}
-				if n != len(want) {
-					t.Fatalf("op %d DequeueBatch(%d) = %d, want %d (%v)", i, k, n, len(want), want)
-				}
-				for j := range want {
-					if buf[j] != want[j] {
-						t.Fatalf("op %d item %d = %d, want %d", i, j, buf[j], want[j])
-					}
-				}
+				checkDequeue(t, i, r, buf[:k], q, &cursor)
 			case 4:
 				r.Close()
 				closed = true
@@ -146,4 +127,30 @@ func FuzzLaneOps(f *testing.F) {
 			}
 		}
 	})
+}
+
+// checkDequeue dequeues len(buf) slots from r and checks them against the
+// model: the FIFOs q (the shared lane, then each lane) visited round-robin
+// from *cursor, which moves past the last queue that gave items.
+func checkDequeue(t *testing.T, op int, r *Ring[uint64], buf []uint64, q [][]uint64, cursor *int) {
+	t.Helper()
+	n := r.DequeueBatch(buf)
+	var want []uint64
+	m, start := len(q), *cursor
+	for j := 0; j < m && len(want) < len(buf); j++ {
+		l := (start + j) % m
+		if take := min(len(q[l]), len(buf)-len(want)); take > 0 {
+			want = append(want, q[l][:take]...)
+			q[l] = q[l][take:]
+			*cursor = (l + 1) % m
+		}
+	}
+	if n != len(want) {
+		t.Fatalf("op %d DequeueBatch(%d) = %d %v, want %d (%v)", op, len(buf), n, buf[:n], len(want), want)
+	}
+	for j := range want {
+		if buf[j] != want[j] {
+			t.Fatalf("op %d item %d = %d, want %d", op, j, buf[j], want[j])
+		}
+	}
 }
