@@ -2,55 +2,47 @@ package handshake
 
 import (
 	"context"
-	"errors"
 	"io"
 	"log/slog"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/realmstream/realmstream/libs/natstest"
 	"github.com/realmstream/realmstream/libs/schema"
 	"github.com/realmstream/realmstream/services/gateway/internal/auth"
 	"github.com/realmstream/realmstream/services/gateway/internal/session"
 )
 
-type records map[string]session.Record
-
-func (r records) GetRev(_ context.Context, id string) (session.Record, uint64, error) {
-	rec, ok := r[id]
-	if !ok {
-		return rec, 0, session.ErrNotFound
-	}
-	return rec, 7, nil
-}
-
-type noResponders struct{ asked []string }
-
-func (n *noResponders) Request(subj string, _ []byte, _ time.Duration) (*nats.Msg, error) {
-	n.asked = append(n.asked, subj)
-	return nil, nats.ErrNoResponders
-}
-
-type deny struct{ err error }
-
-func (d deny) Check(context.Context, string, time.Time, string, string) error { return d.err }
-
-func newHandshake(t *testing.T, recs records) (*Handshake, *auth.Signer, *noResponders) {
+// newHandshake is a Handshake on a real NATS server: the session bucket,
+// the deny list and the hand-over requests are the gateway's own.
+func newHandshake(t *testing.T) (*Handshake, *auth.Signer, *nats.Conn, *session.Store, *session.DenyList) {
 	t.Helper()
+	srv := natstest.Start(t)
+	nc, js := natstest.Connect(t, srv.URL)
+	ctx := context.Background()
+	store, err := session.Open(ctx, js, time.Hour, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dl, err := session.OpenDenyList(ctx, js, time.Hour, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
 	signer, err := auth.NewSigner(auth.Key{ID: "k", Secret: []byte("test-key-0123456789abcdef")})
 	if err != nil {
 		t.Fatal(err)
 	}
-	nc := &noResponders{}
-	return &Handshake{Signer: signer, Records: recs, NC: nc, Version: "v-test", Instance: "gw-1", Lifetime: time.Hour,
-		DupWindow: 2 * time.Minute, Log: slog.New(slog.NewTextHandler(io.Discard, nil))}, signer, nc
+	return &Handshake{Signer: signer, Records: store, NC: nc, Version: "v-test", Instance: "gw-1", Lifetime: time.Hour,
+		DupWindow: 2 * time.Minute, Log: slog.New(slog.NewTextHandler(io.Discard, nil))}, signer, nc, store, dl
 }
 
 // TestProtocolVersions: 0 is version 1; versions outside MinProtocol..MaxProtocol
 // are refused UNSUPPORTED_PROTOCOL, counted as such.
 func TestProtocolVersions(t *testing.T) {
-	hs, _, _ := newHandshake(t, nil)
+	hs, _, _, _, _ := newHandshake(t)
 	for v, want := range map[uint32]uint32{0: 1, 1: 1, MaxProtocol: MaxProtocol} {
 		if got, r := hs.Protocol(&schema.Hello{ProtocolVersion: v}); r != nil || got != want {
 			t.Errorf("version %d: %d %v, want %d", v, got, r, want)
@@ -65,7 +57,7 @@ func TestProtocolVersions(t *testing.T) {
 // a revoked player are refused UNAUTHENTICATED, a deny list that does not
 // answer INTERNAL.
 func TestAuthenticate(t *testing.T) {
-	hs, signer, _ := newHandshake(t, nil)
+	hs, signer, _, _, dl := newHandshake(t)
 	ctx, now := context.Background(), time.Now()
 	if _, r := hs.Authenticate(ctx, &schema.Hello{Name: "ann"}, now); r == nil || r.Code != schema.ErrorCode_ERROR_CODE_UNAUTHENTICATED {
 		t.Fatalf("no token outside dev mode: %v", r)
@@ -84,13 +76,22 @@ func TestAuthenticate(t *testing.T) {
 	if c, r := hs.Authenticate(ctx, &schema.Hello{Name: "bob"}, now); r != nil || c.Player != "p-bob" {
 		t.Fatalf("dev mode: %+v %v", c, r)
 	}
-	hs.Deny = deny{err: session.ErrRevoked}
-	if _, r := hs.Authenticate(ctx, &schema.Hello{Name: "bob"}, now); r == nil || r.Reason != "revoked" {
+	hs.Deny = dl
+	if _, r := hs.Authenticate(ctx, &schema.Hello{Name: "bob"}, now); r != nil {
+		t.Fatalf("not revoked: %v", r)
+	}
+	if err := dl.Revoke(ctx, "player.p-bob"); err != nil {
+		t.Fatal(err)
+	}
+	// Tokens issued before the revocation are refused (an hour earlier:
+	// the deny list keeps the time to the second).
+	if _, r := hs.Authenticate(ctx, &schema.Hello{Name: "bob"}, now.Add(-time.Hour)); r == nil || r.Reason != "revoked" {
 		t.Fatalf("revoked: %v", r)
 	}
-	hs.Deny = deny{err: errors.New("timeout")}
-	if _, r := hs.Authenticate(ctx, &schema.Hello{Name: "bob"}, now); r == nil || r.Code != schema.ErrorCode_ERROR_CODE_INTERNAL || r.Reason != "deny_list" {
-		t.Fatalf("deny list down: %v", r)
+	done, cancel := context.WithCancel(ctx)
+	cancel()
+	if _, r := hs.Authenticate(done, &schema.Hello{Name: "ann"}, now); r == nil || r.Code != schema.ErrorCode_ERROR_CODE_INTERNAL || r.Reason != "deny_list" {
+		t.Fatalf("deny list unreachable: %v", r)
 	}
 }
 
@@ -101,19 +102,36 @@ func TestAuthenticate(t *testing.T) {
 // left open by a gateway that is gone widens the unknown range.
 func TestSession(t *testing.T) {
 	now := time.Now()
-	recs := records{"s-open": {Player: "p-1", Start: now.Add(-time.Minute), Gateway: "gw-0", Open: true, LastSeq: 1024, RecentTo: 10, WrittenAt: now}}
-	hs, _, nc := newHandshake(t, recs)
+	hs, _, nc, store, _ := newHandshake(t)
 	ctx := context.Background()
+	open := session.Record{Player: "p-1", Start: now.Add(-time.Minute), Gateway: "gw-0", Open: true, LastSeq: 1024, RecentTo: 10, WrittenAt: now}
+	if err := store.Put(ctx, "s-open", open); err != nil {
+		t.Fatal(err)
+	}
 	sid, rec, rev, r := hs.Session(ctx, &schema.Hello{}, auth.Claims{Player: "p-1", Name: "ann"}, now)
 	if r != nil || sid == "" || rev != 0 || rec.Player != "p-1" || rec.Gateway != "gw-1" || !rec.Start.Equal(now) {
 		t.Fatalf("new session: %q %+v %d %v", sid, rec, rev, r)
 	}
+	// No connection answers the hand-over (its gateway is gone): the seqs
+	// after the record's last write become the unknown range.
 	sid, rec, rev, r = hs.Session(ctx, &schema.Hello{ResumeSession: "s-open"}, auth.Claims{Player: "p-1", Session: "s-open"}, now)
-	if r != nil || sid != "s-open" || rev != 7 || rec.Gateway != "gw-1" || rec.UnknownFrom != 10 || rec.UnknownTo != 1024 {
-		t.Fatalf("resume: %q %+v %d %v", sid, rec, rev, r)
+	if r != nil || sid != "s-open" || rev == 0 || rec.Gateway != "gw-1" || rec.UnknownFrom != 10 || rec.UnknownTo != 1024 {
+		t.Fatalf("resume of a crashed connection: %q %+v %d %v", sid, rec, rev, r)
 	}
-	if len(nc.asked) != 1 || nc.asked[0] != TakeoverSubject("s-open") {
-		t.Fatalf("hand-over requests %v", nc.asked)
+	// A live connection hands over: asked once on the takeover subject, and
+	// the record is taken as it is.
+	var asked atomic.Int32
+	sub, err := nc.Subscribe(TakeoverSubject("s-open"), func(m *nats.Msg) { asked.Add(1); _ = m.Respond(nil) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	_, rec, _, r = hs.Session(ctx, &schema.Hello{ResumeSession: "s-open"}, auth.Claims{Player: "p-1", Session: "s-open"}, now)
+	if r != nil || rec.UnknownTo != 0 || asked.Load() != 1 {
+		t.Fatalf("resume after a hand-over: %+v %v, asked %d times", rec, r, asked.Load())
 	}
 	if _, _, _, r := hs.Session(ctx, &schema.Hello{ResumeSession: "s-gone"}, auth.Claims{Player: "p-1", Session: "s-gone"}, now); r == nil || r.Code != schema.ErrorCode_ERROR_CODE_SESSION_EXPIRED || r.Reason != "" {
 		t.Fatalf("gone: %v", r)
