@@ -176,10 +176,26 @@ func (a *appender) publish(ctx context.Context, rec *schema.TickRecord) (uint64,
 		if wrongLastSeq(err) {
 			// A retry of a stored record can also come back as "wrong last
 			// sequence": check whether the last message is ours.
-			if seq, ours, rerr := a.resolve(ctx, id); rerr == nil && ours {
+			seq, ours, rerr := a.resolve(ctx, id)
+			if rerr == nil && ours {
 				return a.stored(seq)
 			}
-			return 0, ErrFenced
+			if rerr != nil || seq != a.lastSeq {
+				return 0, ErrFenced
+			}
+			// The log has not moved, so nobody else appended: a replicated
+			// stream answers 10164 while a proposal is still in flight (our
+			// own earlier attempt, around a leader change). Send the same
+			// message again; the expected sequence still fences it.
+			a.resolved++
+			time.Sleep(50 * time.Millisecond)
+			if ctx.Err() != nil {
+				return 0, fmt.Errorf("zone: append refused while the log had not moved, and ctx ended: %w", context.Cause(ctx))
+			}
+			if a.valid != nil && !a.valid() {
+				return 0, ErrLeaseEnded
+			}
+			continue
 		}
 		// Ambiguous: resolve before writing anything else.
 		a.resolved++
