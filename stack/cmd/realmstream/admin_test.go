@@ -37,12 +37,12 @@ func TestAdminAgainstStack(t *testing.T) {
 		}
 	}()
 	var natsURL string
-	waitfor.True(t, 90*time.Second, func() error {
+	waitStack(t, 90*time.Second, done, out, func() error {
 		if m := regexp.MustCompile(`NATS\s+(nats://\S+)`).FindStringSubmatch(out.String()); m != nil {
 			natsURL = m[1]
 		}
 		if natsURL == "" || !strings.Contains(out.String(), "summary:") {
-			return fmt.Errorf("stack not up or bots not done:\n%s", tail(out.String()))
+			return fmt.Errorf("no NATS URL or no bots summary yet")
 		}
 		return nil
 	})

@@ -5,9 +5,12 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"regexp"
+	"runtime/pprof"
+	"slices"
 	"strconv"
 	"sync"
 	"testing"
@@ -37,41 +40,82 @@ func (s *syncBuffer) String() string {
 func freePorts(t *testing.T, n int) []int {
 	t.Helper()
 	var out []int
-	var ls []net.Listener
-	for len(out) < n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
+	for try := 0; len(out) < n; try++ {
+		if try > 1000 {
+			t.Fatal("no free port below the ephemeral range")
 		}
-		ls = append(ls, l)
-		out = append(out, l.Addr().(*net.TCPAddr).Port)
-	}
-	for _, l := range ls {
-		l.Close()
+		p := listenPortBase + rand.IntN(listenPortSpan)
+		if slices.Contains(out, p) || !portFree(p) {
+			continue
+		}
+		out = append(out, p)
 	}
 	return out
 }
 
-// freeBase finds four consecutive free ports for the ops servers.
+// The ports the tests give the stack to listen on come from below the
+// kernel's ephemeral range (32768-60999 by default): a port the kernel handed
+// out for ":0" is free when checked, but any outgoing connection of a test
+// running beside this one (go test runs packages in parallel) can take it as
+// its local port before the stack binds it, and the stack then fails to start
+// (CI: TestAdminAgainstStack waited 90 s for a stack that had stopped).
+const (
+	listenPortBase = 20000
+	listenPortSpan = 12000
+)
+
+func portFree(p int) bool {
+	l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(p))
+	if err != nil {
+		return false
+	}
+	l.Close()
+	return true
+}
+
+// freeBase finds five consecutive free ports for the ops servers (gateway,
+// world, persist, monitor, the browser demo).
 func freeBase(t *testing.T) int {
 	t.Helper()
-	for try := 0; try < 50; try++ {
-		base := freePorts(t, 1)[0]
-		ok := base < 65000
-		for i := 0; ok && i < 4; i++ {
-			l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(base+i))
-			if err != nil {
-				ok = false
-				break
-			}
-			l.Close()
+	for try := 0; try < 200; try++ {
+		base := listenPortBase + rand.IntN(listenPortSpan-5)
+		ok := true
+		for i := 0; ok && i < 5; i++ {
+			ok = portFree(base + i)
 		}
 		if ok {
 			return base
 		}
 	}
-	t.Fatal("no four consecutive free ports")
+	t.Fatal("no five consecutive free ports")
 	return 0
+}
+
+// waitStack waits until up says the stack started by runStack (its result
+// comes on done) is ready; a stack that stopped meanwhile fails the test at
+// once with its error, and a stack that is still not up at the timeout
+// fails it with what it printed and where its goroutines are.
+func waitStack(t *testing.T, timeout time.Duration, done chan error, out *syncBuffer, up func() error) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		select {
+		case err := <-done:
+			done <- err // the test's deferred stop reads it again
+			t.Fatalf("the stack stopped before it was up: %v\n%s", err, tail(out.String()))
+		default:
+		}
+		err := up()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			var stacks bytes.Buffer
+			_ = pprof.Lookup("goroutine").WriteTo(&stacks, 1)
+			t.Fatalf("the stack is not up after %v: %v\nstack output:\n%s\ngoroutines:\n%s", timeout, err, tail(out.String()), stacks.String())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
 
 // TestRunStackWithBots is the README's first command in a test: the whole
