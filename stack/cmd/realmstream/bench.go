@@ -15,7 +15,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"runtime"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -42,6 +44,12 @@ and of the bots, realm_world_apply_seconds per command and tick duration
 p99 scraped from the world's /metrics, and the ratio to the bare pipeline)
 and writes a JSON report with --json.
 
+With --bare-batch each step also runs the bare pipeline publishing each
+zone's waiting commands as one JetStream message (the experiment of
+docs/command-batches.md) and prints a second table: the two bare pipelines'
+commands/s, p99, busy, lost and CPU per command side by side (--no-stack
+runs only those).
+
 The machine is shared by the stack, the bots and the pipeline: run it on a
 quiet machine (the load average is printed beside every step).
 
@@ -49,6 +57,7 @@ Examples:
   realmstream bench capacity                                  # 250,500,1000,2000,3000 bots, 60s each
   realmstream bench capacity --bots 250,500 --duration 30s --json report.json
   realmstream bench capacity --tcp 127.0.0.1:7000 --http-base 8080 --stack-pid 1234   # a running stack
+  realmstream bench capacity --no-stack --bare-batch --bots 500,1000,2000   # what command batches save, bare pipeline only
 
 Flags:
 `
@@ -66,6 +75,8 @@ type benchOptions struct {
 	DataDir   string
 	Exe       string
 	StackArgs string
+	BareBatch bool
+	NoStack   bool
 	Quiet     bool
 	counts    []int
 }
@@ -104,7 +115,9 @@ func runCapacity(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	es.String(&o.JSONPath, "json", "", "write the report as JSON to this file")
 	es.String(&o.DataDir, "data-dir", "", "where the stacks and pipelines keep their data (default a temporary directory, removed after)")
 	es.String(&o.Exe, "exe", "", "the realmstream binary to start for the stack and the pipeline (default this one)")
-	es.String(&o.StackArgs, "stack-args", "", "extra flags for each started stack's `realmstream run`, space-separated (e.g. \"--nats-sync always\")")
+	es.String(&o.StackArgs, "stack-args", "", "extra flags for each started stack's realmstream run, space-separated (e.g. \"--nats-sync always\")")
+	es.Bool(&o.BareBatch, "bare-batch", false, "also run, at each step, the bare pipeline with each zone's waiting commands published as one message (docs/command-batches.md), and compare it with the bare pipeline")
+	es.Bool(&o.NoStack, "no-stack", false, "skip the stack (with --bare-batch: only the two bare pipelines)")
 	es.Bool(&o.Quiet, "quiet", false, "no progress lines of the bots")
 	fs.Usage = func() {
 		fmt.Fprint(stderr, benchUsage)
@@ -125,6 +138,9 @@ func runCapacity(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	}
 	if o.MoveRate <= 0 || o.MoveRate > 1000 {
 		return fmt.Errorf("--move-rate %g: want 0 < rate <= 1000", o.MoveRate)
+	}
+	if o.NoStack && o.NoBare && !o.BareBatch {
+		return errors.New("--no-stack with --no-bare leaves nothing to run (add --bare-batch, or drop one)")
 	}
 	if o.Duration < time.Second {
 		return fmt.Errorf("--duration %v: want at least 1s", o.Duration)
@@ -155,9 +171,15 @@ func runCapacity(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		o.counts, o.MoveRate, o.Duration, rep.Machine.String(), loadAvg())
 	for i, n := range o.counts {
 		st := capacityStep{Bots: n}
-		kinds := []string{"stack"}
+		var kinds []string
+		if !o.NoStack {
+			kinds = append(kinds, "stack")
+		}
 		if !o.NoBare {
 			kinds = append(kinds, "bare")
+		}
+		if o.BareBatch {
+			kinds = append(kinds, "bare-batch")
 		}
 		for _, kind := range kinds {
 			fmt.Fprintf(stdout, "capacity: [%d/%d] %s with %d bots: starting (load average %s)\n", i+1, len(o.counts), kind, n, loadAvg())
@@ -166,17 +188,23 @@ func runCapacity(ctx context.Context, args []string, stdout, stderr io.Writer) e
 				return fmt.Errorf("%s with %d bots: %w", kind, n, err)
 			}
 			fmt.Fprintf(stdout, "capacity: [%d/%d] %s with %d bots: %s\n", i+1, len(o.counts), kind, n, res.line())
-			if kind == "stack" {
+			switch kind {
+			case "stack":
 				st.Stack = res
-			} else {
+			case "bare":
 				st.Bare = res
+			default:
+				st.BareBatch = res
 			}
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
 		}
-		if st.Bare != nil && st.Bare.AckedPerSec > 0 {
+		if st.Stack != nil && st.Bare != nil && st.Bare.AckedPerSec > 0 {
 			st.Ratio = st.Stack.AckedPerSec / st.Bare.AckedPerSec
+		}
+		if st.BareBatch != nil && st.Bare != nil && st.BareBatch.ServerCPUPerCmdUs > 0 {
+			st.BatchCPURatio = st.Bare.ServerCPUPerCmdUs / st.BareBatch.ServerCPUPerCmdUs
 		}
 		rep.Steps = append(rep.Steps, st)
 	}
@@ -206,10 +234,15 @@ type capacityReport struct {
 
 type capacityStep struct {
 	Bots  int         `json:"bots"`
-	Stack *stepResult `json:"stack"`
+	Stack *stepResult `json:"stack,omitempty"`
 	Bare  *stepResult `json:"bare,omitempty"`
 	// Ratio is the stack's commands/s acked over the bare pipeline's.
 	Ratio float64 `json:"ratio_to_bare,omitempty"`
+	// BareBatch is the bare pipeline publishing command batches
+	// (--bare-batch); BatchCPURatio the bare pipeline's server CPU per
+	// command over the batched one's (above 1: batching saves CPU).
+	BareBatch     *stepResult `json:"bare_batch,omitempty"`
+	BatchCPURatio float64     `json:"bare_cpu_over_batched,omitempty"`
 }
 
 // stepResult is one measured window. Latencies and counts are over the
@@ -245,10 +278,12 @@ type stepResult struct {
 	// CalibrationMs is the time of a fixed CPU-bound job (calibrate) just
 	// before the step: the machine's speed then. On a VM whose speed drifts,
 	// compare steps and runs only at similar calibrations.
-	CalibrationMs float64          `json:"calibration_ms"`
-	LoadAfter     string           `json:"load_after"`
-	ErrorCodes    map[string]int64 `json:"error_codes,omitempty"`
-	RejectReasons map[string]int64 `json:"reject_reasons,omitempty"`
+	CalibrationMs float64 `json:"calibration_ms"`
+	LoadAfter     string  `json:"load_after"`
+	// CommandsPerMessage: the batched bare pipeline's mean batch size.
+	CommandsPerMessage float64          `json:"commands_per_message,omitempty"`
+	ErrorCodes         map[string]int64 `json:"error_codes,omitempty"`
+	RejectReasons      map[string]int64 `json:"reject_reasons,omitempty"`
 }
 
 func (r *stepResult) line() string {
@@ -267,10 +302,17 @@ func (r *stepResult) line() string {
 
 func (rep *capacityReport) print(w io.Writer) {
 	fmt.Fprintf(w, "\ncapacity at %g moves/s per bot, %.0fs measured per step; %s\n", rep.MoveRate, rep.DurationS, rep.Machine.String())
+	if !slices.ContainsFunc(rep.Steps, func(s capacityStep) bool { return s.Stack != nil }) {
+		rep.printBatches(w)
+		return
+	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "bots\tcmds/s acked\tin->upd p50\tp99\tack p99\tbusy\terrors\ttoo fast\tlost\tstack µs/cmd\tbots µs/cmd\tapply µs/cmd\ttick p99\tbare cmds/s\tbare p99\tratio\tload\tcal ms\t")
 	for _, s := range rep.Steps {
 		r := s.Stack
+		if r == nil {
+			continue
+		}
 		bare, bareP99, ratio := "-", "-", "-"
 		if s.Bare != nil {
 			bare = fmt.Sprintf("%.0f", s.Bare.AckedPerSec)
@@ -287,6 +329,32 @@ func (rep *capacityReport) print(w io.Writer) {
 	}
 	_ = tw.Flush()
 	fmt.Fprintln(w, "stack/bots µs/cmd: process CPU time (user+system) per acked command; lost: commands never answered; ratio: stack cmds/s / bare pipeline cmds/s, same bots, same run; cal ms: a fixed CPU-bound job timed before the step (the machine's speed then: lower is faster)")
+	rep.printBatches(w)
+}
+
+// printBatches prints, for the steps run with --bare-batch, the bare
+// pipeline against the same pipeline publishing command batches.
+func (rep *capacityReport) printBatches(w io.Writer) {
+	header := false
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	for _, s := range rep.Steps {
+		b, c := s.Bare, s.BareBatch
+		if b == nil || c == nil {
+			continue
+		}
+		if !header {
+			fmt.Fprintf(w, "\nbare pipeline, one message per command vs command batches (one message per zone's waiting commands), same bots, same run\n")
+			fmt.Fprintln(tw, "bots\tcmds/s\tbatched cmds/s\tack p99\tbatched ack p99\tin->upd p99\tbatched in->upd p99\tcmds/msg\tbusy\tbatched busy\tlost\tbatched lost\tserver µs/cmd\tbatched µs/cmd\tCPU ratio\tbots µs/cmd\tbatched bots µs/cmd\tcal ms\tbatched cal ms\t")
+			header = true
+		}
+		fmt.Fprintf(tw, "%d\t%.0f\t%.0f\t%.1fms\t%.1fms\t%.1fms\t%.1fms\t%.1f\t%d\t%d\t%d\t%d\t%.1f\t%.1f\t%.2f\t%.1f\t%.1f\t%.1f\t%.1f\t\n",
+			s.Bots, b.AckedPerSec, c.AckedPerSec, b.SendToAck.P99, c.SendToAck.P99, b.InputToUpdate.P99, c.InputToUpdate.P99, c.CommandsPerMessage, b.Busy, c.Busy, b.Lost, c.Lost,
+			b.ServerCPUPerCmdUs, c.ServerCPUPerCmdUs, s.BatchCPURatio, b.BotsCPUPerCmdUs, c.BotsCPUPerCmdUs, b.CalibrationMs, c.CalibrationMs)
+	}
+	if header {
+		_ = tw.Flush()
+		fmt.Fprintln(w, "CPU ratio: the bare pipeline's process CPU per acked command over the batched pipeline's (above 1: batching saves that much); the pipelines' event side (one event per command) is the same in both")
+	}
 }
 
 // step starts a stack or a bare pipeline (or uses --tcp), runs n bots,
@@ -295,10 +363,11 @@ func (o *benchOptions) step(ctx context.Context, kind string, n int, dir string,
 	addr := o.TCP
 	pid := o.StackPID
 	metricsURL := ""
+	var childLog func() string // stops the child and returns its log
 	if o.TCP != "" {
 		metricsURL = fmt.Sprintf("http://127.0.0.1:%d/metrics", o.HTTPBase+1)
 	}
-	if o.TCP == "" || kind == "bare" {
+	if o.TCP == "" || kind != "stack" {
 		if err := os.MkdirAll(dir, 0o755); err != nil {
 			return nil, err
 		}
@@ -319,12 +388,20 @@ func (o *benchOptions) step(ctx context.Context, kind string, n int, dir string,
 			metricsURL = fmt.Sprintf("http://127.0.0.1:%d/metrics", base[0]+1)
 		} else {
 			args = []string{"bench", "pipeline-server", "--tcp-addr", addr, "--data-dir", dir}
+			if kind == "bare-batch" {
+				args = append(args, "--batch")
+			}
 		}
 		ch, err := startChild(o.Exe, args, filepath.Join(dir, kind+".log"))
 		if err != nil {
 			return nil, err
 		}
 		defer ch.stop(30 * time.Second)
+		childLog = func() string {
+			ch.stop(30 * time.Second)
+			b, _ := os.ReadFile(ch.logPath)
+			return string(b)
+		}
 		if err := ch.waitTCP(ctx, addr, 120*time.Second); err != nil {
 			return nil, err
 		}
@@ -419,11 +496,20 @@ func (o *benchOptions) step(ctx context.Context, kind string, n int, dir string,
 	}
 	res.BotsCores = bcpu.Seconds() / w
 	res.ServerCores = scpu.Seconds() / w
+	if kind == "bare-batch" && childLog != nil {
+		// The pipeline prints, as it stops, how many commands went out in
+		// how many messages (the whole step, ramp-up included).
+		if m := batchSummary.FindStringSubmatch(childLog()); m != nil {
+			res.CommandsPerMessage, _ = strconv.ParseFloat(m[1], 64)
+		}
+	}
 	if final.Sent == 0 {
 		return nil, fmt.Errorf("no command was sent (connect failures %d; errors %v)", final.ConnFail, final.ErrorExamples)
 	}
 	return res, nil
 }
+
+var batchSummary = regexp.MustCompile(`batch messages \(([0-9.]+) per message\)`)
 
 func sleepCtx(ctx context.Context, d time.Duration) bool {
 	t := time.NewTimer(d)

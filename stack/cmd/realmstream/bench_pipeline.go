@@ -11,10 +11,12 @@ import (
 	"path/filepath"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/realmstream/realmstream/libs/natsembed"
@@ -40,6 +42,7 @@ func runPipelineServer(ctx context.Context, args []string, stdout, stderr io.Wri
 	fs.SetOutput(stderr)
 	addr := fs.String("tcp-addr", "127.0.0.1:7000", "TCP listen address for the bots")
 	dir := fs.String("data-dir", "", "JetStream store directory (required)")
+	batch := fs.Bool("batch", false, "publish each zone's waiting commands as one JetStream message (the command-batch experiment of docs/command-batches.md)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -63,8 +66,13 @@ func runPipelineServer(ctx context.Context, args []string, stdout, stderr io.Wri
 	if err := wire.EnsureStreams(ctx, js, wire.StreamOptions{}); err != nil {
 		return err
 	}
-	p := &bare{nc: nc, js: js, conns: map[string]*bareConn{}, appended: make(chan appended, 64)}
+	p := &bare{nc: nc, js: js, conns: map[string]*bareConn{}, appended: make(chan appended, 64), batch: *batch, zones: map[string]chan bareCmd{}}
 	go p.waitAppended()
+	defer func() {
+		if b := p.batches.Load(); b > 0 {
+			fmt.Fprintf(stdout, "bare pipeline: %d commands in %d batch messages (%.1f per message)\n", p.batched.Load(), b, float64(p.batched.Load())/float64(b))
+		}
+	}()
 	if _, err := nc.Subscribe("bare.upd", p.onUpdate); err != nil {
 		return err
 	}
@@ -104,7 +112,13 @@ type bare struct {
 
 	appended chan appended // batches in flight, in order
 
+	// batch: commands go through one batcher per zone (zones) that
+	// publishes what has queued as one message (--batch).
+	batch            bool
+	batches, batched atomic.Int64 // messages and commands published by the batchers
+
 	mu    sync.Mutex
+	zones map[string]chan bareCmd
 	conns map[string]*bareConn // player -> connection
 	next  int
 }
@@ -191,6 +205,10 @@ func (p *bare) serve(nc net.Conn) {
 		cmd.SessionId, cmd.PlayerId, cmd.Zone, cmd.ClientSeq, cmd.ReceivedAtNs = session, player, zone, pkt.Seq, received.UnixNano()
 		wire.SetCommandBody(&cmd, &pkt)
 		data, _ := proto.Marshal(&cmd)
+		if p.batch {
+			p.zone(zone) <- bareCmd{c: c, seq: pkt.Seq, data: data}
+			continue
+		}
 		m := &nats.Msg{Subject: wire.CommandSubject(zone), Data: data, Header: nats.Header{}}
 		wire.SetMsgID(m.Header, cmd.CommandId)
 		f, err := p.js.PublishMsgAsync(m)
@@ -199,6 +217,108 @@ func (p *bare) serve(nc net.Conn) {
 			continue
 		}
 		acks <- inflight{f: f, seq: pkt.Seq}
+	}
+}
+
+// bareCmd is one command waiting in its zone's batcher.
+type bareCmd struct {
+	c    *bareConn
+	seq  uint64
+	data []byte
+}
+
+// zone returns the queue of zone's batcher, starting it on first use.
+func (p *bare) zone(zone string) chan bareCmd {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	q := p.zones[zone]
+	if q == nil {
+		q = make(chan bareCmd, barePubWindow)
+		p.zones[zone] = q
+		go p.batcher(zone, q)
+	}
+	return q
+}
+
+// batcher publishes what has queued for its zone (at most bareBatchMax
+// commands) as one message: field 1 repeated, each entry a Command, as
+// `message CommandBatch { repeated Command commands = 1; }` would encode
+// it; the message id names the batch. Every command of a batch is answered
+// with the batch's PubAck, in order, by one waiter per zone.
+func (p *bare) batcher(zone string, q chan bareCmd) {
+	type inflight struct {
+		f    jetstream.PubAckFuture
+		cmds []bareCmd
+	}
+	acks := make(chan inflight, barePubWindow/bareBatchMax)
+	go func() {
+		for a := range acks {
+			select {
+			case ack := <-a.f.Ok():
+				for _, c := range a.cmds {
+					c.c.send(&schema.ServerPacket{AckSeq: c.seq, Body: &schema.ServerPacket_Ack{Ack: &schema.Ack{StreamSeq: ack.Sequence, Duplicate: ack.Duplicate}}})
+				}
+			case err := <-a.f.Err():
+				for _, c := range a.cmds {
+					c.c.send(&schema.ServerPacket{AckSeq: c.seq, Body: &schema.ServerPacket_Error{Error: &schema.Error{Code: schema.ErrorCode_ERROR_CODE_INTERNAL, Message: err.Error()}}})
+				}
+			}
+		}
+	}()
+	subject := wire.CommandSubject(zone)
+	for n := uint64(1); ; n++ {
+		cmds := []bareCmd{<-q}
+	more:
+		for len(cmds) < bareBatchMax {
+			select {
+			case c := <-q:
+				cmds = append(cmds, c)
+			default:
+				break more
+			}
+		}
+		var data []byte
+		for _, c := range cmds {
+			data = protowire.AppendTag(data, 1, protowire.BytesType)
+			data = protowire.AppendBytes(data, c.data)
+		}
+		m := &nats.Msg{Subject: subject, Data: data, Header: nats.Header{}}
+		wire.SetMsgID(m.Header, "b/bare/"+zone+"/"+strconv.FormatUint(n, 10))
+		f, err := p.js.PublishMsgAsync(m)
+		if err != nil {
+			for _, c := range cmds {
+				c.c.send(&schema.ServerPacket{AckSeq: c.seq, Body: &schema.ServerPacket_Busy{Busy: &schema.Busy{RetryAfterMs: 10}}})
+			}
+			continue
+		}
+		p.batches.Add(1)
+		p.batched.Add(int64(len(cmds)))
+		acks <- inflight{f: f, cmds: cmds}
+	}
+}
+
+// bareBatchMax bounds a command batch (the design's --command-batch-max).
+const bareBatchMax = 64
+
+// commands calls fn for each command a CMD message holds: one, or with
+// --batch every entry of the batch.
+func (p *bare) commands(data []byte, fn func([]byte)) {
+	if !p.batch {
+		fn(data)
+		return
+	}
+	for len(data) > 0 {
+		num, typ, n := protowire.ConsumeTag(data)
+		if n < 0 || num != 1 || typ != protowire.BytesType {
+			return
+		}
+		data = data[n:]
+		b, n := protowire.ConsumeBytes(data)
+		if n < 0 {
+			return
+		}
+		fn(b)
+		data = data[n:]
 	}
 }
 
@@ -254,27 +374,34 @@ func (p *bare) appendBatch(batch []jetstream.Msg) {
 	var cmd schema.Command
 	a := appended{futs: make([]jetstream.PubAckFuture, 0, len(batch)), last: batch[len(batch)-1], echoes: make([][]byte, 0, len(batch))}
 	for _, m := range batch {
-		if err := proto.Unmarshal(m.Data(), &cmd); err != nil {
-			continue
-		}
-		ev := &nats.Msg{Subject: wire.EventSubject(cmd.Zone), Data: m.Data(), Header: nats.Header{}}
-		wire.SetMsgID(ev.Header, "e:"+cmd.CommandId)
-		f, err := p.js.PublishMsgAsync(ev)
-		if err != nil {
+		failed := false
+		p.commands(m.Data(), func(data []byte) {
+			if failed || proto.Unmarshal(data, &cmd) != nil {
+				return
+			}
+			ev := &nats.Msg{Subject: wire.EventSubject(cmd.Zone), Data: data, Header: nats.Header{}}
+			wire.SetMsgID(ev.Header, "e:"+cmd.CommandId)
+			f, err := p.js.PublishMsgAsync(ev)
+			if err != nil {
+				failed = true
+				return
+			}
+			a.futs = append(a.futs, f)
+			var x, y float32
+			if mv := cmd.GetMove(); mv != nil {
+				x, y = mv.X, mv.Y
+			}
+			up, _ := proto.Marshal(&schema.ServerPacket{Body: &schema.ServerPacket_Update{Update: &schema.Update{ZoneUpdate: &schema.ZoneUpdate{
+				Zone: cmd.Zone, ServerTimeNs: time.Now().UnixNano(),
+				Entities: []*schema.EntityView{{Id: cmd.PlayerId, X: x, Y: y, Hp: 100, LastInputSeq: cmd.ClientSeq}}}}}})
+			msg := make([]byte, 0, 2+len(cmd.PlayerId)+len(up))
+			msg = binary.BigEndian.AppendUint16(msg, uint16(len(cmd.PlayerId)))
+			a.echoes = append(a.echoes, append(append(msg, cmd.PlayerId...), up...))
+		})
+		if failed {
 			_ = m.Nak()
 			return
 		}
-		a.futs = append(a.futs, f)
-		var x, y float32
-		if mv := cmd.GetMove(); mv != nil {
-			x, y = mv.X, mv.Y
-		}
-		up, _ := proto.Marshal(&schema.ServerPacket{Body: &schema.ServerPacket_Update{Update: &schema.Update{ZoneUpdate: &schema.ZoneUpdate{
-			Zone: cmd.Zone, ServerTimeNs: time.Now().UnixNano(),
-			Entities: []*schema.EntityView{{Id: cmd.PlayerId, X: x, Y: y, Hp: 100, LastInputSeq: cmd.ClientSeq}}}}}})
-		msg := make([]byte, 0, 2+len(cmd.PlayerId)+len(up))
-		msg = binary.BigEndian.AppendUint16(msg, uint16(len(cmd.PlayerId)))
-		a.echoes = append(a.echoes, append(append(msg, cmd.PlayerId...), up...))
 	}
 	p.appended <- a
 }

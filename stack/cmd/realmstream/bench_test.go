@@ -4,12 +4,17 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"math"
 	"os"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/realmstream/realmstream/libs/bots"
 )
 
 // TestMain lets the bench start this test binary as its child processes
@@ -70,7 +75,7 @@ func TestBenchCapacitySmoke(t *testing.T) {
 
 func TestBenchBadFlags(t *testing.T) {
 	for _, args := range [][]string{{}, {"nope"}, {"capacity", "--bots", "0"}, {"capacity", "--bots", "a,b"},
-		{"capacity", "--move-rate", "0"}, {"capacity", "--duration", "10ms"}, {"capacity", "extra"}} {
+		{"capacity", "--move-rate", "0"}, {"capacity", "--duration", "10ms"}, {"capacity", "extra"}, {"capacity", "--no-stack", "--no-bare"}} {
 		if err := runBench(context.Background(), args, &bytes.Buffer{}, &bytes.Buffer{}); err == nil {
 			t.Errorf("bench %v: want an error", args)
 		}
@@ -110,5 +115,48 @@ realm_world_tick_seconds_count 100
 	}
 	if _, err := parseWorldMetrics(strings.NewReader("go_goroutines 3\n")); err == nil {
 		t.Fatal("metrics without the world's histograms accepted")
+	}
+}
+
+// TestBarePipelineBatches runs the bare pipeline with --batch (each zone's
+// waiting commands published as one message) against bots: every command is
+// acked and echoed, nothing is lost, and the pipeline reports that its
+// commands went out in batch messages.
+func TestBarePipelineBatches(t *testing.T) {
+	addr := fmt.Sprintf("127.0.0.1:%d", freePorts(t, 1)[0])
+	out := &syncBuffer{}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() {
+		done <- runPipelineServer(ctx, []string{"--tcp-addr", addr, "--data-dir", t.TempDir(), "--batch"}, out, out)
+	}()
+	waitStack(t, 60*time.Second, done, out, func() error {
+		if !strings.Contains(out.String(), "bare pipeline listening") {
+			return fmt.Errorf("not listening yet")
+		}
+		return nil
+	})
+	sw, err := bots.New(bots.Config{Gateways: []bots.Gateway{{TCP: addr}}, Bots: 40, MoveRate: 20, Duration: 3 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep := sw.Run(ctx)
+	if rep.Connected != 40 || rep.Sent == 0 || rep.Acked != rep.Sent || rep.Errors != 0 || rep.Busy != 0 || rep.Unanswered != 0 || sw.Lost() != 0 {
+		t.Fatalf("bots against the batched pipeline: %+v (lost %d)", rep, sw.Lost())
+	}
+	if rep.Updates == 0 {
+		t.Fatalf("no update echoed: %+v", rep)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`(\d+) commands in (\d+) batch messages`).FindStringSubmatch(out.String())
+	if m == nil {
+		t.Fatalf("no batch summary:\n%s", out.String())
+	}
+	if cmds, _ := strconv.Atoi(m[1]); int64(cmds) != rep.Acked {
+		t.Fatalf("%d commands went through the batchers, the bots had %d acked", cmds, rep.Acked)
 	}
 }
