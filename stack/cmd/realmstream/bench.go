@@ -76,6 +76,7 @@ type benchOptions struct {
 	Exe       string
 	StackArgs string
 	BareBatch bool
+	Linger    time.Duration
 	NoStack   bool
 	Quiet     bool
 	counts    []int
@@ -117,6 +118,7 @@ func runCapacity(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	es.String(&o.Exe, "exe", "", "the realmstream binary to start for the stack and the pipeline (default this one)")
 	es.String(&o.StackArgs, "stack-args", "", "extra flags for each started stack's realmstream run, space-separated (e.g. \"--nats-sync always\")")
 	es.Bool(&o.BareBatch, "bare-batch", false, "also run, at each step, the bare pipeline with each zone's waiting commands published as one message (docs/command-batches.md), and compare it with the bare pipeline")
+	es.Duration(&o.Linger, "bare-batch-linger", 0, "with --bare-batch: how long each zone's batcher waits for more commands after a batch's first (0: only what has queued)")
 	es.Bool(&o.NoStack, "no-stack", false, "skip the stack (with --bare-batch: only the two bare pipelines)")
 	es.Bool(&o.Quiet, "quiet", false, "no progress lines of the bots")
 	fs.Usage = func() {
@@ -389,7 +391,7 @@ func (o *benchOptions) step(ctx context.Context, kind string, n int, dir string,
 		} else {
 			args = []string{"bench", "pipeline-server", "--tcp-addr", addr, "--data-dir", dir}
 			if kind == "bare-batch" {
-				args = append(args, "--batch")
+				args = append(args, "--batch", "--batch-linger", o.Linger.String())
 			}
 		}
 		ch, err := startChild(o.Exe, args, filepath.Join(dir, kind+".log"))

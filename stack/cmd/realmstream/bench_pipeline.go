@@ -42,6 +42,7 @@ func runPipelineServer(ctx context.Context, args []string, stdout, stderr io.Wri
 	fs.SetOutput(stderr)
 	addr := fs.String("tcp-addr", "127.0.0.1:7000", "TCP listen address for the bots")
 	dir := fs.String("data-dir", "", "JetStream store directory (required)")
+	linger := fs.Duration("batch-linger", 0, "with --batch: how long a zone's batcher waits for more commands after the first one of a batch (0: only what has queued)")
 	batch := fs.Bool("batch", false, "publish each zone's waiting commands as one JetStream message (the command-batch experiment of docs/command-batches.md)")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -66,7 +67,7 @@ func runPipelineServer(ctx context.Context, args []string, stdout, stderr io.Wri
 	if err := wire.EnsureStreams(ctx, js, wire.StreamOptions{}); err != nil {
 		return err
 	}
-	p := &bare{nc: nc, js: js, conns: map[string]*bareConn{}, appended: make(chan appended, 64), batch: *batch, zones: map[string]chan bareCmd{}}
+	p := &bare{nc: nc, js: js, conns: map[string]*bareConn{}, appended: make(chan appended, 64), batch: *batch, linger: *linger, zones: map[string]chan bareCmd{}}
 	go p.waitAppended()
 	defer func() {
 		if b := p.batches.Load(); b > 0 {
@@ -115,6 +116,7 @@ type bare struct {
 	// batch: commands go through one batcher per zone (zones) that
 	// publishes what has queued as one message (--batch).
 	batch            bool
+	linger           time.Duration
 	batches, batched atomic.Int64 // messages and commands published by the batchers
 
 	mu    sync.Mutex
@@ -268,12 +270,25 @@ func (p *bare) batcher(zone string, q chan bareCmd) {
 	subject := wire.CommandSubject(zone)
 	for n := uint64(1); ; n++ {
 		cmds := []bareCmd{<-q}
+		var until <-chan time.Time
+		if p.linger > 0 {
+			until = time.After(p.linger)
+		}
 	more:
 		for len(cmds) < bareBatchMax {
 			select {
 			case c := <-q:
 				cmds = append(cmds, c)
+				continue
 			default:
+			}
+			if until == nil {
+				break
+			}
+			select {
+			case c := <-q:
+				cmds = append(cmds, c)
+			case <-until:
 				break more
 			}
 		}
