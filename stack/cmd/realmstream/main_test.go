@@ -64,12 +64,30 @@ const (
 	listenPortSpan = 12000
 )
 
+// handedOut holds the ports these tests already gave a stack, so that two
+// picks of one test (TestRunStackR3: NATS and ops ports) never overlap.
+var handedOut struct {
+	sync.Mutex
+	ports map[int]bool
+}
+
+// portFree says whether p was not handed out yet and can be bound now; it
+// marks it handed out when so.
 func portFree(p int) bool {
+	handedOut.Lock()
+	defer handedOut.Unlock()
+	if handedOut.ports[p] {
+		return false
+	}
 	l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(p))
 	if err != nil {
 		return false
 	}
 	l.Close()
+	if handedOut.ports == nil {
+		handedOut.ports = map[int]bool{}
+	}
+	handedOut.ports[p] = true
 	return true
 }
 
