@@ -46,9 +46,9 @@ func TestDashboardTimelineInBrowser(t *testing.T) {
 			t.Error("stack did not stop")
 		}
 	}()
-	waitfor.True(t, 90*time.Second, func() error {
+	waitStack(t, 90*time.Second, done, out, func() error {
 		if !strings.Contains(out.String(), "Realmstream is running") {
-			return fmt.Errorf("stack not up:\n%s", tail(out.String()))
+			return fmt.Errorf("no banner yet")
 		}
 		return nil
 	})

@@ -11,7 +11,6 @@ import (
 
 	"github.com/realmstream/realmstream/libs/client"
 	"github.com/realmstream/realmstream/libs/schema"
-	"github.com/realmstream/realmstream/libs/waitfor"
 )
 
 // TestGatewaySettingsReachStack is the regression test of issue 10 #12: the
@@ -34,12 +33,7 @@ func TestGatewaySettingsReachStack(t *testing.T) {
 		"--http-base", strconv.Itoa(base), "--log-level", "warn", "--rate", "0.01"}
 	go func() { done <- runStack(ctx, args, out, io.Discard) }()
 	var c *client.Conn
-	waitfor.True(t, 90*time.Second, func() error {
-		select {
-		case err := <-done:
-			t.Fatalf("stack stopped: %v\n%s", err, out.String())
-		default:
-		}
+	waitStack(t, 90*time.Second, done, out, func() error {
 		var err error
 		c, err = client.Dial(ctx, "tcp://"+tcp, client.Options{})
 		return err

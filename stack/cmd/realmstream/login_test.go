@@ -11,7 +11,6 @@ import (
 
 	"github.com/realmstream/realmstream/libs/client"
 	"github.com/realmstream/realmstream/libs/schema"
-	"github.com/realmstream/realmstream/libs/waitfor"
 )
 
 // TestLoginAgainstStack: the reference login end to end on the one-process
@@ -29,15 +28,11 @@ func TestLoginAgainstStack(t *testing.T) {
 	args := []string{"--data-dir", t.TempDir(), "--nats-port", "-1",
 		"--tcp-addr", fmt.Sprintf("127.0.0.1:%d", ports[0]), "--ws-addr", ws,
 		"--http-base", strconv.Itoa(base), "--bots", "0", "--log-level", "warn"}
-	go func() { done <- runStack(ctx, args, io.Discard, io.Discard) }()
+	out := &syncBuffer{}
+	go func() { done <- runStack(ctx, args, out, io.Discard) }()
 
 	var first *client.LoginResponse
-	waitfor.True(t, 90*time.Second, func() error {
-		select {
-		case err := <-done:
-			t.Fatalf("stack stopped early: %v", err)
-		default:
-		}
+	waitStack(t, 90*time.Second, done, out, func() error {
 		r, err := client.Login(ctx, "ws://"+ws, client.LoginRequest{DeviceID: "stack-device-0001", Name: "Stacy"})
 		if err != nil {
 			return err

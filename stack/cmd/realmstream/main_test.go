@@ -10,13 +10,10 @@ import (
 	"net/http"
 	"regexp"
 	"runtime/pprof"
-	"slices"
 	"strconv"
 	"sync"
 	"testing"
 	"time"
-
-	"github.com/realmstream/realmstream/libs/waitfor"
 )
 
 // syncBuffer is a bytes.Buffer safe for one writer and concurrent readers.
@@ -45,7 +42,7 @@ func freePorts(t *testing.T, n int) []int {
 			t.Fatal("no free port below the ephemeral range")
 		}
 		p := listenPortBase + rand.IntN(listenPortSpan)
-		if slices.Contains(out, p) || !portFree(p) {
+		if !portFree(p) { // also false for a port handed out already
 			continue
 		}
 		out = append(out, p)
@@ -178,12 +175,7 @@ func startStackWithBots(t *testing.T, bots int, args ...string) (*syncBuffer, fu
 		"--bots", strconv.Itoa(bots), "--bots-duration", "6s", "--log-level", "warn"}, args...)
 	go func() { done <- runStack(ctx, args, out, io.Discard) }()
 	summary := regexp.MustCompile(fmt.Sprintf(`summary: %d/%d bots connected`, bots, bots))
-	waitfor.True(t, 120*time.Second, func() error {
-		select {
-		case err := <-done:
-			t.Fatalf("stack stopped early: %v\n%s", err, out.String())
-		default:
-		}
+	waitStack(t, 120*time.Second, done, out, func() error {
 		if !summary.MatchString(out.String()) {
 			return fmt.Errorf("no summary yet:\n%s", tail(out.String()))
 		}

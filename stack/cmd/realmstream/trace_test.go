@@ -35,12 +35,7 @@ func TestOneTraceFromPacketToRow(t *testing.T) {
 		"--http-base", strconv.Itoa(base), "--log-level", "warn", "--otlp-endpoint", rcv.URL(), "--trace-sample-ratio", "1"}
 	go func() { done <- runStack(ctx, args, out, io.Discard) }()
 	var c *client.Conn
-	waitfor.True(t, 90*time.Second, func() error {
-		select {
-		case err := <-done:
-			t.Fatalf("stack stopped: %v\n%s", err, out.String())
-		default:
-		}
+	waitStack(t, 90*time.Second, done, out, func() error {
 		var err error
 		c, err = client.Dial(ctx, "tcp://"+tcp, client.Options{})
 		return err
