@@ -154,12 +154,8 @@ func (p *bare) serve(nc net.Conn) {
 	defer close(acks)
 	go func() { // answers in order, as JetStream acks
 		for a := range acks {
-			select {
-			case ack := <-a.f.Ok():
-				c.send(&schema.ServerPacket{AckSeq: a.seq, Body: &schema.ServerPacket_Ack{Ack: &schema.Ack{StreamSeq: ack.Sequence, Duplicate: ack.Duplicate}}})
-			case err := <-a.f.Err():
-				c.send(&schema.ServerPacket{AckSeq: a.seq, Body: &schema.ServerPacket_Error{Error: &schema.Error{Code: schema.ErrorCode_ERROR_CODE_INTERNAL, Message: err.Error()}}})
-			}
+			ack, err := outcome(a.f)
+			c.send(answer(a.seq, ack, err))
 		}
 	}()
 	defer func() {
@@ -222,6 +218,24 @@ func (p *bare) serve(nc net.Conn) {
 	}
 }
 
+// outcome waits for a publish's PubAck or error.
+func outcome(f jetstream.PubAckFuture) (*jetstream.PubAck, error) {
+	select {
+	case ack := <-f.Ok():
+		return ack, nil
+	case err := <-f.Err():
+		return nil, err
+	}
+}
+
+// answer is what the client of command seq is told once its publish ended.
+func answer(seq uint64, ack *jetstream.PubAck, err error) *schema.ServerPacket {
+	if err != nil {
+		return &schema.ServerPacket{AckSeq: seq, Body: &schema.ServerPacket_Error{Error: &schema.Error{Code: schema.ErrorCode_ERROR_CODE_INTERNAL, Message: err.Error()}}}
+	}
+	return &schema.ServerPacket{AckSeq: seq, Body: &schema.ServerPacket_Ack{Ack: &schema.Ack{StreamSeq: ack.Sequence, Duplicate: ack.Duplicate}}}
+}
+
 // bareCmd is one command waiting in its zone's batcher.
 type bareCmd struct {
 	c    *bareConn
@@ -255,15 +269,9 @@ func (p *bare) batcher(zone string, q chan bareCmd) {
 	acks := make(chan inflight, barePubWindow/bareBatchMax)
 	go func() {
 		for a := range acks {
-			select {
-			case ack := <-a.f.Ok():
-				for _, c := range a.cmds {
-					c.c.send(&schema.ServerPacket{AckSeq: c.seq, Body: &schema.ServerPacket_Ack{Ack: &schema.Ack{StreamSeq: ack.Sequence, Duplicate: ack.Duplicate}}})
-				}
-			case err := <-a.f.Err():
-				for _, c := range a.cmds {
-					c.c.send(&schema.ServerPacket{AckSeq: c.seq, Body: &schema.ServerPacket_Error{Error: &schema.Error{Code: schema.ErrorCode_ERROR_CODE_INTERNAL, Message: err.Error()}}})
-				}
+			ack, err := outcome(a.f)
+			for _, c := range a.cmds {
+				c.c.send(answer(c.seq, ack, err))
 			}
 		}
 	}()
