@@ -33,8 +33,10 @@ func (v Violation) String() string { return v.Check + ": " + v.Detail }
 
 // CommandLog is what the CMD stream holds.
 type CommandLog struct {
-	Messages int
-	// ByID maps a command id (Nats-Msg-Id) to the stream sequences holding it.
+	// Messages are CMD's messages; Commands the commands they hold (a
+	// command batch holds several).
+	Messages, Commands int
+	// ByID maps a command id to the stream sequences holding it.
 	ByID map[string][]uint64
 	// Zone of each command id.
 	Zone map[string]string
@@ -59,38 +61,59 @@ func ReadCommands(ctx context.Context, js jetstream.JetStream) (*CommandLog, []V
 	cl := &CommandLog{ByID: map[string][]uint64{}, Zone: map[string]string{}, Optional: map[string]bool{}, Meta: map[string]CommandMeta{}}
 	var vs []Violation
 	n, err := ReadStream(ctx, js, wire.StreamCommands, func(m StreamMsg) error {
-		id := m.Header.Get(wire.HeaderMsgID)
 		zone := strings.TrimPrefix(m.Subject, wire.CommandPrefix)
-		var c schema.Command
-		if err := proto.Unmarshal(m.Data, &c); err != nil {
-			vs = append(vs, Violation{"cmd-decode", fmt.Sprintf("CMD seq %d: %v", m.Seq, err)})
-		} else {
-			if id == "" {
-				id = c.CommandId
-			}
-			if c.CommandId != id {
-				vs = append(vs, Violation{"cmd-id", fmt.Sprintf("CMD seq %d: Nats-Msg-Id %q but command_id %q", m.Seq, id, c.CommandId)})
-			}
-			if c.GetDisconnect() != nil {
-				cl.Optional[id] = true
-			}
-			if _, ok := cl.Meta[id]; !ok && id != "" {
-				cl.Meta[id] = CommandMeta{Kind: wire.CommandType(&c), Player: c.PlayerId, At: m.Time}
-			}
-			if c.Zone != "" && c.Zone != zone {
-				vs = append(vs, Violation{"cmd-zone", fmt.Sprintf("CMD seq %d: subject zone %q, body zone %q", m.Seq, zone, c.Zone)})
-			}
-		}
-		if id == "" {
-			vs = append(vs, Violation{"cmd-id", fmt.Sprintf("CMD seq %d has no Nats-Msg-Id", m.Seq)})
+		batch := wire.IsCommandBatch(m.Header)
+		berr := wire.ForEachCommand(m.Header, m.Data, func(data []byte) error {
+			cl.command(m, zone, batch, data, &vs)
 			return nil
+		})
+		if berr != nil {
+			vs = append(vs, Violation{"cmd-decode", fmt.Sprintf("CMD seq %d: %v", m.Seq, berr)})
 		}
-		cl.ByID[id] = append(cl.ByID[id], m.Seq)
-		cl.Zone[id] = zone
 		return nil
 	})
 	cl.Messages = n
 	return cl, vs, err
+}
+
+// command notes one stored command: the message's payload, or one entry of
+// the command batch it holds (then the command id is the entry's own: the
+// batch's Nats-Msg-Id names the batch). A command id stored in a batch and
+// again alone (a resend after a gateway crash: JetStream cannot deduplicate
+// it against the batch) counts as stored twice, which the world must apply
+// once, like a resend past the duplicate window.
+func (cl *CommandLog) command(m StreamMsg, zone string, batch bool, data []byte, vs *[]Violation) {
+	id := ""
+	if !batch {
+		id = m.Header.Get(wire.HeaderMsgID)
+	}
+	var c schema.Command
+	if err := proto.Unmarshal(data, &c); err != nil {
+		*vs = append(*vs, Violation{"cmd-decode", fmt.Sprintf("CMD seq %d: %v", m.Seq, err)})
+	} else {
+		if id == "" {
+			id = c.CommandId
+		}
+		if c.CommandId != id {
+			*vs = append(*vs, Violation{"cmd-id", fmt.Sprintf("CMD seq %d: Nats-Msg-Id %q but command_id %q", m.Seq, id, c.CommandId)})
+		}
+		if c.GetDisconnect() != nil {
+			cl.Optional[id] = true
+		}
+		if _, ok := cl.Meta[id]; !ok && id != "" {
+			cl.Meta[id] = CommandMeta{Kind: wire.CommandType(&c), Player: c.PlayerId, At: m.Time}
+		}
+		if c.Zone != "" && c.Zone != zone {
+			*vs = append(*vs, Violation{"cmd-zone", fmt.Sprintf("CMD seq %d: subject zone %q, body zone %q", m.Seq, zone, c.Zone)})
+		}
+	}
+	if id == "" {
+		*vs = append(*vs, Violation{"cmd-id", fmt.Sprintf("CMD seq %d has no command id", m.Seq)})
+		return
+	}
+	cl.Commands++
+	cl.ByID[id] = append(cl.ByID[id], m.Seq)
+	cl.Zone[id] = zone
 }
 
 // CommandFindings compares acknowledged commands with the CMD stream.
@@ -110,7 +133,7 @@ type CommandFindings struct {
 // CheckAcked verifies that every acknowledged command is in the CMD stream
 // at the sequence its Ack named.
 func CheckAcked(acked []AckedCommand, cl *CommandLog) (CommandFindings, []Violation) {
-	f := CommandFindings{Acked: len(acked), InStream: cl.Messages, UniqueInStream: len(cl.ByID)}
+	f := CommandFindings{Acked: len(acked), InStream: cl.Commands, UniqueInStream: len(cl.ByID)}
 	var vs []Violation
 	for _, a := range acked {
 		seqs, ok := cl.ByID[a.ID]

@@ -85,6 +85,14 @@ type Config struct {
 	// written at once. Default 50ms (one tick): acks come later by up to
 	// that, updates never.
 	AckHold time.Duration
+	// CommandBatch (--command-batch) publishes the fresh commands of one zone
+	// that arrive within CommandLinger (--command-linger) of each other as one
+	// JetStream message of up to CommandBatchMax (--command-batch-max)
+	// commands, instead of one message each (docs/command-batches.md).
+	// Default off; linger 2ms, max 64.
+	CommandBatch    bool
+	CommandLinger   time.Duration
+	CommandBatchMax int
 
 	// Map is the world layout (zone names, AOI cells). Default worldmap.Default().
 	Map worldmap.Map
@@ -121,6 +129,8 @@ func DefaultConfig() Config {
 		SendQueueBytes:  1 << 20,
 		SendQueueAge:    2 * time.Second,
 		AckHold:         50 * time.Millisecond,
+		CommandLinger:   2 * time.Millisecond,
+		CommandBatchMax: 64,
 		Map:             worldmap.Default(),
 
 		TraceSampleRatio: 0.1, // 10% of the commands when tracing is on
@@ -156,6 +166,9 @@ func (c *Config) RegisterFlags(s *envflag.Set) {
 	s.Int(&c.MaxBadFrames, "max-bad-frames", c.MaxBadFrames, "malformed frames a connection may send (one earned back per second) before it is closed")
 	s.Int(&c.SendQueueBytes, "send-queue-bytes", c.SendQueueBytes, "bytes queued for one client before it is disconnected as a slow consumer (SLOW_CONSUMER)")
 	s.Duration(&c.SendQueueAge, "send-queue-age", c.SendQueueAge, "a client whose oldest queued packet waited this long is disconnected as a slow consumer")
+	s.Bool(&c.CommandBatch, "command-batch", c.CommandBatch, "publish the fresh commands of one zone as one JetStream message per --command-linger (docs/command-batches.md); resends, retries and traced commands stay single")
+	s.Duration(&c.CommandLinger, "command-linger", c.CommandLinger, "with --command-batch: how long a batch waits for more commands of its zone after its first (0: only what the publisher drained at once)")
+	s.Int(&c.CommandBatchMax, "command-batch-max", c.CommandBatchMax, "with --command-batch: the most commands in one batch message")
 	s.Duration(&c.AckHold, "ack-hold", c.AckHold, "an Ack waits up to this long to ride the client's next update frame instead of a socket write of its own (0 = write each Ack at once)")
 }
 
@@ -213,6 +226,12 @@ func (c *Config) Validate() error {
 	}
 	if c.AckHold < 0 || c.AckHold >= c.SendQueueAge {
 		add("--ack-hold %v: want 0 (off) up to below --send-queue-age %v", c.AckHold, c.SendQueueAge)
+	}
+	if c.CommandLinger < 0 || c.CommandLinger > 100*time.Millisecond {
+		add("--command-linger %v: want 0..100ms (it adds up to that to every batched command's latency)", c.CommandLinger)
+	}
+	if c.CommandBatchMax < 2 || c.CommandBatchMax > wire.MaxBatchCommands {
+		add("--command-batch-max %d: want 2..%d", c.CommandBatchMax, wire.MaxBatchCommands)
 	}
 	if c.SendQueueAge <= 0 {
 		add("--send-queue-age must be > 0")

@@ -387,6 +387,10 @@ func (c *conn) handle(b []byte) {
 	it.Msg.Subject, it.Msg.Data = c.subject, it.Buf
 	span := c.s.tr.StartCommand(received, cmd, &it.Msg)
 	it.Span = span
+	// Fresh: the first use of the seq, above every seq of the session's
+	// earlier connections, and not traced (a traced command keeps its own
+	// traceparent): it may share a batch message (--command-batch).
+	it.Batchable = !resend && !it.Verified && seq > last && seq > c.ses.ResumedTo() && !span.IsRecording()
 	c.outstanding.Add(1) // before TryEnqueue: the ack may come back at once
 	switch err := c.s.pub.Enqueue(it); {
 	case err == nil:

@@ -130,7 +130,8 @@ func New(cfg Config, log *slog.Logger) (*Service, error) {
 	s.m = newMetrics(s.ops.Registry, func() float64 { return float64(s.pub.Len()) }, func() float64 { return float64(s.pub.Inflight()) })
 	s.sq = s.m.sendq()
 	s.pub = ingest.New(ingest.Config{RingSize: cfg.RingSize, MaxPending: cfg.MaxPending, BatchSize: cfg.BatchSize,
-		PublishRetries: cfg.PublishRetries, PublishTimeout: cfg.PublishTimeout}, s.m.ingest(), log)
+		PublishRetries: cfg.PublishRetries, PublishTimeout: cfg.PublishTimeout,
+		CommandBatch: cfg.CommandBatch, Linger: cfg.CommandLinger, BatchMax: cfg.CommandBatchMax, Instance: cfg.InstanceID}, s.m.ingest(), log)
 	subscribe := func(subject string, cb nats.MsgHandler) (*nats.Subscription, error) {
 		return s.nc.Subscribe(subject, cb)
 	} // s.nc: set by Run, before any client joins

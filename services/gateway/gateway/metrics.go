@@ -18,6 +18,7 @@ type metrics struct {
 	bytes        *prometheus.CounterVec // by direction (in|out)
 	pubLatency   prometheus.Histogram   // packet received -> PubAck
 	batch        prometheus.Histogram   // items per publisher batch
+	cmdBatch     prometheus.Histogram   // commands per published group (--command-batch)
 	retries      prometheus.Counter     // publish retries
 	slow         prometheus.Counter     // slow consumers disconnected
 	updates      prometheus.Counter     // cell views forwarded to clients
@@ -43,7 +44,9 @@ func newMetrics(reg prometheus.Registerer, ringDepth, inflight func() float64) *
 		bytes:    prometheus.NewCounterVec(prometheus.CounterOpts{Name: "realm_gateway_bytes_total", Help: "Client payload bytes by direction."}, []string{"direction"}),
 		pubLatency: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "realm_gateway_publish_latency_seconds", Help: "From packet received to JetStream PubAck.",
 			Buckets: prometheus.ExponentialBuckets(50e-6, 2, 16)}),
-		batch:        prometheus.NewHistogram(prometheus.HistogramOpts{Name: "realm_gateway_publish_batch_size", Help: "Items drained from the ring per publisher batch.", Buckets: prometheus.ExponentialBuckets(1, 2, 11)}),
+		batch: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "realm_gateway_publish_batch_size", Help: "Items drained from the ring per publisher batch.", Buckets: prometheus.ExponentialBuckets(1, 2, 11)}),
+		cmdBatch: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "realm_gateway_command_batch_size", Help: "Commands per JetStream message published from a zone's batch group (--command-batch; 1: a group published alone).",
+			Buckets: prometheus.ExponentialBuckets(1, 2, 8)}),
 		retries:      prometheus.NewCounter(prometheus.CounterOpts{Name: "realm_gateway_publish_retries_total", Help: "Publishes retried with the same msg id."}),
 		slow:         prometheus.NewCounter(prometheus.CounterOpts{Name: "realm_gateway_slow_consumers_total", Help: "Clients disconnected as slow consumers (send queue over its packet, byte or age limit)."}),
 		updates:      prometheus.NewCounter(prometheus.CounterOpts{Name: "realm_gateway_updates_forwarded_total", Help: "Zone update cell views queued to clients (after AOI filtering)."}),
@@ -59,7 +62,7 @@ func newMetrics(reg prometheus.Registerer, ringDepth, inflight func() float64) *
 	for code, name := range schema.ErrorCode_name {
 		m.codes[schema.ErrorCode(code)] = m.errors.WithLabelValues(name)
 	}
-	reg.MustRegister(m.conns, m.accepted, m.acks, m.busy, m.errors, m.bytes, m.pubLatency, m.batch, m.retries, m.slow, m.updates, m.updateFrames, m.writes, m.disconnects, m.notices, m.dropped,
+	reg.MustRegister(m.conns, m.accepted, m.acks, m.busy, m.errors, m.bytes, m.pubLatency, m.batch, m.cmdBatch, m.retries, m.slow, m.updates, m.updateFrames, m.writes, m.disconnects, m.notices, m.dropped,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "realm_gateway_ring_depth", Help: "Items in the MPSC ring."}, ringDepth),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "realm_gateway_inflight_acks", Help: "JetStream publishes awaiting their PubAck."}, inflight),
 	)
@@ -68,7 +71,7 @@ func newMetrics(reg prometheus.Registerer, ringDepth, inflight func() float64) *
 
 // ingest is the publisher's share of the series.
 func (m *metrics) ingest() ingest.Metrics {
-	return ingest.Metrics{Batch: m.batch, Retries: m.retries, Latency: m.pubLatency, AcksDup: m.acksDup, AcksFresh: m.acksFresh}
+	return ingest.Metrics{Batch: m.batch, Retries: m.retries, Latency: m.pubLatency, AcksDup: m.acksDup, AcksFresh: m.acksFresh, Commands: m.cmdBatch}
 }
 
 // sendq is the connections' outgoing share of the series.

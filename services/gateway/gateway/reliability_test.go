@@ -76,7 +76,15 @@ func (a *answers) unanswered() []uint64 {
 // no longer served could free: nothing accepted was answered again and every
 // new command got Busy until shutdown. Now every accepted command gets its
 // one answer and new commands are accepted and acked once acks flow again.
+//
+// With --command-batch the same holds when the stalled publishes are batches
+// (their retries, timeouts and give-ups answer every command they carry).
 func TestPublisherRecoversFromAckStall(t *testing.T) {
+	t.Run("single", func(t *testing.T) { ackStall(t, false) })
+	t.Run("batched", func(t *testing.T) { ackStall(t, true) })
+}
+
+func ackStall(t *testing.T, batch bool) {
 	srv, _, _ := natstest.StartWithStreams(t)
 	px := startStallProxy(t, srv.Addr().String())
 	h := start(t, func(c *Config) {
@@ -85,6 +93,7 @@ func TestPublisherRecoversFromAckStall(t *testing.T) {
 		c.PublishTimeout = 400 * time.Millisecond
 		c.Rate, c.Burst = 100000, 100000
 		c.ShutdownTimeout = 2 * time.Second
+		c.CommandBatch = batch
 	})
 	const clients = 8
 	conns := make([]*client.Conn, clients)

@@ -44,6 +44,11 @@ and of the bots, realm_world_apply_seconds per command and tick duration
 p99 scraped from the world's /metrics, and the ratio to the bare pipeline)
 and writes a JSON report with --json.
 
+With --stack-batch each step also runs the stack with the gateway's
+--command-batch (--stack-batch-linger, default 2ms, its --command-linger)
+and prints a table of the two stacks side by side: commands/s, p99, busy,
+too fast, lost, commands per message and CPU per command.
+
 With --bare-batch each step also runs the bare pipeline publishing each
 zone's waiting commands as one JetStream message (the experiment of
 docs/command-batches.md) and prints a second table: the two bare pipelines'
@@ -58,6 +63,7 @@ Examples:
   realmstream bench capacity --bots 250,500 --duration 30s --json report.json
   realmstream bench capacity --tcp 127.0.0.1:7000 --http-base 8080 --stack-pid 1234   # a running stack
   realmstream bench capacity --no-stack --bare-batch --bots 500,1000,2000   # what command batches save, bare pipeline only
+  realmstream bench capacity --stack-batch --bots 1000,2000 --duration 30s   # the stack with and without the gateway's --command-batch
 
 Flags:
 `
@@ -77,9 +83,13 @@ type benchOptions struct {
 	StackArgs string
 	BareBatch bool
 	Linger    time.Duration
-	NoStack   bool
-	Quiet     bool
-	counts    []int
+	// StackBatch also runs each step against a stack whose gateway batches
+	// commands (--command-batch, --command-linger StackLinger).
+	StackBatch  bool
+	StackLinger time.Duration
+	NoStack     bool
+	Quiet       bool
+	counts      []int
 }
 
 func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -119,6 +129,8 @@ func runCapacity(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	es.String(&o.StackArgs, "stack-args", "", "extra flags for each started stack's realmstream run, space-separated (e.g. \"--nats-sync always\")")
 	es.Bool(&o.BareBatch, "bare-batch", false, "also run, at each step, the bare pipeline with each zone's waiting commands published as one message (docs/command-batches.md), and compare it with the bare pipeline")
 	es.Duration(&o.Linger, "bare-batch-linger", 0, "with --bare-batch: how long each zone's batcher waits for more commands after a batch's first (0: only what has queued)")
+	es.Bool(&o.StackBatch, "stack-batch", false, "also run, at each step, the stack with the gateway's --command-batch (docs/command-batches.md), and compare it with the stack as configured")
+	es.Duration(&o.StackLinger, "stack-batch-linger", 2*time.Millisecond, "with --stack-batch: the gateway's --command-linger")
 	es.Bool(&o.NoStack, "no-stack", false, "skip the stack (with --bare-batch: only the two bare pipelines)")
 	es.Bool(&o.Quiet, "quiet", false, "no progress lines of the bots")
 	fs.Usage = func() {
@@ -177,6 +189,9 @@ func runCapacity(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		if !o.NoStack {
 			kinds = append(kinds, "stack")
 		}
+		if o.StackBatch {
+			kinds = append(kinds, "stack-batch")
+		}
 		if !o.NoBare {
 			kinds = append(kinds, "bare")
 		}
@@ -193,6 +208,8 @@ func runCapacity(ctx context.Context, args []string, stdout, stderr io.Writer) e
 			switch kind {
 			case "stack":
 				st.Stack = res
+			case "stack-batch":
+				st.StackBatch = res
 			case "bare":
 				st.Bare = res
 			default:
@@ -204,6 +221,12 @@ func runCapacity(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		}
 		if st.Stack != nil && st.Bare != nil && st.Bare.AckedPerSec > 0 {
 			st.Ratio = st.Stack.AckedPerSec / st.Bare.AckedPerSec
+		}
+		if st.StackBatch != nil && st.Stack != nil && st.StackBatch.ServerCPUPerCmdUs > 0 {
+			st.StackBatchCPURatio = st.Stack.ServerCPUPerCmdUs / st.StackBatch.ServerCPUPerCmdUs
+		}
+		if st.StackBatch != nil && st.Bare != nil && st.Bare.AckedPerSec > 0 {
+			st.StackBatchRatio = st.StackBatch.AckedPerSec / st.Bare.AckedPerSec
 		}
 		if st.BareBatch != nil && st.Bare != nil && st.BareBatch.ServerCPUPerCmdUs > 0 {
 			st.BatchCPURatio = st.Bare.ServerCPUPerCmdUs / st.BareBatch.ServerCPUPerCmdUs
@@ -245,6 +268,13 @@ type capacityStep struct {
 	// command over the batched one's (above 1: batching saves CPU).
 	BareBatch     *stepResult `json:"bare_batch,omitempty"`
 	BatchCPURatio float64     `json:"bare_cpu_over_batched,omitempty"`
+	// StackBatch is the stack with the gateway's --command-batch
+	// (--stack-batch); StackBatchCPURatio the stack's server CPU per
+	// command over the batching stack's, StackBatchRatio the batching
+	// stack's commands/s over the bare pipeline's.
+	StackBatch         *stepResult `json:"stack_batch,omitempty"`
+	StackBatchCPURatio float64     `json:"stack_cpu_over_batched,omitempty"`
+	StackBatchRatio    float64     `json:"stack_batch_ratio_to_bare,omitempty"`
 }
 
 // stepResult is one measured window. Latencies and counts are over the
@@ -282,7 +312,8 @@ type stepResult struct {
 	// compare steps and runs only at similar calibrations.
 	CalibrationMs float64 `json:"calibration_ms"`
 	LoadAfter     string  `json:"load_after"`
-	// CommandsPerMessage: the batched bare pipeline's mean batch size.
+	// CommandsPerMessage: the batched bare pipeline's mean batch size
+	// (whole step), or the batching stack's gateway's (the window).
 	CommandsPerMessage float64          `json:"commands_per_message,omitempty"`
 	ErrorCodes         map[string]int64 `json:"error_codes,omitempty"`
 	RejectReasons      map[string]int64 `json:"reject_reasons,omitempty"`
@@ -292,7 +323,7 @@ func (r *stepResult) line() string {
 	s := fmt.Sprintf("%.0f commands/s acked, input->update p50 %.1fms p99 %.1fms, send->ack p99 %.1fms, busy %d, errors %d, too fast %d, lost %d, server CPU %.1fµs/cmd (%.2f cores), bots CPU %.1fµs/cmd (%.2f cores)",
 		r.AckedPerSec, r.InputToUpdate.P50, r.InputToUpdate.P99, r.SendToAck.P99, r.Busy, r.Errors, r.TooFast, r.Lost,
 		r.ServerCPUPerCmdUs, r.ServerCores, r.BotsCPUPerCmdUs, r.BotsCores)
-	if r.Kind == "stack" {
+	if strings.HasPrefix(r.Kind, "stack") {
 		if r.MetricsError != "" {
 			s += "; world metrics: " + r.MetricsError
 		} else {
@@ -331,7 +362,37 @@ func (rep *capacityReport) print(w io.Writer) {
 	}
 	_ = tw.Flush()
 	fmt.Fprintln(w, "stack/bots µs/cmd: process CPU time (user+system) per acked command; lost: commands never answered; ratio: stack cmds/s / bare pipeline cmds/s, same bots, same run; cal ms: a fixed CPU-bound job timed before the step (the machine's speed then: lower is faster)")
+	rep.printStackBatches(w)
 	rep.printBatches(w)
+}
+
+// printStackBatches prints, for the steps run with --stack-batch, the stack
+// against the stack whose gateway publishes command batches.
+func (rep *capacityReport) printStackBatches(w io.Writer) {
+	header := false
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	for _, s := range rep.Steps {
+		a, b := s.Stack, s.StackBatch
+		if a == nil || b == nil {
+			continue
+		}
+		if !header {
+			fmt.Fprintf(w, "\nstack, one message per command vs the gateway's --command-batch, same bots, same run\n")
+			fmt.Fprintln(tw, "bots\tcmds/s\tbatched cmds/s\tin->upd p99\tbatched p99\tbusy\tbatched busy\ttoo fast\tbatched too fast\tlost\tbatched lost\tcmds/msg\tstack µs/cmd\tbatched µs/cmd\tCPU ratio\tbots µs/cmd\tbatched bots µs/cmd\tratio to bare\tbatched ratio\tcal ms\tbatched cal ms\t")
+			header = true
+		}
+		ratio, bratio := "-", "-"
+		if s.Bare != nil {
+			ratio, bratio = fmt.Sprintf("%.2f", s.Ratio), fmt.Sprintf("%.2f", s.StackBatchRatio)
+		}
+		fmt.Fprintf(tw, "%d\t%.0f\t%.0f\t%.1fms\t%.1fms\t%d\t%d\t%d\t%d\t%d\t%d\t%.1f\t%.1f\t%.1f\t%.2f\t%.1f\t%.1f\t%s\t%s\t%.1f\t%.1f\t\n",
+			s.Bots, a.AckedPerSec, b.AckedPerSec, a.InputToUpdate.P99, b.InputToUpdate.P99, a.Busy, b.Busy, a.TooFast, b.TooFast, a.Lost, b.Lost, b.CommandsPerMessage,
+			a.ServerCPUPerCmdUs, b.ServerCPUPerCmdUs, s.StackBatchCPURatio, a.BotsCPUPerCmdUs, b.BotsCPUPerCmdUs, ratio, bratio, a.CalibrationMs, b.CalibrationMs)
+	}
+	if header {
+		_ = tw.Flush()
+		fmt.Fprintln(w, "CPU ratio: the stack's process CPU per acked command over the batching stack's (above 1: batching saves that much); cmds/msg: commands per message the batching gateway published in the window")
+	}
 }
 
 // printBatches prints, for the steps run with --bare-batch, the bare
@@ -369,7 +430,9 @@ func (o *benchOptions) step(ctx context.Context, kind string, n int, dir string,
 	if o.TCP != "" {
 		metricsURL = fmt.Sprintf("http://127.0.0.1:%d/metrics", o.HTTPBase+1)
 	}
-	if o.TCP == "" || kind != "stack" {
+	isStack := kind == "stack" || kind == "stack-batch"
+	gatewayURL := ""
+	if o.TCP == "" || !isStack {
 		if err := os.MkdirAll(dir, 0o755); err != nil {
 			return nil, err
 		}
@@ -379,7 +442,7 @@ func (o *benchOptions) step(ctx context.Context, kind string, n int, dir string,
 		}
 		addr = fmt.Sprintf("127.0.0.1:%d", ports[0])
 		var args []string
-		if kind == "stack" {
+		if isStack {
 			base, err := freePortRun(1, 5)
 			if err != nil {
 				return nil, err
@@ -387,7 +450,11 @@ func (o *benchOptions) step(ctx context.Context, kind string, n int, dir string,
 			args = append([]string{"run", "--data-dir", dir, "--nats-port", "-1", "--tcp-addr", addr,
 				"--ws-addr", fmt.Sprintf("127.0.0.1:%d", ports[1]), "--http-base", strconv.Itoa(base[0]), "--log-level", "warn"},
 				strings.Fields(o.StackArgs)...)
+			if kind == "stack-batch" {
+				args = append(args, "--command-batch", "--command-linger", o.StackLinger.String())
+			}
 			metricsURL = fmt.Sprintf("http://127.0.0.1:%d/metrics", base[0]+1)
+			gatewayURL = fmt.Sprintf("http://127.0.0.1:%d/metrics", base[0])
 		} else {
 			args = []string{"bench", "pipeline-server", "--tcp-addr", addr, "--data-dir", dir}
 			if kind == "bare-batch" {
@@ -407,7 +474,7 @@ func (o *benchOptions) step(ctx context.Context, kind string, n int, dir string,
 		if err := ch.waitTCP(ctx, addr, 120*time.Second); err != nil {
 			return nil, err
 		}
-		if kind == "stack" {
+		if isStack {
 			if err := waitHTTP(ctx, strings.TrimSuffix(metricsURL, "/metrics")+"/readyz", 60*time.Second); err != nil {
 				return nil, fmt.Errorf("%w (log %s:\n%s)", err, ch.logPath, ch.tail())
 			}
@@ -445,8 +512,12 @@ func (o *benchOptions) step(ctx context.Context, kind string, n int, dir string,
 	}
 	var m0 worldMetrics
 	var mErr error
-	if kind == "stack" {
+	var g0 [2]float64
+	if isStack {
 		m0, mErr = scrapeWorld(metricsURL)
+	}
+	if gatewayURL != "" {
+		g0 = scrapeBatchSize(gatewayURL)
 	}
 	t0 := time.Now()
 	sleepCtx(ctx, o.Duration)
@@ -461,7 +532,12 @@ func (o *benchOptions) step(ctx context.Context, kind string, n int, dir string,
 			scpu = c1 - scpu0
 		}
 	}
-	if kind == "stack" && mErr == nil {
+	if gatewayURL != "" {
+		if g1 := scrapeBatchSize(gatewayURL); g1[1] > g0[1] {
+			res.CommandsPerMessage = (g1[0] - g0[0]) / (g1[1] - g0[1])
+		}
+	}
+	if isStack && mErr == nil {
 		var m1 worldMetrics
 		if m1, mErr = scrapeWorld(metricsURL); mErr == nil {
 			d := m1.sub(m0)
@@ -512,6 +588,28 @@ func (o *benchOptions) step(ctx context.Context, kind string, n int, dir string,
 }
 
 var batchSummary = regexp.MustCompile(`batch messages \(([0-9.]+) per message\)`)
+
+var batchSizeSeries = regexp.MustCompile(`(?m)^realm_gateway_command_batch_size_(sum|count) ([0-9.e+]+)$`)
+
+// scrapeBatchSize reads the gateway's realm_gateway_command_batch_size sum
+// and count (zeros when it cannot).
+func scrapeBatchSize(url string) (sc [2]float64) {
+	resp, err := http.Get(url)
+	if err != nil {
+		return sc
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 8<<20))
+	for _, m := range batchSizeSeries.FindAllStringSubmatch(string(b), -1) {
+		v, _ := strconv.ParseFloat(m[2], 64)
+		if m[1] == "sum" {
+			sc[0] = v
+		} else {
+			sc[1] = v
+		}
+	}
+	return sc
+}
 
 func sleepCtx(ctx context.Context, d time.Duration) bool {
 	t := time.NewTimer(d)

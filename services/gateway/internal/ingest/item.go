@@ -54,6 +54,16 @@ type Config struct {
 	BatchSize      int
 	PublishRetries int
 	PublishTimeout time.Duration
+
+	// CommandBatch (--command-batch) publishes fresh commands of one zone
+	// as one batch message (batch.go); Linger (--command-linger) is how long
+	// a batch waits for more after its first command, BatchMax
+	// (--command-batch-max) the most commands in one. Instance names the
+	// gateway in batch ids.
+	CommandBatch bool
+	Linger       time.Duration
+	BatchMax     int
+	Instance     string
 }
 
 // Metrics are the publisher's series (registered by the gateway).
@@ -63,6 +73,7 @@ type Metrics struct {
 	Latency   prometheus.Observer // packet received -> PubAck
 	AcksDup   prometheus.Counter
 	AcksFresh prometheus.Counter
+	Commands  prometheus.Observer // commands per published group (--command-batch); nil: not observed
 }
 
 // Enqueue hands it to the publisher; after it returns nil the item is the
@@ -100,8 +111,14 @@ type Item struct {
 	// was first used for (a resend); a Duplicate answer needs no second
 	// check.
 	Verified bool
+	// Batchable: the reader found the command fresh (a first use of its seq,
+	// above what the session's earlier connections used, not traced), so
+	// it may share a batch message (Config.CommandBatch).
+	Batchable bool
 
 	hdr      wire.CommandHeaderBuf // header values; the header slices point into it
+	bhdr     wire.CommandBatchHeaderBuf
+	batch    []*Item // a batch's carrier: the commands it carries
 	attempts int
 	// ambiguous: some failed attempt may have stored the message (a
 	// timeout, a lost connection): giving up answers OUTCOME_UNKNOWN, not
@@ -117,7 +134,9 @@ func NewItem() *Item { return itemPool.Get().(*Item) }
 
 // Free returns it to the pool; nothing may use it afterwards.
 func (it *Item) Free() {
-	it.Client, it.Span, it.attempts, it.ambiguous, it.lastErr, it.Verified = nil, nil, 0, false, nil, false
+	it.Client, it.Span, it.attempts, it.ambiguous, it.lastErr, it.Verified, it.Batchable = nil, nil, 0, false, nil, false, false
+	clear(it.batch)
+	it.batch = it.batch[:0] // a reused carrier keeps its slice; len 0 = not a batch
 	it.Msg.Data, it.Msg.Subject = nil, ""
 	if cap(it.Buf) > 4096 {
 		it.Buf = nil

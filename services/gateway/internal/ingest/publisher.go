@@ -55,6 +55,14 @@ type Publisher struct {
 	idle     chan struct{} // signalled when inflight drops to 0
 	lost     atomic.Int64  // items not stored when the drain deadline passed
 	deadline <-chan struct{}
+
+	// Command batches (batch.go; run only): the groups waiting by subject,
+	// how many are not empty, the batches published, the boot nonce of
+	// their ids.
+	groups    map[string]*group
+	lingering int
+	batches   uint64
+	boot      string
 }
 
 func New(cfg Config, m Metrics, log *slog.Logger) *Publisher {
@@ -67,6 +75,8 @@ func New(cfg Config, m Metrics, log *slog.Logger) *Publisher {
 		retryq:  make(chan *Item, cfg.MaxPending),
 		pending: make(map[*nats.Msg]*Item, cfg.MaxPending),
 		idle:    make(chan struct{}, 1),
+		groups:  map[string]*group{},
+		boot:    bootNonce(),
 	}
 }
 
@@ -94,6 +104,14 @@ func (p *Publisher) Run(js AsyncPublisher, drainDeadline <-chan struct{}) {
 		p.takeRetries()
 		n := p.ring.DequeueBatch(buf)
 		if n == 0 {
+			if p.lingering > 0 {
+				// Batches wait for their linger: sleep until the first is
+				// due rather than park (no reader needs to wake us).
+				if d := p.flushDue(time.Now(), false); d > 0 {
+					time.Sleep(d)
+				}
+				continue
+			}
 			if err := p.ring.Wait(bg); errors.Is(err, mpsc.ErrClosed) {
 				break
 			}
@@ -102,7 +120,9 @@ func (p *Publisher) Run(js AsyncPublisher, drainDeadline <-chan struct{}) {
 		p.m.Batch.Observe(float64(n))
 		p.publishBatch(buf[:n])
 		clear(buf[:n])
+		p.flushDue(time.Now(), false)
 	}
+	p.flushDue(time.Now(), true)
 	// The ring is closed and drained: wait for the acks of what is in flight,
 	// still serving retries.
 	for p.inflight.Load() > 0 {
@@ -157,6 +177,18 @@ func (p *Publisher) publishBatch(batch []*Item) {
 }
 
 func (p *Publisher) publishAcquired(batch []*Item) {
+	if p.cfg.CommandBatch {
+		now := time.Now()
+		for _, it := range batch {
+			if p.batchable(it) {
+				p.gather(it, now)
+				continue
+			}
+			p.flushSubject(it.Msg.Subject)
+			p.publishOne(it)
+		}
+		return
+	}
 	p.mu.Lock()
 	for _, it := range batch {
 		p.pending[&it.Msg] = it
@@ -176,6 +208,24 @@ func (p *Publisher) publishAcquired(batch []*Item) {
 	}
 }
 
+// publishOne publishes one item (a command or a batch's carrier) that
+// holds its window slots.
+func (p *Publisher) publishOne(it *Item) {
+	p.mu.Lock()
+	p.pending[&it.Msg] = it
+	p.mu.Unlock()
+	it.Dequeued()
+	if _, err := p.js.PublishMsgAsync(&it.Msg); err != nil {
+		p.mu.Lock()
+		delete(p.pending, &it.Msg)
+		p.mu.Unlock()
+		if p.shouldRetry(it, err) {
+			time.Sleep(20 * time.Millisecond)
+			p.send(it)
+		}
+	}
+}
+
 // acquire takes n (<= MaxPending) window slots, republishing retries while
 // it waits (issue 10 #2). It returns false if the drain deadline passes first.
 func (p *Publisher) acquire(n int) bool {
@@ -184,6 +234,13 @@ func (p *Publisher) acquire(n int) bool {
 		if p.inflight.Load()+want <= limit { // only run increments: no lost race
 			p.inflight.Add(want)
 			return true
+		}
+		if p.lingering > 0 {
+			// Commands waiting in batch groups hold slots that only their
+			// publish (and then its ack) frees: publish them before
+			// waiting for slots, or wait forever.
+			p.flushDue(time.Now(), true)
+			continue
 		}
 		// Arm, then re-check: pairs with release's "decrement, then load need".
 		p.need.Store(want)
@@ -236,8 +293,10 @@ drain:
 		}
 	}
 	for _, it := range items {
-		it.Span.End()
-		it.Client.Failed(it.Seq, it.Key(), schema.ErrorCode_ERROR_CODE_OUTCOME_UNKNOWN, "no answer from JetStream before the shutdown deadline; resend it with the same seq")
+		for _, m := range it.members() {
+			m.Span.End()
+			m.Client.Failed(m.Seq, m.Key(), schema.ErrorCode_ERROR_CODE_OUTCOME_UNKNOWN, "no answer from JetStream before the shutdown deadline; resend it with the same seq")
+		}
 		// Not freed: nats.go may still hold &it.Msg until its timeout fires.
 	}
 }
@@ -283,22 +342,24 @@ func (p *Publisher) shouldRetry(it *Item, err error) bool {
 		p.log.Warn("publish failed; retrying with the same msg id", "err", err, "msg_id", it.Msg.Header.Get(nats.MsgIdHdr), "attempt", it.attempts)
 		return true
 	}
-	p.log.Error("publish failed; giving up", "err", err, "msg_id", it.Msg.Header.Get(nats.MsgIdHdr), "attempts", it.attempts)
-	it.Span.RecordError(err)
-	it.Span.SetStatus(codes.Error, "publish failed")
-	it.Span.End()
-	if it.ambiguous {
-		it.Client.Failed(it.Seq, it.Key(), schema.ErrorCode_ERROR_CODE_OUTCOME_UNKNOWN, "no answer from JetStream: the command may or may not be stored; resend it with the same seq")
-	} else {
-		it.Client.Failed(it.Seq, it.Key(), schema.ErrorCode_ERROR_CODE_INTERNAL, "the command was not stored ("+err.Error()+"); resend it with the same seq")
-	}
-	it.Free()
-	p.release()
+	p.log.Error("publish failed; giving up", "err", err, "msg_id", it.Msg.Header.Get(nats.MsgIdHdr), "attempts", it.attempts, "commands", len(it.members()))
+	ambiguous := it.ambiguous
+	p.settle(it, func(m *Item) {
+		m.Span.RecordError(err)
+		m.Span.SetStatus(codes.Error, "publish failed")
+		m.Span.End()
+		if ambiguous {
+			m.Client.Failed(m.Seq, m.Key(), schema.ErrorCode_ERROR_CODE_OUTCOME_UNKNOWN, "no answer from JetStream: the command may or may not be stored; resend it with the same seq")
+		} else {
+			m.Client.Failed(m.Seq, m.Key(), schema.ErrorCode_ERROR_CODE_INTERNAL, "the command was not stored ("+err.Error()+"); resend it with the same seq")
+		}
+	})
 	return false
 }
 
-func (p *Publisher) release() {
-	v := p.inflight.Add(-1)
+// releaseN frees n window slots.
+func (p *Publisher) releaseN(n int64) {
+	v := p.inflight.Add(-n)
 	if n := p.need.Load(); n > 0 && v+n <= int64(p.cfg.MaxPending) && p.need.CompareAndSwap(n, 0) {
 		select {
 		case p.space <- struct{}{}:
@@ -326,6 +387,17 @@ func (p *Publisher) onAck(_ jetstream.JetStream, m *nats.Msg, ack *jetstream.Pub
 	if it == nil {
 		return
 	}
+	if it.isBatch() {
+		// One PubAck stores every command of the batch; a duplicate one
+		// answers our own retry of it (batch ids are never reused).
+		p.settle(it, func(c *Item) {
+			telemetry.Observe(p.m.Latency, time.Since(c.Received).Seconds(), c.Span.SpanContext())
+			p.m.AcksFresh.Inc()
+			c.Span.End()
+			c.Client.Acked(c.Seq, ack.Sequence, false)
+		})
+		return
+	}
 	telemetry.Observe(p.m.Latency, time.Since(it.Received).Seconds(), it.Span.SpanContext())
 	if ack.Duplicate {
 		p.m.AcksDup.Inc()
@@ -342,7 +414,7 @@ func (p *Publisher) onAck(_ jetstream.JetStream, m *nats.Msg, ack *jetstream.Pub
 		it.Client.Acked(it.Seq, ack.Sequence, ack.Duplicate)
 	}
 	it.Free()
-	p.release()
+	p.releaseN(1)
 }
 
 func (p *Publisher) onErr(_ jetstream.JetStream, m *nats.Msg, err error) {

@@ -178,7 +178,7 @@ type tickState struct {
 }
 
 type ack struct {
-	m          jetstream.Msg
+	m          jetstream.Msg // acked after the commit; nil: a batched command's entry (its metrics only)
 	id         string
 	receivedAt int64
 	trace      trace.SpanContext // the command's world.decide span when sampled: the latency exemplar
@@ -645,7 +645,9 @@ func (r *runner) step(ctx context.Context) error {
 			// The next owner gets this tick's commands at once, not after
 			// the ack wait (behind newer commands of the same sessions).
 			for _, a := range t.acks {
-				_ = a.m.Nak()
+				if a.m != nil {
+					_ = a.m.Nak()
+				}
 			}
 		}
 		return err
@@ -731,10 +733,12 @@ func (r *runner) expose(t *tickState) error {
 		per = (t.decide + t.commit) / time.Duration(n)
 	}
 	for _, a := range t.acks {
-		if err := r.hook("ack:" + a.id); err != nil {
-			return err
+		if a.m != nil {
+			if err := r.hook("ack:" + a.id); err != nil {
+				return err
+			}
+			_ = a.m.Ack()
 		}
-		_ = a.m.Ack()
 		if a.receivedAt != 0 {
 			r.c.Metrics.applied(per, a.receivedAt, a.trace)
 		}
@@ -751,17 +755,67 @@ func (r *runner) expose(t *tickState) error {
 	return nil
 }
 
-// decide decides one command into t (in-memory state changes, nothing exposed).
+// decide decides the command or command batch m holds into t (in-memory
+// state changes, nothing exposed). A batch is decoded whole first: one bad
+// entry refuses all of it (Term, counted malformed), never half. Its
+// commands are decided in order, each as a single command; the message is
+// acked once, after the tick's commit, unless a Disconnect in it is held
+// (then the hold acks it: our gateways never batch a Disconnect).
 func (r *runner) decide(ctx context.Context, t *tickState, m jetstream.Msg, now int64) {
-	cmd := &schema.Command{}
-	if err := proto.Unmarshal(m.Data(), cmd); err != nil {
-		r.log.Warn("dropping undecodable command", "err", err)
+	h := m.Headers()
+	if !wire.IsCommandBatch(h) {
+		cmd := &schema.Command{}
+		if err := proto.Unmarshal(m.Data(), cmd); err != nil {
+			r.log.Warn("dropping undecodable command", "err", err)
+			t.results = append(t.results, "malformed")
+			_ = m.Term()
+			return
+		}
+		if cmd.CommandId == "" {
+			cmd.CommandId = h.Get(wire.HeaderMsgID)
+		}
+		r.decideOne(ctx, t, m, false, cmd, now)
+		return
+	}
+	var cmds []*schema.Command
+	err := wire.ForEachCommand(h, m.Data(), func(b []byte) error {
+		cmd := &schema.Command{}
+		if err := proto.Unmarshal(b, cmd); err != nil {
+			return fmt.Errorf("command %d: %w", len(cmds), err)
+		}
+		if cmd.CommandId == "" {
+			return fmt.Errorf("command %d has no command id", len(cmds))
+		}
+		cmds = append(cmds, cmd)
+		return nil
+	})
+	if err != nil {
+		r.log.Warn("dropping undecodable command batch", "msg_id", h.Get(wire.HeaderMsgID), "err", err)
 		t.results = append(t.results, "malformed")
 		_ = m.Term()
 		return
 	}
-	if cmd.CommandId == "" {
-		cmd.CommandId = m.Headers().Get(wire.HeaderMsgID)
+	held := false
+	for _, cmd := range cmds {
+		r.decideOne(ctx, t, m, true, cmd, now)
+		if cmd.GetDisconnect() != nil {
+			if hd := r.held[cmd.SessionId]; hd != nil && hd.m == m {
+				held = true
+			}
+		}
+	}
+	if !held {
+		t.acks = append(t.acks, ack{m: m, id: h.Get(wire.HeaderMsgID)})
+	}
+}
+
+// decideOne decides one command of m (batched: one of the batch m holds,
+// whose one ack decide adds: the command's own ack entries carry no message,
+// only its metrics).
+func (r *runner) decideOne(ctx context.Context, t *tickState, m jetstream.Msg, batched bool, cmd *schema.Command, now int64) {
+	msg := m
+	if batched {
+		msg = nil
 	}
 	if cmd.ClientSeq == 0 && cmd.GetTransferIn() == nil {
 		if _, seq, err := wire.ParseCommandID(cmd.CommandId); err == nil {
@@ -776,7 +830,7 @@ func (r *runner) decide(ctx context.Context, t *tickState, m jetstream.Msg, now 
 		t.acks = append(t.acks, ack{m: h.m, id: h.cmd.CommandId})
 	}
 	if d := cmd.GetDisconnect(); d != nil {
-		r.disconnect(t, m, cmd, now)
+		r.disconnect(t, m, batched, cmd, now)
 		return
 	}
 	if cmd.GetJoin() != nil {
@@ -807,7 +861,9 @@ func (r *runner) decide(ctx context.Context, t *tickState, m jetstream.Msg, now 
 	}
 	if ev == nil {
 		t.results = append(t.results, "duplicate")
-		t.acks = append(t.acks, ack{m: m, id: cmd.CommandId})
+		if !batched {
+			t.acks = append(t.acks, ack{m: m, id: cmd.CommandId})
+		}
 		if r.log.Enabled(ctx, slog.LevelDebug) {
 			// What the audit needs when a command caused no event: who took
 			// it for a duplicate, and the session's state then.
@@ -823,7 +879,7 @@ func (r *runner) decide(ctx context.Context, t *tickState, m jetstream.Msg, now 
 	}
 	span = r.decided(ctx, t, span, cmd, ev)
 	r.add(t, ev)
-	t.acks = append(t.acks, ack{m: m, id: cmd.CommandId, receivedAt: cmd.ReceivedAtNs, trace: spanContext(span)})
+	t.acks = append(t.acks, ack{m: msg, id: cmd.CommandId, receivedAt: cmd.ReceivedAtNs, trace: spanContext(span)})
 	if rej := ev.GetCommandRejected(); rej != nil {
 		t.results = append(t.results, "rejected")
 		t.notices = append(t.notices, notice{cmd.SessionId, &schema.SessionNotice{SessionId: cmd.SessionId, PlayerId: cmd.PlayerId,
@@ -845,11 +901,13 @@ func (r *runner) decide(ctx context.Context, t *tickState, m jetstream.Msg, now 
 // without Leave: the command is held unacked until the removal (or until a
 // later command of the session cancels it). A Disconnect of a session that
 // is not the player's current one (or of an absent player) changes nothing.
-func (r *runner) disconnect(t *tickState, m jetstream.Msg, cmd *schema.Command, now int64) {
+func (r *runner) disconnect(t *tickState, m jetstream.Msg, batched bool, cmd *schema.Command, now int64) {
 	p := r.st.Players[cmd.PlayerId]
 	if p == nil || cmd.SessionId == "" || p.SessionId != cmd.SessionId {
 		t.results = append(t.results, "duplicate")
-		t.acks = append(t.acks, ack{m: m, id: cmd.CommandId})
+		if !batched { // a batch's one ack is decide's
+			t.acks = append(t.acks, ack{m: m, id: cmd.CommandId})
+		}
 		return
 	}
 	at := now
