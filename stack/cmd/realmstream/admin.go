@@ -139,7 +139,7 @@ type ZoneRow struct {
 	Fence      uint64  `json:"fence"`
 	LastSeq    uint64  `json:"last_seq"`
 	Players    int32   `json:"players"`
-	CommandLag uint64  `json:"command_lag"` // commands in cmd.<zone> not yet acked by the owner
+	CommandLag uint64  `json:"command_lag"` // messages in cmd.<zone> not yet acked by the owner (a command batch is one message: --command-batch)
 	TickP99Ms  float64 `json:"tick_p99_ms"` // the owner instance's tick p99 (all its zones), -1 if unknown
 }
 

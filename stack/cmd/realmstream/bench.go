@@ -153,8 +153,8 @@ func runCapacity(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	if o.MoveRate <= 0 || o.MoveRate > 1000 {
 		return fmt.Errorf("--move-rate %g: want 0 < rate <= 1000", o.MoveRate)
 	}
-	if o.NoStack && o.NoBare && !o.BareBatch {
-		return errors.New("--no-stack with --no-bare leaves nothing to run (add --bare-batch, or drop one)")
+	if o.NoStack && o.NoBare && !o.BareBatch && !o.StackBatch {
+		return errors.New("--no-stack with --no-bare leaves nothing to run (add --bare-batch or --stack-batch, or drop one)")
 	}
 	if o.Duration < time.Second {
 		return fmt.Errorf("--duration %v: want at least 1s", o.Duration)

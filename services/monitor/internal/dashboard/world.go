@@ -46,8 +46,10 @@ func traffic(v *View, figs map[string]map[string]float64, svc map[string]string)
 	}
 }
 
-// LagPoller reads, every few seconds, how many commands wait in each zone's
+// LagPoller reads, every few seconds, how many messages wait in each zone's
 // command consumer (pending + unacknowledged): the lag of the zone's owner.
+// A message is one command, or a command batch of a gateway run with
+// --command-batch (JetStream counts messages, not what they hold).
 type LagPoller struct {
 	js   jetstream.JetStream
 	mu   sync.Mutex
