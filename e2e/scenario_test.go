@@ -355,6 +355,8 @@ type runOptions struct {
 	Report      string // JSON report path ("" = none)
 	// NoPersist runs without persist and Postgres (and skips their audit).
 	NoPersist bool
+	// ProcArgs adds flags to single processes (harness.StackConfig.ProcArgs).
+	ProcArgs map[string][]string
 }
 
 // runStack starts the whole stack, plays opts.Duration with faults, then
@@ -367,7 +369,7 @@ func runStack(t testing.TB, opts runOptions) *runResult {
 	}
 	t0 := time.Now()
 	st := harness.StartStack(t, harness.StackConfig{Gateways: 2, Worlds: 3, Persists: 2, Shards: 2, Monitor: true, LogDir: logDir,
-		NoPersist: opts.NoPersist, Args: extraArgs(opts.Faults)})
+		NoPersist: opts.NoPersist, Args: extraArgs(opts.Faults), ProcArgs: opts.ProcArgs})
 	t.Logf("stack up in %v; service logs in %s", time.Since(t0).Round(time.Millisecond), st.LogDir())
 	// Wait until every zone is owned (the worlds claim at start) before the
 	// bots come.

@@ -30,8 +30,13 @@ func TestStackUnderFaults(t *testing.T) {
 	if testing.Verbose() {
 		progress = os.Stderr
 	}
+	// One gateway batches commands (--command-batch, docs/command-batches.md;
+	// a 10 ms linger so that batches form at 200 bots), the other does not:
+	// the faults hit both paths in one run, and the batching gateway is the
+	// one killed, so its sessions resume on a gateway that does not batch.
 	opts := runOptions{Bots: 200, Duration: 110 * time.Second, Faults: true, ResumeEvery: 20 * time.Second,
-		LeaveEvery: 30 * time.Second, WSFraction: 0.3, Report: report}
+		LeaveEvery: 30 * time.Second, WSFraction: 0.3, Report: report,
+		ProcArgs: map[string][]string{"gateway-1": {"--command-batch", "--command-linger", "10ms"}}}
 	if progress != nil {
 		opts.Progress = progress
 	}

@@ -36,6 +36,8 @@ type StackConfig struct {
 	NoPersist, NoWorld bool
 	// Args adds flags per service ("gateway", "world", "persist", "monitor").
 	Args map[string][]string
+	// ProcArgs adds flags to one process, by name ("gateway-1"), after Args.
+	ProcArgs map[string][]string
 	// Env adds environment per service.
 	Env map[string][]string
 	// LogDir keeps the service logs ("" = a temp dir of the test). A LogDir
@@ -329,6 +331,7 @@ func (s *Stack) addProc(bin, svc string, i int) {
 		args = append(args, "--pg-urls", strings.Join(urls, ","))
 	}
 	args = append(args, s.cfg.Args[svc]...)
+	args = append(args, s.cfg.ProcArgs[name]...)
 	p := &Proc{Name: name, Path: bin, Args: args, Env: s.cfg.Env[svc],
 		ReadyURL: "http://" + opsAddr + "/readyz", LogPath: filepath.Join(s.cfg.LogDir, name+".log")}
 	s.procs[name] = p
