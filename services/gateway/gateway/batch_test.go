@@ -11,7 +11,6 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/realmstream/realmstream/libs/client"
-	"github.com/realmstream/realmstream/libs/natstest"
 	"github.com/realmstream/realmstream/libs/schema"
 	"github.com/realmstream/realmstream/libs/wire"
 )
@@ -154,17 +153,7 @@ func TestCommandBatches(t *testing.T) {
 // once: its session seq window). A resend with another body is still refused
 // SEQ_REUSED by the gateway.
 func TestBatchedOutcomeUnknownResend(t *testing.T) {
-	srv, _, _ := natstest.StartWithStreams(t)
-	px := startStallProxy(t, srv.Addr().String())
-	h := start(t, func(c *Config) {
-		c.NATSURL = px.URL()
-		c.PublishTimeout = 100 * time.Millisecond
-		c.PublishRetries = 2
-		c.ShutdownTimeout = 2 * time.Second
-		c.CommandBatch, c.CommandLinger = true, 50*time.Millisecond
-	})
-	h.srv = srv
-	h.nc, h.js = natstest.Connect(t, srv.URL)
+	h, px := startBehindStall(t, func(c *Config) { c.CommandBatch, c.CommandLinger = true, 50*time.Millisecond })
 	ctx := context.Background()
 	c, w := h.login("tcp", "amb", "z1_1")
 

@@ -212,16 +212,7 @@ func (a *answers) answers(seq uint64) []string {
 // seq stays STALE_SEQ. Before the fix the answer was INTERNAL and the resend
 // STALE_SEQ, so a client had to use a new seq and the command was applied twice.
 func TestAmbiguousPublishResendSameSeq(t *testing.T) {
-	srv, _, _ := natstest.StartWithStreams(t)
-	px := startStallProxy(t, srv.Addr().String())
-	h := start(t, func(c *Config) {
-		c.NATSURL = px.URL()
-		c.PublishTimeout = 100 * time.Millisecond
-		c.PublishRetries = 2
-		c.ShutdownTimeout = 2 * time.Second
-	})
-	h.srv = srv
-	h.nc, h.js = natstest.Connect(t, srv.URL) // the server behind the proxy
+	h, px := startBehindStall(t, nil)
 	ctx := context.Background()
 	c, w := h.login("tcp", "amb", "z1_1")
 	acked, err := c.Move(ctx, 1, 1)
@@ -277,6 +268,26 @@ func TestAmbiguousPublishResendSameSeq(t *testing.T) {
 	if n != 1 {
 		t.Fatalf("command %s stored %d times, want once", id, n)
 	}
+}
+
+// startBehindStall starts a gateway whose NATS connection goes through a
+// stall proxy, with a short publish timeout and 2 retries (mut changes more);
+// the harness' own connection reaches the server directly.
+func startBehindStall(t *testing.T, mut func(*Config)) (*harness, *stallProxy) {
+	srv, _, _ := natstest.StartWithStreams(t)
+	px := startStallProxy(t, srv.Addr().String())
+	h := start(t, func(c *Config) {
+		c.NATSURL = px.URL()
+		c.PublishTimeout = 100 * time.Millisecond
+		c.PublishRetries = 2
+		c.ShutdownTimeout = 2 * time.Second
+		if mut != nil {
+			mut(c)
+		}
+	})
+	h.srv = srv
+	h.nc, h.js = natstest.Connect(t, srv.URL) // the server behind the proxy
+	return h, px
 }
 
 // TestBusySeqMayBeResent: a command answered Busy was not accepted; its seq

@@ -195,16 +195,7 @@ func (p *Publisher) publishAcquired(batch []*Item) {
 	}
 	p.mu.Unlock()
 	for _, it := range batch {
-		it.Dequeued() // before the publish: its ack may free it
-		if _, err := p.js.PublishMsgAsync(&it.Msg); err != nil {
-			p.mu.Lock()
-			delete(p.pending, &it.Msg)
-			p.mu.Unlock()
-			if p.shouldRetry(it, err) {
-				time.Sleep(20 * time.Millisecond)
-				p.send(it)
-			}
-		}
+		p.publishRegistered(it)
 	}
 }
 
@@ -214,7 +205,13 @@ func (p *Publisher) publishOne(it *Item) {
 	p.mu.Lock()
 	p.pending[&it.Msg] = it
 	p.mu.Unlock()
-	it.Dequeued()
+	p.publishRegistered(it)
+}
+
+// publishRegistered publishes an item already in pending; a publish that
+// fails at once is retried (after a pause) or given up here.
+func (p *Publisher) publishRegistered(it *Item) {
+	it.Dequeued() // before the publish: its ack may free it
 	if _, err := p.js.PublishMsgAsync(&it.Msg); err != nil {
 		p.mu.Lock()
 		delete(p.pending, &it.Msg)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -124,24 +123,11 @@ func TestBatchAckedOnlyAfterCommit(t *testing.T) {
 	e := newEnv(t)
 	const z = "z1_1"
 	cfg := e.config(z)
-	var mu sync.Mutex
-	armed, hit := false, make(chan struct{}, 1)
-	cfg.BeforeAppend = func(_, id string) error {
-		mu.Lock()
-		defer mu.Unlock()
-		if armed && id == "ack:b/gw/boot/2" {
-			armed = false
-			hit <- struct{}{}
-			return ErrCrash
-		}
-		return nil
-	}
+	arm, reached := crashAtAck(&cfg, func(id string) bool { return id == "ack:b/gw/boot/2" })
 	a := e.start(cfg)
 	e.sendBatch(z, "b/gw/boot/1", batchCmd{"s", "p", 1, joinCmd(z)}, batchCmd{"t", "q", 1, joinCmd(z)})
 	e.waitApplied(z, "s:1", "t:1")
-	mu.Lock()
-	armed = true
-	mu.Unlock()
+	arm()
 	var cmds []batchCmd
 	var ids []string
 	for q := uint64(2); q < 6; q++ {
@@ -149,11 +135,7 @@ func TestBatchAckedOnlyAfterCommit(t *testing.T) {
 		ids = append(ids, wire.CommandID("s", q), wire.CommandID("t", q))
 	}
 	e.sendBatch(z, "b/gw/boot/2", cmds...)
-	select {
-	case <-hit:
-	case <-time.After(10 * time.Second):
-		t.Fatal("never reached the batch's ack")
-	}
+	reached(t)
 	a.crash(t)
 	if n := e.pendingAcks(z); n == 0 {
 		t.Fatal("the batch was acked by the killed owner")

@@ -340,6 +340,33 @@ func TestTickAllOrNothing(t *testing.T) {
 	_ = b
 }
 
+// crashAtAck makes cfg's owner crash at the first ack hook whose id matches,
+// once arm has been called; reached waits (10 s) until it did.
+func crashAtAck(cfg *Config, match func(id string) bool) (arm func(), reached func(*testing.T)) {
+	var mu sync.Mutex
+	armed, hit := false, make(chan struct{}, 1)
+	cfg.BeforeAppend = func(_, id string) error {
+		mu.Lock()
+		defer mu.Unlock()
+		if armed && match(id) {
+			armed = false
+			hit <- struct{}{}
+			return ErrCrash
+		}
+		return nil
+	}
+	arm = func() { mu.Lock(); armed = true; mu.Unlock() }
+	reached = func(t *testing.T) {
+		t.Helper()
+		select {
+		case <-hit:
+		case <-time.After(10 * time.Second):
+			t.Fatal("never reached the ack")
+		}
+	}
+	return arm, reached
+}
+
 // TestAckedOnlyAfterCommit kills the owner after its tick is committed and
 // before the acks: the commands come back to the next owner, which
 // recognises them (duplicates: no second event) and acks them.
@@ -347,35 +374,18 @@ func TestAckedOnlyAfterCommit(t *testing.T) {
 	e := newEnv(t)
 	const z = "z1_1"
 	cfg := e.config(z)
-	var mu sync.Mutex
-	armed, hit := false, make(chan struct{}, 1)
-	cfg.BeforeAppend = func(_, id string) error {
-		mu.Lock()
-		defer mu.Unlock()
-		if armed && strings.HasPrefix(id, "ack:") {
-			armed = false
-			hit <- struct{}{}
-			return ErrCrash
-		}
-		return nil
-	}
+	arm, reached := crashAtAck(&cfg, func(id string) bool { return strings.HasPrefix(id, "ack:") })
 	a := e.start(cfg)
 	now := time.Now()
 	e.send(z, "s", 1, "p", joinCmd(z), now)
 	e.waitApplied(z, "s:1")
-	mu.Lock()
-	armed = true
-	mu.Unlock()
+	arm()
 	var ids []string
 	for q := uint64(2); q < 8; q++ {
 		e.send(z, "s", q, "p", chatCmd("x"), now)
 		ids = append(ids, wire.CommandID("s", q))
 	}
-	select {
-	case <-hit:
-	case <-time.After(10 * time.Second):
-		t.Fatal("never reached the acks")
-	}
+	reached(t)
 	a.crash(t)
 	if n := e.pendingAcks(z); n == 0 {
 		t.Fatal("no command left unacked by the killed owner")
