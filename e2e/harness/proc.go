@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -15,6 +14,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/realmstream/realmstream/libs/freeport"
 )
 
 // Proc is one service process that can be started, killed and restarted any
@@ -297,15 +298,9 @@ func (t *tailBuffer) last(n int) string {
 	return string(t.b[len(t.b)-n:])
 }
 
-// FreePort returns a TCP port that was free a moment ago.
-func FreePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
+// FreePort returns a TCP port that was free a moment ago, below the
+// ephemeral range (libs/freeport).
+func FreePort() (int, error) { return freeport.Port() }
 
 // ErrNotRunning is returned by operations on a stopped process.
 var ErrNotRunning = errors.New("harness: process not running")

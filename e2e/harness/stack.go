@@ -22,6 +22,8 @@ import (
 	"github.com/realmstream/realmstream/libs/pgtest"
 	"github.com/realmstream/realmstream/libs/redistest"
 	"github.com/realmstream/realmstream/libs/wire"
+
+	"github.com/realmstream/realmstream/libs/freeport"
 )
 
 // StackConfig sizes the stack. Zero values take the defaults in brackets.
@@ -282,7 +284,7 @@ func (s *Stack) proxy(proc, server, target string) *faultproxy.Proxy {
 // proxies nor anything else picks the same port) until releasePorts, just
 // before the processes start.
 func (s *Stack) port() int {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	l, err := freeport.Listen() // below the ephemeral range (the hold ends before the processes start)
 	if err != nil {
 		s.t.Fatal(err)
 	}

@@ -6,7 +6,6 @@ import (
 	"cmp"
 	"errors"
 	"fmt"
-	"net"
 	"net/url"
 	"path/filepath"
 	"strconv"
@@ -14,6 +13,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+
+	"github.com/realmstream/realmstream/libs/freeport"
 )
 
 // SyncPolicy says when JetStream fsyncs its files.
@@ -152,12 +153,11 @@ func StartCluster(c Config, n int) (*Cluster, error) {
 	routePorts := make([]int, n)
 	var routes []*url.URL
 	for i := range routePorts {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
+		p, err := freeport.Port() // below the ephemeral range: not taken by an outgoing connection before the node binds it
 		if err != nil {
 			return nil, fmt.Errorf("natsembed: a route port: %w", err)
 		}
-		routePorts[i] = l.Addr().(*net.TCPAddr).Port
-		l.Close()
+		routePorts[i] = p
 		routes = append(routes, &url.URL{Scheme: "nats", Host: "127.0.0.1:" + strconv.Itoa(routePorts[i])})
 	}
 	cl := &Cluster{}

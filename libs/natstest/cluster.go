@@ -2,13 +2,14 @@ package natstest
 
 import (
 	"fmt"
-	"net"
 	"net/url"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+
+	"github.com/realmstream/realmstream/libs/freeport"
 )
 
 // Cluster is n embedded JetStream servers routed to each other in one
@@ -56,8 +57,8 @@ func StartCluster(t testing.TB, n int) *Cluster {
 			t.Fatalf("natstest: cluster node %d: %v", i, err)
 		}
 		go s.Start()
-		if !s.ReadyForConnections(10 * time.Second) {
-			t.Fatalf("natstest: cluster node %d not ready", i)
+		if !s.ReadyForConnections(30 * time.Second) { // generous: CI runs every package at once (load 10)
+			t.Fatalf("natstest: cluster node %d not ready within 30s (its client port or route port %d could not be bound?)", i, ports[i])
 		}
 		t.Cleanup(func() { s.Shutdown(); s.WaitForShutdown() })
 		c.Servers = append(c.Servers, s)
@@ -94,12 +95,14 @@ func hasMetaLeader(ss []*server.Server) bool {
 	return false
 }
 
+// freePort is a port below the ephemeral range (libs/freeport): a route
+// port picked with :0 was taken by another package's outgoing connection
+// before the node bound it (CI, 2 Dec: "cluster node 1 not ready").
 func freePort(t testing.TB) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	p, err := freeport.Port()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	return p
 }

@@ -8,7 +8,6 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"os/user"
@@ -20,6 +19,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/realmstream/realmstream/libs/freeport"
 )
 
 const defaultURL = "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"
@@ -168,12 +169,13 @@ func version(dir string) int {
 	return v
 }
 
+// freePort is a port below the ephemeral range (libs/freeport), which
+// postgres binds a moment later.
 func freePort(t testing.TB) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	p, err := freeport.Port()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	return p
 }
