@@ -113,6 +113,11 @@ func setup(b *testing.B, sync natsembed.SyncPolicy, window int) *env {
 	// at once. Measure the ingest path with acks written at once, like them;
 	// INGEST_ACK_HOLD_MS sets the gateway's default hold back for a run.
 	cfg.AckHold = time.Duration(envInt("INGEST_ACK_HOLD_MS", 0)) * time.Millisecond
+	// INGEST_COMMAND_BATCH=1 runs the gateway with --command-batch (a zone's
+	// fresh commands share one JetStream message, docs/command-batches.md):
+	// the bare pipelines keep one message per command, so its ratio is what
+	// batching buys at the gateway, not a like-for-like shape.
+	cfg.CommandBatch = envInt("INGEST_COMMAND_BATCH", 0) == 1
 	gw, err := gateway.New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		b.Fatal(err)
