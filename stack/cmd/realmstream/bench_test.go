@@ -75,7 +75,8 @@ func TestBenchCapacitySmoke(t *testing.T) {
 
 func TestBenchBadFlags(t *testing.T) {
 	for _, args := range [][]string{{}, {"nope"}, {"capacity", "--bots", "0"}, {"capacity", "--bots", "a,b"},
-		{"capacity", "--move-rate", "0"}, {"capacity", "--duration", "10ms"}, {"capacity", "extra"}, {"capacity", "--no-stack", "--no-bare"}} {
+		{"capacity", "--move-rate", "0"}, {"capacity", "--duration", "10ms"}, {"capacity", "extra"}, {"capacity", "--no-stack", "--no-bare"},
+		{"capacity", "--stack-batch-linger", "x"}} {
 		if err := runBench(context.Background(), args, &bytes.Buffer{}, &bytes.Buffer{}); err == nil {
 			t.Errorf("bench %v: want an error", args)
 		}
@@ -158,5 +159,44 @@ func TestBarePipelineBatches(t *testing.T) {
 	}
 	if cmds, _ := strconv.Atoi(m[1]); int64(cmds) != rep.Acked {
 		t.Fatalf("%d commands went through the batchers, the bots had %d acked", cmds, rep.Acked)
+	}
+}
+
+// TestBenchStackBatch: --stack-batch runs, at each step, the stack with the
+// gateway's --command-batch beside the stack as configured, and reports both,
+// the CPU ratio and the commands per message scraped from the gateway.
+func TestBenchStackBatch(t *testing.T) {
+	t.Setenv("REALMSTREAM_TEST_AS_MAIN", "1")
+	report := filepath.Join(t.TempDir(), "capacity.json")
+	var out bytes.Buffer
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	err := runBench(ctx, []string{"capacity", "--bots", "30", "--duration", "3s", "--warmup", "1s", "--no-bare", "--stack-batch",
+		"--stack-batch-linger", "30ms", "--quiet", "--json", report}, &out, &out)
+	if err != nil {
+		t.Fatalf("bench: %v\n%s", err, out.String())
+	}
+	t.Log(out.String())
+	if !strings.Contains(out.String(), "gateway's --command-batch, same bots, same run") {
+		t.Fatalf("no batch table:\n%s", out.String())
+	}
+	b, err := os.ReadFile(report)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rep capacityReport
+	if err := json.Unmarshal(b, &rep); err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Steps) != 1 || rep.Steps[0].Stack == nil || rep.Steps[0].StackBatch == nil {
+		t.Fatalf("report steps: %s", b)
+	}
+	s := rep.Steps[0]
+	if s.StackBatch.AckedPerSec <= 0 || s.StackBatch.Lost != 0 || s.StackBatchCPURatio <= 0 {
+		t.Fatalf("batched stack: %+v, CPU ratio %v", s.StackBatch, s.StackBatchCPURatio)
+	}
+	if s.StackBatch.CommandsPerMessage < 1 || s.Stack.CommandsPerMessage != 0 {
+		t.Fatalf("commands per message: batched %v (want >= 1, scraped from the gateway), unbatched %v (want none)",
+			s.StackBatch.CommandsPerMessage, s.Stack.CommandsPerMessage)
 	}
 }
