@@ -10,12 +10,12 @@ import (
 // (a server can bind it), and none is handed out twice, even when one of
 // the range is held by someone else.
 func TestPortsBelowEphemeralAndNeverTwice(t *testing.T) {
-	held, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(next))
-	if err != nil {
-		t.Skipf("cannot hold a port of the range: %v", err)
+	// Hold the next port of the range; if that fails, someone else holds
+	// it, which is the same case.
+	heldPort := next
+	if held, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(heldPort)); err == nil {
+		defer held.Close()
 	}
-	defer held.Close()
-	heldPort := held.Addr().(*net.TCPAddr).Port
 	seen := map[int]bool{}
 	for range 200 {
 		p, err := Port()
@@ -37,5 +37,35 @@ func TestPortsBelowEphemeralAndNeverTwice(t *testing.T) {
 			t.Fatalf("port %d handed out but not bindable: %v", p, err)
 		}
 		l.Close()
+	}
+}
+
+// TestRunIsConsecutiveAndFree: a run's ports are consecutive, bindable and
+// never overlap another run's or a single port's.
+func TestRunIsConsecutiveAndFree(t *testing.T) {
+	seen := map[int]bool{}
+	for range 50 {
+		base, err := Run(5)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p, err := Port()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, q := range []int{base, base + 1, base + 2, base + 3, base + 4, p} {
+			if q < Low || q >= High || seen[q] {
+				t.Fatalf("port %d out of range or handed out twice", q)
+			}
+			seen[q] = true
+			l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(q))
+			if err != nil {
+				t.Fatalf("port %d handed out but not bindable: %v", q, err)
+			}
+			l.Close()
+		}
+	}
+	if _, err := Run(0); err == nil {
+		t.Fatal("a run of 0 ports accepted")
 	}
 }

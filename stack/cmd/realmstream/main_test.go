@@ -5,8 +5,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"math/rand/v2"
-	"net"
 	"net/http"
 	"regexp"
 	"runtime/pprof"
@@ -14,6 +12,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/realmstream/realmstream/libs/freeport"
 )
 
 // syncBuffer is a bytes.Buffer safe for one writer and concurrent readers.
@@ -34,76 +34,35 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
+// freePorts and freeBase give the stacks of these tests ports from
+// libs/freeport: below the kernel's ephemeral range (a port picked with ":0"
+// is free when checked, but an outgoing connection of a test running beside
+// this one can take it as its local port before the stack binds it; CI:
+// TestAdminAgainstStack waited 90 s for a stack that had stopped), and never
+// the same port twice in this binary (TestRunStackR3 picks NATS and ops
+// ports separately).
 func freePorts(t *testing.T, n int) []int {
 	t.Helper()
-	var out []int
-	for try := 0; len(out) < n; try++ {
-		if try > 1000 {
-			t.Fatal("no free port below the ephemeral range")
+	out := make([]int, n)
+	for i := range out {
+		p, err := freeport.Port()
+		if err != nil {
+			t.Fatal(err)
 		}
-		p := listenPortBase + rand.IntN(listenPortSpan)
-		if !portFree(p) { // also false for a port handed out already
-			continue
-		}
-		out = append(out, p)
+		out[i] = p
 	}
 	return out
-}
-
-// The ports the tests give the stack to listen on come from below the
-// kernel's ephemeral range (32768-60999 by default): a port the kernel handed
-// out for ":0" is free when checked, but any outgoing connection of a test
-// running beside this one (go test runs packages in parallel) can take it as
-// its local port before the stack binds it, and the stack then fails to start
-// (CI: TestAdminAgainstStack waited 90 s for a stack that had stopped).
-const (
-	listenPortBase = 20000
-	listenPortSpan = 12000
-)
-
-// handedOut holds the ports these tests already gave a stack, so that two
-// picks of one test (TestRunStackR3: NATS and ops ports) never overlap.
-var handedOut struct {
-	sync.Mutex
-	ports map[int]bool
-}
-
-// portFree says whether p was not handed out yet and can be bound now; it
-// marks it handed out when so.
-func portFree(p int) bool {
-	handedOut.Lock()
-	defer handedOut.Unlock()
-	if handedOut.ports[p] {
-		return false
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(p))
-	if err != nil {
-		return false
-	}
-	l.Close()
-	if handedOut.ports == nil {
-		handedOut.ports = map[int]bool{}
-	}
-	handedOut.ports[p] = true
-	return true
 }
 
 // freeBase finds five consecutive free ports for the ops servers (gateway,
 // world, persist, monitor, the browser demo).
 func freeBase(t *testing.T) int {
 	t.Helper()
-	for try := 0; try < 200; try++ {
-		base := listenPortBase + rand.IntN(listenPortSpan-5)
-		ok := true
-		for i := 0; ok && i < 5; i++ {
-			ok = portFree(base + i)
-		}
-		if ok {
-			return base
-		}
+	base, err := freeport.Run(5)
+	if err != nil {
+		t.Fatal(err)
 	}
-	t.Fatal("no five consecutive free ports")
-	return 0
+	return base
 }
 
 // waitStack waits until up says the stack started by runStack (its result
