@@ -27,6 +27,7 @@ import (
 
 	"github.com/realmstream/realmstream/libs/bots"
 	"github.com/realmstream/realmstream/libs/envflag"
+	"github.com/realmstream/realmstream/libs/freeport"
 )
 
 const benchUsage = `Usage: realmstream bench capacity [flags]
@@ -589,28 +590,6 @@ func (o *benchOptions) step(ctx context.Context, kind string, n int, dir string,
 
 var batchSummary = regexp.MustCompile(`batch messages \(([0-9.]+) per message\)`)
 
-var batchSizeSeries = regexp.MustCompile(`(?m)^realm_gateway_command_batch_size_(sum|count) ([0-9.e+]+)$`)
-
-// scrapeBatchSize reads the gateway's realm_gateway_command_batch_size sum
-// and count (zeros when it cannot).
-func scrapeBatchSize(url string) (sc [2]float64) {
-	resp, err := http.Get(url)
-	if err != nil {
-		return sc
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(io.LimitReader(resp.Body, 8<<20))
-	for _, m := range batchSizeSeries.FindAllStringSubmatch(string(b), -1) {
-		v, _ := strconv.ParseFloat(m[2], 64)
-		if m[1] == "sum" {
-			sc[0] = v
-		} else {
-			sc[1] = v
-		}
-	}
-	return sc
-}
-
 func sleepCtx(ctx context.Context, d time.Duration) bool {
 	t := time.NewTimer(d)
 	defer t.Stop()
@@ -713,33 +692,19 @@ func waitHTTP(ctx context.Context, url string, limit time.Duration) error {
 	}
 }
 
-// freePortRun finds count groups of width consecutive free ports (the
-// listeners are closed again: another process could take one meanwhile,
-// which the child's start then reports).
+// freePortRun finds count groups of width consecutive free ports below the
+// ephemeral range (libs/freeport: a ":0" port can be taken by any outgoing
+// connection before the child binds it). The ports are free when returned;
+// another process could still take one before the child starts, which the
+// child's start then reports.
 func freePortRun(count, width int) ([]int, error) {
-	var out []int
-	for try := 0; try < 200 && len(out) < count; try++ {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
+	out := make([]int, count)
+	for i := range out {
+		base, err := freeport.Run(width)
 		if err != nil {
 			return nil, err
 		}
-		base := l.Addr().(*net.TCPAddr).Port
-		l.Close()
-		ok := base+width < 65535
-		for i := 1; ok && i < width; i++ {
-			l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(base+i))
-			if err != nil {
-				ok = false
-				break
-			}
-			l.Close()
-		}
-		if ok {
-			out = append(out, base)
-		}
-	}
-	if len(out) < count {
-		return nil, fmt.Errorf("no %d runs of %d free ports", count, width)
+		out[i] = base
 	}
 	return out, nil
 }
@@ -790,16 +755,13 @@ func (m worldMetrics) tickQuantile(q float64) float64 {
 }
 
 func scrapeWorld(url string) (worldMetrics, error) {
-	cl := &http.Client{Timeout: 5 * time.Second}
-	resp, err := cl.Get(url)
-	if err != nil {
-		return worldMetrics{}, err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return worldMetrics{}, fmt.Errorf("%s: status %d", url, resp.StatusCode)
-	}
-	return parseWorldMetrics(resp.Body)
+	var m worldMetrics
+	err := fetchMetrics(url, func(r io.Reader) error {
+		var err error
+		m, err = parseWorldMetrics(r)
+		return err
+	})
+	return m, err
 }
 
 // parseWorldMetrics reads the Prometheus text format: the sums over every
@@ -807,11 +769,76 @@ func scrapeWorld(url string) (worldMetrics, error) {
 func parseWorldMetrics(r io.Reader) (worldMetrics, error) {
 	m := worldMetrics{tickBuckets: map[float64]float64{}}
 	seen := false
+	err := scanMetrics(r, func(name, labels string, v float64) {
+		switch name {
+		case "realm_world_apply_seconds_sum":
+			m.applySum += v
+			seen = true
+		case "realm_world_apply_seconds_count":
+			m.applyCount += v
+		case "realm_world_tick_seconds_count":
+			m.tickCount += v
+		case "realm_world_tick_seconds_bucket":
+			i := strings.Index(labels, `le="`)
+			if i < 0 {
+				return
+			}
+			rest := labels[i+4:]
+			le, err := strconv.ParseFloat(rest[:strings.IndexByte(rest, '"')], 64)
+			if err != nil {
+				return
+			}
+			m.tickBuckets[le] += v
+		}
+	})
+	if err != nil {
+		return m, err
+	}
+	if !seen {
+		return m, errors.New("no realm_world_apply_seconds in the world's metrics")
+	}
+	return m, nil
+}
+
+// scrapeBatchSize reads the gateway's realm_gateway_command_batch_size sum
+// and count (zeros when it cannot).
+func scrapeBatchSize(url string) (sc [2]float64) {
+	_ = fetchMetrics(url, func(r io.Reader) error {
+		return scanMetrics(r, func(name, _ string, v float64) {
+			switch name {
+			case "realm_gateway_command_batch_size_sum":
+				sc[0] += v
+			case "realm_gateway_command_batch_size_count":
+				sc[1] += v
+			}
+		})
+	})
+	return sc
+}
+
+// fetchMetrics GETs a /metrics URL (5 s timeout) and hands its body to read.
+func fetchMetrics(url string, read func(io.Reader) error) error {
+	cl := &http.Client{Timeout: 5 * time.Second}
+	resp, err := cl.Get(url)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s: status %d", url, resp.StatusCode)
+	}
+	return read(resp.Body)
+}
+
+// scanMetrics calls fn with the name, the label set ("{...}" or "") and the
+// value of each sample line of the Prometheus text format; comments and
+// unreadable lines are skipped.
+func scanMetrics(r io.Reader, fn func(name, labels string, v float64)) error {
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	for sc.Scan() {
 		line := sc.Text()
-		if !strings.HasPrefix(line, "realm_world_apply_seconds") && !strings.HasPrefix(line, "realm_world_tick_seconds") {
+		if line == "" || line[0] == '#' {
 			continue
 		}
 		sp := strings.LastIndexByte(line, ' ')
@@ -826,34 +853,9 @@ func parseWorldMetrics(r io.Reader) (worldMetrics, error) {
 		if i := strings.IndexByte(name, '{'); i >= 0 {
 			name, labels = name[:i], name[i:]
 		}
-		switch name {
-		case "realm_world_apply_seconds_sum":
-			m.applySum += v
-			seen = true
-		case "realm_world_apply_seconds_count":
-			m.applyCount += v
-		case "realm_world_tick_seconds_count":
-			m.tickCount += v
-		case "realm_world_tick_seconds_bucket":
-			i := strings.Index(labels, `le="`)
-			if i < 0 {
-				continue
-			}
-			rest := labels[i+4:]
-			le, err := strconv.ParseFloat(rest[:strings.IndexByte(rest, '"')], 64)
-			if err != nil {
-				continue
-			}
-			m.tickBuckets[le] += v
-		}
+		fn(name, labels, v)
 	}
-	if err := sc.Err(); err != nil {
-		return m, err
-	}
-	if !seen {
-		return m, errors.New("no realm_world_apply_seconds in the world's metrics")
-	}
-	return m, nil
+	return sc.Err()
 }
 
 type machine struct {

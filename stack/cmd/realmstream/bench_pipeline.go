@@ -16,7 +16,6 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/realmstream/realmstream/libs/natsembed"
@@ -257,9 +256,8 @@ func (p *bare) zone(zone string) chan bareCmd {
 }
 
 // batcher publishes what has queued for its zone (at most bareBatchMax
-// commands) as one message: field 1 repeated, each entry a Command, as
-// `message CommandBatch { repeated Command commands = 1; }` would encode
-// it; the message id names the batch. Every command of a batch is answered
+// commands) as one message, a command batch of libs/wire (the gateway's
+// --command-batch format); the message id names the batch. Every command of a batch is answered
 // with the batch's PubAck, in order, by one waiter per zone.
 func (p *bare) batcher(zone string, q chan bareCmd) {
 	type inflight struct {
@@ -302,11 +300,10 @@ func (p *bare) batcher(zone string, q chan bareCmd) {
 		}
 		var data []byte
 		for _, c := range cmds {
-			data = protowire.AppendTag(data, 1, protowire.BytesType)
-			data = protowire.AppendBytes(data, c.data)
+			data = wire.AppendCommandBatchEntry(data, c.data)
 		}
 		m := &nats.Msg{Subject: subject, Data: data, Header: nats.Header{}}
-		wire.SetMsgID(m.Header, "b/bare/"+zone+"/"+strconv.FormatUint(n, 10))
+		new(wire.CommandBatchHeaderBuf).Fill(m.Header, wire.CommandBatchID("bare", zone, n), len(cmds))
 		f, err := p.js.PublishMsgAsync(m)
 		if err != nil {
 			for _, c := range cmds {
@@ -322,28 +319,6 @@ func (p *bare) batcher(zone string, q chan bareCmd) {
 
 // bareBatchMax bounds a command batch (the design's --command-batch-max).
 const bareBatchMax = 64
-
-// commands calls fn for each command a CMD message holds: one, or with
-// --batch every entry of the batch.
-func (p *bare) commands(data []byte, fn func([]byte)) {
-	if !p.batch {
-		fn(data)
-		return
-	}
-	for len(data) > 0 {
-		num, typ, n := protowire.ConsumeTag(data)
-		if n < 0 || num != 1 || typ != protowire.BytesType {
-			return
-		}
-		data = data[n:]
-		b, n := protowire.ConsumeBytes(data)
-		if n < 0 {
-			return
-		}
-		fn(b)
-		data = data[n:]
-	}
-}
 
 // consume feeds a durable AckAll consumer of stream to handle in batches:
 // the Consume callback queues each message, one goroutine takes what has
@@ -397,17 +372,15 @@ func (p *bare) appendBatch(batch []jetstream.Msg) {
 	var cmd schema.Command
 	a := appended{futs: make([]jetstream.PubAckFuture, 0, len(batch)), last: batch[len(batch)-1], echoes: make([][]byte, 0, len(batch))}
 	for _, m := range batch {
-		failed := false
-		p.commands(m.Data(), func(data []byte) {
-			if failed || proto.Unmarshal(data, &cmd) != nil {
-				return
+		err := wire.ForEachCommand(m.Headers(), m.Data(), func(data []byte) error {
+			if proto.Unmarshal(data, &cmd) != nil {
+				return nil // not a command: nothing to append
 			}
 			ev := &nats.Msg{Subject: wire.EventSubject(cmd.Zone), Data: data, Header: nats.Header{}}
 			wire.SetMsgID(ev.Header, "e:"+cmd.CommandId)
 			f, err := p.js.PublishMsgAsync(ev)
 			if err != nil {
-				failed = true
-				return
+				return err
 			}
 			a.futs = append(a.futs, f)
 			var x, y float32
@@ -420,8 +393,9 @@ func (p *bare) appendBatch(batch []jetstream.Msg) {
 			msg := make([]byte, 0, 2+len(cmd.PlayerId)+len(up))
 			msg = binary.BigEndian.AppendUint16(msg, uint16(len(cmd.PlayerId)))
 			a.echoes = append(a.echoes, append(append(msg, cmd.PlayerId...), up...))
+			return nil
 		})
-		if failed {
+		if err != nil { // a publish failed (our own batches are never malformed)
 			_ = m.Nak()
 			return
 		}

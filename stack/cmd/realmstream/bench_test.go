@@ -30,20 +30,20 @@ func TestMain(m *testing.M) {
 // TestBenchCapacitySmoke runs `bench capacity` at a tiny size so that the
 // command does not rot: a real one-process stack and a real bare pipeline
 // (child processes), bots against both, the table and the JSON report.
-func TestBenchCapacitySmoke(t *testing.T) {
+// runCapacityReport runs `bench capacity args... --quiet --json F` (its
+// children are this test binary, TestMain) and returns what it printed and
+// its JSON report.
+func runCapacityReport(t *testing.T, args ...string) (string, capacityReport) {
+	t.Helper()
 	t.Setenv("REALMSTREAM_TEST_AS_MAIN", "1")
 	report := filepath.Join(t.TempDir(), "capacity.json")
 	var out bytes.Buffer
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
-	err := runBench(ctx, []string{"capacity", "--bots", "10", "--duration", "3s", "--warmup", "1s", "--quiet", "--json", report}, &out, &out)
-	if err != nil {
+	if err := runBench(ctx, append(append([]string{"capacity"}, args...), "--quiet", "--json", report), &out, &out); err != nil {
 		t.Fatalf("bench: %v\n%s", err, out.String())
 	}
 	t.Log(out.String())
-	if !strings.Contains(out.String(), "cmds/s acked") || !strings.Contains(out.String(), "ratio") {
-		t.Fatalf("no table:\n%s", out.String())
-	}
 	b, err := os.ReadFile(report)
 	if err != nil {
 		t.Fatal(err)
@@ -52,8 +52,16 @@ func TestBenchCapacitySmoke(t *testing.T) {
 	if err := json.Unmarshal(b, &rep); err != nil {
 		t.Fatal(err)
 	}
+	return out.String(), rep
+}
+
+func TestBenchCapacitySmoke(t *testing.T) {
+	out, rep := runCapacityReport(t, "--bots", "10", "--duration", "3s", "--warmup", "1s")
+	if !strings.Contains(out, "cmds/s acked") || !strings.Contains(out, "ratio") {
+		t.Fatalf("no table:\n%s", out)
+	}
 	if len(rep.Steps) != 1 || rep.Steps[0].Stack == nil || rep.Steps[0].Bare == nil {
-		t.Fatalf("report steps: %s", b)
+		t.Fatalf("report steps: %+v", rep.Steps)
 	}
 	st, bare := rep.Steps[0].Stack, rep.Steps[0].Bare
 	if st.AckedPerSec <= 0 || bare.AckedPerSec <= 0 || rep.Steps[0].Ratio <= 0 {
@@ -68,7 +76,7 @@ func TestBenchCapacitySmoke(t *testing.T) {
 	if st.ServerCPUPerCmdUs <= 0 || st.BotsCPUPerCmdUs <= 0 {
 		t.Fatalf("CPU per command: stack %v bots %v", st.ServerCPUPerCmdUs, st.BotsCPUPerCmdUs)
 	}
-	if st.CalibrationMs <= 0 || bare.CalibrationMs <= 0 || !strings.Contains(out.String(), "cal ms") {
+	if st.CalibrationMs <= 0 || bare.CalibrationMs <= 0 || !strings.Contains(out, "cal ms") {
 		t.Fatalf("no calibration: stack %v bare %v", st.CalibrationMs, bare.CalibrationMs)
 	}
 }
@@ -166,30 +174,12 @@ func TestBarePipelineBatches(t *testing.T) {
 // gateway's --command-batch beside the stack as configured, and reports both,
 // the CPU ratio and the commands per message scraped from the gateway.
 func TestBenchStackBatch(t *testing.T) {
-	t.Setenv("REALMSTREAM_TEST_AS_MAIN", "1")
-	report := filepath.Join(t.TempDir(), "capacity.json")
-	var out bytes.Buffer
-	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
-	defer cancel()
-	err := runBench(ctx, []string{"capacity", "--bots", "30", "--duration", "3s", "--warmup", "1s", "--no-bare", "--stack-batch",
-		"--stack-batch-linger", "30ms", "--quiet", "--json", report}, &out, &out)
-	if err != nil {
-		t.Fatalf("bench: %v\n%s", err, out.String())
-	}
-	t.Log(out.String())
-	if !strings.Contains(out.String(), "gateway's --command-batch, same bots, same run") {
-		t.Fatalf("no batch table:\n%s", out.String())
-	}
-	b, err := os.ReadFile(report)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var rep capacityReport
-	if err := json.Unmarshal(b, &rep); err != nil {
-		t.Fatal(err)
+	out, rep := runCapacityReport(t, "--bots", "30", "--duration", "3s", "--warmup", "1s", "--no-bare", "--stack-batch", "--stack-batch-linger", "30ms")
+	if !strings.Contains(out, "gateway's --command-batch, same bots, same run") {
+		t.Fatalf("no batch table:\n%s", out)
 	}
 	if len(rep.Steps) != 1 || rep.Steps[0].Stack == nil || rep.Steps[0].StackBatch == nil {
-		t.Fatalf("report steps: %s", b)
+		t.Fatalf("report steps: %+v", rep.Steps)
 	}
 	s := rep.Steps[0]
 	if s.StackBatch.AckedPerSec <= 0 || s.StackBatch.Lost != 0 || s.StackBatchCPURatio <= 0 {
