@@ -22,22 +22,26 @@ func TestPortsBelowEphemeralAndNeverTwice(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if p < Low || p >= High {
-			t.Fatalf("port %d outside %d-%d", p, Low, High-1)
-		}
-		if seen[p] {
-			t.Fatalf("port %d handed out twice", p)
-		}
 		if p == heldPort {
 			t.Fatalf("port %d is held by another listener", p)
 		}
-		seen[p] = true
-		l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(p))
-		if err != nil {
-			t.Fatalf("port %d handed out but not bindable: %v", p, err)
-		}
-		l.Close()
+		checkNew(t, seen, p)
 	}
+}
+
+// checkNew fails unless p is in the range, not in seen, and bindable; it
+// adds p to seen.
+func checkNew(t *testing.T, seen map[int]bool, p int) {
+	t.Helper()
+	if p < Low || p >= High || seen[p] {
+		t.Fatalf("port %d outside %d-%d or handed out twice", p, Low, High-1)
+	}
+	seen[p] = true
+	l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(p))
+	if err != nil {
+		t.Fatalf("port %d handed out but not bindable: %v", p, err)
+	}
+	l.Close()
 }
 
 // TestRunIsConsecutiveAndFree: a run's ports are consecutive, bindable and
@@ -54,15 +58,7 @@ func TestRunIsConsecutiveAndFree(t *testing.T) {
 			t.Fatal(err)
 		}
 		for _, q := range []int{base, base + 1, base + 2, base + 3, base + 4, p} {
-			if q < Low || q >= High || seen[q] {
-				t.Fatalf("port %d out of range or handed out twice", q)
-			}
-			seen[q] = true
-			l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(q))
-			if err != nil {
-				t.Fatalf("port %d handed out but not bindable: %v", q, err)
-			}
-			l.Close()
+			checkNew(t, seen, q)
 		}
 	}
 	if _, err := Run(0); err == nil {
