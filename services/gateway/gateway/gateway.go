@@ -194,10 +194,15 @@ func (s *Service) Run(ctx context.Context) error {
 	}
 	defer nc.Close()
 	s.nc = nc
-	js, err := jetstream.New(nc, s.pub.JetStreamOptions()...)
+	js, err := jetstream.New(nc)
 	if err != nil {
 		return fmt.Errorf("gateway: jetstream: %w", err)
 	}
+	apub, err := s.pub.AsyncPublisher(nc)
+	if err != nil {
+		return fmt.Errorf("gateway: %w", err)
+	}
+	defer apub.Close()
 	s.js = js
 	sctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	err = s.cfg.EnsureStreams(sctx, js)
@@ -238,7 +243,7 @@ func (s *Service) Run(ctx context.Context) error {
 
 	drainDeadline := make(chan struct{})
 	pubDone := make(chan struct{})
-	go func() { defer close(pubDone); s.pub.Run(js, drainDeadline) }()
+	go func() { defer close(pubDone); s.pub.Run(apub, drainDeadline) }()
 
 	var acceptWG sync.WaitGroup
 	if s.tcpLn != nil {

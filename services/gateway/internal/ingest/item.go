@@ -40,9 +40,12 @@ type Client interface {
 	Failed(seq, key uint64, code schema.ErrorCode, msg string)
 }
 
-// AsyncPublisher is the part of jetstream.JetStream the publisher uses.
+// AsyncPublisher is the part of jsasync.Publisher the publisher uses:
+// Publish's error means the message was not sent and gets no callback;
+// Abandon hands back every published, unanswered item (no callback follows).
 type AsyncPublisher interface {
-	PublishMsgAsync(msg *nats.Msg, opts ...jetstream.PublishOpt) (jetstream.PubAckFuture, error)
+	Publish(msg *nats.Msg, it *Item) error
+	Abandon() []*Item
 }
 
 // Config is the publisher's part of the gateway's configuration (the same
@@ -98,7 +101,7 @@ func (p *Publisher) Close() { p.ring.Close() }
 // accepted it builds Msg completely (payload, subject, headers with the
 // Nats-Msg-Id); after Enqueue succeeds the item belongs to the publisher
 // and, once published, to the ack callbacks, which return it to the pool
-// when its outcome is final (nats.go drops its reference to Msg when the
+// when its outcome is final (jsasync drops its reference to Msg when the
 // publish is acked, failed or timed out).
 type Item struct {
 	Client   Client
@@ -137,7 +140,7 @@ func (it *Item) Free() {
 	it.Client, it.Span, it.attempts, it.ambiguous, it.lastErr, it.Verified, it.Batchable = nil, nil, 0, false, nil, false, false
 	clear(it.batch)
 	it.batch = it.batch[:0] // a reused carrier keeps its slice; len 0 = not a batch
-	it.Msg.Data, it.Msg.Subject = nil, ""
+	it.Msg.Data, it.Msg.Subject, it.Msg.Reply = nil, "", ""
 	if cap(it.Buf) > 4096 {
 		it.Buf = nil
 	}

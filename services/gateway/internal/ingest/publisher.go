@@ -4,12 +4,10 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 
@@ -17,22 +15,24 @@ import (
 	"github.com/realmstream/realmstream/libs/schema"
 	"github.com/realmstream/realmstream/libs/telemetry"
 	"github.com/realmstream/realmstream/libs/wire"
+	"github.com/realmstream/realmstream/services/gateway/internal/jsasync"
 )
 
 // Publisher is the single consumer of the ring. Concurrency contract:
-//   - run is the ONE goroutine that calls DequeueBatch/Wait and PublishMsgAsync
+//   - run is the ONE goroutine that calls DequeueBatch/Wait and Publish
 //     (retries included: they come back to it through retryq). Wherever run
 //     blocks (ring Wait, acquire, the drain loop) it also serves retryq: an
 //     item in retryq holds a window slot, so a run that waits for slots
 //     without serving retryq deadlocks after an ack stall (issue 10 #2).
-//   - onAck/onErr run on nats.go's ack goroutine (and its timeout timers);
-//     they never block. onAck answers the client through its bounded send
-//     queue and frees the item (an ack cannot arrive before PublishMsgAsync
-//     copied the message). onErr only hands the item to run through retryq,
+//   - onAck/onErr run on the jsasync reply goroutine (and its timeout
+//     sweeper); they never block. onAck answers the client through its
+//     bounded send queue and frees the item (an ack cannot arrive before
+//     Publish wrote the message out). onErr only hands the item to run through retryq,
 //     whose capacity equals the window so a send to it never blocks (each
 //     item in it holds a slot); run decides retry or give-up, because a
 //     timeout timer can fire while run is still publishing that item.
-//   - pending maps a published *nats.Msg to its item; guarded by mu.
+//   - js (jsasync) holds the published, unanswered items: each gets one
+//     callback, or comes back from Abandon, never both.
 //   - the window: inflight counts published, unanswered items (at most
 //     MaxPending). Only run increments it; the ack side decrements it. When
 //     run needs n slots it stores n in need and parks on space; the ack side
@@ -45,9 +45,6 @@ type Publisher struct {
 	js     AsyncPublisher // set by Run
 	ring   *mpsc.Ring[*Item]
 	retryq chan *Item
-
-	mu      sync.Mutex
-	pending map[*nats.Msg]*Item
 
 	inflight atomic.Int64
 	need     atomic.Int64  // slots run waits for; 0 when it does not wait
@@ -67,32 +64,26 @@ type Publisher struct {
 
 func New(cfg Config, m Metrics, log *slog.Logger) *Publisher {
 	return &Publisher{
-		cfg:     cfg,
-		m:       m,
-		log:     log,
-		ring:    mpsc.New[*Item](cfg.RingSize),
-		space:   make(chan struct{}, 1),
-		retryq:  make(chan *Item, cfg.MaxPending),
-		pending: make(map[*nats.Msg]*Item, cfg.MaxPending),
-		idle:    make(chan struct{}, 1),
-		groups:  map[string]*group{},
-		boot:    bootNonce(),
+		cfg:    cfg,
+		m:      m,
+		log:    log,
+		ring:   mpsc.New[*Item](cfg.RingSize),
+		space:  make(chan struct{}, 1),
+		retryq: make(chan *Item, cfg.MaxPending),
+		idle:   make(chan struct{}, 1),
+		groups: map[string]*group{},
+		boot:   bootNonce(),
 	}
 }
 
-// JetStreamOptions are the JetStream options the publisher needs: its callbacks, a
-// publish timeout so every future resolves, and nats.go's own pending limit
-// set above our window so it never stalls the publisher.
-func (p *Publisher) JetStreamOptions() []jetstream.JetStreamOpt {
-	return []jetstream.JetStreamOpt{
-		jetstream.WithPublishAsyncAckHandler(p.onAck),
-		jetstream.WithPublishAsyncErrHandler(p.onErr),
-		jetstream.WithPublishAsyncMaxPending(p.cfg.MaxPending + 64),
-		jetstream.WithPublishAsyncTimeout(p.cfg.PublishTimeout),
-	}
+// AsyncPublisher makes the JetStream publisher Run publishes with, on nc:
+// the publisher's callbacks and its publish timeout, so every publish gets
+// an outcome. The caller closes it after Run returned.
+func (p *Publisher) AsyncPublisher(nc *nats.Conn) (*jsasync.Publisher[*Item], error) {
+	return jsasync.New(nc, jsasync.Options[*Item]{Timeout: p.cfg.PublishTimeout, OnAck: p.onAck, OnErr: p.onErr})
 }
 
-// Run publishes on js (made with JetStreamOptions) what the readers
+// Run publishes on js (made with AsyncPublisher) what the readers
 // enqueue: it drains the ring until it is closed (Close) and empty, then
 // waits (until drainDeadline is done) for every outstanding ack. It returns
 // when nothing is in flight or the deadline passed.
@@ -154,8 +145,8 @@ func (p *Publisher) takeRetries() {
 }
 
 // publishBatch takes window slots for the batch (blocking while MaxPending
-// publishes are unanswered: readers meanwhile answer Busy), registers it in
-// pending under one lock, then publishes it. nil items are wake-ups.
+// publishes are unanswered: readers meanwhile answer Busy), then publishes
+// it (js registers each item). nil items are wake-ups.
 func (p *Publisher) publishBatch(batch []*Item) {
 	k := 0
 	for _, it := range batch {
@@ -191,33 +182,17 @@ func (p *Publisher) publishAcquired(batch []*Item) {
 		}
 		return
 	}
-	p.mu.Lock()
 	for _, it := range batch {
-		p.pending[&it.Msg] = it
-	}
-	p.mu.Unlock()
-	for _, it := range batch {
-		p.publishRegistered(it)
+		p.publishOne(it)
 	}
 }
 
 // publishOne publishes one item (a command or a batch's carrier) that
-// holds its window slots.
+// holds its window slots; a publish that fails at once is retried (after a
+// pause) or given up here.
 func (p *Publisher) publishOne(it *Item) {
-	p.mu.Lock()
-	p.pending[&it.Msg] = it
-	p.mu.Unlock()
-	p.publishRegistered(it)
-}
-
-// publishRegistered publishes an item already in pending; a publish that
-// fails at once is retried (after a pause) or given up here.
-func (p *Publisher) publishRegistered(it *Item) {
 	it.Dequeued() // before the publish: its ack may free it
-	if _, err := p.js.PublishMsgAsync(&it.Msg); err != nil {
-		p.mu.Lock()
-		delete(p.pending, &it.Msg)
-		p.mu.Unlock()
+	if err := p.js.Publish(&it.Msg, it); err != nil {
 		if p.shouldRetry(it, err) {
 			time.Sleep(20 * time.Millisecond)
 			p.send(it)
@@ -273,15 +248,9 @@ func (p *Publisher) abandon(it *Item) {
 
 // abandonInflight answers every published, unanswered item when the drain
 // deadline has passed: each was published at least once, so its outcome is
-// unknown. Later callbacks for them find nothing in pending.
+// unknown. No callback comes for them after Abandon.
 func (p *Publisher) abandonInflight() {
-	p.mu.Lock()
-	items := make([]*Item, 0, len(p.pending))
-	for m, it := range p.pending {
-		items = append(items, it)
-		delete(p.pending, m)
-	}
-	p.mu.Unlock()
+	items := p.js.Abandon()
 drain:
 	for {
 		select {
@@ -296,23 +265,17 @@ drain:
 			m.Span.End()
 			m.Client.Failed(m.Seq, m.Key(), schema.ErrorCode_ERROR_CODE_OUTCOME_UNKNOWN, "no answer from JetStream before the shutdown deadline; resend it with the same seq")
 		}
-		// Not freed: nats.go may still hold &it.Msg until its timeout fires.
+		// Not freed: jsasync may still hold &it.Msg until its timeout fires.
 	}
 }
 
 // send publishes an item that holds a window slot.
 func (p *Publisher) send(it *Item) {
 	for {
-		p.mu.Lock()
-		p.pending[&it.Msg] = it
-		p.mu.Unlock()
-		_, err := p.js.PublishMsgAsync(&it.Msg)
+		err := p.js.Publish(&it.Msg, it)
 		if err == nil {
 			return
 		}
-		p.mu.Lock()
-		delete(p.pending, &it.Msg)
-		p.mu.Unlock()
 		if !p.shouldRetry(it, err) {
 			return
 		}
@@ -373,19 +336,7 @@ func (p *Publisher) releaseN(n int64) {
 	}
 }
 
-func (p *Publisher) take(m *nats.Msg) *Item {
-	p.mu.Lock()
-	it := p.pending[m]
-	delete(p.pending, m)
-	p.mu.Unlock()
-	return it
-}
-
-func (p *Publisher) onAck(_ jetstream.JetStream, m *nats.Msg, ack *jetstream.PubAck) {
-	it := p.take(m)
-	if it == nil {
-		return
-	}
+func (p *Publisher) onAck(it *Item, ack jsasync.Ack) {
 	if it.isBatch() {
 		// One PubAck stores every command of the batch; a duplicate one
 		// answers our own retry of it (batch ids are never reused).
@@ -416,15 +367,11 @@ func (p *Publisher) onAck(_ jetstream.JetStream, m *nats.Msg, ack *jetstream.Pub
 	p.releaseN(1)
 }
 
-func (p *Publisher) onErr(_ jetstream.JetStream, m *nats.Msg, err error) {
-	it := p.take(m)
-	if it == nil {
-		return
-	}
+func (p *Publisher) onErr(it *Item, err error) {
 	// The decision (retry or give up, which frees the item) is run's: a
-	// publish timeout can fire while run is still inside PublishMsgAsync
-	// for this very item (nats.go arms the timer before it copies the
-	// message), so freeing it here would let a reader reuse it mid-publish.
+	// publish timeout can fire while run is still inside Publish for this
+	// very item (jsasync registers it before it writes the message out), so
+	// freeing it here would let a reader reuse it mid-publish.
 	it.lastErr = err
 	it.ambiguous = it.ambiguous || ambiguousPublishErr(err)
 	p.retryq <- it // never blocks: capacity == window and it holds a slot
