@@ -373,7 +373,7 @@ func (c *conn) handle(b []byte) {
 	}
 	it := ingest.NewItem()
 	var err error
-	if it.Buf, err = marshalCmd.MarshalAppend(it.Buf[:0], cmd); err != nil {
+	if it.Buf, err = appendCommand(it.Buf[:0], cmd, b); err != nil {
 		it.Free()
 		c.replyError(seq, schema.ErrorCode_ERROR_CODE_INTERNAL, "encode command")
 		return
