@@ -52,6 +52,7 @@ type conn struct {
 	down fanout.Member // zone, area of interest, protocol (the fan-out's; joined by Service.down)
 
 	pkt      schema.ClientPacket // reader's reusable decode target
+	dec      packet.Decoder      // reader's: decodes into pkt, reusing its bodies
 	cmd      schema.Command      // reader's reusable command (marshalled before reuse)
 	subject  string              // reader: cmd.<subjZone>, cached
 	subjZone string
@@ -294,7 +295,7 @@ func (c *conn) malformed(seq uint64, msg string) {
 func (c *conn) handle(b []byte) {
 	received := time.Now()
 	p := &c.pkt
-	if e := packet.Decode(b, p); e != nil {
+	if e := c.dec.Decode(b, p); e != nil {
 		// Every answer carries the seq it answers when it is readable
 		// (issue 10 #8), even if the body is missing or does not decode.
 		seq := p.Seq
