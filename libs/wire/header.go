@@ -36,12 +36,24 @@ type CommandHeaderBuf struct{ vals [3]string }
 // Fill replaces the contents of h with the headers of c; h's value slices
 // point into b until the next Fill.
 func (b *CommandHeaderBuf) Fill(h nats.Header, c CommandHeaders) {
-	clear(h)
 	b.vals = [3]string{c.MsgID, SchemaVersion, c.Digest}
-	h[HeaderMsgID] = b.vals[0:1:1]
-	h[HeaderSchema] = b.vals[1:2:2]
-	if c.Digest != "" {
-		h[HeaderCmdDigest] = b.vals[2:3:3]
+	// A reused map usually holds exactly these keys: overwrite them, and
+	// clear only when something else is left (a traceparent, a batch's
+	// headers): then the map has more keys than ours.
+	for pass := 0; ; pass++ {
+		n := 2
+		h[HeaderMsgID] = b.vals[0:1:1]
+		h[HeaderSchema] = b.vals[1:2:2]
+		if c.Digest != "" {
+			h[HeaderCmdDigest] = b.vals[2:3:3]
+			n = 3
+		} else {
+			delete(h, HeaderCmdDigest)
+		}
+		if len(h) == n || pass > 0 {
+			return
+		}
+		clear(h)
 	}
 }
 

@@ -38,6 +38,27 @@ func TestCommandHeaders(t *testing.T) {
 	if n := testing.AllocsPerRun(100, func() { buf.Fill(h, c) }); n != 0 {
 		t.Errorf("Fill: %v allocs", n)
 	}
+	// Refilled in place: with a digest, then without (the digest goes), and
+	// over a traceparent left by a traced command (it goes too).
+	c.Digest = "aa"
+	buf.Fill(h, c)
+	if len(h) != 3 || h.Get(HeaderCmdDigest) != "aa" || h.Get(HeaderMsgID) != "s:1" {
+		t.Errorf("refill with digest: %v", h)
+	}
+	c.Digest, c.MsgID = "", "s:2"
+	buf.Fill(h, c)
+	if len(h) != 2 || h.Get(HeaderCmdDigest) != "" || h.Get(HeaderMsgID) != "s:2" {
+		t.Errorf("refill without digest: %v", h)
+	}
+	h.Set("traceparent", "00-x")
+	c.Digest = "bb"
+	buf.Fill(h, c)
+	if len(h) != 3 || h.Get("traceparent") != "" || h.Get(HeaderCmdDigest) != "bb" {
+		t.Errorf("refill over a traceparent: %v", h)
+	}
+	if n := testing.AllocsPerRun(100, func() { buf.Fill(h, c) }); n != 0 {
+		t.Errorf("refill: %v allocs", n)
+	}
 }
 
 func TestTickRecordHeaders(t *testing.T) {

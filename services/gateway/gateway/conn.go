@@ -255,10 +255,11 @@ func (c *conn) readLoop() {
 		// Every frame counts against the rate limit, decodable or not
 		// (issue 10 #7): a flood of garbage costs no more than a flood of
 		// valid packets.
-		if c.limited(packet.PeekSeq(b)) {
+		now := time.Now() // one clock read for the rate limit and the command
+		if c.limitedAt(now, b) {
 			continue
 		}
-		c.handle(b)
+		c.handle(b, now)
 	}
 }
 
@@ -273,6 +274,16 @@ func (c *conn) limited(seq uint64) bool {
 		return false
 	}
 	c.replyError(seq, schema.ErrorCode_ERROR_CODE_RATE_LIMITED, "rate limit exceeded; slow down")
+	return true
+}
+
+// limitedAt is limited for frame b read at now; the seq is peeked only for
+// the answer.
+func (c *conn) limitedAt(now time.Time, b []byte) bool {
+	if c.limiter.AllowN(now, 1) {
+		return false
+	}
+	c.replyError(packet.PeekSeq(b), schema.ErrorCode_ERROR_CODE_RATE_LIMITED, "rate limit exceeded; slow down")
 	return true
 }
 
@@ -291,9 +302,9 @@ func (c *conn) malformed(seq uint64, msg string) {
 
 // handle validates one packet and answers it, or enqueues it as a command.
 // Every packet with a seq gets exactly one answer: Welcome, Pong, Error, Busy,
-// or (later, from the publisher) Ack or Error INTERNAL.
-func (c *conn) handle(b []byte) {
-	received := time.Now()
+// or (later, from the publisher) Ack or Error INTERNAL. received is when it
+// was read.
+func (c *conn) handle(b []byte, received time.Time) {
 	p := &c.pkt
 	if e := c.dec.Decode(b, p); e != nil {
 		// Every answer carries the seq it answers when it is readable
