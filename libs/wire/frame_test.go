@@ -82,4 +82,9 @@ func TestCommandID(t *testing.T) {
 			t.Errorf("ParseCommandID(%q): want error", bad)
 		}
 	}
+	for _, seq := range []uint64{0, 7, 99, 100, 1 << 40, ^uint64(0)} {
+		if got := string(AppendCommandID([]byte("pre"), "s-1", seq)); got != "pre"+CommandID("s-1", seq) {
+			t.Errorf("AppendCommandID(%d) = %q", seq, got)
+		}
+	}
 }

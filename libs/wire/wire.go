@@ -136,6 +136,12 @@ func CommandID(session string, seq uint64) string {
 	return session + ":" + strconv.FormatUint(seq, 10)
 }
 
+// AppendCommandID appends CommandID(session, seq) to b.
+func AppendCommandID(b []byte, session string, seq uint64) []byte {
+	b = append(append(b, session...), ':')
+	return strconv.AppendUint(b, seq, 10)
+}
+
 // ParseCommandID splits a command id made by CommandID.
 func ParseCommandID(id string) (session string, seq uint64, err error) {
 	i := strings.LastIndexByte(id, ':')

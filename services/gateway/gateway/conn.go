@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"strconv"
 	"sync/atomic"
 	"time"
 
@@ -53,6 +54,7 @@ type conn struct {
 
 	pkt      schema.ClientPacket // reader's reusable decode target
 	dec      packet.Decoder      // reader's: decodes into pkt, reusing its bodies
+	idBuf    []byte              // reader's: the command id and digest being built
 	cmd      schema.Command      // reader's reusable command (marshalled before reuse)
 	subject  string              // reader: cmd.<subjZone>, cached
 	subjZone string
@@ -373,9 +375,13 @@ func (c *conn) handle(b []byte, received time.Time) {
 		c.replyBusyFor(seq, resend)
 		return
 	}
+	// The command id and the digest header in one string (one allocation).
+	c.idBuf = strconv.AppendUint(wire.AppendCommandID(c.idBuf[:0], c.session, seq), digest, 16)
+	ids := string(c.idBuf)
+	idLen := len(ids) - digestLen(digest)
 	cmd := &c.cmd
 	cmd.Reset()
-	cmd.CommandId = wire.CommandID(c.session, seq)
+	cmd.CommandId = ids[:idLen]
 	cmd.SessionId, cmd.PlayerId, cmd.PlayerName = c.session, c.player, c.name
 	cmd.Zone, cmd.ClientSeq, cmd.ReceivedAtNs = zone, seq, received.UnixNano()
 	wire.SetCommandBody(cmd, p)
@@ -394,7 +400,7 @@ func (c *conn) handle(b []byte, received time.Time) {
 		c.subjZone, c.subject = zone, wire.CommandSubject(zone)
 	}
 	it.Client, it.Seq, it.Received = c, seq, received
-	it.SetHeaders(cmd.CommandId, c.session, c.player, zone, digestHeader(digest))
+	it.SetHeaders(cmd.CommandId, c.session, c.player, zone, ids[idLen:]) // ids[idLen:] == digestHeader(digest)
 	it.Verified = verified || (resend && resendKey != 0)
 	it.Msg.Subject, it.Msg.Data = c.subject, it.Buf
 	span := c.s.tr.StartCommand(received, cmd, &it.Msg)

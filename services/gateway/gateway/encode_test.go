@@ -136,3 +136,13 @@ func BenchmarkAppendCommand(b *testing.B) {
 }
 
 func nanotime() int64 { return time.Now().UnixNano() }
+
+// TestDigestLen: the reader cuts the digest header off its id string by
+// digestLen.
+func TestDigestLen(t *testing.T) {
+	for _, d := range []uint64{0, 1, 15, 16, 255, 256, 1 << 32, 1<<63 + 12345, ^uint64(0)} {
+		if digestLen(d) != len(digestHeader(d)) {
+			t.Errorf("digestLen(%x) = %d, want %d", d, digestLen(d), len(digestHeader(d)))
+		}
+	}
+}

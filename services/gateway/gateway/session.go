@@ -242,6 +242,16 @@ func (c *conn) onDuplicate(seq, streamSeq uint64, digest string) {
 
 func digestHeader(d uint64) string { return strconv.FormatUint(d, 16) }
 
+// digestLen is len(digestHeader(d)).
+func digestLen(d uint64) int {
+	n := 1
+	for d >= 16 {
+		d >>= 4
+		n++
+	}
+	return n
+}
+
 func minTime(a, b time.Time) time.Time {
 	if a.Before(b) {
 		return a
