@@ -80,7 +80,7 @@ func New(cfg Config, m Metrics, log *slog.Logger) *Publisher {
 // the publisher's callbacks and its publish timeout, so every publish gets
 // an outcome. The caller closes it after Run returned.
 func (p *Publisher) AsyncPublisher(nc *nats.Conn) (*jsasync.Publisher[*Item], error) {
-	return jsasync.New(nc, jsasync.Options[*Item]{Timeout: p.cfg.PublishTimeout, OnAck: p.onAck, OnErr: p.onErr})
+	return jsasync.New(nc, jsasync.Options[*Item]{Timeout: p.cfg.PublishTimeout, OnAck: p.onAck, OnErr: p.onErr, Capacity: p.cfg.MaxPending})
 }
 
 // Run publishes on js (made with AsyncPublisher) what the readers

@@ -6,8 +6,9 @@
 // allocates a future and arms a timer per publish, keeps its ack map under
 // the same lock that publishers take, and decodes every PubAck with
 // encoding/json under that lock (8% of the gateway process's CPU alone).
-// Here a publish is one map insert and one PublishMsg; the timeouts are one
-// sweep of the pending map per tick (Timeout/8), not a timer per message;
+// Here a publish is one slot of an array (by reply token) and one
+// PublishMsg; the timeouts are one sweep of the registry per tick
+// (Timeout/8), not a timer per message;
 // the PubAck the server writes ({"stream":"S","seq":N} and its duplicate
 // and domain forms) is parsed by hand, anything else by encoding/json with
 // nats.go's error semantics (ParsePubAck).
@@ -59,6 +60,11 @@ type Options[T any] struct {
 	// what was given to Publish with the message.
 	OnAck func(v T, ack Ack)
 	OnErr func(v T, err error)
+	// Capacity is how many publishes are expected in flight at most (the
+	// caller's window; default 8192): the registry is an array of twice
+	// that many slots indexed by reply token, with a map for what does not
+	// fit (a slot still held by a publish that long awaits its answer).
+	Capacity int
 }
 
 // Publisher publishes messages, each with a value of T that its outcome's
@@ -71,10 +77,13 @@ type Publisher[T any] struct {
 	opts   Options[T]
 	ticks  uint32 // sweeper ticks per Timeout
 
-	mu      sync.Mutex
-	next    uint64
-	pending map[uint64]entry[T]
-	closed  bool
+	mu       sync.Mutex
+	next     uint64
+	slots    []slot[T] // by token & mask; id 0: free
+	mask     uint64
+	overflow map[uint64]entry[T]
+	pending  int
+	closed   bool
 
 	tick atomic.Uint32 // sweeper ticks so far
 	stop chan struct{}
@@ -84,6 +93,11 @@ type Publisher[T any] struct {
 type entry[T any] struct {
 	v    T
 	born uint32 // tick at publish
+}
+
+type slot[T any] struct {
+	id uint64
+	entry[T]
 }
 
 // sweepsPerTimeout is the timeout's granularity: a publish fails between
@@ -96,14 +110,23 @@ func New[T any](nc *nats.Conn, opts Options[T]) (*Publisher[T], error) {
 	if opts.Timeout <= 0 || opts.OnAck == nil || opts.OnErr == nil {
 		return nil, errors.New("jsasync: Timeout, OnAck and OnErr are required")
 	}
+	if opts.Capacity <= 0 {
+		opts.Capacity = 8192
+	}
+	n := 1
+	for n < 2*opts.Capacity {
+		n <<= 1
+	}
 	p := &Publisher[T]{
-		nc:      nc,
-		prefix:  nc.NewInbox() + ".",
-		opts:    opts,
-		ticks:   sweepsPerTimeout,
-		pending: make(map[uint64]entry[T], 1024),
-		stop:    make(chan struct{}),
-		done:    make(chan struct{}),
+		nc:       nc,
+		prefix:   nc.NewInbox() + ".",
+		opts:     opts,
+		ticks:    sweepsPerTimeout,
+		slots:    make([]slot[T], n),
+		mask:     uint64(n - 1),
+		overflow: map[uint64]entry[T]{},
+		stop:     make(chan struct{}),
+		done:     make(chan struct{}),
 	}
 	sub, err := nc.Subscribe(p.prefix+"*", p.handle)
 	if err != nil {
@@ -130,14 +153,13 @@ func (p *Publisher[T]) Publish(m *nats.Msg, v T) error {
 	}
 	p.next++
 	id := p.next
-	p.pending[id] = entry[T]{v: v, born: p.tick.Load()}
+	p.register(id, entry[T]{v: v, born: p.tick.Load()})
 	p.mu.Unlock()
 	var b [16]byte
 	m.Reply = p.prefix + string(strconv.AppendUint(b[:0], id, 36))
 	if err := p.nc.PublishMsg(m); err != nil {
 		p.mu.Lock()
-		_, mine := p.pending[id]
-		delete(p.pending, id)
+		_, mine := p.take(id)
 		p.mu.Unlock()
 		if !mine {
 			// The sweeper timed it out meanwhile and OnErr has it: one
@@ -153,7 +175,7 @@ func (p *Publisher[T]) Publish(m *nats.Msg, v T) error {
 func (p *Publisher[T]) Pending() int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return len(p.pending)
+	return p.pending
 }
 
 // Abandon forgets every publish awaiting its answer and returns their
@@ -161,12 +183,53 @@ func (p *Publisher[T]) Pending() int {
 func (p *Publisher[T]) Abandon() []T {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	vs := make([]T, 0, len(p.pending))
-	for id, e := range p.pending {
-		vs = append(vs, e.v)
-		delete(p.pending, id)
-	}
+	vs := make([]T, 0, p.pending)
+	p.each(func(e entry[T]) bool { vs = append(vs, e.v); return true })
 	return vs
+}
+
+// register, take and each keep the registry; p.mu is held.
+func (p *Publisher[T]) register(id uint64, e entry[T]) {
+	if s := &p.slots[id&p.mask]; s.id == 0 {
+		s.id, s.entry = id, e
+	} else {
+		p.overflow[id] = e
+	}
+	p.pending++
+}
+
+func (p *Publisher[T]) take(id uint64) (entry[T], bool) {
+	if s := &p.slots[id&p.mask]; s.id == id {
+		e := s.entry
+		*s = slot[T]{}
+		p.pending--
+		return e, true
+	}
+	if e, ok := p.overflow[id]; ok {
+		delete(p.overflow, id)
+		p.pending--
+		return e, true
+	}
+	return entry[T]{}, false
+}
+
+// each removes every entry for which drop says true.
+func (p *Publisher[T]) each(drop func(entry[T]) bool) {
+	if p.pending == 0 {
+		return
+	}
+	for i := range p.slots {
+		if s := &p.slots[i]; s.id != 0 && drop(s.entry) {
+			*s = slot[T]{}
+			p.pending--
+		}
+	}
+	for id, e := range p.overflow {
+		if drop(e) {
+			delete(p.overflow, id)
+			p.pending--
+		}
+	}
 }
 
 // Close stops the sweeper and the reply subscription; publishes still
@@ -194,8 +257,7 @@ func (p *Publisher[T]) handle(r *nats.Msg) {
 		return
 	}
 	p.mu.Lock()
-	e, ok := p.pending[id]
-	delete(p.pending, id)
+	e, ok := p.take(id)
 	p.mu.Unlock()
 	if !ok {
 		return // answered late, after its timeout
@@ -226,14 +288,15 @@ func (p *Publisher[T]) sweep(every time.Duration) {
 		}
 		now := p.tick.Add(1)
 		p.mu.Lock()
-		for id, e := range p.pending {
+		p.each(func(e entry[T]) bool {
 			// At least ticks whole intervals since the publish: born is
 			// the tick count when it was made, so now-born-1 of them.
 			if now-e.born > p.ticks {
 				expired = append(expired, e.v)
-				delete(p.pending, id)
+				return true
 			}
-		}
+			return false
+		})
 		p.mu.Unlock()
 		for i, v := range expired {
 			p.opts.OnErr(v, ErrTimeout)

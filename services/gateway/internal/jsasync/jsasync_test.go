@@ -65,9 +65,13 @@ func (o *outcomes) quiet(t *testing.T, d time.Duration) {
 	}
 }
 
+// newPub makes a publisher of 4 registry slots (Capacity 2), so that the
+// tests go through the overflow map as well as the slots.
 func newPub(t *testing.T, nc *nats.Conn, o *outcomes, timeout time.Duration) *Publisher[*nats.Msg] {
 	t.Helper()
-	p, err := New(nc, o.opts(timeout))
+	opts := o.opts(timeout)
+	opts.Capacity = 2
+	p, err := New(nc, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
