@@ -8,6 +8,7 @@
 #
 #   libs/mpsc/bench.sh [OUTDIR]        # default OUTDIR: /tmp/bench-mpsc; ~5 min
 #   MPSC_ONLY=1 libs/mpsc/bench.sh     # only the queue benchmark (~2-3 min)
+#   INGEST_RUNS=20 libs/mpsc/bench.sh  # and 20 more ingest runs, with medians (~2.5 min more)
 #   BENCH_WRAP="flock /work/team/bench.lock /work/team/inbench.sh" libs/mpsc/bench.sh
 #                                      # the team machine: the timed runs under the lock
 #
@@ -52,6 +53,18 @@ awk '/impl=ring/ { for (i = 3; i < NF; i++) if ($(i+1) ~ /^x_vs_/) { k = $1 " " 
 if [ -z "${MPSC_ONLY:-}" ]; then
 	(cd services/gateway/internal/ingestbench && INGEST_MSGS=${INGEST_MSGS:-100000} INGEST_MSGS_ALWAYS=5000 \
 		timed ingest "$out/ingestbench.test" -test.run '^$' -test.bench BenchmarkIngest -test.benchtime 3x) | tee "$out/ingest.txt"
+	# INGEST_RUNS=N: N more runs of the default-sync row (the ratio to the
+	# bare shaped pipeline moves by a few percent from run to run), then
+	# the median, min and max of each ratio.
+	if [ "${INGEST_RUNS:-0}" -gt 0 ]; then
+		(cd services/gateway/internal/ingestbench && INGEST_MSGS=${INGEST_MSGS:-100000} \
+			timed ingest-series bash -c 'for i in $(seq "$0"); do "$1" -test.run "^\$" -test.bench "BenchmarkIngest/sync=default" -test.benchtime 3x | grep "^Benchmark"; done' \
+			"$INGEST_RUNS" "$out/ingestbench.test") | tee "$out/ingest-series.txt"
+		for k in gateway/bareshaped gateway/ceiling gateway/bare gateway_p99_ms gateway_cpu_us/msg bareshaped_cpu_us/msg; do
+			awk -v k="$k" '{ for (i = 2; i <= NF; i++) if ($i == k) print $(i-1) }' "$out/ingest-series.txt" | sort -g |
+				awk -v k="$k" '{ a[NR] = $1 } END { printf "%-24s median %.3f (min %.3f max %.3f, n=%d)\n", k, (a[int((NR+1)/2)] + a[int(NR/2)+1]) / 2, a[1], a[NR], NR }'
+		done | tee "$out/ingest-medians.txt"
+	fi
 fi
 cat "$out/load.txt"
 echo "results in $out"
