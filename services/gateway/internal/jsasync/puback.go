@@ -18,13 +18,7 @@ func ParsePubAck(b []byte) (Ack, error) {
 	if a, ok := scanPubAck(b); ok {
 		return a, nil
 	}
-	var r struct {
-		Error     *jetstream.APIError `json:"error"`
-		Stream    string              `json:"stream"`
-		Domain    string              `json:"domain"`
-		Sequence  uint64              `json:"seq"`
-		Duplicate bool                `json:"duplicate"`
-	}
+	var r pubAckJSON
 	if err := json.Unmarshal(b, &r); err != nil {
 		return Ack{}, jetstream.ErrInvalidJSAck
 	}
@@ -35,6 +29,16 @@ func ParsePubAck(b []byte) (Ack, error) {
 		return Ack{}, jetstream.ErrInvalidJSAck
 	}
 	return Ack{Stream: r.Stream, Domain: r.Domain, Sequence: r.Sequence, Duplicate: r.Duplicate}, nil
+}
+
+// pubAckJSON is a publish answer as encoding/json reads it (nats.go's
+// pubAckResponse).
+type pubAckJSON struct {
+	Error     *jetstream.APIError `json:"error"`
+	Stream    string              `json:"stream"`
+	Domain    string              `json:"domain"`
+	Sequence  uint64              `json:"seq"`
+	Duplicate bool                `json:"duplicate"`
 }
 
 // scanPubAck reads one flat object of the keys stream, domain (plain ASCII

@@ -43,13 +43,7 @@ func FuzzParsePubAck(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
 		if a, ok := scanPubAck(b); ok {
-			var r struct {
-				Error     *jetstream.APIError `json:"error"`
-				Stream    string              `json:"stream"`
-				Domain    string              `json:"domain"`
-				Sequence  uint64              `json:"seq"`
-				Duplicate bool                `json:"duplicate"`
-			}
+			var r pubAckJSON
 			if err := json.Unmarshal(b, &r); err != nil {
 				t.Fatalf("scanner accepted %q, encoding/json: %v", b, err)
 			}
