@@ -38,8 +38,15 @@ timed() {
 go test -c -o "$out/mpsc.test" ./libs/mpsc/
 [ -n "${MPSC_ONLY:-}" ] || (cd services/gateway && go test -c -o "$out/ingestbench.test" ./internal/ingestbench/)
 echo "machine: $(nproc) vCPU $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2), $(go version)" | tee "$out/load.txt"
+# The machine's core-to-core line transfer before and after: it decides the
+# 64-byte rows, and a guest's vCPUs can be closer or farther apart from one
+# hour to the next (docs/mpsc.md, fourth round).
+linexfer() { (cd libs/mpsc && "${wrap[@]}" "$out/mpsc.test" -test.run '^$' -test.bench BenchmarkLineTransfer -test.benchtime 3x) |
+	awk -v when="$1" '/one-way-ns/ { for (i = 1; i < NF; i++) if ($(i+1) == "one-way-ns") print "line transfer " when ": " $i " ns one way" }' | tee -a "$out/load.txt"; }
+linexfer before
 (cd libs/mpsc && timed queue "$out/mpsc.test" -test.run '^$' -test.bench BenchmarkQueue -test.benchmem \
 	-test.count 10 -test.benchtime "${items}x") | tee "$out/queue.txt"
+linexfer after
 # items/s, cpu-ns/item and p-values: ring (first column) vs mutex vs chan vs shared.
 benchstat -col /impl "$out/queue.txt" | tee "$out/queue-benchstat.txt"
 # The interleaved ratios of the ring's own rows (targets at 4 producers:

@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -436,4 +437,48 @@ func BenchmarkRingUncontended(b *testing.B) {
 			r.DequeueBatch(buf)
 		}
 	}
+}
+
+// BenchmarkLineTransfer measures the machine, not a queue: two goroutines
+// (one per processor at GOMAXPROCS=2) hand one padded atomic back and forth,
+// and one-way-ns is half the best round trip of 20 windows. It is what a
+// cache line costs to move between the two cores, the cost that decides
+// whether the ring beats the mutex ring with 64-byte items (docs/mpsc.md,
+// fourth round); bench.sh records it beside every queue run, because a
+// guest's two vCPUs can sit closer or farther apart from one hour to the
+// next.
+func BenchmarkLineTransfer(b *testing.B) {
+	var x struct {
+		_ [cacheLine]byte
+		v atomic.Int64
+		_ [cacheLine]byte
+	}
+	const rounds = 5000
+	best := time.Duration(1 << 62)
+	for b.Loop() {
+		for range 20 {
+			x.v.Store(0)
+			done := make(chan struct{})
+			go func() {
+				defer close(done)
+				for i := int64(1); i < 2*rounds; i += 2 {
+					for x.v.Load() != i {
+					}
+					x.v.Store(i + 1)
+				}
+			}()
+			t0 := time.Now()
+			for i := int64(0); i < 2*rounds; i += 2 {
+				for x.v.Load() != i {
+				}
+				x.v.Store(i + 1)
+			}
+			<-done
+			if d := time.Since(t0) / rounds; d < best {
+				best = d
+			}
+		}
+	}
+	b.ReportMetric(float64(best.Nanoseconds())/2, "one-way-ns")
+	b.ReportMetric(0, "ns/op")
 }
