@@ -19,8 +19,8 @@
 // subject) -> jetstream.ErrNoStreamResponse, a stream's error answer ->
 // *jetstream.APIError, an unreadable answer -> jetstream.ErrInvalidJSAck,
 // no answer within Timeout -> ErrTimeout. Every Publish that returned nil
-// gets exactly one OnAck or OnErr (unless Close comes first); a Publish
-// that returned an error gets neither.
+// gets exactly one OnAck or OnErr, unless Abandon or Close comes first; a
+// Publish that returned an error gets neither.
 package jsasync
 
 import (
@@ -232,9 +232,9 @@ func (p *Publisher[T]) each(drop func(entry[T]) bool) {
 	}
 }
 
-// Close stops the sweeper and the reply subscription; publishes still
-// pending get no callback (the caller has its own record of them), later
-// ones fail with ErrClosed. Idempotent.
+// Close stops the sweeper and the reply subscription and forgets what is
+// pending: no callback starts after Close returns (Abandon first to get the
+// values back); later publishes fail with ErrClosed. Idempotent.
 func (p *Publisher[T]) Close() {
 	p.mu.Lock()
 	if p.closed {
@@ -242,6 +242,7 @@ func (p *Publisher[T]) Close() {
 		return
 	}
 	p.closed = true
+	p.each(func(entry[T]) bool { return true })
 	p.mu.Unlock()
 	close(p.stop)
 	<-p.done

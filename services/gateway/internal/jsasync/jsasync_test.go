@@ -327,3 +327,26 @@ func TestAbandon(t *testing.T) {
 	}
 	o.quiet(t, 400*time.Millisecond) // past the timeout too
 }
+
+// TestCloseForgetsPending: an answer that comes after Close calls nothing.
+func TestCloseForgetsPending(t *testing.T) {
+	srv := natstest.Start(t)
+	nc, _ := natstest.Connect(t, srv.URL)
+	held := make(chan *nats.Msg, 2)
+	if _, err := nc.Subscribe("slow.>", func(m *nats.Msg) { held <- m }); err != nil {
+		t.Fatal(err)
+	}
+	o := newOutcomes()
+	p := newPub(t, nc, o, 150*time.Millisecond)
+	m := &nats.Msg{Subject: "slow.x", Data: []byte("x"), Header: nats.Header{}}
+	if err := p.Publish(m, m); err != nil {
+		t.Fatal(err)
+	}
+	req := <-held
+	p.Close()
+	if p.Pending() != 0 {
+		t.Fatalf("pending %d after Close", p.Pending())
+	}
+	_ = req.Respond([]byte(`{"stream":"S","seq":1}`))
+	o.quiet(t, 400*time.Millisecond) // past the timeout too
+}
