@@ -236,7 +236,7 @@ func (c *conn) readLoop() {
 				c.tr.Discard()
 				return
 			case errors.Is(err, wire.ErrEmptyFrame), errors.Is(err, transport.ErrTextMessage):
-				if c.limited(0) {
+				if c.limitedAt(time.Now(), nil) {
 					continue
 				}
 				c.malformed(0, err.Error())
@@ -269,18 +269,9 @@ func (c *conn) readLoop() {
 // frame allowance (Config.MaxBadFrames is the burst).
 const badFrameRefill = rate.Limit(1)
 
-// limited answers RATE_LIMITED for seq when the connection's token bucket is
-// empty.
-func (c *conn) limited(seq uint64) bool {
-	if c.limiter.Allow() {
-		return false
-	}
-	c.replyError(seq, schema.ErrorCode_ERROR_CODE_RATE_LIMITED, "rate limit exceeded; slow down")
-	return true
-}
-
-// limitedAt is limited for frame b read at now; the seq is peeked only for
-// the answer.
+// limitedAt answers RATE_LIMITED to frame b, read at now, when the
+// connection's token bucket is empty; the seq is peeked only for the answer
+// (0 for an empty frame).
 func (c *conn) limitedAt(now time.Time, b []byte) bool {
 	if c.limiter.AllowN(now, 1) {
 		return false
@@ -391,7 +382,8 @@ func (c *conn) handle(b []byte, received time.Time) {
 	}
 	it := ingest.NewItem()
 	var err error
-	if it.Buf, err = appendCommand(it.Buf[:0], cmd, b); err != nil {
+	raw, rawOK := c.dec.Body()
+	if it.Buf, err = appendCommand(it.Buf[:0], cmd, raw, rawOK); err != nil {
 		it.Free()
 		c.replyError(seq, schema.ErrorCode_ERROR_CODE_INTERNAL, "encode command")
 		return

@@ -19,7 +19,9 @@ import (
 // always Decode's. FuzzDecoder holds it to proto.Unmarshal.
 //
 // What Decoder.Decode stores in pkt is valid until its next call; one
-// connection's reader owns one Decoder.
+// connection's reader owns one Decoder. Body gives the fast path's body
+// bytes, which a command can carry as they are (the reader's
+// appendCommand).
 type Decoder struct {
 	move   schema.ClientPacket_Move
 	chat   schema.ClientPacket_Chat
@@ -34,67 +36,70 @@ type Decoder struct {
 	leaveMsg  schema.Leave
 	attackMsg schema.Attack
 	pingMsg   schema.Ping
+
+	raw   []byte // the body read by the last fast decode (slices its frame)
+	rawOK bool
 }
 
 // Decode is Decode(frame, pkt).
 func (d *Decoder) Decode(frame []byte, pkt *schema.ClientPacket) *Error {
 	pkt.Reset()
-	if d.fast(frame, pkt) {
+	if d.raw, d.rawOK = d.fast(frame, pkt); d.rawOK {
 		return nil
 	}
+	d.raw = nil
 	return Decode(frame, pkt)
 }
 
+// Body returns the encoded body message of the packet the last Decode
+// read, when it was read without reflection: then the packet held that one
+// body and only fields its message declares, with their wire types, so the
+// bytes decode to exactly the decoded body. ok is false otherwise. The
+// bytes are the frame's: valid while it is.
+func (d *Decoder) Body() (raw []byte, ok bool) { return d.raw, d.rawOK }
+
 // fast reads frame into pkt if it is a seq and one body of the common kinds
-// with only their own fields; false (pkt to be reset by Decode) otherwise.
-func (d *Decoder) fast(frame []byte, pkt *schema.ClientPacket) bool {
+// with only their own fields, and returns the body's bytes; ok false (pkt
+// to be reset by Decode) otherwise.
+func (d *Decoder) fast(frame []byte, pkt *schema.ClientPacket) (body []byte, ok bool) {
 	var seq uint64
-	var body []byte
 	var bodyNum protowire.Number
 	for len(frame) > 0 {
 		num, typ, n := protowire.ConsumeTag(frame)
 		if n < 0 {
-			return false
+			return nil, false
 		}
 		frame = frame[n:]
 		switch {
 		case num == 1 && typ == protowire.VarintType:
 			v, m := protowire.ConsumeVarint(frame)
 			if m < 0 {
-				return false
+				return nil, false
 			}
 			seq, frame = v, frame[m:]
 		case num >= 11 && num <= 16 && typ == protowire.BytesType && bodyNum == 0:
 			v, m := protowire.ConsumeBytes(frame)
 			if m < 0 {
-				return false
+				return nil, false
 			}
 			body, bodyNum, frame = v, num, frame[m:]
 		default:
-			return false
+			return nil, false
 		}
-	}
-	if bodyNum == 0 {
-		return false
 	}
 	switch bodyNum {
 	case 11:
-		m := &d.joinMsg
-		m.Reset()
-		if !stringFields(body, func(num protowire.Number, s []byte) bool {
-			if num != 1 {
-				return false
-			}
-			m.Zone = string(s)
-			return true
-		}) {
-			return false
+		zone, ok := onlyString(body)
+		if !ok {
+			return nil, false
 		}
-		d.join.Join = m
+		d.joinMsg.Reset()
+		d.joinMsg.Zone = zone
+		d.join.Join = &d.joinMsg
 		pkt.Body = &d.join
 	case 12:
 		if len(body) != 0 {
-			return false
+			return nil, false
 		}
 		d.leaveMsg.Reset()
 		d.leave.Leave = &d.leaveMsg
@@ -102,16 +107,16 @@ func (d *Decoder) fast(frame []byte, pkt *schema.ClientPacket) bool {
 	case 13:
 		m := &d.moveMsg
 		m.Reset()
-		for len(body) > 0 {
-			num, typ, n := protowire.ConsumeTag(body)
+		for b := body; len(b) > 0; {
+			num, typ, n := protowire.ConsumeTag(b)
 			if n < 0 || typ != protowire.Fixed32Type || (num != 1 && num != 2) {
-				return false
+				return nil, false
 			}
-			v, k := protowire.ConsumeFixed32(body[n:])
+			v, k := protowire.ConsumeFixed32(b[n:])
 			if k < 0 {
-				return false
+				return nil, false
 			}
-			body = body[n+k:]
+			b = b[n+k:]
 			if num == 1 {
 				m.X = math.Float32frombits(v)
 			} else {
@@ -123,79 +128,78 @@ func (d *Decoder) fast(frame []byte, pkt *schema.ClientPacket) bool {
 	case 14:
 		m := &d.chatMsg
 		m.Reset()
-		for len(body) > 0 {
-			num, typ, n := protowire.ConsumeTag(body)
+		for b := body; len(b) > 0; {
+			num, typ, n := protowire.ConsumeTag(b)
 			if n < 0 {
-				return false
+				return nil, false
 			}
-			body = body[n:]
+			b = b[n:]
 			switch {
 			case num == 1 && typ == protowire.BytesType:
-				s, k := protowire.ConsumeBytes(body)
+				s, k := protowire.ConsumeBytes(b)
 				if k < 0 || !utf8.Valid(s) {
-					return false
+					return nil, false
 				}
-				m.Text, body = string(s), body[k:]
+				m.Text, b = string(s), b[k:]
 			case num == 2 && typ == protowire.VarintType:
-				v, k := protowire.ConsumeVarint(body)
+				v, k := protowire.ConsumeVarint(b)
 				if k < 0 {
-					return false
+					return nil, false
 				}
-				m.Scope, body = schema.ChatScope(int32(v)), body[k:]
+				m.Scope, b = schema.ChatScope(int32(v)), b[k:]
 			default:
-				return false
+				return nil, false
 			}
 		}
 		d.chat.Chat = m
 		pkt.Body = &d.chat
 	case 15:
-		m := &d.attackMsg
-		m.Reset()
-		if !stringFields(body, func(num protowire.Number, s []byte) bool {
-			if num != 1 {
-				return false
-			}
-			m.TargetId = string(s)
-			return true
-		}) {
-			return false
+		target, ok := onlyString(body)
+		if !ok {
+			return nil, false
 		}
-		d.attack.Attack = m
+		d.attackMsg.Reset()
+		d.attackMsg.TargetId = target
+		d.attack.Attack = &d.attackMsg
 		pkt.Body = &d.attack
 	case 16:
 		m := &d.pingMsg
 		m.Reset()
-		for len(body) > 0 {
-			num, typ, n := protowire.ConsumeTag(body)
+		for b := body; len(b) > 0; {
+			num, typ, n := protowire.ConsumeTag(b)
 			if n < 0 || num != 1 || typ != protowire.VarintType {
-				return false
+				return nil, false
 			}
-			v, k := protowire.ConsumeVarint(body[n:])
+			v, k := protowire.ConsumeVarint(b[n:])
 			if k < 0 {
-				return false
+				return nil, false
 			}
-			m.ClientTimeNs, body = int64(v), body[n+k:]
+			m.ClientTimeNs, b = int64(v), b[n+k:]
 		}
 		d.ping.Ping = m
 		pkt.Body = &d.ping
+	default:
+		return nil, false // no body
 	}
 	pkt.Seq = seq
-	return true
+	return body, true
 }
 
-// stringFields calls set for every field of body, all of which must be
-// valid UTF-8 strings (length-delimited); false if one is not or set says so.
-func stringFields(body []byte, set func(num protowire.Number, s []byte) bool) bool {
+// onlyString reads a body whose only field is field 1, a string (Join's
+// zone, Attack's target), repeats allowed (the last wins, as in
+// proto.Unmarshal); "" if absent.
+func onlyString(body []byte) (string, bool) {
+	var last []byte
 	for len(body) > 0 {
 		num, typ, n := protowire.ConsumeTag(body)
-		if n < 0 || typ != protowire.BytesType {
-			return false
+		if n < 0 || num != 1 || typ != protowire.BytesType {
+			return "", false
 		}
 		s, k := protowire.ConsumeBytes(body[n:])
-		if k < 0 || !utf8.Valid(s) || !set(num, s) {
-			return false
+		if k < 0 || !utf8.Valid(s) {
+			return "", false
 		}
-		body = body[n+k:]
+		last, body = s, body[n+k:]
 	}
-	return true
+	return string(last), true
 }

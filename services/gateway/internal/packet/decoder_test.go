@@ -57,6 +57,15 @@ func checkDecoder(t *testing.T, d *Decoder, frame []byte) {
 	if ew == nil && !proto.Equal(&got, &want) {
 		t.Fatalf("frame %x:\nDecoder %v\nDecode  %v", frame, &got, &want)
 	}
+	// The body bytes it offers decode to the body it decoded.
+	if raw, ok := d.Body(); ok {
+		fd := got.ProtoReflect().WhichOneof(got.ProtoReflect().Descriptor().Oneofs().ByName("body"))
+		decoded := got.ProtoReflect().Get(fd).Message().Interface()
+		fresh := decoded.ProtoReflect().New().Interface()
+		if err := proto.Unmarshal(raw, fresh); err != nil || !proto.Equal(fresh, decoded) {
+			t.Fatalf("frame %x: Body %x decodes to %v (%v), want %v", frame, raw, fresh, err, decoded)
+		}
+	}
 }
 
 func TestDecoderMatchesDecode(t *testing.T) {
@@ -67,6 +76,15 @@ func TestDecoderMatchesDecode(t *testing.T) {
 	}
 	for _, f := range seeds { // again: reused bodies carry nothing over
 		checkDecoder(t, &d, f)
+	}
+	// The body bytes are offered exactly for the packets read without
+	// reflection: every body kind of seeds 0-5; not Hello, WorldInfo, no
+	// body, nor any of the unusual frames after them.
+	for i, f := range seeds {
+		_ = d.Decode(f, &schema.ClientPacket{})
+		if _, ok := d.Body(); ok != (i <= 5) {
+			t.Errorf("seed %d (%x): Body ok %v", i, f, ok)
+		}
 	}
 	// The common packets allocate only their strings.
 	var p schema.ClientPacket
