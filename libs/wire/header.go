@@ -38,23 +38,25 @@ type CommandHeaderBuf struct{ vals [3]string }
 func (b *CommandHeaderBuf) Fill(h nats.Header, c CommandHeaders) {
 	b.vals = [3]string{c.MsgID, SchemaVersion, c.Digest}
 	// A reused map usually holds exactly these keys: overwrite them, and
-	// clear only when something else is left (a traceparent, a batch's
-	// headers): then the map has more keys than ours.
-	for pass := 0; ; pass++ {
-		n := 2
-		h[HeaderMsgID] = b.vals[0:1:1]
-		h[HeaderSchema] = b.vals[1:2:2]
-		if c.Digest != "" {
-			h[HeaderCmdDigest] = b.vals[2:3:3]
-			n = 3
-		} else {
-			delete(h, HeaderCmdDigest)
-		}
-		if len(h) == n || pass > 0 {
-			return
-		}
+	// clear it only when something else is left (a traceparent, a batch's
+	// headers), which makes it longer than ours.
+	if n := b.set(h); len(h) != n {
 		clear(h)
+		b.set(h)
 	}
+}
+
+// set writes b's headers into h (removing a digest when b has none) and
+// returns how many they are.
+func (b *CommandHeaderBuf) set(h nats.Header) int {
+	h[HeaderMsgID] = b.vals[0:1:1]
+	h[HeaderSchema] = b.vals[1:2:2]
+	if b.vals[2] == "" {
+		delete(h, HeaderCmdDigest)
+		return 2
+	}
+	h[HeaderCmdDigest] = b.vals[2:3:3]
+	return 3
 }
 
 // CommandMsg returns a message to cmd.<zone of c> with c's headers and data.
