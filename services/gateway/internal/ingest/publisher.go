@@ -27,10 +27,11 @@ import (
 //   - onAck/onErr run on the jsasync reply goroutine (and its timeout
 //     sweeper); they never block. onAck answers the client through its
 //     bounded send queue and frees the item (an ack cannot arrive before
-//     Publish wrote the message out). onErr only hands the item to run through retryq,
-//     whose capacity equals the window so a send to it never blocks (each
-//     item in it holds a slot); run decides retry or give-up, because a
-//     timeout timer can fire while run is still publishing that item.
+//     Publish wrote the message out). onErr only hands the item to run
+//     through retryq, whose capacity equals the window so a send to it
+//     never blocks (each item in it holds a slot); run decides retry or
+//     give-up, because a timeout can fire while run is still publishing
+//     that item.
 //   - js (jsasync) holds the published, unanswered items: each gets one
 //     callback, or comes back from Abandon, never both.
 //   - the window: inflight counts published, unanswered items (at most
@@ -265,7 +266,7 @@ drain:
 			m.Span.End()
 			m.Client.Failed(m.Seq, m.Key(), schema.ErrorCode_ERROR_CODE_OUTCOME_UNKNOWN, "no answer from JetStream before the shutdown deadline; resend it with the same seq")
 		}
-		// Not freed: jsasync may still hold &it.Msg until its timeout fires.
+		// Not freed: the gateway is stopping, so the pool gains nothing.
 	}
 }
 

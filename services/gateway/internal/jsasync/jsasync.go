@@ -7,11 +7,10 @@
 // the same lock that publishers take, and decodes every PubAck with
 // encoding/json under that lock (8% of the gateway process's CPU alone).
 // Here a publish is one slot of an array (by reply token) and one
-// PublishMsg; the timeouts are one sweep of the registry per tick
-// (Timeout/8), not a timer per message;
-// the PubAck the server writes ({"stream":"S","seq":N} and its duplicate
-// and domain forms) is parsed by hand, anything else by encoding/json with
-// nats.go's error semantics (ParsePubAck).
+// PublishMsg; the timeouts are one sweep of the registry per Timeout/8, not
+// a timer per message; the PubAck the server writes ({"stream":"S","seq":N}
+// and its duplicate and domain forms) is parsed by hand, anything else by
+// encoding/json with nats.go's error semantics (ParsePubAck).
 //
 // Semantics kept from nats.go: one reply subscription on a wildcard inbox,
 // a unique reply token per publish (a late answer to a timed-out publish is
@@ -50,7 +49,7 @@ type Ack struct {
 	Duplicate bool // the stream already had the Nats-Msg-Id (within its window)
 }
 
-// Options configure a Publisher; all three are required.
+// Options configure a Publisher: Timeout, OnAck and OnErr are required.
 type Options[T any] struct {
 	// Timeout fails a publish with ErrTimeout when no answer came within
 	// it (detected within Timeout/8 after it passed).
@@ -75,7 +74,6 @@ type Publisher[T any] struct {
 	sub    *nats.Subscription
 	prefix string
 	opts   Options[T]
-	ticks  uint32 // sweeper ticks per Timeout
 
 	mu       sync.Mutex
 	next     uint64
@@ -121,7 +119,6 @@ func New[T any](nc *nats.Conn, opts Options[T]) (*Publisher[T], error) {
 		nc:       nc,
 		prefix:   nc.NewInbox() + ".",
 		opts:     opts,
-		ticks:    sweepsPerTimeout,
 		slots:    make([]slot[T], n),
 		mask:     uint64(n - 1),
 		overflow: map[uint64]entry[T]{},
@@ -292,7 +289,7 @@ func (p *Publisher[T]) sweep(every time.Duration) {
 		p.each(func(e entry[T]) bool {
 			// At least ticks whole intervals since the publish: born is
 			// the tick count when it was made, so now-born-1 of them.
-			if now-e.born > p.ticks {
+			if now-e.born > sweepsPerTimeout {
 				expired = append(expired, e.v)
 				return true
 			}
