@@ -107,9 +107,13 @@ func TestDashboardInBrowser(t *testing.T) {
 
 	step(t, ctx, 20*time.Second, "open the dashboard", chromedp.Navigate(url))
 	// Poll the page (the DOM is rebuilt on every update, so query afresh each time).
+	// The zone grid is drawn before the first heartbeats name the owners, so
+	// wait for an owner, not for the zone's element alone.
 	step(t, ctx, 20*time.Second, "live data", chromedp.Poll[bool](`document.querySelector('.live.on') !== null &&
 		document.querySelector('.shard[data-shard="pg0"]') !== null && document.querySelector('.shard[data-shard="pg1"]') !== null &&
-		document.querySelector('.zone[data-zone="z1_2"]') !== null`))
+		document.querySelector('.zone[data-zone="z1_2"]') !== null &&
+		document.querySelector('.zone[data-zone="z1_2"]').textContent.includes('world-b') &&
+		document.querySelector('.zone[data-zone="z0_0"]').textContent.includes('world-a')`))
 	first := step(t, ctx, 5*time.Second, "timing", chromedp.Evaluate[float64](`window.__firstState || -1`))
 	t.Logf("first live state rendered %.0fms after navigation start", first)
 	step(t, ctx, 5*time.Second, "mark the document", chromedp.Evaluate[chromedp.Void](`window.__sameDocument = true`))
